@@ -1,0 +1,589 @@
+"""The Instance: canonical tables plus ``instance.yaml``, loaded, validated and saved.
+
+An instance is a folder holding ``instance.yaml`` and one file per canonical table (``<table>.csv`` or
+``<table>.parquet``; see :mod:`engine.schema`). Loading never executes code from the files (safe YAML,
+no pickle) and never writes to the folder.
+
+``instance.yaml`` keys::
+
+    name: eu_fba                 # required
+    currency: EUR                # required
+    horizon:                     # required: the planning periods
+      start: 2026-01-05          #   first day of period 1
+      periods: 52                #   number of periods
+      period_days: 7             #   length of each period in days
+    periods:                     # optional: explicit list, overrides lengths/labels
+      - {period: 1, label: 2026-W02, days: 7}
+    rate_card:                   # used to generate lanes when lanes.csv is absent
+      road_factor: 1.25          #   road km per great-circle km
+      max_lanes_per_zone: 0      #   nearest-k DCs that get a lane to each zone (0 = all)
+      modes:
+        road: {cost_per_unit: 0.3, cost_per_unit_km: 0.0012, km_per_day: 600}
+    defaults: {...}              # planning parameters (see DEFAULTS)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from engine.schema import FLOW_STAGES, TABLES, TableSchema
+from engine.validation import InstanceValidationError, ValidationReport
+
+META_FILE = "instance.yaml"
+
+DEFAULTS: dict[str, Any] = {
+    "service_days": 2.0,  # order-to-delivery promise used by service constraints (days)
+    "service_share": 0.0,  # least share of demand served within service_days (0 = no constraint)
+    "capex_life_years": 10.0,  # annualisation life of capex
+    "interest_rate": 0.06,  # annualisation interest rate
+    "periods_per_year": 52.0,  # periods in a year (for annualising per-period costs)
+    "unmet_demand_penalty": 50.0,  # currency per unit of demand not served
+    "handling_cost_per_unit": 0.0,  # non-labour handling cost per unit through a DC
+    "order_to_ship_sla_hours": 24.0,  # order-to-ship promise inside a DC (hours)
+    "truck_capacity_m3": 80.0,  # truck volume for transfers
+    "truck_capacity_kg": 24000.0,  # truck payload for transfers
+    "truck_fixed_cost": 600.0,  # fixed cost per truck dispatched
+}
+
+DEFAULT_RATE_CARD: dict[str, Any] = {
+    "road_factor": 1.25,
+    "max_lanes_per_zone": 0,
+    "modes": {"road": {"cost_per_unit": 0.30, "cost_per_unit_km": 0.0012, "km_per_day": 600.0}},
+}
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+def haversine_km(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> np.ndarray:
+    """Great-circle distance in km (broadcasting over numpy arrays)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi = p2 - p1
+    dlmb = np.radians(lon2) - np.radians(lon1)
+    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A validated planning instance: ``meta`` (instance.yaml) and canonical ``tables``.
+
+    Immutable by convention: scenario code builds a new Instance with :meth:`replace`.
+    Optional tables that were absent are present as empty frames with the declared columns.
+    """
+
+    meta: dict[str, Any]
+    tables: dict[str, pd.DataFrame]
+    source: Path | None = field(default=None, compare=False)
+
+    # -- table accessors -------------------------------------------------------------------------
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        tables = self.__dict__.get("tables")
+        if tables is not None and name in TABLES:
+            return tables[name]
+        raise AttributeError(name)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", ""))
+
+    @property
+    def currency(self) -> str:
+        return str(self.meta.get("currency", ""))
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Planning parameters: DEFAULTS overlaid with ``instance.yaml``'s ``defaults``."""
+        return {**DEFAULTS, **(self.meta.get("defaults") or {})}
+
+    @property
+    def periods(self) -> pd.DataFrame:
+        """One row per period: ``period`` (1-based), ``label``, ``start`` (date), ``days``."""
+        return periods_frame(self.meta)
+
+    @property
+    def dcs(self) -> pd.DataFrame:
+        """Sites that hold stock and process orders (kind dc or crossdock)."""
+        s = self.tables["sites"]
+        return s[s["kind"].isin(["dc", "crossdock"])]
+
+    @property
+    def sources(self) -> pd.DataFrame:
+        """Sites that supply the network (kind port or supplier)."""
+        s = self.tables["sites"]
+        return s[s["kind"].isin(["port", "supplier"])]
+
+    def stage_capacity(self) -> pd.DataFrame:
+        """Equipment capacity per site and throughput stage: units per day (count x rate x hours)."""
+        r = self.tables["resources"]
+        r = r[r["stage"].isin(FLOW_STAGES)]
+        out = r[["site_id", "stage"]].copy()
+        out["units_per_day"] = r["count"] * r["rate_per_hour"] * r["hours_per_day"]
+        return out.reset_index(drop=True)
+
+    def replace(self, meta: dict[str, Any] | None = None, **tables: pd.DataFrame) -> Instance:
+        """A new Instance with some tables (or the meta) replaced; this one is untouched."""
+        unknown = set(tables) - set(TABLES)
+        if unknown:
+            raise KeyError(f"unknown table(s): {sorted(unknown)}")
+        new_tables = {k: (tables.get(k, v)) for k, v in self.tables.items()}
+        return Instance(copy.deepcopy(meta if meta is not None else self.meta), new_tables, self.source)
+
+    def copy(self) -> Instance:
+        return Instance(copy.deepcopy(self.meta), {k: v.copy() for k, v in self.tables.items()}, self.source)
+
+    def save(self, path: str | Path, fmt: str = "csv") -> Path:
+        """Write ``instance.yaml`` and every non-empty table (``fmt`` = csv or parquet)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with open(path / META_FILE, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(_plain(self.meta), fh, sort_keys=False, allow_unicode=True)
+        for name, schema in TABLES.items():
+            df = self.tables.get(name)
+            for ext in ("csv", "parquet"):
+                stale = path / f"{name}.{ext}"
+                if stale.exists() and ext != fmt:
+                    stale.unlink()
+            if df is None or (df.empty and not schema.required):
+                continue
+            df = df[schema.column_names]
+            if fmt == "parquet":
+                df.to_parquet(path / f"{name}.parquet", index=False)
+            else:
+                df.to_csv(path / f"{name}.csv", index=False, date_format="%Y-%m-%d")
+        return path
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and totals for ``twinplan validate`` and the demo."""
+        s = self.tables["sites"]
+        cap = self.stage_capacity().groupby("stage")["units_per_day"].sum()
+        return {
+            "name": self.name,
+            "currency": self.currency,
+            "sites_by_kind_status": {
+                f"{k}/{st}": int(n) for (k, st), n in s.groupby(["kind", "status"]).size().items()
+            },
+            "zones": len(self.tables["zones"]),
+            "products": len(self.tables["products"]),
+            "periods": len(self.periods),
+            "lanes": len(self.tables["lanes"]),
+            "total_demand": float(self.tables["demand"]["quantity"].sum()),
+            "capacity_units_per_day": {st: float(cap.get(st, 0.0)) for st in FLOW_STAGES},
+        }
+
+
+def _plain(obj: Any) -> Any:
+    """YAML-safe plain Python (dates as ISO strings, numpy scalars as Python numbers)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    return obj
+
+
+def periods_frame(meta: dict[str, Any]) -> pd.DataFrame:
+    """The periods of ``meta`` as a table (period, label, start, days)."""
+    horizon = meta.get("horizon") or {}
+    start = pd.Timestamp(str(horizon.get("start", "2026-01-05")))
+    explicit = meta.get("periods")
+    if explicit:
+        rows = []
+        day = start
+        for i, p in enumerate(explicit, start=1):
+            days = float(p.get("days", horizon.get("period_days", 7)))
+            rows.append({"period": int(p.get("period", i)), "label": str(p.get("label", f"P{i}")),
+                         "start": day, "days": days})
+            day = day + pd.Timedelta(days=days)
+        return pd.DataFrame(rows)
+    n = int(horizon.get("periods", 1))
+    days = float(horizon.get("period_days", 7))
+    starts = start + pd.to_timedelta(np.arange(n) * days, unit="D")
+    if days == 7:
+        labels = [f"{d.isocalendar().year}-W{d.isocalendar().week:02d}" for d in starts]
+    elif days == 1:
+        labels = [d.strftime("%Y-%m-%d") for d in starts]
+    else:
+        labels = [f"P{i}" for i in range(1, n + 1)]
+    return pd.DataFrame({"period": np.arange(1, n + 1), "label": labels, "start": starts,
+                         "days": np.full(n, days)})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------
+def read_meta(path: Path, report: ValidationReport) -> dict[str, Any]:
+    """Read and check ``instance.yaml`` (safe YAML only)."""
+    f = path / META_FILE
+    if not f.is_file():
+        report.error(META_FILE, 0, "", f"missing file {f}")
+        return {}
+    try:
+        meta = yaml.safe_load(f.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        report.error(META_FILE, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+        return {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        row = mark.line + 1 if mark is not None else 0
+        report.error(META_FILE, row, "", f"invalid YAML: {getattr(exc, 'problem', exc)}")
+        return {}
+    if not isinstance(meta, dict):
+        report.error(META_FILE, 0, "", "must be a mapping of keys (name, currency, horizon, ...)")
+        return {}
+    for key in ("name", "currency", "horizon"):
+        if key not in meta:
+            report.error(META_FILE, 0, key, f"missing required key {key!r}")
+    horizon = meta.get("horizon")
+    if horizon is not None:
+        if not isinstance(horizon, dict):
+            report.error(META_FILE, 0, "horizon", "must be a mapping with start, periods, period_days")
+        else:
+            for key, lo in (("periods", 1), ("period_days", 0)):
+                v = horizon.get(key)
+                if v is None and key == "periods" and not meta.get("periods"):
+                    report.error(META_FILE, 0, f"horizon.{key}", "missing")
+                elif v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v <= lo - 1
+                                        or (key == "period_days" and v <= 0)):
+                    report.error(META_FILE, 0, f"horizon.{key}", f"must be a positive number, got {v!r}")
+            if "start" in horizon:
+                try:
+                    pd.Timestamp(str(horizon["start"]))
+                except (ValueError, TypeError):
+                    report.error(META_FILE, 0, "horizon.start", f"not a date: {horizon['start']!r}")
+    for key in ("defaults", "rate_card"):
+        if key in meta and not isinstance(meta[key], dict):
+            report.error(META_FILE, 0, key, "must be a mapping")
+    if isinstance(meta.get("defaults"), dict):
+        for k, v in meta["defaults"].items():
+            if k in DEFAULTS and (not isinstance(v, int | float) or isinstance(v, bool)):
+                report.error(META_FILE, 0, f"defaults.{k}", f"must be a number, got {v!r}")
+    return meta
+
+
+def _read_raw(path: Path, schema: TableSchema, report: ValidationReport) -> pd.DataFrame | None:
+    """Read one table as strings (CSV) or typed (Parquet); None when absent or unreadable."""
+    csv, pq = path / f"{schema.name}.csv", path / f"{schema.name}.parquet"
+    if csv.is_file():
+        fname = csv.name
+        try:
+            df = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8", skipinitialspace=True)
+        except UnicodeDecodeError as exc:
+            report.error(fname, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+            return None
+        except pd.errors.EmptyDataError:
+            report.error(fname, 0, "", "file is empty (expected a header row)")
+            return None
+        except (pd.errors.ParserError, ValueError) as exc:
+            report.error(fname, 0, "", f"cannot parse CSV: {str(exc).strip().splitlines()[-1]}")
+            return None
+        df.columns = [str(c).strip() for c in df.columns]
+        return df
+    if pq.is_file():
+        try:
+            return pd.read_parquet(pq)
+        except Exception as exc:  # noqa: BLE001 - any reader failure becomes a located finding
+            report.error(pq.name, 0, "", f"cannot read Parquet: {exc}")
+            return None
+    if schema.required:
+        report.error(schema.file_name, 0, "", f"missing file {csv}")
+    return None
+
+
+def empty_table(schema: TableSchema) -> pd.DataFrame:
+    """An empty frame with the declared columns and dtypes."""
+    return coerce_table(pd.DataFrame({c: pd.Series(dtype=object) for c in schema.column_names}),
+                        schema, ValidationReport(), schema.file_name)
+
+
+def coerce_table(raw: pd.DataFrame, schema: TableSchema, report: ValidationReport, fname: str) -> pd.DataFrame:
+    """Type every declared column, fill defaults and record located errors for bad cells."""
+    out: dict[str, pd.Series] = {}
+    n = len(raw)
+    rows = np.arange(1, n + 1)
+    dup_cols = raw.columns[raw.columns.duplicated()]
+    for c in dup_cols:
+        report.error(fname, 0, str(c), "duplicate column")
+    raw = raw.loc[:, ~raw.columns.duplicated()]
+    known = set(schema.column_names)
+    for c in raw.columns:
+        if c not in known:
+            report.warning(fname, 0, str(c), "unknown column, ignored")
+    for col in schema.columns:
+        if col.name not in raw.columns:
+            if col.required:
+                report.error(fname, 0, col.name, "missing required column")
+                out[col.name] = pd.Series([None] * n, dtype=object)
+                continue
+            values = pd.Series([col.default] * n, dtype=object)
+        else:
+            values = raw[col.name].reset_index(drop=True)
+        text = values.astype(object).where(values.notna(), "")
+        text = text.map(lambda v: v.strip() if isinstance(v, str) else v)
+        is_empty = text.map(lambda v: v == "" or (isinstance(v, float) and math.isnan(v))).astype(bool)
+        if col.dtype == "str":
+            s = text.map(lambda v: "" if isinstance(v, float) and math.isnan(v) else str(v)).astype(object)
+            if col.required:
+                for r in rows[is_empty.to_numpy()]:
+                    report.error(fname, r, col.name, "missing value in required field")
+            elif col.default is not None:
+                s = s.where(~is_empty, col.default)
+            if col.choices:
+                bad = ~s.isin(col.choices) & ~is_empty if col.required else ~s.isin(col.choices)
+                for r, v in zip(rows[bad.to_numpy()], s[bad]):
+                    report.error(fname, r, col.name, f"invalid value {v!r}: expected one of {list(col.choices)}")
+            out[col.name] = s
+            continue
+        if col.dtype == "date":
+            d = pd.to_datetime(text.where(~is_empty, None), errors="coerce", format="%Y-%m-%d")
+            bad = d.isna() & ~is_empty
+            for r, v in zip(rows[bad.to_numpy()], text[bad]):
+                report.error(fname, r, col.name, f"wrong type: {v!r} is not a date (YYYY-MM-DD)")
+            if col.required:
+                for r in rows[is_empty.to_numpy()]:
+                    report.error(fname, r, col.name, "missing value in required field")
+            out[col.name] = d
+            continue
+        num = pd.to_numeric(text.where(~is_empty, None), errors="coerce").astype(float)
+        bad_type = num.isna() & ~is_empty
+        for r, v in zip(rows[bad_type.to_numpy()], text[bad_type]):
+            report.error(fname, r, col.name, f"wrong type: {v!r} is not a number")
+        if col.required:
+            for r in rows[is_empty.to_numpy()]:
+                report.error(fname, r, col.name, "missing value (NaN) in required field")
+        elif col.default is not None:
+            num = num.where(~is_empty, float(col.default))
+        finite = num.notna()
+        inf = finite & ~np.isfinite(num.fillna(0.0))
+        for r in rows[inf.to_numpy()]:
+            report.error(fname, r, col.name, "value must be finite")
+        ok = finite & ~inf
+        if col.dtype == "int":
+            nonint = ok & (num.fillna(0.0) % 1 != 0)
+            for r, v in zip(rows[nonint.to_numpy()], num[nonint]):
+                report.error(fname, r, col.name, f"wrong type: {v!r} is not an integer")
+        if col.min is not None:
+            low = ok & ((num <= col.min) if col.min_exclusive else (num < col.min))
+            word = "must be positive" if col.min_exclusive and col.min == 0 else (
+                "must not be negative" if col.min == 0 else f"must be >= {col.min:g}")
+            if col.min_exclusive and col.min == 0:
+                word = "negative or zero value: must be positive"
+            for r, v in zip(rows[low.to_numpy()], num[low]):
+                report.error(fname, r, col.name, f"{word} (got {v:g})")
+        if col.max is not None:
+            high = ok & (num > col.max)
+            for r, v in zip(rows[high.to_numpy()], num[high]):
+                report.error(fname, r, col.name, f"out of range: {v:g} > {col.max:g}")
+        if col.dtype == "int":
+            out[col.name] = num.round().astype("Int64") if num.isna().any() else num.round().astype("int64")
+        else:
+            out[col.name] = num
+    return pd.DataFrame(out, columns=schema.column_names)
+
+
+def _check_keys(df: pd.DataFrame, schema: TableSchema, fname: str, report: ValidationReport) -> None:
+    if not schema.key or df.empty:
+        return
+    dup = df.duplicated(list(schema.key), keep="first")
+    for r in np.flatnonzero(dup.to_numpy()):
+        key = ", ".join(str(df.iloc[r][k]) for k in schema.key)
+        col = schema.key[0] if len(schema.key) == 1 else "+".join(schema.key)
+        label = "duplicate id" if schema.key == ("id",) else "duplicate key"
+        report.error(fname, r + 1, col, f"{label} ({key})")
+
+
+def _check_references(
+    tables: dict[str, pd.DataFrame], fnames: dict[str, str], report: ValidationReport
+) -> None:
+    ids = {t: set(tables[t]["id"]) for t in ("sites", "zones", "products") if t in tables}
+    for name, schema in TABLES.items():
+        df = tables.get(name)
+        if df is None or df.empty:
+            continue
+        for col, targets in schema.foreign_keys.items():
+            known: set[str] = set().union(*(ids.get(t, set()) for t in targets))
+            bad = ~df[col].isin(known) & (df[col] != "")
+            what = " or ".join(t.rstrip("s") for t in targets)
+            for r, v in zip(np.flatnonzero(bad.to_numpy()) + 1, df.loc[bad, col]):
+                report.error(fnames[name], r, col, f"unknown {what} {v!r}")
+
+
+def _check_semantics(
+    meta: dict[str, Any], tables: dict[str, pd.DataFrame], fnames: dict[str, str], report: ValidationReport
+) -> None:
+    """Cross-table rules: horizon, reachability, site kinds; warnings for suspicious data."""
+    sites = tables["sites"]
+    kind = dict(zip(sites["id"], sites["kind"]))
+    n_periods = len(periods_frame(meta)) if meta else 0
+    for name in ("demand", "supply"):
+        df = tables.get(name)
+        if df is None or df.empty or not n_periods:
+            continue
+        p = pd.to_numeric(df["period"], errors="coerce")
+        bad = p.notna() & ((p < 1) | (p > n_periods))
+        for r, v in zip(np.flatnonzero(bad.to_numpy()) + 1, p[bad]):
+            report.error(fnames[name], r, "period", f"period {int(v)} outside the horizon 1..{n_periods}")
+    supply = tables.get("supply")
+    if supply is not None and not supply.empty:
+        bad = supply["site_id"].map(kind).isin(["dc", "crossdock"])
+        for r, v in zip(np.flatnonzero(bad.to_numpy()) + 1, supply.loc[bad, "site_id"]):
+            report.error(fnames["supply"], r, "site_id", f"site {v!r} is a DC: supply comes from ports or suppliers")
+    lanes = tables["lanes"]
+    zones = tables["zones"]
+    dc_ids = {s for s, k in kind.items() if k in ("dc", "crossdock")}
+    if not zones.empty:
+        reach = set(lanes.loc[lanes["origin_id"].isin(dc_ids), "destination_id"])
+        for r, z in zip(np.arange(1, len(zones) + 1), zones["id"]):
+            if z not in reach:
+                report.error(fnames["zones"], r, "id", f"zone {z!r} cannot be reached: no lane from any DC")
+    res = tables["resources"]
+    with_res = set(res["site_id"])
+    for r, (sid, k) in enumerate(zip(sites["id"], sites["kind"]), start=1):
+        if k in ("dc", "crossdock") and sid not in with_res:
+            report.warning(fnames["sites"], r, "id", f"site {sid!r} has no resources: it cannot process flow")
+    demand = tables["demand"]
+    if not demand.empty and not res.empty and n_periods:
+        per = periods_frame(meta)
+        days = per.set_index("period")["days"]
+        daily = demand.groupby("period")["quantity"].sum() / days.reindex(
+            demand.groupby("period")["quantity"].sum().index).to_numpy()
+        flow = res[res["stage"].isin(FLOW_STAGES)]
+        cap_stage = (flow["count"] * flow["rate_per_hour"] * flow["hours_per_day"]).groupby(flow["stage"]).sum()
+        if len(cap_stage):
+            bottleneck = float(cap_stage.min())
+            peak = float(daily.max())
+            if peak > 1.5 * bottleneck:
+                stage = str(cap_stage.idxmin())
+                report.warning(fnames["demand"], 0, "quantity",
+                               f"peak demand {peak:,.0f} units/day is far above total {stage} capacity "
+                               f"{bottleneck:,.0f} units/day")
+
+
+def generate_lanes(meta: dict[str, Any], sites: pd.DataFrame, zones: pd.DataFrame) -> pd.DataFrame:
+    """Lanes from great-circle distance x road factor and the rate card.
+
+    Source (port/supplier) -> DC, DC -> DC (transfers) and DC -> zone (nearest ``max_lanes_per_zone``
+    DCs per zone, all when 0). cost_per_unit = cost_per_unit + cost_per_unit_km x km,
+    transit_days = km / km_per_day, for the first mode of the rate card.
+    """
+    card = {**DEFAULT_RATE_CARD, **(meta.get("rate_card") or {})}
+    modes = card.get("modes") or DEFAULT_RATE_CARD["modes"]
+    mode, rates = next(iter(modes.items()))
+    road = float(card.get("road_factor", 1.25))
+    k = int(card.get("max_lanes_per_zone", 0) or 0)
+    dcs = sites[sites["kind"].isin(["dc", "crossdock"])]
+    srcs = sites[sites["kind"].isin(["port", "supplier"])]
+    frames = []
+
+    def pairs(a: pd.DataFrame, b: pd.DataFrame, nearest: int = 0) -> pd.DataFrame:
+        if a.empty or b.empty:
+            return pd.DataFrame()
+        d = haversine_km(a["lat"].to_numpy()[:, None], a["lon"].to_numpy()[:, None],
+                         b["lat"].to_numpy()[None, :], b["lon"].to_numpy()[None, :]) * road
+        mask = np.ones_like(d, dtype=bool)
+        if nearest and nearest < len(a):
+            order = np.argsort(d, axis=0)[:nearest]
+            mask = np.zeros_like(d, dtype=bool)
+            np.put_along_axis(mask, order, True, axis=0)
+        ia, ib = np.nonzero(mask)
+        keep = a["id"].to_numpy()[ia] != b["id"].to_numpy()[ib]
+        ia, ib = ia[keep], ib[keep]
+        km = d[ia, ib]
+        return pd.DataFrame({
+            "origin_id": a["id"].to_numpy()[ia], "destination_id": b["id"].to_numpy()[ib], "mode": mode,
+            "cost_per_unit": np.round(float(rates.get("cost_per_unit", 0.0))
+                                      + float(rates.get("cost_per_unit_km", 0.0)) * km, 4),
+            "transit_days": np.round(km / float(rates.get("km_per_day", 600.0)), 2),
+            "capacity": np.nan, "distance_km": np.round(km, 1),
+        })
+
+    frames = [pairs(srcs, dcs), pairs(dcs, dcs), pairs(dcs, zones, k)]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return empty_table(TABLES["lanes"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def validate_tables(meta: dict[str, Any], tables: dict[str, pd.DataFrame],
+                    fnames: dict[str, str] | None = None) -> ValidationReport:
+    """Key, reference and cross-table checks on already typed tables."""
+    report = ValidationReport()
+    fnames = fnames or {n: s.file_name for n, s in TABLES.items()}
+    for name, schema in TABLES.items():
+        if name in tables:
+            _check_keys(tables[name], schema, fnames[name], report)
+    _check_references(tables, fnames, report)
+    _check_semantics(meta, tables, fnames, report)
+    return report
+
+
+def validate_instance(path: str | Path) -> tuple[Instance | None, ValidationReport]:
+    """Load and validate a folder; returns the Instance (None on errors) and every finding."""
+    path = Path(path)
+    report = ValidationReport()
+    if not path.is_dir():
+        report.error(str(path), 0, "", "not an instance folder (expected a directory with instance.yaml)")
+        return None, report
+    meta = read_meta(path, report)
+    tables: dict[str, pd.DataFrame] = {}
+    fnames: dict[str, str] = {}
+    for name, schema in TABLES.items():
+        raw = _read_raw(path, schema, report)
+        fname = schema.file_name
+        if (path / f"{name}.parquet").is_file() and not (path / f"{name}.csv").is_file():
+            fname = f"{name}.parquet"
+        fnames[name] = fname
+        tables[name] = empty_table(schema) if raw is None else coerce_table(raw, schema, report, fname)
+    lanes_given = (path / "lanes.csv").is_file() or (path / "lanes.parquet").is_file()
+    if not lanes_given and not any(f.severity == "error" and f.file in ("sites.csv", "zones.csv")
+                                   for f in report.findings):
+        tables["lanes"] = generate_lanes(meta, tables["sites"], tables["zones"])
+    if report.ok:
+        report.extend(validate_tables(meta, tables, fnames))
+    else:
+        # still report reference and key errors, which are independent of the bad cells
+        ref = ValidationReport()
+        for name, schema in TABLES.items():
+            _check_keys(tables[name], schema, fnames[name], ref)
+        _check_references(tables, fnames, ref)
+        report.extend(ref)
+    if not report.ok:
+        return None, report
+    return Instance(meta, tables, path), report
+
+
+def load_instance(path: str | Path) -> Instance:
+    """Load a validated Instance from a folder; raises :class:`InstanceValidationError` listing every error."""
+    inst, report = validate_instance(path)
+    if inst is None:
+        raise InstanceValidationError(report, str(path))
+    return inst
+
+
+def bundled_instance_path(name: str) -> Path:
+    """Path of a bundled instance (``eu_fba``, ``us_west_port``, ``tiny``)."""
+    p = Path(__file__).resolve().parents[1] / "instances" / name
+    if not (p / META_FILE).is_file():
+        raise FileNotFoundError(f"no bundled instance {name!r} (looked in {p})")
+    return p
+
+
+def resolve_instance_path(name_or_path: str | Path) -> Path:
+    """A folder path as given, or a bundled instance by name."""
+    p = Path(name_or_path)
+    if p.is_dir():
+        return p
+    try:
+        return bundled_instance_path(str(name_or_path))
+    except FileNotFoundError:
+        return p
