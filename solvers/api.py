@@ -1,0 +1,164 @@
+"""``solve()``: model in, :class:`~solvers.result.SolveResult` out, whatever the front door or backend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from solvers.backends.base import LogTarget, SolveParams, get_backend, validate_common
+from solvers.errors import SolverOptionError
+from solvers.frontends import to_standard_form
+from solvers.model import StandardForm
+from solvers.result import GroupValues, SolveResult, Timings
+
+WarmStart = SolveResult | Mapping[str, pd.Series]
+
+
+def solve(
+    model: Any,
+    solver: str = "highs",
+    time_limit: float | None = None,
+    mip_gap: float | None = None,
+    threads: int | None = None,
+    warm_start: WarmStart | None = None,
+    options: Mapping[str, Any] | None = None,
+    log: LogTarget = None,
+    raise_on_nonoptimal: bool = False,
+) -> SolveResult:
+    """Solve a linopy model, a Pyomo model or a :class:`StandardForm` with a registered backend.
+
+    Parameters
+    ----------
+    model
+        ``linopy.Model``, Pyomo ``ConcreteModel`` or :class:`StandardForm`.
+    solver
+        Registry name: ``"highs"``, ``"ortools"`` (= ``"ortools-scip"``), ``"ortools-cpsat"`` (pure-integer
+        models), ``"ortools-glop"`` (LPs). See :func:`solvers.available`.
+    time_limit
+        Wall-clock limit in seconds. A run that hits it is a result with ``termination=time_limit``
+        (and the incumbent, if any), not an exception.
+    mip_gap
+        Relative MIP gap at which to stop (0 proves optimality; backend default if None).
+    threads
+        Threads the solver may use (backend default if None).
+    warm_start
+        A previous :class:`SolveResult` or ``{group: Series by label}``; values are matched by group and
+        label, so a solution of a slightly different model still applies where labels match.
+    options
+        Solver-specific options passed through unchanged (unknown ones raise
+        :class:`~solvers.errors.SolverOptionError`).
+    log
+        Solver log destination: file path, callable receiving text, ``True`` for stdout, None for silence.
+    raise_on_nonoptimal
+        Raise :class:`~solvers.errors.NoOptimalSolutionError` unless the solver proves optimality.
+
+    Returns
+    -------
+    SolveResult
+    """
+    backend = get_backend(solver)
+    time_limit, mip_gap, threads = validate_common(time_limit, mip_gap, threads)
+    if options is not None and not isinstance(options, Mapping):
+        raise SolverOptionError(f"options must be a dict of solver-specific options, not {type(options).__name__}")
+    form = to_standard_form(model)
+    built_here = form is not model
+    backend.check_model(form)
+    params = SolveParams(
+        time_limit=time_limit,
+        mip_gap=mip_gap,
+        threads=threads,
+        options=dict(options or {}),
+        log=log,
+        warm_start=None if warm_start is None else warm_start_vector(form, warm_start),
+    )
+    out = backend.solve(form, params)
+
+    x = out.x
+    duals, reduced = out.row_duals, out.reduced_costs
+    objective, bound = out.objective, out.bound
+    if form.col_scale is not None:
+        x = None if x is None else x / form.col_scale
+        reduced = None if reduced is None else reduced * form.col_scale
+    if form.row_scale is not None and duals is not None:
+        duals = duals * form.row_scale
+    if form.objective_scale != 1.0:
+        objective, bound = objective / form.objective_scale, bound / form.objective_scale
+        duals = None if duals is None else duals / form.objective_scale
+        reduced = None if reduced is None else reduced / form.objective_scale
+
+    no_values = f"termination={out.termination.value}, no primal solution"
+    no_duals = (
+        "duals are given for LPs solved to optimality by a backend that reports them "
+        f"(this model is {'a MILP' if form.is_mip else 'an LP'}, solver {backend.name}, "
+        f"termination={out.termination.value})"
+    )
+    result = SolveResult(
+        termination=out.termination,
+        has_solution=out.has_solution,
+        objective=objective,
+        bound=bound,
+        gap=out.gap,
+        solver=backend.name,
+        solver_version=backend.version(),
+        raw_status=out.raw_status,
+        wall_time=Timings(
+            build=form.build_seconds if built_here else 0.0,
+            translate=out.translate_seconds,
+            solve=out.solve_seconds,
+            extract=out.extract_seconds,
+        ),
+        values=GroupValues(x if out.has_solution else None, form.variable_groups, "primal values", no_values),
+        duals=GroupValues(duals, form.constraint_groups, "duals", no_duals),
+        reduced_costs=GroupValues(reduced, form.variable_groups, "reduced costs", no_duals),
+        model=form,
+        warm_start_entries=out.warm_start_entries,
+        message=out.message,
+        options={"time_limit": time_limit, "mip_gap": mip_gap, "threads": threads, **(options or {})},
+    )
+    if raise_on_nonoptimal:
+        result.raise_if_nonoptimal()
+    return result
+
+
+def warm_start_vector(form: StandardForm, warm_start: WarmStart) -> np.ndarray:
+    """Full-length start vector in solver units, NaN where the warm start has no value.
+
+    A result of the very same model is used as is; otherwise each group's Series is aligned on the
+    group's labels (unmatched labels and unknown groups are ignored).
+    """
+    start = np.full(form.n_cols, np.nan)
+    if isinstance(warm_start, SolveResult):
+        if not warm_start.has_solution:
+            return start
+        if warm_start.model is form:
+            start[:] = warm_start.x
+            return start * form.col_scale if form.col_scale is not None else start
+        series_by_group: Mapping[str, pd.Series] = warm_start.values
+    elif isinstance(warm_start, Mapping):
+        series_by_group = warm_start
+    else:
+        raise SolverOptionError(
+            f"warm_start must be a SolveResult or a dict {{group: Series by label}}, not {type(warm_start).__name__}"
+        )
+    for name, values in series_by_group.items():
+        group = form.variable_groups.get(name)
+        if group is None:
+            continue
+        if group.scalar:
+            value = values.iloc[0] if isinstance(values, pd.Series) else float(values)
+            start[group.positions] = value
+            continue
+        if not isinstance(values, pd.Series):
+            raise SolverOptionError(f"warm_start[{name!r}] must be a pandas Series indexed by labels")
+        labels = group.labels
+        if values.index.equals(labels):
+            aligned = values.to_numpy(dtype=float)
+        else:
+            aligned = values.reindex(labels).to_numpy(dtype=float)
+        start[group.positions] = aligned
+    if form.col_scale is not None:
+        start *= form.col_scale
+    return start

@@ -1,0 +1,26 @@
+"""Solver backends. Importing this package registers every backend (installed or not)."""
+
+from solvers.backends import highs as _highs  # noqa: F401  (registers "highs")
+from solvers.backends.base import (
+    Backend,
+    BackendOutput,
+    Capabilities,
+    SolveParams,
+    available,
+    capabilities,
+    get_backend,
+    register,
+    registered,
+)
+
+__all__ = [
+    "Backend",
+    "BackendOutput",
+    "Capabilities",
+    "SolveParams",
+    "available",
+    "capabilities",
+    "get_backend",
+    "register",
+    "registered",
+]

@@ -1,0 +1,251 @@
+"""HiGHS, in process through highspy: one ``passModel`` call with the standard-form numpy arrays."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from time import perf_counter
+from typing import Any, ClassVar
+
+import numpy as np
+
+from solvers.backends.base import (
+    Backend,
+    BackendOutput,
+    Capabilities,
+    SolveParams,
+    SolverOptionError,
+    register,
+)
+from solvers.model import StandardForm
+from solvers.result import Termination, relative_gap
+
+OPTIONS_URL = "https://ergo-code.github.io/HiGHS/stable/options/definitions/"
+
+_COMMON_TO_NATIVE = {"time_limit": "time_limit", "mip_gap": "mip_rel_gap", "threads": "threads"}
+_last_threads: int | None = None
+"""Thread count the HiGHS global scheduler was last started with (it is process-wide)."""
+
+
+def _termination_map() -> dict[Any, Termination]:
+    import highspy
+
+    s = highspy.HighsModelStatus
+    mapping = {
+        s.kOptimal: Termination.OPTIMAL,
+        s.kModelEmpty: Termination.OPTIMAL,
+        s.kInfeasible: Termination.INFEASIBLE,
+        s.kUnbounded: Termination.UNBOUNDED,
+        s.kUnboundedOrInfeasible: Termination.INFEASIBLE_OR_UNBOUNDED,
+        s.kTimeLimit: Termination.TIME_LIMIT,
+        s.kIterationLimit: Termination.INTERRUPTED,
+        s.kSolutionLimit: Termination.INTERRUPTED,
+        s.kObjectiveBound: Termination.INTERRUPTED,
+        s.kObjectiveTarget: Termination.INTERRUPTED,
+        s.kInterrupt: Termination.INTERRUPTED,
+        s.kMemoryLimit: Termination.ERROR,
+        s.kLoadError: Termination.ERROR,
+        s.kModelError: Termination.ERROR,
+        s.kPresolveError: Termination.ERROR,
+        s.kSolveError: Termination.ERROR,
+        s.kPostsolveError: Termination.ERROR,
+        s.kNotset: Termination.UNKNOWN,
+        s.kUnknown: Termination.UNKNOWN,
+    }
+    if hasattr(s, "kHighsInterrupt"):
+        mapping[s.kHighsInterrupt] = Termination.INTERRUPTED
+    return mapping
+
+
+_NO_SOLUTION = {
+    Termination.INFEASIBLE,
+    Termination.UNBOUNDED,
+    Termination.INFEASIBLE_OR_UNBOUNDED,
+    Termination.ERROR,
+}
+
+
+class HighsBackend(Backend):
+    """HiGHS LP/MIP solver (simplex, IPM, branch and cut) via highspy.
+
+    Common parameters map to ``time_limit``, ``mip_rel_gap`` and ``threads``; ``options`` are passed to
+    ``Highs.setOptionValue`` (see :data:`OPTIONS_URL`). Warm starts go through ``setSolution`` (MIP
+    only; a partial start is completed by HiGHS). Duals and reduced costs for LPs.
+    """
+
+    name: ClassVar[str] = "highs"
+    display_name: ClassVar[str] = "HiGHS"
+    package: ClassVar[str] = "highspy"
+    install_hint: ClassVar[str] = "pip install highspy"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        continuous=True,
+        integers=True,
+        semi_continuous=True,
+        duals=True,
+        warm_start=True,
+        time_limit=True,
+        mip_gap=True,
+        threads=True,
+        iis=True,
+    )
+
+    @classmethod
+    @functools.cache
+    def version(cls) -> str:
+        import highspy
+
+        return str(highspy.Highs().version())
+
+    # ------------------------------------------------------------------ translate
+    def build(self, form: StandardForm, params: SolveParams) -> Any:
+        """Create a configured ``highspy.Highs`` holding ``form`` (exposed for diagnosis and benchmarks)."""
+        import highspy
+
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        self._configure(h, params)
+        self.pass_model(h, form)
+        return h
+
+    @staticmethod
+    def pass_model(h: Any, form: StandardForm) -> None:
+        """Hand ``form`` to ``h`` with a single ``passModel`` (row-wise CSR, no copies when int32)."""
+        import highspy
+
+        A = form.A
+        integrality = form.integrality.astype(np.int32)
+        status = h.passModel(
+            form.n_cols,
+            form.n_rows,
+            A.nnz,
+            int(highspy.MatrixFormat.kRowwise),
+            1 if form.sense == "min" else -1,
+            float(form.objective_constant),
+            _f64(form.objective),
+            _f64(form.col_lower),
+            _f64(form.col_upper),
+            _f64(form.row_lower),
+            _f64(form.row_upper),
+            _i32(A.indptr),
+            _i32(A.indices),
+            _f64(A.data),
+            integrality,
+        )
+        if status == highspy.HighsStatus.kError:
+            raise SolverOptionError(
+                "HiGHS rejected the model in passModel (check for NaN coefficients or bounds with lower > upper)"
+            )
+
+    def _configure(self, h: Any, params: SolveParams) -> None:
+        import highspy
+
+        global _last_threads
+        common = {"time_limit": params.time_limit, "mip_gap": params.mip_gap, "threads": params.threads}
+        for key, value in common.items():
+            if value is None:
+                continue
+            native = _COMMON_TO_NATIVE[key]
+            if native in params.options:
+                raise SolverOptionError(f"{key}= and options[{native!r}] both given; pass it once (prefer {key}=)")
+            _set_option(h, native, value)
+        for key, value in params.options.items():
+            _set_option(h, key, value)
+        threads = params.threads if params.threads is not None else params.options.get("threads")
+        if threads is not None and threads != _last_threads:
+            # The HiGHS task scheduler is process-wide and keeps the thread count it started with.
+            highspy.Highs.resetGlobalScheduler(True)
+            _last_threads = threads
+        log = params.log
+        if log is None or log is False:
+            return
+        h.setOptionValue("output_flag", True)
+        if log is True:
+            h.setOptionValue("log_to_console", True)
+        elif isinstance(log, str | os.PathLike):
+            h.setOptionValue("log_to_console", False)
+            _set_option(h, "log_file", os.fspath(log))
+        elif callable(log):
+            h.setOptionValue("log_to_console", False)
+            h.cbLogging += lambda event: log(event.message)
+        else:
+            raise SolverOptionError(f"log must be a path, a callable, True or None, not {type(log).__name__}")
+
+    # ------------------------------------------------------------------ solve
+    def solve(self, form: StandardForm, params: SolveParams) -> BackendOutput:
+        import highspy
+
+        self.check_model(form)
+        t0 = perf_counter()
+        h = self.build(form, params)
+        warm_entries = 0
+        if params.warm_start is not None and form.is_mip:
+            known = np.flatnonzero(~np.isnan(params.warm_start))
+            if known.size:
+                h.setSolution(known.size, known.astype(np.int32), params.warm_start[known].astype(np.float64))
+                warm_entries = int(known.size)
+        t1 = perf_counter()
+        h.run()
+        t2 = perf_counter()
+
+        model_status = h.getModelStatus()
+        termination = _termination_map().get(model_status, Termination.UNKNOWN)
+        raw = h.modelStatusToString(model_status)
+        info = h.getInfo()
+        empty = model_status == highspy.HighsModelStatus.kModelEmpty
+        has_solution = termination not in _NO_SOLUTION and (
+            empty or info.primal_solution_status == highspy.kSolutionStatusFeasible
+        )
+        out = BackendOutput(termination=termination, raw_status=raw, has_solution=has_solution)
+        if has_solution:
+            solution = h.getSolution()
+            out.x = np.asarray(solution.col_value, dtype=float) if form.n_cols else np.empty(0)
+            out.objective = float(form.objective_constant) if empty else float(info.objective_function_value)
+            if form.is_mip:
+                out.bound = float(info.mip_dual_bound)
+                out.gap = float(info.mip_gap) if math.isfinite(info.mip_gap) else relative_gap(out.objective, out.bound)
+                if termination is Termination.OPTIMAL and out.gap < 0:
+                    out.gap = 0.0
+            elif termination is Termination.OPTIMAL:
+                out.bound, out.gap = out.objective, 0.0
+            if (
+                not form.is_mip
+                and termination is Termination.OPTIMAL
+                and (empty or info.dual_solution_status == highspy.kSolutionStatusFeasible)
+            ):
+                out.row_duals = np.asarray(solution.row_dual, dtype=float) if form.n_rows else np.empty(0)
+                out.reduced_costs = np.asarray(solution.col_dual, dtype=float) if form.n_cols else np.empty(0)
+        elif form.is_mip and math.isfinite(info.mip_dual_bound):
+            out.bound = float(info.mip_dual_bound)
+        out.translate_seconds = t1 - t0
+        out.solve_seconds = t2 - t1
+        out.extract_seconds = perf_counter() - t2
+        out.warm_start_entries = warm_entries
+        return out
+
+
+def _set_option(h: Any, key: str, value: Any) -> None:
+    import highspy
+
+    status = h.getOptionValue(key)[0] if isinstance(key, str) else highspy.HighsStatus.kError
+    if status == highspy.HighsStatus.kError:
+        raise SolverOptionError(f"unknown HiGHS option {key!r}; see {OPTIONS_URL}")
+    if isinstance(value, np.generic):
+        value = value.item()
+    try:
+        result = h.setOptionValue(key, value)
+    except (TypeError, ValueError) as exc:  # pybind11 rejects the Python type
+        raise SolverOptionError(f"bad value {value!r} for HiGHS option {key!r}: {exc}; see {OPTIONS_URL}") from exc
+    if result == highspy.HighsStatus.kError:
+        raise SolverOptionError(f"bad value {value!r} for HiGHS option {key!r}; see {OPTIONS_URL}")
+
+
+def _f64(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def _i32(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.int32)
+
+
+register(HighsBackend())
