@@ -1,0 +1,279 @@
+"""The optimize -> check -> simulate -> repair loop: a plan that is optimal for the MILP *and* executable.
+
+``plan(instance, scenario)``:
+
+1. apply the scenario and solve its MILP (consolidation, redistribution or capacity);
+2. re-check the plan independently (:func:`formulations.check.check_plan`);
+3. simulate it hour by hour (:func:`engine.simulator.simulate`);
+4. if the simulator finds it infeasible, derate the effective capacity of the failing site and stage by
+   the measured shortfall -- factor ``c / (c + s)`` where ``c`` is the stage's planned daily capacity and
+   ``s`` the extra daily capacity the simulator says was missing -- and re-solve, warm-started from the
+   previous plan. Repeat until the plan passes or ``max_rounds`` is reached.
+
+Every round is recorded (what failed, what changed, the objective and its change), so a planner sees
+the price of executability.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.instance import Instance
+from engine.kpi import compute_kpis
+from engine.scenario import Scenario, apply_scenario
+from formulations.plan import Plan
+
+NO_SOLUTION_STATUSES = ("infeasible", "unbounded", "infeasible_or_unbounded", "error")
+
+
+@dataclass
+class PlanResult:
+    """The outcome of :func:`plan`: the final plan, its simulation, KPIs and the record of every round."""
+
+    instance_name: str
+    scenario: dict[str, Any]
+    status: str
+    objective: float | None
+    plan: Plan
+    simulation: Any | None
+    kpis: dict[str, float]
+    rounds: list[dict[str, Any]]
+    violations: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+    instance: Instance | None = field(default=None, repr=False)
+
+    @property
+    def simulation_feasible(self) -> bool:
+        return bool(self.simulation is not None and self.simulation.verdict.feasible)
+
+    @property
+    def decision(self) -> str:
+        return str(self.scenario.get("decision", self.plan.decision))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary: status, objective, KPIs, simulation verdict, rounds."""
+        sim: dict[str, Any] = {"feasible": self.simulation_feasible}
+        if self.simulation is not None:
+            v = self.simulation.verdict
+            sim.update({k: _jsonable(getattr(v, k, None)) for k in
+                        ("site_id", "stage", "period", "hour", "shortfall_units", "shortfall_hours", "message")})
+        return {
+            "instance": self.instance_name,
+            "scenario": self.scenario.get("name"),
+            "decision": self.decision,
+            "status": self.status,
+            "objective": _jsonable(self.objective),
+            "kpis": {k: _jsonable(v) for k, v in self.kpis.items()},
+            "simulation": sim,
+            "rounds": [{k: _jsonable(v) for k, v in r.items()} for r in self.rounds],
+            "violations": int(len(self.violations)),
+            "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
+        }
+
+    def save(self, out: str | Path) -> Path:
+        """Write plan tables (CSV + Parquet), ``kpis.json``, ``loop.json``, simulation tables and summary."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.plan.save(out / "plan")
+        (out / "kpis.json").write_text(json.dumps({k: _jsonable(v) for k, v in self.kpis.items()}, indent=2))
+        (out / "loop.json").write_text(json.dumps([{k: _jsonable(v) for k, v in r.items()} for r in self.rounds],
+                                                  indent=2))
+        (out / "result.json").write_text(json.dumps(self.to_dict(), indent=2))
+        (out / "scenario.json").write_text(json.dumps(self.scenario, indent=2, default=str))
+        if not self.violations.empty:
+            self.violations.to_csv(out / "violations.csv", index=False)
+        if self.simulation is not None:
+            sim_dir = out / "simulation"
+            sim_dir.mkdir(exist_ok=True)
+            for name in ("stage_period", "site", "daily"):
+                df = getattr(self.simulation, name, None)
+                if isinstance(df, pd.DataFrame):
+                    df.to_csv(sim_dir / f"{name}.csv", index=False)
+        return out
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, str | int | float | bool) or v is None:
+        return v
+    return str(v)
+
+
+def exit_code(result: PlanResult) -> int:
+    """CLI exit code: 0 ok, 3 infeasible, 4 no solution within the limit."""
+    if result.status in NO_SOLUTION_STATUSES[:3]:
+        return 3
+    if result.objective is None:
+        return 4
+    return 0
+
+
+def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str, str], float] | None = None,
+                   **solve_kw: Any) -> Plan:
+    """Solve one decision's MILP on an (already scenario-applied) instance."""
+    sc = instance.meta.get("scenario") or {}
+    opts = dict(sc.get("options") or {})
+    if decision == "consolidation":
+        from formulations.network_design import NetworkDesignOptions, solve_network_design
+
+        fields = NetworkDesignOptions.__dataclass_fields__
+        kw = {k: v for k, v in opts.items() if k in fields}
+        for key in ("force_open", "force_closed"):
+            if sc.get(key):
+                kw[key] = sorted(set(kw.get(key, [])) | set(sc[key]))
+        for key in ("capex_budget", "max_distance_km"):
+            if sc.get(key) is not None and key in fields:
+                kw[key] = sc[key]
+        if derate:
+            kw["capacity_derate"] = dict(derate)
+        return solve_network_design(instance, options=NetworkDesignOptions(**kw), **solve_kw)
+    if decision == "redistribution":
+        from formulations.redistribution import RedistributionOptions, solve_redistribution
+
+        fields = RedistributionOptions.__dataclass_fields__
+        kw = {k: v for k, v in opts.items() if k in fields}
+        if derate and "capacity_derate" in fields:
+            kw["capacity_derate"] = dict(derate)
+        if sc.get("force_closed") and "closed_sites" in fields:
+            kw["closed_sites"] = list(sc["force_closed"])
+        return solve_redistribution(instance, options=RedistributionOptions(**kw), **solve_kw)
+    if decision == "capacity":
+        from formulations.capacity import CapacityOptions, solve_capacity
+
+        fields = CapacityOptions.__dataclass_fields__
+        kw = {k: v for k, v in opts.items() if k in fields}
+        if derate and "capacity_derate" in fields:
+            kw["capacity_derate"] = dict(derate)
+        if sc.get("force_closed") and "closed_sites" in fields:
+            kw["closed_sites"] = list(sc["force_closed"])
+        return solve_capacity(instance, options=CapacityOptions(**kw), **solve_kw)
+    raise ValueError(f"unknown decision {decision!r}")
+
+
+def _planned_daily_capacity(instance: Instance, plan: Plan, site: str, stage: str) -> float:
+    """Equipment capacity (units/day) of a site's stage in the plan (installed + added)."""
+    res = instance.resources
+    row = res[(res["site_id"] == site) & (res["stage"] == stage)]
+    if row.empty:
+        return 0.0
+    rate, hours = float(row["rate_per_hour"].iloc[0]), float(row["hours_per_day"].iloc[0])
+    count = float(row["count"].iloc[0])
+    cap = plan.tables["capacity"]
+    if not cap.empty:
+        hit = cap[(cap["site_id"] == site) & (cap["stage"] == stage)]
+        if not hit.empty:
+            count = float(pd.to_numeric(hit["total_count"]).iloc[0])
+    return count * rate * hours
+
+
+def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = "highs",
+         time_limit: float | None = None, mip_gap: float | None = None, threads: int | None = None,
+         warm_start: Any = None, max_rounds: int = 4, replications: int = 10, seed: int = 0,
+         log: Any = None, simulate: bool = True, progress: Callable[[str], None] | None = None) -> PlanResult:
+    """Optimize, check, simulate and repair until the plan is executable (see the module docstring).
+
+    Parameters
+    ----------
+    instance : the base instance (the scenario is applied to a copy).
+    scenario : what-if to apply; ``None`` means the base instance with decision ``consolidation``.
+    solver, time_limit, mip_gap, threads, log : passed to :func:`solvers.solve` (scenario ``solver:``
+        settings are used where the caller gives none).
+    warm_start : a previous PlanResult or Plan (e.g. the baseline) used as MIP start in round 1.
+    max_rounds : most optimize -> simulate rounds.
+    replications, seed : simulator replications and seed.
+    """
+    from engine.simulator import simulate as run_simulation
+    from formulations.check import check_plan
+
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    inst = apply_scenario(instance, scenario)
+    decision = scenario.decision if scenario is not None else "consolidation"
+    sset = dict(scenario.solver) if scenario is not None else {}
+    solver = sset.get("solver", solver)
+    time_limit = time_limit if time_limit is not None else sset.get("time_limit")
+    mip_gap = mip_gap if mip_gap is not None else sset.get("mip_gap")
+    threads = threads if threads is not None else sset.get("threads")
+    if isinstance(warm_start, PlanResult):
+        warm_start = warm_start.plan
+    derate: dict[tuple[str, str], float] = {}
+    rounds: list[dict[str, Any]] = []
+    timings = {"solve_s": 0.0, "check_s": 0.0, "simulate_s": 0.0}
+    current: Plan | None = None
+    sim = None
+    violations = pd.DataFrame()
+    prev_obj: float | None = None
+    for r in range(1, max_rounds + 1):
+        say(f"round {r}: solving {decision} MILP")
+        ts = time.perf_counter()
+        current = solve_decision(inst, decision, derate=derate, solver=solver, time_limit=time_limit,
+                                 mip_gap=mip_gap, threads=threads, warm_start=warm_start, log=log)
+        timings["solve_s"] += time.perf_counter() - ts
+        rec: dict[str, Any] = {"round": r, "status": current.status, "objective": current.objective,
+                               "objective_change": (None if prev_obj is None or current.objective is None
+                                                    else current.objective - prev_obj),
+                               "derate": {f"{s}/{g}": round(f, 6) for (s, g), f in derate.items()}}
+        if not current.has_solution:
+            rec["outcome"] = "no solution"
+            rounds.append(rec)
+            sim = None
+            break
+        ts = time.perf_counter()
+        violations = check_plan(inst, current)
+        timings["check_s"] += time.perf_counter() - ts
+        rec["violations"] = int(len(violations))
+        if not simulate:
+            rec["outcome"] = "not simulated"
+            rounds.append(rec)
+            break
+        say(f"round {r}: simulating {replications} replications")
+        ts = time.perf_counter()
+        sim = run_simulation(inst, current, replications=replications, seed=seed)
+        timings["simulate_s"] += time.perf_counter() - ts
+        v = sim.verdict
+        rec["simulation_feasible"] = bool(v.feasible)
+        if v.feasible:
+            rec["outcome"] = "plan executable"
+            rounds.append(rec)
+            break
+        rec.update({"failed_site": v.site_id, "failed_stage": v.stage, "failed_period": getattr(v, "period", None),
+                    "shortfall_units_per_day": float(v.shortfall_units), "message": v.message})
+        cap = _planned_daily_capacity(inst, current, str(v.site_id), str(v.stage))
+        key = (str(v.site_id), str(v.stage))
+        if cap <= 0 or r == max_rounds:
+            rec["outcome"] = "round limit reached" if r == max_rounds else "cannot repair: no capacity data"
+            rounds.append(rec)
+            break
+        factor = cap / (cap + max(float(v.shortfall_units), 1e-6 * cap))
+        derate[key] = derate.get(key, 1.0) * factor
+        rec["change"] = (f"derate {key[0]} {key[1]} effective capacity to {derate[key]:.1%} of nominal "
+                         f"(shortfall {float(v.shortfall_units):,.0f} units/day on {cap:,.0f})")
+        rec["outcome"] = "repair and re-solve"
+        rounds.append(rec)
+        say(f"round {r}: {rec['change']}")
+        warm_start = current
+        prev_obj = current.objective
+    assert current is not None
+    kpis = compute_kpis(inst, current, sim) if current.has_solution else {}
+    timings["total_s"] = time.perf_counter() - t0
+    return PlanResult(
+        instance_name=instance.name,
+        scenario=scenario.to_dict() if scenario is not None else {"name": "base", "decision": decision},
+        status=current.status, objective=current.objective, plan=current, simulation=sim, kpis=kpis,
+        rounds=rounds, violations=violations, timings=timings, instance=inst,
+    )
