@@ -67,12 +67,133 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _progress(msg: str) -> None:
+    print(f"[twinplan] {msg}", file=sys.stderr, flush=True)
+
+
+def _load_inputs(instance_arg: str, scenario_arg: str | None):
+    """Instance and scenario from CLI arguments (bundled names or paths)."""
+    from engine.instance import load_instance, resolve_instance_path
+    from engine.scenario import load_scenario
+
+    path = resolve_instance_path(instance_arg)
+    inst = load_instance(path)
+    scenario = load_scenario(scenario_arg, path) if scenario_arg else None
+    return path, inst, scenario
+
+
+def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "highs", time_limit: float | None = None,
+              gap: float | None = None, out: str | None = None, replications: int = 10, seed: int = 0,
+              with_baseline: bool = True, quiet: bool = False):
+    """Solve a scenario (and its baseline) through the full loop; write everything to ``out``."""
+    from engine.kpi import executive_summary, kpi_deltas
+    from engine.pipeline import plan
+    from engine.scenario import load_scenario
+
+    path, inst, scenario = _load_inputs(instance_arg, scenario_arg)
+    say = (lambda m: None) if quiet else _progress
+    out_dir = Path(out) if out else Path("runs") / f"{inst.name}-{scenario.name if scenario else 'base'}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_file = out_dir / "solver.log"
+    log_file.write_text("")
+    say(f"solving {inst.name} / {scenario.name if scenario else 'base'}")
+    result = plan(inst, scenario, solver=solver, time_limit=time_limit, mip_gap=gap, replications=replications,
+                  seed=seed, log=str(log_file), progress=say)
+    base_result = None
+    if with_baseline and scenario is not None and scenario.baseline and scenario.baseline != scenario.name:
+        say(f"solving baseline {scenario.baseline}")
+        base_sc = load_scenario(scenario.baseline, path)
+        base_result = plan(inst, base_sc, solver=solver, time_limit=time_limit, mip_gap=gap,
+                           replications=replications, seed=seed, progress=say)
+        base_result.save(out_dir / "baseline")
+    result.save(out_dir)
+    summary = executive_summary(result.kpis, base_result.kpis if base_result else None, inst.currency,
+                                scenario.name if scenario else "base",
+                                base_result.scenario.get("name", "baseline") if base_result else "baseline")
+    (out_dir / "summary.txt").write_text(summary + "\n")
+    if base_result is not None:
+        (out_dir / "deltas.json").write_text(json.dumps(
+            {k: {kk: (None if vv != vv else vv) for kk, vv in v.items()}
+             for k, v in kpi_deltas(result.kpis, base_result.kpis).items()}, indent=2))
+    try:
+        from engine.report import write_report
+
+        write_report(out_dir, baseline_dir=(out_dir / "baseline") if base_result else None)
+    except ImportError:
+        pass
+    return result, base_result, summary, out_dir
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    """Solve a scenario end to end: MILP, check, simulate, repair; write plan, KPIs and logs."""
+    from engine.pipeline import exit_code
+
+    result, _, summary, out_dir = run_solve(args.instance, args.scenario, solver=args.solver,
+                                            time_limit=args.time_limit, gap=args.gap, out=args.out,
+                                            replications=args.replications, seed=args.seed,
+                                            with_baseline=not args.no_baseline, quiet=args.json)
+    if args.json:
+        d = result.to_dict()
+        print(json.dumps({"status": d["status"], "objective": d["objective"], "kpis": d["kpis"],
+                          "simulation": d["simulation"], "rounds": d["rounds"], "out": str(out_dir)}))
+    else:
+        print(summary)
+        print(f"plan, KPIs and logs written to {out_dir}")
+    return exit_code(result)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Simulate a saved plan hour by hour."""
+    from engine.instance import load_instance, resolve_instance_path
+    from engine.simulator import simulate
+    from formulations.plan import Plan
+
+    inst = load_instance(resolve_instance_path(args.instance))
+    plan_dir = Path(args.plan)
+    if (plan_dir / "plan" / "plan.json").is_file():
+        plan_dir = plan_dir / "plan"
+    p = Plan.load(plan_dir)
+    sim = simulate(inst, p, replications=args.replications, seed=args.seed)
+    if args.json:
+        print(json.dumps(sim.to_dict(), default=str))
+    else:
+        print(sim.verdict.message)
+        print(sim.site.to_string(index=False))
+    return EXIT_OK if sim.verdict.feasible else EXIT_INFEASIBLE
+
+
+def cmd_stress(args: argparse.Namespace) -> int:
+    """Stress-test a scenario's plan: the demand multiplier at which each site and stage first fails."""
+    from engine.pipeline import plan
+    from engine.stress import stress_test
+
+    _, inst, scenario = _load_inputs(args.instance, args.scenario)
+    result = plan(inst, scenario, solver=args.solver, time_limit=args.time_limit, simulate=False,
+                  progress=None if args.json else _progress)
+    if not result.plan.has_solution:
+        print(f"error: no plan to stress-test (status {result.status})", file=sys.stderr)
+        return EXIT_INFEASIBLE
+    table = stress_test(result.instance, result.plan, seed=args.seed)
+    if args.json:
+        print(json.dumps({"scenario": scenario.name if scenario else None,
+                          "failure_points": json.loads(table.to_json(orient="records"))}))
+    else:
+        for msg in table["message"]:
+            print(msg)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the bundled ``eu_fba`` instance."""
+    """The main job: consolidate two DCs on the bundled ``eu_fba`` and summarize against the baseline."""
     from engine.instance import bundled_instance_path, load_instance
 
     inst = load_instance(bundled_instance_path("eu_fba"))
     _print_summary(inst.summary())
+    _, _, summary, out_dir = run_solve("eu_fba", "consolidate_two_dcs", time_limit=args.time_limit,
+                                       out=args.out, replications=5)
+    print()
+    print(summary)
+    print(f"plan, KPIs, report and logs written to {out_dir}")
     return EXIT_OK
 
 
@@ -100,7 +221,39 @@ def build_parser() -> argparse.ArgumentParser:
     COMMANDS["generate"] = cmd_generate
 
     p = sub.add_parser("demo", help="run the main job on the bundled eu_fba instance")
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--time-limit", type=float, default=50.0, help="seconds per MILP solve")
     COMMANDS["demo"] = cmd_demo
+
+    p = sub.add_parser("solve", help="solve a scenario: optimize, check, simulate, repair")
+    p.add_argument("instance", help="instance folder or bundled instance name")
+    p.add_argument("--scenario", help="scenario name (in INSTANCE/scenarios) or YAML file")
+    p.add_argument("--solver", default="highs", help="highs | ortools | ... (see solvers.available())")
+    p.add_argument("--time-limit", type=float, default=None, help="seconds per MILP solve")
+    p.add_argument("--gap", type=float, default=None, help="relative MIP gap")
+    p.add_argument("--out", default=None, help="output folder (default runs/INSTANCE-SCENARIO)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--replications", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-baseline", action="store_true", help="do not solve the scenario's baseline")
+    COMMANDS["solve"] = cmd_solve
+
+    p = sub.add_parser("simulate", help="simulate a saved plan hour by hour")
+    p.add_argument("instance")
+    p.add_argument("--plan", required=True, help="plan folder written by `twinplan solve`")
+    p.add_argument("--replications", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    COMMANDS["simulate"] = cmd_simulate
+
+    p = sub.add_parser("stress", help="demand multiplier at which each site and stage first fails")
+    p.add_argument("instance")
+    p.add_argument("--scenario", help="scenario name or YAML file")
+    p.add_argument("--solver", default="highs")
+    p.add_argument("--time-limit", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    COMMANDS["stress"] = cmd_stress
     return parser
 
 
@@ -113,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a clear message, not a traceback
         from engine.validation import InstanceValidationError
+        from solvers import SolverError
 
+        if isinstance(exc, SolverError):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         if isinstance(exc, InstanceValidationError | FileNotFoundError | ValueError):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
