@@ -1,0 +1,492 @@
+"""Shared building blocks of the formulations: index sets, sparse arcs, flows, stage capacity, labour, costs.
+
+Every formulation (network design, redistribution, capacity) is built from the same pieces:
+
+- **arcs**: a flow variable lives on a sparse set of (lane, product, period) rows, held as a DataFrame (one row
+  per variable element) next to a linopy variable with one flat dimension over those rows. Nothing loops
+  in Python over elements; sums over arcs are built as padded term arrays (:func:`grouped_sum`), which is
+  what keeps a million-arc model buildable in seconds.
+- **dense grids** for small sets (site x stage x period, zone x product x period) use named linopy dims.
+- **parameters** read from the instance tables with declared units: stage capacity per period
+  (resource count x rate x hours x days), labour limits, annualisation factors.
+- **extraction**: solved values back into plan tables (:mod:`formulations.plan`).
+
+Conventions
+-----------
+- Periods are the instance's 1-based ``period`` numbers; ``days`` per period come from ``inst.periods``.
+- Flows are units per period. Costs are currency; strategic formulations annualise per-period costs with
+  :func:`annualization_factor` and capex with :func:`annuity_factor`.
+- A DC with no ``resources`` row at all cannot process flow (capacity 0, as the validator warns); a DC with
+  some rows is limited at the stages it lists (plus stages it may expand).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import linopy
+import numpy as np
+import pandas as pd
+import xarray as xr
+from linopy.constants import TERM_DIM
+from linopy.expressions import LinearExpression
+
+from engine.instance import Instance
+from engine.schema import FLOW_STAGES, LABOR_STAGES
+
+# ---------------------------------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------------------------------
+
+
+def annuity_factor(interest_rate: float, life_years: float) -> float:
+    """Capital recovery factor: the yearly payment that repays one unit of capex over ``life_years``.
+
+    ``r (1+r)^n / ((1+r)^n - 1)``; ``1/n`` when ``r = 0``.
+    """
+    if life_years <= 0:
+        raise ValueError(f"capex life must be positive, got {life_years!r} years")
+    r = float(interest_rate)
+    if abs(r) < 1e-12:
+        return 1.0 / life_years
+    g = (1.0 + r) ** life_years
+    return r * g / (g - 1.0)
+
+
+def annualization_factor(instance: Instance) -> float:
+    """Multiplier from horizon totals to a year: ``periods_per_year / number of periods``."""
+    n = len(instance.periods)
+    if n == 0:
+        raise ValueError("instance.yaml: the horizon has no periods")
+    return float(instance.defaults["periods_per_year"]) / n
+
+
+def period_days(instance: Instance) -> pd.Series:
+    """Days per period, indexed by period number."""
+    p = instance.periods
+    return pd.Series(p["days"].to_numpy(dtype=float), index=pd.Index(p["period"].astype(int), name="period"),
+                     name="days")
+
+
+def stage_rates(instance: Instance, sites: Sequence[str] | None = None) -> pd.DataFrame:
+    """Throughput parameters per site and flow stage.
+
+    Returns one row per (site_id, stage) that is limited: stages with a ``resources`` row, stages that
+    have an expansion, and every flow stage of a DC listed in ``sites`` that has no resources at all
+    (count 0: it cannot process flow). Columns: ``site_id, stage, base_count, rate_per_hour,
+    hours_per_day, units_per_count_day`` (= rate x hours: units per resource unit and day),
+    ``module_size, max_modules, capex, opex_per_year`` (0 where the stage cannot expand).
+    """
+    res = instance.resources
+    res = res[res["stage"].isin(FLOW_STAGES)][["site_id", "stage", "count", "rate_per_hour", "hours_per_day"]]
+    res = res.rename(columns={"count": "base_count"})
+    exp = instance.expansions
+    exp = exp[exp["stage"].isin(FLOW_STAGES)][["site_id", "stage", "module_size", "max_modules", "capex",
+                                              "opex_per_year"]]
+    out = res.merge(exp, on=["site_id", "stage"], how="outer")
+    missing_rate = out["rate_per_hour"].isna()
+    if missing_rate.any():
+        row = out[missing_rate].iloc[0]
+        raise ValueError(f"expansions.csv: site {row['site_id']!r} stage {row['stage']!r}: an expansion needs "
+                         "a resources row for the same site and stage (to know the rate per resource unit)")
+    if sites is not None:
+        bare = [s for s in sites if s not in set(res["site_id"])]
+        if bare:
+            zero = pd.DataFrame([(s, st) for s in bare for st in FLOW_STAGES], columns=["site_id", "stage"])
+            zero["base_count"], zero["rate_per_hour"], zero["hours_per_day"] = 0.0, 1.0, 1.0
+            out = pd.concat([out, zero], ignore_index=True)
+    out["base_count"] = out["base_count"].fillna(0.0)
+    for c in ("module_size", "max_modules", "capex", "opex_per_year"):
+        out[c] = out[c].fillna(0.0).astype(float)
+    out["units_per_count_day"] = out["rate_per_hour"] * out["hours_per_day"]
+    return out.sort_values(["site_id", "stage"]).reset_index(drop=True)
+
+
+def derate_series(derate: Mapping[tuple[str, str], float] | pd.DataFrame | None, keys: pd.DataFrame) -> np.ndarray:
+    """Capacity derate factor per row of ``keys`` (``site_id, stage``); 1 where none is given.
+
+    ``derate`` is a mapping ``(site, stage) -> factor`` or a DataFrame with ``site_id, stage, factor``;
+    a factor in [0, 1] multiplies the effective capacity (the repair loop tightens a failing stage).
+    """
+    if derate is None or len(derate) == 0:
+        return np.ones(len(keys))
+    if isinstance(derate, pd.DataFrame):
+        d = {(s, st): f for s, st, f in zip(derate["site_id"], derate["stage"], derate["factor"])}
+    else:
+        d = dict(derate)
+    for (s, st), f in d.items():
+        if not 0.0 <= float(f) <= 1.0 + 1e-12 or not np.isfinite(float(f)):
+            raise ValueError(f"capacity_derate[{s!r}, {st!r}] = {f!r}: a factor must lie in [0, 1]")
+    return np.array([float(d.get((s, st), 1.0)) for s, st in zip(keys["site_id"], keys["stage"])])
+
+
+def labor_parameters(instance: Instance) -> pd.DataFrame:
+    """Labour data per site with ``hours_per_unit`` = sum over labour stages of 1 / productivity (h/unit).
+
+    Every unit through a DC passes each labour stage once, so a throughput of q units needs
+    ``q * hours_per_unit`` labour hours.
+    """
+    lab = instance.labor.copy()
+    lab["hours_per_unit"] = sum(1.0 / lab[f"productivity_{s}"] for s in LABOR_STAGES) if len(lab) else []
+    return lab.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Index sets and arcs
+# ---------------------------------------------------------------------------------------------------
+
+
+def codes(values: pd.Series | np.ndarray, index: pd.Index) -> np.ndarray:
+    """Position of every value in ``index`` (-1 where absent)."""
+    return index.get_indexer(pd.Index(np.asarray(values)))
+
+
+def grid_codes(frame: pd.DataFrame, by: Mapping[str, pd.Index]) -> np.ndarray:
+    """Flat C-order position of every row of ``frame`` on the dense grid ``by`` (dim -> index); -1 if off-grid.
+
+    ``by`` keys are column names of ``frame``.
+    """
+    parts = [codes(frame[c].to_numpy(), idx) for c, idx in by.items()]
+    if not parts:
+        return np.zeros(len(frame), dtype=np.int64)
+    ok = np.all([p >= 0 for p in parts], axis=0)
+    shape = tuple(len(i) for i in by.values())
+    flat = np.full(len(frame), -1, dtype=np.int64)
+    if ok.any():
+        flat[ok] = np.ravel_multi_index(tuple(p[ok] for p in parts), shape)
+    return flat
+
+
+@dataclass(frozen=True)
+class Arcs:
+    """A sparse set of flow variable elements: ``frame`` (one row per element) and its linopy dim name."""
+
+    dim: str
+    frame: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def index(self) -> pd.RangeIndex:
+        return pd.RangeIndex(len(self.frame), name=self.dim)
+
+
+def add_arc_variables(model: linopy.Model, name: str, arcs: Arcs, upper: np.ndarray | float = np.inf,
+                      binary: bool = False, integer: bool = False) -> linopy.Variable:
+    """One variable per arc row, lower bound 0, over the flat dim ``arcs.dim``."""
+    coords = [arcs.index]
+    if binary:
+        return model.add_variables(coords=coords, name=name, binary=True)
+    ub = xr.DataArray(np.broadcast_to(np.asarray(upper, dtype=float), (len(arcs),)).copy(), coords=coords)
+    return model.add_variables(lower=0.0, upper=ub, coords=coords, name=name, integer=integer)
+
+
+def expression_from_terms(model: linopy.Model, coords: Mapping[str, pd.Index], labels: np.ndarray,
+                          coeffs: np.ndarray, const: np.ndarray | float = 0.0) -> LinearExpression:
+    """A linear expression from term arrays: ``labels``/``coeffs`` shaped ``(*grid, n_terms)``; label -1 = no term.
+
+    The lowest-level builder: no alignment, no copies beyond the arrays given.
+    """
+    dims = list(coords)
+    shape = tuple(len(i) for i in coords.values())
+    labels = np.asarray(labels).reshape(*shape, -1)
+    coeffs = np.asarray(coeffs, dtype=float).reshape(*shape, -1)
+    data = {"coeffs": ((*dims, TERM_DIM), coeffs), "vars": ((*dims, TERM_DIM), labels.astype(np.int64))}
+    if np.ndim(const) == 0:
+        data["const"] = float(const)
+    else:
+        data["const"] = (dims, np.asarray(const, dtype=float).reshape(shape))
+    ds = xr.Dataset(data, coords={d: pd.Index(i, name=d) for d, i in coords.items()})
+    return LinearExpression(ds, model)
+
+
+def grouped_sum(model: linopy.Model, var: linopy.Variable, group: np.ndarray, coords: Mapping[str, pd.Index],
+                coeffs: np.ndarray | float = 1.0) -> LinearExpression:
+    """``sum_{a : group[a] = g} coeffs[a] * var[a]`` for every cell g of the dense grid ``coords``.
+
+    ``var`` has one flat dim; ``group`` gives each element's flat C-order cell (-1 drops it), e.g. from
+    :func:`grid_codes`. Cells without members become empty expressions (mask them or give them slack).
+    Built as one padded ``(cells, max members)`` term array: O(n log n), no Python loop.
+    """
+    labels = np.asarray(var.labels.values).ravel()
+    coef = np.broadcast_to(np.asarray(coeffs, dtype=float), labels.shape)
+    n_cells = int(np.prod([len(i) for i in coords.values()], dtype=np.int64))
+    keep = (group >= 0) & (labels >= 0)
+    g, lab, cf = group[keep], labels[keep], coef[keep]
+    order = np.argsort(g, kind="stable")
+    g, lab, cf = g[order], lab[order], cf[order]
+    counts = np.bincount(g, minlength=n_cells)
+    width = max(int(counts.max()) if len(counts) else 0, 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(len(g)) - starts[g]
+    term_labels = np.full((n_cells, width), -1, dtype=np.int64)
+    term_coeffs = np.zeros((n_cells, width))
+    term_labels[g, pos] = lab
+    term_coeffs[g, pos] = cf
+    return expression_from_terms(model, coords, term_labels, term_coeffs)
+
+
+def has_members(group: np.ndarray, n_cells: int) -> np.ndarray:
+    """Boolean per grid cell: does any element map to it (for masking constraints)?"""
+    out = np.zeros(n_cells, dtype=bool)
+    out[group[group >= 0]] = True
+    return out
+
+
+def gather_labels(var: linopy.Variable, positions: np.ndarray) -> np.ndarray:
+    """Labels of ``var`` (flattened C-order) at ``positions`` (e.g. the open[site] of every arc)."""
+    return np.asarray(var.labels.values).ravel()[positions]
+
+
+def per_arc(model: linopy.Model, arcs: Arcs, terms: Sequence[tuple[np.ndarray, np.ndarray]],
+            const: np.ndarray | float = 0.0) -> LinearExpression:
+    """An expression over ``arcs.dim`` from per-arc (labels, coeffs) pairs: ``sum_k coeffs_k[a] x[labels_k[a]]``."""
+    labels = np.stack([np.asarray(lab, dtype=np.int64) for lab, _ in terms], axis=1)
+    coeffs = np.stack([np.broadcast_to(np.asarray(c, dtype=float), (len(arcs),)) for _, c in terms], axis=1)
+    return expression_from_terms(model, {arcs.dim: arcs.index}, labels, coeffs, const)
+
+
+def outbound_lanes(instance: Instance, dc_ids: Sequence[str], zone_ids: Sequence[str]) -> pd.DataFrame:
+    """DC -> zone lanes (cheapest mode per pair kept), with ``distance_km`` filled (0 where unknown)."""
+    lanes = instance.lanes
+    lanes = lanes[lanes["origin_id"].isin(set(dc_ids)) & lanes["destination_id"].isin(set(zone_ids))]
+    return _cheapest(lanes)
+
+
+def inbound_lanes(instance: Instance, source_ids: Sequence[str], dc_ids: Sequence[str]) -> pd.DataFrame:
+    """Source (port/supplier) -> DC lanes (cheapest mode per pair kept)."""
+    lanes = instance.lanes
+    lanes = lanes[lanes["origin_id"].isin(set(source_ids)) & lanes["destination_id"].isin(set(dc_ids))]
+    return _cheapest(lanes)
+
+
+def _cheapest(lanes: pd.DataFrame) -> pd.DataFrame:
+    lanes = lanes.sort_values(["origin_id", "destination_id", "cost_per_unit", "transit_days"], kind="stable")
+    lanes = lanes.drop_duplicates(["origin_id", "destination_id"], keep="first").copy()
+    lanes["distance_km"] = lanes["distance_km"].fillna(0.0)
+    return lanes.reset_index(drop=True)
+
+
+def expand_arcs(lanes: pd.DataFrame, quantities: pd.DataFrame, lane_key: str, dim: str) -> Arcs:
+    """Cross lanes with (key, product_id, period, quantity) rows sharing ``lane_key`` (e.g. zone or site).
+
+    Returns :class:`Arcs` with every lane column plus ``product_id, period, bound`` (the quantity, an
+    upper bound of the arc's flow) and ``lane`` (the lane row number).
+    """
+    lanes = lanes.reset_index(drop=True).assign(lane=np.arange(len(lanes)))
+    frame = lanes.merge(quantities.rename(columns={"quantity": "bound"}), on=lane_key, how="inner")
+    frame = frame.sort_values(["lane", "period", "product_id"], kind="stable").reset_index(drop=True)
+    return Arcs(dim, frame)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Results back to tables
+# ---------------------------------------------------------------------------------------------------
+
+
+def solution_array(values: Mapping[str, pd.Series] | None, name: str, size: int) -> np.ndarray:
+    """Solved values of variable ``name`` as a flat float array (0 where absent or NaN)."""
+    if values is None or name not in values:
+        return np.zeros(size)
+    v = np.asarray(values[name], dtype=float).ravel()
+    if v.size != size:
+        raise ValueError(f"solution of {name!r} has {v.size} values, expected {size}")
+    return np.nan_to_num(v, nan=0.0)
+
+
+def clean(x: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    """Round solver noise: values within ``tol`` of an integer (or of 0) snap to it."""
+    x = np.asarray(x, dtype=float)
+    r = np.round(x)
+    return np.where(np.abs(x - r) <= tol * np.maximum(1.0, np.abs(x)), r, x)
+
+
+def costs_table(components: Mapping[str, float]) -> pd.DataFrame:
+    """The plan's ``costs`` table from component -> amount."""
+    return pd.DataFrame({"component": list(components), "amount": [float(v) for v in components.values()]})
+
+
+def service_table(flows_out: pd.DataFrame, demand: pd.DataFrame, service_days: float) -> pd.DataFrame:
+    """Demand-weighted delivery time and distance per zone.
+
+    ``flows_out``: outbound flows with ``destination_id, quantity, transit_days, distance_km``; ``demand``:
+    ``zone_id, quantity``. ``within_sla_share`` = units on lanes with transit <= ``service_days`` / demand.
+    """
+    f = flows_out[flows_out["quantity"] > 0]
+    w = f.assign(td=f["quantity"] * f["transit_days"], dk=f["quantity"] * f["distance_km"],
+                 ok=f["quantity"] * (f["transit_days"] <= service_days + 1e-9))
+    g = w.groupby("destination_id")[["quantity", "td", "dk", "ok"]].sum()
+    dem = demand.groupby("zone_id")["quantity"].sum()
+    out = pd.DataFrame({"zone_id": dem.index.astype(str), "demand": dem.to_numpy()})
+    g = g.reindex(out["zone_id"]).fillna(0.0)
+    served = g["quantity"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["avg_transit_days"] = np.where(served > 0, g["td"].to_numpy() / served, np.nan)
+        out["avg_distance_km"] = np.where(served > 0, g["dk"].to_numpy() / served, np.nan)
+        out["within_sla_share"] = np.where(out["demand"] > 0, g["ok"].to_numpy() / out["demand"], 1.0)
+    return out
+
+
+def overall_service(flows_out: pd.DataFrame, total_demand: float, service_days: float) -> dict[str, float]:
+    """Network-wide demand-weighted transit days, distance and share of demand within ``service_days``."""
+    f = flows_out[flows_out["quantity"] > 0]
+    q = float(f["quantity"].sum())
+    if q <= 0:
+        return {"avg_transit_days": float("nan"), "avg_distance_km": float("nan"),
+                "within_sla_share": 0.0 if total_demand > 0 else 1.0}
+    return {
+        "avg_transit_days": float((f["quantity"] * f["transit_days"]).sum() / q),
+        "avg_distance_km": float((f["quantity"] * f["distance_km"]).sum() / q),
+        "within_sla_share": float((f["quantity"] * (f["transit_days"] <= service_days + 1e-9)).sum()
+                                  / total_demand) if total_demand > 0 else 1.0,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Constraint families shared by the formulations
+# ---------------------------------------------------------------------------------------------------
+
+
+def add_throughput(model: linopy.Model, flows: Sequence[tuple[linopy.Variable, np.ndarray]], sites: pd.Index,
+                   periods: pd.Index, name: str = "throughput") -> linopy.Variable:
+    """Units handled per site and period as a variable, defined by the flows through the site.
+
+    .. math:: \\mathrm{throughput}_{i,t} = \\sum_{a \\in A(i,t)} \\mathrm{flow}_a
+
+    ``flows`` lists (flat flow variable, cell of each element on the (site, period) grid, -1 = not counted).
+    Stage capacity and labour constraints refer to this one variable instead of repeating every flow.
+    """
+    coords = {"site": sites, "period": periods}
+    thr = model.add_variables(lower=0.0, coords=[sites.rename("site"), periods.rename("period")], name=name)
+    lhs = None
+    for var, group in flows:
+        e = grouped_sum(model, var, group, coords)
+        lhs = e if lhs is None else lhs + e
+    if lhs is None:
+        model.add_constraints(thr == 0.0, name=f"{name}_definition")
+    else:
+        model.add_constraints(thr - lhs == 0.0, name=f"{name}_definition")
+    return thr
+
+
+def add_expansion_modules(model: linopy.Model, rates: pd.DataFrame, open_site: linopy.Variable | None = None,
+                          sites: pd.Index | None = None, name: str = "modules") -> tuple[linopy.Variable | None,
+                                                                                       pd.DataFrame]:
+    """Integer expansion modules per expandable (site, stage), over a flat dim ``expansion``.
+
+    .. math:: 0 \\le \\mathrm{modules}_{i,s} \\le M_{i,s}\\, \\mathrm{open}_i, \\quad \\mathrm{modules} \\in \\mathbb{Z}
+
+    Returns the variable (None when nothing can expand) and the expandable rows of ``rates``.
+    """
+    exp = rates[(rates["max_modules"] > 0) & (rates["module_size"] > 0)].reset_index(drop=True)
+    if exp.empty:
+        return None, exp
+    idx = pd.RangeIndex(len(exp), name="expansion")
+    ub = xr.DataArray(exp["max_modules"].to_numpy(dtype=float), coords=[idx])
+    mod = model.add_variables(lower=0.0, upper=ub, coords=[idx], name=name, integer=True)
+    if open_site is not None and sites is not None:
+        pos = codes(exp["site_id"].to_numpy(), sites)
+        e = expression_from_terms(model, {"expansion": idx},
+                                  np.stack([mod.labels.values, gather_labels(open_site, pos)], axis=1),
+                                  np.stack([np.ones(len(exp)), -exp["max_modules"].to_numpy(dtype=float)], axis=1))
+        model.add_constraints(e <= 0.0, name=f"{name}_only_if_open")
+    return mod, exp
+
+
+def add_stage_capacity(model: linopy.Model, throughput: linopy.Variable, rates: pd.DataFrame, days: pd.Series,
+                       open_site: linopy.Variable | None = None, modules: linopy.Variable | None = None,
+                       expandable: pd.DataFrame | None = None, derate: np.ndarray | None = None,
+                       name: str = "stage_capacity") -> None:
+    """Throughput within every limited stage's capacity, per site, stage and period.
+
+    .. math::
+        \\mathrm{throughput}_{i,t} \\le f_{i,s}\\, u_{i,s}\\, D_t\\,
+            (c_{i,s}\\, \\mathrm{open}_i + m_{i,s}\\, \\mathrm{modules}_{i,s})
+
+    with :math:`u` = rate x hours (units per resource unit and day), :math:`D_t` days in period t,
+    :math:`c` installed resource units, :math:`m` resource units per module, :math:`f` the derate factor.
+    Without ``open_site`` the installed part is a constant. Rows of ``rates`` whose site is not on the
+    throughput's ``site`` dim are ignored.
+    """
+    sites = throughput.indexes["site"]
+    periods = throughput.indexes["period"]
+    rates = rates.reset_index(drop=True)
+    on = codes(rates["site_id"].to_numpy(), sites) >= 0
+    if not on.any():
+        return
+    f = np.ones(len(rates)) if derate is None else np.asarray(derate, dtype=float)
+    r, f = rates[on].reset_index(drop=True), f[on]
+    d = days.reindex(periods).to_numpy(dtype=float)
+    n_r, n_t = len(r), len(periods)
+    per_day = (f * r["units_per_count_day"].to_numpy())[:, None] * d[None, :]  # (rows, periods)
+    site_pos = codes(r["site_id"].to_numpy(), sites)
+    thr_lab = np.asarray(throughput.labels.values)[site_pos, :]  # (rows, periods)
+    labels = [thr_lab]
+    coeffs = [np.ones((n_r, n_t))]
+    const = np.zeros((n_r, n_t))
+    base = r["base_count"].to_numpy(dtype=float)[:, None] * per_day
+    if open_site is not None:
+        labels.append(np.repeat(gather_labels(open_site, site_pos)[:, None], n_t, axis=1))
+        coeffs.append(-base)
+    else:
+        const = -base
+    if modules is not None and expandable is not None and len(expandable):
+        key = pd.MultiIndex.from_frame(expandable[["site_id", "stage"]])
+        mpos = key.get_indexer(pd.MultiIndex.from_frame(r[["site_id", "stage"]]))
+        mlab = np.where(mpos >= 0, gather_labels(modules, np.maximum(mpos, 0)), -1)
+        msize = np.where(mpos >= 0, expandable["module_size"].to_numpy(dtype=float)[np.maximum(mpos, 0)], 0.0)
+        labels.append(np.repeat(mlab[:, None], n_t, axis=1))
+        coeffs.append(-msize[:, None] * per_day)
+    idx = pd.RangeIndex(n_r, name=f"{name}_row")
+    e = expression_from_terms(model, {idx.name: idx, "period": periods}, np.stack(labels, axis=-1),
+                              np.stack(coeffs, axis=-1), const)
+    model.add_constraints(e <= 0.0, name=name)
+
+
+def add_labor(model: linopy.Model, throughput: linopy.Variable, labor: pd.DataFrame, days: pd.Series,
+              open_site: linopy.Variable | None = None, name: str = "labor") -> tuple[linopy.Variable | None,
+                                                                                   linopy.Variable | None,
+                                                                                   pd.Index]:
+    """Labour hours per site and period: enough for the throughput, within headcount and overtime limits.
+
+    .. math::
+        \\mathrm{regular}_{i,t} + \\mathrm{overtime}_{i,t} \\ge h_i\\, \\mathrm{throughput}_{i,t}, \\quad
+        \\mathrm{regular}_{i,t} \\le H_i\\, W_i\\, \\tfrac{D_t}{7}\\, \\mathrm{open}_i, \\quad
+        \\mathrm{overtime}_{i,t} \\le O_i\\, \\tfrac{D_t}{7}\\, \\mathrm{open}_i
+
+    :math:`h` labour hours per unit (:func:`labor_parameters`), :math:`H` headcount, :math:`W` regular hours
+    per person and week, :math:`O` overtime hours per week. Sites without a labour row are not limited.
+    Returns (regular, overtime, labour sites) — None, None, empty when no site has labour data.
+    """
+    sites = throughput.indexes["site"]
+    periods = throughput.indexes["period"]
+    lab = labor[labor["site_id"].isin(set(sites))].drop_duplicates("site_id").reset_index(drop=True)
+    lsites = pd.Index(lab["site_id"].to_numpy(), name="labor_site")
+    if lab.empty:
+        return None, None, lsites
+    coords = [lsites, periods.rename("period")]
+    weeks = days.reindex(periods).to_numpy(dtype=float) / 7.0
+    reg_cap = (lab["max_headcount"] * lab["hours_per_person_week"]).to_numpy()[:, None] * weeks[None, :]
+    ot_cap = lab["max_overtime_hours"].to_numpy()[:, None] * weeks[None, :]
+    regular = model.add_variables(lower=0.0, upper=xr.DataArray(reg_cap, coords=coords), coords=coords,
+                                  name=f"{name}_regular_hours")
+    overtime = model.add_variables(lower=0.0, upper=xr.DataArray(ot_cap, coords=coords), coords=coords,
+                                   name=f"{name}_overtime_hours")
+    pos = codes(lab["site_id"].to_numpy(), sites)
+    n_l, n_t = len(lab), len(periods)
+    thr_lab = np.asarray(throughput.labels.values)[pos, :]
+    hpu = np.repeat(lab["hours_per_unit"].to_numpy(dtype=float)[:, None], n_t, axis=1)
+    cdict = {"labor_site": lsites, "period": periods}
+    need = expression_from_terms(model, cdict, np.stack([regular.labels.values, overtime.labels.values, thr_lab],
+                                                        axis=-1),
+                                 np.stack([np.ones((n_l, n_t)), np.ones((n_l, n_t)), -hpu], axis=-1))
+    model.add_constraints(need >= 0.0, name=f"{name}_hours_needed")
+    if open_site is not None:
+        olab = np.repeat(gather_labels(open_site, pos)[:, None], n_t, axis=1)
+        for var, cap, what in ((regular, reg_cap, "headcount"), (overtime, ot_cap, "overtime")):
+            e = expression_from_terms(model, cdict, np.stack([var.labels.values, olab], axis=-1),
+                                      np.stack([np.ones((n_l, n_t)), -cap], axis=-1))
+            model.add_constraints(e <= 0.0, name=f"{name}_{what}_if_open")
+    return regular, overtime, lsites
