@@ -76,7 +76,7 @@ def solve(
     )
     out = backend.solve(form, params)
 
-    x = out.x
+    x = None if out.x is None else out.x + 0.0  # no negative zeros in reported values
     duals, reduced = out.row_duals, out.reduced_costs
     objective, bound = out.objective, out.bound
     if form.col_scale is not None:

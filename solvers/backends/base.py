@@ -140,8 +140,11 @@ def registered() -> dict[str, Backend]:
 
 
 def available() -> list[str]:
-    """Names of the backends whose packages are installed, in registration order."""
-    return [name for name, backend in _REGISTRY.items() if backend.is_available()]
+    """Canonical names of the backends whose packages are installed, in registration order.
+
+    Aliases (``"ortools"`` for ``"ortools-scip"``) are accepted by :func:`solvers.solve` but not listed.
+    """
+    return [name for name, backend in _REGISTRY.items() if name == backend.name and backend.is_available()]
 
 
 def capabilities(name: str) -> Capabilities:
