@@ -1,0 +1,244 @@
+"""Governance: who may run what, decided before any solve, and recorded in the audit table.
+
+A policy is a YAML file mapping roles to what they may run, and users to roles::
+
+    roles:
+      planner:                          # may run tactical what-ifs on any instance
+        scenario_classes: [tactical]    # strategic | tactical | "*"
+        decisions: ["*"]                # consolidation | redistribution | capacity | "*"
+        instances: ["*"]                # instance names; shell-style patterns (eu_*) allowed
+      network_strategist:
+        scenario_classes: [strategic, tactical]
+        decisions: [consolidation, capacity]
+        instances: [eu_fba, tiny]
+        max_runs: 500                   # optional: the largest sweep the role may start
+    users:
+      alice: [network_strategist, planner]
+      bob: planner
+    default_roles: []                   # roles of users not listed (none: they may run nothing)
+
+A run is allowed when at least one of the user's roles allows its scenario class, decision and instance
+(and, for a sweep, its size). The verdict names the rule that allowed it (``roles.planner``) or, when refused,
+every role considered and the first dimension each one refused.
+
+The user is ``--as USER`` when given, else ``$TWINPLAN_USER``, else the login name. The policy is ``--policy
+FILE``, else ``$TWINPLAN_POLICY``; with neither, the *open* policy allows everything (and says so in the
+audit). The user name is self-declared: the policy makes runs attributable and stops mistakes; it is not an
+authentication system.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCENARIO_CLASSES = ("strategic", "tactical")
+DECISIONS = ("consolidation", "redistribution", "capacity")
+ROLE_KEYS = {"scenario_classes", "decisions", "instances", "max_runs", "description"}
+POLICY_KEYS = {"roles", "users", "default_roles", "description"}
+OPEN_POLICY_SOURCE = "<open policy: no policy file given>"
+
+
+class PolicyError(ValueError):
+    """The policy file is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Role:
+    """What one role may run; each field is a tuple of shell-style patterns (``*`` = anything)."""
+
+    name: str
+    scenario_classes: tuple[str, ...] = ()
+    decisions: tuple[str, ...] = ()
+    instances: tuple[str, ...] = ()
+    max_runs: int | None = None
+
+    def refusal(self, scenario_class: str, decision: str, instance: str, runs: int = 1) -> str | None:
+        """Why this role may not run the request (None when it may)."""
+        for what, value, allowed in (("scenario class", scenario_class, self.scenario_classes),
+                                     ("decision", decision, self.decisions),
+                                     ("instance", instance, self.instances)):
+            if not any(fnmatch.fnmatchcase(value, pat) for pat in allowed):
+                key = {"scenario class": "scenario_classes", "decision": "decisions",
+                       "instance": "instances"}[what]
+                return f"roles.{self.name}.{key} allows {list(allowed)}, not {what} {value!r}"
+        if self.max_runs is not None and runs > self.max_runs:
+            return f"roles.{self.name}.max_runs is {self.max_runs}, the sweep has {runs} runs"
+        return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision on one request: allowed or refused, by which rule, and why."""
+
+    allowed: bool
+    user: str
+    roles: tuple[str, ...]
+    rule: str
+    reason: str
+    scenario_class: str
+    decision: str
+    instance: str
+    policy: str
+
+    @property
+    def message(self) -> str:
+        what = f"{self.scenario_class} {self.decision} on instance {self.instance!r}"
+        if self.allowed:
+            return f"user {self.user!r} may run {what} ({self.rule}; policy {self.policy})"
+        roles = ", ".join(self.roles) if self.roles else "no role"
+        return (f"refused: user {self.user!r} ({roles}) may not run {what}: {self.reason} "
+                f"(policy {self.policy})")
+
+
+class PolicyRefused(PermissionError):
+    """A run the policy forbids; raised before any solve. ``exit_code`` is the CLI's (5)."""
+
+    exit_code = 5
+
+    def __init__(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+        super().__init__(verdict.message)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Roles, the roles of each user, and the roles of users not listed."""
+
+    roles: dict[str, Role] = field(default_factory=dict)
+    users: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    default_roles: tuple[str, ...] = ()
+    source: str = OPEN_POLICY_SOURCE
+    open: bool = False
+
+    def roles_of(self, user: str) -> tuple[str, ...]:
+        return self.users.get(user, self.default_roles)
+
+    def check(self, user: str, scenario_class: str, decision: str, instance: str, runs: int = 1) -> Verdict:
+        """Allowed when one of the user's roles allows class, decision, instance and size."""
+        common = {"user": user, "scenario_class": scenario_class, "decision": decision, "instance": instance,
+                  "policy": self.source}
+        if self.open:
+            return Verdict(True, roles=(), rule="open policy", reason="no policy file: everything allowed",
+                           **common)
+        roles = self.roles_of(user)
+        if not roles:
+            listed = "not listed in users and default_roles is empty" if user not in self.users else "has no role"
+            return Verdict(False, roles=(), rule="users", reason=f"user {user!r} {listed}", **common)
+        reasons = []
+        for name in roles:
+            why = self.roles[name].refusal(scenario_class, decision, instance, runs)
+            if why is None:
+                return Verdict(True, roles=roles, rule=f"roles.{name}", reason="allowed", **common)
+            reasons.append(why)
+        return Verdict(False, roles=roles, rule=reasons[0].split(" ", 1)[0], reason="; ".join(reasons), **common)
+
+
+def _patterns(source: str, key: str, value: Any, allowed: tuple[str, ...] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{source}: {key}: must be a list of names, got {value!r}")
+    if allowed is not None:
+        for v in value:
+            if not any(fnmatch.fnmatchcase(a, v) for a in allowed):
+                raise PolicyError(f"{source}: {key}: unknown value {v!r} (allowed: {list(allowed)} or '*')")
+    return tuple(value)
+
+
+def policy_from_dict(data: Any, source: str = "<inline>") -> Policy:
+    """Build and check a Policy from a parsed mapping; errors name the file and key."""
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: must be a mapping with roles and users")
+    unknown = set(data) - POLICY_KEYS
+    if unknown:
+        raise PolicyError(f"{source}: {sorted(unknown)[0]}: unknown key (allowed: {sorted(POLICY_KEYS)})")
+    raw_roles = data.get("roles") or {}
+    if not isinstance(raw_roles, dict):
+        raise PolicyError(f"{source}: roles: must be a mapping of role name to permissions")
+    roles: dict[str, Role] = {}
+    for name, spec in raw_roles.items():
+        key = f"roles.{name}"
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            raise PolicyError(f"{source}: {key}: must be a mapping ({sorted(ROLE_KEYS)})")
+        bad = set(spec) - ROLE_KEYS
+        if bad:
+            raise PolicyError(f"{source}: {key}.{sorted(bad)[0]}: unknown key (allowed: {sorted(ROLE_KEYS)})")
+        max_runs = spec.get("max_runs")
+        if max_runs is not None and (isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 0):
+            raise PolicyError(f"{source}: {key}.max_runs: must be a whole number >= 0, got {max_runs!r}")
+        roles[str(name)] = Role(
+            name=str(name),
+            scenario_classes=_patterns(source, f"{key}.scenario_classes", spec.get("scenario_classes"),
+                                       SCENARIO_CLASSES),
+            decisions=_patterns(source, f"{key}.decisions", spec.get("decisions"), DECISIONS),
+            instances=_patterns(source, f"{key}.instances", spec.get("instances"), None),
+            max_runs=max_runs,
+        )
+
+    def role_list(key: str, value: Any) -> tuple[str, ...]:
+        names = _patterns(source, key, value, None)
+        for r in names:
+            if r not in roles:
+                raise PolicyError(f"{source}: {key}: unknown role {r!r} (roles: {sorted(roles)})")
+        return names
+
+    raw_users = data.get("users") or {}
+    if not isinstance(raw_users, dict):
+        raise PolicyError(f"{source}: users: must be a mapping of user name to role(s)")
+    users = {str(u): role_list(f"users.{u}", r) for u, r in raw_users.items()}
+    return Policy(roles=roles, users=users, default_roles=role_list("default_roles", data.get("default_roles")),
+                  source=source)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read a policy YAML file (safe YAML only)."""
+    p = Path(path)
+    if not p.is_file():
+        raise PolicyError(f"{p}: no such policy file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{p}: not valid YAML: {exc}") from None
+    return policy_from_dict(data, str(p))
+
+
+def find_policy(path: str | Path | None = None) -> Policy:
+    """The policy in force: ``path``, else ``$TWINPLAN_POLICY``, else the open policy."""
+    path = path or os.environ.get("TWINPLAN_POLICY") or None
+    if path is None:
+        return Policy(open=True)
+    return load_policy(path)
+
+
+def current_user(as_user: str | None = None) -> str:
+    """``as_user``, else ``$TWINPLAN_USER``, else the login name."""
+    if as_user:
+        return as_user
+    env = os.environ.get("TWINPLAN_USER")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return os.environ.get("USER") or f"uid{os.getuid()}"
+
+
+def authorize(policy: Policy, user: str, scenario: Any, instance: str, runs: int = 1) -> Verdict:
+    """The verdict for ``user`` running ``scenario`` (a Scenario, or None = tactical base run) on ``instance``."""
+    scenario_class = getattr(scenario, "scenario_class", "tactical") if scenario is not None else "tactical"
+    decision = getattr(scenario, "decision", "consolidation") if scenario is not None else "consolidation"
+    return policy.check(user, scenario_class, decision, instance, runs)
+
+
+__all__ = ["Policy", "PolicyError", "PolicyRefused", "Role", "Verdict", "authorize", "current_user",
+           "find_policy", "load_policy", "policy_from_dict"]

@@ -1,0 +1,524 @@
+"""The run store: an embedded DuckDB file holding sweeps, runs, KPIs, plan tables and the audit trail.
+
+Tables
+------
+``sweeps``   one row per sweep: id, name, spec hash, the spec (JSON), base instance and scenario, size.
+``runs``     one row per run: id, sweep, parameters, status (``finished`` | ``failed``), solve status, objective,
+             KPIs and timings (JSON), input hashes, solver options, seed, package versions, user, host, times.
+``kpis``     the KPIs of every run, long form (run_id, kpi, value) for SQL.
+``plan_*``   the plan tables of every run (``plan_flows``, ``plan_sites``, ``plan_costs``...; see
+             :data:`formulations.plan.PLAN_TABLES`), each with a ``run_id`` column.
+``audit``    append-only: every run, allowed or refused, with its verdict and input hashes. Rows are
+             hash-chained (``row_hash`` = SHA-256 of the previous row's hash and this row), so
+             :meth:`RunStore.verify_audit` detects any row changed or removed after the fact.
+
+Concurrency and crashes
+-----------------------
+DuckDB lets one process at a time open a file for writing. The store never keeps the file open: every read
+or write opens it, does its work and closes it. A write waits for a busy file with exponential backoff up
+to ``timeout`` seconds, then raises :class:`StoreLocked` naming the holder (pid, user, host, command, since)
+from the lock-holder file ``<store>.holder.json`` written by whoever holds the file. Each run's rows (run,
+KPIs, plan tables, audit) are written in one transaction, so a killed process leaves the whole run or
+nothing, and a run id is written at most once.
+
+Notebook helpers (each returns a pandas DataFrame): :func:`runs`, :func:`compare`, :func:`best`,
+:func:`plan_table`, :func:`audit`, :func:`sweeps`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from engine.hashing import canonical_json, sha256
+from formulations.plan import PLAN_TABLES
+
+DEFAULT_STORE = "twinplan_runs.duckdb"
+"""Store file used when none is given and ``$TWINPLAN_STORE`` is unset (in the working directory)."""
+
+RUN_DONE = "finished"
+RUN_FAILED = "failed"
+
+_BOOL_COLS = {"open", "opened", "closed"}
+_INT_COLS = {"period"}
+_TEXT_COLS = {"site_id", "kind", "status", "origin_id", "destination_id", "product_id", "leg", "stage", "zone_id",
+              "component"}
+HIGHER_IS_BETTER = {"service_level", "fill_rate", "within_sla_share", "simulation_feasible"}
+"""KPIs for which :func:`best` ranks the largest first (all others: smallest first)."""
+
+
+def _plan_col_type(col: str) -> str:
+    if col in _BOOL_COLS:
+        return "BOOLEAN"
+    if col in _INT_COLS:
+        return "INTEGER"
+    if col in _TEXT_COLS:
+        return "VARCHAR"
+    return "DOUBLE"
+
+
+SCHEMA_SQL = [
+    """CREATE TABLE IF NOT EXISTS sweeps (
+        sweep_id VARCHAR PRIMARY KEY, name VARCHAR, spec_hash VARCHAR, spec VARCHAR, instance VARCHAR,
+        scenario VARCHAR, n_runs INTEGER, seed BIGINT, user_name VARCHAR, host VARCHAR, created_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY, sweep_id VARCHAR, run_index INTEGER, name VARCHAR, input_hash VARCHAR,
+        params VARCHAR, modifications VARCHAR, instance VARCHAR, instance_path VARCHAR, scenario VARCHAR,
+        scenario_class VARCHAR, decision VARCHAR, status VARCHAR, solve_status VARCHAR, objective DOUBLE,
+        simulation_feasible BOOLEAN, plan_hash VARCHAR, error VARCHAR, kpis VARCHAR, timings VARCHAR,
+        wall_seconds DOUBLE, solver VARCHAR, solver_options VARCHAR, seed BIGINT, warm_start VARCHAR,
+        hashes VARCHAR, versions VARCHAR, user_name VARCHAR, host VARCHAR, pid INTEGER, executor VARCHAR,
+        started_at TIMESTAMP, finished_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS kpis (run_id VARCHAR, kpi VARCHAR, value DOUBLE, PRIMARY KEY (run_id, kpi))""",
+    """CREATE TABLE IF NOT EXISTS audit (
+        seq BIGINT PRIMARY KEY, time TIMESTAMP, user_name VARCHAR, host VARCHAR, pid INTEGER, action VARCHAR,
+        allowed BOOLEAN, rule VARCHAR, reason VARCHAR, policy VARCHAR, instance VARCHAR, scenario VARCHAR,
+        scenario_class VARCHAR, decision VARCHAR, run_id VARCHAR, sweep_id VARCHAR, input_hash VARCHAR,
+        hashes VARCHAR, status VARCHAR, objective DOUBLE, plan_hash VARCHAR, detail VARCHAR,
+        prev_hash VARCHAR, row_hash VARCHAR)""",
+] + [
+    f"CREATE TABLE IF NOT EXISTS plan_{name} (run_id VARCHAR, "
+    + ", ".join(f'"{c}" {_plan_col_type(c)}' for c in cols) + ")"
+    for name, cols in PLAN_TABLES.items()
+]
+
+RUN_COLUMNS = ("run_id", "sweep_id", "run_index", "name", "input_hash", "params", "modifications", "instance",
+               "instance_path", "scenario", "scenario_class", "decision", "status", "solve_status", "objective",
+               "simulation_feasible", "plan_hash", "error", "kpis", "timings", "wall_seconds", "solver",
+               "solver_options", "seed", "warm_start", "hashes", "versions", "user_name", "host", "pid",
+               "executor", "started_at", "finished_at")
+_JSON_RUN_COLUMNS = ("params", "modifications", "kpis", "timings", "solver_options", "hashes", "versions")
+AUDIT_COLUMNS = ("time", "user_name", "host", "pid", "action", "allowed", "rule", "reason", "policy", "instance",
+                 "scenario", "scenario_class", "decision", "run_id", "sweep_id", "input_hash", "hashes", "status",
+                 "objective", "plan_hash", "detail")
+
+
+class StoreLocked(RuntimeError):
+    """Another process holds the store for writing longer than we were willing to wait."""
+
+
+class StoreError(RuntimeError):
+    """The store file is unusable (not a DuckDB file, or a run that does not exist)."""
+
+
+def utcnow() -> datetime:
+    """Naive UTC now (the store's timestamps are UTC)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else canonical_json(value)
+
+
+class RunStore:
+    """A DuckDB run store file (created with its tables on first use).
+
+    Parameters
+    ----------
+    path : the ``.duckdb`` file (default: ``$TWINPLAN_STORE``, else :data:`DEFAULT_STORE`)
+    timeout : seconds a write waits for another writer before :class:`StoreLocked`
+    """
+
+    def __init__(self, path: str | Path | None = None, timeout: float = 60.0) -> None:
+        self.path = Path(path or os.environ.get("TWINPLAN_STORE") or DEFAULT_STORE)
+        self.timeout = float(timeout)
+        self._ready = False
+
+    # -- connections -----------------------------------------------------------------------------
+    @property
+    def holder_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".holder.json")
+
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the store for writing (from the holder file; None when nobody or the holder died)."""
+        try:
+            info = json.loads(self.holder_file.read_text())
+        except (OSError, ValueError):
+            return None
+        if info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1))):
+            return None
+        return info
+
+    def _locked_message(self, exc: Exception, waited: float) -> str:
+        info = self.holder()
+        if info:
+            who = (f"pid {info.get('pid')} (user {info.get('user')} on {info.get('host')}, since {info.get('since')}, "
+                   f"running {info.get('command')!r})")
+        else:
+            who = f"another process ({str(exc).split(':', 2)[-1].strip()})"
+        return f"store {self.path} is locked by {who}; gave up after waiting {waited:.1f} s"
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        start = time.monotonic()
+        delay = 0.02
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise StoreError(f"cannot open store {self.path}: {exc}") from None
+                waited = time.monotonic() - start
+                if waited >= self.timeout:
+                    raise StoreLocked(self._locked_message(exc, waited)) from None
+                time.sleep(min(delay * (0.5 + random.random()), max(self.timeout - waited, 0.0)))
+                delay = min(delay * 1.6, 1.0)
+            except duckdb.Error as exc:
+                raise StoreError(f"cannot open store {self.path}: {exc}") from None
+
+    @contextlib.contextmanager
+    def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An open connection for the duration of the block (write: exclusive, with the holder file)."""
+        # the first use in a process writes (creates the tables if needed); later reads share the file
+        write_first = write or not self._ready or not self.path.exists()
+        con = self._open(read_only=not write_first)
+        try:
+            if write_first:
+                from engine.governance import current_user
+
+                self.holder_file.write_text(json.dumps({
+                    "pid": os.getpid(), "user": current_user(), "host": socket.gethostname(),
+                    "since": utcnow().isoformat(timespec="seconds"), "command": " ".join(sys.argv)[:200]}))
+                if not self._ready:
+                    for sql in SCHEMA_SQL:
+                        con.execute(sql)
+                    self._ready = True
+            try:
+                yield con
+            finally:
+                if write_first:
+                    with contextlib.suppress(OSError):
+                        self.holder_file.unlink()
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write connection inside one transaction: committed at the end, rolled back on any error."""
+        with self.connect(write=True) as con:
+            con.begin()
+            try:
+                yield con
+            except BaseException:
+                con.rollback()
+                raise
+            con.commit()
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run a read query and return a DataFrame."""
+        with self.connect() as con:
+            return con.execute(sql, params or []).df()
+
+    # -- writes ----------------------------------------------------------------------------------
+    def record_sweep(self, sweep_id: str, name: str, spec: dict[str, Any], spec_hash: str, instance: str,
+                     scenario: str | None, n_runs: int, seed: int | None, user: str) -> bool:
+        """Record a sweep once (returns False when it was already recorded: a resumed sweep)."""
+        with self.transaction() as con:
+            if con.execute("SELECT 1 FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchone():
+                return False
+            con.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [sweep_id, name, spec_hash, _json(spec), instance, scenario, n_runs, seed, user,
+                         socket.gethostname(), utcnow()])
+            return True
+
+    def finished_runs(self, sweep_id: str | None = None, include_failed: bool = True) -> set[str]:
+        """Ids of the runs already recorded (of one sweep when given)."""
+        if not self.path.exists():
+            return set()
+        statuses = [RUN_DONE, RUN_FAILED] if include_failed else [RUN_DONE]
+        sql = f"SELECT run_id FROM runs WHERE status IN ({', '.join('?' * len(statuses))})"
+        params: list[Any] = list(statuses)
+        if sweep_id is not None:
+            sql += " AND sweep_id = ?"
+            params.append(sweep_id)
+        with self.connect() as con:
+            return {r[0] for r in con.execute(sql, params).fetchall()}
+
+    def record_run(self, run: dict[str, Any], plan_tables: dict[str, pd.DataFrame] | None = None,
+                   audit_row: dict[str, Any] | None = None, replace_failed: bool = True) -> bool:
+        """Write one run (row, KPIs, plan tables, audit row) in one transaction.
+
+        Returns False, writing nothing, when the run id is already recorded as finished (or as failed and
+        ``replace_failed`` is false); a failed run being retried is replaced whole.
+        """
+        row = {c: run.get(c) for c in RUN_COLUMNS}
+        for c in _JSON_RUN_COLUMNS:
+            if row[c] is not None and not isinstance(row[c], str):
+                row[c] = _json(row[c])
+        run_id = row["run_id"]
+        if not run_id:
+            raise ValueError("record_run: the run needs a run_id")
+        with self.transaction() as con:
+            prev = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            if prev is not None:
+                if prev[0] == RUN_DONE or not replace_failed:
+                    return False
+                for table in ["runs", "kpis", *(f"plan_{n}" for n in PLAN_TABLES)]:
+                    con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            con.execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
+                        [row[c] for c in RUN_COLUMNS])
+            kpis = run.get("kpis") or {}
+            if isinstance(kpis, str):
+                kpis = json.loads(kpis)
+            values = [(run_id, str(k), float(v)) for k, v in kpis.items() if _is_number(v)]
+            if values:
+                con.executemany("INSERT INTO kpis VALUES (?, ?, ?)", values)
+            for name, df in (plan_tables or {}).items():
+                if name in PLAN_TABLES and df is not None and len(df):
+                    _insert_plan_table(con, name, run_id, df)
+            if audit_row is not None:
+                self._append_audit(con, audit_row)
+        return True
+
+    def append_audit(self, *rows: dict[str, Any]) -> None:
+        """Append audit rows (one transaction); the audit table has no update or delete."""
+        with self.transaction() as con:
+            for r in rows:
+                self._append_audit(con, r)
+
+    @staticmethod
+    def _append_audit(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
+        last = con.execute("SELECT seq, row_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev_hash = (0, "") if last is None else (int(last[0]), str(last[1]))
+        values = {c: row.get(c) for c in AUDIT_COLUMNS}
+        values["time"] = values["time"] or utcnow()
+        values["pid"] = values["pid"] if values["pid"] is not None else os.getpid()
+        values["host"] = values["host"] or socket.gethostname()
+        if values["objective"] is not None and (not _is_number(values["objective"]) or _is_na(values["objective"])):
+            values["objective"] = None
+        if values["hashes"] is not None and not isinstance(values["hashes"], str):
+            values["hashes"] = _json(values["hashes"])
+        row_hash = _audit_row_hash(seq + 1, values, prev_hash)
+        cols = ["seq", *AUDIT_COLUMNS, "prev_hash", "row_hash"]
+        con.execute(f"INSERT INTO audit ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [seq + 1, *(values[c] for c in AUDIT_COLUMNS), prev_hash, row_hash])
+
+    # -- reads -----------------------------------------------------------------------------------
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run as a dict (JSON columns decoded); a unique id prefix is accepted."""
+        with self.connect() as con:
+            rows = con.execute("SELECT * FROM runs WHERE run_id = ? OR run_id LIKE ? ORDER BY run_id",
+                               [run_id, run_id + "%"]).df()
+        exact = rows[rows["run_id"] == run_id]
+        if len(exact) == 1:
+            rows = exact
+        if len(rows) != 1:
+            hint = "no such run" if rows.empty else f"ambiguous prefix ({len(rows)} runs)"
+            raise StoreError(f"run {run_id!r}: {hint} in store {self.path}")
+        rec = {k: (None if _is_na(v) else v) for k, v in rows.iloc[0].to_dict().items()}
+        for c in _JSON_RUN_COLUMNS:
+            if isinstance(rec.get(c), str):
+                rec[c] = json.loads(rec[c])
+        return rec
+
+    def plan_tables(self, run_id: str) -> dict[str, pd.DataFrame]:
+        """Every plan table of a run, with the declared columns."""
+        out = {}
+        with self.connect() as con:
+            for name in PLAN_TABLES:
+                out[name] = con.execute(f"SELECT * EXCLUDE (run_id) FROM plan_{name} WHERE run_id = ?",
+                                        [run_id]).df()
+        return out
+
+    def runs(self, sweep: str | None = None, status: str | None = None, with_kpis: bool = True,
+             with_params: bool = True) -> pd.DataFrame:
+        """Runs (of one sweep / with one status), KPIs and parameters as columns (``param_<name>``)."""
+        if not self.path.exists():
+            return pd.DataFrame(columns=list(RUN_COLUMNS))
+        sql, params = "SELECT * FROM runs WHERE 1=1", []
+        if sweep is not None:
+            sql += " AND (sweep_id = ? OR sweep_id LIKE ?)"
+            params += [sweep, sweep + "%"]
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        sql += " ORDER BY sweep_id, run_index, run_id"
+        with self.connect() as con:
+            df = con.execute(sql, params).df()
+            kp = con.execute("SELECT * FROM kpis").df() if with_kpis else None
+        if with_params and len(df):
+            p = pd.json_normalize([json.loads(x) if isinstance(x, str) else {} for x in df["params"]], sep=".")
+            p.columns = [f"param_{c}" for c in p.columns]
+            df = pd.concat([df.reset_index(drop=True), p], axis=1)
+        if with_kpis and kp is not None and len(kp) and len(df):
+            wide = kp[kp["run_id"].isin(df["run_id"])].pivot(index="run_id", columns="kpi", values="value")
+            wide = wide[[c for c in wide.columns if c not in df.columns]]
+            df = df.merge(wide, left_on="run_id", right_index=True, how="left")
+        return df
+
+    def sweeps(self) -> pd.DataFrame:
+        """Sweeps with their counts of finished and failed runs."""
+        if not self.path.exists():
+            return pd.DataFrame()
+        return self.query("""
+            SELECT s.sweep_id, s.name, s.instance, s.scenario, s.n_runs, s.user_name, s.created_at,
+                   count(r.run_id) FILTER (WHERE r.status = 'finished') AS finished,
+                   count(r.run_id) FILTER (WHERE r.status = 'failed') AS failed
+            FROM sweeps s LEFT JOIN runs r USING (sweep_id)
+            GROUP BY ALL ORDER BY s.created_at""")
+
+    def audit(self, since: str | datetime | None = None, user: str | None = None) -> pd.DataFrame:
+        """The audit trail in order (since a time / of one user)."""
+        if not self.path.exists():
+            return pd.DataFrame(columns=["seq", *AUDIT_COLUMNS])
+        sql, params = "SELECT * FROM audit WHERE 1=1", []
+        if since is not None:
+            sql += " AND time >= ?"
+            params.append(pd.Timestamp(since).to_pydatetime().replace(tzinfo=None))
+        if user is not None:
+            sql += " AND user_name = ?"
+            params.append(user)
+        return self.query(sql + " ORDER BY seq", params)
+
+    def verify_audit(self) -> list[str]:
+        """Problems in the audit hash chain (empty when intact)."""
+        df = self.audit()
+        problems, prev = [], ""
+        for i, rec in enumerate(df.to_dict("records")):
+            seq = int(rec["seq"])
+            if seq != i + 1:
+                problems.append(f"audit row {i + 1}: sequence number {seq} (a row is missing)")
+            values = {c: (None if _is_na(rec[c]) else rec[c]) for c in AUDIT_COLUMNS}
+            if rec["prev_hash"] != prev:
+                problems.append(f"audit row {seq}: chain broken (prev_hash does not match row {seq - 1})")
+            if _audit_row_hash(seq, values, rec["prev_hash"]) != rec["row_hash"]:
+                problems.append(f"audit row {seq}: contents changed after it was written")
+            prev = rec["row_hash"]
+        return problems
+
+
+def _audit_row_hash(seq: int, values: dict[str, Any], prev_hash: str) -> str:
+    payload = dict(values)
+    t = payload.get("time")
+    payload["time"] = pd.Timestamp(t).isoformat() if t is not None else None
+    obj = payload.get("objective")
+    payload["objective"] = None if obj is None else repr(float(obj))
+    for k in ("pid", "allowed"):
+        if payload.get(k) is not None:
+            payload[k] = int(payload[k])
+    return sha256(f"{seq}|{prev_hash}|{canonical_json(payload)}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) or hasattr(v, "dtype") and v.dtype.kind in "fiu"
+
+
+def _is_na(v: Any) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _insert_plan_table(con: duckdb.DuckDBPyConnection, name: str, run_id: str, df: pd.DataFrame) -> None:
+    cols = PLAN_TABLES[name]
+    out = {"run_id": pd.Series([run_id] * len(df), dtype=object)}
+    df = df.reset_index(drop=True)
+    for c in cols:
+        s = df[c] if c in df.columns else pd.Series([None] * len(df), dtype=object)
+        kind = _plan_col_type(c)
+        if kind == "VARCHAR":
+            out[c] = s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else str(v))
+        elif kind == "BOOLEAN":
+            out[c] = s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else bool(v))
+        elif kind == "INTEGER":
+            out[c] = pd.to_numeric(s, errors="coerce").round().astype("Int64")
+        else:
+            out[c] = pd.to_numeric(s, errors="coerce").astype(float)
+    frame = pd.DataFrame(out)
+    con.register("_plan_rows", frame)
+    try:
+        con.execute(f"INSERT INTO plan_{name} SELECT * FROM _plan_rows")
+    finally:
+        con.unregister("_plan_rows")
+
+
+# -- notebook helpers ----------------------------------------------------------------------------
+def _store(store: RunStore | str | Path | None) -> RunStore:
+    return store if isinstance(store, RunStore) else RunStore(store)
+
+
+def runs(store: RunStore | str | Path | None = None, sweep: str | None = None, status: str | None = None,
+         ) -> pd.DataFrame:
+    """Every run of the store (of one sweep / status) with KPIs and parameters as columns."""
+    return _store(store).runs(sweep=sweep, status=status)
+
+
+def sweeps(store: RunStore | str | Path | None = None) -> pd.DataFrame:
+    """Every sweep with its counts of finished and failed runs."""
+    return _store(store).sweeps()
+
+
+def plan_table(run_id: str, name: str, store: RunStore | str | Path | None = None) -> pd.DataFrame:
+    """One plan table (``flows``, ``sites``, ``costs``...) of one run."""
+    if name not in PLAN_TABLES:
+        raise KeyError(f"unknown plan table {name!r}; one of {sorted(PLAN_TABLES)}")
+    return _store(store).plan_tables(run_id)[name]
+
+
+def compare(run_a: str, run_b: str, store: RunStore | str | Path | None = None) -> pd.DataFrame:
+    """Two runs side by side: status, objective, every KPI and parameter, with b - a and (b - a) / |a|."""
+    s = _store(store)
+    a, b = s.run(run_a), s.run(run_b)
+    rows = []
+    for field in ("status", "solve_status", "objective", "simulation_feasible", "wall_seconds"):
+        rows.append((field, a.get(field), b.get(field)))
+    for key in sorted(set(a.get("params") or {}) | set(b.get("params") or {})):
+        rows.append((f"param_{key}", (a.get("params") or {}).get(key), (b.get("params") or {}).get(key)))
+    for key in sorted(set(a.get("kpis") or {}) | set(b.get("kpis") or {})):
+        rows.append((key, (a.get("kpis") or {}).get(key), (b.get("kpis") or {}).get(key)))
+    df = pd.DataFrame(rows, columns=["field", a["run_id"], b["run_id"]]).set_index("field")
+    va = pd.to_numeric(df.iloc[:, 0].map(lambda v: v if _is_number(v) else None), errors="coerce")
+    vb = pd.to_numeric(df.iloc[:, 1].map(lambda v: v if _is_number(v) else None), errors="coerce")
+    df["delta"] = vb - va
+    df["rel_delta"] = (vb - va) / va.abs().where(va.abs() > 0)
+    return df
+
+
+def best(kpi: str, n: int = 10, store: RunStore | str | Path | None = None, sweep: str | None = None,
+         largest: bool | None = None) -> pd.DataFrame:
+    """The ``n`` finished runs best by ``kpi`` (a KPI name, ``objective`` or ``wall_seconds``).
+
+    ``largest`` defaults to True for :data:`HIGHER_IS_BETTER` KPIs and False (smallest first) otherwise.
+    """
+    df = _store(store).runs(sweep=sweep, status=RUN_DONE)
+    if df.empty:
+        return df
+    if kpi not in df.columns:
+        known = sorted(c for c in df.columns if c not in RUN_COLUMNS and not c.startswith("param_"))
+        raise KeyError(f"unknown KPI {kpi!r}; the store has {['objective', 'wall_seconds', *known]}")
+    if largest is None:
+        largest = kpi in HIGHER_IS_BETTER
+    df = df[df[kpi].notna()]
+    return (df.nlargest(n, kpi) if largest else df.nsmallest(n, kpi)).reset_index(drop=True)
+
+
+def audit(store: RunStore | str | Path | None = None, since: str | datetime | None = None,
+          user: str | None = None) -> pd.DataFrame:
+    """The append-only audit trail (since a time / of one user)."""
+    return _store(store).audit(since=since, user=user)
+
+
+__all__ = ["DEFAULT_STORE", "RUN_DONE", "RUN_FAILED", "RunStore", "StoreError", "StoreLocked", "audit", "best",
+           "compare", "plan_table", "runs", "sweeps"]
