@@ -9,6 +9,7 @@
 
 from solvers.api import solve, warm_start_vector
 from solvers.backends import Capabilities, available, capabilities, registered
+from solvers.diagnose import Conflict, InfeasibilityReport, diagnose_infeasibility
 from solvers.errors import (
     NoOptimalSolutionError,
     NoSolutionError,
@@ -24,6 +25,8 @@ from solvers.result import GroupValues, SolveResult, Termination, Timings
 
 __all__ = [
     "Capabilities",
+    "Conflict",
+    "InfeasibilityReport",
     "Group",
     "GroupValues",
     "NoOptimalSolutionError",
@@ -39,6 +42,7 @@ __all__ = [
     "UnsupportedModelError",
     "available",
     "capabilities",
+    "diagnose_infeasibility",
     "from_linopy",
     "from_pyomo",
     "registered",

@@ -184,6 +184,14 @@ class OrToolsBackend(Backend):
                 raise SolverError(f"{self.name} failed: {text}") from exc
         t2 = perf_counter()
         out = self._read_result(form, proto)
+        if (
+            out.termination is Termination.UNKNOWN
+            and params.time_limit is not None
+            and t2 - t1 >= 0.95 * params.time_limit
+            and out.raw_status.endswith("LIMIT_UNDETERMINED")
+        ):
+            # CP-SAT does not say which limit stopped it; when the time limit has run out, it was that.
+            out.termination = Termination.TIME_LIMIT
         out.translate_seconds = t1 - t0
         out.solve_seconds = t2 - t1
         out.extract_seconds = perf_counter() - t2
