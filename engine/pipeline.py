@@ -83,6 +83,8 @@ class PlanResult:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         self.plan.save(out / "plan")
+        if self.instance is not None:  # the planned (scenario-applied) instance: map, data summary, hashes
+            self.instance.save(out / "instance", fmt="parquet")
         (out / "kpis.json").write_text(json.dumps({k: _jsonable(v) for k, v in self.kpis.items()}, indent=2))
         (out / "loop.json").write_text(json.dumps([{k: _jsonable(v) for k, v in r.items()} for r in self.rounds],
                                                   indent=2))
