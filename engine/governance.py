@@ -240,5 +240,32 @@ def authorize(policy: Policy, user: str, scenario: Any, instance: str, runs: int
     return policy.check(user, scenario_class, decision, instance, runs)
 
 
-__all__ = ["Policy", "PolicyError", "PolicyRefused", "Role", "Verdict", "authorize", "current_user",
-           "find_policy", "load_policy", "policy_from_dict"]
+def audit_row(verdict: Verdict, action: str, scenario_name: str | None = None, **fields: Any) -> dict[str, Any]:
+    """An audit-table row (see :mod:`engine.store`) for a verdict plus run facts (run_id, hashes, status...)."""
+    row = {"user_name": verdict.user, "action": action, "allowed": verdict.allowed, "rule": verdict.rule,
+           "reason": verdict.reason, "policy": verdict.policy, "instance": verdict.instance,
+           "scenario": scenario_name, "scenario_class": verdict.scenario_class, "decision": verdict.decision}
+    hashes = fields.get("hashes")
+    if isinstance(hashes, dict) and "input_hash" in hashes:
+        row["input_hash"] = hashes["input_hash"]
+    row.update(fields)
+    return row
+
+
+def enforce(policy: Policy, user: str, scenario: Any, instance: str, *, store: Any = None, action: str = "plan",
+            runs: int = 1, **fields: Any) -> Verdict:
+    """Authorize a request; when refused, append an audit row to ``store`` (if given) and raise PolicyRefused.
+
+    Call it before any solve. ``fields`` (run_id, sweep_id, hashes...) go into the refusal's audit row.
+    """
+    verdict = authorize(policy, user, scenario, instance, runs)
+    if not verdict.allowed:
+        if store is not None:
+            store.append_audit(audit_row(verdict, action, getattr(scenario, "name", None), status="refused",
+                                         **fields))
+        raise PolicyRefused(verdict)
+    return verdict
+
+
+__all__ = ["Policy", "PolicyError", "PolicyRefused", "Role", "Verdict", "audit_row", "authorize", "current_user",
+           "enforce", "find_policy", "load_policy", "policy_from_dict"]

@@ -147,7 +147,7 @@ def input_hashes(instance: Any, scenario: Any, solver_options: dict[str, Any], s
 
     Parameters
     ----------
-    instance : the *base* Instance (before the scenario is applied)
+    instance : the *base* Instance (before the scenario is applied), or its :func:`instance_hashes`
     scenario : the Scenario run (its modifications included), or None
     solver_options : solver name, time limit, gap, threads and pipeline options used
     seed : the run's seed
@@ -159,7 +159,7 @@ def input_hashes(instance: Any, scenario: Any, solver_options: dict[str, Any], s
     dict with ``instance`` (combined), ``tables`` (per table), ``scenario``, ``solver_options``, ``seed``,
     ``packages`` (hash of the versions), ``versions``, ``warm_start`` and ``input_hash`` (all of them).
     """
-    tables = instance_hashes(instance)
+    tables = dict(instance) if isinstance(instance, dict) else instance_hashes(instance)
     versions = package_versions() if versions is None else versions
     out: dict[str, Any] = {
         "instance": hash_json(tables),

@@ -75,9 +75,9 @@ SCHEMA_SQL = [
         scenario VARCHAR, n_runs INTEGER, seed BIGINT, user_name VARCHAR, host VARCHAR, created_at TIMESTAMP)""",
     """CREATE TABLE IF NOT EXISTS runs (
         run_id VARCHAR PRIMARY KEY, sweep_id VARCHAR, run_index INTEGER, name VARCHAR, input_hash VARCHAR,
-        params VARCHAR, modifications VARCHAR, instance VARCHAR, instance_path VARCHAR, scenario VARCHAR,
-        scenario_class VARCHAR, decision VARCHAR, status VARCHAR, solve_status VARCHAR, objective DOUBLE,
-        simulation_feasible BOOLEAN, plan_hash VARCHAR, error VARCHAR, kpis VARCHAR, timings VARCHAR,
+        params VARCHAR, modifications VARCHAR, scenario_spec VARCHAR, instance VARCHAR, instance_path VARCHAR,
+        scenario VARCHAR, scenario_class VARCHAR, decision VARCHAR, status VARCHAR, solve_status VARCHAR,
+        objective DOUBLE, simulation_feasible BOOLEAN, plan_hash VARCHAR, error VARCHAR, kpis VARCHAR, timings VARCHAR,
         wall_seconds DOUBLE, solver VARCHAR, solver_options VARCHAR, seed BIGINT, warm_start VARCHAR,
         hashes VARCHAR, versions VARCHAR, user_name VARCHAR, host VARCHAR, pid INTEGER, executor VARCHAR,
         started_at TIMESTAMP, finished_at TIMESTAMP)""",
@@ -94,12 +94,14 @@ SCHEMA_SQL = [
     for name, cols in PLAN_TABLES.items()
 ]
 
-RUN_COLUMNS = ("run_id", "sweep_id", "run_index", "name", "input_hash", "params", "modifications", "instance",
+RUN_COLUMNS = ("run_id", "sweep_id", "run_index", "name", "input_hash", "params", "modifications", "scenario_spec",
+               "instance",
                "instance_path", "scenario", "scenario_class", "decision", "status", "solve_status", "objective",
                "simulation_feasible", "plan_hash", "error", "kpis", "timings", "wall_seconds", "solver",
                "solver_options", "seed", "warm_start", "hashes", "versions", "user_name", "host", "pid",
                "executor", "started_at", "finished_at")
-_JSON_RUN_COLUMNS = ("params", "modifications", "kpis", "timings", "solver_options", "hashes", "versions")
+_JSON_RUN_COLUMNS = ("params", "modifications", "scenario_spec", "kpis", "timings", "solver_options", "hashes",
+                     "versions")
 AUDIT_COLUMNS = ("time", "user_name", "host", "pid", "action", "allowed", "rule", "reason", "policy", "instance",
                  "scenario", "scenario_class", "decision", "run_id", "sweep_id", "input_hash", "hashes", "status",
                  "objective", "plan_hash", "detail")
