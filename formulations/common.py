@@ -300,7 +300,7 @@ def clean(x: np.ndarray, tol: float = 1e-7) -> np.ndarray:
     """Round solver noise: values within ``tol`` of an integer (or of 0) snap to it."""
     x = np.asarray(x, dtype=float)
     r = np.round(x)
-    return np.where(np.abs(x - r) <= tol * np.maximum(1.0, np.abs(x)), r, x)
+    return np.where(np.abs(x - r) <= tol * np.maximum(1.0, np.abs(x)), r, x) + 0.0
 
 
 def costs_table(components: Mapping[str, float]) -> pd.DataFrame:
@@ -490,3 +490,25 @@ def add_labor(model: linopy.Model, throughput: linopy.Variable, labor: pd.DataFr
                                       np.stack([np.ones((n_l, n_t)), -cap], axis=-1))
             model.add_constraints(e <= 0.0, name=f"{name}_{what}_if_open")
     return regular, overtime, lsites
+
+
+def dense_values(result: object, var: linopy.Variable | None) -> np.ndarray:
+    """Solved values of ``var`` shaped like its labels (0 for masked elements or an absent variable).
+
+    ``result`` is a :class:`solvers.SolveResult`; its ``values[name]`` lists the active (unmasked) elements
+    in C order of the variable's dims, which is how the linopy front door numbers columns.
+    """
+    if var is None:
+        return np.zeros(0)
+    labels = np.asarray(var.labels.values)
+    out = np.zeros(labels.shape)
+    name = str(var.name)
+    values = getattr(result, "values", None)
+    if values is None or name not in values:
+        return out
+    active = labels != -1
+    v = np.asarray(values[name].to_numpy(), dtype=float)
+    if v.size != int(active.sum()):
+        raise ValueError(f"solution of {name!r} has {v.size} values for {int(active.sum())} active elements")
+    out[active] = np.nan_to_num(v, nan=0.0)
+    return out

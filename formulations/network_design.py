@@ -1,0 +1,747 @@
+"""Network design / consolidation: which DCs to keep, close or open, what capacity to add, how to route flow.
+
+The model (one period set T, DCs I, sources S, zones Z, products P; flows in units per period)::
+
+    min  sum_i F_i open_i + sum_{i cand} O_i open_i + sum_{i exist} C_i (1 - open_i)         fixed, one-off
+       + A * sum_a c_a flow_a  (outbound DC->zone and inbound source->DC legs)                  transport
+       + A * h * sum_{outbound a} flow_a                                                         handling
+       + A * sum_{i,t} (w_i regular_{i,t} + w'_i overtime_{i,t})                                 labour
+       + sum_{i,s} (K_{i,s} crf + E_{i,s}) modules_{i,s}                                          capex, opex
+       + A * pi * sum unmet_{z,p,t}                                                              penalty
+    s.t. sum_{i} flow_{i,z,p,t} + unmet_{z,p,t} = d_{z,p,t}                                       demand
+         flow_{i,z,p,t} <= d_{z,p,t} open_i      (or <= d_{z,p,t} assign_{i,z})                   linking (strong)
+         sum_s in_{s,i,p,t} = sum_z flow_{i,z,p,t}                                                DC balance
+         sum_i in_{s,i,p,t} <= supply_{s,p,t}                                                     supply
+         sum_p flow_{lane,p,t} <= lane capacity                                                    lanes
+         throughput_{i,t} <= f u D (c open_i + m modules_{i,s})   for every stage s                 capacity
+         regular + overtime >= hours per unit * throughput; regular <= headcount hours * open      labour
+         sum_{transit <= N} flow >= share * sum d                                                  service
+         sum K modules + sum_{cand} O open <= budget;  min_open <= sum open <= max_open            options
+         single sourcing: sum_i assign_{i,z} = 1, assign_{i,z} <= open_i
+
+with A = periods_per_year / number of periods (horizon totals to a year) and crf the capital recovery
+factor (:func:`formulations.common.annuity_factor`). Each family is one ``add_*`` function below.
+
+Exact reduction — product aggregation: the only product-dependent data of this model are demand and
+supply (lane costs, handling, labour productivity, capacities and the unmet penalty are per unit, whatever
+the product). When supply limits cannot bind — no supply table, or every source with a lane to a DC offers
+each product in each period at least that product's total demand of the period — every constraint
+depends on the flows only through their sums over products, and the per-product linking rows sum to the
+aggregate one (and any aggregate solution splits back proportionally to demand shares, meeting each
+per-product row). The model is then solved with one product and the flows split back afterwards; the
+optimum and the LP relaxation are unchanged (:func:`products_aggregable` states and checks the condition).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import linopy
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+import solvers
+from engine.instance import Instance
+from formulations.common import (
+    Arcs,
+    add_arc_variables,
+    add_expansion_modules,
+    add_labor,
+    add_stage_capacity,
+    add_throughput,
+    annualization_factor,
+    annuity_factor,
+    clean,
+    codes,
+    costs_table,
+    dense_values,
+    derate_series,
+    expand_arcs,
+    expression_from_terms,
+    gather_labels,
+    grid_codes,
+    grouped_sum,
+    has_members,
+    inbound_lanes,
+    labor_parameters,
+    outbound_lanes,
+    overall_service,
+    per_arc,
+    period_days,
+    service_table,
+    stage_rates,
+)
+from formulations.plan import Plan
+
+DECISION = "consolidation"
+ALL_PRODUCTS = "*"
+"""Product id used inside the model when products are aggregated."""
+
+
+@dataclass
+class NetworkDesignOptions:
+    """Options of the network design model (``None`` = take the instance default).
+
+    Attributes
+    ----------
+    single_source : serve each zone from exactly one DC.
+    service_days, service_share : at least ``service_share`` of all demand on lanes of at most
+        ``service_days`` transit days (instance defaults; share 0 = no constraint).
+    max_distance_km : drop DC->zone lanes longer than this.
+    capex_budget : most investment (module capex + opening costs of candidates), currency.
+    min_open, max_open : bounds on the number of open DCs.
+    force_open, force_closed : DC ids fixed open / closed.
+    allow_unmet : demand may go unserved at the penalty (reported in ``unmet``); False = must be met.
+    capacity_derate : ``{(site, stage): factor}`` or DataFrame ``site_id, stage, factor``; factor in [0, 1]
+        multiplies effective capacity (the repair loop's lever).
+    capex_life_years, interest_rate : capex annualisation (instance defaults).
+    annualize_one_off : spread opening/closing costs over the capex life like capex (default: charged
+        in full in the planning year).
+    aggregate_products : True / False / None = aggregate exactly when :func:`products_aggregable` allows.
+    labor : model labour hours and limits (sites with a labour row).
+    """
+
+    single_source: bool = False
+    service_days: float | None = None
+    service_share: float | None = None
+    max_distance_km: float | None = None
+    capex_budget: float | None = None
+    min_open: int | None = None
+    max_open: int | None = None
+    force_open: Sequence[str] = field(default_factory=tuple)
+    force_closed: Sequence[str] = field(default_factory=tuple)
+    allow_unmet: bool = True
+    capacity_derate: Mapping[tuple[str, str], float] | pd.DataFrame | None = None
+    capex_life_years: float | None = None
+    interest_rate: float | None = None
+    annualize_one_off: bool = False
+    aggregate_products: bool | None = None
+    labor: bool = True
+
+
+@dataclass
+class NetworkDesignContext:
+    """Everything the build derived from the instance, kept to read the solution back into tables."""
+
+    instance: Instance
+    options: NetworkDesignOptions
+    dcs: pd.DataFrame
+    sites: pd.Index
+    zones: pd.Index
+    products: pd.Index
+    periods: pd.Index
+    days: pd.Series
+    demand: pd.DataFrame  # model demand (aggregated when products are): zone_id, product_id, period, quantity
+    outbound: Arcs
+    inbound: Arcs
+    supply: pd.DataFrame
+    rates: pd.DataFrame
+    expandable: pd.DataFrame
+    labor: pd.DataFrame
+    annual: float
+    crf: float
+    one_off: float
+    service_days: float
+    service_share: float
+    aggregated: bool
+    aggregation_reason: str
+    objective_constant: float
+    variables: dict[str, linopy.Variable | None] = field(default_factory=dict)
+    build_seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Exact reductions
+# ---------------------------------------------------------------------------------------------------
+
+
+def products_aggregable(instance: Instance, source_lanes: pd.DataFrame | None = None) -> tuple[bool, str]:
+    """Whether products can be aggregated into one without changing the optimum; and why (not).
+
+    Condition: supply limits cannot bind, i.e. the supply table is empty, no source has a lane to a DC,
+    or every source with such a lane offers every product in every period at least that product's
+    total demand in the period. (All other data of the model are product-independent per unit.)
+    """
+    if len(instance.products) <= 1:
+        return True, "one product"
+    supply = instance.supply
+    if source_lanes is None:
+        dc_ids = instance.dcs["id"].tolist()
+        source_lanes = inbound_lanes(instance, instance.sources["id"].tolist(), dc_ids)
+    if supply.empty or source_lanes.empty:
+        return True, "supply limits cannot bind (no supply table or no source lanes)"
+    need = instance.demand.groupby(["product_id", "period"], as_index=False)["quantity"].sum()
+    need = need[need["quantity"] > 0]
+    srcs = pd.DataFrame({"site_id": source_lanes["origin_id"].unique()})
+    grid = srcs.merge(need, how="cross")
+    cap = supply.groupby(["site_id", "product_id", "period"], as_index=False)["capacity"].sum()
+    grid = grid.merge(cap, on=["site_id", "product_id", "period"], how="left").fillna({"capacity": 0.0})
+    short = grid[grid["capacity"] < grid["quantity"] - 1e-9]
+    if short.empty:
+        return True, "every source offers each product at least its total demand in every period"
+    r = short.iloc[0]
+    return False, (f"supply of {r['product_id']!r} at {r['site_id']!r} in period {int(r['period'])} "
+                   f"({r['capacity']:g}) is below that product's total demand ({r['quantity']:g}) and may bind")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Preparation
+# ---------------------------------------------------------------------------------------------------
+
+
+def _check_site_ids(ids: Sequence[str], known: pd.Index, what: str) -> list[str]:
+    ids = [str(s) for s in ids]
+    bad = [s for s in ids if s not in known]
+    if bad:
+        raise ValueError(f"{what}: unknown DC id(s) {bad} (DCs are {list(known)[:10]}"
+                         f"{'...' if len(known) > 10 else ''})")
+    return ids
+
+
+def prepare(instance: Instance, options: NetworkDesignOptions | None = None) -> NetworkDesignContext:
+    """Index sets, arcs and parameters of the model (no linopy objects yet)."""
+    opt = options or NetworkDesignOptions()
+    d = instance.defaults
+    dcs = instance.dcs.reset_index(drop=True)
+    sites = pd.Index(dcs["id"].astype(str), name="site")
+    if sites.empty:
+        raise ValueError("sites.csv: no DC (kind dc or crossdock): nothing to design")
+    fo = _check_site_ids(opt.force_open, sites, "force_open")
+    fc = _check_site_ids(opt.force_closed, sites, "force_closed")
+    both = sorted(set(fo) & set(fc))
+    if both:
+        raise ValueError(f"force_open and force_closed both name {both}")
+    periods = pd.Index(instance.periods["period"].astype(int), name="period")
+    days = period_days(instance)
+    zones_all = instance.zones["id"].astype(str)
+
+    out_lanes = outbound_lanes(instance, sites, zones_all)
+    if opt.max_distance_km is not None:
+        out_lanes = out_lanes[out_lanes["distance_km"] <= float(opt.max_distance_km) + 1e-9].reset_index(drop=True)
+    in_lanes = inbound_lanes(instance, instance.sources["id"].astype(str).tolist(), sites)
+
+    demand = instance.demand[instance.demand["quantity"] > 0][["zone_id", "product_id", "period", "quantity"]]
+    if opt.aggregate_products is None:
+        aggregated, reason = products_aggregable(instance, in_lanes)
+    elif opt.aggregate_products:
+        ok, reason = products_aggregable(instance, in_lanes)
+        if not ok:
+            raise ValueError(f"aggregate_products=True but aggregation is not exact: {reason}")
+        aggregated = True
+    else:
+        aggregated, reason = False, "aggregation switched off"
+    if aggregated:
+        demand = demand.groupby(["zone_id", "period"], as_index=False)["quantity"].sum()
+        demand["product_id"] = ALL_PRODUCTS
+        products = pd.Index([ALL_PRODUCTS], name="product")
+    else:
+        products = pd.Index(instance.products["id"].astype(str), name="product")
+    demand = demand[["zone_id", "product_id", "period", "quantity"]].reset_index(drop=True)
+    zones = pd.Index(sorted(demand["zone_id"].unique()), name="zone")
+
+    outbound = expand_arcs(out_lanes, demand.rename(columns={"zone_id": "destination_id"}), "destination_id",
+                           "outbound")
+    supply = instance.supply[["site_id", "product_id", "period", "capacity"]]
+    if in_lanes.empty:
+        inbound = Arcs("inbound", pd.DataFrame(columns=[*in_lanes.columns, "lane", "product_id", "period",
+                                                        "bound"]))
+        supply = supply.iloc[0:0]
+    elif aggregated or supply.empty:
+        per = pd.DataFrame({"product_id": products.repeat(len(periods)),
+                            "period": np.tile(periods.to_numpy(), len(products)), "quantity": np.inf})
+        inbound = Arcs("inbound", in_lanes.assign(lane=np.arange(len(in_lanes))).merge(per, how="cross")
+                       .rename(columns={"quantity": "bound"}))
+        supply = supply.iloc[0:0]
+    else:
+        q = supply.rename(columns={"site_id": "origin_id", "capacity": "quantity"})
+        q = q[q["quantity"] > 0]
+        inbound = expand_arcs(in_lanes, q, "origin_id", "inbound")
+        supply = supply[supply["capacity"] >= 0].reset_index(drop=True)
+
+    rates = stage_rates(instance, sites)
+    rates = rates[rates["site_id"].isin(set(sites))].reset_index(drop=True)
+    labor = labor_parameters(instance) if opt.labor else instance.labor.iloc[0:0].assign(hours_per_unit=[])
+    life = float(opt.capex_life_years if opt.capex_life_years is not None else d["capex_life_years"])
+    rate = float(opt.interest_rate if opt.interest_rate is not None else d["interest_rate"])
+    crf = annuity_factor(rate, life)
+    one_off = crf if opt.annualize_one_off else 1.0
+    existing = dcs["status"] == "existing"
+    constant = one_off * float(dcs.loc[existing, "closing_cost"].sum())
+    return NetworkDesignContext(
+        instance=instance, options=opt, dcs=dcs, sites=sites, zones=zones, products=products, periods=periods,
+        days=days, demand=demand, outbound=outbound, inbound=inbound, supply=supply, rates=rates,
+        expandable=rates.iloc[0:0], labor=labor, annual=annualization_factor(instance), crf=crf, one_off=one_off,
+        service_days=float(opt.service_days if opt.service_days is not None else d["service_days"]),
+        service_share=float(opt.service_share if opt.service_share is not None else d["service_share"]),
+        aggregated=aggregated, aggregation_reason=reason, objective_constant=constant,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Variables and constraint families
+# ---------------------------------------------------------------------------------------------------
+
+
+def add_site_decisions(m: linopy.Model, ctx: NetworkDesignContext) -> linopy.Variable:
+    """open[i] in {0, 1} for every DC; forced sites fixed through their bounds (open = 1 / open = 0)."""
+    opt = ctx.options
+    lower = np.zeros(len(ctx.sites))
+    upper = np.ones(len(ctx.sites))
+    lower[codes(np.asarray(opt.force_open, dtype=object), ctx.sites)] = 1.0 if len(opt.force_open) else 0.0
+    if len(opt.force_closed):
+        upper[codes(np.asarray(opt.force_closed, dtype=object), ctx.sites)] = 0.0
+    coords = [ctx.sites]
+    # integer in [0, 1] rather than binary so that forced bounds survive the export
+    return m.add_variables(lower=xr.DataArray(lower, coords=coords), upper=xr.DataArray(upper, coords=coords),
+                           coords=coords, name="open", integer=True)
+
+
+def add_flows(m: linopy.Model, ctx: NetworkDesignContext) -> tuple[linopy.Variable, linopy.Variable | None]:
+    """outbound[a] >= 0 on DC->zone arcs (bounded by the arc's demand) and inbound[a] >= 0 on source->DC arcs."""
+    out = add_arc_variables(m, "outbound", ctx.outbound, upper=ctx.outbound.frame["bound"].to_numpy(dtype=float))
+    inn = None
+    if len(ctx.inbound):
+        inn = add_arc_variables(m, "inbound", ctx.inbound, upper=ctx.inbound.frame["bound"].to_numpy(dtype=float))
+    return out, inn
+
+
+def _demand_grid(ctx: NetworkDesignContext) -> tuple[dict[str, pd.Index], np.ndarray]:
+    coords = {"zone": ctx.zones, "product": ctx.products, "period": ctx.periods}
+    d = np.zeros(tuple(len(i) for i in coords.values()))
+    pos = grid_codes(ctx.demand, {"zone_id": ctx.zones, "product_id": ctx.products, "period": ctx.periods})
+    np.add.at(d.reshape(-1), pos, ctx.demand["quantity"].to_numpy(dtype=float))
+    return coords, d
+
+
+def add_unmet(m: linopy.Model, ctx: NetworkDesignContext) -> linopy.Variable | None:
+    """unmet[z,p,t] in [0, d_{z,p,t}] where demand is positive (only when unmet demand is allowed)."""
+    if not ctx.options.allow_unmet:
+        return None
+    coords, d = _demand_grid(ctx)
+    c = [i.rename(k) for k, i in coords.items()]
+    return m.add_variables(lower=0.0, upper=xr.DataArray(d, coords=c), coords=c, name="unmet",
+                           mask=xr.DataArray(d > 0, coords=c))
+
+
+def add_demand_balance(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.Variable,
+                       unmet: linopy.Variable | None) -> None:
+    """Demand served or reported short: sum_i outbound[i,z,p,t] + unmet[z,p,t] = d[z,p,t]."""
+    coords, d = _demand_grid(ctx)
+    f = ctx.outbound.frame
+    group = grid_codes(f.rename(columns={"destination_id": "zone_id"}),
+                       {"zone_id": ctx.zones, "product_id": ctx.products, "period": ctx.periods})
+    lhs = grouped_sum(m, out, group, coords)
+    if unmet is not None:
+        lhs = lhs + unmet
+    rhs = xr.DataArray(d, coords=[i.rename(k) for k, i in coords.items()])
+    m.add_constraints(lhs == rhs, name="demand", mask=rhs > 0)
+
+
+def add_open_linking(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.Variable, open_site: linopy.Variable,
+                     assign: linopy.Variable | None) -> None:
+    """Strong linking, one row per arc: outbound[i,z,p,t] <= d[z,p,t] * open[i] (or * assign[i,z]).
+
+    Tighter than the aggregate big-M (sum_z outbound <= M open): the LP relaxation cannot open a site
+    by a fraction smaller than the largest share of any zone it serves.
+    """
+    f = ctx.outbound.frame
+    if f.empty:
+        return
+    if assign is None:
+        link = gather_labels(open_site, codes(f["origin_id"].to_numpy(), ctx.sites))
+    else:
+        link = gather_labels(assign, f["lane"].to_numpy())
+    e = per_arc(m, ctx.outbound, [(out.labels.values, 1.0), (link, -f["bound"].to_numpy(dtype=float))])
+    m.add_constraints(e <= 0.0, name="open_linking")
+
+
+def add_single_sourcing(m: linopy.Model, ctx: NetworkDesignContext, open_site: linopy.Variable) -> \
+        linopy.Variable | None:
+    """One DC per zone: sum_i assign[i,z] = 1 (<= 1 when unmet demand is allowed), assign[i,z] <= open[i]."""
+    if not ctx.options.single_source or ctx.outbound.frame.empty:
+        return None
+    lanes = ctx.outbound.frame.drop_duplicates("lane").sort_values("lane")
+    n_lanes = int(ctx.outbound.frame["lane"].max()) + 1
+    idx = pd.RangeIndex(n_lanes, name="assignment")
+    used = np.zeros(n_lanes, dtype=bool)
+    used[lanes["lane"].to_numpy()] = True
+    assign = m.add_variables(coords=[idx], name="assign", binary=True, mask=xr.DataArray(used, coords=[idx]))
+    lane_site = np.zeros(n_lanes, dtype=np.int64)
+    lane_zone = np.full(n_lanes, -1, dtype=np.int64)
+    lane_site[lanes["lane"].to_numpy()] = codes(lanes["origin_id"].to_numpy(), ctx.sites)
+    lane_zone[lanes["lane"].to_numpy()] = codes(lanes["destination_id"].to_numpy(), ctx.zones)
+    e = expression_from_terms(m, {"assignment": idx},
+                              np.stack([assign.labels.values, gather_labels(open_site, lane_site)], axis=1),
+                              np.stack([np.ones(n_lanes), -np.ones(n_lanes)], axis=1))
+    m.add_constraints(e <= 0.0, name="assign_only_if_open", mask=xr.DataArray(used, coords=[idx]))
+    zc = {"zone": ctx.zones}
+    lhs = grouped_sum(m, assign, lane_zone, zc)
+    mask = xr.DataArray(has_members(lane_zone, len(ctx.zones)), coords=[ctx.zones.rename("zone")])
+    if ctx.options.allow_unmet:
+        m.add_constraints(lhs <= 1.0, name="single_source", mask=mask)
+    else:
+        m.add_constraints(lhs == 1.0, name="single_source", mask=mask)
+    return assign
+
+
+def add_dc_balance(m: linopy.Model, ctx: NetworkDesignContext, inn: linopy.Variable | None,
+                   out: linopy.Variable) -> None:
+    """Flow conservation at every DC when the network has sources: sum_s in[s,i,p,t] = sum_z out[i,z,p,t].
+
+    Without source->DC lanes (e.g. a facility location benchmark) DCs are the sources and this is skipped.
+    """
+    if inn is None:
+        return
+    coords = {"site": ctx.sites, "product": ctx.products, "period": ctx.periods}
+    keys = {"site_id": ctx.sites, "product_id": ctx.products, "period": ctx.periods}
+    g_in = grid_codes(ctx.inbound.frame.rename(columns={"destination_id": "site_id"}), keys)
+    g_out = grid_codes(ctx.outbound.frame.rename(columns={"origin_id": "site_id"}), keys)
+    n = int(np.prod([len(i) for i in coords.values()]))
+    mask = has_members(g_in, n) | has_members(g_out, n)
+    lhs = grouped_sum(m, inn, g_in, coords) - grouped_sum(m, out, g_out, coords)
+    shape = tuple(len(i) for i in coords.values())
+    m.add_constraints(lhs == 0.0, name="dc_balance",
+                      mask=xr.DataArray(mask.reshape(shape), coords=[i.rename(k) for k, i in coords.items()]))
+
+
+def add_supply_limits(m: linopy.Model, ctx: NetworkDesignContext, inn: linopy.Variable | None) -> None:
+    """Port/supplier supply: sum_i in[s,i,p,t] <= supply[s,p,t] (skipped when it cannot bind, see module doc)."""
+    if inn is None or ctx.supply.empty:
+        return
+    sup = ctx.supply.reset_index(drop=True)
+    idx = pd.RangeIndex(len(sup), name="supply_row")
+    key = pd.MultiIndex.from_frame(sup[["site_id", "product_id", "period"]])
+    f = ctx.inbound.frame
+    group = key.get_indexer(pd.MultiIndex.from_arrays([f["origin_id"], f["product_id"], f["period"]]))
+    lhs = grouped_sum(m, inn, group, {"supply_row": idx})
+    mask = xr.DataArray(has_members(group, len(sup)), coords=[idx])
+    m.add_constraints(lhs <= xr.DataArray(sup["capacity"].to_numpy(dtype=float), coords=[idx]),
+                      name="supply", mask=mask)
+
+
+def add_lane_capacity(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.Variable,
+                      inn: linopy.Variable | None) -> None:
+    """Lane capacity per period, all products together: sum_p flow[lane,p,t] <= capacity[lane]."""
+    for name, arcs, var in (("outbound", ctx.outbound, out), ("inbound", ctx.inbound, inn)):
+        f = arcs.frame
+        if var is None or f.empty or "capacity" not in f or not f["capacity"].notna().any():
+            continue
+        lanes = f.drop_duplicates("lane")
+        lanes = lanes[lanes["capacity"].notna()]
+        lane_idx = pd.Index(lanes["lane"].to_numpy(), name=f"{name}_lane")
+        coords = {f"{name}_lane": lane_idx, "period": ctx.periods}
+        group = grid_codes(f, {"lane": lane_idx, "period": ctx.periods})
+        lhs = grouped_sum(m, var, group, coords)
+        cap = np.repeat(lanes["capacity"].to_numpy(dtype=float)[:, None], len(ctx.periods), axis=1)
+        c = [lane_idx, ctx.periods.rename("period")]
+        mask = has_members(group, cap.size).reshape(cap.shape)
+        m.add_constraints(lhs <= xr.DataArray(cap, coords=c), name=f"{name}_lane_capacity",
+                          mask=xr.DataArray(mask, coords=c))
+
+
+def add_service_level(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.Variable) -> None:
+    """Service: sum_{arcs with transit <= N days} outbound >= share * total demand."""
+    if ctx.service_share <= 0:
+        return
+    f = ctx.outbound.frame
+    fast = (f["transit_days"].to_numpy(dtype=float) <= ctx.service_days + 1e-9).astype(np.int64) - 1  # 0 or -1
+    idx = pd.Index(["all"], name="service")
+    lhs = grouped_sum(m, out, fast, {"service": idx})
+    m.add_constraints(lhs >= ctx.service_share * float(ctx.demand["quantity"].sum()), name="service_level")
+
+
+def add_capex_budget(m: linopy.Model, ctx: NetworkDesignContext, open_site: linopy.Variable,
+                     modules: linopy.Variable | None) -> None:
+    """Investment within budget: sum capex * modules + sum_{candidates} opening_cost * open <= budget."""
+    if ctx.options.capex_budget is None:
+        return
+    opening = np.where(ctx.dcs["status"] == "candidate", ctx.dcs["opening_cost"].to_numpy(dtype=float), 0.0)
+    expr = (open_site * xr.DataArray(opening, coords=[ctx.sites])).sum()
+    if modules is not None:
+        cap = xr.DataArray(ctx.expandable["capex"].to_numpy(dtype=float), coords=[modules.indexes["expansion"]])
+        expr = expr + (modules * cap).sum()
+    m.add_constraints(expr <= float(ctx.options.capex_budget), name="capex_budget")
+
+
+def add_open_count(m: linopy.Model, ctx: NetworkDesignContext, open_site: linopy.Variable) -> None:
+    """min_open <= sum_i open[i] <= max_open."""
+    if ctx.options.min_open is not None:
+        m.add_constraints(open_site.sum() >= int(ctx.options.min_open), name="min_open")
+    if ctx.options.max_open is not None:
+        m.add_constraints(open_site.sum() <= int(ctx.options.max_open), name="max_open")
+
+
+def add_objective(m: linopy.Model, ctx: NetworkDesignContext) -> None:
+    """Annualised total cost (see the module docstring); the constant sum of closing costs is kept aside."""
+    v = ctx.variables
+    dcs = ctx.dcs
+    cand = (dcs["status"] == "candidate").to_numpy()
+    per_site = (dcs["fixed_cost_per_year"].to_numpy(dtype=float)
+                + ctx.one_off * np.where(cand, dcs["opening_cost"].to_numpy(dtype=float), 0.0)
+                - ctx.one_off * np.where(~cand, dcs["closing_cost"].to_numpy(dtype=float), 0.0))
+    obj = (v["open"] * xr.DataArray(per_site, coords=[ctx.sites])).sum()
+    handling = float(ctx.instance.defaults["handling_cost_per_unit"])
+    f = ctx.outbound.frame
+    c_out = ctx.annual * (f["cost_per_unit"].to_numpy(dtype=float) + handling)
+    obj = obj + (v["outbound"] * xr.DataArray(c_out, coords=[ctx.outbound.index])).sum()
+    if v.get("inbound") is not None:
+        c_in = ctx.annual * ctx.inbound.frame["cost_per_unit"].to_numpy(dtype=float)
+        obj = obj + (v["inbound"] * xr.DataArray(c_in, coords=[ctx.inbound.index])).sum()
+    if v.get("labor_regular_hours") is not None:
+        lab = ctx.labor.set_index("site_id")
+        ls = v["labor_regular_hours"].indexes["labor_site"]
+        for var, col in (("labor_regular_hours", "hourly_rate"), ("labor_overtime_hours", "overtime_rate")):
+            w = xr.DataArray(ctx.annual * lab.loc[ls, col].to_numpy(dtype=float), coords=[ls])
+            obj = obj + (v[var] * w).sum()
+    if v.get("modules") is not None:
+        e = ctx.expandable
+        w = e["capex"].to_numpy(dtype=float) * ctx.crf + e["opex_per_year"].to_numpy(dtype=float)
+        obj = obj + (v["modules"] * xr.DataArray(w, coords=[v["modules"].indexes["expansion"]])).sum()
+    if v.get("unmet") is not None:
+        obj = obj + ctx.annual * float(ctx.instance.defaults["unmet_demand_penalty"]) * v["unmet"].sum()
+    m.add_objective(obj)
+
+
+def build_network_design(instance: Instance, options: NetworkDesignOptions | None = None) -> \
+        tuple[linopy.Model, NetworkDesignContext]:
+    """Build the network design MILP; returns the linopy model and the context to read the solution back."""
+    t0 = time.perf_counter()
+    ctx = prepare(instance, options)
+    m = linopy.Model()
+    v = ctx.variables
+    v["open"] = add_site_decisions(m, ctx)
+    v["outbound"], v["inbound"] = add_flows(m, ctx)
+    v["unmet"] = add_unmet(m, ctx)
+    add_demand_balance(m, ctx, v["outbound"], v["unmet"])
+    v["assign"] = add_single_sourcing(m, ctx, v["open"])
+    add_open_linking(m, ctx, v["outbound"], v["open"], v["assign"])
+    add_dc_balance(m, ctx, v["inbound"], v["outbound"])
+    add_supply_limits(m, ctx, v["inbound"])
+    add_lane_capacity(m, ctx, v["outbound"], v["inbound"])
+    f = ctx.outbound.frame
+    v["throughput"] = add_throughput(m, [(v["outbound"], grid_codes(f.rename(columns={"origin_id": "site_id"}),
+                                                                    {"site_id": ctx.sites, "period": ctx.periods}))],
+                                     ctx.sites, ctx.periods)
+    v["modules"], ctx.expandable = add_expansion_modules(m, ctx.rates, v["open"], ctx.sites)
+    add_stage_capacity(m, v["throughput"], ctx.rates, ctx.days, v["open"], v["modules"], ctx.expandable,
+                       derate_series(ctx.options.capacity_derate, ctx.rates))
+    v["labor_regular_hours"], v["labor_overtime_hours"], _ = add_labor(m, v["throughput"], ctx.labor, ctx.days,
+                                                                      v["open"])
+    add_service_level(m, ctx, v["outbound"])
+    add_capex_budget(m, ctx, v["open"], v["modules"])
+    add_open_count(m, ctx, v["open"])
+    add_objective(m, ctx)
+    ctx.build_seconds = time.perf_counter() - t0
+    return m, ctx
+
+
+# ---------------------------------------------------------------------------------------------------
+# Solve and read back
+# ---------------------------------------------------------------------------------------------------
+
+
+def warm_start_from(ctx: NetworkDesignContext, warm_start: Any) -> Any:
+    """A solver warm start from a previous Plan (its open/closed sites) or a SolveResult (passed through)."""
+    if warm_start is None or isinstance(warm_start, solvers.SolveResult | Mapping):
+        return warm_start
+    if isinstance(warm_start, Plan):
+        s = warm_start.tables["sites"]
+        if s.empty:
+            return None
+        is_open = pd.Series(s["open"].astype(bool).astype(float).to_numpy(), index=s["site_id"].astype(str))
+        return {"open": is_open.reindex(ctx.sites)}
+    if hasattr(warm_start, "plan") and isinstance(warm_start.plan, Plan):
+        return warm_start_from(ctx, warm_start.plan)
+    raise TypeError(f"warm_start must be a Plan, a SolveResult or a dict, not {type(warm_start).__name__}")
+
+
+def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | None = None, solver: str = "highs",
+                         time_limit: float | None = None, mip_gap: float | None = None, warm_start: Any = None,
+                         threads: int | None = None, log: Any = None, solver_options: Mapping[str, Any] | None = None,
+                         ) -> Plan:
+    """Build and solve the network design MILP; the answer as a :class:`Plan` of tables.
+
+    ``warm_start``: a previous :class:`Plan` (its open sites seed the MIP) or :class:`solvers.SolveResult`.
+    The plan's ``status`` is the solver termination; without a solution the tables are empty.
+    """
+    m, ctx = build_network_design(instance, options)
+    res = solvers.solve(m, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads,
+                        warm_start=warm_start_from(ctx, warm_start), options=solver_options, log=log)
+    return extract_plan(ctx, res)
+
+
+def _split(arcs: pd.DataFrame, qty: np.ndarray, shares: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """Disaggregate flows of the aggregated product by the products' shares of ``on`` (exact reduction)."""
+    f = arcs.drop(columns=["product_id"]).assign(quantity=qty)
+    f = f[f["quantity"] > 0]
+    f = f.merge(shares, on=on, how="inner")
+    f["quantity"] = f["quantity"] * f["share"]
+    return f.drop(columns=["share"])
+
+
+def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
+    """Read a solve result back into the plan tables (flows split back to products when aggregated)."""
+    inst = ctx.instance
+    v = ctx.variables
+    status = str(getattr(res.termination, "value", res.termination))
+    meta: dict[str, Any] = {
+        "solver": res.solver, "build_seconds": ctx.build_seconds, "solve_seconds": res.wall_time.solve,
+        "aggregated_products": ctx.aggregated, "aggregation_reason": ctx.aggregation_reason,
+        "annualization_factor": ctx.annual, "capital_recovery_factor": ctx.crf,
+        "n_outbound_arcs": len(ctx.outbound), "n_inbound_arcs": len(ctx.inbound),
+        "options": {k: (list(x) if isinstance(x, tuple) else x) for k, x in ctx.options.__dict__.items()
+                    if not isinstance(x, pd.DataFrame)},
+    }
+    if not res.has_solution:
+        return Plan(DECISION, status, meta=meta)
+    const = ctx.objective_constant
+    objective = float(res.objective) + const
+    bound = float(res.bound) + const if res.bound is not None and np.isfinite(res.bound) else None
+    gap = (abs(objective - bound) / max(abs(objective), 1e-9)) if bound is not None else None
+
+    is_open = clean(dense_values(res, v["open"])) > 0.5
+    dcs = ctx.dcs
+    existing = (dcs["status"] == "existing").to_numpy()
+    sites = pd.DataFrame({"site_id": ctx.sites, "kind": dcs["kind"].to_numpy(), "status": dcs["status"].to_numpy(),
+                          "open": is_open, "opened": is_open & ~existing, "closed": ~is_open & existing})
+    src = inst.sources
+    if len(src):
+        sites = pd.concat([sites, pd.DataFrame({"site_id": src["id"].astype(str), "kind": src["kind"],
+                                                "status": src["status"], "open": True, "opened": False,
+                                                "closed": False})], ignore_index=True)
+
+    # flows (split back to products when aggregated)
+    of = ctx.outbound.frame
+    q_out = clean(dense_values(res, v["outbound"]))
+    demand = inst.demand[inst.demand["quantity"] > 0]
+    if ctx.aggregated and len(inst.products) > 1:
+        tot = demand.groupby(["zone_id", "period"])["quantity"].transform("sum")
+        shares = demand.assign(share=demand["quantity"] / tot)[["zone_id", "product_id", "period", "share"]]
+        out_flows = _split(of, q_out, shares.rename(columns={"zone_id": "destination_id"}),
+                           ["destination_id", "period"])
+    else:
+        out_flows = of.assign(quantity=q_out)
+        out_flows = out_flows[out_flows["quantity"] > 0]
+        if ctx.aggregated:
+            out_flows = out_flows.assign(product_id=str(inst.products["id"].iloc[0]))
+    out_flows = out_flows.assign(leg="outbound")
+    flows = [out_flows]
+    if v.get("inbound") is not None:
+        inf_ = ctx.inbound.frame
+        q_in = clean(dense_values(res, v["inbound"]))
+        if ctx.aggregated and len(inst.products) > 1:
+            by = out_flows.groupby(["origin_id", "product_id", "period"], as_index=False)["quantity"].sum()
+            tot = by.groupby(["origin_id", "period"])["quantity"].transform("sum")
+            shares = by.assign(share=by["quantity"] / tot).rename(columns={"origin_id": "destination_id"})
+            in_flows = _split(inf_, q_in, shares[["destination_id", "product_id", "period", "share"]],
+                              ["destination_id", "period"])
+        else:
+            in_flows = inf_.assign(quantity=q_in)
+            in_flows = in_flows[in_flows["quantity"] > 0]
+            if ctx.aggregated:
+                in_flows = in_flows.assign(product_id=str(inst.products["id"].iloc[0]))
+        flows.append(in_flows.assign(leg="inbound"))
+    cols = ["origin_id", "destination_id", "product_id", "period", "quantity", "leg"]
+    flow_table = pd.concat([f[cols] for f in flows], ignore_index=True)
+    flow_table["period"] = flow_table["period"].astype(int)
+
+    # throughput
+    thr = clean(dense_values(res, v["throughput"]))
+    st = pd.DataFrame({"site_id": np.repeat(ctx.sites.to_numpy(), len(ctx.periods)),
+                       "period": np.tile(ctx.periods.to_numpy(), len(ctx.sites)), "outbound_units": thr.ravel()})
+    inb = flow_table[flow_table["leg"] == "inbound"].groupby(["destination_id", "period"])["quantity"].sum()
+    if len(ctx.inbound):
+        st["inbound_units"] = inb.reindex(pd.MultiIndex.from_frame(st[["site_id", "period"]])).fillna(0.0).to_numpy()
+    else:
+        st["inbound_units"] = st["outbound_units"]  # DCs are the sources: what they ship is what they handle
+    site_throughput = st[["site_id", "period", "inbound_units", "outbound_units"]]
+
+    # capacity
+    r = ctx.rates
+    mods = np.zeros(len(r))
+    capex = np.zeros(len(r))
+    if v.get("modules") is not None:
+        mv = np.round(clean(dense_values(res, v["modules"])))
+        key = pd.MultiIndex.from_frame(ctx.expandable[["site_id", "stage"]])
+        pos = key.get_indexer(pd.MultiIndex.from_frame(r[["site_id", "stage"]]))
+        mods = np.where(pos >= 0, mv[np.maximum(pos, 0)], 0.0)
+        capex = mods * r["capex"].to_numpy(dtype=float)
+    site_open = pd.Series(is_open, index=ctx.sites)
+    base = r["base_count"].to_numpy(dtype=float)
+    added = mods * r["module_size"].to_numpy(dtype=float)
+    capacity = pd.DataFrame({"site_id": r["site_id"], "stage": r["stage"], "base_count": base,
+                             "added_count": added,
+                             "total_count": np.where(site_open.reindex(r["site_id"]).to_numpy(), base + added, 0.0),
+                             "modules": mods.astype(int), "capex": capex})
+
+    # labour
+    labor = pd.DataFrame(columns=["site_id", "period", "regular_hours", "overtime_hours", "temp_hours"])
+    lab_cost = {"labour_regular": 0.0, "labour_overtime": 0.0}
+    if v.get("labor_regular_hours") is not None:
+        ls = v["labor_regular_hours"].indexes["labor_site"]
+        reg = clean(dense_values(res, v["labor_regular_hours"]))
+        ot = clean(dense_values(res, v["labor_overtime_hours"]))
+        labor = pd.DataFrame({"site_id": np.repeat(ls.to_numpy(), len(ctx.periods)),
+                              "period": np.tile(ctx.periods.to_numpy(), len(ls)), "regular_hours": reg.ravel(),
+                              "overtime_hours": ot.ravel(), "temp_hours": 0.0})
+        lab = ctx.labor.set_index("site_id").loc[ls]
+        lab_cost["labour_regular"] = ctx.annual * float((reg * lab["hourly_rate"].to_numpy()[:, None]).sum())
+        lab_cost["labour_overtime"] = ctx.annual * float((ot * lab["overtime_rate"].to_numpy()[:, None]).sum())
+
+    # unmet (split back to products when aggregated)
+    unmet_q = clean(dense_values(res, v.get("unmet")))
+    unmet = pd.DataFrame(columns=["zone_id", "product_id", "period", "quantity"])
+    if unmet_q.size and (unmet_q > 0).any():
+        zi, pi, ti = np.nonzero(unmet_q > 0)
+        u = pd.DataFrame({"zone_id": ctx.zones.to_numpy()[zi], "product_id": ctx.products.to_numpy()[pi],
+                          "period": ctx.periods.to_numpy()[ti], "quantity": unmet_q[zi, pi, ti]})
+        if ctx.aggregated:
+            tot = demand.groupby(["zone_id", "period"])["quantity"].transform("sum")
+            shares = demand.assign(share=demand["quantity"] / tot)[["zone_id", "product_id", "period", "share"]]
+            u = u.drop(columns=["product_id"]).merge(shares, on=["zone_id", "period"])
+            u["quantity"] = u["quantity"] * u["share"]
+        unmet = u[["zone_id", "product_id", "period", "quantity"]].reset_index(drop=True)
+
+    # assignment and service
+    a = out_flows.groupby(["destination_id", "origin_id", "period"], as_index=False)["quantity"].sum()
+    zd = demand.groupby(["zone_id", "period"])["quantity"].sum()
+    a["share"] = a["quantity"].to_numpy() / zd.reindex(pd.MultiIndex.from_frame(a[["destination_id", "period"]])
+                                                       ).to_numpy()
+    assignment = a.rename(columns={"destination_id": "zone_id", "origin_id": "site_id"})[
+        ["zone_id", "site_id", "period", "quantity", "share"]]
+    service = service_table(out_flows, demand, ctx.service_days)
+    overall = overall_service(out_flows, float(demand["quantity"].sum()), ctx.service_days)
+
+    # costs (recomputed from the solution, so that they add up to the objective)
+    cand = (dcs["status"] == "candidate").to_numpy()
+    handling = float(inst.defaults["handling_cost_per_unit"])
+    transport = float((out_flows["quantity"] * out_flows["cost_per_unit"]).sum())
+    if len(flows) > 1:
+        transport += float((flows[1]["quantity"] * flows[1]["cost_per_unit"]).sum())
+    opening_paid = float(dcs["opening_cost"].to_numpy()[is_open & cand].sum())
+    components = {
+        "fixed": float(dcs["fixed_cost_per_year"].to_numpy()[is_open].sum()),
+        "opening": ctx.one_off * opening_paid,
+        "closing": ctx.one_off * float(dcs["closing_cost"].to_numpy()[~is_open & ~cand].sum()),
+        "transport": ctx.annual * transport,
+        "handling": ctx.annual * handling * float(out_flows["quantity"].sum()),
+        **lab_cost,
+        "capex_annualized": ctx.crf * float(capex.sum()),
+        "expansion_opex": float((mods * r["opex_per_year"].to_numpy(dtype=float)).sum()),
+        "unmet_penalty": ctx.annual * float(inst.defaults["unmet_demand_penalty"]) * float(unmet["quantity"].sum()
+                                                                                          if len(unmet) else 0.0),
+    }
+    meta.update({"investment": float(capex.sum()) + opening_paid, "capex": float(capex.sum()),
+                 "opening_investment": opening_paid, "service_overall": overall,
+                 "service_days": ctx.service_days, "objective_constant": const,
+                 "labor_hours_total": float(labor["regular_hours"].sum() + labor["overtime_hours"].sum())
+                 if len(labor) else 0.0,
+                 "unmet_total": float(unmet["quantity"].sum()) if len(unmet) else 0.0})
+    tables = {"sites": sites, "flows": flow_table, "site_throughput": site_throughput, "capacity": capacity,
+              "labor": labor, "unmet": unmet, "assignment": assignment, "service": service,
+              "costs": costs_table(components)}
+    return Plan(DECISION, status, objective=objective, bound=bound, gap=gap, tables=tables, meta=meta)
