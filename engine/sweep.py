@@ -767,3 +767,52 @@ def reproduce(run_id: str, store: RunStore | str | Path | None = None, *, user: 
 __all__ = ["EXECUTORS", "Parameter", "Point", "ReproduceReport", "RunTask", "SweepResult", "SweepSpec",
            "SweepSpecError", "execute_task", "load_sweep_spec", "open_executor", "reproduce", "run_seed",
            "run_sweep", "sweep_spec_from_dict"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command-line bodies (``twinplan sweep`` / ``twinplan reproduce``; registered in engine/cli.py)
+# ---------------------------------------------------------------------------------------------------
+def cli_sweep(args: Any) -> int:
+    """``twinplan sweep SPEC``: run or resume a sweep and print a summary; 5 when the policy refuses it."""
+    from engine.store import StoreLocked
+
+    try:
+        result = run_sweep(args.spec, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+                           store=args.store, user=args.as_user, policy=args.policy, retry_failed=args.retry_failed,
+                           progress=not args.no_progress, limit=args.limit)
+    except PolicyRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return PolicyRefused.exit_code
+    except StoreLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        import json
+
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"sweep {result.sweep_id} ({result.name}): {result.total} runs - {result.finished} finished, "
+          f"{result.failed} failed, {result.skipped} already in the store; {result.wall_seconds:.1f} s "
+          f"with the {result.executor} executor; store {result.store.path}")
+    df = result.runs()
+    cols = [c for c in ("run_id", "name", "status", "solve_status", "objective", "total_cost", "service_level",
+                        "wall_seconds", "error") if c in df.columns]
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 40):
+        print(df[cols].head(40).to_string(index=False))
+    return 0
+
+
+def cli_reproduce(args: Any) -> int:
+    """``twinplan reproduce RUN_ID``: 0 when the re-run matches, 1 when it does not, 5 when refused."""
+    try:
+        report = reproduce(args.run_id, store=args.store, user=args.as_user, policy=args.policy)
+    except PolicyRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return PolicyRefused.exit_code
+    if args.json:
+        import json
+
+        print(json.dumps(report.to_dict(), default=str))
+    else:
+        print(report.message)
+    return 0 if report.matches else 1
