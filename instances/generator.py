@@ -421,7 +421,330 @@ def eu_fba(seed: int = 7, zones: int = 200) -> Instance:
                           "inventory": inventory, "supply": supply, "lanes": lanes})
 
 
-PRESETS: dict[str, Callable[..., Instance]] = {"tiny": tiny, "eu_fba": eu_fba}
+
+# ---------------------------------------------------------------------------------------------------
+# us_west_port: US network fed by five ports, daily periods, on-hand stock for port-closure redistribution
+# ---------------------------------------------------------------------------------------------------
+#: id, name, city, state (admin1), share of import volume landing there
+US_PORTS: tuple[tuple[str, str, str, str, float], ...] = (
+    ("PORT_LALB", "Port of Los Angeles/Long Beach", "Long Beach", "CA", 0.36),
+    ("PORT_OAK", "Port of Oakland", "Oakland", "CA", 0.08),
+    ("PORT_SEATAC", "Ports of Seattle-Tacoma", "Tacoma", "WA", 0.12),
+    ("PORT_HOU", "Port of Houston", "Houston", "TX", 0.12),
+    ("PORT_SAV", "Port of Savannah", "Savannah", "GA", 0.14),
+    ("PORT_NYNJ", "Port of New York/New Jersey", "Newark", "NJ", 0.18),
+)
+#: id, city, state, fixed cost (USD/yr), automation, wage (USD/h), stock cover (days of own demand)
+US_DCS: tuple[tuple[str, str, str, float, str, float, float], ...] = (
+    ("DC_ONTARIO", "Ontario", "CA", 3_800_000, "mechanized", 24.0, 14.0),
+    ("DC_TRACY", "Tracy", "CA", 2_900_000, "mechanized", 25.0, 12.0),
+    ("DC_KENT", "Kent", "WA", 2_600_000, "manual", 26.0, 12.0),
+    ("DC_PHOENIX", "Phoenix", "AZ", 2_300_000, "manual", 20.0, 10.0),
+    ("DC_EDISON", "Edison", "NJ", 3_600_000, "mechanized", 24.5, 10.0),
+    ("DC_SLC", "Salt Lake City", "UT", 2_000_000, "manual", 19.5, 10.0),
+    ("DC_DENVER", "Denver", "CO", 2_200_000, "manual", 21.5, 9.0),
+    ("DC_DALLAS", "Dallas", "TX", 3_000_000, "mechanized", 19.0, 11.0),
+    ("DC_ATLANTA", "Atlanta", "GA", 3_100_000, "mechanized", 19.0, 11.0),
+    ("DC_JOLIET", "Joliet", "IL", 3_300_000, "mechanized", 22.0, 12.0),
+)
+#: family, share, weight kg, volume m3, value USD, handling class
+US_FAMILIES: tuple[tuple[str, float, float, float, float, str], ...] = (
+    ("apparel", 0.22, 0.45, 0.0030, 28.0, "standard"),
+    ("footwear", 0.10, 1.1, 0.0085, 65.0, "standard"),
+    ("consumer_electronics", 0.12, 0.9, 0.0040, 140.0, "fragile"),
+    ("home_goods", 0.18, 2.0, 0.0120, 35.0, "standard"),
+    ("toys", 0.10, 0.8, 0.0070, 25.0, "standard"),
+    ("furniture", 0.05, 18.0, 0.1100, 210.0, "bulky"),
+    ("sporting_goods", 0.08, 2.2, 0.0140, 48.0, "standard"),
+    ("health_beauty", 0.15, 0.3, 0.0009, 16.0, "standard"),
+)
+US_WEEKDAY = (1.12, 1.08, 1.04, 1.0, 0.97, 0.86, 0.93)  # Monday .. Sunday
+US_RATES = {"inbound_dock": 280.0, "putaway": 160.0, "pick": 130.0, "pack": 90.0, "outbound_dock": 340.0}
+US_PRODUCTIVITY = {"inbound_dock": 240.0, "putaway": 120.0, "pick": 100.0, "pack": 75.0, "outbound_dock": 280.0}
+
+
+def us_west_port(seed: int = 7, zones: int = 100, days: int = 28) -> Instance:
+    """A US network of 10 DCs fed by six ports (LA/Long Beach the largest, 36 % of imports), ``zones``
+    metro zones of the contiguous US, 8 product families, ``days`` daily periods, with on-hand stock at every
+    DC (9-16 days of its own demand) for port-closure redistribution studies.
+
+    Port supply per product and day is 1.15 x the network's demand split by import share, so closing
+    PORT_LALB leaves imports ~26 % short and the stock has to be moved. Stages run at 55-70 % on an average
+    day (nearest-DC assignment).
+    """
+    rng = np.random.default_rng(seed)
+    meta = {
+        "name": "us_west_port",
+        "currency": "USD",
+        "description": "US DC network fed by five ports, daily periods, for port-closure redistribution",
+        "horizon": {"start": "2026-03-02", "periods": days, "period_days": 1},
+        "rate_card": {
+            "road_factor": 1.2,
+            "max_lanes_per_zone": 5,
+            "modes": {
+                "parcel": {"cost_per_unit": 0.85, "cost_per_unit_km": 0.0009, "km_per_day": 750.0},
+                "ftl": {"cost_per_unit": 0.05, "cost_per_unit_km": 0.00022, "km_per_day": 800.0},
+            },
+        },
+        "defaults": {"service_days": 3.0, "service_share": 0.0, "periods_per_year": 365, "capex_life_years": 10,
+                     "interest_rate": 0.07, "unmet_demand_penalty": 30.0, "handling_cost_per_unit": 0.2,
+                     "order_to_ship_sla_hours": 24.0, "truck_capacity_m3": 76.0, "truck_capacity_kg": 20000.0,
+                     "truck_fixed_cost": 900.0},
+    }
+    zone_df = _metro_zones(("US",), zones, merge_km=40.0, prefix="Z_", exclude_admin1=("AK", "HI", "PR"))
+    fam = pd.DataFrame(US_FAMILIES, columns=["family", "share", "unit_weight_kg", "unit_volume_m3", "unit_value",
+                                             "handling_class"])
+    fam["share"] = fam["share"] / fam["share"].sum()
+    products = fam.assign(id="P_" + fam["family"].str.upper())
+    start = pd.Timestamp(meta["horizon"]["start"])
+    weekday = np.array([US_WEEKDAY[(start + pd.Timedelta(days=d)).dayofweek] for d in range(days)])
+    mult = np.repeat((weekday / np.mean(US_WEEKDAY))[None, :], len(products), axis=0)
+    daily_total = 320_000.0
+    demand = _demand_frame(zone_df, products, mult, daily_total, rng, noise_sigma=0.12)
+
+    sites = []
+    for pid, name, city, st, _share in US_PORTS:
+        lat, lon = _city(city, "US")
+        sites.append({"id": pid, "name": name, "kind": "port", "lat": lat, "lon": lon, "country": "US",
+                      "region": st, "status": "existing"})
+    for sid, city, st, fixed, auto, _wage, _cover in US_DCS:
+        lat, lon = _city(city, "US")
+        sites.append({"id": sid, "name": f"DC {city}", "kind": "dc", "lat": lat, "lon": lon, "country": "US",
+                      "region": st, "status": "existing", "fixed_cost_per_year": fixed,
+                      "closing_cost": round(fixed * 0.6, -4), "automation": auto})
+    site_df = pd.DataFrame(sites)
+    dcs = site_df[site_df["kind"] == "dc"].reset_index(drop=True)
+    zone_day = demand.groupby("zone_id")["quantity"].sum().reindex(zone_df["id"]).to_numpy() / days
+    dc_day = np.bincount(_nearest(dcs, zone_df), weights=zone_day, minlength=len(dcs))
+    product_share = demand.groupby("product_id")["quantity"].sum()
+    product_share = product_share / product_share.sum()
+    resources, labor, inventory = [], [], []
+    for (sid, _city_name, _st, _fixed, auto, wage, cover), day_units in zip(US_DCS, dc_day):
+        target = {"pack": rng.uniform(0.60, 0.70), "inbound_dock": rng.uniform(0.58, 0.68),
+                  "pick": rng.uniform(0.56, 0.66), "putaway": rng.uniform(0.55, 0.65),
+                  "outbound_dock": rng.uniform(0.55, 0.62)}
+        gain = EU_AUTOMATION_GAIN[auto]
+        rates = {s: r * (gain if s in ("pick", "pack", "putaway") else 1.0) for s, r in US_RATES.items()}
+        resources += _resources_for(sid, day_units, target, rates, hours=20.0, storage_days=cover * 1.6,
+                                    units_per_position=40.0)
+        prod = {s: round(p * gain, 1) for s, p in US_PRODUCTIVITY.items()}
+        labor.append(_labor_row(sid, day_units * 7.0, wage, prod, 40.0, 1.15, 0.25))
+        for prod_id, share in product_share.items():
+            on_hand = day_units * share * cover * rng.uniform(0.8, 1.2)
+            inventory.append({"site_id": sid, "product_id": prod_id, "on_hand": float(np.round(on_hand))})
+    expansions = [
+        {"site_id": "DC_PHOENIX", "stage": "pack", "module_size": 4, "capex": 160_000.0, "opex_per_year": 18_000.0,
+         "max_modules": 3},
+        {"site_id": "DC_EDISON", "stage": "inbound_dock", "module_size": 2, "capex": 340_000.0,
+         "opex_per_year": 10_000.0, "max_modules": 2},
+        {"site_id": "DC_DALLAS", "stage": "inbound_dock", "module_size": 2, "capex": 320_000.0,
+         "opex_per_year": 10_000.0, "max_modules": 2},
+    ]
+    per_product_day = demand.groupby(["product_id", "period"])["quantity"].sum()
+    supply = [{"site_id": pid, "product_id": prod_id, "period": int(t), "capacity": float(np.ceil(q * 1.15 * share))}
+              for pid, _n, _c, _st, share in US_PORTS for (prod_id, t), q in per_product_day.items()]
+    lanes = _lanes_by_leg(meta, site_df, zone_df, outbound_mode="parcel", trunk_mode="ftl")
+    return _finish(meta, {"sites": site_df, "zones": zone_df, "products": products.drop(columns=["share"]),
+                          "demand": demand, "resources": resources, "expansions": expansions, "labor": labor,
+                          "inventory": inventory, "supply": supply, "lanes": lanes})
+
+
+# ---------------------------------------------------------------------------------------------------
+# synthetic: large networks of any size for benchmarks (vectorized; no Python loop per row)
+# ---------------------------------------------------------------------------------------------------
+SYNTHETIC_COUNTRIES = EU_COUNTRIES + ("GB", "IE", "CH", "NO", "FI", "RO", "BG", "HR", "GR")
+
+
+def _nearest_k(lat_a: np.ndarray, lon_a: np.ndarray, lat_b: np.ndarray, lon_b: np.ndarray, k: int,
+               exclude_self: bool = False, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """For every point a, the indices of its ``k`` nearest points b (unordered) and their distances (km).
+
+    Computed in chunks of ``chunk`` rows of a so the distance matrix never exceeds chunk x len(b).
+    """
+    k = min(k, len(lat_b) - (1 if exclude_self else 0))
+    idx = np.empty((len(lat_a), k), dtype=np.int64)
+    dist = np.empty((len(lat_a), k))
+    for lo in range(0, len(lat_a), chunk):
+        hi = min(lo + chunk, len(lat_a))
+        d = haversine_km(lat_a[lo:hi, None], lon_a[lo:hi, None], lat_b[None, :], lon_b[None, :])
+        if exclude_self:
+            d[np.arange(hi - lo), np.arange(lo, hi)] = np.inf
+        part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(np.arange(k), (hi - lo, 1))
+        idx[lo:hi] = part
+        dist[lo:hi] = np.take_along_axis(d, part, axis=1)
+    return idx, dist
+
+
+def _lane_block(origin: np.ndarray, dest: np.ndarray, km: np.ndarray, mode: str, rates: dict[str, float]
+                ) -> pd.DataFrame:
+    return pd.DataFrame({
+        "origin_id": origin, "destination_id": dest, "mode": mode,
+        "cost_per_unit": np.round(rates["cost_per_unit"] + rates["cost_per_unit_km"] * km, 4),
+        "transit_days": np.round(km / rates["km_per_day"], 2), "capacity": np.nan, "distance_km": np.round(km, 1),
+    })
+
+
+def synthetic(seed: int = 7, sites: int = 100, zones: int = 100, products: int = 10, periods: int = 4,
+              demand_density: float = 0.25, lanes_per_zone: int = 20, port_share: float = 0.05,
+              candidate_share: float = 0.2) -> Instance:
+    """A large synthetic European network for benchmarks; every table built with numpy, no per-row loop.
+
+    Sites and zones are drawn around real cities (population-weighted, jittered ~20 km). ``port_share`` of
+    the sites are ports, the rest DCs (``candidate_share`` of them candidates). Products follow a Zipf
+    popularity; a zone demands product j with probability ~ ``demand_density`` x its popularity (the top
+    product everywhere), so demand has about zones x products x density x periods rows. Lanes: each zone's
+    ``lanes_per_zone`` nearest DCs, each DC's 3 nearest ports and 5 nearest other DCs. Resources are sized
+    on the nearest-DC assignment at 50-75 % utilisation.
+    """
+    if min(sites, zones, products, periods) < 1 or sites < 2:
+        raise ValueError("synthetic needs sites >= 2 and zones, products, periods >= 1")
+    rng = np.random.default_rng(seed)
+    n_ports = max(1, int(round(sites * port_share)))
+    n_dcs = sites - n_ports
+    meta = {
+        "name": f"synthetic_s{sites}_z{zones}_p{products}_t{periods}_seed{seed}",
+        "currency": "EUR",
+        "description": "synthetic benchmark network",
+        "horizon": {"start": "2026-01-05", "periods": periods, "period_days": 7},
+        "rate_card": {
+            "road_factor": 1.25,
+            "max_lanes_per_zone": lanes_per_zone,
+            "modes": {
+                "parcel": {"cost_per_unit": 0.55, "cost_per_unit_km": 0.0011, "km_per_day": 650.0},
+                "ftl": {"cost_per_unit": 0.06, "cost_per_unit_km": 0.00028, "km_per_day": 700.0},
+            },
+        },
+        "defaults": {"periods_per_year": 52},
+    }
+    road = meta["rate_card"]["road_factor"]
+    cities = _city_table()
+    cities = cities[cities["country"].isin(SYNTHETIC_COUNTRIES)].head(3000)
+    city_p = cities["population"].to_numpy() ** 0.7
+    city_p = city_p / city_p.sum()
+
+    def places(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pick = rng.choice(len(cities), size=n, p=city_p)
+        lat = np.clip(cities["lat"].to_numpy()[pick] + rng.normal(0, 0.15, n), -89.9, 89.9)
+        lon = np.clip(cities["lon"].to_numpy()[pick] + rng.normal(0, 0.25, n), -179.9, 179.9)
+        return np.round(lat, 5), np.round(lon, 5), cities["country"].to_numpy()[pick]
+
+    # -- zones and products ---------------------------------------------------------------------------
+    z_lat, z_lon, z_cc = places(zones)
+    z_w = rng.lognormal(0.0, 0.8, zones)
+    z_w = z_w / z_w.sum()
+    zone_ids = np.char.add("Z_", np.char.zfill(np.arange(1, zones + 1).astype(str), 5)).astype(object)
+    zone_df = pd.DataFrame({"id": zone_ids, "name": zone_ids, "lat": z_lat, "lon": z_lon, "country": z_cc,
+                            "region": z_cc, "weight": np.round(z_w, 9)})
+    prod_ids = np.char.add("P_", np.char.zfill(np.arange(1, products + 1).astype(str), 5)).astype(object)
+    weight = np.round(rng.lognormal(0.0, 0.9, products), 3) + 0.01
+    prod_df = pd.DataFrame({
+        "id": prod_ids, "family": np.char.add("F", (np.arange(products) % 20).astype(str)).astype(object),
+        "unit_weight_kg": weight, "unit_volume_m3": np.round(weight * 0.004 * rng.lognormal(0, 0.3, products), 6)
+        + 1e-5, "unit_value": np.round(rng.lognormal(3.3, 0.8, products), 2), "handling_class": "standard"})
+    pop = 1.0 / np.arange(1, products + 1) ** 0.9
+    pop_share = pop / pop.sum()
+    presence = np.clip(demand_density * pop / pop.mean(), 0.0, 1.0)
+    presence[0] = 1.0
+    mask = rng.random((zones, products)) < presence[None, :]
+    zi, pj = np.nonzero(mask)
+    units_per_period = 2_000.0 * zones
+    base = units_per_period * z_w[zi] * pop_share[pj] / presence[pj]
+    season = 1.0 + 0.1 * np.sin(2 * np.pi * np.arange(periods) / 52.0)
+    qty = np.round(base[:, None] * season[None, :] * rng.lognormal(-0.02, 0.2, (len(zi), periods)))
+    qty = np.maximum(qty, 1.0)
+    demand = pd.DataFrame({"zone_id": np.repeat(zone_ids[zi], periods), "product_id": np.repeat(prod_ids[pj], periods),
+                           "period": np.tile(np.arange(1, periods + 1), len(zi)), "quantity": qty.ravel()})
+
+    # -- sites -------------------------------------------------------------------------------------------
+    s_lat, s_lon, s_cc = places(sites)
+    port_ids = np.char.add("PORT_", np.char.zfill(np.arange(1, n_ports + 1).astype(str), 4)).astype(object)
+    dc_ids = np.char.add("DC_", np.char.zfill(np.arange(1, n_dcs + 1).astype(str), 5)).astype(object)
+    is_cand = rng.random(n_dcs) < candidate_share
+    fixed = np.round(rng.uniform(1.0e6, 4.0e6, n_dcs), -3)
+    site_df = pd.DataFrame({
+        "id": np.concatenate([port_ids, dc_ids]),
+        "name": np.concatenate([port_ids, dc_ids]),
+        "kind": np.array(["port"] * n_ports + ["dc"] * n_dcs, dtype=object),
+        "lat": s_lat, "lon": s_lon, "country": s_cc, "region": s_cc,
+        "status": np.concatenate([np.full(n_ports, "existing", dtype=object),
+                                  np.where(is_cand, "candidate", "existing").astype(object)]),
+        "fixed_cost_per_year": np.concatenate([np.zeros(n_ports), fixed]),
+        "opening_cost": np.concatenate([np.zeros(n_ports), np.where(is_cand, np.round(fixed * 1.5, -3), 0.0)]),
+        "closing_cost": np.concatenate([np.zeros(n_ports), np.where(is_cand, 0.0, np.round(fixed * 0.6, -3))]),
+        "automation": "manual",
+    })
+    d_lat, d_lon = s_lat[n_ports:], s_lon[n_ports:]
+    p_lat, p_lon = s_lat[:n_ports], s_lon[:n_ports]
+
+    # -- lanes ------------------------------------------------------------------------------------------
+    modes = meta["rate_card"]["modes"]
+    zk, zd = _nearest_k(z_lat, z_lon, d_lat, d_lon, lanes_per_zone)
+    outbound = _lane_block(dc_ids[zk.ravel()], np.repeat(zone_ids, zk.shape[1]), zd.ravel() * road, "parcel",
+                           modes["parcel"])
+    pk, pd_ = _nearest_k(d_lat, d_lon, p_lat, p_lon, 3)
+    inbound = _lane_block(port_ids[pk.ravel()], np.repeat(dc_ids, pk.shape[1]), pd_.ravel() * road, "ftl",
+                          modes["ftl"])
+    blocks = [inbound]
+    if n_dcs > 1:
+        tk, td = _nearest_k(d_lat, d_lon, d_lat, d_lon, 5, exclude_self=True)
+        blocks.append(_lane_block(np.repeat(dc_ids, tk.shape[1]), dc_ids[tk.ravel()], td.ravel() * road, "ftl",
+                                  modes["ftl"]))
+    lanes = pd.concat([*blocks, outbound], ignore_index=True)
+
+    # -- resources sized on the nearest-DC assignment --------------------------------------------------------
+    nearest = zk[np.arange(zones), np.argmin(zd, axis=1)]
+    zone_units = np.bincount(zi, weights=base, minlength=zones)
+    dc_day = np.bincount(nearest, weights=zone_units, minlength=n_dcs) / 7.0
+    floor = 0.2 * (np.median(dc_day[dc_day > 0]) if (dc_day > 0).any() else units_per_period / 7.0)
+    dc_day = np.maximum(dc_day, floor)
+    rates = np.array([EU_RATES[s] for s in FLOW_STAGES])
+    target = rng.uniform(0.50, 0.75, (n_dcs, len(FLOW_STAGES)))
+    hours = 20.0
+    counts = np.maximum(1.0, np.ceil(dc_day[:, None] / (target * rates[None, :] * hours)))
+    storage = np.maximum(100.0, np.ceil(dc_day * 21.0 / 45.0 / 100.0) * 100.0)
+    n_st = len(FLOW_STAGES) + 1
+    resources = pd.DataFrame({
+        "site_id": np.repeat(dc_ids, n_st),
+        "stage": np.tile(np.array([*FLOW_STAGES, "storage"], dtype=object), n_dcs),
+        "count": np.column_stack([counts, storage]).ravel(),
+        "rate_per_hour": np.tile(np.append(rates, 45.0), n_dcs),
+        "hours_per_day": np.tile(np.append(np.full(len(FLOW_STAGES), hours), 24.0), n_dcs),
+    })
+    prod_rates = np.array([EU_PRODUCTIVITY[s] for s in LABOR_STAGES])
+    hours_per_unit = float(np.sum(1.0 / prod_rates))
+    heads = np.ceil(dc_day * 7.0 * hours_per_unit * 1.15 / 40.0)
+    wage = np.round(rng.uniform(18.0, 30.0, n_dcs), 2)
+    labor = pd.DataFrame({"site_id": dc_ids, "hourly_rate": wage, "max_headcount": heads,
+                          "overtime_rate": np.round(wage * 1.5, 2), "max_overtime_hours": np.ceil(heads * 10.0),
+                          "hours_per_person_week": 40.0,
+                          **{f"productivity_{s}": p for s, p in zip(LABOR_STAGES, prod_rates)}})
+    cand = dc_ids[is_cand]
+    expansions = pd.DataFrame({
+        "site_id": np.repeat(cand, 2), "stage": np.tile(np.array(["pack", "inbound_dock"], dtype=object), len(cand)),
+        "module_size": np.tile([4.0, 2.0], len(cand)), "capex": np.tile([180_000.0, 350_000.0], len(cand)),
+        "opex_per_year": np.tile([20_000.0, 12_000.0], len(cand)), "max_modules": np.tile([3, 2], len(cand))})
+
+    # -- stock and supply ---------------------------------------------------------------------------------
+    stock = (rng.random((n_dcs, products)) < presence[None, :]) & ~is_cand[:, None]
+    si, sj = np.nonzero(stock)
+    inventory = pd.DataFrame({"site_id": dc_ids[si], "product_id": prod_ids[sj],
+                              "on_hand": np.round(dc_day[si] * pop_share[sj] / presence[sj] * 10.0) + 1.0})
+    n_src = min(2, n_ports)
+    src = np.argsort(rng.random((products, n_ports)), axis=1)[:, :n_src]
+    product_units = np.bincount(pj, weights=base, minlength=products) * season.max()
+    cap = np.ceil(product_units * 1.5 / n_src) + 1.0
+    supply = pd.DataFrame({
+        "site_id": np.repeat(port_ids[src.ravel()], periods),
+        "product_id": np.repeat(np.repeat(prod_ids, n_src), periods),
+        "period": np.tile(np.arange(1, periods + 1), products * n_src),
+        "capacity": np.repeat(np.repeat(cap, n_src), periods),
+    })
+    return _finish(meta, {"sites": site_df, "zones": zone_df, "products": prod_df, "demand": demand,
+                          "resources": resources, "expansions": expansions, "labor": labor,
+                          "inventory": inventory, "supply": supply, "lanes": lanes})
+
+PRESETS: dict[str, Callable[..., Instance]] = {
+    "tiny": tiny, "eu_fba": eu_fba, "us_west_port": us_west_port, "synthetic": synthetic}
 
 
 def generate(preset: str, seed: int = 0, **kwargs: Any) -> Instance:
