@@ -197,6 +197,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run or resume a what-if sweep (local process pool or Dask); runs go to the DuckDB run store."""
+    from engine.sweep import cli_sweep
+
+    return cli_sweep(args)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """List the append-only audit trail of the run store."""
+    from engine.governance import cli_audit
+
+    return cli_audit(args)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Re-run a stored run from its recorded inputs; exit 0 when it matches, 1 when it does not."""
+    from engine.sweep import cli_reproduce
+
+    return cli_reproduce(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -254,6 +275,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     COMMANDS["stress"] = cmd_stress
+
+    p = sub.add_parser("sweep", help="run or resume a what-if sweep (local processes or Dask)")
+    p.add_argument("spec", help="sweep spec YAML")
+    p.add_argument("--executor", choices=["local", "dask"], default="local")
+    p.add_argument("--scheduler", help="Dask scheduler address (default: start a LocalCluster)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
+    p.add_argument("--store", help="run store file (default $TWINPLAN_STORE or twinplan_runs.duckdb)")
+    p.add_argument("--as", dest="as_user", help="user to run as (default $TWINPLAN_USER or login name)")
+    p.add_argument("--policy", help="governance policy YAML (default $TWINPLAN_POLICY; none: open)")
+    p.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
+    p.add_argument("--limit", type=int, default=None, help="run only the first N variants")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    COMMANDS["sweep"] = cmd_sweep
+
+    p = sub.add_parser("audit", help="list the audit trail of the run store")
+    p.add_argument("--since", help="ISO date/time (UTC) or a duration back from now: 90m, 12h, 7d")
+    p.add_argument("--user", help="only this user's rows")
+    p.add_argument("--limit", type=int, default=None, help="only the last N rows")
+    p.add_argument("--store", help="run store file (default $TWINPLAN_STORE or twinplan_runs.duckdb)")
+    p.add_argument("--verify", action="store_true", help="check the audit hash chain (exit 1 when broken)")
+    p.add_argument("--json", action="store_true")
+    COMMANDS["audit"] = cmd_audit
+
+    p = sub.add_parser("reproduce", help="re-run a stored run and report whether the result matches")
+    p.add_argument("run_id", help="run id (or a unique prefix)")
+    p.add_argument("--store", help="run store file (default $TWINPLAN_STORE or twinplan_runs.duckdb)")
+    p.add_argument("--as", dest="as_user", help="user to run as (default $TWINPLAN_USER or login name)")
+    p.add_argument("--policy", help="governance policy YAML (default $TWINPLAN_POLICY; none: open)")
+    p.add_argument("--json", action="store_true")
+    COMMANDS["reproduce"] = cmd_reproduce
     return parser
 
 
