@@ -37,6 +37,15 @@ from solvers.result import Termination, relative_gap
 
 _EMPHASIS = {"off": 1, "low": 2, "medium": 3, "high": 4, "very_high": 5}
 _LP_ALGORITHM = {"primal_simplex": 1, "dual_simplex": 2, "barrier": 3, "first_order": 4}
+_SCIP_LONGINT_PARAMS = {
+    "limits/nodes",
+    "limits/totalnodes",
+    "limits/stallnodes",
+    "lp/iterlim",
+    "lp/rootiterlim",
+    "heuristics/alns/maxnodes",
+}
+"""SCIP parameters of type Longint (others given as Python ints go to ``int_params``)."""
 _COMMON_FIELDS = {
     "iteration_limit",
     "node_limit",
@@ -179,8 +188,13 @@ class OrToolsBackend(Backend):
                 )
             except Exception as exc:  # StatusNotOk from the C++ layer: invalid model or parameters
                 text = str(exc)
-                if "parameter" in text.lower() or "option" in text.lower():
-                    raise SolverOptionError(f"{self.name} rejected the parameters: {text}") from exc
+                if "param" in text.lower() or "option" in text.lower():
+                    hint = (
+                        " (a SCIP Longint parameter given as int? pass options={'long_params': {name: value}})"
+                        if "SCIPsetIntParam" in text
+                        else ""
+                    )
+                    raise SolverOptionError(f"{self.name} rejected the parameters: {text}{hint}") from exc
                 raise SolverError(f"{self.name} failed: {text}") from exc
         t2 = perf_counter()
         out = self._read_result(form, proto)
@@ -285,6 +299,8 @@ def _line_writer(write: Any) -> Any:
 def _set_scip_param(gscip: Any, key: str, value: Any) -> None:
     if isinstance(value, bool):
         gscip.bool_params[key] = value
+    elif isinstance(value, int | np.integer) and key in _SCIP_LONGINT_PARAMS:
+        gscip.long_params[key] = int(value)
     elif isinstance(value, int | np.integer):
         gscip.int_params[key] = int(value)
     elif isinstance(value, float | np.floating):
