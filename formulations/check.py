@@ -281,7 +281,7 @@ def _check_balance(instance: Instance, flows: pd.DataFrame, transfers: pd.DataFr
     into.index = into.index.set_names(["site_id", "product_id", "period"])
     outof.index = outof.index.set_names(["site_id", "product_id", "period"])
     periods = instance.periods["period"].astype(int).to_numpy()
-    keys = into.index.droplevel(2).union(outof.index.droplevel(2))
+    keys = into.index.droplevel(2).union(outof.index.droplevel(2)).unique()  # droplevel keeps duplicates
     stock = inv.groupby(["site_id", "product_id"])["on_hand"].sum() if not inv.empty else pd.Series(dtype=float)
     t_in = t_out = pd.Series(dtype=float)
     if not transfers.empty:
