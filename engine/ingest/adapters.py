@@ -200,38 +200,11 @@ def map_source(df: pd.DataFrame, spec: SourceSpec, ctx: Context, label: str,
     rows = df["_row"].to_numpy()
     out = pd.DataFrame(index=df.index)
     order = sorted((r for r in spec.columns if r.target), key=lambda r: r.parse is not None)
+    flagged: set[tuple[int, str]] = set()  # (export row, target) already reported: no follow-up errors
     for rule in order:
-        text = df[rule.source].astype(str)
-        target = rule.target
-        assert target is not None
-        if rule.codes is not None:
-            cmap = ctx.mapping.codes[rule.codes]
-            unknown = (text != "") & ~text.isin(list(cmap))
-            for r, v in zip(rows[unknown.to_numpy()], text[unknown]):
-                report.error(label, r, rule.source, f"unknown code {v!r} (code map {rule.codes!r} knows "
-                                                    f"{sorted(cmap)[:12]})")
-            text = text.map(lambda v, m=cmap: m.get(v, v))
-        if rule.parse is not None:
-            sites = out.get("site_id")
-            dates = _local_dates(text, sites, spec, ctx, rule.parse, label, rule.source, rows, report)
-            if target == "period":
-                out[target] = _to_period(dates, ctx.meta, label, rule.source, rows, report)
-            else:
-                out[target] = dates.dt.strftime("%Y-%m-%d").fillna("")
-            continue
-        col = schema.column(target) if target in schema.column_names else None
-        if col is None or col.dtype == "str" or col.dtype == "date":
-            out[target] = text
-            continue
-        num, bad = _numbers(text, spec.decimal)
-        for r, v in zip(rows[bad.to_numpy()], text[bad]):
-            report.error(label, r, rule.source, f"unparsable value {v!r}: not a number")
-        if rule.unit is not None or rule.unit_column is not None:
-            try:
-                num = _convert_units(num, rule, df, col.unit, ctx, label, rows, report)
-            except UnitError as exc:  # already reported against the mapping
-                report.error(label, 0, rule.source, str(exc))
-        out[target] = num
+        seen = len(report.findings)
+        _map_rule(rule, df, out, spec, schema, ctx, label, rows, report)
+        flagged |= {(f.row, str(rule.target)) for f in report.findings[seen:] if f.row > 0}
     for k, v in spec.constants.items():
         out[k] = v
     if schema.name == "sites" and "timezone" in out:
@@ -239,16 +212,54 @@ def map_source(df: pd.DataFrame, spec: SourceSpec, ctx: Context, label: str,
             if tz:
                 ctx.site_timezones.setdefault(str(sid), str(tz))
         out = out.drop(columns="timezone")
-    return _typed(out, df, spec, schema, targets, label, report)
+    return _typed(out, df, spec, schema, targets, flagged, label, report)
 
 
-def _typed(out: pd.DataFrame, df: pd.DataFrame, spec: SourceSpec, schema, targets: dict[str, str], label: str,
-           report: ValidationReport) -> pd.DataFrame:
+def _map_rule(rule: ColumnRule, df: pd.DataFrame, out: pd.DataFrame, spec: SourceSpec, schema, ctx: Context,
+              label: str, rows: np.ndarray, report: ValidationReport) -> None:
+    """One column rule: code map, time parsing or number parsing with unit conversion, into ``out``."""
+    text = df[rule.source].astype(str)
+    target = rule.target
+    assert target is not None
+    if rule.codes is not None:
+        cmap = ctx.mapping.codes[rule.codes]
+        unknown = (text != "") & ~text.isin(list(cmap))
+        for r, v in zip(rows[unknown.to_numpy()], text[unknown]):
+            report.error(label, r, rule.source, f"unknown code {v!r} (code map {rule.codes!r} knows "
+                                                f"{sorted(cmap)[:12]})")
+        text = text.map(lambda v, m=cmap: m.get(v, v))
+    if rule.parse is not None:
+        sites = out.get("site_id")
+        dates = _local_dates(text, sites, spec, ctx, rule.parse, label, rule.source, rows, report)
+        if target == "period":
+            out[target] = _to_period(dates, ctx.meta, label, rule.source, rows, report)
+        else:
+            out[target] = dates.dt.strftime("%Y-%m-%d").fillna("")
+        return
+    col = schema.column(target) if target in schema.column_names else None
+    if col is None or col.dtype == "str" or col.dtype == "date":
+        out[target] = text
+        return
+    num, bad = _numbers(text, spec.decimal)
+    for r, v in zip(rows[bad.to_numpy()], text[bad]):
+        report.error(label, r, rule.source, f"unparsable value {v!r}: not a number")
+    if rule.unit is not None or rule.unit_column is not None:
+        try:
+            num = _convert_units(num, rule, df, col.unit, ctx, label, rows, report)
+        except UnitError as exc:  # already reported against the mapping
+            report.error(label, 0, rule.source, str(exc))
+    out[target] = num
+
+
+def _typed(out: pd.DataFrame, df: pd.DataFrame, spec: SourceSpec, schema, targets: dict[str, str],
+           flagged: set[tuple[int, str]], label: str, report: ValidationReport) -> pd.DataFrame:
     """coerce_table with findings moved back to the export's rows and column names."""
     local = ValidationReport()
-    typed = coerce_table(out.reset_index(drop=True).astype(object), schema, local, label)
+    typed = coerce_table(out.reset_index(drop=True), schema, local, label)
     rows = df["_row"].to_numpy()
     for f in local.findings:
+        if f.row > 0 and (rows[f.row - 1], f.column) in flagged:
+            continue
         col = targets.get(f.column, f"set.{f.column}" if f.column in spec.constants else f.column)
         msg = f.message
         if f.row == 0 and msg == "missing required column":

@@ -262,7 +262,7 @@ def read_mapping(path: str | Path, report: ValidationReport) -> Mapping | None:
         report.error(fname, 0, "", "mapping file not found")
         return None
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         report.error(fname, mark.line + 1 if mark is not None else 0, "", f"invalid YAML: {exc}")
