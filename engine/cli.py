@@ -218,6 +218,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return cli_reproduce(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the executive HTML report of a run folder (against a baseline run folder, if given)."""
+    from engine.report import write_report
+
+    path = write_report(args.run_dir, baseline_dir=args.baseline, out=args.out)
+    print(f"report written to {path}")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -306,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", help="governance policy YAML (default $TWINPLAN_POLICY; none: open)")
     p.add_argument("--json", action="store_true")
     COMMANDS["reproduce"] = cmd_reproduce
+    p = sub.add_parser("report", help="write the executive HTML report of a run folder")
+    p.add_argument("run_dir", help="run folder written by `twinplan solve`")
+    p.add_argument("--baseline", help="run folder to compare against (default RUN_DIR/baseline if present)")
+    p.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
+    COMMANDS["report"] = cmd_report
     return parser
 
 

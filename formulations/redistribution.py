@@ -24,9 +24,9 @@ backlog is one period (Δ days) late per period carried; a unit delivered over a
 service promise ``service_days`` is ``τ - service_days`` days late. Backlog left at the end of the horizon
 is lost.
 
-Stage work of a DC (units per period): received units (from ports and transfers) pass the inbound dock and
-putaway; units delivered to zones pass pick, pack and the outbound dock; transfer units (whole pallets)
-only the outbound dock. Each stage is limited by its equipment (``resources``: count x rate x hours x Δ)
+Stage work of a DC (units per period): received units (from ports and transfers, in their arrival period)
+pass the inbound dock and putaway; shipped units (to zones and to other DCs) pass pick, pack and the
+outbound dock. Each stage is limited by its equipment (``resources``: count x rate x hours x Δ)
 and the labour hours they need (units / productivity) by the headcount and overtime of ``labor.csv``.
 A DC with no resource rows processes nothing; a DC without a ``labor.csv`` row has no labour limit/cost.
 """
@@ -52,8 +52,6 @@ from formulations.plan import Plan
 EPS = 1e-6
 """Values below this (units, hours, trucks) are solver noise and left out of plan tables."""
 
-INBOUND_STAGES = ("inbound_dock", "putaway")
-ORDER_STAGES = ("pick", "pack")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -201,9 +199,11 @@ def solve_model(model: linopy.Model, solver: str, time_limit: float | None, mip_
     return solvers.solve(model, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log)
 
 
-def solution_frame(result: solvers.SolveResult, name: str, value: str = "value",
+def solution_frame(result: solvers.SolveResult, name: str, dims: Sequence[str], value: str = "value",
                    threshold: float | None = EPS) -> pd.DataFrame:
-    """A solved variable group as a flat frame (index levels as columns), small values dropped."""
+    """A solved variable group as a flat frame (one column per dim), small values dropped."""
+    if name not in result.values:  # every element masked: the group is absent from the model
+        return pd.DataFrame({c: pd.Series(dtype=float if c == value else object) for c in [*dims, value]})
     s = result.values[name]
     if threshold is not None:
         s = s[s.abs() > threshold]
@@ -433,16 +433,17 @@ def add_lane_capacity(m: linopy.Model, data: RedistributionData) -> None:
 def stage_units(m: linopy.Model, data: RedistributionData) -> dict[str, linopy.LinearExpression]:
     """Units each DC handles per period at each stage: ``[dc, period]`` expressions by stage.
 
-    inbound_dock, putaway: units received; pick, pack: units delivered to zones; outbound_dock: units
-    delivered plus units transferred out.
+    inbound_dock, putaway: units received (in their arrival period); pick, pack, outbound_dock: units
+    shipped, to zones and to other DCs (the convention of :mod:`formulations.check`).
     """
     if "stage_units" in data.cache:
         return data.cache["stage_units"]
     received = inbound_units(m, data).sum("product")
     delivered = _term(m, data, "deliver").sum(["zone", "product"])
     transferred = _term(m, data, "transfer").sum(["destination", "product"]).rename(origin="dc")
-    data.cache["stage_units"] = {"inbound_dock": received, "putaway": received, "pick": delivered,
-                                 "pack": delivered, "outbound_dock": delivered + transferred}
+    shipped = delivered + transferred
+    data.cache["stage_units"] = {"inbound_dock": received, "putaway": received, "pick": shipped,
+                                 "pack": shipped, "outbound_dock": shipped}
     return data.cache["stage_units"]
 
 
@@ -583,13 +584,13 @@ def plan_from_result(data: RedistributionData, result: solvers.SolveResult) -> P
     if not result.has_solution:
         return Plan("redistribution", status, tables={"sites": _sites_table(data)}, meta=meta)
     p = data.params
-    deliver = solution_frame(result, "deliver", "quantity")
-    receive = solution_frame(result, "receive", "quantity")
-    transfer = solution_frame(result, "transfer", "quantity")
-    trucks = solution_frame(result, "trucks", "trucks", threshold=0.5)
+    deliver = solution_frame(result, "deliver", ["dc", "zone", "product", "period"], "quantity")
+    receive = solution_frame(result, "receive", ["source", "dc", "product", "period"], "quantity")
+    transfer = solution_frame(result, "transfer", ["origin", "destination", "product", "period"], "quantity")
+    trucks = solution_frame(result, "trucks", ["origin", "destination", "period"], "trucks", threshold=0.5)
     trucks["trucks"] = trucks["trucks"].round().astype(int)
-    lost = solution_frame(result, "lost", "quantity")
-    backlog = solution_frame(result, "backlog", "quantity")
+    lost = solution_frame(result, "lost", ["zone", "product", "period"], "quantity")
+    backlog = solution_frame(result, "backlog", ["zone", "product", "period"], "quantity")
     labor = _labor_table(result, data)
 
     out_cost = _lane_series(data.out_lanes, "cost", ["dc", "zone"])
@@ -618,7 +619,7 @@ def plan_from_result(data: RedistributionData, result: solvers.SolveResult) -> P
     late = float((deliver["quantity"] * (deliver["transit_days"] - p["service_days"]).clip(lower=0.0)).sum()
                  + backlog["quantity"].sum() * data.period_days)
     costs = _costs_table(data, deliver, receive, transfer, trucks, labor, lost, late)
-    flows = _flows_table(deliver, receive, transfer)
+    flows = _flows_table(deliver, receive)
     tables = {
         "sites": _sites_table(data),
         "flows": flows,
@@ -651,8 +652,8 @@ def _sites_table(data: RedistributionData) -> pd.DataFrame:
 
 
 def _labor_table(result: solvers.SolveResult, data: RedistributionData) -> pd.DataFrame:
-    regular = solution_frame(result, "regular", "regular_hours", threshold=None)
-    overtime = solution_frame(result, "overtime", "overtime_hours", threshold=None)
+    regular = solution_frame(result, "regular", ["dc", "period"], "regular_hours", threshold=None)
+    overtime = solution_frame(result, "overtime", ["dc", "period"], "overtime_hours", threshold=None)
     labor = regular.merge(overtime, on=["dc", "period"], how="outer").fillna(0.0)
     labor = labor.rename(columns={"dc": "site_id"}).assign(temp_hours=0.0)
     return round_values(labor, ["regular_hours", "overtime_hours"])[
@@ -692,12 +693,11 @@ def _truckloads(transfer: pd.DataFrame, trucks: pd.DataFrame, vol: pd.Series, wt
     return round_values(out, ["volume_m3", "weight_kg"])
 
 
-def _flows_table(deliver: pd.DataFrame, receive: pd.DataFrame, transfer: pd.DataFrame) -> pd.DataFrame:
+def _flows_table(deliver: pd.DataFrame, receive: pd.DataFrame) -> pd.DataFrame:
     parts = [
         receive.rename(columns={"source": "origin_id", "dc": "destination_id"}).assign(leg="inbound"),
         deliver.rename(columns={"dc": "origin_id", "zone": "destination_id"}).assign(leg="outbound"),
-        transfer.rename(columns={"origin": "origin_id", "destination": "destination_id"}).assign(leg="transfer"),
-    ]
+    ]  # transfers are listed in the transfers table only (the checker adds them to the flows)
     cols = ["origin_id", "destination_id", "product_id", "period", "quantity", "leg"]
     flows = pd.concat([f.rename(columns={"product": "product_id"})[cols] for f in parts], ignore_index=True)
     return round_values(flows, ["quantity"])
