@@ -197,6 +197,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Ingest WMS/WCS export folders through mapping files into a new instance folder."""
+    from engine.ingest import IngestError, ingest
+
+    try:
+        result = ingest(args.mapping, args.exports, args.out, overwrite=args.force)
+    except IngestError as exc:
+        for f in exc.report.errors:
+            print(f"error: {f}", file=sys.stderr)
+        print(f"{len(exc.report.errors)} error(s); nothing written", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for f in result.report.warnings:
+        print(f"warning: {f}", file=sys.stderr)
+    _print_summary(result.instance.summary())
+    print(f"wrote {result.instance.name} to {args.out}")
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Fit efficiencies and congestion to actuals; write a calibration version beside the instance."""
+    from engine.calibration import cli_calibrate
+
+    return cli_calibrate(args)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run or resume a what-if sweep (local process pool or Dask); runs go to the DuckDB run store."""
     from engine.sweep import cli_sweep
@@ -284,6 +309,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     COMMANDS["stress"] = cmd_stress
+
+    p = sub.add_parser("ingest", help="ingest WMS/WCS exports through mapping files into an instance")
+    p.add_argument("exports", nargs="+", help="export folder(s)")
+    p.add_argument("--mapping", action="append", required=True,
+                   help="mapping YAML: once for all folders, or once per folder (in order)")
+    p.add_argument("--out", required=True, help="instance folder to create")
+    p.add_argument("--force", action="store_true", help="replace an existing --out once the new one is valid")
+    COMMANDS["ingest"] = cmd_ingest
+
+    p = sub.add_parser("calibrate", help="fit efficiencies and congestion to actuals; drift report")
+    p.add_argument("instance", help="instance folder")
+    p.add_argument("--actuals", help="actuals CSV (default: the instance's actuals.csv)")
+    p.add_argument("--window", type=int, default=7, help="rolling window for drift (days)")
+    p.add_argument("--threshold", type=float, default=0.05, help="drift threshold (relative error)")
+    p.add_argument("--no-write", action="store_true", help="fit and report without writing a version")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    COMMANDS["calibrate"] = cmd_calibrate
 
     p = sub.add_parser("sweep", help="run or resume a what-if sweep (local processes or Dask)")
     p.add_argument("spec", help="sweep spec YAML")

@@ -1,0 +1,457 @@
+r"""Calibration: fit the twin's effective rates to what the sites actually did, and watch for drift.
+
+Model (the simulator's queue recursion, :func:`engine.simulator.simulate_arrays`, at daily steps)
+-----------------------------------------------------------------------------------------------------
+For each observed site and flow stage :math:`j` (from ``actuals.csv``: throughput :math:`y`, labour hours
+:math:`h`, end-of-day backlog :math:`q` per day), the work offered on day :math:`t` is recovered from the
+records, :math:`a_t = \max(0,\ y_t + q_t - q_{t-1})`, and replayed through one queue per stage
+(each stage fed by its own offered work; within a day units pass several stages, so the simulator's
+one-step lag between stages would be a one-*day* lag here)::
+
+    y_t = min(q_{t-1} + a_t, c_t)          throughput
+    q_t = q_{t-1} + a_t - y_t              backlog  (q_0 = the first recorded backlog)
+
+with the **effective capacity**
+
+.. math:: c_t = e_j\, N_j \left(1 - \kappa\, u_t^2\right), \qquad u_t = \min\!\left(1, \frac{a_t}{e_j N_j}\right)
+
+where :math:`N_j` = count x rate_per_hour x hours_per_day (resources.csv, units/day) is the nominal
+capacity, :math:`e_j` the **efficiency** of site and stage (multiplying the stage's rates: equipment rate
+and labour productivity) and :math:`\kappa` the network **congestion coefficient** (the share of capacity
+lost on a day offered exactly the effective capacity). Predicted labour hours are
+:math:`\hat h_t = \hat y_t / (e_j\, p_j)` with :math:`p_j` = ``labor.productivity_<stage>``.
+
+Fit: :func:`scipy.optimize.least_squares` (bounded, trust-region reflective) over all :math:`e_j` and
+:math:`\kappa`, residuals :math:`(\hat y - y)/\bar y_j`, :math:`(\hat q - q)/\bar y_j` and
+:math:`(\hat h - h)/\bar h_j` (scaled per site and stage by the mean observed throughput and hours).
+Errors are reported before (:math:`e = 1, \kappa = 0`: the nominal twin) and after, as the relative mean
+absolute error :math:`\sum|\hat x - x| / \sum x` (backlog relative to throughput).
+
+Drift: with a stored calibration, the predictions for new actuals are summed over a rolling window
+(``window`` days); a window whose predicted throughput or labour hours differ from the actual by more
+than ``threshold`` (relative) is flagged for its site and stage. The parameter most likely responsible is
+the one whose re-fit on that window alone (efficiency of the site and stage, or the congestion coefficient)
+removes more of the window's squared error.
+
+Versions: :func:`save_calibration` writes ``INSTANCE/calibration/v0001.yaml`` (next number each time) and
+appends to ``history.csv``; instance tables are never touched. :func:`apply_calibration` returns an
+Instance with the efficiencies applied to ``resources.rate_per_hour`` and ``labor.productivity_<stage>``
+and the version recorded in ``meta['calibration']`` (read it with :func:`calibration_version`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.optimize import least_squares
+
+from engine.instance import Instance, coerce_table, load_instance, resolve_instance_path
+from engine.schema import ACTUALS, FLOW_STAGES
+from engine.validation import InstanceValidationError, ValidationReport
+
+CALIBRATION_DIR = "calibration"
+HISTORY_FILE = "history.csv"
+EFFICIENCY_BOUNDS = (0.2, 2.0)
+CONGESTION_BOUNDS = (0.0, 0.95)
+METRICS = ("throughput", "backlog", "labor_hours")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Observations and the prediction model
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Observations:
+    """Actuals as (day x site-stage) arrays, with the nominal rates of each site and stage."""
+
+    pairs: pd.DataFrame  # site_id, stage, nominal (units/day), productivity (units/labour-h)
+    dates: pd.DatetimeIndex
+    throughput: np.ndarray  # (T, P)
+    labor_hours: np.ndarray
+    backlog: np.ndarray
+    observed: np.ndarray  # (T, P) bool: the day has a record
+
+    @property
+    def offered(self) -> np.ndarray:
+        """Work offered per day (days 2..T): y_t + q_t - q_{t-1}, floored at 0."""
+        return np.maximum(self.throughput[1:] + self.backlog[1:] - self.backlog[:-1], 0.0)
+
+
+def read_actuals(path: str | Path, instance: Instance) -> pd.DataFrame:
+    """Read and check an actuals CSV (schema ``actuals``); raises InstanceValidationError, located."""
+    path = Path(path)
+    report = ValidationReport()
+    if not path.is_file():
+        report.error(str(path), 0, "", "actuals file not found")
+        raise InstanceValidationError(report, str(path))
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    actuals = coerce_table(raw, ACTUALS, report, str(path))
+    check_actuals(actuals, instance, report, str(path))
+    if not report.ok:
+        raise InstanceValidationError(report, str(path))
+    return actuals
+
+
+def check_actuals(actuals: pd.DataFrame, instance: Instance, report: ValidationReport, fname: str) -> None:
+    """Sites and stages must have nominal capacity and productivity; no duplicate days."""
+    cap = instance.stage_capacity().set_index(["site_id", "stage"])["units_per_day"]
+    prod = instance.labor.set_index("site_id")
+    for r, (site, stage) in enumerate(zip(actuals["site_id"], actuals["stage"]), start=1):
+        if stage not in FLOW_STAGES:
+            report.error(fname, r, "stage", f"stage {stage!r} has no throughput to calibrate (a flow stage, please)")
+        elif (site, stage) not in cap.index:
+            report.error(fname, r, "site_id", f"no resources for {site}/{stage} in instance {instance.name!r}")
+        elif site not in prod.index:
+            report.error(fname, r, "site_id", f"no labour productivity for {site} in instance {instance.name!r}")
+    dup = actuals.duplicated(["site_id", "stage", "date"], keep="first")
+    for r in np.flatnonzero(dup.to_numpy()) + 1:
+        report.error(fname, int(r), "date", "duplicate day for this site and stage")
+
+
+def observations(instance: Instance, actuals: pd.DataFrame) -> Observations:
+    """Pivot actuals to arrays over every day from the first to the last record."""
+    a = actuals.copy()
+    a["date"] = pd.to_datetime(a["date"])
+    pairs = a[["site_id", "stage"]].drop_duplicates().sort_values(["site_id", "stage"]).reset_index(drop=True)
+    cap = instance.stage_capacity().set_index(["site_id", "stage"])["units_per_day"]
+    lab = instance.labor.set_index("site_id")
+    pairs["nominal"] = [float(cap[(s, k)]) for s, k in zip(pairs["site_id"], pairs["stage"])]
+    pairs["productivity"] = [float(lab.loc[s, f"productivity_{k}"]) for s, k in zip(pairs["site_id"], pairs["stage"])]
+    dates = pd.date_range(a["date"].min(), a["date"].max(), freq="D")
+    cols = pd.MultiIndex.from_frame(pairs[["site_id", "stage"]])
+    wide = a.pivot_table(index="date", columns=["site_id", "stage"], values=list(METRICS), aggfunc="first")
+
+    def arr(metric: str) -> np.ndarray:
+        return wide[metric].reindex(index=dates, columns=cols).to_numpy(dtype=float)
+
+    y, h, q = arr("throughput"), arr("labor_hours"), arr("backlog")
+    observed = ~np.isnan(y)
+    # a missing day: carry the backlog, no work (keeps the recursion defined; its residuals are masked)
+    q = pd.DataFrame(q).ffill().fillna(0.0).to_numpy()
+    return Observations(pairs, dates, np.nan_to_num(y), np.nan_to_num(h), q, observed)
+
+
+def effective_capacity(nominal: np.ndarray, efficiency: np.ndarray, congestion: float,
+                       offered: np.ndarray) -> np.ndarray:
+    """c = e N (1 - kappa min(1, a / (e N))^2), units/day; shapes broadcast (T, P)."""
+    base = efficiency * nominal
+    u = np.minimum(1.0, offered / np.maximum(base, 1e-12))
+    return base * (1.0 - congestion * u**2)
+
+
+def predict(obs: Observations, efficiency: np.ndarray, congestion: float) -> dict[str, np.ndarray]:
+    """Predicted throughput, backlog and labour hours for days 2..T, by the simulator's queue recursion."""
+    from engine.simulator import simulate_arrays
+
+    a = obs.offered  # (T-1, P)
+    cap = effective_capacity(obs.pairs["nominal"].to_numpy(), efficiency, congestion, a)
+    n_pairs = a.shape[1]
+    run = simulate_arrays(a[:, None, :, None].copy(), cap[:, None, :, None], upstream=[-1] * n_pairs,
+                          backlog_initial=obs.backlog[0][None, :, None])
+    y = run.throughput[:, 0, :, 0]
+    q = run.backlog[:, 0, :, 0]
+    h = y / (efficiency * obs.pairs["productivity"].to_numpy())
+    return {"throughput": y, "backlog": q, "labor_hours": h}
+
+
+def _residuals(obs: Observations, efficiency: np.ndarray, congestion: float) -> np.ndarray:
+    p = predict(obs, efficiency, congestion)
+    mask = obs.observed[1:]
+    y_scale = np.maximum(obs.throughput[1:].sum(0) / np.maximum(mask.sum(0), 1), 1e-9)
+    h_scale = np.maximum(obs.labor_hours[1:].sum(0) / np.maximum(mask.sum(0), 1), 1e-9)
+    r = [(p["throughput"] - obs.throughput[1:]) / y_scale, (p["backlog"] - obs.backlog[1:]) / y_scale,
+         (p["labor_hours"] - obs.labor_hours[1:]) / h_scale]
+    return np.concatenate([np.where(mask, x, 0.0).ravel() for x in r])
+
+
+def errors(obs: Observations, efficiency: np.ndarray, congestion: float) -> pd.DataFrame:
+    """Relative mean absolute error per site, stage and metric (backlog relative to throughput)."""
+    p = predict(obs, efficiency, congestion)
+    mask = obs.observed[1:]
+    act = {"throughput": obs.throughput[1:], "backlog": obs.backlog[1:], "labor_hours": obs.labor_hours[1:]}
+    rows = []
+    for j, (site, stage) in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"])):
+        m = mask[:, j]
+        row = {"site_id": site, "stage": stage}
+        for metric in METRICS:
+            denom = act["labor_hours" if metric == "labor_hours" else "throughput"][m, j].sum()
+            row[metric] = float(np.abs(p[metric][m, j] - act[metric][m, j]).sum() / max(denom, 1e-9))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _overall(obs: Observations, efficiency: np.ndarray, congestion: float) -> dict[str, float]:
+    p = predict(obs, efficiency, congestion)
+    m = obs.observed[1:]
+    y, h, q = obs.throughput[1:], obs.labor_hours[1:], obs.backlog[1:]
+    return {"throughput": float(np.abs(p["throughput"] - y)[m].sum() / max(y[m].sum(), 1e-9)),
+            "backlog": float(np.abs(p["backlog"] - q)[m].sum() / max(y[m].sum(), 1e-9)),
+            "labor_hours": float(np.abs(p["labor_hours"] - h)[m].sum() / max(h[m].sum(), 1e-9))}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fit
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class Calibration:
+    """Fitted parameters with the error of the nominal twin (before) and the calibrated one (after)."""
+
+    efficiency: pd.DataFrame  # site_id, stage, efficiency
+    congestion: float
+    error_before: dict[str, float]
+    error_after: dict[str, float]
+    errors: pd.DataFrame  # site_id, stage, metric columns before_/after_
+    period: tuple[str, str]
+    n_days: int
+    cost: float
+    drift: pd.DataFrame = field(default_factory=pd.DataFrame)
+    version: str | None = None
+
+    def efficiency_of(self, obs: Observations) -> np.ndarray:
+        e = self.efficiency.set_index(["site_id", "stage"])["efficiency"]
+        return np.array([float(e.get((s, k), 1.0)) for s, k in zip(obs.pairs["site_id"], obs.pairs["stage"])])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version, "period": list(self.period), "days": self.n_days,
+            "congestion": round(self.congestion, 6),
+            "efficiency": [{"site_id": s, "stage": k, "efficiency": round(float(e), 6)}
+                           for s, k, e in self.efficiency.itertuples(index=False)],
+            "error_before": {k: round(v, 6) for k, v in self.error_before.items()},
+            "error_after": {k: round(v, 6) for k, v in self.error_after.items()},
+            "drift": json.loads(self.drift.to_json(orient="records")) if len(self.drift) else [],
+        }
+
+
+def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None = None) -> Calibration:
+    """Least-squares efficiencies per site and stage and one congestion coefficient (see the module doc).
+
+    ``congestion`` fixes the coefficient instead of fitting it.
+    """
+    obs = observations(instance, actuals)
+    if len(obs.dates) < 3:
+        raise ValueError(f"calibration needs at least 3 days of actuals, got {len(obs.dates)}")
+    n = len(obs.pairs)
+    fixed = congestion is not None
+
+    def unpack(theta: np.ndarray) -> tuple[np.ndarray, float]:
+        return theta[:n], (float(congestion) if fixed else float(theta[n]))
+
+    x0 = np.concatenate([np.full(n, 0.9), [] if fixed else [0.1]])
+    lo = np.concatenate([np.full(n, EFFICIENCY_BOUNDS[0]), [] if fixed else [CONGESTION_BOUNDS[0]]])
+    hi = np.concatenate([np.full(n, EFFICIENCY_BOUNDS[1]), [] if fixed else [CONGESTION_BOUNDS[1]]])
+    sol = least_squares(lambda th: _residuals(obs, *unpack(th)), x0, bounds=(lo, hi), method="trf",
+                        x_scale="jac", diff_step=1e-4)
+    eff, kappa = unpack(sol.x)
+    ones = np.ones(n)
+    before, after = errors(obs, ones, 0.0), errors(obs, eff, kappa)
+    err = before.merge(after, on=["site_id", "stage"], suffixes=("_before", "_after"))
+    return Calibration(
+        efficiency=obs.pairs[["site_id", "stage"]].assign(efficiency=eff),
+        congestion=kappa, error_before=_overall(obs, ones, 0.0), error_after=_overall(obs, eff, kappa),
+        errors=err, period=(str(obs.dates[0].date()), str(obs.dates[-1].date())), n_days=len(obs.dates),
+        cost=float(sol.cost))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Drift
+# ---------------------------------------------------------------------------------------------------
+DRIFT_COLUMNS = ("site_id", "stage", "metric", "window_start", "window_end", "predicted", "actual", "rel_error",
+                 "parameter", "current", "refit", "windows_flagged")
+
+
+def detect_drift(instance: Instance, actuals: pd.DataFrame, calibration: Calibration, *, window: int = 7,
+                 threshold: float = 0.05) -> pd.DataFrame:
+    """Windows where the calibrated twin and the actuals part by more than ``threshold`` (relative).
+
+    One row per drifting site and stage: its worst window, the metric, and the parameter most likely
+    responsible (``efficiency`` of that site and stage, or ``congestion``) with its current and re-fitted
+    value on that window.
+    """
+    obs = observations(instance, actuals)
+    eff, kappa = calibration.efficiency_of(obs), calibration.congestion
+    p = predict(obs, eff, kappa)
+    mask = obs.observed[1:]
+    rows = []
+    for j, (site, stage) in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"])):
+        worst = None
+        flagged = 0
+        for metric, act in (("throughput", obs.throughput[1:, j]), ("labor_hours", obs.labor_hours[1:, j])):
+            pred = np.where(mask[:, j], p[metric][:, j], 0.0)
+            act = np.where(mask[:, j], act, 0.0)
+            ps = np.convolve(pred, np.ones(window), "valid")
+            as_ = np.convolve(act, np.ones(window), "valid")
+            rel = (ps - as_) / np.maximum(as_, 1e-9)
+            bad = np.flatnonzero(np.abs(rel) > threshold)
+            flagged += len(bad)
+            if len(bad):
+                i = int(bad[np.argmax(np.abs(rel[bad]))])
+                if worst is None or abs(rel[i]) > abs(worst["rel_error"]):
+                    worst = {"site_id": site, "stage": stage, "metric": metric,
+                             "window_start": str(obs.dates[1 + i].date()),
+                             "window_end": str(obs.dates[i + window].date()),
+                             "predicted": float(ps[i]), "actual": float(as_[i]), "rel_error": float(rel[i]), "i": i}
+        if worst is not None:
+            worst.update(_responsible(obs, j, worst.pop("i"), window, eff, kappa))
+            worst["windows_flagged"] = flagged
+            rows.append(worst)
+    return pd.DataFrame(rows, columns=list(DRIFT_COLUMNS))
+
+
+def _responsible(obs: Observations, j: int, start: int, window: int, eff: np.ndarray, kappa: float) -> dict[str, Any]:
+    """Re-fit the efficiency of pair j, or the congestion, on the window; the larger improvement names it."""
+    # the recursion needs the days before the window; residuals count only inside it
+    sub = Observations(obs.pairs.iloc[[j]].reset_index(drop=True), obs.dates[: start + window + 1],
+                       obs.throughput[: start + window + 1, [j]], obs.labor_hours[: start + window + 1, [j]],
+                       obs.backlog[: start + window + 1, [j]], obs.observed[: start + window + 1, [j]].copy())
+    sub.observed[: start + 1] = False
+
+    def cost(e: float, k: float) -> float:
+        return float(np.sum(_residuals(sub, np.array([e]), k) ** 2))
+
+    base = cost(eff[j], kappa)
+    fe = least_squares(lambda t: _residuals(sub, t, kappa), [eff[j]], bounds=EFFICIENCY_BOUNDS, diff_step=1e-4)
+    fk = least_squares(lambda t: _residuals(sub, np.array([eff[j]]), float(t[0])), [max(kappa, 1e-3)],
+                       bounds=CONGESTION_BOUNDS, diff_step=1e-4)
+    gain_e, gain_k = base - 2 * fe.cost, base - 2 * fk.cost
+    if gain_e >= gain_k:
+        return {"parameter": "efficiency", "current": float(eff[j]), "refit": float(fe.x[0])}
+    return {"parameter": "congestion", "current": float(kappa), "refit": float(fk.x[0])}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Versions
+# ---------------------------------------------------------------------------------------------------
+def _folder(instance_or_path: Instance | str | Path) -> Path:
+    if isinstance(instance_or_path, Instance):
+        if instance_or_path.source is None:
+            raise ValueError("the instance has no folder (load it with load_instance) to hold calibrations")
+        return Path(instance_or_path.source) / CALIBRATION_DIR
+    return Path(instance_or_path) / CALIBRATION_DIR
+
+
+def list_versions(instance_or_path: Instance | str | Path) -> list[str]:
+    """Calibration version ids of an instance, oldest first (``v0001``, ``v0002``, ...)."""
+    folder = _folder(instance_or_path)
+    return sorted(p.stem for p in folder.glob("v[0-9][0-9][0-9][0-9].yaml")) if folder.is_dir() else []
+
+
+def load_calibration(instance_or_path: Instance | str | Path, version: str = "latest") -> dict[str, Any]:
+    """The stored calibration ``version`` (``latest`` = the newest) as a dict."""
+    versions = list_versions(instance_or_path)
+    if not versions:
+        raise FileNotFoundError(f"no calibration in {_folder(instance_or_path)}")
+    vid = versions[-1] if version == "latest" else version
+    path = _folder(instance_or_path) / f"{vid}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no calibration version {version!r} (have {versions})")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def as_calibration(stored: dict[str, Any]) -> Calibration:
+    """A stored version back as a :class:`Calibration` (for drift checks)."""
+    eff = pd.DataFrame(stored["efficiency"], columns=["site_id", "stage", "efficiency"])
+    return Calibration(eff, float(stored["congestion"]), stored.get("error_before", {}),
+                       stored.get("error_after", {}), pd.DataFrame(), tuple(stored.get("period", ("", ""))),
+                       int(stored.get("days", 0)), 0.0, version=stored.get("version"))
+
+
+def save_calibration(instance_path: str | Path, calibration: Calibration, *, actuals_file: str | Path | None = None
+                     ) -> str:
+    """Write the next version ``calibration/vNNNN.yaml`` and append to ``history.csv``; returns the id."""
+    folder = Path(instance_path) / CALIBRATION_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    versions = list_versions(instance_path)
+    vid = f"v{int(versions[-1][1:]) + 1 if versions else 1:04d}"
+    calibration.version = vid
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    digest = hashlib.sha256(Path(actuals_file).read_bytes()).hexdigest() if actuals_file else ""
+    doc = {**calibration.to_dict(), "created": created, "actuals": str(actuals_file or ""),
+           "actuals_sha256": digest, "based_on": versions[-1] if versions else None}
+    tmp = folder / f".{vid}.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    tmp.replace(folder / f"{vid}.yaml")
+    row = {"version": vid, "created": created, "period_start": calibration.period[0],
+           "period_end": calibration.period[1], "days": calibration.n_days, "congestion": calibration.congestion,
+           **{f"before_{k}": v for k, v in calibration.error_before.items()},
+           **{f"after_{k}": v for k, v in calibration.error_after.items()},
+           "drift_flags": len(calibration.drift), "actuals_sha256": digest}
+    hist = folder / HISTORY_FILE
+    pd.DataFrame([row]).to_csv(hist, mode="a", header=not hist.exists(), index=False)
+    return vid
+
+
+def apply_calibration(instance: Instance, version: str = "latest", *, folder: str | Path | None = None
+                      ) -> Instance:
+    """An Instance with a calibration's efficiencies applied (rates and labour productivity x efficiency).
+
+    ``meta['calibration']`` records ``{version, congestion}`` so that runs can store which version they
+    used (:func:`calibration_version`).
+    """
+    stored = load_calibration(folder if folder is not None else instance, version)
+    eff = pd.DataFrame(stored["efficiency"]).set_index(["site_id", "stage"])["efficiency"]
+    res = instance.resources.copy()
+    factor = [float(eff.get((s, k), 1.0)) for s, k in zip(res["site_id"], res["stage"])]
+    res["rate_per_hour"] = res["rate_per_hour"] * np.array(factor)
+    lab = instance.labor.copy()
+    for stage in FLOW_STAGES:
+        col = f"productivity_{stage}"
+        lab[col] = lab[col] * np.array([float(eff.get((s, stage), 1.0)) for s in lab["site_id"]])
+    meta = {**instance.meta, "calibration": {"version": stored["version"], "congestion": stored["congestion"]}}
+    return instance.replace(meta=meta, resources=res, labor=lab)
+
+
+def calibration_version(instance: Instance) -> str | None:
+    """The calibration version an instance was built with (None: uncalibrated)."""
+    cal = instance.meta.get("calibration")
+    return cal.get("version") if isinstance(cal, dict) else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# One call for the CLI and notebooks
+# ---------------------------------------------------------------------------------------------------
+def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None, *, window: int = 7,
+              threshold: float = 0.05, write: bool = True) -> Calibration:
+    """Drift check against the latest version (if any), fit on the actuals, write the next version."""
+    path = resolve_instance_path(instance_path)
+    inst = load_instance(path)
+    actuals_file = Path(actuals_file) if actuals_file is not None else path / ACTUALS.file_name
+    actuals = read_actuals(actuals_file, inst)
+    drift = pd.DataFrame(columns=list(DRIFT_COLUMNS))
+    if list_versions(path):
+        drift = detect_drift(inst, actuals, as_calibration(load_calibration(path)), window=window,
+                             threshold=threshold)
+    cal = fit(inst, actuals)
+    cal.drift = drift
+    if write:
+        save_calibration(path, cal, actuals_file=actuals_file)
+    return cal
+
+
+def cli_calibrate(args: argparse.Namespace) -> int:
+    """``twinplan calibrate INSTANCE --actuals FILE``: exit 0 (fitted), 2 (bad input)."""
+    cal = calibrate(args.instance, args.actuals, window=args.window, threshold=args.threshold,
+                    write=not args.no_write)
+    if args.json:
+        print(json.dumps(cal.to_dict()))
+        return 0
+    print(f"calibration {cal.version or '(not written)'}: {cal.n_days} days {cal.period[0]}..{cal.period[1]}")
+    print("  relative error   before    after")
+    for k in METRICS:
+        print(f"  {k:<14} {cal.error_before[k]:8.1%} {cal.error_after[k]:8.1%}")
+    print(f"  congestion coefficient: {cal.congestion:.3f}")
+    print(cal.efficiency.round(3).to_string(index=False))
+    for d in cal.drift.itertuples(index=False):
+        print(f"drift: {d.site_id}/{d.stage} {d.metric} {d.window_start}..{d.window_end}: predicted "
+              f"{d.predicted:,.0f}, actual {d.actual:,.0f} ({d.rel_error:+.1%}); most likely {d.parameter} "
+              f"{d.current:.3f} -> {d.refit:.3f}", file=sys.stdout)
+    return 0
