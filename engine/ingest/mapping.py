@@ -35,6 +35,13 @@ A mapping is YAML (safe-loaded, never executed)::
           columns_from: measure     # the group whose value names the new columns (else one ``value``)
         aggregate: {quantity: sum}  # rows sharing the table key are combined (sum|last|first|max|mean)
 
+A ``productivity`` source gives per site and stage ``minutes_per_line`` t, ``units_per_line`` u,
+``travel_m_per_line`` d, ``complexity`` c and ``lines`` n; the mapping's ``productivity`` section sets the
+walking speed v, the extra share per additional unit beta and the reference profile (u_r, c_r). Then the
+standard minutes per line h = (t - d/v) / (c (1 + beta (u - 1))) compare manual and automated sites, and
+``labor.productivity_<stage>`` = 60 u_r / (h c_r (1 + beta (u_r - 1)) + d/v) units per labour hour (see
+:mod:`engine.ingest.productivity`).
+
 Column names created by ``unpivot`` (its named groups and the measure values) are mapped under
 ``columns`` like any other column.
 """
