@@ -641,10 +641,10 @@ def _cards(kpis: dict[str, Any], base: dict[str, Any] | None, currency: str) -> 
             delta_html = (f'<div class="delta {_tone(key, d, shown)}" data-delta="{d!r}">{esc(shown)}{esc(rel)} '
                           "vs baseline</div>")
         raw = repr(float(v)) if _finite(v) else ""
-        band = f' <span class="note">{esc(lsi_band(float(v)))}</span>' if key == "max_labour_stress" and _finite(v) \
-            else ""
+        band = (f'<div class="note">{esc(lsi_band(float(v)))}</div>' if key == "max_labour_stress" and _finite(v)
+                else "")
         out.append(f'<div class="card" data-kpi="{esc(key)}" data-value="{esc(raw)}"><div class="label">'
-                   f'{esc(label)}</div><div class="value">{esc(fmt_value(v, unit, currency))}{band}</div>'
+                   f'{esc(label)}</div><div class="value">{esc(fmt_value(v, unit, currency))}</div>{band}'
                    f'{delta_html}</div>')
     return f'<div class="cards" id="headline">{"".join(out)}</div>'
 
