@@ -102,42 +102,13 @@ def from_linopy(m: Any) -> StandardForm:
         )
         start += count
 
-    constraint_groups: dict[str, Group] = {}
-    start = 0
-    for name, con in m.constraints.items():
-        if con.is_indicator:
-            continue
-        count = int(con.ncons)
-        if count == 0:
-            continue
-        dims = tuple(d for d in con.coord_dims)
-        first_label = con.attrs["label_range"][0]
-        flat_positions = np.asarray(con.active_labels()) - first_label
-        grid_size = int(np.prod([con.coord_sizes[d] for d in dims])) if dims else 1
-        positions = None if count == grid_size else flat_positions
-        indexes = [con.coords[d].to_index() for d in dims]
-        constraint_groups[name] = Group(
-            name,
-            slice(start, start + count),
-            _grid_labels_factory(indexes, dims, positions),
-            count,
-            scalar=not dims,
-        )
-        start += count
-    if start != A.shape[0]:
-        raise UnsupportedModelError(
-            f"linopy export produced {A.shape[0]} rows but its constraints list {start}; "
-            "is this linopy version supported?"
-        )
-
+    constraint_groups = _linopy_constraint_groups(m, M.clabels, A.shape[0])
     col_scale = None if (M.var_scaling == 1).all() else np.asarray(M.var_scaling, dtype=float)
     row_scale = None
-    if A.shape[0]:
+    if A.shape[0] and _has_row_scaling(m):
         from linopy.scaling import constraint_scaling_lookup
 
-        scales = constraint_scaling_lookup(m)
-        if not (scales == 1).all():
-            row_scale = scales[M.clabels]
+        row_scale = constraint_scaling_lookup(m)[M.clabels]
     objective_scale = float(getattr(m.objective, "scaling", 1.0) or 1.0)
 
     form = StandardForm(
@@ -159,6 +130,48 @@ def from_linopy(m: Any) -> StandardForm:
     )
     form.build_seconds = perf_counter() - t0
     return form
+
+
+def _linopy_constraint_groups(m: Any, clabels: np.ndarray, n_rows: int) -> dict[str, Group]:
+    """Constraint groups from the exported row labels.
+
+    The matrix rows are the constraints' active labels concatenated in model order, each block
+    ascending inside the constraint's ``label_range``; walking that array gives each group's rows without
+    recomputing the constraints' masks.
+    """
+    groups: dict[str, Group] = {}
+    start = 0
+    for name, con in m.constraints.items():
+        if con.is_indicator:
+            continue
+        first, stop = (int(v) for v in con.attrs["label_range"])
+        window = clabels[start : start + (stop - first)]
+        inside = (window >= first) & (window < stop)
+        count = int(inside.argmin()) if not inside.all() else len(window)
+        if count == 0:
+            continue
+        dims = tuple(con.coord_dims)
+        positions = None if count == stop - first else window[:count] - first
+        indexes = [con.coords[d].to_index() for d in dims]
+        groups[name] = Group(
+            name, slice(start, start + count), _grid_labels_factory(indexes, dims, positions), count, scalar=not dims
+        )
+        start += count
+    if start != n_rows:
+        raise UnsupportedModelError(
+            f"linopy export produced {n_rows} rows but its constraints list {start}; is this linopy version supported?"
+        )
+    return groups
+
+
+def _has_row_scaling(m: Any) -> bool:
+    """Whether any constraint carries a row scaling other than 1 (cheap check before the full lookup)."""
+    for con in m.constraints.data.values():
+        stored = getattr(con, "_scaling", None)
+        values = stored if stored is not None else con.scaling.values
+        if not np.all(np.asarray(values) == 1):
+            return True
+    return False
 
 
 def _grid_labels_factory(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 from time import perf_counter
 from typing import Any, ClassVar
 
@@ -93,17 +94,12 @@ class HighsBackend(Backend):
     @classmethod
     @functools.cache
     def version(cls) -> str:
-        import highspy
-
-        return str(highspy.Highs().version())
+        return str(new_highs().version())
 
     # ------------------------------------------------------------------ translate
     def build(self, form: StandardForm, params: SolveParams) -> Any:
         """Create a configured ``highspy.Highs`` holding ``form`` (exposed for diagnosis and benchmarks)."""
-        import highspy
-
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
+        h = new_highs()
         self._configure(h, params)
         self.pass_model(h, form)
         return h
@@ -222,6 +218,37 @@ class HighsBackend(Backend):
         out.extract_seconds = perf_counter() - t2
         out.warm_start_entries = warm_entries
         return out
+
+
+_banner_suppressed = False
+
+
+def new_highs() -> Any:
+    """A silent ``highspy.Highs``.
+
+    HiGHS prints its banner to the process's stdout when the first instance is created, before any option
+    can be set; that would corrupt machine-readable output (a CLI printing JSON), so the first creation
+    runs with file descriptor 1 pointed at /dev/null.
+    """
+    import highspy
+
+    global _banner_suppressed
+    if _banner_suppressed:
+        h = highspy.Highs()
+    else:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+            h = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
+        _banner_suppressed = True
+    h.setOptionValue("output_flag", False)
+    return h
 
 
 def _set_option(h: Any, key: str, value: Any) -> None:
