@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from solvers.backends.base import LogTarget, SolveParams, get_backend, validate_common
+from solvers.backends.base import Backend, LogTarget, SolveParams, get_backend, validate_common
 from solvers.errors import SolverOptionError
 from solvers.frontends import to_standard_form
 from solvers.model import StandardForm
@@ -27,6 +27,7 @@ def solve(
     options: Mapping[str, Any] | None = None,
     log: LogTarget = None,
     raise_on_nonoptimal: bool = False,
+    mip_duals: bool = False,
 ) -> SolveResult:
     """Solve a linopy model, a Pyomo model or a :class:`StandardForm` with a registered backend.
 
@@ -54,6 +55,11 @@ def solve(
         Solver log destination: file path, callable receiving text, ``True`` for stdout, None for silence.
     raise_on_nonoptimal
         Raise :class:`~solvers.errors.NoOptimalSolutionError` unless the solver proves optimality.
+    mip_duals
+        For a MILP with a solution: fix the integer variables at their values, re-solve the remaining LP
+        and report its duals and reduced costs (the marginal values *given* the integer decisions, e.g.
+        of one more dock-door hour with the network design held fixed). The LP re-solve uses the same
+        backend if it reports duals, else HiGHS; its time is added to ``wall_time.solve``.
 
     Returns
     -------
@@ -79,21 +85,24 @@ def solve(
     x = None if out.x is None else out.x + 0.0  # no negative zeros in reported values
     duals, reduced = out.row_duals, out.reduced_costs
     objective, bound = out.objective, out.bound
-    if form.col_scale is not None:
-        x = None if x is None else x / form.col_scale
-        reduced = None if reduced is None else reduced * form.col_scale
-    if form.row_scale is not None and duals is not None:
-        duals = duals * form.row_scale
+    if form.col_scale is not None and x is not None:
+        x = x / form.col_scale
     if form.objective_scale != 1.0:
         objective, bound = objective / form.objective_scale, bound / form.objective_scale
-        duals = None if duals is None else duals / form.objective_scale
-        reduced = None if reduced is None else reduced / form.objective_scale
+    duals, reduced = _unscale_duals(form, duals, reduced)
+
+    if mip_duals and form.is_mip and out.has_solution and out.x is not None:
+        duals, reduced, extra_seconds = _fixed_integer_duals(form, out.x, backend, params)
+        out.solve_seconds += extra_seconds
+        if duals is not None:
+            duals, reduced = _unscale_duals(form, duals, reduced)
 
     no_values = f"termination={out.termination.value}, no primal solution"
     no_duals = (
         "duals are given for LPs solved to optimality by a backend that reports them "
         f"(this model is {'a MILP' if form.is_mip else 'an LP'}, solver {backend.name}, "
-        f"termination={out.termination.value})"
+        f"termination={out.termination.value}); for a MILP pass mip_duals=True for the duals of the LP with "
+        "the integer variables fixed"
     )
     result = SolveResult(
         termination=out.termination,
@@ -162,3 +171,40 @@ def warm_start_vector(form: StandardForm, warm_start: WarmStart) -> np.ndarray:
     if form.col_scale is not None:
         start *= form.col_scale
     return start
+
+
+def _unscale_duals(
+    form: StandardForm, duals: np.ndarray | None, reduced: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Row duals and reduced costs from solver units back to user units."""
+    if duals is not None and form.row_scale is not None:
+        duals = duals * form.row_scale
+    if reduced is not None and form.col_scale is not None:
+        reduced = reduced * form.col_scale
+    if form.objective_scale != 1.0:
+        duals = None if duals is None else duals / form.objective_scale
+        reduced = None if reduced is None else reduced / form.objective_scale
+    return duals, reduced
+
+
+def _fixed_integer_duals(
+    form: StandardForm, x: np.ndarray, backend: Backend, params: SolveParams
+) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+    """Duals of the LP left when the integer columns are fixed at their (rounded) values."""
+    from dataclasses import replace
+
+    from solvers.backends.base import get_backend
+
+    integer = form.integrality != 0
+    fixed_values = np.round(x[integer])
+    col_lower, col_upper = form.col_lower.copy(), form.col_upper.copy()
+    col_lower[integer] = col_upper[integer] = fixed_values
+    lp = replace(
+        form,
+        col_lower=col_lower,
+        col_upper=col_upper,
+        integrality=np.zeros(form.n_cols, dtype=np.uint8),
+    )
+    lp_backend = backend if backend.capabilities.duals else get_backend("highs")
+    out = lp_backend.solve(lp, replace(params, warm_start=None, mip_gap=None))
+    return out.row_duals, out.reduced_costs, out.translate_seconds + out.solve_seconds + out.extract_seconds

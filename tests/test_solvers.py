@@ -174,6 +174,28 @@ def test_lp_duals_match_hand_computation(solver: str) -> None:
     assert result.duals["cap"]["b"] == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.parametrize("solver", MIXED_BACKENDS)
+def test_mip_duals_with_integers_fixed(solver: str) -> None:
+    # open a door (binary, fixed cost 10) to move x <= 5 open units at 2 each; demand x >= 3.
+    # Optimum: open = 1, x = 3, objective 16. With the door fixed open, one more unit of demand costs 2.
+    form = StandardForm.from_arrays(
+        np.array([[1.0, -5.0], [1.0, 0.0]]),
+        row_lower=[-np.inf, 3.0],
+        row_upper=[0.0, np.inf],
+        objective=[2.0, 10.0],
+        col_upper=[np.inf, 1.0],
+        integrality=[0, 1],
+        variable_groups={"moves": 1, "open_door": 1},
+        constraint_groups={"door_capacity": 1, "demand": 1},
+    )
+    plain = solvers.solve(form, solver=solver, mip_gap=0.0)
+    assert plain.objective == pytest.approx(16.0) and not plain.duals.available
+    result = solvers.solve(form, solver=solver, mip_gap=0.0, mip_duals=True)
+    assert result.objective == pytest.approx(16.0)
+    assert result.duals["demand"].iloc[0] == pytest.approx(2.0)
+    assert result.duals["door_capacity"].iloc[0] == pytest.approx(0.0)
+
+
 @pytest.mark.parametrize("solver", MIP_BACKENDS)
 def test_knapsack(solver: str) -> None:
     result = solvers.solve(knapsack(), solver=solver, mip_gap=0.0)
