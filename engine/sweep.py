@@ -590,21 +590,28 @@ def run_sweep(spec: SweepSpec | str | Path, *, executor: str = "local", workers:
     run_ids = {i: f"{sweep_id}-{i:04d}" for i, _ in variants}
     opts = _solver_options(spec)
 
+    # every variant's scenario is built (and structurally checked) before anything runs
+    scenarios = {i: base_scenario if not p.modifications else
+                 base_scenario.with_modifications(list(p.modifications), name=f"{base_scenario.name}[{i}]")
+                 for i, p in variants}
+
     verdict = authorize(policy, user, base_scenario, instance.name, runs=len(variants))
     if not verdict.allowed:
+        versions = _versions()
         store.append_audit(*(audit_row(verdict, "sweep_run", base_scenario.name, run_id=run_ids[i],
-                                       sweep_id=sweep_id, status="refused") for i, _ in variants))
+                                       sweep_id=sweep_id, status="refused",
+                                       hashes=input_hashes(tables_hashes, scenarios[i], opts, run_seed(spec.seed, i),
+                                                           versions, run_ids[0] if warm and i else None))
+                             for i, p in variants))
         raise PolicyRefused(verdict)
     store.record_sweep(sweep_id, spec.name, raw, spec_hash, instance.name, spec.scenario, len(variants), spec.seed,
                        user)
     done = store.finished_runs(sweep_id, include_failed=not retry_failed)
 
     def task(i: int, point: Point, warm_plan: Any = None, warm_id: str | None = None) -> RunTask:
-        sc = base_scenario if not point.modifications else base_scenario.with_modifications(
-            list(point.modifications), name=f"{base_scenario.name}[{i}]")
         return RunTask(run_id=run_ids[i], sweep_id=sweep_id, index=i, label=point.label, params=point.params,
                        modifications=point.modifications, instance_path=str(inst_path),
-                       instance_tables_hashes=tables_hashes, scenario=sc, seed=run_seed(spec.seed, i),
+                       instance_tables_hashes=tables_hashes, scenario=scenarios[i], seed=run_seed(spec.seed, i),
                        solver_options=opts, warm_start=warm_plan, warm_start_id=warm_id)
 
     counts = {"finished": 0, "failed": 0}
