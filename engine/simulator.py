@@ -1,0 +1,1021 @@
+"""The embedded flow simulator: a plan executed step by step (hourly by default) through every DC.
+
+An aggregate plan can hold per week and still fail on a Monday morning. The simulator takes the plan's
+volumes per DC and period, spreads them over days and hours with order profiles and seeded noise, and
+pushes them through each DC's process chain with finite capacity per stage and step.
+
+Model
+-----
+Every DC runs the flow stages of :data:`engine.schema.FLOW_STAGES` as two chains::
+
+    inbound chain : inbound_dock -> putaway -> storage (a level with a capacity)
+    order chain   : pick -> pack -> outbound_dock -> shipped
+
+Inbound units of ``site_throughput`` enter at ``inbound_dock``; outbound (order) units enter at ``pick``.
+For site s, stage k, batch member b (a replication under one multiplier) and step t::
+
+    a[t,k] = x[t,k] + y[t-1, up(k)]            arrivals: external work + upstream output of the last step
+    y[t,k] = min(q[t-1,k] + a[t,k], c[t,k])    throughput
+    q[t,k] = q[t-1,k] + a[t,k] - y[t,k]        backlog, carried to the next step
+
+so each stage conserves units (sum a = sum y + q_end - q_start) and a unit spends at least one step per
+stage. Storage: ``L[t] = L[t-1] + y[t,putaway] - y[t,pick]``; putaway is capped by the free space
+``storage_capacity - L[t-1]``; with ``Profile.stock_limited`` picks are also capped by ``L[t-1]`` (off by
+default: the plan's aggregate stock balance is trusted and product mix is not modelled, so a negative level
+means the plan's within-period timing needs stock the aggregate plan does not show).
+
+Capacity ``c[t,k] = min(equipment, labour)``:
+
+* equipment = count x rate_per_hour x step_hours x open share of the step; a stage is open
+  ``hours_per_day`` hours from ``Profile.open_hour``; the outbound dock also closes at the shipping cut-off
+  (``Profile.cutoff_hour``): orders packed later wait for the next day's trucks.
+* labour = staffed hours of the step x productivity_<stage> x the stage's share of staffed hours. Staffed
+  hours per period come from the plan's ``labor`` table (regular + overtime + temp) or else ``labor.csv``
+  (max_headcount x hours_per_person_week x days/7 + max_overtime_hours x days/7), spread over the shift
+  pattern (``Profile.shift_hours`` from ``open_hour``, weighted by ``Profile.staffing_weekday``). A stage's
+  share is proportional to its workload in the period, ``volume_k / productivity_k``. A site without a
+  labour row is not labour-constrained.
+
+Arrivals: the period volume is split over its days by weekday weights and over the steps of a day by an
+intraday profile (orders) or over dock slots (inbound trucks of ``truck_units`` units). Noise
+(``Profile.noise``): ``deterministic`` (exact expected values), ``poisson`` (Poisson counts per step), or
+``overdispersed`` (default: a gamma day factor with coefficient of variation ``daily_cv`` times Poisson
+counts). Poisson counts with mean >= ``exact_poisson_below`` are drawn by the normal approximation (rounded,
+floored at 0), which is 4x faster and within 1/sqrt(mean) in skewness. A demand multiplier m scales the
+drawn arrivals of both chains (common random numbers: every multiplier sees the same realised pattern, so
+backlogs grow monotonically with m, which makes the stress test's bisection well posed).
+
+Cycle time and SLA
+------------------
+Every stage is first-in first-out, so a chain is FIFO: with cumulative chain arrivals A(t) (into the head)
+and departures D(t) (out of the tail), the unit number u leaves in the step where D first reaches u and
+arrived in the first step j with A(j) >= u. A unit arriving in step j and leaving in step t has a cycle time
+of (t - j + 1) steps (start of its arrival step to end of its departure step; conservative by at most one
+step). Each step's departures are timed by their middle unit and weighted by their volume; p50, p95 and the
+share within the SLA (``order_to_ship_sla_hours`` for orders, ``Profile.dock_to_stock_sla_hours`` for
+inbound) come from that histogram over all shipped units and replications. Units still inside at the end
+are not in it (they are in the backlog).
+
+The SLA of a chain is broken at the end of step t when some unit that arrived L = SLA/step steps ago or
+earlier is still inside: ``overdue[t] = A(t-L) - D(t) > 0``. A site breaks when the share of replications
+with overdue units exceeds ``1 - sla_quantile`` (default 0.5: the median replication). The failing stage is
+the one holding most overdue units (oldest units are the most downstream; units in transit count to the
+stage they are heading to). Shortfall: ``shortfall_units`` = the peak overdue units, ``shortfall_per_day``
+= the extra capacity at that stage (units/day) that would have cleared them, max over t of
+``overdue[t] / (days since the chain was last empty)``, ``shortfall_hours`` = the extra operating hours of
+that stage at its mean hourly capacity, all at ``sla_quantile`` over replications.
+
+Everything is vectorized over sites x stages x replications x multipliers; the step loop is the only
+Python loop. Work is generated and summarised one period at a time, so memory holds one period of
+per-step arrays (about 4 x steps x sites x stages x batch x 8 bytes), never the horizon.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.instance import Instance
+from engine.schema import FLOW_STAGES
+
+STAGES_SIM: tuple[str, ...] = FLOW_STAGES
+"""Flow stages simulated, in the order of the stage axis of the arrays."""
+K_STAGES = len(STAGES_SIM)
+INBOUND_DOCK, PUTAWAY, PICK, PACK, OUTBOUND_DOCK = range(K_STAGES)
+DEFAULT_UPSTREAM: np.ndarray = np.array([-1, INBOUND_DOCK, -1, PICK, PACK])
+"""Upstream stage of each flow stage (-1: fed from outside)."""
+CHAINS: dict[str, tuple[int, ...]] = {"order": (PICK, PACK, OUTBOUND_DOCK), "inbound": (INBOUND_DOCK, PUTAWAY)}
+"""Stages of each chain, head to tail."""
+CHAIN_NAMES: tuple[str, ...] = tuple(CHAINS)
+
+# e-commerce order intake per hour of day (relative): quiet night, steady day, evening peak
+DEFAULT_INTRADAY: tuple[float, ...] = (0.9, 0.6, 0.4, 0.3, 0.3, 0.4, 0.7, 1.2, 1.6, 1.8, 1.9, 1.9,
+                                       2.0, 1.9, 1.8, 1.8, 1.9, 2.1, 2.4, 2.7, 2.8, 2.5, 1.9, 1.3)
+# Monday .. Sunday: the Monday backlog of weekend orders, a calmer Saturday, a busy Sunday evening
+DEFAULT_WEEKDAY: tuple[float, ...] = (1.15, 1.05, 1.0, 1.0, 0.95, 0.85, 1.0)
+
+
+class SimulationInputError(ValueError):
+    """Bad simulator input, located as ``TABLE:ROW:COLUMN: message``."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How plan volumes become hourly work and how DCs are staffed (every field a documented default).
+
+    Attributes
+    ----------
+    intraday : 24 relative order-intake weights, hour 0 to 23.
+    weekday : 7 relative order weights, Monday to Sunday.
+    inbound_weekday : 7 relative inbound weights, Monday to Sunday.
+    dock_slots : hours of day at which inbound trucks are scheduled.
+    truck_units : units per inbound truck (inbound arrives in whole trucks unless deterministic).
+    open_hour : hour of day at which every stage opens (it stays open ``hours_per_day`` of resources.csv).
+    cutoff_hour : the outbound dock closes at this hour until ``open_hour`` (None: no cut-off).
+    shift_hours : staffed hours per day from ``open_hour`` (two 8-hour shifts by default).
+    staffing_weekday : 7 relative staffing weights, Monday to Sunday.
+    noise : ``overdispersed`` | ``poisson`` | ``deterministic``.
+    daily_cv : coefficient of variation of the gamma day factor (``overdispersed`` only).
+    exact_poisson_below : Poisson means below this are drawn exactly, larger ones by the normal approximation.
+    dock_to_stock_sla_hours : inbound SLA (dock to stock), hours.
+    stock_limited : cap picks by the storage level.
+    sla_quantile : a step breaks the SLA when more than ``1 - sla_quantile`` of replications do.
+    """
+
+    intraday: tuple[float, ...] = DEFAULT_INTRADAY
+    weekday: tuple[float, ...] = DEFAULT_WEEKDAY
+    inbound_weekday: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    dock_slots: tuple[float, ...] = (6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0)
+    truck_units: float = 400.0
+    open_hour: float = 6.0
+    cutoff_hour: float | None = 22.0
+    shift_hours: float = 16.0
+    staffing_weekday: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    noise: str = "overdispersed"
+    daily_cv: float = 0.1
+    exact_poisson_below: float = 30.0
+    dock_to_stock_sla_hours: float = 24.0
+    stock_limited: bool = False
+    sla_quantile: float = 0.5
+
+    def __post_init__(self) -> None:
+        checks = [("intraday", 24), ("weekday", 7), ("inbound_weekday", 7), ("staffing_weekday", 7)]
+        for name, n in checks:
+            v = np.asarray(getattr(self, name), dtype=float)
+            if v.shape != (n,) or (v < 0).any() or v.sum() <= 0:
+                raise ValueError(f"Profile.{name}: need {n} non-negative weights with a positive sum")
+        if self.noise not in ("overdispersed", "poisson", "deterministic"):
+            raise ValueError(f"Profile.noise: {self.noise!r} is not overdispersed, poisson or deterministic")
+        if not self.dock_slots or any(not 0 <= h < 24 for h in self.dock_slots):
+            raise ValueError("Profile.dock_slots: need at least one hour in [0, 24)")
+        if self.truck_units <= 0 or self.daily_cv < 0 or not 0 < self.sla_quantile <= 1:
+            raise ValueError("Profile: truck_units must be > 0, daily_cv >= 0, sla_quantile in (0, 1]")
+        if not 0 < self.shift_hours <= 24:
+            raise ValueError("Profile.shift_hours must be in (0, 24]")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The pure-array core
+# ---------------------------------------------------------------------------------------------------
+def _routing_runs(upstream: np.ndarray) -> list[tuple[slice, slice]]:
+    """Runs of consecutive stages fed by consecutive upstream stages, as (destination, source) slices."""
+    runs: list[list[int]] = []
+    for k, u in enumerate(upstream):
+        if u < 0:
+            continue
+        if runs and runs[-1][1] == k and runs[-1][3] == u:
+            runs[-1][1], runs[-1][3] = k + 1, u + 1
+        else:
+            runs.append([k, k + 1, u, u + 1])
+    return [(slice(d0, d1), slice(s0, s1)) for d0, d1, s0, s1 in runs]
+
+
+class _Kernel:
+    """State of the queues between chunks of steps (backlogs, last step's output, storage level)."""
+
+    def __init__(self, n_sites: int, n_stages: int, n_batch: int, upstream: np.ndarray,
+                 storage: tuple[int, int] | None = None, storage_capacity: np.ndarray | None = None,
+                 storage_initial: np.ndarray | None = None, stock_limited: bool = False,
+                 backlog_initial: np.ndarray | None = None, chains: Sequence[tuple[int, int]] = ()) -> None:
+        self.runs = _routing_runs(np.asarray(upstream, dtype=int))
+        self.y = np.zeros((n_sites, n_stages, n_batch))
+        self.q = np.zeros((n_sites, n_stages, n_batch))
+        if backlog_initial is not None:
+            self.q[...] = backlog_initial
+        self.storage = storage
+        self.level = np.zeros((n_sites, n_batch))
+        if storage is not None:
+            self.storage_capacity = np.asarray(storage_capacity, dtype=float).reshape(n_sites, 1)
+            if storage_initial is not None:
+                self.level[...] = np.asarray(storage_initial, dtype=float).reshape(n_sites, -1)
+        self.stock_limited = stock_limited
+        self.chains = chains
+        self.cum = np.zeros((2, len(chains), n_sites, n_batch))  # cumulative chain arrivals, departures
+
+    def run(self, ext: np.ndarray, cap: np.ndarray, out_y: np.ndarray, out_q: np.ndarray,
+            out_level: np.ndarray, out_cum: np.ndarray | None = None) -> None:
+        """Advance ``len(ext)`` steps. ext (T,S,K,B): external work, overwritten in place with the arrivals
+        (external + upstream); cap broadcastable to it; out_* receive throughput, backlog, storage level
+        and, per chain, cumulative arrivals into its head and departures from its tail, (2, C, T, S, B)."""
+        y_prev, q_prev, level_prev = self.y, self.q, self.level
+        cum_prev = self.cum
+        tally = out_cum is not None and len(self.chains) > 0
+        st = self.storage
+        free = np.empty_like(level_prev)
+        for t in range(ext.shape[0]):
+            a, yt, qt, lt = ext[t], out_y[t], out_q[t], out_level[t]
+            for dst, src in self.runs:
+                a[:, dst] += y_prev[:, src]
+            np.add(q_prev, a, out=qt)  # available work
+            np.minimum(qt, cap[t], out=yt)
+            if st is not None:
+                put, pick = st
+                np.subtract(self.storage_capacity, level_prev, out=free)
+                np.minimum(yt[:, put], free, out=yt[:, put])
+                if self.stock_limited:
+                    np.maximum(level_prev, 0.0, out=free)
+                    np.minimum(yt[:, pick], free, out=yt[:, pick])
+                np.add(level_prev, yt[:, put], out=lt)
+                lt -= yt[:, pick]
+            else:
+                lt[...] = level_prev
+            qt -= yt  # backlog after the step
+            if tally:
+                for c, (head, tail) in enumerate(self.chains):
+                    np.add(cum_prev[0, c], a[:, head], out=out_cum[0, c, t])
+                    np.add(cum_prev[1, c], yt[:, tail], out=out_cum[1, c, t])
+                cum_prev = out_cum[:, :, t]
+            y_prev, q_prev, level_prev = yt, qt, lt
+        self.y, self.q, self.level = y_prev.copy(), q_prev.copy(), level_prev.copy()
+        if tally:
+            self.cum = cum_prev.copy()
+
+
+@dataclass
+class ArrayRun:
+    """Per-step arrays of :func:`simulate_arrays`, each (T, S, K, B); ``storage_level`` (T, S, B) or None."""
+
+    arrivals: np.ndarray
+    throughput: np.ndarray
+    backlog: np.ndarray
+    storage_level: np.ndarray | None = None
+
+
+def simulate_arrays(arrivals: np.ndarray, capacity: np.ndarray, *, upstream: Sequence[int] | None = None,
+                    storage_capacity: np.ndarray | None = None, storage_initial: np.ndarray | None = None,
+                    storage_stages: tuple[int, int] = (PUTAWAY, PICK), stock_limited: bool = False,
+                    backlog_initial: np.ndarray | None = None) -> ArrayRun:
+    """Run the queue recursion on given arrays (the pure core; see the module docstring for the maths).
+
+    Parameters
+    ----------
+    arrivals : (T, S, K, B) external work entering each stage per step (units).
+    capacity : broadcastable to (T, S, K, B), e.g. (T, S, K, 1): units each stage can process per step.
+    upstream : K stage indices feeding each stage (-1 none). Default: the DC chains when K == 5, else none.
+    storage_capacity, storage_initial : (S,) units; enables the storage level between ``storage_stages``
+        (putaway, pick).
+    backlog_initial : broadcastable to (S, K, B).
+
+    Returns
+    -------
+    ArrayRun with ``arrivals`` (external + upstream), ``throughput``, ``backlog`` after each step.
+    """
+    x = np.asarray(arrivals, dtype=float)
+    if x.ndim != 4:
+        raise ValueError(f"arrivals must be (T, S, K, B), got shape {x.shape}")
+    T, S, K, B = x.shape
+    c = np.asarray(capacity, dtype=float)
+    if c.ndim == 3:
+        c = c[..., None]
+    try:
+        np.broadcast_shapes(c.shape, x.shape)
+    except ValueError:
+        raise ValueError(f"capacity shape {c.shape} does not broadcast to arrivals {x.shape}") from None
+    if (c < 0).any() or (x < 0).any():
+        raise ValueError("arrivals and capacity must be non-negative")
+    if upstream is None:
+        upstream = DEFAULT_UPSTREAM if K == K_STAGES else np.full(K, -1)
+    up = np.asarray(upstream, dtype=int)
+    if up.shape != (K,) or (up >= K).any() or (up == np.arange(K)).any():
+        raise ValueError(f"upstream must list K={K} stage indices (-1 for none), got {list(up)}")
+    kernel = _Kernel(S, K, B, up, storage_stages if storage_capacity is not None else None, storage_capacity,
+                     storage_initial, stock_limited, backlog_initial)
+    out = ArrayRun(x.copy(), np.empty_like(x), np.empty_like(x), np.empty((T, S, B)))
+    kernel.run(out.arrivals, np.broadcast_to(c, (T, *c.shape[1:])) if c.shape[0] == 1 else c,
+               out.throughput, out.backlog, out.storage_level)
+    if storage_capacity is None:
+        out.storage_level = None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Verdict:
+    """Does the plan hold? If not: where and when it first breaks, and by how much.
+
+    ``time`` is the end of the first failing step; ``hour`` counts hours from the start of ``period``.
+    ``shortfall_per_day`` is the extra capacity (units/day) at ``stage`` that would have avoided the breach;
+    ``shortfall_units`` the peak overdue units; ``shortfall_hours`` extra operating hours at ``stage``.
+    """
+
+    feasible: bool
+    multiplier: float = 1.0
+    site_id: str | None = None
+    stage: str | None = None
+    chain: str | None = None
+    period: int | None = None
+    hour: float | None = None
+    time: str | None = None
+    shortfall_units: float = 0.0
+    shortfall_per_day: float = 0.0
+    shortfall_hours: float = 0.0
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SimulationResult:
+    """Tables of one simulation (means over replications unless a column says otherwise).
+
+    stage_period : site_id, stage, period, multiplier, arrivals, throughput, capacity, backlog_mean,
+        backlog_p95, utilisation. Units per period; backlog_mean is the mean over steps and replications,
+        backlog_p95 the 95th percentile over replications of the period's mean backlog; utilisation =
+        throughput / capacity. The ``storage`` rows hold putaway into storage (arrivals), picks out
+        (throughput), the level (backlog_*) and level / storage capacity (utilisation).
+    site : site_id, multiplier, cycle_time_p50_h, cycle_time_p95_h, within_sla_share (order to ship),
+        dock_to_stock_p95_h, binding_stage (highest utilisation), shipped_units.
+    daily : site_id, multiplier, period, day (0-based from the first simulated day), date, stage, workload
+        (arrivals), throughput, capacity (units/day), labour_hours_needed (workload / productivity),
+        labour_hours_staffed (staffed hours allocated to the stage).
+    breaches : one row per site, chain and multiplier whose SLA breaks: site_id, chain, multiplier, stage,
+        period, hour, time, shortfall_units, shortfall_per_day, shortfall_hours.
+    verdicts : one :class:`Verdict` per multiplier.
+    """
+
+    stage_period: pd.DataFrame
+    site: pd.DataFrame
+    daily: pd.DataFrame
+    breaches: pd.DataFrame
+    verdicts: dict[float, Verdict]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Verdict:
+        """The verdict of the first multiplier (of the only one, usually)."""
+        return next(iter(self.verdicts.values()))
+
+    @property
+    def feasible(self) -> bool:
+        return all(v.feasible for v in self.verdicts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: tables as lists of records, verdicts as dicts."""
+        def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+            return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                    for r in df.astype(object).to_dict(orient="records")]
+
+        return {"verdict": self.verdict.to_dict(), "verdicts": [v.to_dict() for v in self.verdicts.values()],
+                "stage_period": records(self.stage_period), "site": records(self.site),
+                "daily": records(self.daily.assign(date=self.daily["date"].astype(str))),
+                "breaches": records(self.breaches.assign(time=self.breaches["time"].astype(str))),
+                "params": self.params}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs from an instance and a plan
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class SimSetup:
+    """Numeric inputs of a run, one row per simulated site (S) and period (P)."""
+
+    site_ids: list[str]
+    periods: pd.DataFrame  # period, start, days
+    inbound: np.ndarray  # (P, S) units per period
+    outbound: np.ndarray  # (P, S)
+    rate: np.ndarray  # (S, K) equipment units per hour (count x rate_per_hour)
+    hours_per_day: np.ndarray  # (S, K)
+    productivity: np.ndarray  # (S, K) units per labour hour (nan: no labour constraint)
+    labour_hours: np.ndarray  # (P, S) staffed hours (inf: unconstrained)
+    storage_capacity: np.ndarray  # (S,)
+    storage_initial: np.ndarray  # (S,) level at the start of the first simulated period
+    sla_hours: float
+
+
+def _err(table: str, row: int, column: str, message: str) -> SimulationInputError:
+    return SimulationInputError(f"{table}:{row}:{column}: {message}")
+
+
+def _num(df: pd.DataFrame, col: str, table: str) -> np.ndarray:
+    v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(v) | (v < 0))
+    if len(bad):
+        i = int(bad[0])
+        raise _err(table, i + 1, col, f"must be a non-negative number, got {df[col].iloc[i]!r}")
+    return v
+
+
+def prepare(instance: Instance, site_throughput: pd.DataFrame, *, capacity: pd.DataFrame | None = None,
+            labor: pd.DataFrame | None = None, open_sites: Sequence[str] | None = None,
+            periods: Sequence[int] | None = None) -> SimSetup:
+    """Check a volume table against the instance and build the numeric inputs (see :func:`simulate`)."""
+    name = "site_throughput"
+    need = ("site_id", "period", "inbound_units", "outbound_units")
+    missing = [c for c in need if c not in site_throughput.columns]
+    if missing:
+        raise _err(name, 0, missing[0], "missing required column")
+    st = site_throughput.reset_index(drop=True)
+    inb, outb = _num(st, "inbound_units", name), _num(st, "outbound_units", name)
+    per_all = instance.periods
+    per_col = pd.to_numeric(st["period"], errors="coerce")
+    known = set(per_all["period"].astype(int))
+    for i, p in enumerate(per_col):
+        if pd.isna(p) or int(p) not in known:
+            raise _err(name, i + 1, "period", f"period {st['period'].iloc[i]!r} is not a period of instance "
+                                              f"{instance.name!r} (1..{len(per_all)})")
+    dcs = set(instance.dcs["id"])
+    res = instance.resources
+    sites = list(dict.fromkeys(str(s) for s in st["site_id"]))
+    for i, s in enumerate(st["site_id"]):
+        if str(s) not in dcs:
+            raise _err(name, i + 1, "site_id", f"site {s!r} is not a DC of instance {instance.name!r}")
+    if open_sites is not None:
+        sites = [s for s in sites if s in set(open_sites)]
+    for s in sites:
+        have = set(res.loc[res["site_id"] == s, "stage"])
+        lack = [k for k in STAGES_SIM if k not in have]
+        if lack:
+            raise _err("resources", 0, "stage", f"DC {s!r} has volume in {name} but no {lack[0]} resource")
+    if periods is None:
+        sel = per_all
+    else:
+        sel = per_all[per_all["period"].isin([int(p) for p in periods])]
+        if len(sel) != len(set(periods)):
+            raise _err(name, 0, "period", f"periods {list(periods)} are not all periods of {instance.name!r}")
+        if not (np.diff(sel["period"].to_numpy()) == 1).all():
+            raise _err(name, 0, "period", f"simulated periods must be consecutive, got {list(periods)}")
+    sel = sel.reset_index(drop=True)
+    P, S = len(sel), len(sites)
+    sidx = {s: i for i, s in enumerate(sites)}
+    pidx = {int(p): i for i, p in enumerate(sel["period"])}
+    inbound, outbound = np.zeros((P, S)), np.zeros((P, S))
+    first = int(sel["period"].iloc[0]) if P else 1
+    before = np.zeros(S)  # plan's net stock change before the first simulated period
+    for s, p, vi, vo in zip(st["site_id"].astype(str), per_col.astype(int), inb, outb):
+        if s not in sidx:
+            continue
+        if p in pidx:
+            inbound[pidx[p], sidx[s]] += vi
+            outbound[pidx[p], sidx[s]] += vo
+        elif p < first:
+            before[sidx[s]] += vi - vo
+    # equipment
+    rate, hpd = np.zeros((S, K_STAGES)), np.zeros((S, K_STAGES))
+    storage_capacity = np.full(S, np.inf)
+    r = res[res["site_id"].isin(sites)]
+    count = dict(zip(zip(r["site_id"], r["stage"]), r["count"].astype(float)))
+    if capacity is not None and len(capacity):
+        for i, (s, k, n) in enumerate(zip(capacity["site_id"].astype(str), capacity["stage"],
+                                          pd.to_numeric(capacity["total_count"], errors="coerce"))):
+            if pd.isna(n) or n < 0:
+                raise _err("capacity", i + 1, "total_count", f"must be a non-negative number, got {n!r}")
+            if s in sidx:
+                count[(s, k)] = float(n)
+    for s, k, rt, h in zip(r["site_id"], r["stage"], r["rate_per_hour"], r["hours_per_day"]):
+        if k == "storage":
+            storage_capacity[sidx[s]] = count[(s, k)] * float(rt)
+        else:
+            j = STAGES_SIM.index(k)
+            rate[sidx[s], j] = count[(s, k)] * float(rt)
+            hpd[sidx[s], j] = float(h)
+    # labour
+    lab = instance.labor
+    productivity = np.full((S, K_STAGES), np.nan)
+    labour_hours = np.full((P, S), np.inf)
+    days = sel["days"].to_numpy(dtype=float)
+    for row in lab.itertuples(index=False):
+        if row.site_id in sidx:
+            i = sidx[row.site_id]
+            productivity[i] = [float(getattr(row, f"productivity_{k}")) for k in STAGES_SIM]
+            weekly = float(row.max_headcount) * float(row.hours_per_person_week) + float(row.max_overtime_hours)
+            labour_hours[:, i] = weekly * days / 7.0
+    if labor is not None and len(labor):
+        hours = sum(_num(labor, c, "labor") for c in ("regular_hours", "overtime_hours", "temp_hours"))
+        planned = np.zeros((P, S))
+        given = np.zeros((P, S), dtype=bool)
+        for s, p, h in zip(labor["site_id"].astype(str), pd.to_numeric(labor["period"]).astype(int), hours):
+            if s in sidx and p in pidx:
+                planned[pidx[p], sidx[s]] += h
+                given[pidx[p], sidx[s]] = True
+        labour_hours = np.where(given, planned, labour_hours)
+    inv = instance.inventory
+    on_hand = inv.groupby("site_id")["on_hand"].sum() if len(inv) else pd.Series(dtype=float)
+    storage_initial = np.maximum(np.array([float(on_hand.get(s, 0.0)) for s in sites]) + before, 0.0)
+    return SimSetup(sites, sel[["period", "start", "days"]], inbound, outbound, rate, hpd, productivity,
+                    labour_hours, storage_capacity, storage_initial,
+                    float(instance.defaults["order_to_ship_sla_hours"]))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Calendar: profiles per step
+# ---------------------------------------------------------------------------------------------------
+def _window_share(start_hour: float, length_hours: float, steps_per_day: int) -> np.ndarray:
+    """Share of each step of a day that lies in the daily window [start, start + length) (mod 24)."""
+    minute = np.arange(1440) / 60.0
+    inside = ((minute - start_hour) % 24.0) < length_hours
+    return inside.reshape(steps_per_day, -1).mean(axis=1)
+
+
+def _per_step_of_day(hourly: Sequence[float], steps_per_day: int) -> np.ndarray:
+    """Hourly weights summed into steps of a day (minute resolution)."""
+    per_minute = np.repeat(np.asarray(hourly, dtype=float) / 60.0, 60)
+    return per_minute.reshape(steps_per_day, -1).sum(axis=1)
+
+
+@dataclass
+class _Calendar:
+    steps_per_day: int
+    step_hours: float
+    open_share: np.ndarray  # (steps_per_day, S, K)
+    order_step: np.ndarray  # (steps_per_day,)
+    slot_step: np.ndarray  # (steps_per_day,) trucks slots per step
+    slot_index: np.ndarray  # step of day of each dock slot
+    shift_step: np.ndarray  # (steps_per_day,)
+
+
+def _calendar(setup: SimSetup, profile: Profile, step_hours: float) -> _Calendar:
+    spd = 24.0 / step_hours
+    if step_hours <= 0 or abs(spd - round(spd)) > 1e-9 or 1440 % round(spd):
+        raise ValueError(f"step_hours={step_hours}: a day must be a whole number of steps of whole minutes")
+    spd = int(round(spd))
+    S = len(setup.site_ids)
+    open_share = np.zeros((spd, S, K_STAGES))
+    for h in np.unique(setup.hours_per_day):
+        share = _window_share(profile.open_hour, float(h), spd)
+        open_share[:, setup.hours_per_day == h] = share[:, None]
+    if profile.cutoff_hour is not None:
+        to_cutoff = (profile.cutoff_hour - profile.open_hour) % 24.0 or 24.0
+        open_share[:, :, OUTBOUND_DOCK] *= _window_share(profile.open_hour, to_cutoff, spd)[:, None]
+    slots = np.zeros(spd)
+    np.add.at(slots, (np.asarray(profile.dock_slots) // step_hours).astype(int), 1.0)
+    return _Calendar(spd, step_hours, open_share, _per_step_of_day(profile.intraday, spd), slots,
+                     (np.sort(np.asarray(profile.dock_slots)) // step_hours).astype(int),
+                     _window_share(profile.open_hour, profile.shift_hours, spd))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The batched runner
+# ---------------------------------------------------------------------------------------------------
+def _poisson(rng: np.random.Generator, lam: np.ndarray, exact_below: float) -> np.ndarray:
+    """Poisson counts (float32); exact below ``exact_below``, normal approximation (rounded, >= 0) above."""
+    lam = np.asarray(lam, dtype=np.float32)
+    small = lam < exact_below
+    if small.all():
+        return rng.poisson(lam).astype(np.float32)
+    out = rng.standard_normal(lam.shape, dtype=np.float32)
+    out *= np.sqrt(lam)
+    out += lam
+    np.maximum(out, 0.0, out=out)
+    np.rint(out, out=out)
+    if small.any():
+        out[small] = rng.poisson(lam[small])
+    return out
+
+
+def _quantile_hist(hist: np.ndarray, q: float) -> np.ndarray:
+    """Smallest bin index whose cumulative weight reaches q (last axis = bins); nan for empty rows."""
+    cum = np.cumsum(hist, axis=-1)
+    total = cum[..., -1:]
+    idx = (cum < q * total - 1e-9 * total).sum(axis=-1).astype(float)
+    idx[total[..., 0] <= 0] = np.nan
+    return idx
+
+
+class _ChainTracker:
+    """FIFO bookkeeping of one chain across chunks: overdue units, SLA breaches, cycle-time histogram.
+
+    Cumulative head arrivals of the last ``lookback`` steps are kept in a ring buffer (row ``g % lookback``
+    holds global step g). Cycle times are histogrammed from the first ``cycle_reps`` replications of every
+    multiplier (a documented subsample bounding the cost of the FIFO matching; all when fewer).
+    """
+
+    def __init__(self, S: int, M: int, R: int, sla_steps: int, lookback: int, max_chunk: int,
+                 cycle_reps: int = 10) -> None:
+        self.S, self.M, self.R, self.L, self.W = S, M, R, sla_steps, lookback
+        B = M * R
+        self.ring = np.zeros((lookback, S, B))
+        self.last_D = np.zeros((S, B))  # cumulative departures at the end of the last chunk
+        self.last_empty = np.full((S, B), -1.0)
+        self.max_overdue = np.zeros((S, B))
+        self.max_rate = np.zeros((S, B))
+        self.nbins = lookback + max_chunk + 2
+        self.rc = min(R, cycle_reps)
+        self.cycle_hist = np.zeros((S, M, self.nbins))
+        self.first_breach = np.full((S, M), -1)
+        self.first_step_in_chunk = np.full((S, M), -1)
+        self.overdue = np.zeros((0, S, B))
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []  # subsampled cumulative counts since the last flush
+        n_sub = S * M * self.rc
+        self.sub_A = np.zeros((n_sub, lookback))  # the subsample's cumulative arrivals of the last lookback steps
+        self.sub_D = np.zeros((n_sub, 1))
+
+    def _sub(self, x: np.ndarray) -> np.ndarray:
+        """(T, S, B) -> (S * M * rc, T): the series of the cycle-time subsample, in (s, m, r) order."""
+        S, M, R = self.S, self.M, self.R
+        x = x.reshape(len(x), S, M, R)[..., :self.rc]
+        return np.ascontiguousarray(x.reshape(len(x), -1).T)
+
+    def update(self, cumA: np.ndarray, cumD: np.ndarray, t0: int, step_hours: float, fail_share: float,
+               cycle: bool) -> np.ndarray:
+        """Feed one chunk (global steps t0..t0+Tc-1) of cumulative head arrivals and tail departures (Tc, S, B).
+
+        Returns the (S, M) mask of site x multiplier columns whose SLA breaks for the first time here.
+        """
+        Tc = cumA.shape[0]
+        S, M, R, W, L = self.S, self.M, self.R, self.W, self.L
+        tol = 1e-9 * float(cumA[-1].max(initial=0.0)) + 1e-6
+        overdue = np.empty_like(cumD)  # A(t - L) - D(t)
+        nh = min(L, Tc)
+        np.subtract(self.ring[(t0 - L + np.arange(nh)) % W], cumD[:nh], out=overdue[:nh])
+        if Tc > L:
+            np.subtract(cumA[:Tc - L], cumD[L:], out=overdue[L:])
+        empty = np.subtract(cumA, cumD) < tol
+        peak = overdue.max(axis=0)  # (S, B)
+        new = np.zeros((S, M), dtype=bool)
+        self.first_step_in_chunk[:] = -1
+        self.overdue = overdue
+        if (peak > tol).any():
+            late = overdue > tol
+            overdue[~late] = 0.0
+            failing = late.reshape(Tc, S, M, R).mean(axis=-1) > fail_share
+            new = failing.any(axis=0) & (self.first_breach < 0)
+            self.first_step_in_chunk = np.where(new, failing.argmax(axis=0), -1)
+            self.first_breach[new] = t0 + self.first_step_in_chunk[new]
+            # extra capacity: the chunk's peak overdue over the time since the chain was last empty
+            at = overdue.argmax(axis=0)  # (S, B) step of the peak
+            steps = np.arange(Tc)[:, None, None]
+            seen = np.where(empty & (steps <= at), steps, -1).max(axis=0)
+            last_empty = np.where(seen >= 0, t0 + seen, self.last_empty)
+            rate = np.maximum(peak, 0.0) / (np.maximum(t0 + at - last_empty, 1.0) * (step_hours / 24.0))
+            np.maximum(self.max_overdue, peak, out=self.max_overdue)
+            np.maximum(self.max_rate, np.where(peak > tol, rate, 0.0), out=self.max_rate)
+        has_empty = empty.any(axis=0)
+        last = (Tc - 1) - empty[::-1].argmax(axis=0)
+        self.last_empty = np.where(has_empty, t0 + last, self.last_empty)
+        if cycle:
+            self.pending.append((self._sub(cumA), self._sub(cumD)))
+        keep = min(Tc, W)
+        self.ring[(t0 + Tc - keep + np.arange(keep)) % W] = cumA[Tc - keep:]
+        self.last_D = cumD[-1].copy()
+        return new
+
+    def flush_cycle(self) -> None:
+        """Histogram the cycle times (steps) of the departures fed since the last flush, weighted by units.
+
+        FIFO matching: the middle unit of each step's departures is found among cumulative arrivals with one
+        ``searchsorted`` over all series at once (each series shifted by its own offset to keep them apart).
+        """
+        if not self.pending:
+            return
+        W, M, R, rc, S = self.W, self.M, self.R, self.rc, self.S
+        A = np.concatenate([p[0] for p in self.pending], axis=1)
+        cd = np.concatenate([self.sub_D] + [p[1] for p in self.pending], axis=1)
+        self.pending = []
+        Tc = A.shape[1]
+        H = np.concatenate([self.sub_A, A], axis=1)  # (N, W + Tc)
+        self.sub_A = H[:, -W:].copy()
+        self.sub_D = cd[:, -1:].copy()
+        n_series, width = H.shape
+        dd = np.diff(cd, axis=1)
+        mid = cd[:, 1:] - dd / 2.0  # the middle unit of each step's departures
+        span = float(H[:, -1].max(initial=0.0)) + 1.0
+        offset = np.arange(n_series, dtype=float)[:, None] * span
+        H += offset
+        mid += offset - 1e-7
+        j = np.searchsorted(H.ravel(), mid.ravel(), side="left").reshape(n_series, Tc)
+        j -= np.arange(n_series)[:, None] * width
+        delay = W + np.arange(Tc)[None, :] - j + 1  # steps, arrival step to departure step inclusive
+        np.clip(delay, 1, self.nbins - 1, out=delay)
+        delay[j <= 0] = self.nbins - 1  # arrived before the lookback window: overflow bin
+        sm = (np.arange(n_series) // rc).reshape(n_series, 1)  # series order is (s, m, r)
+        self.cycle_hist += np.bincount((sm * self.nbins + delay).ravel(), weights=dd.ravel(),
+                                       minlength=S * M * self.nbins).reshape(S, M, self.nbins) * (R / rc)
+
+
+def _holdings_stage(q: np.ndarray, y: np.ndarray, overdue: np.ndarray, stages: tuple[int, ...]) -> np.ndarray:
+    """Index into ``stages`` of the stage holding most overdue units; q, y (n, K, R), overdue (n, R)."""
+    hold = []
+    for pos, k in enumerate(stages):  # units in transit count to the stage they are heading to
+        h = q[:, k]
+        if pos > 0:
+            h = h + y[:, stages[pos - 1]]
+        hold.append(h)
+    hold = np.stack(hold[::-1], axis=1)  # tail first: oldest units are the most downstream
+    before = np.cumsum(hold, axis=1) - hold
+    alloc = np.clip(overdue[:, None, :] - before, 0.0, hold).sum(axis=-1)
+    return len(stages) - 1 - alloc.argmax(axis=1)
+
+
+def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 20, seed: int = 0,
+              step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
+              detail: bool = True) -> SimulationResult:
+    """Simulate a prepared setup for multipliers (M,) or per site (S, M); see :func:`simulate`.
+
+    ``period_weight`` (P,) spreads the extra load: period p's factor is ``1 + (m - 1) * period_weight[p]``.
+    With ``detail=False`` only the breach analysis runs (no tables but ``breaches``; for the stress test).
+    """
+    profile = profile or Profile()
+    S, P, R = len(setup.site_ids), len(setup.periods), int(replications)
+    if R < 1:
+        raise ValueError("replications must be >= 1")
+    mult = np.asarray(multipliers, dtype=float)
+    mult = np.broadcast_to(mult if mult.ndim == 2 else mult[None, :], (S, mult.shape[-1])).copy()
+    if (mult < 0).any():
+        raise ValueError("multipliers must be non-negative")
+    M = mult.shape[1]
+    B = M * R
+    pw = np.ones(P) if period_weight is None else np.asarray(period_weight, dtype=float)
+    cal = _calendar(setup, profile, step_hours)
+    spd = cal.steps_per_day
+    days = setup.periods["days"].to_numpy(dtype=float)
+    if (np.abs(days - np.round(days)) > 1e-9).any():
+        raise ValueError("simulated periods must last whole days")
+    days = np.round(days).astype(int)
+    max_chunk = int(days.max()) * spd if P else 0
+    sla = {"order": setup.sla_hours, "inbound": profile.dock_to_stock_sla_hours}
+    lookback = max(int(np.ceil(2 * max(sla.values()) / step_hours)), 7 * spd)
+    trackers = {c: _ChainTracker(S, M, R, max(1, int(round(sla[c] / step_hours))), lookback, max_chunk)
+                for c in CHAIN_NAMES}
+    fail_share = 1.0 - profile.sla_quantile
+    kernel = _Kernel(S, K_STAGES, B, DEFAULT_UPSTREAM, (PUTAWAY, PICK), setup.storage_capacity,
+                     setup.storage_initial[:, None], profile.stock_limited,
+                     chains=[(st[0], st[-1]) for st in CHAINS.values()])
+    breach_rows: list[dict[str, Any]] = []
+    sp_rows, daily_rows = [], []
+    cap_sum, y_sum = np.zeros((S, K_STAGES)), np.zeros((S, K_STAGES, M))
+    open_steps = np.zeros((S, K_STAGES))
+    prod = np.where(np.isnan(setup.productivity), np.inf, setup.productivity)
+    weekday = np.asarray(profile.weekday, dtype=float)
+    in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
+    staff_weekday = np.asarray(profile.staffing_weekday, dtype=float)
+    start0 = pd.Timestamp(setup.periods["start"].iloc[0]) if P else pd.Timestamp(0)
+    t0 = 0
+    buf: tuple[np.ndarray, ...] | None = None
+    for ip in range(P):
+        period = int(setup.periods["period"].iloc[ip])
+        nd = int(days[ip])
+        Tc = nd * spd
+        pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
+        dow = np.array([(pstart + pd.Timedelta(days=i)).weekday() for i in range(nd)])
+        # expected work per step (Tc,) weights summing to one over the period
+        w_out = (weekday[dow][:, None] * cal.order_step[None, :]).ravel()
+        w_in = (in_weekday[dow][:, None] * cal.slot_step[None, :]).ravel()
+        w_staff = (staff_weekday[dow][:, None] * cal.shift_step[None, :]).ravel()
+        w_out, w_in, w_staff = (w / w.sum() if w.sum() > 0 else w for w in (w_out, w_in, w_staff))
+        # capacity per step (Tc, S, K): equipment and labour, the tighter binds
+        equip = np.tile(cal.open_share, (nd, 1, 1)) * (setup.rate * step_hours)[None]
+        vol = np.where(np.isin(np.arange(K_STAGES), (INBOUND_DOCK, PUTAWAY))[None, :],
+                       setup.inbound[ip][:, None], setup.outbound[ip][:, None])  # (S, K) plan volume per stage
+        need = vol / prod
+        tot = need.sum(axis=1, keepdims=True)
+        share = np.where(tot > 0, need / np.where(tot > 0, tot, 1.0), 1.0 / K_STAGES)
+        staffed = w_staff[:, None] * setup.labour_hours[ip][None, :]  # (Tc, S)
+        with np.errstate(invalid="ignore"):
+            labour = staffed[:, :, None] * share[None] * prod[None]
+        labour = np.where(np.isnan(labour), np.inf, labour)
+        cap = np.minimum(equip, labour)
+        # arrivals (Tc, S, R) per chain at multiplier 1, then scaled per site and multiplier
+        rng = np.random.default_rng([seed, period])
+        lam_out = w_out[:, None, None] * setup.outbound[ip][None, :, None]
+        if profile.noise == "deterministic":
+            x_out = np.broadcast_to(lam_out, (Tc, S, R))
+            x_in = np.broadcast_to(w_in[:, None, None] * setup.inbound[ip][None, :, None], (Tc, S, R))
+        else:
+            if profile.noise == "overdispersed" and profile.daily_cv > 0:
+                k = 1.0 / profile.daily_cv ** 2
+                g_out, g_in = rng.gamma(k, 1.0 / k, size=(2, nd, S, R))
+                x_out = _poisson(rng, lam_out.reshape(nd, spd, S, 1) * g_out[:, None], profile.exact_poisson_below)
+            else:
+                g_in = np.ones((nd, S, R))
+                x_out = _poisson(rng, np.broadcast_to(lam_out, (Tc, S, R)), profile.exact_poisson_below)
+            x_out = x_out.reshape(Tc, S, R)
+            # inbound: whole trucks per day (Poisson), spread in turn over the day's dock slots
+            day_in = in_weekday[dow] / in_weekday[dow].sum() if in_weekday[dow].sum() > 0 else np.zeros(nd)
+            lam_trucks = day_in[:, None, None] * setup.inbound[ip][None, :, None] * g_in / profile.truck_units
+            trucks = _poisson(rng, lam_trucks, profile.exact_poisson_below)  # (nd, S, R)
+            x_in = np.zeros((nd, spd, S, R), dtype=np.float32)
+            n_slots = len(cal.slot_index)
+            for i, step in enumerate(cal.slot_index):
+                x_in[:, step] += (trucks // n_slots + (i < trucks % n_slots)) * profile.truck_units
+            x_in = x_in.reshape(Tc, S, R)
+        factor = 1.0 + (mult - 1.0) * pw[ip]  # (S, M)
+        ext = np.zeros((Tc, S, K_STAGES, M, R))
+        np.multiply(x_out[:, :, None, :], factor[None, :, :, None], out=ext[:, :, PICK])
+        np.multiply(x_in[:, :, None, :], factor[None, :, :, None], out=ext[:, :, INBOUND_DOCK])
+        ext = ext.reshape(Tc, S, K_STAGES, B)
+        if buf is None:  # one day of per-step arrays, reused: memory does not grow with the horizon
+            buf = (np.empty((spd, S, K_STAGES, B)), np.empty((spd, S, K_STAGES, B)), np.empty((spd, S, B)),
+                   np.empty((2, len(CHAINS), spd, S, B)))
+        out_y, out_q, out_level, out_cum = buf
+        day_a, day_y = np.empty((nd, S, K_STAGES, B)), np.empty((nd, S, K_STAGES, B))
+        q_sum, level_sum = np.zeros((S, K_STAGES, B)), np.zeros((S, B))
+        for d in range(nd):
+            day = slice(d * spd, (d + 1) * spd)
+            kernel.run(ext[day], cap[day, :, :, None], out_y, out_q, out_level, out_cum)
+            ext[day].sum(axis=0, out=day_a[d])
+            out_y.sum(axis=0, out=day_y[d])
+            q_sum += out_q.sum(axis=0)
+            level_sum += out_level.sum(axis=0)
+            # chains: SLA breaches and cycle times
+            for c, (cname, stages) in enumerate(CHAINS.items()):
+                tr = trackers[cname]
+                new = tr.update(out_cum[0, c], out_cum[1, c], t0, step_hours, fail_share, detail)
+                for s, m in zip(*np.nonzero(new)):
+                    i = int(tr.first_step_in_chunk[s, m])
+                    sl = slice(m * R, (m + 1) * R)
+                    pos = _holdings_stage(out_q[i, s:s + 1, :, sl], out_y[i, s:s + 1, :, sl],
+                                          tr.overdue[i, s:s + 1, sl], stages)[0]
+                    hour = (d * spd + i + 1) * step_hours
+                    breach_rows.append({"site_id": setup.site_ids[s], "chain": cname, "column": int(m),
+                                        "multiplier": float(mult[s, m]), "stage": STAGES_SIM[stages[pos]],
+                                        "stage_index": stages[pos], "period": period, "hour": hour,
+                                        "time": pstart + pd.Timedelta(hours=hour)})
+            t0 += spd
+        for tr in trackers.values():
+            tr.flush_cycle()
+        cap_sum += cap.sum(axis=0)
+        open_steps += (cap > 0).sum(axis=0)
+        y_sum += day_y.sum(axis=0).reshape(S, K_STAGES, M, R).sum(axis=-1) / R
+        if detail:
+            sp_rows.append(_period_rows(setup, period, mult, day_a, day_y, q_sum / Tc, level_sum / Tc, cap, M, R))
+            daily_rows.append(_daily_rows(setup, period, mult, day_a, day_y, cap, staffed, share, nd, spd, M, R,
+                                          (pstart - start0).days, pstart))
+    return _assemble(setup, mult, trackers, breach_rows, sp_rows, daily_rows, cap_sum, open_steps, y_sum,
+                     profile, step_hours, {"replications": R, "seed": seed, "step_hours": step_hours,
+                                           "profile": asdict(profile)})
+
+
+def _frame_sk(setup: SimSetup, mult: np.ndarray, stages: Sequence[str], **cols: np.ndarray) -> pd.DataFrame:
+    """A long table from (S, K, M) arrays."""
+    S, M = mult.shape
+    K = len(stages)
+    return pd.DataFrame({
+        "site_id": np.repeat(np.asarray(setup.site_ids, dtype=object), K * M),
+        "stage": np.tile(np.repeat(np.asarray(stages, dtype=object), M), S),
+        "multiplier": np.repeat(mult[:, None, :], K, axis=1).ravel(),
+        **{k: np.asarray(v, dtype=float).reshape(S * K * M) for k, v in cols.items()},
+    })
+
+
+def _period_rows(setup: SimSetup, period: int, mult: np.ndarray, day_a: np.ndarray, day_y: np.ndarray,
+                 q_mean: np.ndarray, level_mean: np.ndarray, cap: np.ndarray, M: int, R: int) -> pd.DataFrame:
+    """stage_period rows of one period from daily sums (nd, S, K, B) and per-replication mean levels."""
+    _, S, K, _ = day_a.shape
+    arr = day_a.sum(axis=0).reshape(S, K, M, R).mean(axis=-1)
+    thr = day_y.sum(axis=0).reshape(S, K, M, R).mean(axis=-1)
+    qmean_r = q_mean.reshape(S, K, M, R)
+    capsum = cap.sum(axis=0)[:, :, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        util = np.where(capsum > 0, thr / capsum, np.nan)
+    flow = _frame_sk(setup, mult, STAGES_SIM, arrivals=arr, throughput=thr, capacity=np.broadcast_to(capsum, arr.shape),
+                     backlog_mean=qmean_r.mean(axis=-1), backlog_p95=np.quantile(qmean_r, 0.95, axis=-1),
+                     utilisation=util)
+    lvl_r = level_mean.reshape(S, M, R)
+    scap = setup.storage_capacity[:, None]
+    stor = _frame_sk(setup, mult, ("storage",), arrivals=thr[:, PUTAWAY], throughput=thr[:, PICK],
+                     capacity=np.broadcast_to(scap, (S, M)), backlog_mean=lvl_r.mean(axis=-1),
+                     backlog_p95=np.quantile(lvl_r, 0.95, axis=-1),
+                     utilisation=np.where(np.isfinite(scap), lvl_r.mean(axis=-1) / scap, np.nan))
+    out = pd.concat([flow, stor], ignore_index=True)
+    out.insert(2, "period", period)
+    return out
+
+
+def _daily_rows(setup: SimSetup, period: int, mult: np.ndarray, day_a: np.ndarray, day_y: np.ndarray,
+                cap: np.ndarray, staffed: np.ndarray, share: np.ndarray, nd: int, spd: int, M: int, R: int, day0: int,
+                pstart: pd.Timestamp) -> pd.DataFrame:
+    """daily rows of one period from daily sums (nd, S, K, B)."""
+    _, S, K, _ = day_a.shape
+    work = day_a.reshape(nd, S, K, M, R).mean(axis=-1)  # (nd, S, K, M)
+    shape = work.shape
+    thr = day_y.reshape(nd, S, K, M, R).mean(axis=-1)
+    capd = np.broadcast_to(cap.reshape(nd, spd, S, K).sum(axis=1)[..., None], shape)
+    needed = work / setup.productivity[None, :, :, None]  # nan where the site has no labour row
+    staff = np.broadcast_to((staffed.reshape(nd, spd, S).sum(axis=1)[:, :, None] * share[None])[..., None], shape)
+    n = S * K * M
+    one = _frame_sk(setup, mult, STAGES_SIM)
+    out = pd.DataFrame({
+        "site_id": np.tile(one["site_id"].to_numpy(), nd), "stage": np.tile(one["stage"].to_numpy(), nd),
+        "period": period, "day": np.repeat(day0 + np.arange(nd), n),
+        "date": np.repeat([(pstart + pd.Timedelta(days=d)).date() for d in range(nd)], n),
+        "multiplier": np.tile(one["multiplier"].to_numpy(), nd),
+    })
+    for name, v in (("workload", work), ("throughput", thr), ("capacity", capd), ("labour_hours_needed", needed),
+                    ("labour_hours_staffed", staff)):
+        out[name] = np.asarray(v, dtype=float).reshape(nd * n)
+    return out
+
+
+def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTracker], breach_rows: list[dict],
+              sp_rows: list[pd.DataFrame], daily_rows: list[pd.DataFrame], cap_sum: np.ndarray,
+              open_steps: np.ndarray, y_sum: np.ndarray, profile: Profile, step_hours: float,
+              params: dict[str, Any]) -> SimulationResult:
+    S, M = mult.shape
+    R = params["replications"]
+    q = profile.sla_quantile
+    hourly_cap = np.where(open_steps > 0, cap_sum / np.maximum(open_steps, 1) / step_hours, np.nan)
+    rows = []
+    for b in breach_rows:
+        s, m, tr = setup.site_ids.index(b["site_id"]), b["column"], trackers[b["chain"]]
+        sl = slice(m * R, (m + 1) * R)
+        units = float(np.quantile(tr.max_overdue[s, sl], q))
+        per_day = float(np.quantile(tr.max_rate[s, sl], q))
+        hc = hourly_cap[s, b.pop("stage_index")]
+        rows.append({**b, "shortfall_units": units, "shortfall_per_day": per_day,
+                     "shortfall_hours": units / hc if np.isfinite(hc) and hc > 0 else np.nan})
+    breaches = pd.DataFrame(rows, columns=["site_id", "chain", "multiplier", "column", "stage", "period", "hour",
+                                           "time", "shortfall_units", "shortfall_per_day", "shortfall_hours"])
+    breaches = breaches.sort_values(["column", "time", "site_id"], kind="stable").reset_index(drop=True)
+    # verdict per multiplier column (first breach in time over sites and chains)
+    verdicts: dict[float, Verdict] = {}
+    first = {c: tr.first_breach for c, tr in trackers.items()}
+    for m in range(M):
+        label = float(mult[0, m]) if (mult[:, m] == mult[0, m]).all() else float(m)
+        cand = [(int(first[c][s, m]), s, c) for c in CHAIN_NAMES for s in range(S) if first[c][s, m] >= 0]
+        if not cand:
+            verdicts[label] = Verdict(True, label, message=f"feasible at {label:g}x: every DC meets its SLAs")
+            continue
+        _, s, c = min(cand)
+        row = breaches[(breaches["site_id"] == setup.site_ids[s]) & (breaches["chain"] == c)
+                       & (breaches["column"] == m)].iloc[0]
+        sla_h = setup.sla_hours if c == "order" else profile.dock_to_stock_sla_hours
+        msg = (f"{row.site_id} breaks its {c} SLA ({sla_h:g} h) at {row.stage} in period {row.period}, "
+               f"hour {row.hour:g} ({row.time}): {row.shortfall_units:,.0f} units overdue; "
+               f"+{row.shortfall_per_day:,.0f} units/day at {row.stage} "
+               f"({row.shortfall_hours:,.1f} extra hours) would have avoided it")
+        verdicts[label] = Verdict(False, label, row.site_id, row.stage, c, int(row.period), float(row.hour),
+                                  str(row.time), float(row.shortfall_units), float(row.shortfall_per_day),
+                                  float(row.shortfall_hours), msg)
+    stage_period = (pd.concat(sp_rows, ignore_index=True) if sp_rows else pd.DataFrame(
+        columns=["site_id", "stage", "period", "multiplier", "arrivals", "throughput", "capacity",
+                 "backlog_mean", "backlog_p95", "utilisation"]))
+    daily = pd.concat(daily_rows, ignore_index=True) if daily_rows else pd.DataFrame(
+        columns=["site_id", "stage", "period", "day", "date", "multiplier", "workload", "throughput", "capacity",
+                 "labour_hours_needed", "labour_hours_staffed"])
+    order, inbound = trackers["order"], trackers["inbound"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        util = np.where(cap_sum[:, :, None] > 0, y_sum / cap_sum[:, :, None], -1.0)  # (S, K, M)
+        hist = order.cycle_hist
+        tot = hist.sum(axis=-1)
+        within = np.where(tot > 0, hist[..., :order.L + 1].sum(axis=-1) / tot, np.nan)
+    site = pd.DataFrame({
+        "site_id": np.repeat(np.asarray(setup.site_ids, dtype=object), M),
+        "multiplier": mult.ravel(),
+        "cycle_time_p50_h": (_quantile_hist(hist, 0.5) * step_hours).ravel(),
+        "cycle_time_p95_h": (_quantile_hist(hist, 0.95) * step_hours).ravel(),
+        "within_sla_share": within.ravel(),
+        "dock_to_stock_p95_h": (_quantile_hist(inbound.cycle_hist, 0.95) * step_hours).ravel(),
+        "binding_stage": np.asarray(STAGES_SIM, dtype=object)[util.argmax(axis=1)].ravel(),
+        "shipped_units": (tot / R).ravel(),
+    })
+    return SimulationResult(stage_period, site, daily, breaches, verdicts, params)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Front doors
+# ---------------------------------------------------------------------------------------------------
+def simulate_volumes(instance: Instance, site_throughput: pd.DataFrame, *, capacity: pd.DataFrame | None = None,
+                     labor: pd.DataFrame | None = None, open_sites: Sequence[str] | None = None,
+                     replications: int = 20, seed: int = 0, step_hours: float = 1.0,
+                     multipliers: Sequence[float] = (1.0,), periods: Sequence[int] | None = None,
+                     profile: Profile | None = None) -> SimulationResult:
+    """Simulate a bare volume table (site_id, period, inbound_units, outbound_units); see :func:`simulate`."""
+    setup = prepare(instance, site_throughput, capacity=capacity, labor=labor, open_sites=open_sites,
+                    periods=periods)
+    return run_setup(setup, np.asarray(multipliers, dtype=float), replications=replications, seed=seed,
+                     step_hours=step_hours, profile=profile)
+
+
+def plan_inputs(plan: Any) -> dict[str, Any]:
+    """The plan tables the simulator reads: site_throughput, capacity, labor and the open sites."""
+    t = plan.tables
+    sites = t.get("sites")
+    open_sites = None
+    if sites is not None and len(sites):
+        open_sites = sites.loc[pd.to_numeric(sites["open"], errors="coerce").fillna(0) >= 0.5, "site_id"]
+        open_sites = [str(s) for s in open_sites]
+    return {"site_throughput": t["site_throughput"], "capacity": t.get("capacity"), "labor": t.get("labor"),
+            "open_sites": open_sites}
+
+
+def simulate(instance: Instance, plan: Any, *, replications: int = 20, seed: int = 0, step_hours: float = 1.0,
+             multipliers: Sequence[float] = (1.0,), periods: Sequence[int] | None = None,
+             profile: Profile | Mapping[str, Any] | None = None) -> SimulationResult:
+    """Execute a plan step by step through every open DC and judge whether it holds.
+
+    Parameters
+    ----------
+    instance : the instance the plan was made for (resources, labor, inventory, periods, SLA).
+    plan : a :class:`formulations.plan.Plan`. Work per DC and period: ``site_throughput``; inbound units
+        flow inbound_dock -> putaway -> storage, outbound units pick -> pack -> outbound_dock. Equipment:
+        ``capacity.total_count`` when given, else resources.csv. Labour: ``labor`` hours when given, else
+        labor.csv. Only DCs open in ``plan.sites`` (open == 1) run (all with volume when that table is empty).
+    replications : seeded replications (common random numbers across multipliers).
+    seed : the run is reproducible for a seed; each period draws from ``default_rng([seed, period])``.
+    step_hours : the time step (a day must be a whole number of steps).
+    multipliers : demand multipliers applied to every period's volumes, simulated in one batch.
+    periods : consecutive periods to simulate (default: all); storage starts at the plan's stock then.
+    profile : a :class:`Profile` or a mapping of its fields.
+    """
+    if isinstance(profile, Mapping):
+        profile = replace(Profile(), **profile)
+    return simulate_volumes(instance, replications=replications, seed=seed, step_hours=step_hours,
+                            multipliers=multipliers, periods=periods, profile=profile, **plan_inputs(plan))
