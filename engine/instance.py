@@ -25,7 +25,9 @@ no pickle) and never writes to the folder.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -221,21 +223,32 @@ def periods_frame(meta: dict[str, Any]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------------
+MAX_PERIODS = 100_000
+"""Most periods a horizon may have (a guard against typos such as ``periods: 5200000``)."""
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def read_meta(path: Path, report: ValidationReport) -> dict[str, Any]:
-    """Read and check ``instance.yaml`` (safe YAML only)."""
+    """Read and check ``instance.yaml`` (safe YAML only: tags such as ``!!python/object`` are errors)."""
     f = path / META_FILE
     if not f.is_file():
         report.error(META_FILE, 0, "", f"missing file {f}")
         return {}
     try:
-        meta = yaml.safe_load(f.read_text(encoding="utf-8"))
+        meta = yaml.safe_load(f.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         report.error(META_FILE, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
         return {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         row = mark.line + 1 if mark is not None else 0
-        report.error(META_FILE, row, "", f"invalid YAML: {getattr(exc, 'problem', exc)}")
+        report.error(META_FILE, row, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}")
+        return {}
+    except RecursionError:
+        report.error(META_FILE, 0, "", "invalid YAML: nested too deeply")
         return {}
     if not isinstance(meta, dict):
         report.error(META_FILE, 0, "", "must be a mapping of keys (name, currency, horizon, ...)")
@@ -243,31 +256,82 @@ def read_meta(path: Path, report: ValidationReport) -> dict[str, Any]:
     for key in ("name", "currency", "horizon"):
         if key not in meta:
             report.error(META_FILE, 0, key, f"missing required key {key!r}")
-    horizon = meta.get("horizon")
-    if horizon is not None:
-        if not isinstance(horizon, dict):
-            report.error(META_FILE, 0, "horizon", "must be a mapping with start, periods, period_days")
-        else:
-            for key, lo in (("periods", 1), ("period_days", 0)):
-                v = horizon.get(key)
-                if v is None and key == "periods" and not meta.get("periods"):
-                    report.error(META_FILE, 0, f"horizon.{key}", "missing")
-                elif v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v <= lo - 1
-                                        or (key == "period_days" and v <= 0)):
-                    report.error(META_FILE, 0, f"horizon.{key}", f"must be a positive number, got {v!r}")
-            if "start" in horizon:
-                try:
-                    pd.Timestamp(str(horizon["start"]))
-                except (ValueError, TypeError):
-                    report.error(META_FILE, 0, "horizon.start", f"not a date: {horizon['start']!r}")
-    for key in ("defaults", "rate_card"):
+    for key in ("name", "currency"):
+        if key in meta and not isinstance(meta[key], str | int | float):
+            report.error(META_FILE, 0, key, f"must be a text, got {meta[key]!r}")
+    for key in ("defaults", "rate_card", "horizon"):
         if key in meta and not isinstance(meta[key], dict):
             report.error(META_FILE, 0, key, "must be a mapping")
+    horizon = meta.get("horizon")
+    if isinstance(horizon, dict):
+        _check_horizon(meta, horizon, report)
+    if "periods" in meta:
+        _check_explicit_periods(meta["periods"], report)
     if isinstance(meta.get("defaults"), dict):
         for k, v in meta["defaults"].items():
-            if k in DEFAULTS and (not isinstance(v, int | float) or isinstance(v, bool)):
-                report.error(META_FILE, 0, f"defaults.{k}", f"must be a number, got {v!r}")
+            if k in DEFAULTS and (not _is_number(v) or v < 0):
+                report.error(META_FILE, 0, f"defaults.{k}", f"must be a number >= 0, got {v!r}")
+    if isinstance(meta.get("rate_card"), dict):
+        _check_rate_card(meta["rate_card"], report)
     return meta
+
+
+def _check_horizon(meta: dict[str, Any], horizon: dict[str, Any], report: ValidationReport) -> None:
+    n = horizon.get("periods")
+    if n is None:
+        if not meta.get("periods"):
+            report.error(META_FILE, 0, "horizon.periods", "missing")
+    elif not _is_number(n) or n % 1 != 0 or not 1 <= n <= MAX_PERIODS:
+        report.error(META_FILE, 0, "horizon.periods", f"must be a whole number from 1 to {MAX_PERIODS}, got {n!r}")
+    days = horizon.get("period_days")
+    if days is not None and (not _is_number(days) or not 0 < days <= 366):
+        report.error(META_FILE, 0, "horizon.period_days", f"must be a number of days in (0, 366], got {days!r}")
+    if "start" in horizon:
+        start = horizon["start"]
+        ok = isinstance(start, str | date)
+        if ok:
+            try:
+                ok = not pd.isna(pd.Timestamp(str(start)))
+            except (ValueError, TypeError, OverflowError):
+                ok = False
+        if not ok:
+            report.error(META_FILE, 0, "horizon.start", f"not a date (YYYY-MM-DD): {start!r}")
+
+
+def _check_explicit_periods(periods: Any, report: ValidationReport) -> None:
+    if not isinstance(periods, list) or len(periods) > MAX_PERIODS:
+        report.error(META_FILE, 0, "periods", "must be a list of {period, label, days} mappings")
+        return
+    for i, p in enumerate(periods, start=1):
+        if not isinstance(p, dict):
+            report.error(META_FILE, 0, f"periods[{i}]", f"must be a mapping with period, label, days; got {p!r}")
+            continue
+        if "period" in p and p["period"] != i:
+            report.error(META_FILE, 0, f"periods[{i}].period", f"must be {i} (periods are numbered 1, 2, ...)")
+        if "days" in p and (not _is_number(p["days"]) or not 0 < p["days"] <= 366):
+            report.error(META_FILE, 0, f"periods[{i}].days", f"must be a number of days in (0, 366], got {p['days']!r}")
+
+
+def _check_rate_card(card: dict[str, Any], report: ValidationReport) -> None:
+    if "road_factor" in card and (not _is_number(card["road_factor"]) or card["road_factor"] <= 0):
+        report.error(META_FILE, 0, "rate_card.road_factor", f"must be a positive number, got {card['road_factor']!r}")
+    k = card.get("max_lanes_per_zone") or 0
+    if not _is_number(k) or k < 0 or k % 1 != 0:
+        report.error(META_FILE, 0, "rate_card.max_lanes_per_zone", f"must be a whole number >= 0, got {k!r}")
+    modes = card.get("modes")
+    if modes is None:
+        return
+    if not isinstance(modes, dict) or not modes:
+        report.error(META_FILE, 0, "rate_card.modes", "must be a non-empty mapping of mode -> rates")
+        return
+    for mode, rates in modes.items():
+        if not isinstance(rates, dict):
+            report.error(META_FILE, 0, f"rate_card.modes.{mode}", "must be a mapping of rates")
+            continue
+        for key in ("cost_per_unit", "cost_per_unit_km", "km_per_day"):
+            v = rates.get(key, DEFAULT_RATE_CARD["modes"]["road"][key])
+            if not _is_number(v) or v < 0 or (key == "km_per_day" and v == 0):
+                report.error(META_FILE, 0, f"rate_card.modes.{mode}.{key}", f"must be a number >= 0, got {v!r}")
 
 
 def _read_raw(path: Path, schema: TableSchema, report: ValidationReport) -> pd.DataFrame | None:
@@ -276,7 +340,7 @@ def _read_raw(path: Path, schema: TableSchema, report: ValidationReport) -> pd.D
     if csv.is_file():
         fname = csv.name
         try:
-            df = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8", skipinitialspace=True)
+            df = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
         except UnicodeDecodeError as exc:
             report.error(fname, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
             return None
@@ -305,6 +369,9 @@ def empty_table(schema: TableSchema) -> pd.DataFrame:
                         schema, ValidationReport(), schema.file_name)
 
 
+NA_TOKENS = ("nan", "na", "n/a", "#n/a", "null", "none")
+"""Cells of a numeric or date column read as missing (case-insensitive), as spreadsheets write them."""
+
 MAX_CELL_FINDINGS = 200
 """Most findings reported per file, column and kind of problem; the rest are counted in one more finding."""
 
@@ -324,13 +391,20 @@ def _report_cells(report: ValidationReport, fname: str, column: str, bad: np.nda
                      f"... and {len(idx) - MAX_CELL_FINDINGS} more rows with the same problem")
 
 
+def _cell_text(v: Any) -> str:
+    if isinstance(v, str):
+        return v.strip()
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
+        return ""
+    return str(v).strip()
+
+
 def _as_text(values: pd.Series) -> pd.Series:
-    """Cells as stripped strings (object dtype); missing cells (None, NaN, NA) become ``""``."""
-    missing = values.isna().to_numpy()
-    text = values.astype(object)
-    if missing.any():
-        text = text.where(~missing, "")
-    return text.astype(str).str.strip().astype(object)
+    """Cells as stripped strings (object dtype); missing cells (None, NaN, NA) become ``""``.
+
+    A plain comprehension: faster than chained pandas string methods on small tables and as fast on large.
+    """
+    return pd.Series([_cell_text(v) for v in values.to_numpy(dtype=object)], dtype=object)
 
 
 def coerce_table(raw: pd.DataFrame, schema: TableSchema, report: ValidationReport, fname: str) -> pd.DataFrame:
@@ -367,7 +441,8 @@ def coerce_table(raw: pd.DataFrame, schema: TableSchema, report: ValidationRepor
             is_empty = num.isna().to_numpy()
         else:
             text = _as_text(values)
-            is_empty = (text == "").to_numpy()
+            tokens = ("",) if col.dtype == "str" else ("", *NA_TOKENS)
+            is_empty = np.fromiter((t.lower() in tokens for t in text), dtype=bool, count=len(text))
         if col.dtype == "str":
             s = text
             if col.required:
@@ -377,7 +452,7 @@ def coerce_table(raw: pd.DataFrame, schema: TableSchema, report: ValidationRepor
             if col.choices:
                 bad = ~s.isin(col.choices).to_numpy()
                 if col.required:
-                    bad &= ~is_empty
+                    bad = bad & ~is_empty
                 _report_cells(report, fname, col.name, bad,
                               lambda v, ch=col.choices: f"invalid value {v!r}: expected one of {list(ch)}", s)
             out[col.name] = s
@@ -406,8 +481,9 @@ def coerce_table(raw: pd.DataFrame, schema: TableSchema, report: ValidationRepor
         ok = finite & ~inf
         safe = np.where(ok, arr, 0.0)
         if col.dtype == "int":
-            _report_cells(report, fname, col.name, ok & (safe % 1 != 0),
-                          lambda v: f"wrong type: {v!r} is not an integer", num)
+            fractional = ok & (safe % 1 != 0)
+            _report_cells(report, fname, col.name, fractional, lambda v: f"wrong type: {v:g} is not an integer", num)
+            ok = ok & ~fractional
         if col.min is not None:
             low = ok & ((safe <= col.min) if col.min_exclusive else (safe < col.min))
             if col.min_exclusive and col.min == 0:

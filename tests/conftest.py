@@ -1,0 +1,24 @@
+"""Shared fixtures: the bundled ``tiny`` instance, loaded or as a private copy of its folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.instance import Instance, bundled_instance_path, load_instance
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Instance:
+    """The bundled ``tiny`` instance, loaded once per session; do not mutate its tables."""
+    return load_instance(bundled_instance_path("tiny"))
+
+
+@pytest.fixture
+def tiny_copy(tmp_path: Path) -> Path:
+    """A private copy of the ``instances/tiny`` folder, free to break."""
+    dest = tmp_path / "tiny"
+    shutil.copytree(bundled_instance_path("tiny"), dest)
+    return dest
