@@ -627,7 +627,7 @@ def generate_lanes(meta: dict[str, Any], sites: pd.DataFrame, zones: pd.DataFram
     frames = [f for f in frames if not f.empty]
     if not frames:
         return empty_table(TABLES["lanes"])
-    return pd.concat(frames, ignore_index=True)
+    return coerce_table(pd.concat(frames, ignore_index=True), TABLES["lanes"], ValidationReport(), "lanes.csv")
 
 
 def validate_tables(meta: dict[str, Any], tables: dict[str, pd.DataFrame],
