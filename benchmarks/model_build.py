@@ -19,13 +19,15 @@ Reported (one JSON object with ``--json``):
     ratio_vs_direct            ours_s / direct_s                     (target <= 3)
     speedup_vs_pyomo           pyomo_s / ours_s                      (target >= 20)
     peak_mb                    peak resident memory of our pipeline (also peak_mb_direct, peak_mb_pyomo)
-    translate_overhead_ratio   on a --milp-n-vars MILP (default 10^5): (export + passModel + extract) /
-                               HiGHS solve time                      (target <= 0.10)
+    translate_overhead_ratio   on a --milp-n-vars MILP (default 10^5, solved to optimality): (export +
+                               passModel + extract) / HiGHS solve time (target <= 0.10); also reported
+                               including the linopy model build
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import math
@@ -159,11 +161,17 @@ def measure_milp(n_vars: int, time_limit: float) -> dict[str, Any]:
     from solvers.examples import facility_location_linopy
 
     data = instance_for(n_vars, seed=1)
+    # Capacities equal to total demand (as in OR-Library cap7x/10x/13x): HiGHS proves this size optimal
+    # in tens of seconds on one thread, so the ratio compares with a finished solve, not a time limit.
+    data = dataclasses.replace(data, capacity=np.full_like(data.capacity, data.demand.sum()))
+    t0 = perf_counter()
     model = facility_location_linopy(data)
+    linopy_s = perf_counter() - t0
     result = solvers.solve(model, solver="highs", time_limit=time_limit, threads=1)
     t = result.wall_time
     overhead = t.build + t.translate + t.extract
     return {
+        "milp_linopy_build_s": linopy_s,
         "milp_n_vars": result.model.n_cols,
         "milp_termination": result.termination.value,
         "milp_gap": result.gap,
@@ -172,6 +180,7 @@ def measure_milp(n_vars: int, time_limit: float) -> dict[str, Any]:
         "milp_extract_s": t.extract,
         "milp_solve_s": t.solve,
         "translate_overhead_ratio": overhead / t.solve if t.solve > 0 else float("nan"),
+        "translate_overhead_ratio_incl_linopy_build": (overhead + linopy_s) / t.solve if t.solve > 0 else float("nan"),
     }
 
 
