@@ -111,7 +111,7 @@ class StoreLocked(RuntimeError):
     """Another process holds the store for writing longer than we were willing to wait."""
 
 
-class StoreError(RuntimeError):
+class StoreError(ValueError):
     """The store file is unusable (not a DuckDB file, or a run that does not exist)."""
 
 
