@@ -125,45 +125,52 @@ def exit_code(result: PlanResult) -> int:
     return 0
 
 
-def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str, str], float] | None = None,
-                   **solve_kw: Any) -> Plan:
-    """Solve one decision's MILP on an (already scenario-applied) instance."""
-    sc = instance.meta.get("scenario") or {}
+def _options(cls: type, sc: dict[str, Any], derate: dict[tuple[str, str], float] | None) -> Any:
+    """Formulation options from the scenario's ``options`` plus the loop's capacity derate."""
+    fields = cls.__dataclass_fields__
     opts = dict(sc.get("options") or {})
-    if decision == "consolidation":
-        from formulations.network_design import NetworkDesignOptions, solve_network_design
-
-        fields = NetworkDesignOptions.__dataclass_fields__
-        kw = {k: v for k, v in opts.items() if k in fields}
+    unknown = sorted(set(opts) - set(fields))
+    if unknown:
+        raise ValueError(f"scenario options: unknown option(s) {unknown} for {cls.__name__} "
+                         f"(allowed: {sorted(fields)})")
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in opts.items()}
+    if "force_open" in fields:
         for key in ("force_open", "force_closed"):
             if sc.get(key):
-                kw[key] = sorted(set(kw.get(key, [])) | set(sc[key]))
+                kw[key] = tuple(sorted(set(kw.get(key, ())) | set(sc[key])))
         for key in ("capex_budget", "max_distance_km"):
             if sc.get(key) is not None and key in fields:
                 kw[key] = sc[key]
-        if derate:
-            kw["capacity_derate"] = dict(derate)
-        return solve_network_design(instance, options=NetworkDesignOptions(**kw), **solve_kw)
+    elif sc.get("force_closed") and "closed_sites" in fields:
+        kw["closed_sites"] = tuple(sorted(set(kw.get("closed_sites", ())) | set(sc["force_closed"])))
+    if derate:
+        kw["capacity_derate"] = dict(derate)
+    return cls(**kw)
+
+
+def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str, str], float] | None = None,
+                   warm_start: Any = None, **solve_kw: Any) -> tuple[Plan, Instance]:
+    """Solve one decision's MILP on an (already scenario-applied) instance.
+
+    Returns the plan and the instance it is expressed on: the instance itself, except for ``capacity``
+    whose plan lives on the daily peak instance (:func:`formulations.capacity.peak_instance`).
+    """
+    sc = instance.meta.get("scenario") or {}
+    if decision == "consolidation":
+        from formulations.network_design import NetworkDesignOptions, solve_network_design
+
+        options = _options(NetworkDesignOptions, sc, derate)
+        return solve_network_design(instance, options=options, warm_start=warm_start, **solve_kw), instance
     if decision == "redistribution":
         from formulations.redistribution import RedistributionOptions, solve_redistribution
 
-        fields = RedistributionOptions.__dataclass_fields__
-        kw = {k: v for k, v in opts.items() if k in fields}
-        if derate and "capacity_derate" in fields:
-            kw["capacity_derate"] = dict(derate)
-        if sc.get("force_closed") and "closed_sites" in fields:
-            kw["closed_sites"] = list(sc["force_closed"])
-        return solve_redistribution(instance, options=RedistributionOptions(**kw), **solve_kw)
+        options = _options(RedistributionOptions, sc, derate)
+        return solve_redistribution(instance, options=options, **solve_kw), instance
     if decision == "capacity":
-        from formulations.capacity import CapacityOptions, solve_capacity
+        from formulations.capacity import CapacityOptions, peak_instance, solve_capacity
 
-        fields = CapacityOptions.__dataclass_fields__
-        kw = {k: v for k, v in opts.items() if k in fields}
-        if derate and "capacity_derate" in fields:
-            kw["capacity_derate"] = dict(derate)
-        if sc.get("force_closed") and "closed_sites" in fields:
-            kw["closed_sites"] = list(sc["force_closed"])
-        return solve_capacity(instance, options=CapacityOptions(**kw), **solve_kw)
+        options = _options(CapacityOptions, sc, derate)
+        return solve_capacity(instance, options=options, **solve_kw), peak_instance(instance, options)
     raise ValueError(f"unknown decision {decision!r}")
 
 
@@ -217,14 +224,15 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     rounds: list[dict[str, Any]] = []
     timings = {"solve_s": 0.0, "check_s": 0.0, "simulate_s": 0.0}
     current: Plan | None = None
+    evaluated_on = inst
     sim = None
     violations = pd.DataFrame()
     prev_obj: float | None = None
     for r in range(1, max_rounds + 1):
         say(f"round {r}: solving {decision} MILP")
         ts = time.perf_counter()
-        current = solve_decision(inst, decision, derate=derate, solver=solver, time_limit=time_limit,
-                                 mip_gap=mip_gap, threads=threads, warm_start=warm_start, log=log)
+        current, evaluated_on = solve_decision(inst, decision, derate=derate, warm_start=warm_start, solver=solver,
+                                               time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log)
         timings["solve_s"] += time.perf_counter() - ts
         rec: dict[str, Any] = {"round": r, "status": current.status, "objective": current.objective,
                                "objective_change": (None if prev_obj is None or current.objective is None
@@ -236,7 +244,7 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
             sim = None
             break
         ts = time.perf_counter()
-        violations = check_plan(inst, current)
+        violations = check_plan(evaluated_on, current)
         timings["check_s"] += time.perf_counter() - ts
         rec["violations"] = int(len(violations))
         if not simulate:
@@ -245,7 +253,7 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
             break
         say(f"round {r}: simulating {replications} replications")
         ts = time.perf_counter()
-        sim = run_simulation(inst, current, replications=replications, seed=seed)
+        sim = run_simulation(evaluated_on, current, replications=replications, seed=seed)
         timings["simulate_s"] += time.perf_counter() - ts
         v = sim.verdict
         rec["simulation_feasible"] = bool(v.feasible)
@@ -255,7 +263,7 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
             break
         rec.update({"failed_site": v.site_id, "failed_stage": v.stage, "failed_period": getattr(v, "period", None),
                     "shortfall_units_per_day": float(v.shortfall_units), "message": v.message})
-        cap = _planned_daily_capacity(inst, current, str(v.site_id), str(v.stage))
+        cap = _planned_daily_capacity(evaluated_on, current, str(v.site_id), str(v.stage))
         key = (str(v.site_id), str(v.stage))
         if cap <= 0 or r == max_rounds:
             rec["outcome"] = "round limit reached" if r == max_rounds else "cannot repair: no capacity data"
@@ -271,11 +279,11 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
         warm_start = current
         prev_obj = current.objective
     assert current is not None
-    kpis = compute_kpis(inst, current, sim) if current.has_solution else {}
+    kpis = compute_kpis(evaluated_on, current, sim) if current.has_solution else {}
     timings["total_s"] = time.perf_counter() - t0
     return PlanResult(
         instance_name=instance.name,
         scenario=scenario.to_dict() if scenario is not None else {"name": "base", "decision": decision},
         status=current.status, objective=current.objective, plan=current, simulation=sim, kpis=kpis,
-        rounds=rounds, violations=violations, timings=timings, instance=inst,
+        rounds=rounds, violations=violations, timings=timings, instance=evaluated_on,
     )

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,7 +53,7 @@ import xarray as xr
 import solvers
 from engine.instance import Instance
 from engine.schema import FLOW_STAGES
-from formulations.common import annuity_factor, labor_parameters, stage_rates
+from formulations.common import annuity_factor, derate_series, labor_parameters, stage_rates
 from formulations.plan import Plan
 from formulations.redistribution import EPS, cheapest_lanes, dense, lane_arrays, present, round_values, solve_model
 
@@ -79,6 +80,8 @@ class CapacityOptions:
         with its cheapest-lane DC).
     module_cost : ``annualized`` (capex x annuity factor + opex_per_year) or ``capex`` (full capex).
     sla_breach_penalty : currency per unit and day of backlog beyond the SLA (default unmet_demand_penalty).
+    capacity_derate : ``{(site, stage): factor}`` or DataFrame ``site_id, stage, factor`` in [0, 1] multiplying
+        a stage's effective rate (the repair loop's lever, see :func:`formulations.common.derate_series`).
     """
 
     peak_periods: tuple[int, ...] | None = None
@@ -94,6 +97,7 @@ class CapacityOptions:
     allow_rebalancing: bool = True
     module_cost: str = "annualized"
     sla_breach_penalty: float | None = None
+    capacity_derate: Mapping[tuple[str, str], float] | pd.DataFrame | None = None
 
     def validate(self) -> None:
         if len(self.weekday_profile) != 7 or min(self.weekday_profile) < 0 or sum(self.weekday_profile) <= 0:
@@ -220,6 +224,7 @@ def prepare_data(instance: Instance, options: CapacityOptions) -> CapacityData:
         raise ValueError(f"lanes.csv: zone {z!r} has demand but no lane from an existing DC")
 
     rates = stage_rates(daily, list(sites))
+    rates = rates.assign(rate_per_hour=rates["rate_per_hour"] * derate_series(options.capacity_derate, rates))
     cols, coords = ["site_id", "stage"], [sites, stages]
     base_count = dense(rates, cols, coords, "base_count", fill=np.inf)
     rate = dense(rates, cols, coords, "rate_per_hour", fill=0.0)

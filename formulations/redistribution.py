@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +47,7 @@ import xarray as xr
 import solvers
 from engine.instance import Instance
 from engine.schema import FLOW_STAGES
+from formulations.common import derate_series
 from formulations.plan import Plan
 
 EPS = 1e-6
@@ -74,6 +75,8 @@ class RedistributionOptions:
     max_transit_days : DC -> DC lanes slower than this are not used for transfers (None = all).
     allow_transfers : False plans without any transfer (e.g. to value the transfer option).
     closed_sites : DCs taken out of service for the whole horizon (their stock is unavailable).
+    capacity_derate : ``{(site, stage): factor}`` or DataFrame ``site_id, stage, factor`` in [0, 1] multiplying
+        a stage's equipment capacity (the repair loop's lever, see :func:`formulations.common.derate_series`).
     """
 
     horizon_periods: int | None = None
@@ -87,6 +90,7 @@ class RedistributionOptions:
     max_transit_days: float | None = None
     allow_transfers: bool = True
     closed_sites: tuple[str, ...] = field(default_factory=tuple)
+    capacity_derate: Mapping[tuple[str, str], float] | pd.DataFrame | None = None
 
     def resolved(self, instance: Instance) -> dict[str, Any]:
         """Every parameter with the instance defaults filled in."""
@@ -283,6 +287,7 @@ def prepare_data(instance: Instance, params: dict[str, Any]) -> RedistributionDa
 
     stages = pd.Index(list(FLOW_STAGES), name="stage")
     cap = instance.stage_capacity()
+    cap = cap.assign(units_per_day=cap["units_per_day"] * derate_series(params["capacity_derate"], cap))
     stage_capacity = dense(cap, ["site_id", "stage"], [dcs, stages], "units_per_day", fill=np.inf)
     has_resources = xr.DataArray(dcs.isin(cap["site_id"]), coords=[dcs])
     stage_capacity = stage_capacity.where(has_resources, 0.0)
