@@ -444,7 +444,7 @@ def test_silent_by_default(capfd) -> None:
 
 
 def test_highs_options_pass_through() -> None:
-    result = solvers.solve(multidimensional_knapsack(), solver="highs", options={"mip_max_nodes": 1})
+    result = solvers.solve(multidimensional_knapsack(), solver="highs", options={"mip_max_improving_sols": 1})
     assert result.termination is Termination.INTERRUPTED and result.has_solution
 
 
