@@ -419,7 +419,7 @@ def prepare(instance: Instance, site_throughput: pd.DataFrame, *, capacity: pd.D
     known = set(per_all["period"].astype(int))
     for i, p in enumerate(per_col):
         if pd.isna(p) or int(p) not in known:
-            raise _err(name, i + 1, "period", f"period {st['period'].iloc[i]!r} is not a period of instance "
+            raise _err(name, i + 1, "period", f"period {st['period'].iloc[i]} is not a period of instance "
                                               f"{instance.name!r} (1..{len(per_all)})")
     dcs = set(instance.dcs["id"])
     res = instance.resources
@@ -691,17 +691,27 @@ class _ChainTracker:
 
 
 def _holdings_stage(q: np.ndarray, y: np.ndarray, overdue: np.ndarray, stages: tuple[int, ...]) -> np.ndarray:
-    """Index into ``stages`` of the stage holding most overdue units; q, y (n, K, R), overdue (n, R)."""
-    hold = []
-    for pos, k in enumerate(stages):  # units in transit count to the stage they are heading to
-        h = q[:, k]
+    """Index into ``stages`` of the stage whose queue holds most overdue units; q, y (n, K, R), overdue (n, R).
+
+    The oldest units are the most downstream: the tail queue, then the units in transit into it, then the
+    queue before it, and so on; overdue units are allocated in that order. Units in transit are moving, so
+    they are not blamed on a stage; when no queue holds overdue units, the longest queue is blamed.
+    """
+    parts, owner = [], []
+    for pos in range(len(stages) - 1, -1, -1):
+        parts.append(q[:, stages[pos]])
+        owner.append(pos)
         if pos > 0:
-            h = h + y[:, stages[pos - 1]]
-        hold.append(h)
-    hold = np.stack(hold[::-1], axis=1)  # tail first: oldest units are the most downstream
+            parts.append(y[:, stages[pos - 1]])
+            owner.append(-1)
+    hold = np.stack(parts, axis=1)  # (n, positions, R), oldest first
     before = np.cumsum(hold, axis=1) - hold
-    alloc = np.clip(overdue[:, None, :] - before, 0.0, hold).sum(axis=-1)
-    return len(stages) - 1 - alloc.argmax(axis=1)
+    alloc = np.clip(overdue[:, None, :] - before, 0.0, hold).sum(axis=-1)  # (n, positions)
+    queued = np.array(owner) >= 0
+    alloc_q = np.where(queued[None, :], alloc, -1.0)
+    longest = np.array(owner)[queued][np.argmax(hold[:, queued].sum(axis=-1), axis=1)]
+    blamed = np.array(owner)[np.argmax(alloc_q, axis=1)]
+    return np.where(alloc_q.max(axis=1) > 0, blamed, longest)
 
 
 def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 20, seed: int = 0,
@@ -767,7 +777,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         need = vol / prod
         tot = need.sum(axis=1, keepdims=True)
         share = np.where(tot > 0, need / np.where(tot > 0, tot, 1.0), 1.0 / K_STAGES)
-        staffed = w_staff[:, None] * setup.labour_hours[ip][None, :]  # (Tc, S)
+        with np.errstate(invalid="ignore"):  # no staffing x unlimited hours = 0
+            staffed = np.nan_to_num(w_staff[:, None] * setup.labour_hours[ip][None, :], nan=0.0, posinf=np.inf)
         with np.errstate(invalid="ignore"):
             labour = staffed[:, :, None] * share[None] * prod[None]
         labour = np.where(np.isnan(labour), np.inf, labour)
