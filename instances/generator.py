@@ -220,7 +220,7 @@ def _resources_for(site_id: str, daily_units: float, target: dict[str, float], r
     """Resource rows sized so that ``daily_units`` runs at ``target`` utilisation per stage."""
     rows = []
     for stage in FLOW_STAGES:
-        count = max(2.0, float(np.ceil(daily_units / (target[stage] * rates[stage] * hours))))
+        count = max(2.0, float(np.round(daily_units / (target[stage] * rates[stage] * hours))))
         rows.append({"site_id": site_id, "stage": stage, "count": count, "rate_per_hour": rates[stage],
                      "hours_per_day": hours})
     positions = float(np.ceil(daily_units * storage_days / units_per_position / 100.0) * 100.0)
@@ -379,8 +379,8 @@ def eu_fba(seed: int = 7, zones: int = 200) -> Instance:
             target = dict.fromkeys(FLOW_STAGES, 0.30)
         else:
             target = {"pack": rng.uniform(0.63, 0.72), "inbound_dock": rng.uniform(0.62, 0.70),
-                      "pick": rng.uniform(0.55, 0.64), "putaway": rng.uniform(0.53, 0.62),
-                      "outbound_dock": rng.uniform(0.52, 0.60)}
+                      "pick": rng.uniform(0.58, 0.66), "putaway": rng.uniform(0.58, 0.66),
+                      "outbound_dock": rng.uniform(0.57, 0.64)}
         gain = EU_AUTOMATION_GAIN[auto]
         rates = {s: r * (gain if s in ("pick", "pack", "putaway") else 1.0) for s, r in EU_RATES.items()}
         resources += _resources_for(sid, week_units / 7.0, target, rates, hours=20.0, storage_days=24.0,
