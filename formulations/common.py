@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import linopy
+import linopy.constraints
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -202,17 +203,15 @@ def expression_from_terms(model: linopy.Model, coords: Mapping[str, pd.Index], l
     return LinearExpression(ds, model)
 
 
-def grouped_sum(model: linopy.Model, var: linopy.Variable, group: np.ndarray, coords: Mapping[str, pd.Index],
-                coeffs: np.ndarray | float = 1.0) -> LinearExpression:
-    """``sum_{a : group[a] = g} coeffs[a] * var[a]`` for every cell g of the dense grid ``coords``.
+def grouped_terms(labels: np.ndarray, group: np.ndarray, n_cells: int,
+                  coeffs: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Term arrays of ``sum_{a : group[a] = g} coeffs[a] x[labels[a]]`` for cells g = 0..n_cells-1.
 
-    ``var`` has one flat dim; ``group`` gives each element's flat C-order cell (-1 drops it), e.g. from
-    :func:`grid_codes`. Cells without members become empty expressions (mask them or give them slack).
-    Built as one padded ``(cells, max members)`` term array: O(n log n), no Python loop.
+    Returns ``(labels, coeffs)`` shaped ``(n_cells, max members)``, padded with label -1. Built with one
+    stable sort: O(n log n), no Python loop.
     """
-    labels = np.asarray(var.labels.values).ravel()
+    labels = np.asarray(labels).ravel()
     coef = np.broadcast_to(np.asarray(coeffs, dtype=float), labels.shape)
-    n_cells = int(np.prod([len(i) for i in coords.values()], dtype=np.int64))
     keep = (group >= 0) & (labels >= 0)
     g, lab, cf = group[keep], labels[keep], coef[keep]
     order = np.argsort(g, kind="stable")
@@ -225,7 +224,77 @@ def grouped_sum(model: linopy.Model, var: linopy.Variable, group: np.ndarray, co
     term_coeffs = np.zeros((n_cells, width))
     term_labels[g, pos] = lab
     term_coeffs[g, pos] = cf
-    return expression_from_terms(model, coords, term_labels, term_coeffs)
+    return term_labels, term_coeffs
+
+
+def grouped_sum(model: linopy.Model, var: linopy.Variable, group: np.ndarray, coords: Mapping[str, pd.Index],
+                coeffs: np.ndarray | float = 1.0) -> LinearExpression:
+    """``sum_{a : group[a] = g} coeffs[a] * var[a]`` for every cell g of the dense grid ``coords``.
+
+    ``var`` has one flat dim; ``group`` gives each element's flat C-order cell (-1 drops it), e.g. from
+    :func:`grid_codes`. Cells without members become empty expressions (mask them or give them slack).
+    """
+    n_cells = int(np.prod([len(i) for i in coords.values()], dtype=np.int64))
+    lab, cf = grouped_terms(var.labels.values, group, n_cells, coeffs)
+    return expression_from_terms(model, coords, lab, cf)
+
+
+def _term_coeffs(cf: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
+    """Coefficients broadcast to a term array's ``shape`` (grid + term axis): one per term, cell or all."""
+    cf = np.asarray(cf, dtype=float)
+    n_cells = int(np.prod(shape[:-1], dtype=np.int64))
+    if cf.size == int(np.prod(shape, dtype=np.int64)):
+        return cf.reshape(shape)
+    if cf.size == n_cells:
+        return np.broadcast_to(cf.reshape(*shape[:-1], 1), shape)
+    return np.broadcast_to(cf.reshape(()), shape)
+
+
+def add_rows(model: linopy.Model, name: str, coords: Mapping[str, pd.Index],
+             terms: Sequence[tuple[np.ndarray, np.ndarray | float]], sign: str, rhs: np.ndarray | float,
+             mask: np.ndarray | None = None) -> linopy.constraints.Constraint:
+    """Add constraints ``sum_k coeffs_k x[labels_k] (sign) rhs`` over the grid ``coords`` straight from term arrays.
+
+    Each ``(labels, coeffs)`` pair is shaped like the grid (one term per cell) or ``(*grid, k)`` (k terms
+    per cell, label -1 = none); coefficients broadcast. ``sign`` is ``"<="``, ``">="`` or ``"="``. Skips
+    linopy's expression arithmetic (alignment and merging), which dominates build time on small models.
+    """
+    dims = list(coords)
+    shape = tuple(len(i) for i in coords.values())
+    labs, cfs = [], []
+    for lab, cf in terms:
+        lab = np.asarray(lab, dtype=np.int64).reshape(*shape, -1)
+        labs.append(lab)
+        cfs.append(_term_coeffs(cf, lab.shape))
+    labels = np.concatenate(labs, axis=-1)
+    coeffs = np.concatenate(cfs, axis=-1)
+    rhs_arr = np.broadcast_to(np.asarray(rhs, dtype=float), shape).copy()
+    ds = xr.Dataset(
+        {"coeffs": ((*dims, TERM_DIM), coeffs), "vars": ((*dims, TERM_DIM), labels),
+         "sign": (dims, np.full(shape, sign, dtype=object).astype(str)), "rhs": (dims, rhs_arr)},
+        coords={d: pd.Index(i, name=d) for d, i in coords.items()},
+    )
+    con = linopy.constraints.Constraint(ds, model, skip_broadcast=True)
+    m = None if mask is None else xr.DataArray(np.asarray(mask, dtype=bool).reshape(shape),
+                                               coords=[pd.Index(i, name=d) for d, i in coords.items()])
+    return model.add_constraints(con, name=name, mask=m)
+
+
+def objective_from_terms(model: linopy.Model, terms: Sequence[tuple[np.ndarray, np.ndarray | float]]
+                         ) -> LinearExpression:
+    """A scalar expression ``sum_k coeffs_k . x[labels_k]`` from flat term arrays (for the objective)."""
+    labs = [np.asarray(lab, dtype=np.int64).ravel() for lab, _ in terms]
+    cfs = [np.broadcast_to(np.asarray(c, dtype=float).ravel() if np.ndim(c) else float(c), lab.shape)
+           for lab, (_, c) in zip(labs, terms)]
+    labels = np.concatenate(labs) if labs else np.full(1, -1, dtype=np.int64)
+    coeffs = np.concatenate(cfs) if cfs else np.zeros(1)
+    keep = (labels >= 0) & (coeffs != 0)
+    if not keep.any():
+        labels, coeffs = np.full(1, -1, dtype=np.int64), np.zeros(1)
+    else:
+        labels, coeffs = labels[keep], coeffs[keep]
+    ds = xr.Dataset({"coeffs": ((TERM_DIM,), coeffs), "vars": ((TERM_DIM,), labels), "const": 0.0})
+    return LinearExpression(ds, model)
 
 
 def has_members(group: np.ndarray, n_cells: int) -> np.ndarray:
@@ -358,16 +427,13 @@ def add_throughput(model: linopy.Model, flows: Sequence[tuple[linopy.Variable, n
     ``flows`` lists (flat flow variable, cell of each element on the (site, period) grid, -1 = not counted).
     Stage capacity and labour constraints refer to this one variable instead of repeating every flow.
     """
-    coords = {"site": sites, "period": periods}
-    thr = model.add_variables(lower=0.0, coords=[sites.rename("site"), periods.rename("period")], name=name)
-    lhs = None
+    coords = {"site": sites.rename("site"), "period": periods.rename("period")}
+    thr = model.add_variables(lower=0.0, coords=list(coords.values()), name=name)
+    n = len(sites) * len(periods)
+    terms = [(thr.labels.values, 1.0)]
     for var, group in flows:
-        e = grouped_sum(model, var, group, coords)
-        lhs = e if lhs is None else lhs + e
-    if lhs is None:
-        model.add_constraints(thr == 0.0, name=f"{name}_definition")
-    else:
-        model.add_constraints(thr - lhs == 0.0, name=f"{name}_definition")
+        terms.append(grouped_terms(var.labels.values, group, n, -1.0))
+    add_rows(model, f"{name}_definition", coords, terms, "=", 0.0)
     return thr
 
 
@@ -388,10 +454,9 @@ def add_expansion_modules(model: linopy.Model, rates: pd.DataFrame, open_site: l
     mod = model.add_variables(lower=0.0, upper=ub, coords=[idx], name=name, integer=True)
     if open_site is not None and sites is not None:
         pos = codes(exp["site_id"].to_numpy(), sites)
-        e = expression_from_terms(model, {"expansion": idx},
-                                  np.stack([mod.labels.values, gather_labels(open_site, pos)], axis=1),
-                                  np.stack([np.ones(len(exp)), -exp["max_modules"].to_numpy(dtype=float)], axis=1))
-        model.add_constraints(e <= 0.0, name=f"{name}_only_if_open")
+        add_rows(model, f"{name}_only_if_open", {"expansion": idx},
+                 [(mod.labels.values, 1.0), (gather_labels(open_site, pos), -exp["max_modules"].to_numpy(float))],
+                 "<=", 0.0)
     return mod, exp
 
 
@@ -419,30 +484,24 @@ def add_stage_capacity(model: linopy.Model, throughput: linopy.Variable, rates: 
     f = np.ones(len(rates)) if derate is None else np.asarray(derate, dtype=float)
     r, f = rates[on].reset_index(drop=True), f[on]
     d = days.reindex(periods).to_numpy(dtype=float)
-    n_r, n_t = len(r), len(periods)
+    n_t = len(periods)
     per_day = (f * r["units_per_count_day"].to_numpy())[:, None] * d[None, :]  # (rows, periods)
     site_pos = codes(r["site_id"].to_numpy(), sites)
-    thr_lab = np.asarray(throughput.labels.values)[site_pos, :]  # (rows, periods)
-    labels = [thr_lab]
-    coeffs = [np.ones((n_r, n_t))]
-    const = np.zeros((n_r, n_t))
+    terms = [(np.asarray(throughput.labels.values)[site_pos, :], 1.0)]
     base = r["base_count"].to_numpy(dtype=float)[:, None] * per_day
+    rhs: np.ndarray | float = 0.0
     if open_site is not None:
-        labels.append(np.repeat(gather_labels(open_site, site_pos)[:, None], n_t, axis=1))
-        coeffs.append(-base)
+        terms.append((np.repeat(gather_labels(open_site, site_pos)[:, None], n_t, axis=1), -base))
     else:
-        const = -base
+        rhs = base
     if modules is not None and expandable is not None and len(expandable):
         key = pd.MultiIndex.from_frame(expandable[["site_id", "stage"]])
         mpos = key.get_indexer(pd.MultiIndex.from_frame(r[["site_id", "stage"]]))
         mlab = np.where(mpos >= 0, gather_labels(modules, np.maximum(mpos, 0)), -1)
         msize = np.where(mpos >= 0, expandable["module_size"].to_numpy(dtype=float)[np.maximum(mpos, 0)], 0.0)
-        labels.append(np.repeat(mlab[:, None], n_t, axis=1))
-        coeffs.append(-msize[:, None] * per_day)
-    idx = pd.RangeIndex(n_r, name=f"{name}_row")
-    e = expression_from_terms(model, {idx.name: idx, "period": periods}, np.stack(labels, axis=-1),
-                              np.stack(coeffs, axis=-1), const)
-    model.add_constraints(e <= 0.0, name=name)
+        terms.append((np.repeat(mlab[:, None], n_t, axis=1), -msize[:, None] * per_day))
+    idx = pd.RangeIndex(len(r), name=f"{name}_row")
+    add_rows(model, name, {idx.name: idx, "period": periods}, terms, "<=", rhs)
 
 
 def add_labor(model: linopy.Model, throughput: linopy.Variable, labor: pd.DataFrame, days: pd.Series,
@@ -475,20 +534,15 @@ def add_labor(model: linopy.Model, throughput: linopy.Variable, labor: pd.DataFr
     overtime = model.add_variables(lower=0.0, upper=xr.DataArray(ot_cap, coords=coords), coords=coords,
                                    name=f"{name}_overtime_hours")
     pos = codes(lab["site_id"].to_numpy(), sites)
-    n_l, n_t = len(lab), len(periods)
-    thr_lab = np.asarray(throughput.labels.values)[pos, :]
-    hpu = np.repeat(lab["hours_per_unit"].to_numpy(dtype=float)[:, None], n_t, axis=1)
-    cdict = {"labor_site": lsites, "period": periods}
-    need = expression_from_terms(model, cdict, np.stack([regular.labels.values, overtime.labels.values, thr_lab],
-                                                        axis=-1),
-                                 np.stack([np.ones((n_l, n_t)), np.ones((n_l, n_t)), -hpu], axis=-1))
-    model.add_constraints(need >= 0.0, name=f"{name}_hours_needed")
+    cdict = {"labor_site": lsites, "period": periods.rename("period")}
+    hpu = lab["hours_per_unit"].to_numpy(dtype=float)[:, None]
+    add_rows(model, f"{name}_hours_needed", cdict,
+             [(regular.labels.values, 1.0), (overtime.labels.values, 1.0),
+              (np.asarray(throughput.labels.values)[pos, :], -np.broadcast_to(hpu, reg_cap.shape))], ">=", 0.0)
     if open_site is not None:
-        olab = np.repeat(gather_labels(open_site, pos)[:, None], n_t, axis=1)
+        olab = np.repeat(gather_labels(open_site, pos)[:, None], len(periods), axis=1)
         for var, cap, what in ((regular, reg_cap, "headcount"), (overtime, ot_cap, "overtime")):
-            e = expression_from_terms(model, cdict, np.stack([var.labels.values, olab], axis=-1),
-                                      np.stack([np.ones((n_l, n_t)), -cap], axis=-1))
-            model.add_constraints(e <= 0.0, name=f"{name}_{what}_if_open")
+            add_rows(model, f"{name}_{what}_if_open", cdict, [(var.labels.values, 1.0), (olab, -cap)], "<=", 0.0)
     return regular, overtime, lsites
 
 

@@ -51,6 +51,7 @@ from formulations.common import (
     add_arc_variables,
     add_expansion_modules,
     add_labor,
+    add_rows,
     add_stage_capacity,
     add_throughput,
     annualization_factor,
@@ -61,16 +62,15 @@ from formulations.common import (
     dense_values,
     derate_series,
     expand_arcs,
-    expression_from_terms,
     gather_labels,
     grid_codes,
-    grouped_sum,
+    grouped_terms,
     has_members,
     inbound_lanes,
     labor_parameters,
+    objective_from_terms,
     outbound_lanes,
     overall_service,
-    per_arc,
     period_days,
     service_table,
     stage_rates,
@@ -334,11 +334,10 @@ def add_demand_balance(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.V
     f = ctx.outbound.frame
     group = grid_codes(f.rename(columns={"destination_id": "zone_id"}),
                        {"zone_id": ctx.zones, "product_id": ctx.products, "period": ctx.periods})
-    lhs = grouped_sum(m, out, group, coords)
+    terms = [grouped_terms(out.labels.values, group, d.size)]
     if unmet is not None:
-        lhs = lhs + unmet
-    rhs = xr.DataArray(d, coords=[i.rename(k) for k, i in coords.items()])
-    m.add_constraints(lhs == rhs, name="demand", mask=rhs > 0)
+        terms.append((unmet.labels.values, 1.0))
+    add_rows(m, "demand", coords, terms, "=", d, mask=d > 0)
 
 
 def add_open_linking(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.Variable, open_site: linopy.Variable,
@@ -355,8 +354,8 @@ def add_open_linking(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.Var
         link = gather_labels(open_site, codes(f["origin_id"].to_numpy(), ctx.sites))
     else:
         link = gather_labels(assign, f["lane"].to_numpy())
-    e = per_arc(m, ctx.outbound, [(out.labels.values, 1.0), (link, -f["bound"].to_numpy(dtype=float))])
-    m.add_constraints(e <= 0.0, name="open_linking")
+    add_rows(m, "open_linking", {"outbound": ctx.outbound.index},
+             [(out.labels.values, 1.0), (link, -f["bound"].to_numpy(dtype=float))], "<=", 0.0)
 
 
 def add_single_sourcing(m: linopy.Model, ctx: NetworkDesignContext, open_site: linopy.Variable) -> \
@@ -374,17 +373,11 @@ def add_single_sourcing(m: linopy.Model, ctx: NetworkDesignContext, open_site: l
     lane_zone = np.full(n_lanes, -1, dtype=np.int64)
     lane_site[lanes["lane"].to_numpy()] = codes(lanes["origin_id"].to_numpy(), ctx.sites)
     lane_zone[lanes["lane"].to_numpy()] = codes(lanes["destination_id"].to_numpy(), ctx.zones)
-    e = expression_from_terms(m, {"assignment": idx},
-                              np.stack([assign.labels.values, gather_labels(open_site, lane_site)], axis=1),
-                              np.stack([np.ones(n_lanes), -np.ones(n_lanes)], axis=1))
-    m.add_constraints(e <= 0.0, name="assign_only_if_open", mask=xr.DataArray(used, coords=[idx]))
-    zc = {"zone": ctx.zones}
-    lhs = grouped_sum(m, assign, lane_zone, zc)
-    mask = xr.DataArray(has_members(lane_zone, len(ctx.zones)), coords=[ctx.zones.rename("zone")])
-    if ctx.options.allow_unmet:
-        m.add_constraints(lhs <= 1.0, name="single_source", mask=mask)
-    else:
-        m.add_constraints(lhs == 1.0, name="single_source", mask=mask)
+    add_rows(m, "assign_only_if_open", {"assignment": idx},
+             [(assign.labels.values, 1.0), (gather_labels(open_site, lane_site), -1.0)], "<=", 0.0, mask=used)
+    add_rows(m, "single_source", {"zone": ctx.zones}, [grouped_terms(assign.labels.values, lane_zone,
+                                                                     len(ctx.zones))],
+             "<=" if ctx.options.allow_unmet else "=", 1.0, mask=has_members(lane_zone, len(ctx.zones)))
     return assign
 
 
@@ -401,11 +394,9 @@ def add_dc_balance(m: linopy.Model, ctx: NetworkDesignContext, inn: linopy.Varia
     g_in = grid_codes(ctx.inbound.frame.rename(columns={"destination_id": "site_id"}), keys)
     g_out = grid_codes(ctx.outbound.frame.rename(columns={"origin_id": "site_id"}), keys)
     n = int(np.prod([len(i) for i in coords.values()]))
-    mask = has_members(g_in, n) | has_members(g_out, n)
-    lhs = grouped_sum(m, inn, g_in, coords) - grouped_sum(m, out, g_out, coords)
-    shape = tuple(len(i) for i in coords.values())
-    m.add_constraints(lhs == 0.0, name="dc_balance",
-                      mask=xr.DataArray(mask.reshape(shape), coords=[i.rename(k) for k, i in coords.items()]))
+    add_rows(m, "dc_balance", coords,
+             [grouped_terms(inn.labels.values, g_in, n), grouped_terms(out.labels.values, g_out, n, -1.0)],
+             "=", 0.0, mask=has_members(g_in, n) | has_members(g_out, n))
 
 
 def add_supply_limits(m: linopy.Model, ctx: NetworkDesignContext, inn: linopy.Variable | None) -> None:
@@ -413,14 +404,12 @@ def add_supply_limits(m: linopy.Model, ctx: NetworkDesignContext, inn: linopy.Va
     if inn is None or ctx.supply.empty:
         return
     sup = ctx.supply.reset_index(drop=True)
-    idx = pd.RangeIndex(len(sup), name="supply_row")
     key = pd.MultiIndex.from_frame(sup[["site_id", "product_id", "period"]])
     f = ctx.inbound.frame
     group = key.get_indexer(pd.MultiIndex.from_arrays([f["origin_id"], f["product_id"], f["period"]]))
-    lhs = grouped_sum(m, inn, group, {"supply_row": idx})
-    mask = xr.DataArray(has_members(group, len(sup)), coords=[idx])
-    m.add_constraints(lhs <= xr.DataArray(sup["capacity"].to_numpy(dtype=float), coords=[idx]),
-                      name="supply", mask=mask)
+    add_rows(m, "supply", {"supply_row": pd.RangeIndex(len(sup), name="supply_row")},
+             [grouped_terms(inn.labels.values, group, len(sup))], "<=", sup["capacity"].to_numpy(dtype=float),
+             mask=has_members(group, len(sup)))
 
 
 def add_lane_capacity(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.Variable,
@@ -433,14 +422,11 @@ def add_lane_capacity(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.Va
         lanes = f.drop_duplicates("lane")
         lanes = lanes[lanes["capacity"].notna()]
         lane_idx = pd.Index(lanes["lane"].to_numpy(), name=f"{name}_lane")
-        coords = {f"{name}_lane": lane_idx, "period": ctx.periods}
         group = grid_codes(f, {"lane": lane_idx, "period": ctx.periods})
-        lhs = grouped_sum(m, var, group, coords)
         cap = np.repeat(lanes["capacity"].to_numpy(dtype=float)[:, None], len(ctx.periods), axis=1)
-        c = [lane_idx, ctx.periods.rename("period")]
-        mask = has_members(group, cap.size).reshape(cap.shape)
-        m.add_constraints(lhs <= xr.DataArray(cap, coords=c), name=f"{name}_lane_capacity",
-                          mask=xr.DataArray(mask, coords=c))
+        add_rows(m, f"{name}_lane_capacity", {lane_idx.name: lane_idx, "period": ctx.periods},
+                 [grouped_terms(var.labels.values, group, cap.size)], "<=", cap,
+                 mask=has_members(group, cap.size))
 
 
 def add_service_level(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.Variable) -> None:
@@ -449,9 +435,13 @@ def add_service_level(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.Va
         return
     f = ctx.outbound.frame
     fast = (f["transit_days"].to_numpy(dtype=float) <= ctx.service_days + 1e-9).astype(np.int64) - 1  # 0 or -1
-    idx = pd.Index(["all"], name="service")
-    lhs = grouped_sum(m, out, fast, {"service": idx})
-    m.add_constraints(lhs >= ctx.service_share * float(ctx.demand["quantity"].sum()), name="service_level")
+    add_rows(m, "service_level", {"service": pd.Index(["all"], name="service")},
+             [grouped_terms(out.labels.values, fast, 1)], ">=",
+             ctx.service_share * float(ctx.demand["quantity"].sum()))
+
+
+def _opening_costs(ctx: NetworkDesignContext) -> np.ndarray:
+    return np.where(ctx.dcs["status"] == "candidate", ctx.dcs["opening_cost"].to_numpy(dtype=float), 0.0)
 
 
 def add_capex_budget(m: linopy.Model, ctx: NetworkDesignContext, open_site: linopy.Variable,
@@ -459,20 +449,22 @@ def add_capex_budget(m: linopy.Model, ctx: NetworkDesignContext, open_site: lino
     """Investment within budget: sum capex * modules + sum_{candidates} opening_cost * open <= budget."""
     if ctx.options.capex_budget is None:
         return
-    opening = np.where(ctx.dcs["status"] == "candidate", ctx.dcs["opening_cost"].to_numpy(dtype=float), 0.0)
-    expr = (open_site * xr.DataArray(opening, coords=[ctx.sites])).sum()
+    labels = [np.asarray(open_site.labels.values)]
+    coeffs = [_opening_costs(ctx)]
     if modules is not None:
-        cap = xr.DataArray(ctx.expandable["capex"].to_numpy(dtype=float), coords=[modules.indexes["expansion"]])
-        expr = expr + (modules * cap).sum()
-    m.add_constraints(expr <= float(ctx.options.capex_budget), name="capex_budget")
+        labels.append(np.asarray(modules.labels.values))
+        coeffs.append(ctx.expandable["capex"].to_numpy(dtype=float))
+    add_rows(m, "capex_budget", {"budget": pd.Index(["capex"], name="budget")},
+             [(np.concatenate(labels)[None, :], np.concatenate(coeffs)[None, :])], "<=",
+             float(ctx.options.capex_budget))
 
 
 def add_open_count(m: linopy.Model, ctx: NetworkDesignContext, open_site: linopy.Variable) -> None:
     """min_open <= sum_i open[i] <= max_open."""
-    if ctx.options.min_open is not None:
-        m.add_constraints(open_site.sum() >= int(ctx.options.min_open), name="min_open")
-    if ctx.options.max_open is not None:
-        m.add_constraints(open_site.sum() <= int(ctx.options.max_open), name="max_open")
+    row = np.asarray(open_site.labels.values)[None, :]
+    for name, bound, sign in (("min_open", ctx.options.min_open, ">="), ("max_open", ctx.options.max_open, "<=")):
+        if bound is not None:
+            add_rows(m, name, {name: pd.Index([name], name=name)}, [(row, 1.0)], sign, float(bound))
 
 
 def add_objective(m: linopy.Model, ctx: NetworkDesignContext) -> None:
@@ -480,30 +472,27 @@ def add_objective(m: linopy.Model, ctx: NetworkDesignContext) -> None:
     v = ctx.variables
     dcs = ctx.dcs
     cand = (dcs["status"] == "candidate").to_numpy()
-    per_site = (dcs["fixed_cost_per_year"].to_numpy(dtype=float)
-                + ctx.one_off * np.where(cand, dcs["opening_cost"].to_numpy(dtype=float), 0.0)
+    per_site = (dcs["fixed_cost_per_year"].to_numpy(dtype=float) + ctx.one_off * _opening_costs(ctx)
                 - ctx.one_off * np.where(~cand, dcs["closing_cost"].to_numpy(dtype=float), 0.0))
-    obj = (v["open"] * xr.DataArray(per_site, coords=[ctx.sites])).sum()
     handling = float(ctx.instance.defaults["handling_cost_per_unit"])
-    f = ctx.outbound.frame
-    c_out = ctx.annual * (f["cost_per_unit"].to_numpy(dtype=float) + handling)
-    obj = obj + (v["outbound"] * xr.DataArray(c_out, coords=[ctx.outbound.index])).sum()
+    terms = [(v["open"].labels.values, per_site),
+             (v["outbound"].labels.values,
+              ctx.annual * (ctx.outbound.frame["cost_per_unit"].to_numpy(dtype=float) + handling))]
     if v.get("inbound") is not None:
-        c_in = ctx.annual * ctx.inbound.frame["cost_per_unit"].to_numpy(dtype=float)
-        obj = obj + (v["inbound"] * xr.DataArray(c_in, coords=[ctx.inbound.index])).sum()
+        terms.append((v["inbound"].labels.values,
+                      ctx.annual * ctx.inbound.frame["cost_per_unit"].to_numpy(dtype=float)))
     if v.get("labor_regular_hours") is not None:
-        lab = ctx.labor.set_index("site_id")
-        ls = v["labor_regular_hours"].indexes["labor_site"]
+        lab = ctx.labor.set_index("site_id").loc[v["labor_regular_hours"].indexes["labor_site"]]
+        n_t = len(ctx.periods)
         for var, col in (("labor_regular_hours", "hourly_rate"), ("labor_overtime_hours", "overtime_rate")):
-            w = xr.DataArray(ctx.annual * lab.loc[ls, col].to_numpy(dtype=float), coords=[ls])
-            obj = obj + (v[var] * w).sum()
+            terms.append((v[var].labels.values, np.repeat(ctx.annual * lab[col].to_numpy(dtype=float), n_t)))
     if v.get("modules") is not None:
         e = ctx.expandable
-        w = e["capex"].to_numpy(dtype=float) * ctx.crf + e["opex_per_year"].to_numpy(dtype=float)
-        obj = obj + (v["modules"] * xr.DataArray(w, coords=[v["modules"].indexes["expansion"]])).sum()
+        terms.append((v["modules"].labels.values,
+                      e["capex"].to_numpy(dtype=float) * ctx.crf + e["opex_per_year"].to_numpy(dtype=float)))
     if v.get("unmet") is not None:
-        obj = obj + ctx.annual * float(ctx.instance.defaults["unmet_demand_penalty"]) * v["unmet"].sum()
-    m.add_objective(obj)
+        terms.append((v["unmet"].labels.values, ctx.annual * float(ctx.instance.defaults["unmet_demand_penalty"])))
+    m.add_objective(objective_from_terms(m, terms))
 
 
 def build_network_design(instance: Instance, options: NetworkDesignOptions | None = None) -> \
