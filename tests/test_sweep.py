@@ -86,9 +86,12 @@ def test_bad_specs_name_the_key(over: dict, message: str) -> None:
 
 
 def test_example_specs_parse() -> None:
+    sizes = {}
     for path in sorted((ROOT / "instances" / "eu_fba" / "sweeps").glob("*.yaml")):
         spec = load_sweep_spec(path)
-        assert spec.points(), path
+        assert spec.instance_path().resolve() == (ROOT / "instances" / "eu_fba").resolve()
+        sizes[path.stem] = len(spec.points())
+    assert sizes == {"benchmark": 200, "what_if": 3 * 3 + 3 * 3 + 2 + 20}
 
 
 # -- real sweeps ---------------------------------------------------------------------------------------------
