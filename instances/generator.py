@@ -242,6 +242,34 @@ def _labor_row(site_id: str, weekly_units: float, hourly_rate: float, productivi
     return row
 
 
+def _equip_dc(site_id: str, daily_units: float, target: dict[str, float], automation: str, wage: float,
+              rates: dict[str, float], productivity: dict[str, float], *, storage_days: float,
+              units_per_position: float, hours_per_person_week: float, headroom: float
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Resource rows and the labour row of one DC: equipment rates and labour productivity scaled by the
+    automation gain (equipment only at pick, pack and putaway), 20 operating hours a day, 25 % overtime."""
+    gain = AUTOMATION_GAIN[automation]
+    stage_rates = {s: r * (gain if s in ("pick", "pack", "putaway") else 1.0) for s, r in rates.items()}
+    resources = _resources_for(site_id, daily_units, target, stage_rates, hours=20.0, storage_days=storage_days,
+                               units_per_position=units_per_position)
+    prod = {s: round(p * gain, 1) for s, p in productivity.items()}
+    return resources, _labor_row(site_id, daily_units * 7.0, wage, prod, hours_per_person_week, headroom, 0.25)
+
+
+def _meta(name: str, currency: str, description: str, horizon: dict[str, Any], road_factor: float,
+          parcel: tuple[float, float, float], ftl: tuple[float, float, float], defaults: dict[str, Any]
+          ) -> dict[str, Any]:
+    """``instance.yaml`` of a realistic preset: parcel (DC -> zone) and full-truckload (port -> DC, DC -> DC)
+    modes given as (cost_per_unit, cost_per_unit_km, km_per_day), the 5 nearest DCs per zone."""
+    def mode(rates: tuple[float, float, float]) -> dict[str, float]:
+        return dict(zip(("cost_per_unit", "cost_per_unit_km", "km_per_day"), rates))
+
+    return {"name": name, "currency": currency, "description": description, "horizon": horizon,
+            "rate_card": {"road_factor": road_factor, "max_lanes_per_zone": 5,
+                          "modes": {"parcel": mode(parcel), "ftl": mode(ftl)}},
+            "defaults": defaults}
+
+
 def _demand_frame(zones: pd.DataFrame, products: pd.DataFrame, period_mult: np.ndarray, total_per_period: float,
                   rng: np.random.Generator, noise_sigma: float) -> pd.DataFrame:
     """Zone x product x period demand: weight x product share x period multiplier x lognormal noise.
@@ -300,7 +328,11 @@ EU_PEAK = {1: 0.88, 2: 0.94, 46: 1.08, 47: 1.28, 48: 1.60, 49: 1.42, 50: 1.35, 5
 
 EU_RATES = {"inbound_dock": 260.0, "putaway": 150.0, "pick": 120.0, "pack": 80.0, "outbound_dock": 320.0}
 EU_PRODUCTIVITY = {"inbound_dock": 220.0, "putaway": 110.0, "pick": 90.0, "pack": 70.0, "outbound_dock": 260.0}
-EU_AUTOMATION_GAIN = {"manual": 1.0, "mechanized": 1.3, "automated": 2.2}
+AUTOMATION_GAIN = {"manual": 1.0, "mechanized": 1.3, "automated": 2.2}
+EU_DEFAULTS = {"service_days": 2.0, "service_share": 0.0, "periods_per_year": 52, "capex_life_years": 10,
+               "interest_rate": 0.06, "unmet_demand_penalty": 25.0, "handling_cost_per_unit": 0.15,
+               "order_to_ship_sla_hours": 24.0, "truck_capacity_m3": 82.0, "truck_capacity_kg": 24000.0,
+               "truck_fixed_cost": 650.0}
 
 
 def _seasonality(n_periods: int, peak: dict[int, float], sensitivity: np.ndarray) -> np.ndarray:
@@ -321,24 +353,11 @@ def eu_fba(seed: int = 7, zones: int = 200) -> Instance:
     """
     rng = np.random.default_rng(seed)
     n_periods = 52
-    meta = {
-        "name": "eu_fba",
-        "currency": "EUR",
-        "description": "European e-commerce / FBA-prep network, weekly 2026 with Black-Friday and Christmas peak",
-        "horizon": {"start": "2025-12-29", "periods": n_periods, "period_days": 7},
-        "rate_card": {
-            "road_factor": 1.25,
-            "max_lanes_per_zone": 5,
-            "modes": {
-                "parcel": {"cost_per_unit": 0.55, "cost_per_unit_km": 0.0011, "km_per_day": 650.0},
-                "ftl": {"cost_per_unit": 0.06, "cost_per_unit_km": 0.00028, "km_per_day": 700.0},
-            },
-        },
-        "defaults": {"service_days": 2.0, "service_share": 0.0, "periods_per_year": 52, "capex_life_years": 10,
-                     "interest_rate": 0.06, "unmet_demand_penalty": 25.0, "handling_cost_per_unit": 0.15,
-                     "order_to_ship_sla_hours": 24.0, "truck_capacity_m3": 82.0, "truck_capacity_kg": 24000.0,
-                     "truck_fixed_cost": 650.0},
-    }
+    meta = _meta(
+        "eu_fba", "EUR", "European e-commerce / FBA-prep network, weekly 2026 with Black-Friday and Christmas peak",
+        {"start": "2025-12-29", "periods": n_periods, "period_days": 7}, 1.25,
+        parcel=(0.55, 0.0011, 650.0), ftl=(0.06, 0.00028, 700.0),
+        defaults=EU_DEFAULTS)
     zone_df = _metro_zones(EU_COUNTRIES, zones, merge_km=25.0, prefix="Z_")
     zone_df["region"] = zone_df["country"]
     fam = pd.DataFrame(EU_FAMILIES, columns=["family", "share", "unit_weight_kg", "unit_volume_m3", "unit_value",
@@ -381,12 +400,11 @@ def eu_fba(seed: int = 7, zones: int = 200) -> Instance:
             target = {"pack": rng.uniform(0.63, 0.72), "inbound_dock": rng.uniform(0.62, 0.70),
                       "pick": rng.uniform(0.58, 0.66), "putaway": rng.uniform(0.58, 0.66),
                       "outbound_dock": rng.uniform(0.57, 0.64)}
-        gain = EU_AUTOMATION_GAIN[auto]
-        rates = {s: r * (gain if s in ("pick", "pack", "putaway") else 1.0) for s, r in EU_RATES.items()}
-        resources += _resources_for(sid, week_units / 7.0, target, rates, hours=20.0, storage_days=24.0,
-                                    units_per_position=45.0)
-        prod = {s: round(p * gain, 1) for s, p in EU_PRODUCTIVITY.items()}
-        labor.append(_labor_row(sid, week_units, wage, prod, 38.0, 1.6 if role == "regional" else 1.15, 0.25))
+        res, lab = _equip_dc(sid, week_units / 7.0, target, auto, wage, EU_RATES, EU_PRODUCTIVITY, storage_days=24.0,
+                             units_per_position=45.0, hours_per_person_week=38.0,
+                             headroom=1.6 if role == "regional" else 1.15)
+        resources += res
+        labor.append(lab)
         for pid_, share in product_share.items():
             inventory.append({"site_id": sid, "product_id": pid_,
                               "on_hand": float(np.round(week_units * share * 1.5))})
@@ -394,7 +412,7 @@ def eu_fba(seed: int = 7, zones: int = 200) -> Instance:
     auto_rates = {"inbound_dock": 300.0, "putaway": 420.0, "pick": 380.0, "pack": 160.0, "outbound_dock": 360.0}
     resources += _resources_for(cid, 45_000.0, dict.fromkeys(FLOW_STAGES, 1.0), auto_rates, hours=22.0,
                                 storage_days=20.0, units_per_position=60.0)
-    prod = {s: round(p * EU_AUTOMATION_GAIN["automated"], 1) for s, p in EU_PRODUCTIVITY.items()}
+    prod = {s: round(p * AUTOMATION_GAIN["automated"], 1) for s, p in EU_PRODUCTIVITY.items()}
     labor.append(_labor_row(cid, 45_000.0 * 7, cwage, prod, 38.0, 1.0, 0.25))
     expansions = [
         {"site_id": cid, "stage": "pack", "module_size": 6, "capex": 450_000.0, "opex_per_year": 40_000.0,
@@ -459,6 +477,10 @@ US_FAMILIES: tuple[tuple[str, float, float, float, float, str], ...] = (
     ("health_beauty", 0.15, 0.3, 0.0009, 16.0, "standard"),
 )
 US_WEEKDAY = (1.12, 1.08, 1.04, 1.0, 0.97, 0.86, 0.93)  # Monday .. Sunday
+US_DEFAULTS = {"service_days": 3.0, "service_share": 0.0, "periods_per_year": 365, "capex_life_years": 10,
+               "interest_rate": 0.07, "unmet_demand_penalty": 30.0, "handling_cost_per_unit": 0.2,
+               "order_to_ship_sla_hours": 24.0, "truck_capacity_m3": 76.0, "truck_capacity_kg": 20000.0,
+               "truck_fixed_cost": 900.0}
 US_RATES = {"inbound_dock": 280.0, "putaway": 160.0, "pick": 130.0, "pack": 90.0, "outbound_dock": 340.0}
 US_PRODUCTIVITY = {"inbound_dock": 240.0, "putaway": 120.0, "pick": 100.0, "pack": 75.0, "outbound_dock": 280.0}
 
@@ -473,24 +495,11 @@ def us_west_port(seed: int = 7, zones: int = 100, days: int = 28) -> Instance:
     day (nearest-DC assignment).
     """
     rng = np.random.default_rng(seed)
-    meta = {
-        "name": "us_west_port",
-        "currency": "USD",
-        "description": "US DC network fed by five ports, daily periods, for port-closure redistribution",
-        "horizon": {"start": "2026-03-02", "periods": days, "period_days": 1},
-        "rate_card": {
-            "road_factor": 1.2,
-            "max_lanes_per_zone": 5,
-            "modes": {
-                "parcel": {"cost_per_unit": 0.85, "cost_per_unit_km": 0.0009, "km_per_day": 750.0},
-                "ftl": {"cost_per_unit": 0.05, "cost_per_unit_km": 0.00022, "km_per_day": 800.0},
-            },
-        },
-        "defaults": {"service_days": 3.0, "service_share": 0.0, "periods_per_year": 365, "capex_life_years": 10,
-                     "interest_rate": 0.07, "unmet_demand_penalty": 30.0, "handling_cost_per_unit": 0.2,
-                     "order_to_ship_sla_hours": 24.0, "truck_capacity_m3": 76.0, "truck_capacity_kg": 20000.0,
-                     "truck_fixed_cost": 900.0},
-    }
+    meta = _meta(
+        "us_west_port", "USD", "US DC network fed by five ports, daily periods, for port-closure redistribution",
+        {"start": "2026-03-02", "periods": days, "period_days": 1}, 1.2,
+        parcel=(0.85, 0.0009, 750.0), ftl=(0.05, 0.00022, 800.0),
+        defaults=US_DEFAULTS)
     zone_df = _metro_zones(("US",), zones, merge_km=40.0, prefix="Z_", exclude_admin1=("AK", "HI", "PR"))
     fam = pd.DataFrame(US_FAMILIES, columns=["family", "share", "unit_weight_kg", "unit_volume_m3", "unit_value",
                                              "handling_class"])
@@ -523,12 +532,10 @@ def us_west_port(seed: int = 7, zones: int = 100, days: int = 28) -> Instance:
         target = {"pack": rng.uniform(0.60, 0.70), "inbound_dock": rng.uniform(0.58, 0.68),
                   "pick": rng.uniform(0.56, 0.66), "putaway": rng.uniform(0.55, 0.65),
                   "outbound_dock": rng.uniform(0.55, 0.62)}
-        gain = EU_AUTOMATION_GAIN[auto]
-        rates = {s: r * (gain if s in ("pick", "pack", "putaway") else 1.0) for s, r in US_RATES.items()}
-        resources += _resources_for(sid, day_units, target, rates, hours=20.0, storage_days=cover * 1.6,
-                                    units_per_position=40.0)
-        prod = {s: round(p * gain, 1) for s, p in US_PRODUCTIVITY.items()}
-        labor.append(_labor_row(sid, day_units * 7.0, wage, prod, 40.0, 1.15, 0.25))
+        res, lab = _equip_dc(sid, day_units, target, auto, wage, US_RATES, US_PRODUCTIVITY, storage_days=cover * 1.6,
+                             units_per_position=40.0, hours_per_person_week=40.0, headroom=1.15)
+        resources += res
+        labor.append(lab)
         for prod_id, share in product_share.items():
             on_hand = day_units * share * cover * rng.uniform(0.8, 1.2)
             inventory.append({"site_id": sid, "product_id": prod_id, "on_hand": float(np.round(on_hand))})
