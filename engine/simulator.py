@@ -60,10 +60,12 @@ The SLA of a chain is broken at the end of step t when some unit that arrived L 
 earlier is still inside: ``overdue[t] = A(t-L) - D(t) > 0``. A site breaks when the share of replications
 with overdue units exceeds ``1 - sla_quantile`` (default 0.5: the median replication). The failing stage is
 the one holding most overdue units (oldest units are the most downstream; units in transit count to the
-stage they are heading to). Shortfall: ``shortfall_units`` = the peak overdue units, ``shortfall_per_day``
-= the extra capacity at that stage (units/day) that would have cleared them, max over t of
-``overdue[t] / (days since the chain was last empty)``, ``shortfall_hours`` = the extra operating hours of
-that stage at its mean hourly capacity, all at ``sla_quantile`` over replications.
+stage they are heading to; when only units in transit are overdue, the longest queue is blamed).
+Shortfall: ``overdue_units`` = the peak overdue units; ``shortfall_units`` = the extra capacity at that
+stage (units/day) that would have cleared them: the largest over days of (the day's peak overdue) /
+(days from the last time the chain was empty to that peak) -- adding it at the stage raises cumulative
+departures at the peak by exactly the overdue units; ``shortfall_hours`` = ``shortfall_units`` as extra
+operating hours per day at the stage's mean hourly capacity; all at ``sla_quantile`` over replications.
 
 Everything is vectorized over sites x stages x replications x multipliers; the step loop is the only
 Python loop. Work is generated and summarised one period at a time, so memory holds one period of
@@ -301,8 +303,10 @@ class Verdict:
     """Does the plan hold? If not: where and when it first breaks, and by how much.
 
     ``time`` is the end of the first failing step; ``hour`` counts hours from the start of ``period``.
-    ``shortfall_per_day`` is the extra capacity (units/day) at ``stage`` that would have avoided the breach;
-    ``shortfall_units`` the peak overdue units; ``shortfall_hours`` extra operating hours at ``stage``.
+    ``shortfall_units`` is the extra capacity at ``stage`` (units/day) that would have avoided the breach,
+    ``shortfall_hours`` the same as extra operating hours per day at the stage's mean hourly capacity, and
+    ``overdue_units`` the peak number of units past the SLA (all at ``Profile.sla_quantile`` over
+    replications).
     """
 
     feasible: bool
@@ -314,8 +318,8 @@ class Verdict:
     hour: float | None = None
     time: str | None = None
     shortfall_units: float = 0.0
-    shortfall_per_day: float = 0.0
     shortfall_hours: float = 0.0
+    overdue_units: float = 0.0
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -336,8 +340,9 @@ class SimulationResult:
     daily : site_id, multiplier, period, day (0-based from the first simulated day), date, stage, workload
         (arrivals), throughput, capacity (units/day), labour_hours_needed (workload / productivity),
         labour_hours_staffed (staffed hours allocated to the stage).
-    breaches : one row per site, chain and multiplier whose SLA breaks: site_id, chain, multiplier, stage,
-        period, hour, time, shortfall_units, shortfall_per_day, shortfall_hours.
+    breaches : one row per site, chain and multiplier whose SLA breaks: site_id, chain, multiplier, column
+        (index of the multiplier), stage, period, hour, time, shortfall_units (units/day), shortfall_hours
+        (hours/day), overdue_units (see :class:`Verdict`).
     verdicts : one :class:`Verdict` per multiplier.
     """
 
@@ -927,13 +932,14 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
     for b in breach_rows:
         s, m, tr = setup.site_ids.index(b["site_id"]), b["column"], trackers[b["chain"]]
         sl = slice(m * R, (m + 1) * R)
-        units = float(np.quantile(tr.max_overdue[s, sl], q))
+        overdue = float(np.quantile(tr.max_overdue[s, sl], q))
         per_day = float(np.quantile(tr.max_rate[s, sl], q))
         hc = hourly_cap[s, b.pop("stage_index")]
-        rows.append({**b, "shortfall_units": units, "shortfall_per_day": per_day,
-                     "shortfall_hours": units / hc if np.isfinite(hc) and hc > 0 else np.nan})
+        rows.append({**b, "shortfall_units": per_day,
+                     "shortfall_hours": per_day / hc if np.isfinite(hc) and hc > 0 else np.nan,
+                     "overdue_units": overdue})
     breaches = pd.DataFrame(rows, columns=["site_id", "chain", "multiplier", "column", "stage", "period", "hour",
-                                           "time", "shortfall_units", "shortfall_per_day", "shortfall_hours"])
+                                           "time", "shortfall_units", "shortfall_hours", "overdue_units"])
     breaches = breaches.sort_values(["column", "time", "site_id"], kind="stable").reset_index(drop=True)
     # verdict per multiplier column (first breach in time over sites and chains)
     verdicts: dict[float, Verdict] = {}
@@ -949,12 +955,12 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
                        & (breaches["column"] == m)].iloc[0]
         sla_h = setup.sla_hours if c == "order" else profile.dock_to_stock_sla_hours
         msg = (f"{row.site_id} breaks its {c} SLA ({sla_h:g} h) at {row.stage} in period {row.period}, "
-               f"hour {row.hour:g} ({row.time}): {row.shortfall_units:,.0f} units overdue; "
-               f"+{row.shortfall_per_day:,.0f} units/day at {row.stage} "
-               f"({row.shortfall_hours:,.1f} extra hours) would have avoided it")
+               f"hour {row.hour:g} ({row.time}), up to {row.overdue_units:,.0f} units overdue; "
+               f"+{row.shortfall_units:,.0f} units/day at {row.stage} "
+               f"({row.shortfall_hours:,.1f} extra hours a day) would have avoided it")
         verdicts[label] = Verdict(False, label, row.site_id, row.stage, c, int(row.period), float(row.hour),
-                                  str(row.time), float(row.shortfall_units), float(row.shortfall_per_day),
-                                  float(row.shortfall_hours), msg)
+                                  str(row.time), float(row.shortfall_units), float(row.shortfall_hours),
+                                  float(row.overdue_units), msg)
     stage_period = (pd.concat(sp_rows, ignore_index=True) if sp_rows else pd.DataFrame(
         columns=["site_id", "stage", "period", "multiplier", "arrivals", "throughput", "capacity",
                  "backlog_mean", "backlog_p95", "utilisation"]))

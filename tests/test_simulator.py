@@ -239,12 +239,12 @@ def test_verdict_first_breach_by_hand_and_shortfall_repairs_it():
     assert (v.period, v.hour) == (2, 223 - 168)
     t_end = 335
     overdue_end = 100 * (t_end - 23) - 90 * (t_end - 1)
-    assert v.shortfall_units == pytest.approx(overdue_end)
-    assert v.shortfall_per_day == pytest.approx(overdue_end / ((t_end + 1) / 24))
-    assert v.shortfall_hours == pytest.approx(overdue_end / 90)
+    assert v.overdue_units == pytest.approx(overdue_end)
+    assert v.shortfall_units == pytest.approx(overdue_end / ((t_end + 1) / 24))  # units/day since the start
+    assert v.shortfall_hours == pytest.approx(v.shortfall_units / 90)
     # adding the shortfall (+1 %) at the failing stage removes the breach
     cap = pd.DataFrame({"site_id": ["DC_A"], "stage": ["pick"],
-                        "total_count": [(90 + 1.01 * v.shortfall_per_day / 24) / 90]})
+                        "total_count": [(90 + 1.01 * v.shortfall_units / 24) / 90]})
     fixed = simulate_volumes(inst, volumes(100 * 168), capacity=cap, replications=1, profile=FLAT)
     assert fixed.verdict.feasible
 
