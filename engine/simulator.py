@@ -28,11 +28,12 @@ Capacity ``c[t,k] = min(equipment, labour)``:
 
 * equipment = count x rate_per_hour x step_hours x open share of the step; a stage is open
   ``hours_per_day`` hours from ``Profile.open_hour``; the outbound dock also closes at the shipping cut-off
-  (``Profile.cutoff_hour``): orders packed later wait for the next day's trucks.
+  (``Profile.cutoff_hour``, default the end of its window): orders packed later wait for the next day.
 * labour = staffed hours of the step x productivity_<stage> x the stage's share of staffed hours. Staffed
   hours per period come from the plan's ``labor`` table (regular + overtime + temp) or else ``labor.csv``
   (max_headcount x hours_per_person_week x days/7 + max_overtime_hours x days/7), spread over the shift
-  pattern (``Profile.shift_hours`` from ``open_hour``, weighted by ``Profile.staffing_weekday``). A stage's
+  pattern (``Profile.shift_hours`` from ``open_hour``, default the site's longest stage window, weighted by
+  ``Profile.staffing_weekday``). A stage's
   share is proportional to its workload in the period, ``volume_k / productivity_k``. A site without a
   labour row is not labour-constrained.
 
@@ -118,8 +119,9 @@ class Profile:
     dock_slots : hours of day at which inbound trucks are scheduled.
     truck_units : units per inbound truck (inbound arrives in whole trucks unless deterministic).
     open_hour : hour of day at which every stage opens (it stays open ``hours_per_day`` of resources.csv).
-    cutoff_hour : the outbound dock closes at this hour until ``open_hour`` (None: no cut-off).
-    shift_hours : staffed hours per day from ``open_hour`` (two 8-hour shifts by default).
+    cutoff_hour : the outbound dock (the carriers' last departure) closes at this hour until ``open_hour``;
+        None: the dock's own operating window (``hours_per_day`` from ``open_hour``) is the cut-off.
+    shift_hours : staffed hours per day from ``open_hour``; None: each site's longest stage window.
     staffing_weekday : 7 relative staffing weights, Monday to Sunday.
     noise : ``overdispersed`` | ``poisson`` | ``deterministic``.
     daily_cv : coefficient of variation of the gamma day factor (``overdispersed`` only).
@@ -135,8 +137,8 @@ class Profile:
     dock_slots: tuple[float, ...] = (6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0)
     truck_units: float = 400.0
     open_hour: float = 6.0
-    cutoff_hour: float | None = 22.0
-    shift_hours: float = 16.0
+    cutoff_hour: float | None = None
+    shift_hours: float | None = None
     staffing_weekday: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
     noise: str = "overdispersed"
     daily_cv: float = 0.1
@@ -157,7 +159,7 @@ class Profile:
             raise ValueError("Profile.dock_slots: need at least one hour in [0, 24)")
         if self.truck_units <= 0 or self.daily_cv < 0 or not 0 < self.sla_quantile <= 1:
             raise ValueError("Profile: truck_units must be > 0, daily_cv >= 0, sla_quantile in (0, 1]")
-        if not 0 < self.shift_hours <= 24:
+        if self.shift_hours is not None and not 0 < self.shift_hours <= 24:
             raise ValueError("Profile.shift_hours must be in (0, 24]")
 
 
@@ -533,7 +535,7 @@ class _Calendar:
     order_step: np.ndarray  # (steps_per_day,)
     slot_step: np.ndarray  # (steps_per_day,) trucks slots per step
     slot_index: np.ndarray  # step of day of each dock slot
-    shift_step: np.ndarray  # (steps_per_day,)
+    shift_step: np.ndarray  # (steps_per_day, S) staffed share of each step
 
 
 def _calendar(setup: SimSetup, profile: Profile, step_hours: float) -> _Calendar:
@@ -549,11 +551,13 @@ def _calendar(setup: SimSetup, profile: Profile, step_hours: float) -> _Calendar
     if profile.cutoff_hour is not None:
         to_cutoff = (profile.cutoff_hour - profile.open_hour) % 24.0 or 24.0
         open_share[:, :, OUTBOUND_DOCK] *= _window_share(profile.open_hour, to_cutoff, spd)[:, None]
+    shifts = ([profile.shift_hours] * S if profile.shift_hours is not None
+              else [float(h) if h > 0 else 24.0 for h in setup.hours_per_day.max(axis=1)])
     slots = np.zeros(spd)
     np.add.at(slots, (np.asarray(profile.dock_slots) // step_hours).astype(int), 1.0)
     return _Calendar(spd, step_hours, open_share, _per_step_of_day(profile.intraday, spd), slots,
                      (np.sort(np.asarray(profile.dock_slots)) // step_hours).astype(int),
-                     _window_share(profile.open_hour, profile.shift_hours, spd))
+                     np.stack([_window_share(profile.open_hour, h, spd) for h in shifts], axis=1))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -719,6 +723,54 @@ def _holdings_stage(q: np.ndarray, y: np.ndarray, overdue: np.ndarray, stages: t
     return np.where(alloc_q.max(axis=1) > 0, blamed, longest)
 
 
+def _period_inputs(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, nd: int, step_hours: float
+                   ) -> tuple[np.ndarray, ...]:
+    """Expected work shares and capacity of period ``ip`` (nd days).
+
+    Returns w_out, w_in (Tc,) shares of the period's orders / inbound per step; dow (nd,) weekdays;
+    cap (Tc, S, K) units per step (equipment and labour, the tighter); staffed (Tc, S) labour hours per step;
+    share (S, K) each stage's share of staffed hours.
+    """
+    pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
+    dow = np.array([(pstart + pd.Timedelta(days=i)).weekday() for i in range(nd)])
+    w_out = (np.asarray(profile.weekday)[dow][:, None] * cal.order_step[None, :]).ravel()
+    w_in = (np.asarray(profile.inbound_weekday)[dow][:, None] * cal.slot_step[None, :]).ravel()
+    w_staff = (np.asarray(profile.staffing_weekday)[dow][:, None, None] * cal.shift_step[None]).reshape(-1, len(
+        setup.site_ids))
+    w_out, w_in = (w / w.sum() if w.sum() > 0 else w for w in (w_out, w_in))
+    w_staff = w_staff / np.where(w_staff.sum(axis=0) > 0, w_staff.sum(axis=0), 1.0)
+    equip = np.tile(cal.open_share, (nd, 1, 1)) * (setup.rate * step_hours)[None]
+    prod = np.where(np.isnan(setup.productivity), np.inf, setup.productivity)
+    vol = np.where(np.isin(np.arange(K_STAGES), (INBOUND_DOCK, PUTAWAY))[None, :],
+                   setup.inbound[ip][:, None], setup.outbound[ip][:, None])  # (S, K) plan volume per stage
+    need = vol / prod
+    tot = need.sum(axis=1, keepdims=True)
+    share = np.where(tot > 0, need / np.where(tot > 0, tot, 1.0), 1.0 / K_STAGES)
+    with np.errstate(invalid="ignore"):  # no staffing x unlimited hours = 0; unlimited x share = unlimited
+        staffed = np.nan_to_num(w_staff * setup.labour_hours[ip][None, :], nan=0.0, posinf=np.inf)
+        labour = staffed[:, :, None] * share[None] * prod[None]
+    labour = np.where(np.isnan(labour), np.inf, labour)
+    return w_out, w_in, dow, np.minimum(equip, labour), staffed, share
+
+
+def hourly_inputs(setup: SimSetup, profile: Profile | None = None, step_hours: float = 1.0
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected orders and inbound units per step (T, S) and capacity per step (T, S, K) of a whole setup.
+
+    What the simulator feeds its queues before noise (inbound as spread over the dock slots); for
+    reference models, benchmarks and plots.
+    """
+    profile = profile or Profile()
+    cal = _calendar(setup, profile, step_hours)
+    outs, ins, caps = [], [], []
+    for ip, days in enumerate(setup.periods["days"].to_numpy(dtype=float)):
+        w_out, w_in, _, cap, _, _ = _period_inputs(setup, cal, profile, ip, int(round(days)), step_hours)
+        outs.append(w_out[:, None] * setup.outbound[ip][None, :])
+        ins.append(w_in[:, None] * setup.inbound[ip][None, :])
+        caps.append(cap)
+    return np.concatenate(outs), np.concatenate(ins), np.concatenate(caps)
+
+
 def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 20, seed: int = 0,
               step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
               detail: bool = True) -> SimulationResult:
@@ -757,10 +809,7 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     sp_rows, daily_rows = [], []
     cap_sum, y_sum = np.zeros((S, K_STAGES)), np.zeros((S, K_STAGES, M))
     open_steps = np.zeros((S, K_STAGES))
-    prod = np.where(np.isnan(setup.productivity), np.inf, setup.productivity)
-    weekday = np.asarray(profile.weekday, dtype=float)
     in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
-    staff_weekday = np.asarray(profile.staffing_weekday, dtype=float)
     start0 = pd.Timestamp(setup.periods["start"].iloc[0]) if P else pd.Timestamp(0)
     t0 = 0
     buf: tuple[np.ndarray, ...] | None = None
@@ -769,25 +818,7 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         nd = int(days[ip])
         Tc = nd * spd
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
-        dow = np.array([(pstart + pd.Timedelta(days=i)).weekday() for i in range(nd)])
-        # expected work per step (Tc,) weights summing to one over the period
-        w_out = (weekday[dow][:, None] * cal.order_step[None, :]).ravel()
-        w_in = (in_weekday[dow][:, None] * cal.slot_step[None, :]).ravel()
-        w_staff = (staff_weekday[dow][:, None] * cal.shift_step[None, :]).ravel()
-        w_out, w_in, w_staff = (w / w.sum() if w.sum() > 0 else w for w in (w_out, w_in, w_staff))
-        # capacity per step (Tc, S, K): equipment and labour, the tighter binds
-        equip = np.tile(cal.open_share, (nd, 1, 1)) * (setup.rate * step_hours)[None]
-        vol = np.where(np.isin(np.arange(K_STAGES), (INBOUND_DOCK, PUTAWAY))[None, :],
-                       setup.inbound[ip][:, None], setup.outbound[ip][:, None])  # (S, K) plan volume per stage
-        need = vol / prod
-        tot = need.sum(axis=1, keepdims=True)
-        share = np.where(tot > 0, need / np.where(tot > 0, tot, 1.0), 1.0 / K_STAGES)
-        with np.errstate(invalid="ignore"):  # no staffing x unlimited hours = 0
-            staffed = np.nan_to_num(w_staff[:, None] * setup.labour_hours[ip][None, :], nan=0.0, posinf=np.inf)
-        with np.errstate(invalid="ignore"):
-            labour = staffed[:, :, None] * share[None] * prod[None]
-        labour = np.where(np.isnan(labour), np.inf, labour)
-        cap = np.minimum(equip, labour)
+        w_out, w_in, dow, cap, staffed, share = _period_inputs(setup, cal, profile, ip, nd, step_hours)
         # arrivals (Tc, S, R) per chain at multiplier 1, then scaled per site and multiplier
         rng = np.random.default_rng([seed, period])
         lam_out = w_out[:, None, None] * setup.outbound[ip][None, :, None]
