@@ -429,9 +429,9 @@ def eu_fba(seed: int = 7, zones: int = 200) -> Instance:
                            "opex_per_year": 20_000.0, "max_modules": 3})
         expansions.append({"site_id": sid, "stage": "inbound_dock", "module_size": 2, "capex": 350_000.0,
                            "opex_per_year": 12_000.0, "max_modules": 2})
-    # generous supply: each port alone could ship 80 % of any product's demand in any week
+    # generous supply: each port alone could ship all of any product's demand in any week (so supply never binds)
     per_product_week = demand.groupby(["product_id", "period"])["quantity"].sum()
-    supply = [{"site_id": pid, "product_id": prod_id, "period": int(t), "capacity": float(np.ceil(q * 0.8))}
+    supply = [{"site_id": pid, "product_id": prod_id, "period": int(t), "capacity": float(np.ceil(q))}
               for pid, _c, _cc in EU_PORTS for (prod_id, t), q in per_product_week.items()]
     lanes = _lanes_by_leg(meta, site_df, zone_df, outbound_mode="parcel", trunk_mode="ftl")
     return _finish(meta, {"sites": site_df, "zones": zone_df, "products": products.drop(columns=["share", "peak"]),
