@@ -51,7 +51,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,12 +405,14 @@ def _plain_kpis(kpis: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def execute_task(task: RunTask) -> dict[str, Any]:
+def execute_task(task: RunTask, warm_start: Any = None) -> dict[str, Any]:
     """Run one variant through :func:`engine.pipeline.plan`; never raises (a failure is a failed outcome).
 
-    Returns the run's record (for :meth:`engine.store.RunStore.record_run`) with the plan tables under
-    ``_plan_tables``.
+    ``warm_start`` (a Plan), when given, overrides ``task.warm_start``: the driver passes the shared base plan
+    this way so that Dask ships it to each worker once. Returns the run's record (for
+    :meth:`engine.store.RunStore.record_run`) with the plan tables under ``_plan_tables``.
     """
+    warm_start = task.warm_start if warm_start is None else warm_start
     started, t0 = utcnow(), time.perf_counter()
     opts = task.solver_options
     out: dict[str, Any] = {
@@ -432,7 +434,7 @@ def execute_task(task: RunTask) -> dict[str, Any]:
         inst = _cached_instance(task.instance_path, _instance_mtime(task.instance_path))
         out["instance"] = inst.name
         result = plan(inst, task.scenario, solver=opts.get("solver", "highs"), time_limit=opts.get("time_limit"),
-                      mip_gap=opts.get("mip_gap"), threads=opts.get("threads"), warm_start=task.warm_start,
+                      mip_gap=opts.get("mip_gap"), threads=opts.get("threads"), warm_start=warm_start,
                       seed=task.seed, **{k: opts[k] for k in PLAN_KEYS if k in opts})
         out.update(status=RUN_DONE, solve_status=str(result.status),
                    objective=None if result.objective is None else float(result.objective),
@@ -454,16 +456,18 @@ def execute_task(task: RunTask) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def open_executor(kind: str = "local", workers: int | None = None, scheduler: str | None = None,
-                  ) -> Iterator[Executor]:
+                  ) -> Iterator[tuple[Executor, Callable[[Any], Any]]]:
     """A ``concurrent.futures`` executor: a process pool (``local``) or a Dask client's (``dask``).
 
     ``dask`` connects to ``scheduler`` when given, else starts a LocalCluster of ``workers`` single-threaded
-    worker processes (closed on exit).
+    worker processes (closed on exit). Also yields ``share(obj)``: what to pass to ``submit`` for an
+    argument every task uses (the object itself for the pool; a scattered Dask future, sent once per
+    worker, for Dask).
     """
     workers = workers or max(1, (os.cpu_count() or 2))
     if kind == "local":
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as ex:
-            yield ex
+            yield ex, lambda obj: obj
         return
     if kind != "dask":
         raise ValueError(f"unknown executor {kind!r}; one of {list(EXECUTORS)}")
@@ -476,7 +480,7 @@ def open_executor(kind: str = "local", workers: int | None = None, scheduler: st
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     try:
-        yield client.get_executor(pure=False)
+        yield client.get_executor(pure=False), lambda obj: obj if obj is None else client.scatter(obj, broadcast=True)
     finally:
         client.close()
         if cluster is not None:
@@ -636,7 +640,7 @@ def run_sweep(spec: SweepSpec | str | Path, *, executor: str = "local", workers:
         bar.set_postfix(done=counts["finished"], failed=counts["failed"], remaining=bar.total - bar.n)
 
     try:
-        with open_executor(executor, workers, scheduler) as ex:
+        with open_executor(executor, workers, scheduler) as (ex, share):
             pending = todo
             if todo and todo[0][0] == 0:
                 base_fut = ex.submit(execute_task, task(0, todo[0][1]))
@@ -646,7 +650,8 @@ def run_sweep(spec: SweepSpec | str | Path, *, executor: str = "local", workers:
             warm_plan = _warm_plan(store, warm_id) if warm_id else None
             if warm_plan is None:
                 warm_id = None
-            futures = {ex.submit(execute_task, task(i, p, warm_plan, warm_id)): i for i, p in pending}
+            shared_plan = share(warm_plan)
+            futures = {ex.submit(execute_task, task(i, p, None, warm_id), shared_plan): i for i, p in pending}
             try:
                 for fut in as_completed(futures):
                     settle(fut, futures[fut])
