@@ -38,6 +38,16 @@ PLAN_TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _json_keys(obj: Any) -> Any:
+    """``obj`` with every dict key JSON can hold: tuple keys such as ``(site, stage)`` become ``"site/stage"``."""
+    if isinstance(obj, dict):
+        return {("/".join(map(str, k)) if isinstance(k, tuple) else k if isinstance(k, str | int | float | bool)
+                 else str(k)): _json_keys(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_keys(v) for v in obj]
+    return obj
+
+
 def empty_plan_table(name: str) -> pd.DataFrame:
     """An empty table with the declared columns of plan table ``name``."""
     return pd.DataFrame({c: pd.Series(dtype=object) for c in PLAN_TABLES[name]})
@@ -96,7 +106,7 @@ class Plan:
                 df.reset_index(drop=True).to_parquet(path / f"{name}.parquet", index=False)
         head = {"decision": self.decision, "status": self.status, "objective": self.objective,
                 "bound": self.bound, "gap": self.gap, "meta": self.meta}
-        (path / "plan.json").write_text(json.dumps(head, indent=2, default=str))
+        (path / "plan.json").write_text(json.dumps(_json_keys(head), indent=2, default=str))
         return path
 
     @classmethod
