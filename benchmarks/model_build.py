@@ -164,6 +164,7 @@ def measure_milp(n_vars: int, time_limit: float) -> dict[str, Any]:
     # Capacities equal to total demand (as in OR-Library cap7x/10x/13x): HiGHS proves this size optimal
     # in tens of seconds on one thread, so the ratio compares with a finished solve, not a time limit.
     data = dataclasses.replace(data, capacity=np.full_like(data.capacity, data.demand.sum()))
+    _warm_up(lambda small: solvers.solve(facility_location_linopy(small), solver="highs", time_limit=5))
     t0 = perf_counter()
     model = facility_location_linopy(data)
     linopy_s = perf_counter() - t0

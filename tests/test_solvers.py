@@ -308,6 +308,7 @@ def test_warm_start_matches_by_label_across_models() -> None:
     result = solvers.solve(facility_location_linopy(bigger), warm_start=first, log=lines.append, mip_gap=0.0)
     assert result.warm_start_entries == 4 + 4 * 6
     assert result.termination is Termination.OPTIMAL
+    assert any("MIP start solution is feasible" in line for line in lines), "HiGHS did not complete the start"
     as_dict = {"open": first.values["open"], "assign": first.values["assign"], "nonexistent": pd.Series([1.0])}
     result = solvers.solve(facility_location_linopy(bigger), warm_start=as_dict, mip_gap=0.0)
     assert result.warm_start_entries == 4 + 4 * 6
