@@ -405,6 +405,15 @@ def _plain_kpis(kpis: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def _result_fields(result: Any) -> dict[str, Any]:
+    """The run-record fields of a finished :class:`engine.pipeline.PlanResult` (plan tables under _plan_tables)."""
+    return {"status": RUN_DONE, "solve_status": str(result.status),
+            "objective": None if result.objective is None else float(result.objective),
+            "simulation_feasible": bool(result.simulation_feasible), "kpis": _plain_kpis(result.kpis),
+            "timings": {k: float(v) for k, v in result.timings.items()},
+            "plan_hash": plan_hash(result.plan.tables), "_plan_tables": result.plan.tables}
+
+
 def execute_task(task: RunTask, warm_start: Any = None) -> dict[str, Any]:
     """Run one variant through :func:`engine.pipeline.plan`; never raises (a failure is a failed outcome).
 
@@ -436,12 +445,7 @@ def execute_task(task: RunTask, warm_start: Any = None) -> dict[str, Any]:
         result = plan(inst, task.scenario, solver=opts.get("solver", "highs"), time_limit=opts.get("time_limit"),
                       mip_gap=opts.get("mip_gap"), threads=opts.get("threads"), warm_start=warm_start,
                       seed=task.seed, **{k: opts[k] for k in PLAN_KEYS if k in opts})
-        out.update(status=RUN_DONE, solve_status=str(result.status),
-                   objective=None if result.objective is None else float(result.objective),
-                   simulation_feasible=bool(result.simulation_feasible), kpis=_plain_kpis(result.kpis),
-                   timings={k: float(v) for k, v in result.timings.items()},
-                   plan_hash=plan_hash(result.plan.tables))
-        out["_plan_tables"] = result.plan.tables
+        out.update(_result_fields(result))
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded with its error, the sweep goes on
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
@@ -667,6 +671,32 @@ def run_sweep(spec: SweepSpec | str | Path, *, executor: str = "local", workers:
                        run_seconds=seconds)
 
 
+def record_plan_result(result: Any, store: RunStore | str | Path | None, *, instance: Any, instance_path: str | Path,
+                       scenario: Any, solver_options: dict[str, Any], seed: int, verdict: Any,
+                       warm_start_id: str | None = None, action: str = "plan") -> str:
+    """Write one :func:`engine.pipeline.plan` result made outside a sweep (``twinplan solve``) to the store.
+
+    The run row, KPIs, plan tables and an audit row (with the input hashes and ``verdict``, from
+    :func:`engine.governance.enforce`) go in one transaction; :func:`reproduce` can re-run it. ``solver_options``
+    must hold what was passed to ``plan`` (solver, time_limit, mip_gap, threads, max_rounds, replications,
+    simulate). Returns the new run id.
+    """
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    hashes = input_hashes(instance, scenario, solver_options, seed, _versions(), warm_start_id)
+    now = utcnow()
+    run_id = f"run-{now:%Y%m%dT%H%M%S%f}-{hashes['input_hash'][:8]}"
+    out = {"run_id": run_id, "run_index": 0, "name": getattr(scenario, "name", "base"), "instance": instance.name,
+           "instance_path": str(Path(instance_path).resolve()),
+           "scenario_spec": scenario.to_dict() if scenario is not None else None,
+           "scenario": getattr(scenario, "name", None), "scenario_class": verdict.scenario_class,
+           "decision": verdict.decision, "solver": solver_options.get("solver"), "solver_options": solver_options,
+           "seed": seed, "warm_start": warm_start_id, "hashes": hashes, "input_hash": hashes["input_hash"],
+           "versions": _versions(), "host": socket.gethostname(), "pid": os.getpid(), "finished_at": now,
+           "wall_seconds": float(result.timings.get("total_s", 0.0)), **_result_fields(result)}
+    _record(store, out, verdict, action, "inline", verdict.user)
+    return run_id
+
+
 # ---------------------------------------------------------------------------------------------------
 # Reproduce
 # ---------------------------------------------------------------------------------------------------
@@ -777,8 +807,8 @@ def reproduce(run_id: str, store: RunStore | str | Path | None = None, *, user: 
 
 
 __all__ = ["EXECUTORS", "Parameter", "Point", "ReproduceReport", "RunTask", "SweepResult", "SweepSpec",
-           "SweepSpecError", "execute_task", "load_sweep_spec", "open_executor", "reproduce", "run_seed",
-           "run_sweep", "sweep_spec_from_dict"]
+           "SweepSpecError", "execute_task", "load_sweep_spec", "open_executor", "record_plan_result", "reproduce",
+           "run_seed", "run_sweep", "sweep_spec_from_dict"]
 
 
 # ---------------------------------------------------------------------------------------------------

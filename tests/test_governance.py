@@ -183,3 +183,27 @@ def test_reproduce_matches_then_notices_changed_data(allowed_sweep: RunStore, wo
     code = main(["audit", "--store", str(allowed_sweep.path), "--verify", "--user", "carol"])
     out = capsys.readouterr().out
     assert code == 0 and "audit chain intact" in out and "mismatch" in out and "bob" not in out
+
+
+def test_single_run_is_recorded_with_its_audit_row_and_reproduces(tmp_path: Path) -> None:
+    """A plan made outside a sweep (as ``twinplan solve`` does) recorded by record_plan_result, then reproduced."""
+    from engine.instance import load_instance
+    from engine.pipeline import plan
+    from engine.sweep import record_plan_result
+
+    shutil.copytree(ROOT / "instances" / "tiny", tmp_path / "tiny")
+    inst = load_instance(tmp_path / "tiny")
+    policy = load_policy(POLICY)
+    verdict = enforce(policy, "alice", None, inst.name)
+    opts = {"solver": "highs", "threads": 1, "max_rounds": 1, "replications": 1}
+    result = plan(inst, None, solver="highs", threads=1, max_rounds=1, replications=1, seed=3)
+    store = RunStore(tmp_path / "runs.duckdb")
+    run_id = record_plan_result(result, store, instance=inst, instance_path=tmp_path / "tiny", scenario=None,
+                                solver_options=opts, seed=3, verdict=verdict)
+    rec = store.run(run_id)
+    assert rec["objective"] == pytest.approx(result.objective) and rec["executor"] == "inline"
+    assert rec["kpis"]["total_cost"] == pytest.approx(result.kpis["total_cost"])
+    assert store.audit()[["user_name", "action", "rule"]].values.tolist() == [
+        ["alice", "plan", "roles.network_strategist"]]
+    report = reproduce(run_id, store, user="alice", policy=policy)
+    assert report.matches, report.message
