@@ -202,19 +202,37 @@ class _Kernel:
         self.cum = np.zeros((2, len(chains), n_sites, n_batch))  # cumulative chain arrivals, departures
 
     def run(self, ext: np.ndarray, cap: np.ndarray, out_y: np.ndarray, out_q: np.ndarray,
-            out_level: np.ndarray, out_cum: np.ndarray | None = None) -> None:
-        """Advance ``len(ext)`` steps. ext (T,S,K,B): external work, overwritten in place with the arrivals
-        (external + upstream); cap broadcastable to it; out_* receive throughput, backlog, storage level
-        and, per chain, cumulative arrivals into its head and departures from its tail, (2, C, T, S, B)."""
+            out_level: np.ndarray, out_cum: np.ndarray | None = None, *, out_a: np.ndarray | None = None,
+            heads: Sequence[int] | None = None, acc: tuple[np.ndarray, ...] | None = None) -> None:
+        """Advance ``len(ext)`` steps.
+
+        ext : (T, S, K, B) external work per stage, or (T, S, H, B) for the ``heads`` stages only (then every
+            other stage must be fed from upstream, and arrivals are not stored unless ``out_a`` is given).
+        cap : broadcastable to (T, S, K, B).
+        out_y, out_q, out_level : receive throughput, backlog (T, S, K, B) and storage level (T, S, B).
+        out_cum : receives per chain the cumulative arrivals into its head and departures from its tail,
+            (2, C, T, S, B).
+        acc : (arrivals, throughput, backlog, level) sums over the steps, added to in place (cache-hot).
+        """
         y_prev, q_prev, level_prev = self.y, self.q, self.level
         cum_prev = self.cum
         tally = out_cum is not None and len(self.chains) > 0
         st = self.storage
         free = np.empty_like(level_prev)
+        a_buf = np.empty_like(q_prev)
+        head_runs = None if heads is None else [(k, j) for j, k in enumerate(heads)]
         for t in range(ext.shape[0]):
-            a, yt, qt, lt = ext[t], out_y[t], out_q[t], out_level[t]
-            for dst, src in self.runs:
-                a[:, dst] += y_prev[:, src]
+            a = a_buf if out_a is None else out_a[t]
+            yt, qt, lt = out_y[t], out_q[t], out_level[t]
+            if head_runs is None:
+                np.copyto(a, ext[t])
+                for dst, src in self.runs:
+                    a[:, dst] += y_prev[:, src]
+            else:  # heads and routed stages partition the stages: plain copies
+                for k, j in head_runs:
+                    a[:, k] = ext[t, :, j]
+                for dst, src in self.runs:
+                    a[:, dst] = y_prev[:, src]
             np.add(q_prev, a, out=qt)  # available work
             np.minimum(qt, cap[t], out=yt)
             if st is not None:
@@ -234,6 +252,9 @@ class _Kernel:
                     np.add(cum_prev[0, c], a[:, head], out=out_cum[0, c, t])
                     np.add(cum_prev[1, c], yt[:, tail], out=out_cum[1, c, t])
                 cum_prev = out_cum[:, :, t]
+            if acc is not None:
+                for total, x in zip(acc, (a, yt, qt, lt)):
+                    np.add(total, x, out=total)
             y_prev, q_prev, level_prev = yt, qt, lt
         self.y, self.q, self.level = y_prev.copy(), q_prev.copy(), level_prev.copy()
         if tally:
@@ -289,9 +310,9 @@ def simulate_arrays(arrivals: np.ndarray, capacity: np.ndarray, *, upstream: Seq
         raise ValueError(f"upstream must list K={K} stage indices (-1 for none), got {list(up)}")
     kernel = _Kernel(S, K, B, up, storage_stages if storage_capacity is not None else None, storage_capacity,
                      storage_initial, stock_limited, backlog_initial)
-    out = ArrayRun(x.copy(), np.empty_like(x), np.empty_like(x), np.empty((T, S, B)))
-    kernel.run(out.arrivals, np.broadcast_to(c, (T, *c.shape[1:])) if c.shape[0] == 1 else c,
-               out.throughput, out.backlog, out.storage_level)
+    out = ArrayRun(np.empty_like(x), np.empty_like(x), np.empty_like(x), np.empty((T, S, B)))
+    kernel.run(x, np.broadcast_to(c, (T, *c.shape[1:])) if c.shape[0] == 1 else c,
+               out.throughput, out.backlog, out.storage_level, out_a=out.arrivals)
     if storage_capacity is None:
         out.storage_level = None
     return out
@@ -844,23 +865,20 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
                 x_in[:, step] += (trucks // n_slots + (i < trucks % n_slots)) * profile.truck_units
             x_in = x_in.reshape(Tc, S, R)
         factor = 1.0 + (mult - 1.0) * pw[ip]  # (S, M)
-        ext = np.zeros((Tc, S, K_STAGES, M, R))
-        np.multiply(x_out[:, :, None, :], factor[None, :, :, None], out=ext[:, :, PICK])
-        np.multiply(x_in[:, :, None, :], factor[None, :, :, None], out=ext[:, :, INBOUND_DOCK])
-        ext = ext.reshape(Tc, S, K_STAGES, B)
+        ext = np.empty((Tc, S, 2, M, R))  # external work of the chain heads: inbound dock, pick
+        np.multiply(x_in[:, :, None, :], factor[None, :, :, None], out=ext[:, :, 0])
+        np.multiply(x_out[:, :, None, :], factor[None, :, :, None], out=ext[:, :, 1])
+        ext = ext.reshape(Tc, S, 2, B)
         if buf is None:  # one day of per-step arrays, reused: memory does not grow with the horizon
             buf = (np.empty((spd, S, K_STAGES, B)), np.empty((spd, S, K_STAGES, B)), np.empty((spd, S, B)),
                    np.empty((2, len(CHAINS), spd, S, B)))
         out_y, out_q, out_level, out_cum = buf
-        day_a, day_y = np.empty((nd, S, K_STAGES, B)), np.empty((nd, S, K_STAGES, B))
+        day_a, day_y = np.zeros((nd, S, K_STAGES, B)), np.zeros((nd, S, K_STAGES, B))
         q_sum, level_sum = np.zeros((S, K_STAGES, B)), np.zeros((S, B))
         for d in range(nd):
             day = slice(d * spd, (d + 1) * spd)
-            kernel.run(ext[day], cap[day, :, :, None], out_y, out_q, out_level, out_cum)
-            ext[day].sum(axis=0, out=day_a[d])
-            out_y.sum(axis=0, out=day_y[d])
-            q_sum += out_q.sum(axis=0)
-            level_sum += out_level.sum(axis=0)
+            kernel.run(ext[day], cap[day, :, :, None], out_y, out_q, out_level, out_cum,
+                       heads=(INBOUND_DOCK, PICK), acc=(day_a[d], day_y[d], q_sum, level_sum))
             # chains: SLA breaches and cycle times
             for c, (cname, stages) in enumerate(CHAINS.items()):
                 tr = trackers[cname]

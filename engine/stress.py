@@ -28,7 +28,7 @@ COLUMNS = ("site_id", "chain", "stage", "fail_multiplier", "holds_at", "message"
 
 
 def peak_periods(site_throughput: pd.DataFrame, open_sites: Sequence[str] | None = None,
-                 share: float = 0.9) -> list[int]:
+                 share: float = 0.8) -> list[int]:
     """The plan's peak block: the period of most outbound units and its neighbours within ``share`` of it."""
     st = site_throughput
     if open_sites is not None:
