@@ -86,7 +86,7 @@ def test_user_and_policy_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         find_policy(tmp_path / "missing.yaml")
 
 
-def test_enforce_audits_refusals(tmp_path: Path) -> None:
+def test_enforce_audits_refusals(tmp_path: Path, capsys) -> None:
     from engine.scenario import Scenario
 
     store = RunStore(tmp_path / "runs.duckdb")
@@ -99,6 +99,10 @@ def test_enforce_audits_refusals(tmp_path: Path) -> None:
     rows = store.audit()
     assert rows[["user_name", "action", "allowed", "status", "scenario", "run_id"]].values.tolist() == [
         ["bob", "plan", False, "refused", "close_two", "r1"]]
+    assert main(["audit", "--store", str(store.path), "--since", "1h"]) == 0
+    assert "bob" in capsys.readouterr().out
+    assert main(["audit", "--store", str(store.path), "--since", "2999-01-01", "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
     assert parse_since("2026-01-02").year == 2026
     with pytest.raises(ValueError, match="--since"):
         parse_since("yesterday")
