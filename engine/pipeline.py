@@ -5,10 +5,18 @@
 1. apply the scenario and solve its MILP (consolidation, redistribution or capacity);
 2. re-check the plan independently (:func:`formulations.check.check_plan`);
 3. simulate it hour by hour (:func:`engine.simulator.simulate`);
-4. if the simulator finds it infeasible, derate the effective capacity of the failing site and stage by
-   the measured shortfall -- factor ``c / (c + s)`` where ``c`` is the stage's planned daily capacity and
-   ``s`` the extra daily capacity the simulator says was missing -- and re-solve, warm-started from the
-   previous plan. Repeat until the plan passes or ``max_rounds`` is reached.
+4. if the simulator finds it infeasible, tighten the failing site and stage by the measured shortfall
+   ``s`` (extra units/day the stage would have needed) and re-solve, warm-started from the previous plan.
+   With ``L`` the plan's daily load at the stage and ``C`` its equipment capacity:
+
+   - when ``C < L + s`` the *equipment* binds: the stage's capacity is derated to ``L / (C + s)`` of
+     nominal in the MILP (``capacity_derate``), so the MILP may route at most what the hourly chain holds;
+   - otherwise the *staffing* binds (the MILP planned labour hours for the average, the hours cannot absorb
+     the peaks): the stage's labour productivity is derated to ``L / (L + s)`` in the MILP's copy of the
+     instance, so the MILP plans the extra hours (or moves work elsewhere). The simulator always runs on
+     the true productivity.
+
+   Repeat until the plan passes or ``max_rounds`` is reached.
 
 Every round is recorded (what failed, what changed, the objective and its change), so a planner sees
 the price of executability.
@@ -148,6 +156,15 @@ def _options(cls: type, sc: dict[str, Any], derate: dict[tuple[str, str], float]
     return cls(**kw)
 
 
+def evaluation_instance(instance: Instance, decision: str) -> Instance:
+    """The instance a decision's plan is expressed on (the daily peak for ``capacity``)."""
+    if decision != "capacity":
+        return instance
+    from formulations.capacity import CapacityOptions, peak_instance
+
+    return peak_instance(instance, _options(CapacityOptions, instance.meta.get("scenario") or {}, None))
+
+
 def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str, str], float] | None = None,
                    warm_start: Any = None, **solve_kw: Any) -> tuple[Plan, Instance]:
     """Solve one decision's MILP on an (already scenario-applied) instance.
@@ -174,6 +191,9 @@ def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str,
     raise ValueError(f"unknown decision {decision!r}")
 
 
+INBOUND_STAGES = ("inbound_dock", "putaway")
+
+
 def _planned_daily_capacity(instance: Instance, plan: Plan, site: str, stage: str) -> float:
     """Equipment capacity (units/day) of a site's stage in the plan (installed + added)."""
     res = instance.resources
@@ -187,7 +207,50 @@ def _planned_daily_capacity(instance: Instance, plan: Plan, site: str, stage: st
         hit = cap[(cap["site_id"] == site) & (cap["stage"] == stage)]
         if not hit.empty:
             count = float(pd.to_numeric(hit["total_count"]).iloc[0])
+            extra = pd.to_numeric(hit.get("extra_hours_per_day", pd.Series([0.0]))).fillna(0.0).iloc[0]
+            hours += float(extra)
     return count * rate * hours
+
+
+def _planned_daily_load(instance: Instance, plan: Plan, site: str, stage: str, period: Any) -> float:
+    """Units per day the plan sends through a site's stage in a period (inbound or outbound units)."""
+    tp = plan.tables["site_throughput"]
+    rows = tp[(tp["site_id"] == site) & (pd.to_numeric(tp["period"]) == period)] if period is not None else \
+        tp[tp["site_id"] == site]
+    if rows.empty:
+        return 0.0
+    col = "inbound_units" if stage in INBOUND_STAGES else "outbound_units"
+    days = instance.periods.set_index("period")["days"]
+    per_day = pd.to_numeric(rows[col]).to_numpy(float) / days.reindex(pd.to_numeric(rows["period"])).to_numpy(float)
+    return float(np.nanmax(per_day)) if len(per_day) else 0.0
+
+
+def labour_derated(instance: Instance, labour_derate: dict[tuple[str, str], float]) -> Instance:
+    """The MILP's copy of the instance with some stages' labour productivity scaled down."""
+    if not labour_derate:
+        return instance
+    lab = instance.labor.copy()
+    for (site, stage), factor in labour_derate.items():
+        col = f"productivity_{stage}"
+        if col in lab:
+            lab.loc[lab["site_id"] == site, col] *= factor
+    return instance.replace(labor=lab)
+
+
+def repair_factor(capacity: float, load: float, shortfall: float) -> float:
+    """Derate factor on a stage's capacity after the simulator found ``shortfall`` units/day missing.
+
+    The plan put ``load`` units/day through a stage of ``capacity`` units/day and would have needed
+    ``capacity + shortfall`` to hold its SLA hour by hour; assuming the need scales with the load, the
+    load this capacity sustains is ``load x capacity / (capacity + shortfall)``. Expressed as a factor on
+    the capacity: ``load / (capacity + shortfall)`` (never above the aggregate ``capacity / (capacity +
+    shortfall)``, so repeated repairs keep tightening).
+    """
+    if capacity <= 0:
+        return 1.0
+    shortfall = max(shortfall, 1e-6 * capacity)
+    sustainable = load / (capacity + shortfall) if load > 0 else 1.0
+    return min(sustainable, capacity / (capacity + shortfall))
 
 
 def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = "highs",
@@ -221,6 +284,7 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     if isinstance(warm_start, PlanResult):
         warm_start = warm_start.plan
     derate: dict[tuple[str, str], float] = {}
+    labour_derate: dict[tuple[str, str], float] = {}
     rounds: list[dict[str, Any]] = []
     timings = {"solve_s": 0.0, "check_s": 0.0, "simulate_s": 0.0}
     current: Plan | None = None
@@ -231,13 +295,17 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     for r in range(1, max_rounds + 1):
         say(f"round {r}: solving {decision} MILP")
         ts = time.perf_counter()
-        current, evaluated_on = solve_decision(inst, decision, derate=derate, warm_start=warm_start, solver=solver,
-                                               time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log)
+        current, evaluated_on = solve_decision(labour_derated(inst, labour_derate), decision, derate=derate,
+                                               warm_start=warm_start, solver=solver, time_limit=time_limit,
+                                               mip_gap=mip_gap, threads=threads, log=log)
+        if labour_derate:
+            evaluated_on = evaluation_instance(inst, decision)
         timings["solve_s"] += time.perf_counter() - ts
         rec: dict[str, Any] = {"round": r, "status": current.status, "objective": current.objective,
                                "objective_change": (None if prev_obj is None or current.objective is None
                                                     else current.objective - prev_obj),
-                               "derate": {f"{s}/{g}": round(f, 6) for (s, g), f in derate.items()}}
+                               "derate": {f"{s}/{g}": round(f, 6) for (s, g), f in derate.items()},
+                               "labour_derate": {f"{s}/{g}": round(f, 6) for (s, g), f in labour_derate.items()}}
         if not current.has_solution:
             rec["outcome"] = "no solution"
             rounds.append(rec)
@@ -269,10 +337,19 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
             rec["outcome"] = "round limit reached" if r == max_rounds else "cannot repair: no capacity data"
             rounds.append(rec)
             break
-        factor = cap / (cap + max(float(v.shortfall_units), 1e-6 * cap))
-        derate[key] = derate.get(key, 1.0) * factor
-        rec["change"] = (f"derate {key[0]} {key[1]} effective capacity to {derate[key]:.1%} of nominal "
-                         f"(shortfall {float(v.shortfall_units):,.0f} units/day on {cap:,.0f})")
+        load = _planned_daily_load(evaluated_on, current, key[0], key[1], getattr(v, "period", None))
+        short = max(float(v.shortfall_units), 1e-6 * cap)
+        has_labour = f"productivity_{key[1]}" in inst.labor and key[0] in set(inst.labor["site_id"])
+        if cap < load + short or not has_labour or load <= 0:
+            derate[key] = min(derate.get(key, 1.0), repair_factor(cap, load, short))
+            rec["change"] = (f"equipment binds: derate {key[0]} {key[1]} capacity to {derate[key]:.1%} of nominal "
+                             f"(planned load {load:,.0f} units/day needed {cap + short:,.0f} units/day, "
+                             f"{cap:,.0f} installed)")
+        else:
+            labour_derate[key] = labour_derate.get(key, 1.0) * load / (load + short)
+            rec["change"] = (f"staffing binds: plan {key[0]} {key[1]} labour at {labour_derate[key]:.1%} of nominal "
+                             f"productivity (planned load {load:,.0f} units/day needed {short:,.0f} units/day more "
+                             f"than the staffed hours gave; equipment {cap:,.0f} units/day suffices)")
         rec["outcome"] = "repair and re-solve"
         rounds.append(rec)
         say(f"round {r}: {rec['change']}")
