@@ -329,7 +329,9 @@ class Verdict:
     ``shortfall_units`` is the extra capacity at ``stage`` (units/day) that would have avoided the breach,
     ``shortfall_hours`` the same as extra operating hours per day at the stage's mean hourly capacity, and
     ``overdue_units`` the peak number of units past the SLA (all at ``Profile.sla_quantile`` over
-    replications).
+    replications). ``binding`` says which capacity bound the stage in the failing period: ``labour``
+    (staffed hours x productivity) or ``equipment``; ``labour_hours`` is ``shortfall_units`` in labour
+    hours per day (``shortfall_units / productivity``; NaN without a labour row).
     """
 
     feasible: bool
@@ -343,6 +345,8 @@ class Verdict:
     shortfall_units: float = 0.0
     shortfall_hours: float = 0.0
     overdue_units: float = 0.0
+    binding: str | None = None
+    labour_hours: float = 0.0
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -365,7 +369,7 @@ class SimulationResult:
         labour_hours_staffed (staffed hours allocated to the stage).
     breaches : one row per site, chain and multiplier whose SLA breaks: site_id, chain, multiplier, column
         (index of the multiplier), stage, period, hour, time, shortfall_units (units/day), shortfall_hours
-        (hours/day), overdue_units (see :class:`Verdict`).
+        (hours/day), overdue_units, binding, labour_hours (see :class:`Verdict`).
     verdicts : one :class:`Verdict` per multiplier.
     """
 
@@ -771,7 +775,7 @@ def _period_inputs(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, n
         staffed = np.nan_to_num(w_staff * setup.labour_hours[ip][None, :], nan=0.0, posinf=np.inf)
         labour = staffed[:, :, None] * share[None] * prod[None]
     labour = np.where(np.isnan(labour), np.inf, labour)
-    return w_out, w_in, dow, np.minimum(equip, labour), staffed, share
+    return w_out, w_in, dow, np.minimum(equip, labour), staffed, share, labour.sum(axis=0) < equip.sum(axis=0)
 
 
 def hourly_inputs(setup: SimSetup, profile: Profile | None = None, step_hours: float = 1.0
@@ -785,7 +789,7 @@ def hourly_inputs(setup: SimSetup, profile: Profile | None = None, step_hours: f
     cal = _calendar(setup, profile, step_hours)
     outs, ins, caps = [], [], []
     for ip, days in enumerate(setup.periods["days"].to_numpy(dtype=float)):
-        w_out, w_in, _, cap, _, _ = _period_inputs(setup, cal, profile, ip, int(round(days)), step_hours)
+        w_out, w_in, _, cap, _, _, _ = _period_inputs(setup, cal, profile, ip, int(round(days)), step_hours)
         outs.append(w_out[:, None] * setup.outbound[ip][None, :])
         ins.append(w_in[:, None] * setup.inbound[ip][None, :])
         caps.append(cap)
@@ -839,7 +843,7 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         nd = int(days[ip])
         Tc = nd * spd
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
-        w_out, w_in, dow, cap, staffed, share = _period_inputs(setup, cal, profile, ip, nd, step_hours)
+        w_out, w_in, dow, cap, staffed, share, labour_binds = _period_inputs(setup, cal, profile, ip, nd, step_hours)
         # arrivals (Tc, S, R) per chain at multiplier 1, then scaled per site and multiplier
         rng = np.random.default_rng([seed, period])
         lam_out = w_out[:, None, None] * setup.outbound[ip][None, :, None]
@@ -892,7 +896,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
                     breach_rows.append({"site_id": setup.site_ids[s], "chain": cname, "column": int(m),
                                         "multiplier": float(mult[s, m]), "stage": STAGES_SIM[stages[pos]],
                                         "stage_index": stages[pos], "period": period, "hour": hour,
-                                        "time": pstart + pd.Timedelta(hours=hour)})
+                                        "time": pstart + pd.Timedelta(hours=hour),
+                                        "binding": "labour" if labour_binds[s, stages[pos]] else "equipment"})
             t0 += spd
         for tr in trackers.values():
             tr.flush_cycle()
@@ -983,12 +988,14 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
         sl = slice(m * R, (m + 1) * R)
         overdue = float(np.quantile(tr.max_overdue[s, sl], q))
         per_day = float(np.quantile(tr.max_rate[s, sl], q))
-        hc = hourly_cap[s, b.pop("stage_index")]
+        k = b.pop("stage_index")
+        hc = hourly_cap[s, k]
         rows.append({**b, "shortfall_units": per_day,
                      "shortfall_hours": per_day / hc if np.isfinite(hc) and hc > 0 else np.nan,
-                     "overdue_units": overdue})
+                     "overdue_units": overdue, "labour_hours": per_day / setup.productivity[s, k]})
     breaches = pd.DataFrame(rows, columns=["site_id", "chain", "multiplier", "column", "stage", "period", "hour",
-                                           "time", "shortfall_units", "shortfall_hours", "overdue_units"])
+                                           "time", "shortfall_units", "shortfall_hours", "overdue_units",
+                                           "binding", "labour_hours"])
     breaches = breaches.sort_values(["column", "time", "site_id"], kind="stable").reset_index(drop=True)
     # verdict per multiplier column (first breach in time over sites and chains)
     verdicts: dict[float, Verdict] = {}
@@ -1006,10 +1013,11 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
         msg = (f"{row.site_id} breaks its {c} SLA ({sla_h:g} h) at {row.stage} in period {row.period}, "
                f"hour {row.hour:g} ({row.time}), up to {row.overdue_units:,.0f} units overdue; "
                f"+{row.shortfall_units:,.0f} units/day at {row.stage} "
-               f"({row.shortfall_hours:,.1f} extra hours a day) would have avoided it")
+               f"({row.shortfall_hours:,.1f} extra hours a day) would have avoided it; {row.binding} binds"
+               + (f" (+{row.labour_hours:,.0f} labour hours a day)" if row.binding == "labour" else ""))
         verdicts[label] = Verdict(False, label, row.site_id, row.stage, c, int(row.period), float(row.hour),
                                   str(row.time), float(row.shortfall_units), float(row.shortfall_hours),
-                                  float(row.overdue_units), msg)
+                                  float(row.overdue_units), row.binding, float(row.labour_hours), msg)
     stage_period = (pd.concat(sp_rows, ignore_index=True) if sp_rows else pd.DataFrame(
         columns=["site_id", "stage", "period", "multiplier", "arrivals", "throughput", "capacity",
                  "backlog_mean", "backlog_p95", "utilisation"]))

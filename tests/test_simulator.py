@@ -242,11 +242,28 @@ def test_verdict_first_breach_by_hand_and_shortfall_repairs_it():
     assert v.overdue_units == pytest.approx(overdue_end)
     assert v.shortfall_units == pytest.approx(overdue_end / ((t_end + 1) / 24))  # units/day since the start
     assert v.shortfall_hours == pytest.approx(v.shortfall_units / 90)
+    assert v.binding == "equipment" and np.isnan(v.labour_hours)  # no labour row
     # adding the shortfall (+1 %) at the failing stage removes the breach
     cap = pd.DataFrame({"site_id": ["DC_A"], "stage": ["pick"],
                         "total_count": [(90 + 1.01 * v.shortfall_units / 24) / 90]})
     fixed = simulate_volumes(inst, volumes(100 * 168), capacity=cap, replications=1, profile=FLAT)
     assert fixed.verdict.feasible
+
+
+def test_labour_sized_to_the_average_binds_and_is_named():
+    """Labour hours 15 % below volume / productivity, equipment ample: the verdict blames labour and converts
+    the shortfall into labour hours."""
+    inst = tiny()
+    out = 7000.0
+    need = out / 40 + out / 50 + out / 150
+    labor = pd.DataFrame({"site_id": "DC_A", "period": [1, 2], "regular_hours": 0.85 * need, "overtime_hours": 0.0,
+                          "temp_hours": 0.0})
+    res = simulate_volumes(inst, volumes(out, 0.0), labor=labor, replications=5, seed=1)
+    v = res.verdict
+    assert not v.feasible and v.site_id == "DC_A" and v.chain == "order" and v.binding == "labour"
+    productivity = {"pick": 40.0, "pack": 50.0, "outbound_dock": 150.0}[v.stage]
+    assert v.labour_hours == pytest.approx(v.shortfall_units / productivity)
+    assert "labour binds" in v.message
 
 
 def test_plan_front_door_open_sites_capacity_and_labour():
