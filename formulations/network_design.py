@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import linopy
@@ -101,8 +101,13 @@ class NetworkDesignOptions:
     capex_life_years, interest_rate : capex annualisation (instance defaults).
     annualize_one_off : spread opening/closing costs over the capex life like capex (default: charged
         in full in the planning year).
-    aggregate_products : True / False / None = aggregate exactly when :func:`products_aggregable` allows.
+    aggregate_products : True / False / None = aggregate exactly when :func:`products_aggregable` allows;
+        ``"relax"`` = aggregate products and supply even when not exact (a relaxation: its optimum is a
+        lower bound of the true one; used by the ``relax_restore`` strategy).
     labor : model labour hours and limits (sites with a labour row).
+    strategy : ``"direct"`` (one MILP), ``"relax_restore"`` or ``"auto"`` (see :func:`solve_network_design`).
+    fixed_modules : ``{(site, stage): modules}`` fixing expansion decisions (used when restoring).
+    allowed_lanes : DC -> zone pairs that may carry flow (None = all; used when restoring).
     """
 
     single_source: bool = False
@@ -119,8 +124,11 @@ class NetworkDesignOptions:
     capex_life_years: float | None = None
     interest_rate: float | None = None
     annualize_one_off: bool = False
-    aggregate_products: bool | None = None
+    aggregate_products: bool | str | None = None
     labor: bool = True
+    strategy: str = "auto"
+    fixed_modules: Mapping[tuple[str, str], int] | None = None
+    allowed_lanes: Sequence[tuple[str, str]] | None = None
 
 
 @dataclass
@@ -219,13 +227,21 @@ def prepare(instance: Instance, options: NetworkDesignOptions | None = None) -> 
     days = period_days(instance)
     zones_all = instance.zones["id"].astype(str)
 
-    out_lanes = outbound_lanes(instance, sites, zones_all)
+    open_able = sites.difference(pd.Index(fc))  # arcs of forced-closed sites could never carry flow
+    out_lanes = outbound_lanes(instance, open_able, zones_all)
+    if opt.allowed_lanes is not None:
+        allowed = pd.MultiIndex.from_tuples(list(opt.allowed_lanes))
+        out_lanes = out_lanes[pd.MultiIndex.from_frame(out_lanes[["origin_id", "destination_id"]]).isin(allowed)]
+        out_lanes = out_lanes.reset_index(drop=True)
     if opt.max_distance_km is not None:
         out_lanes = out_lanes[out_lanes["distance_km"] <= float(opt.max_distance_km) + 1e-9].reset_index(drop=True)
-    in_lanes = inbound_lanes(instance, instance.sources["id"].astype(str).tolist(), sites)
+    in_lanes = inbound_lanes(instance, instance.sources["id"].astype(str).tolist(), open_able)
 
     demand = instance.demand[instance.demand["quantity"] > 0][["zone_id", "product_id", "period", "quantity"]]
-    if opt.aggregate_products is None:
+    relax = opt.aggregate_products == "relax"
+    if relax:
+        aggregated, reason = True, "relaxation: products and supply aggregated (a lower bound)"
+    elif opt.aggregate_products is None:
         aggregated, reason = products_aggregable(instance, in_lanes)
     elif opt.aggregate_products:
         ok, reason = products_aggregable(instance, in_lanes)
@@ -250,6 +266,12 @@ def prepare(instance: Instance, options: NetworkDesignOptions | None = None) -> 
         inbound = Arcs("inbound", pd.DataFrame(columns=[*in_lanes.columns, "lane", "product_id", "period",
                                                         "bound"]))
         supply = supply.iloc[0:0]
+    elif relax and not supply.empty:
+        q = supply.groupby(["site_id", "period"], as_index=False)["capacity"].sum()
+        q = q[q["capacity"] > 0].assign(product_id=ALL_PRODUCTS)
+        supply = q[["site_id", "product_id", "period", "capacity"]].reset_index(drop=True)
+        inbound = expand_arcs(in_lanes, supply.rename(columns={"site_id": "origin_id", "capacity": "quantity"}),
+                              "origin_id", "inbound")
     elif aggregated or supply.empty:
         per = pd.DataFrame({"product_id": products.repeat(len(periods)),
                             "period": np.tile(periods.to_numpy(), len(products)), "quantity": np.inf})
@@ -459,6 +481,17 @@ def add_capex_budget(m: linopy.Model, ctx: NetworkDesignContext, open_site: lino
              float(ctx.options.capex_budget))
 
 
+def add_fixed_modules(m: linopy.Model, ctx: NetworkDesignContext, modules: linopy.Variable | None) -> None:
+    """modules[i,s] = given count for the (site, stage) pairs in ``options.fixed_modules`` (others 0)."""
+    fixed = ctx.options.fixed_modules
+    if fixed is None or modules is None:
+        return
+    e = ctx.expandable
+    value = np.array([float(fixed.get((a, b), 0)) for a, b in zip(e["site_id"], e["stage"])])
+    add_rows(m, "fixed_modules", {"expansion": modules.indexes["expansion"]}, [(modules.labels.values, 1.0)], "=",
+             value)
+
+
 def add_open_count(m: linopy.Model, ctx: NetworkDesignContext, open_site: linopy.Variable) -> None:
     """min_open <= sum_i open[i] <= max_open."""
     row = np.asarray(open_site.labels.values)[None, :]
@@ -521,6 +554,7 @@ def build_network_design(instance: Instance, options: NetworkDesignOptions | Non
     v["labor_regular_hours"], v["labor_overtime_hours"], _ = add_labor(m, v["throughput"], ctx.labor, ctx.days,
                                                                       v["open"])
     add_service_level(m, ctx, v["outbound"])
+    add_fixed_modules(m, ctx, v["modules"])
     add_capex_budget(m, ctx, v["open"], v["modules"])
     add_open_count(m, ctx, v["open"])
     add_objective(m, ctx)
@@ -548,19 +582,102 @@ def warm_start_from(ctx: NetworkDesignContext, warm_start: Any) -> Any:
     raise TypeError(f"warm_start must be a Plan, a SolveResult or a dict, not {type(warm_start).__name__}")
 
 
+RELAX_RESTORE_MIN_ARCS = 100_000
+"""``strategy="auto"`` uses relax-and-restore when products cannot be aggregated exactly and the model has
+at least this many outbound arcs; smaller models are solved directly."""
+
+
 def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | None = None, solver: str = "highs",
                          time_limit: float | None = None, mip_gap: float | None = None, warm_start: Any = None,
                          threads: int | None = None, log: Any = None, solver_options: Mapping[str, Any] | None = None,
                          ) -> Plan:
     """Build and solve the network design MILP; the answer as a :class:`Plan` of tables.
 
+    Strategies (``options.strategy``):
+
+    - ``direct``: one MILP (products aggregated when that is exact, see :func:`products_aggregable`);
+    - ``relax_restore``: (1) solve the product-aggregated *relaxation* (supply summed over products), whose
+      bound is a valid lower bound of the true optimum; (2) fix its sites and modules, keep only the
+      DC -> zone lanes it uses and solve the per-product model on them: a feasible plan (upper bound).
+      When the two are within ``mip_gap`` (default 1e-4) the plan is returned as optimal within that
+      gap, with the relaxation's bound; otherwise (3) the full
+      MILP is solved from that plan as warm start with the remaining time, keeping the best of both;
+    - ``auto``: ``direct`` unless products cannot be aggregated exactly and the model has at least
+      :data:`RELAX_RESTORE_MIN_ARCS` outbound arcs.
+
     ``warm_start``: a previous :class:`Plan` (its open sites seed the MIP) or :class:`solvers.SolveResult`.
     The plan's ``status`` is the solver termination; without a solution the tables are empty.
     """
-    m, ctx = build_network_design(instance, options)
-    res = solvers.solve(m, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads,
-                        warm_start=warm_start_from(ctx, warm_start), options=solver_options, log=log)
-    return extract_plan(ctx, res)
+    opt = options or NetworkDesignOptions()
+    kw = {"solver": solver, "threads": threads, "log": log, "solver_options": solver_options}
+    if opt.strategy not in ("auto", "direct", "relax_restore"):
+        raise ValueError(f"strategy must be 'auto', 'direct' or 'relax_restore', not {opt.strategy!r}")
+    t0 = time.perf_counter()
+    m, ctx = build_network_design(instance, opt)
+    strategy = opt.strategy
+    if strategy == "auto":
+        strategy = "relax_restore" if (not ctx.aggregated and len(ctx.outbound) >= RELAX_RESTORE_MIN_ARCS) else "direct"
+    if strategy == "direct" or ctx.aggregated:
+        res = solvers.solve(m, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads,
+                            warm_start=warm_start_from(ctx, warm_start), options=solver_options, log=log)
+        plan = extract_plan(ctx, res)
+        plan.meta["strategy"] = "direct"
+        return plan
+    del m, ctx  # the full model is rebuilt with fixed decisions below
+
+    def left() -> float | None:
+        return None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
+
+    tol = 1e-4 if mip_gap is None else float(mip_gap)
+    relaxed = solve_network_design(instance, options=replace(opt, aggregate_products="relax", strategy="direct"),
+                                   time_limit=left(), mip_gap=mip_gap, warm_start=warm_start, **kw)
+    phases: dict[str, Any] = {"relaxation": {"status": relaxed.status, "objective": relaxed.objective,
+                                             "bound": relaxed.bound, "seconds": time.perf_counter() - t0}}
+    if not relaxed.has_solution:
+        relaxed.meta.update(strategy="relax_restore", phases=phases)
+        return relaxed
+    lower = relaxed.bound if relaxed.bound is not None else -np.inf
+    s = relaxed.tables["sites"]
+    dc = s[s["site_id"].isin(set(instance.dcs["id"].astype(str)))]
+    cap = relaxed.tables["capacity"]
+    used = relaxed.tables["flows"].query("leg == 'outbound' and quantity > 0")
+    fixed = replace(opt, strategy="direct", aggregate_products=False,
+                    allowed_lanes=list(set(zip(used["origin_id"], used["destination_id"]))),
+                    force_open=dc.loc[dc["open"], "site_id"].tolist(),
+                    force_closed=dc.loc[~dc["open"], "site_id"].tolist(),
+                    fixed_modules={(a, b): int(k) for a, b, k in zip(cap["site_id"], cap["stage"], cap["modules"])})
+    t1 = time.perf_counter()
+    plan = solve_network_design(instance, options=fixed, time_limit=left(), mip_gap=mip_gap, **kw)
+    phases["restore"] = {"status": plan.status, "objective": plan.objective, "seconds": time.perf_counter() - t1}
+    if plan.has_solution:
+        gap = (plan.objective - lower) / max(abs(plan.objective), 1e-9)
+        if gap <= tol:
+            return _as_relax_restore(plan, opt, "optimal", lower, phases)
+    t2 = time.perf_counter()
+    full = solve_network_design(instance, options=replace(opt, strategy="direct", aggregate_products=False),
+                                time_limit=left(), mip_gap=mip_gap, warm_start=plan if plan.has_solution else relaxed,
+                                **kw)
+    phases["full"] = {"status": full.status, "objective": full.objective, "bound": full.bound,
+                      "seconds": time.perf_counter() - t2}
+    best = full if full.has_solution and (not plan.has_solution or full.objective <= plan.objective) else plan
+    bound = max(lower, full.bound if full.bound is not None else -np.inf)
+    if not best.has_solution:
+        full.meta.update(strategy="relax_restore", phases=phases)
+        return full
+    status = "optimal" if (best.objective - bound) / max(abs(best.objective), 1e-9) <= tol else full.status
+    return _as_relax_restore(best, opt, status, bound, phases)
+
+
+def _as_relax_restore(plan: Plan, opt: NetworkDesignOptions, status: str, bound: float,
+                      phases: dict[str, Any]) -> Plan:
+    """The restored plan with the relaxation's bound, the caller's options and the phase record."""
+    plan.status = status
+    plan.bound = float(bound)
+    plan.gap = max(0.0, (plan.objective - bound) / max(abs(plan.objective), 1e-9))
+    plan.meta["options"] = {k: (list(x) if isinstance(x, tuple) else x) for k, x in opt.__dict__.items()
+                            if not isinstance(x, pd.DataFrame)}
+    plan.meta.update(strategy="relax_restore", phases=phases)
+    return plan
 
 
 def _split(arcs: pd.DataFrame, qty: np.ndarray, shares: pd.DataFrame, on: list[str]) -> pd.DataFrame:
