@@ -435,6 +435,7 @@ def screenshot_dir() -> Path:
 def open_page(driver, path: Path, shot: str) -> list[dict]:
     """Load a file, save a full-page screenshot; the browser's console messages (warnings and errors)."""
     driver.get_log("browser")  # drop messages of earlier pages
+    driver.set_window_size(1300, 1000)
     driver.get(path.resolve().as_uri())
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1300, min(int(height) + 140, 16000))
