@@ -645,7 +645,7 @@ class _ChainTracker:
         """(T, S, B) -> (S * M * rc, T): the series of the cycle-time subsample, in (s, m, r) order."""
         S, M, R = self.S, self.M, self.R
         x = x.reshape(len(x), S, M, R)[..., :self.rc]
-        return np.ascontiguousarray(x.reshape(len(x), -1).T)
+        return x.reshape(len(x), -1).T.copy()  # a copy: the kernel reuses its buffers
 
     def update(self, cumA: np.ndarray, cumD: np.ndarray, t0: int, step_hours: float, fail_share: float,
                cycle: bool) -> np.ndarray:

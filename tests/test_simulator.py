@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -284,7 +286,20 @@ def test_plan_front_door_open_sites_capacity_and_labour():
     assert day["labour_hours_staffed"].sum() == pytest.approx(3500 / 7)
     pack = res.stage_period[(res.stage_period["stage"] == "pack") & (res.stage_period["period"] == 1)]
     assert (pack["capacity"] <= 10 * 50 * 16 * 7 + 1e-6).all()
-    assert res.to_dict()["verdict"]["multiplier"] == 1.0
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["verdict"]["multiplier"] == 1.0 and len(d["stage_period"]) == len(res.stage_period)
+
+
+@pytest.mark.parametrize("step_hours", [0.5, 2.0])
+def test_step_size_changes_resolution_not_volumes(step_hours):
+    """Ample capacity: every order is shipped within the period at any step; the fastest order takes three
+    steps (pick, pack, ship), so p50 scales with the step."""
+    inst = one_dc({k: 1000.0 for k in ("inbound_dock", "putaway", "pick", "pack", "outbound_dock")})
+    res = simulate_volumes(inst, volumes(7 * 2400, 7 * 2400), replications=1, profile=FLAT, step_hours=step_hours)
+    sp = res.stage_period.set_index(["stage", "period"])
+    assert sp.loc[("pick", 1), "throughput"] == pytest.approx(7 * 2400)
+    assert sp.loc[("putaway", 2), "throughput"] == pytest.approx(7 * 2400)
+    assert res.site.iloc[0].cycle_time_p50_h == pytest.approx(3 * step_hours)
 
 
 def test_reproducible_for_a_seed_and_common_random_numbers():
