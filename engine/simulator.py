@@ -591,15 +591,17 @@ def _calendar(setup: SimSetup, profile: Profile, step_hours: float) -> _Calendar
 def _poisson(rng: np.random.Generator, lam: np.ndarray, exact_below: float) -> np.ndarray:
     """Poisson counts (float32); exact below ``exact_below``, normal approximation (rounded, >= 0) above."""
     lam = np.asarray(lam, dtype=np.float32)
-    small = lam < exact_below
-    if small.all():
+    if lam.size == 0:
+        return lam.copy()
+    if lam.max() < exact_below:
         return rng.poisson(lam).astype(np.float32)
     out = rng.standard_normal(lam.shape, dtype=np.float32)
     out *= np.sqrt(lam)
     out += lam
     np.maximum(out, 0.0, out=out)
     np.rint(out, out=out)
-    if small.any():
+    if lam.min() < exact_below:
+        small = lam < exact_below
         out[small] = rng.poisson(lam[small])
     return out
 
@@ -854,7 +856,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             if profile.noise == "overdispersed" and profile.daily_cv > 0:
                 k = 1.0 / profile.daily_cv ** 2
                 g_out, g_in = rng.gamma(k, 1.0 / k, size=(2, nd, S, R))
-                x_out = _poisson(rng, lam_out.reshape(nd, spd, S, 1) * g_out[:, None], profile.exact_poisson_below)
+                lam = lam_out.reshape(nd, spd, S, 1).astype(np.float32) * g_out[:, None].astype(np.float32)
+                x_out = _poisson(rng, lam, profile.exact_poisson_below)
             else:
                 g_in = np.ones((nd, S, R))
                 x_out = _poisson(rng, np.broadcast_to(lam_out, (Tc, S, R)), profile.exact_poisson_below)

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.simulator import (
     DEFAULT_UPSTREAM,
@@ -186,6 +188,25 @@ def test_conservation_every_site_stage_replication():
                                atol=1e-8)
     assert (run.storage_level <= np.array([500.0, 1e9, 800.0])[None, :, None] + 1e-9).all()
     assert (run.throughput <= cap + 1e-12).all() and (run.backlog >= -1e-9).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(T=st.integers(1, 30), S=st.integers(1, 3), B=st.integers(1, 4), seed=st.integers(0, 10_000),
+       limited=st.booleans())
+def test_conservation_fuzz(T, S, B, seed, limited):
+    """Any non-negative arrivals and capacities: units are conserved per stage and replication, throughput never
+    exceeds capacity or available work, backlogs and (stock-limited) levels stay non-negative."""
+    rng = np.random.default_rng(seed)
+    x = rng.exponential(5.0, size=(T, S, 5, B)) * (rng.random((T, S, 5, B)) < 0.6)
+    cap = rng.exponential(5.0, size=(T, S, 5, 1))
+    store, init = rng.uniform(0, 50, S), rng.uniform(0, 30, S)
+    run = simulate_arrays(x, cap, storage_capacity=store, storage_initial=np.minimum(init, store),
+                          stock_limited=limited)
+    np.testing.assert_allclose(run.arrivals.sum(0), run.throughput.sum(0) + run.backlog[-1], atol=1e-9)
+    assert (run.throughput <= cap + 1e-12).all() and (run.backlog >= -1e-12).all()
+    assert (run.storage_level <= store[None, :, None] + 1e-9).all()
+    if limited:
+        assert (run.storage_level >= -1e-9).all()
 
 
 def test_front_door_tables_conserve_units():
