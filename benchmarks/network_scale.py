@@ -1,0 +1,98 @@
+"""Scale benchmark of the network design MILP (not a test).
+
+    python -m benchmarks.network_scale [--sites 1000 --zones 700 --products 20 --periods 4 --lanes-per-zone 20]
+                                       [--time-limit 600] [--no-solve] [--seed 7]
+
+Generates a synthetic network (:func:`instances.generator.synthetic`, every zone demanding every product
+unless ``--density`` says otherwise), then records, one JSON line per step:
+
+- ``build_full``: build time and size of the per-product model (the ~1.1 M flow-variable model);
+- ``reduction``: whether products aggregate exactly (and why), build time and size after the reduction;
+- ``lp_relaxation``: time of the LP relaxation of the model that is solved;
+- ``milp``: solve with the time limit: status, objective, bound, gap, seconds;
+- ``memory``: peak resident memory of the process (MiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+import solvers
+from formulations.network_design import NetworkDesignOptions, build_network_design, solve_network_design
+from instances.generator import generate
+
+
+def _size(model: Any) -> dict[str, int]:
+    form = solvers.to_standard_form(model)
+    return {"columns": int(form.n_cols), "rows": int(form.n_rows), "nonzeros": int(form.nnz),
+            "integers": int(np.count_nonzero(form.integrality))}
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def emit(step: str, **fields: Any) -> None:
+    print(json.dumps({"step": step, **fields}, default=float), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.network_scale", description=__doc__.splitlines()[0])
+    ap.add_argument("--sites", type=int, default=1000)
+    ap.add_argument("--zones", type=int, default=700)
+    ap.add_argument("--products", type=int, default=20)
+    ap.add_argument("--periods", type=int, default=4)
+    ap.add_argument("--lanes-per-zone", type=int, default=20)
+    ap.add_argument("--density", type=float, default=1.0, help="share of (zone, product) pairs with demand")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--time-limit", type=float, default=600.0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-solve", action="store_true")
+    args = ap.parse_args(argv)
+
+    t0 = time.perf_counter()
+    inst = generate("synthetic", args.seed, sites=args.sites, zones=args.zones, products=args.products,
+                    periods=args.periods, lanes_per_zone=args.lanes_per_zone, demand_density=args.density)
+    emit("generate", seconds=round(time.perf_counter() - t0, 2), dcs=len(inst.dcs), zones=len(inst.zones),
+         products=len(inst.products), periods=len(inst.periods), lanes=len(inst.lanes), demand_rows=len(inst.demand))
+
+    t0 = time.perf_counter()
+    full_model, full_ctx = build_network_design(inst, NetworkDesignOptions(aggregate_products=False))
+    build_full = time.perf_counter() - t0
+    emit("build_full", seconds=round(build_full, 2), flow_variables=len(full_ctx.outbound) + len(full_ctx.inbound),
+         under_30s=build_full < 30.0, **_size(full_model), peak_mib=round(_peak_mib()))
+    del full_model, full_ctx
+
+    t0 = time.perf_counter()
+    model, ctx = build_network_design(inst, NetworkDesignOptions())
+    emit("reduction", aggregated=ctx.aggregated, reason=ctx.aggregation_reason,
+         seconds=round(time.perf_counter() - t0, 2), flow_variables=len(ctx.outbound) + len(ctx.inbound),
+         **_size(model))
+
+    form = solvers.to_standard_form(model)
+    form.integrality[:] = 0
+    t0 = time.perf_counter()
+    lp = solvers.solve(form, time_limit=args.time_limit, threads=args.threads)
+    emit("lp_relaxation", status=str(lp.termination.value), objective=lp.objective + ctx.objective_constant,
+         seconds=round(time.perf_counter() - t0, 2), solve_seconds=round(lp.wall_time.solve, 2))
+    del form, model
+
+    if not args.no_solve:
+        t0 = time.perf_counter()
+        plan = solve_network_design(inst, time_limit=args.time_limit, threads=args.threads, mip_gap=1e-4)
+        emit("milp", status=plan.status, objective=plan.objective, bound=plan.bound, gap=plan.gap,
+             seconds=round(time.perf_counter() - t0, 2), strategy=plan.meta.get("strategy"),
+             open_dcs=int(plan.tables["sites"].query("kind == 'dc'")["open"].sum()) if plan.has_solution else None)
+    emit("memory", peak_mib=round(_peak_mib()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
