@@ -107,6 +107,10 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
                            replications=replications, seed=seed, progress=say)
         base_result.save(out_dir / "baseline")
     result.save(out_dir)
+    if not result.plan.has_solution:
+        summary = f"{scenario.name if scenario else 'base'}: no plan ({result.status})"
+        (out_dir / "summary.txt").write_text(summary + "\n")
+        return result, base_result, summary, out_dir
     summary = executive_summary(result.kpis, base_result.kpis if base_result else None, inst.currency,
                                 scenario.name if scenario else "base",
                                 base_result.scenario.get("name", "baseline") if base_result else "baseline")

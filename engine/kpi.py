@@ -236,6 +236,8 @@ def kpi_deltas(kpis: dict[str, float], baseline: dict[str, float]) -> dict[str, 
 def executive_summary(kpis: dict[str, float], baseline: dict[str, float] | None, currency: str,
                       scenario: str = "scenario", baseline_name: str = "baseline") -> str:
     """The translation an executive reads: deltas in money, hours and days, one line each."""
+    if not kpis:
+        return f"{scenario}: no plan (the MILP has no solution)"
     lines = [f"{scenario} vs {baseline_name}:" if baseline else f"{scenario}:"]
 
     def money(v: float) -> str:

@@ -12,9 +12,10 @@
    - when ``C < L + s`` the *equipment* binds: the stage's capacity is derated to ``L / (C + s)`` of
      nominal in the MILP (``capacity_derate``), so the MILP may route at most what the hourly chain holds;
    - otherwise the *staffing* binds (the MILP planned labour hours for the average, the hours cannot absorb
-     the peaks): the stage's labour productivity is derated to ``L / (L + s)`` in the MILP's copy of the
-     instance, so the MILP plans the extra hours (or moves work elsewhere). The simulator always runs on
-     the true productivity.
+     the peaks): the site's labour productivity is derated to ``L / (L + s)`` at every stage in the MILP's
+     copy of the instance, so the MILP plans that many more hours (or moves work elsewhere). Every stage,
+     because the simulator shares a site's staffed hours among its stages by workload: only more hours for
+     the whole site give the failing stage its extra ``s``. The simulator runs on the true productivity.
 
    Repeat until the plan passes or ``max_rounds`` is reached.
 
@@ -37,6 +38,7 @@ import pandas as pd
 from engine.instance import Instance
 from engine.kpi import compute_kpis
 from engine.scenario import Scenario, apply_scenario
+from engine.schema import LABOR_STAGES
 from formulations.plan import Plan
 
 NO_SOLUTION_STATUSES = ("infeasible", "unbounded", "infeasible_or_unbounded", "error")
@@ -225,15 +227,14 @@ def _planned_daily_load(instance: Instance, plan: Plan, site: str, stage: str, p
     return float(np.nanmax(per_day)) if len(per_day) else 0.0
 
 
-def labour_derated(instance: Instance, labour_derate: dict[tuple[str, str], float]) -> Instance:
-    """The MILP's copy of the instance with some stages' labour productivity scaled down."""
+def labour_derated(instance: Instance, labour_derate: dict[str, float]) -> Instance:
+    """The MILP's copy of the instance with some sites' labour productivity scaled down (every stage)."""
     if not labour_derate:
         return instance
     lab = instance.labor.copy()
-    for (site, stage), factor in labour_derate.items():
-        col = f"productivity_{stage}"
-        if col in lab:
-            lab.loc[lab["site_id"] == site, col] *= factor
+    for site, factor in labour_derate.items():
+        cols = [f"productivity_{stage}" for stage in LABOR_STAGES]
+        lab.loc[lab["site_id"] == site, cols] *= factor
     return instance.replace(labor=lab)
 
 
@@ -284,7 +285,7 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     if isinstance(warm_start, PlanResult):
         warm_start = warm_start.plan
     derate: dict[tuple[str, str], float] = {}
-    labour_derate: dict[tuple[str, str], float] = {}
+    labour_derate: dict[str, float] = {}
     rounds: list[dict[str, Any]] = []
     timings = {"solve_s": 0.0, "check_s": 0.0, "simulate_s": 0.0}
     current: Plan | None = None
@@ -305,7 +306,7 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
                                "objective_change": (None if prev_obj is None or current.objective is None
                                                     else current.objective - prev_obj),
                                "derate": {f"{s}/{g}": round(f, 6) for (s, g), f in derate.items()},
-                               "labour_derate": {f"{s}/{g}": round(f, 6) for (s, g), f in labour_derate.items()}}
+                               "labour_derate": {s: round(f, 6) for s, f in labour_derate.items()}}
         if not current.has_solution:
             rec["outcome"] = "no solution"
             rounds.append(rec)
@@ -346,10 +347,10 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
                              f"(planned load {load:,.0f} units/day needed {cap + short:,.0f} units/day, "
                              f"{cap:,.0f} installed)")
         else:
-            labour_derate[key] = labour_derate.get(key, 1.0) * load / (load + short)
-            rec["change"] = (f"staffing binds: plan {key[0]} {key[1]} labour at {labour_derate[key]:.1%} of nominal "
-                             f"productivity (planned load {load:,.0f} units/day needed {short:,.0f} units/day more "
-                             f"than the staffed hours gave; equipment {cap:,.0f} units/day suffices)")
+            labour_derate[key[0]] = labour_derate.get(key[0], 1.0) * load / (load + short)
+            rec["change"] = (f"staffing binds: plan {key[0]}'s labour at {labour_derate[key[0]]:.1%} of nominal "
+                             f"productivity (planned load {load:,.0f} units/day at {key[1]} needed {short:,.0f} "
+                             f"units/day more than the staffed hours gave; equipment {cap:,.0f} units/day suffices)")
         rec["outcome"] = "repair and re-solve"
         rounds.append(rec)
         say(f"round {r}: {rec['change']}")
