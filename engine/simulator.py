@@ -76,7 +76,9 @@ per-step arrays (about 4 x steps x sites x stages x batch x 8 bytes), never the 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -798,13 +800,96 @@ def hourly_inputs(setup: SimSetup, profile: Profile | None = None, step_hours: f
     return np.concatenate(outs), np.concatenate(ins), np.concatenate(caps)
 
 
+def site_seed(site_id: str) -> int:
+    """A stable number for a site id: each site draws its own random stream (see :func:`_draw_arrivals`)."""
+    return zlib.crc32(str(site_id).encode("utf-8"))
+
+
+def _draw_arrivals(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, nd: int, R: int, seed: int,
+                   w_out: np.ndarray, w_in: np.ndarray, day_weight_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orders and inbound units per step (Tc, S, R) of period ``ip`` at multiplier 1.
+
+    Every site draws from its own stream ``default_rng([seed, period, site_seed(site_id)])``, so a site sees the
+    same noise whichever other sites a plan opens (common random numbers across plans) and whatever
+    multipliers are batched. Inbound: whole trucks per day (Poisson), spread in turn over the dock slots.
+    """
+    spd, S = cal.steps_per_day, len(setup.site_ids)
+    Tc = nd * spd
+    lam_out = w_out[:, None] * setup.outbound[ip][None, :]  # (Tc, S)
+    if profile.noise == "deterministic":
+        x_in = w_in[:, None] * setup.inbound[ip][None, :]
+        return (np.broadcast_to(lam_out[..., None], (Tc, S, R)), np.broadcast_to(x_in[..., None], (Tc, S, R)))
+    period = int(setup.periods["period"].iloc[ip])
+    day_in = day_weight_in / day_weight_in.sum() if day_weight_in.sum() > 0 else np.zeros(nd)
+    lam_trucks = day_in[:, None] * setup.inbound[ip][None, :] / profile.truck_units  # (nd, S)
+    x_out = np.empty((Tc, S, R), dtype=np.float32)
+    trucks = np.empty((nd, S, R), dtype=np.float32)
+    overdispersed = profile.noise == "overdispersed" and profile.daily_cv > 0
+    k = 1.0 / profile.daily_cv ** 2 if overdispersed else 1.0
+    for j, site in enumerate(setup.site_ids):
+        rng = np.random.default_rng([seed, period, site_seed(site)])
+        lam = np.broadcast_to(lam_out[:, j, None].astype(np.float32), (Tc, R))
+        lam_t = np.broadcast_to(lam_trucks[:, j, None], (nd, R))
+        if overdispersed:
+            g_out, g_in = rng.gamma(k, 1.0 / k, size=(2, nd, 1, R)).astype(np.float32)
+            lam = (lam.reshape(nd, spd, R) * g_out).reshape(Tc, R)
+            lam_t = lam_t * g_in[:, 0]
+        x_out[:, j] = _poisson(rng, lam, profile.exact_poisson_below)
+        trucks[:, j] = _poisson(rng, lam_t, profile.exact_poisson_below)
+    x_in = np.zeros((nd, spd, S, R), dtype=np.float32)
+    n_slots = len(cal.slot_index)
+    for i, step in enumerate(cal.slot_index):
+        x_in[:, step] += (trucks // n_slots + (i < trucks % n_slots)) * profile.truck_units
+    return x_out, x_in.reshape(Tc, S, R)
+
+
+def _subset(setup: SimSetup, idx: np.ndarray) -> SimSetup:
+    """The setup restricted to sites ``idx``."""
+    return SimSetup([setup.site_ids[i] for i in idx], setup.periods, setup.inbound[:, idx], setup.outbound[:, idx],
+                    setup.rate[idx], setup.hours_per_day[idx], setup.productivity[idx], setup.labour_hours[:, idx],
+                    setup.storage_capacity[idx], setup.storage_initial[idx], setup.sla_hours)
+
+
+def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> SimulationResult:
+    """One result from results over disjoint groups of sites, ordered as a single run orders it."""
+    order = {s: i for i, s in enumerate(setup.site_ids)}
+
+    def cat(name: str, keys: list[str]) -> pd.DataFrame:
+        df = pd.concat([getattr(p, name) for p in parts], ignore_index=True)
+        if df.empty:
+            return df
+        tmp = df.assign(_site=df["site_id"].map(order))
+        if name == "stage_period":
+            tmp["_storage"] = tmp["stage"] == "storage"
+        return tmp.sort_values([*keys, "_site"], kind="stable").drop(columns=[c for c in tmp if c.startswith("_")]
+                                                                     ).reset_index(drop=True)
+
+    verdicts: dict[float, Verdict] = {}
+    lists = [list(p.verdicts.values()) for p in parts]
+    for m in range(mult.shape[1]):
+        label = float(mult[0, m]) if (mult[:, m] == mult[0, m]).all() else float(m)
+        failed = [v[m] for v in lists if not v[m].feasible]
+        if failed:
+            first = min(failed, key=lambda v: (pd.Timestamp(v.time), order[v.site_id], v.chain))
+            verdicts[label] = replace(first, multiplier=label)
+        else:
+            verdicts[label] = Verdict(True, label, message=f"feasible at {label:g}x: every DC meets its SLAs")
+    nonempty = [p.breaches for p in parts if len(p.breaches)]
+    breaches = pd.concat(nonempty, ignore_index=True) if nonempty else parts[0].breaches
+    breaches = breaches.sort_values(["column", "time", "site_id"], kind="stable").reset_index(drop=True)
+    return SimulationResult(cat("stage_period", ["period", "_storage"]), cat("site", []),
+                            cat("daily", ["period", "day"]), breaches, verdicts, parts[0].params)
+
+
 def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 20, seed: int = 0,
               step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
-              detail: bool = True) -> SimulationResult:
+              detail: bool = True, threads: int = 1) -> SimulationResult:
     """Simulate a prepared setup for multipliers (M,) or per site (S, M); see :func:`simulate`.
 
     ``period_weight`` (P,) spreads the extra load: period p's factor is ``1 + (m - 1) * period_weight[p]``.
     With ``detail=False`` only the breach analysis runs (no tables but ``breaches``; for the stress test).
+    ``threads`` > 1 simulates groups of sites in parallel threads (sites are independent and draw their own
+    random streams, so the result is the same as with one thread).
     """
     profile = profile or Profile()
     S, P, R = len(setup.site_ids), len(setup.periods), int(replications)
@@ -814,6 +899,13 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     mult = np.broadcast_to(mult if mult.ndim == 2 else mult[None, :], (S, mult.shape[-1])).copy()
     if (mult < 0).any():
         raise ValueError("multipliers must be non-negative")
+    if threads > 1 and S > 1:
+        groups = [g for g in np.array_split(np.arange(S), min(threads, S)) if len(g)]
+        with ThreadPoolExecutor(len(groups)) as pool:
+            parts = list(pool.map(lambda g: run_setup(
+                _subset(setup, g), mult[g], replications=R, seed=seed, step_hours=step_hours, profile=profile,
+                period_weight=period_weight, detail=detail), groups))
+        return _merge(setup, mult, parts)
     M = mult.shape[1]
     B = M * R
     pw = np.ones(P) if period_weight is None else np.asarray(period_weight, dtype=float)
@@ -846,31 +938,7 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         Tc = nd * spd
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
         w_out, w_in, dow, cap, staffed, share, labour_binds = _period_inputs(setup, cal, profile, ip, nd, step_hours)
-        # arrivals (Tc, S, R) per chain at multiplier 1, then scaled per site and multiplier
-        rng = np.random.default_rng([seed, period])
-        lam_out = w_out[:, None, None] * setup.outbound[ip][None, :, None]
-        if profile.noise == "deterministic":
-            x_out = np.broadcast_to(lam_out, (Tc, S, R))
-            x_in = np.broadcast_to(w_in[:, None, None] * setup.inbound[ip][None, :, None], (Tc, S, R))
-        else:
-            if profile.noise == "overdispersed" and profile.daily_cv > 0:
-                k = 1.0 / profile.daily_cv ** 2
-                g_out, g_in = rng.gamma(k, 1.0 / k, size=(2, nd, S, R))
-                lam = lam_out.reshape(nd, spd, S, 1).astype(np.float32) * g_out[:, None].astype(np.float32)
-                x_out = _poisson(rng, lam, profile.exact_poisson_below)
-            else:
-                g_in = np.ones((nd, S, R))
-                x_out = _poisson(rng, np.broadcast_to(lam_out, (Tc, S, R)), profile.exact_poisson_below)
-            x_out = x_out.reshape(Tc, S, R)
-            # inbound: whole trucks per day (Poisson), spread in turn over the day's dock slots
-            day_in = in_weekday[dow] / in_weekday[dow].sum() if in_weekday[dow].sum() > 0 else np.zeros(nd)
-            lam_trucks = day_in[:, None, None] * setup.inbound[ip][None, :, None] * g_in / profile.truck_units
-            trucks = _poisson(rng, lam_trucks, profile.exact_poisson_below)  # (nd, S, R)
-            x_in = np.zeros((nd, spd, S, R), dtype=np.float32)
-            n_slots = len(cal.slot_index)
-            for i, step in enumerate(cal.slot_index):
-                x_in[:, step] += (trucks // n_slots + (i < trucks % n_slots)) * profile.truck_units
-            x_in = x_in.reshape(Tc, S, R)
+        x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
         factor = 1.0 + (mult - 1.0) * pw[ip]  # (S, M)
         ext = np.empty((Tc, S, 2, M, R))  # external work of the chain heads: inbound dock, pick
         np.multiply(x_in[:, :, None, :], factor[None, :, :, None], out=ext[:, :, 0])
@@ -1053,12 +1121,12 @@ def simulate_volumes(instance: Instance, site_throughput: pd.DataFrame, *, capac
                      labor: pd.DataFrame | None = None, open_sites: Sequence[str] | None = None,
                      replications: int = 20, seed: int = 0, step_hours: float = 1.0,
                      multipliers: Sequence[float] = (1.0,), periods: Sequence[int] | None = None,
-                     profile: Profile | None = None) -> SimulationResult:
+                     profile: Profile | None = None, threads: int = 1) -> SimulationResult:
     """Simulate a bare volume table (site_id, period, inbound_units, outbound_units); see :func:`simulate`."""
     setup = prepare(instance, site_throughput, capacity=capacity, labor=labor, open_sites=open_sites,
                     periods=periods)
     return run_setup(setup, np.asarray(multipliers, dtype=float), replications=replications, seed=seed,
-                     step_hours=step_hours, profile=profile)
+                     step_hours=step_hours, profile=profile, threads=threads)
 
 
 def plan_inputs(plan: Any) -> dict[str, Any]:
@@ -1075,7 +1143,7 @@ def plan_inputs(plan: Any) -> dict[str, Any]:
 
 def simulate(instance: Instance, plan: Any, *, replications: int = 20, seed: int = 0, step_hours: float = 1.0,
              multipliers: Sequence[float] = (1.0,), periods: Sequence[int] | None = None,
-             profile: Profile | Mapping[str, Any] | None = None) -> SimulationResult:
+             profile: Profile | Mapping[str, Any] | None = None, threads: int = 1) -> SimulationResult:
     """Execute a plan step by step through every open DC and judge whether it holds.
 
     Parameters
@@ -1091,8 +1159,10 @@ def simulate(instance: Instance, plan: Any, *, replications: int = 20, seed: int
     multipliers : demand multipliers applied to every period's volumes, simulated in one batch.
     periods : consecutive periods to simulate (default: all); storage starts at the plan's stock then.
     profile : a :class:`Profile` or a mapping of its fields.
+    threads : simulate groups of sites in parallel threads (same result as one thread).
     """
     if isinstance(profile, Mapping):
         profile = replace(Profile(), **profile)
     return simulate_volumes(instance, replications=replications, seed=seed, step_hours=step_hours,
-                            multipliers=multipliers, periods=periods, profile=profile, **plan_inputs(plan))
+                            multipliers=multipliers, periods=periods, profile=profile, threads=threads,
+                            **plan_inputs(plan))

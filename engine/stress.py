@@ -66,7 +66,7 @@ def _failures(setup: SimSetup, mult: np.ndarray, period_weight: np.ndarray, **kw
 def stress_test(instance: Instance, plan: Any, *, spike: Sequence[int] | Mapping[int, float] | None = None,
                 grid: int = 64, low: float = 1.0, high: float = 3.0, tolerance: float = 0.01,
                 replications: int = 10, seed: int = 0, step_hours: float = 1.0,
-                profile: Profile | None = None) -> pd.DataFrame:
+                profile: Profile | None = None, threads: int = 1) -> pd.DataFrame:
     """The multiplier at which each open DC first breaks an SLA during a demand spike.
 
     Parameters
@@ -91,7 +91,8 @@ def stress_test(instance: Instance, plan: Any, *, spike: Sequence[int] | Mapping
         spike = peak_periods(inputs["site_throughput"], inputs["open_sites"])
     periods, weights = _spike_weights(spike)
     setup = prepare(instance, periods=periods, **inputs)
-    kw = {"replications": replications, "seed": seed, "step_hours": step_hours, "profile": profile}
+    kw = {"replications": replications, "seed": seed, "step_hours": step_hours, "profile": profile,
+          "threads": threads}
     S, C = len(setup.site_ids), len(CHAIN_NAMES)
     values = np.linspace(low, high, grid)
     t = time.perf_counter()
