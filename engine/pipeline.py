@@ -6,7 +6,9 @@
 2. re-check the plan independently (:func:`formulations.check.check_plan`);
 3. simulate it hour by hour (:func:`engine.simulator.simulate`);
 4. if the simulator finds it infeasible, tighten the failing site and stage by the measured shortfall
-   ``s`` (extra units/day the stage would have needed) and re-solve, warm-started from the previous plan.
+   ``s`` (extra units/day the stage would have needed, scaled by :data:`REPAIR_SAFETY` plus
+   :data:`REPAIR_MARGIN` of the load) and re-solve, warm-started from the previous plan. Every site and
+   chain that breaks its SLA is repaired in the same round.
    With ``L`` the plan's daily load at the stage and ``C`` its equipment capacity:
 
    - when ``C < L + s`` the *equipment* binds: the stage's capacity is derated to ``L / (C + s)`` of
@@ -194,6 +196,11 @@ def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str,
 
 
 INBOUND_STAGES = ("inbound_dock", "putaway")
+REPAIR_SAFETY = 1.25
+"""The measured shortfall is scaled by this factor: it is the least extra capacity that clears the overdue
+units of the median replication, so repairing by exactly that much leaves the plan on the edge."""
+REPAIR_MARGIN = 0.01
+"""Plus this share of the planned load, so a repair always moves the plan a visible step."""
 
 
 def _planned_daily_capacity(instance: Instance, plan: Plan, site: str, stage: str) -> float:
@@ -252,6 +259,45 @@ def repair_factor(capacity: float, load: float, shortfall: float) -> float:
     shortfall = max(shortfall, 1e-6 * capacity)
     sustainable = load / (capacity + shortfall) if load > 0 else 1.0
     return min(sustainable, capacity / (capacity + shortfall))
+
+
+def _breaches(sim: Any, verdict: Any) -> list[dict[str, Any]]:
+    """Every site and chain whose SLA broke at multiplier 1 (the verdict's first breach when no table)."""
+    table = getattr(sim, "breaches", None)
+    if isinstance(table, pd.DataFrame) and not table.empty:
+        rows = table
+        if "multiplier" in rows:
+            rows = rows[np.isclose(pd.to_numeric(rows["multiplier"]).astype(float), float(verdict.multiplier))]
+        if not rows.empty:
+            return rows.to_dict(orient="records")
+    return [{"site_id": verdict.site_id, "stage": verdict.stage, "period": getattr(verdict, "period", None),
+             "shortfall_units": verdict.shortfall_units, "binding": getattr(verdict, "binding", None)}]
+
+
+def _repair(inst: Instance, evaluated_on: Instance, plan: Plan, breach: dict[str, Any],
+            derate: dict[tuple[str, str], float], labour_derate: dict[str, float]) -> str | None:
+    """Tighten the MILP where one breach happened (see the module docstring); returns what changed."""
+    site, stage = str(breach["site_id"]), str(breach["stage"])
+    cap = _planned_daily_capacity(evaluated_on, plan, site, stage)
+    if cap <= 0:
+        return None
+    period = breach.get("period")
+    period = None if period is None or (isinstance(period, float) and np.isnan(period)) else int(period)
+    load = _planned_daily_load(evaluated_on, plan, site, stage, period)
+    measured = float(breach.get("shortfall_units") or 0.0)
+    short = max(REPAIR_SAFETY * measured + REPAIR_MARGIN * load, 1e-6 * cap)
+    has_labour = f"productivity_{stage}" in inst.labor and site in set(inst.labor["site_id"])
+    binding = breach.get("binding")
+    equipment = (binding == "equipment") if binding in ("equipment", "labour") else cap < load + short
+    if equipment or not has_labour or load <= 0:
+        key = (site, stage)
+        derate[key] = min(derate.get(key, 1.0), repair_factor(cap, load, short))
+        return (f"equipment binds: derate {site} {stage} capacity to {derate[key]:.1%} of nominal "
+                f"(planned load {load:,.0f} units/day needed {cap + short:,.0f} units/day, {cap:,.0f} installed)")
+    labour_derate[site] = labour_derate.get(site, 1.0) * load / (load + short)
+    return (f"staffing binds: plan {site}'s labour at {labour_derate[site]:.1%} of nominal productivity "
+            f"(planned load {load:,.0f} units/day at {stage} needed {short:,.0f} units/day more than the staffed "
+            f"hours gave; equipment {cap:,.0f} units/day suffices)")
 
 
 def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = "highs",
@@ -332,25 +378,21 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
             break
         rec.update({"failed_site": v.site_id, "failed_stage": v.stage, "failed_period": getattr(v, "period", None),
                     "shortfall_units_per_day": float(v.shortfall_units), "message": v.message})
-        cap = _planned_daily_capacity(evaluated_on, current, str(v.site_id), str(v.stage))
-        key = (str(v.site_id), str(v.stage))
-        if cap <= 0 or r == max_rounds:
-            rec["outcome"] = "round limit reached" if r == max_rounds else "cannot repair: no capacity data"
+        if r == max_rounds:
+            rec["outcome"] = "round limit reached"
             rounds.append(rec)
             break
-        load = _planned_daily_load(evaluated_on, current, key[0], key[1], getattr(v, "period", None))
-        short = max(float(v.shortfall_units), 1e-6 * cap)
-        has_labour = f"productivity_{key[1]}" in inst.labor and key[0] in set(inst.labor["site_id"])
-        if cap < load + short or not has_labour or load <= 0:
-            derate[key] = min(derate.get(key, 1.0), repair_factor(cap, load, short))
-            rec["change"] = (f"equipment binds: derate {key[0]} {key[1]} capacity to {derate[key]:.1%} of nominal "
-                             f"(planned load {load:,.0f} units/day needed {cap + short:,.0f} units/day, "
-                             f"{cap:,.0f} installed)")
-        else:
-            labour_derate[key[0]] = labour_derate.get(key[0], 1.0) * load / (load + short)
-            rec["change"] = (f"staffing binds: plan {key[0]}'s labour at {labour_derate[key[0]]:.1%} of nominal "
-                             f"productivity (planned load {load:,.0f} units/day at {key[1]} needed {short:,.0f} "
-                             f"units/day more than the staffed hours gave; equipment {cap:,.0f} units/day suffices)")
+        changes = []
+        for breach in _breaches(sim, v):
+            change = _repair(inst, evaluated_on, current, breach, derate, labour_derate)
+            if change:
+                changes.append(change)
+        if not changes:
+            rec["outcome"] = "cannot repair: no capacity data for the failing stage"
+            rounds.append(rec)
+            break
+        rec["change"] = "; ".join(changes)
+        rec["changes"] = changes
         rec["outcome"] = "repair and re-solve"
         rounds.append(rec)
         say(f"round {r}: {rec['change']}")
