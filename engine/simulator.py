@@ -925,7 +925,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
                      setup.storage_initial[:, None], profile.stock_limited,
                      chains=[(st[0], st[-1]) for st in CHAINS.values()])
     breach_rows: list[dict[str, Any]] = []
-    sp_rows, daily_rows = [], []
+    sp_rows: list[Columns] = []
+    daily_rows: list[Columns] = []
     cap_sum, y_sum = np.zeros((S, K_STAGES)), np.zeros((S, K_STAGES, M))
     open_steps = np.zeros((S, K_STAGES))
     in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
@@ -984,20 +985,36 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
                                            "profile": asdict(profile)})
 
 
-def _frame_sk(setup: SimSetup, mult: np.ndarray, stages: Sequence[str], **cols: np.ndarray) -> pd.DataFrame:
-    """A long table from (S, K, M) arrays."""
+Columns = dict[str, np.ndarray]
+"""A table under construction: column name -> values (frames are built once, at the end of a run)."""
+
+SP_COLUMNS = ("site_id", "stage", "period", "multiplier", "arrivals", "throughput", "capacity", "backlog_mean",
+              "backlog_p95", "utilisation")
+DAILY_COLUMNS = ("site_id", "stage", "period", "day", "date", "multiplier", "workload", "throughput", "capacity",
+                 "labour_hours_needed", "labour_hours_staffed")
+
+
+def _cols_sk(setup: SimSetup, mult: np.ndarray, stages: Sequence[str], **cols: np.ndarray) -> Columns:
+    """Long-table columns from (S, K, M) arrays, rows ordered site, stage, multiplier."""
     S, M = mult.shape
     K = len(stages)
-    return pd.DataFrame({
+    return {
         "site_id": np.repeat(np.asarray(setup.site_ids, dtype=object), K * M),
         "stage": np.tile(np.repeat(np.asarray(stages, dtype=object), M), S),
         "multiplier": np.repeat(mult[:, None, :], K, axis=1).ravel(),
         **{k: np.asarray(v, dtype=float).reshape(S * K * M) for k, v in cols.items()},
-    })
+    }
+
+
+def _frame(parts: list[Columns], columns: Sequence[str]) -> pd.DataFrame:
+    """One DataFrame from column dicts (in ``columns`` order)."""
+    if not parts:
+        return pd.DataFrame(columns=list(columns))
+    return pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in columns})
 
 
 def _period_rows(setup: SimSetup, period: int, mult: np.ndarray, day_a: np.ndarray, day_y: np.ndarray,
-                 q_mean: np.ndarray, level_mean: np.ndarray, cap: np.ndarray, M: int, R: int) -> pd.DataFrame:
+                 q_mean: np.ndarray, level_mean: np.ndarray, cap: np.ndarray, M: int, R: int) -> Columns:
     """stage_period rows of one period from daily sums (nd, S, K, B) and per-replication mean levels."""
     _, S, K, _ = day_a.shape
     arr = day_a.sum(axis=0).reshape(S, K, M, R).mean(axis=-1)
@@ -1006,23 +1023,23 @@ def _period_rows(setup: SimSetup, period: int, mult: np.ndarray, day_a: np.ndarr
     capsum = cap.sum(axis=0)[:, :, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         util = np.where(capsum > 0, thr / capsum, np.nan)
-    flow = _frame_sk(setup, mult, STAGES_SIM, arrivals=arr, throughput=thr, capacity=np.broadcast_to(capsum, arr.shape),
-                     backlog_mean=qmean_r.mean(axis=-1), backlog_p95=np.quantile(qmean_r, 0.95, axis=-1),
-                     utilisation=util)
+    flow = _cols_sk(setup, mult, STAGES_SIM, arrivals=arr, throughput=thr, capacity=np.broadcast_to(capsum, arr.shape),
+                    backlog_mean=qmean_r.mean(axis=-1), backlog_p95=np.quantile(qmean_r, 0.95, axis=-1),
+                    utilisation=util)
     lvl_r = level_mean.reshape(S, M, R)
     scap = setup.storage_capacity[:, None]
-    stor = _frame_sk(setup, mult, ("storage",), arrivals=thr[:, PUTAWAY], throughput=thr[:, PICK],
-                     capacity=np.broadcast_to(scap, (S, M)), backlog_mean=lvl_r.mean(axis=-1),
-                     backlog_p95=np.quantile(lvl_r, 0.95, axis=-1),
-                     utilisation=np.where(np.isfinite(scap), lvl_r.mean(axis=-1) / scap, np.nan))
-    out = pd.concat([flow, stor], ignore_index=True)
-    out.insert(2, "period", period)
+    stor = _cols_sk(setup, mult, ("storage",), arrivals=thr[:, PUTAWAY], throughput=thr[:, PICK],
+                    capacity=np.broadcast_to(scap, (S, M)), backlog_mean=lvl_r.mean(axis=-1),
+                    backlog_p95=np.quantile(lvl_r, 0.95, axis=-1),
+                    utilisation=np.where(np.isfinite(scap), lvl_r.mean(axis=-1) / scap, np.nan))
+    out = {c: np.concatenate([flow[c], stor[c]]) for c in flow}
+    out["period"] = np.full(len(out["site_id"]), period)
     return out
 
 
 def _daily_rows(setup: SimSetup, period: int, mult: np.ndarray, day_a: np.ndarray, day_y: np.ndarray,
                 cap: np.ndarray, staffed: np.ndarray, share: np.ndarray, nd: int, spd: int, M: int, R: int, day0: int,
-                pstart: pd.Timestamp) -> pd.DataFrame:
+                pstart: pd.Timestamp) -> Columns:
     """daily rows of one period from daily sums (nd, S, K, B)."""
     _, S, K, _ = day_a.shape
     work = day_a.reshape(nd, S, K, M, R).mean(axis=-1)  # (nd, S, K, M)
@@ -1032,13 +1049,11 @@ def _daily_rows(setup: SimSetup, period: int, mult: np.ndarray, day_a: np.ndarra
     needed = work / setup.productivity[None, :, :, None]  # nan where the site has no labour row
     staff = np.broadcast_to((staffed.reshape(nd, spd, S).sum(axis=1)[:, :, None] * share[None])[..., None], shape)
     n = S * K * M
-    one = _frame_sk(setup, mult, STAGES_SIM)
-    out = pd.DataFrame({
-        "site_id": np.tile(one["site_id"].to_numpy(), nd), "stage": np.tile(one["stage"].to_numpy(), nd),
-        "period": period, "day": np.repeat(day0 + np.arange(nd), n),
-        "date": np.repeat([(pstart + pd.Timedelta(days=d)).date() for d in range(nd)], n),
-        "multiplier": np.tile(one["multiplier"].to_numpy(), nd),
-    })
+    one = _cols_sk(setup, mult, STAGES_SIM)
+    out = {"site_id": np.tile(one["site_id"], nd), "stage": np.tile(one["stage"], nd),
+           "period": np.full(nd * n, period), "day": np.repeat(day0 + np.arange(nd), n),
+           "date": np.repeat(np.array([(pstart + pd.Timedelta(days=d)).date() for d in range(nd)], dtype=object), n),
+           "multiplier": np.tile(one["multiplier"], nd)}
     for name, v in (("workload", work), ("throughput", thr), ("capacity", capd), ("labour_hours_needed", needed),
                     ("labour_hours_staffed", staff)):
         out[name] = np.asarray(v, dtype=float).reshape(nd * n)
@@ -1046,7 +1061,7 @@ def _daily_rows(setup: SimSetup, period: int, mult: np.ndarray, day_a: np.ndarra
 
 
 def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTracker], breach_rows: list[dict],
-              sp_rows: list[pd.DataFrame], daily_rows: list[pd.DataFrame], cap_sum: np.ndarray,
+              sp_rows: list[Columns], daily_rows: list[Columns], cap_sum: np.ndarray,
               open_steps: np.ndarray, y_sum: np.ndarray, profile: Profile, step_hours: float,
               params: dict[str, Any]) -> SimulationResult:
     S, M = mult.shape
@@ -1089,12 +1104,8 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
         verdicts[label] = Verdict(False, label, row.site_id, row.stage, c, int(row.period), float(row.hour),
                                   str(row.time), float(row.shortfall_units), float(row.shortfall_hours),
                                   float(row.overdue_units), row.binding, float(row.labour_hours), msg)
-    stage_period = (pd.concat(sp_rows, ignore_index=True) if sp_rows else pd.DataFrame(
-        columns=["site_id", "stage", "period", "multiplier", "arrivals", "throughput", "capacity",
-                 "backlog_mean", "backlog_p95", "utilisation"]))
-    daily = pd.concat(daily_rows, ignore_index=True) if daily_rows else pd.DataFrame(
-        columns=["site_id", "stage", "period", "day", "date", "multiplier", "workload", "throughput", "capacity",
-                 "labour_hours_needed", "labour_hours_staffed"])
+    stage_period = _frame(sp_rows, SP_COLUMNS)
+    daily = _frame(daily_rows, DAILY_COLUMNS)
     order, inbound = trackers["order"], trackers["inbound"]
     with np.errstate(invalid="ignore", divide="ignore"):
         util = np.where(cap_sum[:, :, None] > 0, y_sum / cap_sum[:, :, None], -1.0)  # (S, K, M)
