@@ -14,8 +14,10 @@ times into throw-away run stores:
 Reported (one JSON object with ``--json``):
     runs, workers, spec, cpus, load_avg           what was run, on what
     local / dask: runs, finished, failed, wall_s, runs_per_min
-                  (all runs executed, the base run included; wall time includes pool / cluster start)
-    warm_vs_cold: pairs, warm_solve_s, cold_solve_s, ratio (warm / cold MILP time over the same variants),
+                  (all runs executed, the base run included; wall time includes pool / cluster start),
+                  solve_status counts, warm_started (runs given the base plan), base_objective
+    warm_vs_cold: pairs, warm_solve_s, cold_solve_s (HiGHS time, model build excluded),
+                  ratio (warm / cold over the same variants),
                   saved_pct, warm_total_s, cold_total_s (whole engine.plan time)
 """
 
@@ -40,13 +42,22 @@ def _throughput(result: Any) -> dict[str, Any]:
 
 
 def _timings(store: Any, sweep_id: str) -> dict[int, dict[str, float]]:
+    """Per run index: the MILP solver time (``milp_solve_s``; the pipeline's solve_s when absent) and total."""
     df = store.runs(sweep=sweep_id, status="finished")
     out = {}
     for idx, t in zip(df["run_index"], df["timings"]):
         t = json.loads(t) if isinstance(t, str) else (t or {})
-        out[int(idx)] = {"solve_s": float(t.get("solve_s", float("nan"))),
+        out[int(idx)] = {"solve_s": float(t.get("milp_solve_s", t.get("solve_s", float("nan")))),
                          "total_s": float(t.get("total_s", float("nan")))}
     return out
+
+
+def _statuses(store: Any, sweep_id: str) -> dict[str, Any]:
+    df = store.runs(sweep=sweep_id)
+    base = df[df["run_index"] == 0]
+    base_obj = None if base.empty or base["objective"].isna().all() else float(base["objective"].iloc[0])
+    return {"solve_status": {str(k): int(v) for k, v in df["solve_status"].fillna("none").value_counts().items()},
+            "warm_started": int(df["warm_start"].notna().sum()), "base_objective": base_obj}
 
 
 def run(spec: str | Path = DEFAULT_SPEC, runs: int = 200, workers: int = 2, cold_runs: int = 10,
@@ -65,7 +76,7 @@ def run(spec: str | Path = DEFAULT_SPEC, runs: int = 200, workers: int = 2, cold
             store = RunStore(Path(tmp) / f"{kind}.duckdb")
             res = run_sweep(spec, executor=kind, workers=workers, store=store, policy=open_policy,
                             progress=progress, limit=runs)
-            out[kind] = _throughput(res)
+            out[kind] = _throughput(res) | _statuses(store, res.sweep_id)
             if warm is None:
                 warm = (store, res.sweep_id)
         if cold_runs and warm is not None:

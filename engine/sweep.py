@@ -407,10 +407,15 @@ def _plain_kpis(kpis: dict[str, Any]) -> dict[str, float | None]:
 
 def _result_fields(result: Any) -> dict[str, Any]:
     """The run-record fields of a finished :class:`engine.pipeline.PlanResult` (plan tables under _plan_tables)."""
+    timings = {k: float(v) for k, v in result.timings.items()}
+    meta = getattr(result.plan, "meta", None) or {}
+    for key, name in (("build_seconds", "milp_build_s"), ("solve_seconds", "milp_solve_s")):
+        if isinstance(meta.get(key), int | float):  # the last round's model build and pure solver time
+            timings[name] = float(meta[key])
     return {"status": RUN_DONE, "solve_status": str(result.status),
             "objective": None if result.objective is None else float(result.objective),
             "simulation_feasible": bool(result.simulation_feasible), "kpis": _plain_kpis(result.kpis),
-            "timings": {k: float(v) for k, v in result.timings.items()},
+            "timings": timings,
             "plan_hash": plan_hash(result.plan.tables), "_plan_tables": result.plan.tables}
 
 
