@@ -568,23 +568,44 @@ def build_network_design(instance: Instance, options: NetworkDesignOptions | Non
 
 
 def warm_start_from(ctx: NetworkDesignContext, warm_start: Any) -> Any:
-    """A solver warm start from a previous Plan (its open/closed sites) or a SolveResult (passed through)."""
+    """A solver warm start from a previous Plan or a SolveResult (passed through).
+
+    From a Plan: open sites, expansion modules and the inbound/outbound flows that match an arc of this
+    model (summed over products when products are aggregated); the solver completes the rest.
+    """
     if warm_start is None or isinstance(warm_start, solvers.SolveResult | Mapping):
         return warm_start
-    if isinstance(warm_start, Plan):
-        s = warm_start.tables["sites"]
-        if s.empty:
-            return None
-        is_open = pd.Series(s["open"].astype(bool).astype(float).to_numpy(), index=s["site_id"].astype(str))
-        return {"open": is_open.reindex(ctx.sites)}
     if hasattr(warm_start, "plan") and isinstance(warm_start.plan, Plan):
-        return warm_start_from(ctx, warm_start.plan)
-    raise TypeError(f"warm_start must be a Plan, a SolveResult or a dict, not {type(warm_start).__name__}")
+        warm_start = warm_start.plan
+    if not isinstance(warm_start, Plan):
+        raise TypeError(f"warm_start must be a Plan, a SolveResult or a dict, not {type(warm_start).__name__}")
+    s = warm_start.tables["sites"]
+    if s.empty:
+        return None
+    start: dict[str, pd.Series] = {}
+    is_open = pd.Series(s["open"].astype(bool).astype(float).to_numpy(), index=s["site_id"].astype(str))
+    start["open"] = is_open.reindex(ctx.sites)
+    cap = warm_start.tables["capacity"]
+    if ctx.variables.get("modules") is not None and not cap.empty:
+        k = cap.set_index(["site_id", "stage"])["modules"].astype(float)
+        keys = pd.MultiIndex.from_frame(ctx.expandable[["site_id", "stage"]])
+        start["modules"] = pd.Series(k.reindex(keys).to_numpy(), index=ctx.variables["modules"].indexes["expansion"])
+    flows = warm_start.tables["flows"]
+    for leg, arcs in (("outbound", ctx.outbound), ("inbound", ctx.inbound)):
+        if ctx.variables.get(leg) is None or flows.empty:
+            continue
+        f = flows[flows["leg"] == leg].assign(period=lambda d: d["period"].astype(int))
+        if ctx.aggregated:
+            f = f.assign(product_id=ALL_PRODUCTS)
+        q = f.groupby(["origin_id", "destination_id", "product_id", "period"])["quantity"].sum()
+        keys = pd.MultiIndex.from_frame(arcs.frame[["origin_id", "destination_id", "product_id", "period"]])
+        start[leg] = pd.Series(q.reindex(keys).fillna(0.0).to_numpy(), index=arcs.index)
+    return start
 
 
-RELAX_RESTORE_MIN_ARCS = 100_000
-"""``strategy="auto"`` uses relax-and-restore when products cannot be aggregated exactly and the model has
-at least this many outbound arcs; smaller models are solved directly."""
+RELAX_RESTORE_MIN_ARCS = 20_000
+"""``strategy="auto"`` uses relax-and-restore for models with at least this many outbound arcs (after the
+exact reductions); smaller models are solved directly."""
 
 
 def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | None = None, solver: str = "highs",
@@ -596,17 +617,19 @@ def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | 
     Strategies (``options.strategy``):
 
     - ``direct``: one MILP (products aggregated when that is exact, see :func:`products_aggregable`);
-    - ``relax_restore``: (1) solve the product-aggregated *relaxation* (supply summed over products), whose
-      bound is a valid lower bound of the true optimum; (2) fix its sites and modules, keep only the
-      DC -> zone lanes it uses and solve the per-product model on them: a feasible plan (upper bound).
-      When the two are within ``mip_gap`` (default 1e-4) the plan is returned as optimal within that
-      gap, with the relaxation's bound; otherwise (3) the full
-      MILP is solved from that plan as warm start with the remaining time, keeping the best of both;
-    - ``auto``: ``direct`` unless products cannot be aggregated exactly and the model has at least
-      :data:`RELAX_RESTORE_MIN_ARCS` outbound arcs.
+    - ``relax_restore``: (1) solve the LP relaxation of the product-aggregated model (when aggregation is not
+      exact, of its relaxation with supply summed over products): a valid lower bound of the optimum;
+      (2) round its sites (open when >= 0.5) and modules (up), keep the DC -> zone lanes it uses, and solve
+      the model with those decisions fixed: a feasible plan (upper bound). When the two are within
+      ``mip_gap`` (default 1e-4) the plan is returned as optimal within that gap, with the LP bound;
+      otherwise (3) the MILP is solved with that plan as warm start for the remaining time, keeping the
+      best plan and the best bound;
+    - ``auto``: ``relax_restore`` for models with at least :data:`RELAX_RESTORE_MIN_ARCS` outbound arcs,
+      else ``direct``.
 
     ``warm_start``: a previous :class:`Plan` (its open sites seed the MIP) or :class:`solvers.SolveResult`.
-    The plan's ``status`` is the solver termination; without a solution the tables are empty.
+    The plan's ``status`` is the solver termination (``optimal`` = proven within the gap); without a
+    solution the tables are empty.
     """
     opt = options or NetworkDesignOptions()
     kw = {"solver": solver, "threads": threads, "log": log, "solver_options": solver_options}
@@ -616,54 +639,64 @@ def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | 
     m, ctx = build_network_design(instance, opt)
     strategy = opt.strategy
     if strategy == "auto":
-        strategy = "relax_restore" if (not ctx.aggregated and len(ctx.outbound) >= RELAX_RESTORE_MIN_ARCS) else "direct"
-    if strategy == "direct" or ctx.aggregated:
+        strategy = "relax_restore" if len(ctx.outbound) >= RELAX_RESTORE_MIN_ARCS else "direct"
+    if strategy == "direct":
         res = solvers.solve(m, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads,
                             warm_start=warm_start_from(ctx, warm_start), options=solver_options, log=log)
         plan = extract_plan(ctx, res)
         plan.meta["strategy"] = "direct"
         return plan
-    del m, ctx  # the full model is rebuilt with fixed decisions below
 
     def left() -> float | None:
         return None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
 
     tol = 1e-4 if mip_gap is None else float(mip_gap)
-    relaxed = solve_network_design(instance, options=replace(opt, aggregate_products="relax", strategy="direct"),
-                                   time_limit=left(), mip_gap=mip_gap, warm_start=warm_start, **kw)
-    phases: dict[str, Any] = {"relaxation": {"status": relaxed.status, "objective": relaxed.objective,
-                                             "bound": relaxed.bound, "seconds": time.perf_counter() - t0}}
-    if not relaxed.has_solution:
-        relaxed.meta.update(strategy="relax_restore", phases=phases)
-        return relaxed
-    lower = relaxed.bound if relaxed.bound is not None else -np.inf
-    s = relaxed.tables["sites"]
-    dc = s[s["site_id"].isin(set(instance.dcs["id"].astype(str)))]
-    cap = relaxed.tables["capacity"]
-    used = relaxed.tables["flows"].query("leg == 'outbound' and quantity > 0")
-    fixed = replace(opt, strategy="direct", aggregate_products=False,
-                    allowed_lanes=list(set(zip(used["origin_id"], used["destination_id"]))),
-                    force_open=dc.loc[dc["open"], "site_id"].tolist(),
-                    force_closed=dc.loc[~dc["open"], "site_id"].tolist(),
-                    fixed_modules={(a, b): int(k) for a, b, k in zip(cap["site_id"], cap["stage"], cap["modules"])})
-    t1 = time.perf_counter()
-    plan = solve_network_design(instance, options=fixed, time_limit=left(), mip_gap=mip_gap, **kw)
-    phases["restore"] = {"status": plan.status, "objective": plan.objective, "seconds": time.perf_counter() - t1}
-    if plan.has_solution:
-        gap = (plan.objective - lower) / max(abs(plan.objective), 1e-9)
-        if gap <= tol:
+    exact = ctx.aggregated
+    if not exact:
+        del m, ctx
+        m, ctx = build_network_design(instance, replace(opt, aggregate_products="relax"))
+    form = solvers.to_standard_form(m)
+    form.integrality[:] = 0
+    lp = solvers.solve(form, solver=solver, time_limit=left(), threads=threads, options=solver_options, log=log)
+    phases: dict[str, Any] = {"lp_relaxation": {"status": str(lp.termination.value), "seconds":
+                                                time.perf_counter() - t0, "exact_aggregation": exact}}
+    lower = -np.inf
+    fixed = None
+    if lp.has_solution and str(lp.termination.value) == "optimal":
+        lower = float(lp.objective) + ctx.objective_constant
+        phases["lp_relaxation"]["bound"] = lower
+        is_open = dense_values(lp, ctx.variables["open"]) >= 0.5
+        mods = np.ceil(dense_values(lp, ctx.variables["modules"]) - 1e-6) if ctx.variables["modules"] is not None \
+            else np.zeros(0)
+        e = ctx.expandable
+        if len(mods):
+            mods = np.where(np.isin(e["site_id"], ctx.sites[is_open]), mods, 0.0)  # no modules at closed sites
+        out_lp = dense_values(lp, ctx.variables["outbound"]) > 1e-9
+        used = ctx.outbound.frame.loc[out_lp & np.isin(ctx.outbound.frame["origin_id"], ctx.sites[is_open])]
+        fixed = replace(opt, strategy="direct", aggregate_products=None if exact else False,
+                        force_open=list(ctx.sites[is_open]), force_closed=list(ctx.sites[~is_open]),
+                        fixed_modules={(a, b): int(k) for a, b, k in zip(e["site_id"], e["stage"], mods)},
+                        allowed_lanes=list(set(zip(used["origin_id"], used["destination_id"]))))
+    del m, ctx, form
+    plan = None
+    if fixed is not None:
+        t1 = time.perf_counter()
+        plan = solve_network_design(instance, options=fixed, time_limit=left(), mip_gap=mip_gap, **kw)
+        phases["restore"] = {"status": plan.status, "objective": plan.objective, "seconds": time.perf_counter() - t1}
+        if plan.has_solution and (plan.objective - lower) / max(abs(plan.objective), 1e-9) <= tol:
             return _as_relax_restore(plan, opt, "optimal", lower, phases)
     t2 = time.perf_counter()
-    full = solve_network_design(instance, options=replace(opt, strategy="direct", aggregate_products=False),
-                                time_limit=left(), mip_gap=mip_gap, warm_start=plan if plan.has_solution else relaxed,
-                                **kw)
-    phases["full"] = {"status": full.status, "objective": full.objective, "bound": full.bound,
+    start = plan if plan is not None and plan.has_solution else warm_start
+    full = solve_network_design(instance, options=replace(opt, strategy="direct"), time_limit=left(),
+                                mip_gap=mip_gap, warm_start=start, **kw)
+    phases["milp"] = {"status": full.status, "objective": full.objective, "bound": full.bound,
                       "seconds": time.perf_counter() - t2}
-    best = full if full.has_solution and (not plan.has_solution or full.objective <= plan.objective) else plan
-    bound = max(lower, full.bound if full.bound is not None else -np.inf)
-    if not best.has_solution:
+    candidates = [p for p in (full, plan) if p is not None and p.has_solution]
+    if not candidates:
         full.meta.update(strategy="relax_restore", phases=phases)
         return full
+    best = min(candidates, key=lambda p: p.objective)
+    bound = max(lower, full.bound if full.bound is not None else -np.inf)
     status = "optimal" if (best.objective - bound) / max(abs(best.objective), 1e-9) <= tol else full.status
     return _as_relax_restore(best, opt, status, bound, phases)
 
