@@ -33,9 +33,9 @@ Capacity ``c[t,k] = min(equipment, labour)``:
   hours per period come from the plan's ``labor`` table (regular + overtime + temp) or else ``labor.csv``
   (max_headcount x hours_per_person_week x days/7 + max_overtime_hours x days/7), spread over the shift
   pattern (``Profile.shift_hours`` from ``open_hour``, default the site's longest stage window, weighted by
-  ``Profile.staffing_weekday``). A stage's
-  share is proportional to its workload in the period, ``volume_k / productivity_k``. A site without a
-  labour row is not labour-constrained.
+  ``Profile.staffing_weekday``). A stage's share is proportional to its workload in the period,
+  ``volume_k / productivity_k`` (labour idle at one stage does not help another). A site without a labour
+  row is not labour-constrained.
 
 Arrivals: the period volume is split over its days by weekday weights and over the steps of a day by an
 intraday profile (orders) or over dock slots (inbound trucks of ``truck_units`` units). Noise
@@ -44,7 +44,9 @@ intraday profile (orders) or over dock slots (inbound trucks of ``truck_units`` 
 counts). Poisson counts with mean >= ``exact_poisson_below`` are drawn by the normal approximation (rounded,
 floored at 0), which is 4x faster and within 1/sqrt(mean) in skewness. A demand multiplier m scales the
 drawn arrivals of both chains (common random numbers: every multiplier sees the same realised pattern, so
-backlogs grow monotonically with m, which makes the stress test's bisection well posed).
+backlogs grow monotonically with m, which makes the stress test's bisection well posed). Each site draws
+from its own stream ``default_rng([seed, period, site_seed(site_id)])``: a site sees the same noise in a
+period whichever other sites or periods are simulated (common random numbers across plans and scenarios).
 
 Cycle time and SLA
 ------------------
@@ -54,23 +56,27 @@ arrived in the first step j with A(j) >= u. A unit arriving in step j and leavin
 of (t - j + 1) steps (start of its arrival step to end of its departure step; conservative by at most one
 step). Each step's departures are timed by their middle unit and weighted by their volume; p50, p95 and the
 share within the SLA (``order_to_ship_sla_hours`` for orders, ``Profile.dock_to_stock_sla_hours`` for
-inbound) come from that histogram over all shipped units and replications. Units still inside at the end
-are not in it (they are in the backlog).
+inbound) come from that histogram over all shipped units of the first 10 replications of each multiplier (a
+subsample that bounds the cost of the matching) over the horizon. Units still inside at the end are not in
+it (they are in the backlog); a delay longer than the look-back (2 x SLA, at least a week) is counted at it.
 
 The SLA of a chain is broken at the end of step t when some unit that arrived L = SLA/step steps ago or
 earlier is still inside: ``overdue[t] = A(t-L) - D(t) > 0``. A site breaks when the share of replications
 with overdue units exceeds ``1 - sla_quantile`` (default 0.5: the median replication). The failing stage is
-the one holding most overdue units (oldest units are the most downstream; units in transit count to the
-stage they are heading to; when only units in transit are overdue, the longest queue is blamed).
+the one whose queue holds most overdue units (oldest units are the most downstream: the tail queue, then the
+units in transit into it, then the queue before it...; units in transit are moving and blamed on no stage;
+when only they are overdue, the longest queue is blamed). ``binding`` says whether labour or equipment bound
+that stage in that period.
 Shortfall: ``overdue_units`` = the peak overdue units; ``shortfall_units`` = the extra capacity at that
 stage (units/day) that would have cleared them: the largest over days of (the day's peak overdue) /
 (days from the last time the chain was empty to that peak) -- adding it at the stage raises cumulative
 departures at the peak by exactly the overdue units; ``shortfall_hours`` = ``shortfall_units`` as extra
 operating hours per day at the stage's mean hourly capacity; all at ``sla_quantile`` over replications.
 
-Everything is vectorized over sites x stages x replications x multipliers; the step loop is the only
-Python loop. Work is generated and summarised one period at a time, so memory holds one period of
-per-step arrays (about 4 x steps x sites x stages x batch x 8 bytes), never the horizon.
+Everything is vectorized over sites x stages x replications x multipliers; the step loop is the only Python
+loop that grows with the problem's size (the others run over days, sites when drawing arrivals, chains and
+dock slots). Work is generated one period at a time and simulated one day at a time, so memory holds one
+period of arrivals (steps x sites x 2 x batch) and one day of per-step arrays, never the horizon.
 """
 
 from __future__ import annotations
