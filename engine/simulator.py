@@ -895,7 +895,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     ``period_weight`` (P,) spreads the extra load: period p's factor is ``1 + (m - 1) * period_weight[p]``.
     With ``detail=False`` only the breach analysis runs (no tables but ``breaches``; for the stress test).
     ``threads`` > 1 simulates groups of sites in parallel threads (sites are independent and draw their own
-    random streams, so the result is the same as with one thread).
+    random streams, so the result is the same as with one thread). It pays only when cores are free: the step
+    loop holds the GIL between numpy calls (on the shared 2-core machine it was slower than one thread).
     """
     profile = profile or Profile()
     S, P, R = len(setup.site_ids), len(setup.periods), int(replications)
