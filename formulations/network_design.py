@@ -713,13 +713,17 @@ def _as_relax_restore(plan: Plan, opt: NetworkDesignOptions, status: str, bound:
     return plan
 
 
-def _split(arcs: pd.DataFrame, qty: np.ndarray, shares: pd.DataFrame, on: list[str]) -> pd.DataFrame:
-    """Disaggregate flows of the aggregated product by the products' shares of ``on`` (exact reduction)."""
-    f = arcs.drop(columns=["product_id"]).assign(quantity=qty)
+def _per_product(arcs: pd.DataFrame, qty: np.ndarray, shares: pd.DataFrame | None,
+                 single_product: str | None) -> pd.DataFrame:
+    """Arc flows per product: split by ``shares`` (destination_id, period -> product_id, share) when several
+    products were aggregated (the exact reduction), else as solved (``single_product`` renames the one)."""
+    f = arcs.assign(quantity=qty)
     f = f[f["quantity"] > 0]
-    f = f.merge(shares, on=on, how="inner")
-    f["quantity"] = f["quantity"] * f["share"]
-    return f.drop(columns=["share"])
+    if shares is not None:
+        f = f.drop(columns=["product_id"]).merge(shares, on=["destination_id", "period"], how="inner")
+        f["quantity"] = f["quantity"] * f["share"]
+        return f.drop(columns=["share"])
+    return f.assign(product_id=single_product) if single_product is not None else f
 
 
 def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
@@ -754,35 +758,25 @@ def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
                                                 "closed": False})], ignore_index=True)
 
     # flows (split back to products when aggregated)
-    of = ctx.outbound.frame
-    q_out = clean(dense_values(res, v["outbound"]))
     demand = inst.demand[inst.demand["quantity"] > 0]
-    if ctx.aggregated and len(inst.products) > 1:
+    split = ctx.aggregated and len(inst.products) > 1
+    single = str(inst.products["id"].iloc[0]) if ctx.aggregated and not split else None
+    shares = None
+    if split:
         tot = demand.groupby(["zone_id", "period"])["quantity"].transform("sum")
         shares = demand.assign(share=demand["quantity"] / tot)[["zone_id", "product_id", "period", "share"]]
-        out_flows = _split(of, q_out, shares.rename(columns={"zone_id": "destination_id"}),
-                           ["destination_id", "period"])
-    else:
-        out_flows = of.assign(quantity=q_out)
-        out_flows = out_flows[out_flows["quantity"] > 0]
-        if ctx.aggregated:
-            out_flows = out_flows.assign(product_id=str(inst.products["id"].iloc[0]))
+        shares = shares.rename(columns={"zone_id": "destination_id"})
+    out_flows = _per_product(ctx.outbound.frame, clean(dense_values(res, v["outbound"])), shares, single)
     out_flows = out_flows.assign(leg="outbound")
     flows = [out_flows]
     if v.get("inbound") is not None:
-        inf_ = ctx.inbound.frame
-        q_in = clean(dense_values(res, v["inbound"]))
-        if ctx.aggregated and len(inst.products) > 1:
+        in_shares = None
+        if split:  # a DC receives each product in the proportion it ships it
             by = out_flows.groupby(["origin_id", "product_id", "period"], as_index=False)["quantity"].sum()
             tot = by.groupby(["origin_id", "period"])["quantity"].transform("sum")
-            shares = by.assign(share=by["quantity"] / tot).rename(columns={"origin_id": "destination_id"})
-            in_flows = _split(inf_, q_in, shares[["destination_id", "product_id", "period", "share"]],
-                              ["destination_id", "period"])
-        else:
-            in_flows = inf_.assign(quantity=q_in)
-            in_flows = in_flows[in_flows["quantity"] > 0]
-            if ctx.aggregated:
-                in_flows = in_flows.assign(product_id=str(inst.products["id"].iloc[0]))
+            in_shares = by.assign(share=by["quantity"] / tot).rename(columns={"origin_id": "destination_id"})
+            in_shares = in_shares[["destination_id", "product_id", "period", "share"]]
+        in_flows = _per_product(ctx.inbound.frame, clean(dense_values(res, v["inbound"])), in_shares, single)
         flows.append(in_flows.assign(leg="inbound"))
     cols = ["origin_id", "destination_id", "product_id", "period", "quantity", "leg"]
     flow_table = pd.concat([f[cols] for f in flows], ignore_index=True)
@@ -838,11 +832,12 @@ def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
         zi, pi, ti = np.nonzero(unmet_q > 0)
         u = pd.DataFrame({"zone_id": ctx.zones.to_numpy()[zi], "product_id": ctx.products.to_numpy()[pi],
                           "period": ctx.periods.to_numpy()[ti], "quantity": unmet_q[zi, pi, ti]})
-        if ctx.aggregated:
-            tot = demand.groupby(["zone_id", "period"])["quantity"].transform("sum")
-            shares = demand.assign(share=demand["quantity"] / tot)[["zone_id", "product_id", "period", "share"]]
-            u = u.drop(columns=["product_id"]).merge(shares, on=["zone_id", "period"])
+        if shares is not None:
+            u = u.drop(columns=["product_id"]).merge(shares.rename(columns={"destination_id": "zone_id"}),
+                                                     on=["zone_id", "period"])
             u["quantity"] = u["quantity"] * u["share"]
+        elif single is not None:
+            u["product_id"] = single
         unmet = u[["zone_id", "product_id", "period", "quantity"]].reset_index(drop=True)
 
     # assignment and service
