@@ -204,7 +204,7 @@ def test_derate_tightens_and_warm_start_reuses_a_plan(tiny, optimum):
     assert again.objective == pytest.approx(optimum.objective, rel=1e-9)
 
 
-@pytest.mark.skipif("ortools" not in solvers.available(), reason="OR-Tools backend not registered in solvers")
+@pytest.mark.skipif("ortools-scip" not in solvers.available(), reason="OR-Tools (SCIP) backend not available")
 def test_highs_and_ortools_agree(tiny, optimum):
     plan = solve_network_design(tiny, solver="ortools", mip_gap=0.0)
     assert plan.objective == pytest.approx(optimum.objective, rel=1e-6)

@@ -76,7 +76,7 @@ def test_all_small_instances_reach_the_published_optimum():
 def test_highs_and_ortools_agree_on_an_orlib_instance():
     import solvers
 
-    if "ortools" not in solvers.available():
+    if "ortools-scip" not in solvers.available():
         pytest.skip("OR-Tools backend not registered in solvers yet")
     inst = read_orlib(BENCH / "cap41.txt")
     opts = NetworkDesignOptions(allow_unmet=False)
