@@ -222,6 +222,9 @@ class _Kernel:
             (2, C, T, S, B).
         acc : (arrivals, throughput, backlog, level) sums over the steps, added to in place (cache-hot).
         """
+        if out_a is None and heads is not None and self.storage is not None and not self.stock_limited:
+            self._run_fast(ext, cap, out_y, out_q, out_level, out_cum, heads, acc)
+            return
         y_prev, q_prev, level_prev = self.y, self.q, self.level
         cum_prev = self.cum
         tally = out_cum is not None and len(self.chains) > 0
@@ -267,6 +270,66 @@ class _Kernel:
         self.y, self.q, self.level = y_prev.copy(), q_prev.copy(), level_prev.copy()
         if tally:
             self.cum = cum_prev.copy()
+
+    def _views(self, out_y: np.ndarray, out_q: np.ndarray, out_level: np.ndarray, out_cum: np.ndarray | None,
+               heads: Sequence[int]) -> list[tuple]:
+        """Per-step views into the (reused) output buffers, built once: slicing costs as much as adding on small
+        arrays, so the front door's step loop indexes nothing."""
+        key = (id(out_y), id(out_q), id(out_level), id(out_cum), tuple(heads), out_y.shape[0])
+        if getattr(self, "_view_key", None) == key:
+            return self._view_cache
+        put, pick = self.storage
+        a = self.a_buf = np.empty_like(self.q)
+        heads_a = [a[:, k] for k in heads]
+        routed_a = [(a[:, dst], src) for dst, src in self.runs]
+        chains = [(a[:, h], tl) for h, tl in self.chains] if out_cum is not None else []
+        steps = []
+        for t in range(out_y.shape[0]):
+            yt = out_y[t]
+            steps.append((yt, out_q[t], out_level[t], yt[:, put], yt[:, pick],
+                          [(dst, yt[:, src]) for dst, src in routed_a],
+                          [(ah, yt[:, tl], out_cum[0, c, t], out_cum[1, c, t])
+                           for c, (ah, tl) in enumerate(chains)]))
+        self._view_key, self._view_cache = key, (heads_a, routed_a, chains, steps)
+        return self._view_cache
+
+    def _run_fast(self, ext: np.ndarray, cap: np.ndarray, out_y: np.ndarray, out_q: np.ndarray,
+                  out_level: np.ndarray, out_cum: np.ndarray | None, heads: Sequence[int],
+                  acc: tuple[np.ndarray, ...] | None) -> None:
+        """:meth:`run` for the front door (heads only, storage, picks not stock-limited), on cached views."""
+        heads_a, routed_a, chains, steps = self._views(out_y, out_q, out_level, out_cum, heads)
+        a = self.a_buf
+        T = ext.shape[0]
+        q_prev, level_prev = self.q, self.level
+        routed_prev = [(dst, self.y[:, src]) for dst, src in routed_a]  # last step's upstream output
+        cum_prev = [(self.cum[0, c], self.cum[1, c]) for c in range(len(chains))]
+        free = np.empty_like(level_prev)
+        cap_storage = self.storage_capacity
+        ext_heads = [ext[:, :, j] for j in range(len(heads))]
+        for t in range(T):
+            yt, qt, lt, y_put, y_pick, routed_next, tallies = steps[t]
+            for dst, x in zip(heads_a, ext_heads):
+                np.copyto(dst, x[t])
+            for dst, src in routed_prev:
+                np.copyto(dst, src)
+            np.add(q_prev, a, out=qt)  # available work
+            np.minimum(qt, cap[t], out=yt)
+            np.subtract(cap_storage, level_prev, out=free)
+            np.minimum(y_put, free, out=y_put)
+            np.add(level_prev, y_put, out=lt)
+            lt -= y_pick
+            qt -= yt  # backlog after the step
+            for (ah, ytl, cum_a, cum_d), (pa, pd_) in zip(tallies, cum_prev):
+                np.add(pa, ah, out=cum_a)
+                np.add(pd_, ytl, out=cum_d)
+            cum_prev = [(ca, cd) for _, _, ca, cd in tallies]
+            if acc is not None:
+                for total, x in zip(acc, (a, yt, qt, lt)):
+                    np.add(total, x, out=total)
+            routed_prev, q_prev, level_prev = routed_next, qt, lt
+        self.y, self.q, self.level = out_y[T - 1].copy(), q_prev.copy(), level_prev.copy()
+        if chains:
+            self.cum = out_cum[:, :, T - 1].copy()
 
 
 @dataclass

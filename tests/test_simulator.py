@@ -352,6 +352,26 @@ def test_threads_and_site_streams_do_not_change_results():
     pd.testing.assert_frame_equal(sp, alone.stage_period)
 
 
+def test_stock_limits_bind_only_without_stock():
+    """Picks capped by the storage level: with ample stock nothing changes; with none, picks wait for putaway."""
+    from dataclasses import replace
+
+    prof = Profile(noise="poisson", intraday=(1.0,) * 24, weekday=(1.0,) * 7)
+    rich = one_dc({k: 500.0 for k in ("inbound_dock", "putaway", "pick", "pack", "outbound_dock")}, on_hand=1e6)
+    free = simulate_volumes(rich, volumes(7000, 7000), replications=3, seed=1, profile=prof)
+    capped = simulate_volumes(rich, volumes(7000, 7000), replications=3, seed=1,
+                              profile=replace(prof, stock_limited=True))
+    pd.testing.assert_frame_equal(free.stage_period, capped.stage_period)
+    empty = one_dc({k: 500.0 for k in ("inbound_dock", "putaway", "pick", "pack", "outbound_dock")}, on_hand=0.0)
+    starved = simulate_volumes(empty, volumes(7000, 7000), replications=3, seed=1,
+                               profile=replace(prof, stock_limited=True))
+    sp = starved.stage_period.set_index(["stage", "period"])
+    assert sp.loc[("storage", 1), "backlog_mean"] >= 0  # the level never goes below zero
+    assert sp.loc[("pick", 1), "throughput"] <= sp.loc[("putaway", 1), "throughput"] + 1e-6
+    assert sp.loc[("pick", 1), "backlog_mean"] > free.stage_period.set_index(["stage", "period"]).loc[
+        ("pick", 1), "backlog_mean"]
+
+
 def test_bad_input_is_located():
     bad = volumes(100).assign(site_id=["DC_A", "DC_Z"])
     with pytest.raises(SimulationInputError, match=r"site_throughput:2:site_id: site 'DC_Z' is not a DC"):
