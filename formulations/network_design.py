@@ -849,6 +849,8 @@ def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
         ["zone_id", "site_id", "period", "quantity", "share"]]
     service = service_table(out_flows, demand, ctx.service_days)
     overall = overall_service(out_flows, float(demand["quantity"].sum()), ctx.service_days)
+    overall["zone_mean_transit_days"] = float(service["avg_transit_days"].mean())  # unweighted, over zones
+    overall["zone_mean_distance_km"] = float(service["avg_distance_km"].mean())
 
     # costs (recomputed from the solution, so that they add up to the objective)
     cand = (dcs["status"] == "candidate").to_numpy()

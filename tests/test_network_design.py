@@ -77,6 +77,16 @@ def test_cost_of_a_fixed_network_by_hand(tiny):
         q = dem.loc[dem["period"] == t, "quantity"].sum()
         assert hours.loc[("DC_A", t), "regular_hours"] == pytest.approx(q * hours_per_unit, rel=1e-9)
     assert plan.tables["unmet"].empty
+    # delivery time per zone = its one lane's transit; overall = demand-weighted
+    transit = tiny.lanes.set_index(["origin_id", "destination_id"])["transit_days"]
+    service = plan.tables["service"].set_index("zone_id")
+    for z in service.index:
+        assert service.loc[z, "avg_transit_days"] == pytest.approx(transit[("DC_A", z)])
+    by_zone = dem.groupby("zone_id")["quantity"].sum()
+    weighted = sum(q * transit[("DC_A", z)] for z, q in by_zone.items()) / by_zone.sum()
+    assert plan.meta["service_overall"]["avg_transit_days"] == pytest.approx(weighted)
+    assert plan.meta["service_overall"]["zone_mean_transit_days"] == pytest.approx(
+        np.mean([transit[("DC_A", z)] for z in by_zone.index]))
 
 
 def test_product_aggregation_is_exact_and_its_condition_is_checked(tiny, optimum):
