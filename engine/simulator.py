@@ -423,6 +423,11 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def holds(cls, multiplier: float) -> Verdict:
+        """The verdict of a plan that meets every SLA at ``multiplier``."""
+        return cls(True, multiplier, message=f"feasible at {multiplier:g}×: every DC meets its SLAs")
+
 
 @dataclass
 class SimulationResult:
@@ -942,7 +947,7 @@ def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> 
             first = min(failed, key=lambda v: (pd.Timestamp(v.time), order[v.site_id], v.chain))
             verdicts[label] = replace(first, multiplier=label)
         else:
-            verdicts[label] = Verdict(True, label, message=f"feasible at {label:g}x: every DC meets its SLAs")
+            verdicts[label] = Verdict.holds(label)
     nonempty = [p.breaches for p in parts if len(p.breaches)]
     breaches = pd.concat(nonempty, ignore_index=True) if nonempty else parts[0].breaches
     breaches = breaches.sort_values(["column", "time", "site_id"], kind="stable").reset_index(drop=True)
@@ -1160,7 +1165,7 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
         label = float(mult[0, m]) if (mult[:, m] == mult[0, m]).all() else float(m)
         cand = [(int(first[c][s, m]), s, c) for c in CHAIN_NAMES for s in range(S) if first[c][s, m] >= 0]
         if not cand:
-            verdicts[label] = Verdict(True, label, message=f"feasible at {label:g}x: every DC meets its SLAs")
+            verdicts[label] = Verdict.holds(label)
             continue
         _, s, c = min(cand)
         row = breaches[(breaches["site_id"] == setup.site_ids[s]) & (breaches["chain"] == c)

@@ -129,11 +129,11 @@ def stress_test(instance: Instance, plan: Any, *, spike: Sequence[int] | Mapping
     for s, site in enumerate(setup.site_ids):
         for c, chain in enumerate(CHAIN_NAMES):
             if np.isnan(hi[s, c]):
-                msg = f"{site} holds its {chain} SLA up to {high:.2f}x"
+                msg = f"{site} holds its {chain} SLA up to {high:.2f}×"
             elif np.isnan(lo[s, c]):
-                msg = f"{site} fails already at {hi[s, c]:.2f}x on {STAGE_LABELS[stage[s, c]]} ({chain})"
+                msg = f"{site} fails already at {hi[s, c]:.2f}× on {STAGE_LABELS[stage[s, c]]} ({chain})"
             else:
-                msg = f"{site} fails at {hi[s, c]:.2f}x on {STAGE_LABELS[stage[s, c]]} ({chain})"
+                msg = f"{site} fails at {hi[s, c]:.2f}× on {STAGE_LABELS[stage[s, c]]} ({chain})"
             rows.append({"site_id": site, "chain": chain, "stage": stage[s, c], "fail_multiplier": hi[s, c],
                          "holds_at": lo[s, c], "message": msg})
     out = pd.DataFrame(rows, columns=list(COLUMNS)).sort_values(["fail_multiplier", "site_id"],
@@ -151,10 +151,10 @@ def summarize(table: pd.DataFrame, high: float = 3.0) -> str:
     for site, g in table.groupby("site_id", sort=False):
         g = g.dropna(subset=["fail_multiplier"])
         if g.empty:
-            parts.append(f"{site} holds up to {high:.2f}x")
+            parts.append(f"{site} holds up to {high:.2f}×")
             continue
         r = g.sort_values("fail_multiplier").iloc[0]
         verb = "fails at" if first else "at"
-        parts.append(f"{site} {verb} {r.fail_multiplier:.2f}x on {STAGE_LABELS[r.stage]}")
+        parts.append(f"{site} {verb} {r.fail_multiplier:.2f}× on {STAGE_LABELS[r.stage]}")
         first = False
     return "; ".join(parts)

@@ -53,7 +53,7 @@ def test_failure_multipliers_match_hand_computed_thresholds():
         assert r.holds_at <= m_star < r.fail_multiplier
         assert r.fail_multiplier - r.holds_at <= 0.01
     assert table["fail_multiplier"].iloc[0] == order.loc["DC_B", "fail_multiplier"]  # sorted, weakest first
-    assert table.attrs["summary"].startswith("DC_B fails at 1.40x on pack stations; DC_A at 1.61x on pick")
+    assert table.attrs["summary"].startswith("DC_B fails at 1.40× on pack stations; DC_A at 1.61× on pick")
     inbound = table[table["chain"] == "inbound"]
     assert inbound["fail_multiplier"].isna().all()  # no inbound volume: holds to the top of the grid
     assert table.attrs["rounds"] >= 1  # the grid step (2/63) is wider than the tolerance: bisection ran
