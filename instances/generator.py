@@ -201,10 +201,14 @@ def _nearest(sites: pd.DataFrame, zones: pd.DataFrame) -> np.ndarray:
     return np.argmin(d, axis=1)
 
 
-def _lanes_by_leg(meta: dict[str, Any], sites: pd.DataFrame, zones: pd.DataFrame,
-                  outbound_mode: str, trunk_mode: str) -> pd.DataFrame:
+def _lanes_by_leg(meta: dict[str, Any], sites: pd.DataFrame, zones: pd.DataFrame, outbound_mode: str,
+                  trunk_mode: str, ports_per_dc: int = 0) -> pd.DataFrame:
     """Lanes from the rate card: ``trunk_mode`` (full truckloads) for port->DC and DC->DC legs,
-    ``outbound_mode`` (parcel) for DC->zone legs, nearest ``max_lanes_per_zone`` DCs per zone."""
+    ``outbound_mode`` (parcel) for DC->zone legs, nearest ``max_lanes_per_zone`` DCs per zone.
+
+    ``ports_per_dc`` > 0 keeps only each DC's nearest ports (imports are routed through the gateways that
+    serve a DC's region), so that closing a port starves the DCs behind it; 0 links every port to every DC.
+    """
     card = meta["rate_card"]
     parts = []
     for mode, legs in ((trunk_mode, "trunk"), (outbound_mode, "outbound")):
@@ -212,6 +216,11 @@ def _lanes_by_leg(meta: dict[str, Any], sites: pd.DataFrame, zones: pd.DataFrame
         lanes = generate_lanes(sub_meta, sites, zones)
         is_zone = lanes["destination_id"].isin(zones["id"])
         parts.append(lanes[~is_zone] if legs == "trunk" else lanes[is_zone])
+    trunk = parts[0]
+    if ports_per_dc:
+        from_port = trunk["origin_id"].isin(sites.loc[sites["kind"] == "port", "id"])
+        rank = trunk[from_port].groupby("destination_id")["distance_km"].rank(method="first")
+        parts[0] = trunk[~from_port | (rank.reindex(trunk.index) <= ports_per_dc)]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -443,7 +452,7 @@ def eu_fba(seed: int = 7, zones: int = 200) -> Instance:
 # ---------------------------------------------------------------------------------------------------
 # us_west_port: US network fed by five ports, daily periods, on-hand stock for port-closure redistribution
 # ---------------------------------------------------------------------------------------------------
-#: id, name, city, state (admin1), share of import volume landing there
+#: id, name, city, state (admin1), port size (relative weight in the split of a DC's imports)
 US_PORTS: tuple[tuple[str, str, str, str, float], ...] = (
     ("PORT_LALB", "Port of Los Angeles/Long Beach", "Long Beach", "CA", 0.36),
     ("PORT_OAK", "Port of Oakland", "Oakland", "CA", 0.08),
@@ -454,16 +463,16 @@ US_PORTS: tuple[tuple[str, str, str, str, float], ...] = (
 )
 #: id, city, state, fixed cost (USD/yr), automation, wage (USD/h), stock cover (days of own demand)
 US_DCS: tuple[tuple[str, str, str, float, str, float, float], ...] = (
-    ("DC_ONTARIO", "Ontario", "CA", 3_800_000, "mechanized", 24.0, 14.0),
-    ("DC_TRACY", "Tracy", "CA", 2_900_000, "mechanized", 25.0, 12.0),
-    ("DC_KENT", "Kent", "WA", 2_600_000, "manual", 26.0, 12.0),
-    ("DC_PHOENIX", "Phoenix", "AZ", 2_300_000, "manual", 20.0, 10.0),
-    ("DC_EDISON", "Edison", "NJ", 3_600_000, "mechanized", 24.5, 10.0),
-    ("DC_SLC", "Salt Lake City", "UT", 2_000_000, "manual", 19.5, 10.0),
-    ("DC_DENVER", "Denver", "CO", 2_200_000, "manual", 21.5, 9.0),
-    ("DC_DALLAS", "Dallas", "TX", 3_000_000, "mechanized", 19.0, 11.0),
-    ("DC_ATLANTA", "Atlanta", "GA", 3_100_000, "mechanized", 19.0, 11.0),
-    ("DC_JOLIET", "Joliet", "IL", 3_300_000, "mechanized", 22.0, 12.0),
+    ("DC_ONTARIO", "Ontario", "CA", 3_800_000, "mechanized", 24.0, 6.0),
+    ("DC_TRACY", "Tracy", "CA", 2_900_000, "mechanized", 25.0, 6.0),
+    ("DC_KENT", "Kent", "WA", 2_600_000, "manual", 26.0, 8.0),
+    ("DC_PHOENIX", "Phoenix", "AZ", 2_300_000, "manual", 20.0, 5.0),
+    ("DC_EDISON", "Edison", "NJ", 3_600_000, "mechanized", 24.5, 14.0),
+    ("DC_SLC", "Salt Lake City", "UT", 2_000_000, "manual", 19.5, 6.0),
+    ("DC_DENVER", "Denver", "CO", 2_200_000, "manual", 21.5, 7.0),
+    ("DC_DALLAS", "Dallas", "TX", 3_000_000, "mechanized", 19.0, 12.0),
+    ("DC_ATLANTA", "Atlanta", "GA", 3_100_000, "mechanized", 19.0, 16.0),
+    ("DC_JOLIET", "Joliet", "IL", 3_300_000, "mechanized", 22.0, 14.0),
 )
 #: family, share, weight kg, volume m3, value USD, handling class
 US_FAMILIES: tuple[tuple[str, float, float, float, float, str], ...] = (
@@ -477,6 +486,8 @@ US_FAMILIES: tuple[tuple[str, float, float, float, float, str], ...] = (
     ("health_beauty", 0.15, 0.3, 0.0009, 16.0, "standard"),
 )
 US_WEEKDAY = (1.12, 1.08, 1.04, 1.0, 0.97, 0.86, 0.93)  # Monday .. Sunday
+US_RAIL_TO = ("DC_JOLIET", "DC_DALLAS")
+"""DCs that PORT_LALB also reaches by intermodal rail (on top of each DC's two nearest ports by truck)."""
 US_DEFAULTS = {"service_days": 3.0, "service_share": 0.0, "periods_per_year": 365, "capex_life_years": 10,
                "interest_rate": 0.07, "unmet_demand_penalty": 30.0, "handling_cost_per_unit": 0.2,
                "order_to_ship_sla_hours": 24.0, "truck_capacity_m3": 76.0, "truck_capacity_kg": 20000.0,
@@ -488,11 +499,14 @@ US_PRODUCTIVITY = {"inbound_dock": 240.0, "putaway": 120.0, "pick": 100.0, "pack
 def us_west_port(seed: int = 7, zones: int = 100, days: int = 28) -> Instance:
     """A US network of 10 DCs fed by six ports (LA/Long Beach the largest, 36 % of imports), ``zones``
     metro zones of the contiguous US, 8 product families, ``days`` daily periods, with on-hand stock at every
-    DC (9-16 days of its own demand) for port-closure redistribution studies.
+    DC for port-closure redistribution studies: lean at the western DCs (5-8 days of their own demand),
+    deep at the eastern ones (12-16 days).
 
-    Port supply per product and day is 1.15 x the network's demand split by import share, so closing
-    PORT_LALB leaves imports ~26 % short and the stock has to be moved. Stages run at 55-70 % on an average
-    day (nearest-DC assignment).
+    Each DC imports through its two nearest ports (and Joliet and Dallas also from LA/Long Beach by
+    intermodal rail), its demand split between them by port size; a port offers 1.15 x what its DCs draw.
+    Closing PORT_LALB therefore cuts the imports of the five western DCs by ~80 % and of Joliet and Dallas
+    by ~55 %, and their stock runs down: it has to be redistributed. Stages run at 55-70 % on an average day
+    (nearest-DC assignment).
     """
     rng = np.random.default_rng(seed)
     meta = _meta(
@@ -500,6 +514,7 @@ def us_west_port(seed: int = 7, zones: int = 100, days: int = 28) -> Instance:
         {"start": "2026-03-02", "periods": days, "period_days": 1}, 1.2,
         parcel=(0.85, 0.0009, 750.0), ftl=(0.05, 0.00022, 800.0),
         defaults=US_DEFAULTS)
+    meta["rate_card"]["modes"]["rail"] = {"cost_per_unit": 0.06, "cost_per_unit_km": 0.00011, "km_per_day": 650.0}
     zone_df = _metro_zones(("US",), zones, merge_km=40.0, prefix="Z_", exclude_admin1=("AK", "HI", "PR"))
     fam = pd.DataFrame(US_FAMILIES, columns=["family", "share", "unit_weight_kg", "unit_volume_m3", "unit_value",
                                              "handling_class"])
@@ -523,6 +538,7 @@ def us_west_port(seed: int = 7, zones: int = 100, days: int = 28) -> Instance:
                       "closing_cost": round(fixed * 0.6, -4), "automation": auto})
     site_df = pd.DataFrame(sites)
     dcs = site_df[site_df["kind"] == "dc"].reset_index(drop=True)
+    serving = dict(zip(zone_df["id"], dcs["id"].to_numpy()[_nearest(dcs, zone_df)]))
     zone_day = demand.groupby("zone_id")["quantity"].sum().reindex(zone_df["id"]).to_numpy() / days
     dc_day = np.bincount(_nearest(dcs, zone_df), weights=zone_day, minlength=len(dcs))
     product_share = demand.groupby("product_id")["quantity"].sum()
@@ -532,8 +548,9 @@ def us_west_port(seed: int = 7, zones: int = 100, days: int = 28) -> Instance:
         target = {"pack": rng.uniform(0.60, 0.70), "inbound_dock": rng.uniform(0.58, 0.68),
                   "pick": rng.uniform(0.56, 0.66), "putaway": rng.uniform(0.55, 0.65),
                   "outbound_dock": rng.uniform(0.55, 0.62)}
-        res, lab = _equip_dc(sid, day_units, target, auto, wage, US_RATES, US_PRODUCTIVITY, storage_days=cover * 1.6,
-                             units_per_position=40.0, hours_per_person_week=40.0, headroom=1.15)
+        res, lab = _equip_dc(sid, day_units, target, auto, wage, US_RATES, US_PRODUCTIVITY,
+                             storage_days=max(cover, 10.0) * 1.6, units_per_position=40.0,
+                             hours_per_person_week=40.0, headroom=1.15)
         resources += res
         labor.append(lab)
         for prod_id, share in product_share.items():
@@ -547,10 +564,26 @@ def us_west_port(seed: int = 7, zones: int = 100, days: int = 28) -> Instance:
         {"site_id": "DC_DALLAS", "stage": "inbound_dock", "module_size": 2, "capex": 320_000.0,
          "opex_per_year": 10_000.0, "max_modules": 2},
     ]
-    per_product_day = demand.groupby(["product_id", "period"])["quantity"].sum()
-    supply = [{"site_id": pid, "product_id": prod_id, "period": int(t), "capacity": float(np.ceil(q * 1.15 * share))}
-              for pid, _n, _c, _st, share in US_PORTS for (prod_id, t), q in per_product_day.items()]
-    lanes = _lanes_by_leg(meta, site_df, zone_df, outbound_mode="parcel", trunk_mode="ftl")
+    lanes = _lanes_by_leg(meta, site_df, zone_df, outbound_mode="parcel", trunk_mode="ftl", ports_per_dc=2)
+    # intermodal rail carries Los Angeles/Long Beach imports inland to the Chicago and Dallas hubs
+    at = site_df.set_index("id")
+    rail_from, rail_to = np.array(["PORT_LALB"] * len(US_RAIL_TO), dtype=object), np.array(US_RAIL_TO, dtype=object)
+    km = haversine_km(at.loc[rail_from, "lat"].to_numpy(), at.loc[rail_from, "lon"].to_numpy(),
+                      at.loc[rail_to, "lat"].to_numpy(), at.loc[rail_to, "lon"].to_numpy()) * 1.2
+    lanes = pd.concat([lanes, _lane_block(rail_from, rail_to, km, "rail", meta["rate_card"]["modes"]["rail"])],
+                      ignore_index=True)
+    # each DC's daily demand (nearest-DC assignment) is split over its two gateway ports by port size;
+    # a port offers 1.15 x what its DCs draw from it, per product and day
+    port_size = pd.Series({pid: share for pid, _n, _c, _st, share in US_PORTS})
+    gateways = lanes[lanes["origin_id"].isin(port_size.index)][["origin_id", "destination_id"]]
+    gateways = gateways.assign(split=gateways["origin_id"].map(port_size))
+    gateways["split"] /= gateways.groupby("destination_id")["split"].transform("sum")
+    dc_need = (demand.assign(destination_id=demand["zone_id"].map(serving))
+               .groupby(["destination_id", "product_id", "period"], as_index=False)["quantity"].sum())
+    draw = dc_need.merge(gateways, on="destination_id")
+    draw["capacity"] = draw["quantity"] * draw["split"] * 1.15
+    supply = draw.groupby(["origin_id", "product_id", "period"], as_index=False)["capacity"].sum()
+    supply = supply.rename(columns={"origin_id": "site_id"}).assign(capacity=lambda d: np.ceil(d["capacity"]))
     return _finish(meta, {"sites": site_df, "zones": zone_df, "products": products.drop(columns=["share"]),
                           "demand": demand, "resources": resources, "expansions": expansions, "labor": labor,
                           "inventory": inventory, "supply": supply, "lanes": lanes})

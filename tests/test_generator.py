@@ -26,8 +26,8 @@ def same_files(a: Path, b: Path) -> list[str]:
     return [n for n in names if not ((a / n).is_file() and (b / n).is_file() and filecmp.cmp(a / n, b / n, False))]
 
 
-def utilisation(inst: Instance, stage: str) -> pd.DataFrame:
-    """Site x period utilisation of ``stage`` when each zone is served by its nearest existing DC."""
+def served_per_period(inst: Instance) -> pd.DataFrame:
+    """Site x period units per day when each zone is served by its nearest existing DC."""
     dcs = inst.dcs[inst.dcs["status"] == "existing"]
     z = inst.zones
     d = haversine_km(z["lat"].to_numpy()[:, None], z["lon"].to_numpy()[:, None], dcs["lat"].to_numpy()[None, :],
@@ -35,7 +35,12 @@ def utilisation(inst: Instance, stage: str) -> pd.DataFrame:
     serving = dict(zip(z["id"], dcs["id"].to_numpy()[d.argmin(axis=1)]))
     demand = inst.demand.assign(site_id=inst.demand["zone_id"].map(serving))
     days = inst.periods.set_index("period")["days"]
-    per_day = demand.groupby(["site_id", "period"])["quantity"].sum().unstack().div(days, axis=1)
+    return demand.groupby(["site_id", "period"])["quantity"].sum().unstack().div(days, axis=1)
+
+
+def utilisation(inst: Instance, stage: str) -> pd.DataFrame:
+    """Site x period utilisation of ``stage`` under the nearest-DC assignment."""
+    per_day = served_per_period(inst)
     cap = inst.stage_capacity()
     cap = cap[cap["stage"] == stage].set_index("site_id")["units_per_day"]
     return per_day.div(cap.reindex(per_day.index), axis=0)
@@ -158,11 +163,19 @@ def test_us_west_port_shape_and_port_closure_gap(us_west_port: Instance) -> None
     assert 60 <= len(inst.zones) <= 120 and (inst.zones["country"] == "US").all()
     assert 6 <= len(inst.products) <= 10
     assert inst.zones["lat"].between(24, 50).all() and inst.zones["lon"].between(-125, -66).all()
-    # every DC holds stock of every product: 9-16 days of its own demand in total
+    # every DC holds stock of every product; the western DCs behind LA/Long Beach hold less than a week
     inv = inst.inventory
     assert set(inv["site_id"]) == set(inst.dcs["id"]) and inv.groupby("site_id").size().eq(len(inst.products)).all()
     total_day = inst.demand["quantity"].sum() / 28
     assert 8 <= inv["on_hand"].sum() / total_day <= 16
+    lanes = inst.lanes[inst.lanes["origin_id"] == "PORT_LALB"]
+    fed_by_la = set(lanes["destination_id"])
+    assert fed_by_la == {"DC_ONTARIO", "DC_TRACY", "DC_PHOENIX", "DC_SLC", "DC_DENVER", "DC_JOLIET", "DC_DALLAS"}
+    assert set(lanes.loc[lanes["mode"] == "rail", "destination_id"]) == {"DC_JOLIET", "DC_DALLAS"}
+    cover = inv.groupby("site_id")["on_hand"].sum() / served_per_period(inst).mean(axis=1)  # days
+    assert (cover[["DC_ONTARIO", "DC_TRACY", "DC_PHOENIX", "DC_SLC"]] <= 9).all(), cover
+    assert (cover[["DC_ATLANTA", "DC_JOLIET", "DC_EDISON"]] >= 11).all(), cover
+    assert inst.supply.groupby("site_id")["capacity"].sum().idxmax() == "PORT_LALB"
     # normal supply covers demand; without LA/Long Beach it falls short every day
     supply = inst.supply.groupby("period")["capacity"].sum()
     without_la = inst.supply[inst.supply["site_id"] != "PORT_LALB"].groupby("period")["capacity"].sum()
