@@ -209,6 +209,35 @@ def test_conservation_fuzz(T, S, B, seed, limited):
         assert (run.storage_level >= -1e-9).all()
 
 
+def test_front_door_step_loop_equals_the_general_one():
+    """The front door's step loop (cached views, heads only) computes exactly what the general loop does."""
+    from engine.simulator import INBOUND_DOCK, _Kernel
+
+    rng = np.random.default_rng(4)
+    T, S, B = 30, 3, 4
+    ext = rng.exponential(10.0, size=(T, S, 2, B))
+    cap = rng.exponential(8.0, size=(T, S, 5, 1))
+    store, init = np.array([40.0, 1e9, 60.0]), np.array([[20.0], [0.0], [60.0]])
+    out = []
+    for fast in (True, False):
+        k = _Kernel(S, 5, B, DEFAULT_UPSTREAM, (PUTAWAY, PICK), store, init, chains=[(PICK, 4), (INBOUND_DOCK, 1)])
+        y, q, lvl = np.empty((10, S, 5, B)), np.empty((10, S, 5, B)), np.empty((10, S, B))
+        cum = np.empty((2, 2, 10, S, B))
+        acc = (np.zeros((S, 5, B)), np.zeros((S, 5, B)), np.zeros((S, 5, B)), np.zeros((S, B)))
+        rows = []
+        for day in range(3):  # chunks reuse the buffers, as the front door does
+            sl = slice(day * 10, (day + 1) * 10)
+            a = None if fast else np.empty((10, S, 5, B))
+            k.run(ext[sl], cap[sl], y, q, lvl, cum, out_a=a, heads=(INBOUND_DOCK, PICK), acc=acc)
+            rows.append([y.copy(), q.copy(), lvl.copy(), cum.copy()])
+        out.append((rows, [x.copy() for x in acc]))
+    for r_fast, r_gen in zip(out[0][0], out[1][0]):
+        for x, z in zip(r_fast, r_gen):
+            np.testing.assert_array_equal(x, z)
+    for x, z in zip(out[0][1], out[1][1]):
+        np.testing.assert_array_equal(x, z)
+
+
 def test_front_door_tables_conserve_units():
     res = simulate_volumes(tiny(), volumes(9000, 8000, site="DC_B"), replications=5, seed=2)
     sp = res.stage_period[res.stage_period["stage"] != "storage"]
