@@ -7,6 +7,7 @@ Presets: ``tiny`` (hand-checkable), ``eu_fba`` and ``us_west_port`` (realistic, 
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -14,15 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.instance import Instance, generate_lanes, haversine_km
+from engine.instance import Instance, coerce_table, generate_lanes, haversine_km
 from engine.schema import FLOW_STAGES, LABOR_STAGES, TABLES
+from engine.validation import ValidationReport
 
 
 def _table(name: str, rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     """Rows into a frame with the declared columns, defaults filled and dtypes set."""
-    from engine.instance import coerce_table
-    from engine.validation import ValidationReport
-
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     schema = TABLES[name]
     report = ValidationReport()
@@ -179,8 +178,7 @@ def _metro_zones(countries: tuple[str, ...], n: int, merge_km: float, prefix: st
 
 
 def _slug(name: str) -> str:
-    import unicodedata
-
+    """An id-safe ASCII upper-case form of a city name (at most 14 characters)."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     return "".join(ch for ch in ascii_name.upper() if ch.isalnum())[:14] or "X"
 
@@ -356,9 +354,10 @@ def eu_fba(seed: int = 7, zones: int = 200) -> Instance:
     """A European e-commerce / FBA-prep network: 3 ports, 9 DCs (two under-used regional), one candidate
     central automated DC, ``zones`` metro demand zones, 12 product families, 52 weeks of 2026.
 
-    Resources are sized on the nearest-DC assignment of the average week: pack 62-72 %, inbound
-    60-70 % and the other stages 50-62 % utilisation at the main DCs, ~30 % at the two regional DCs; the
-    Black-Friday week (48) multiplies demand by ~1.55, pushing pack and inbound to 95-115 %.
+    Resources are sized on the nearest-DC assignment of the average week: pack 63-72 %, inbound
+    62-70 % and the other stages 57-66 % utilisation at the main DCs, ~30 % at the two regional DCs
+    (Poznan, Jonkoping), so ordinary weeks run at 50-80 %; the Black-Friday week (48) multiplies demand by
+    ~1.6, pushing pack and inbound to 90-107 %. Every port offers each product's whole weekly demand.
     """
     rng = np.random.default_rng(seed)
     n_periods = 52
