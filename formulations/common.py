@@ -252,7 +252,7 @@ def _term_coeffs(cf: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
 
 def add_rows(model: linopy.Model, name: str, coords: Mapping[str, pd.Index],
              terms: Sequence[tuple[np.ndarray, np.ndarray | float]], sign: str, rhs: np.ndarray | float,
-             mask: np.ndarray | None = None) -> linopy.constraints.Constraint:
+             mask: np.ndarray | None = None) -> linopy.constraints.Constraint | None:
     """Add constraints ``sum_k coeffs_k x[labels_k] (sign) rhs`` over the grid ``coords`` straight from term arrays.
 
     Each ``(labels, coeffs)`` pair is shaped like the grid (one term per cell) or ``(*grid, k)`` (k terms
@@ -261,6 +261,8 @@ def add_rows(model: linopy.Model, name: str, coords: Mapping[str, pd.Index],
     """
     dims = list(coords)
     shape = tuple(len(i) for i in coords.values())
+    if 0 in shape:
+        return None  # an empty family (e.g. no demand): nothing to add
     labs, cfs = [], []
     for lab, cf in terms:
         lab = np.asarray(lab, dtype=np.int64).reshape(*shape, -1)

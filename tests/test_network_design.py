@@ -231,3 +231,14 @@ def test_eu_fba_consolidation_within_one_percent_in_60s():
     assert seconds < 60, seconds
     assert check_plan(inst, plan).empty
     assert isinstance(plan.tables["flows"], pd.DataFrame) and len(plan.tables["flows"]) > 0
+
+
+def test_absent_tables_are_handled(tiny):
+    """No demand: every DC closes (cost = closing costs); no labour/expansions/supply/stock: still solves."""
+    empty = tiny.replace(demand=tiny.demand.iloc[0:0])
+    plan = solve(empty)
+    assert plan.objective == pytest.approx(tiny.sites.loc[tiny.sites["status"] == "existing", "closing_cost"].sum())
+    bare = tiny.replace(labor=tiny.labor.iloc[0:0], expansions=tiny.expansions.iloc[0:0],
+                        supply=tiny.supply.iloc[0:0], inventory=tiny.inventory.iloc[0:0])
+    plan = solve(bare)
+    assert plan.tables["labor"].empty and plan.cost("labour_regular") == 0.0
