@@ -30,6 +30,11 @@ depends on the flows only through their sums over products, and the per-product 
 aggregate one (and any aggregate solution splits back proportionally to demand shares, meeting each
 per-product row). The model is then solved with one product and the flows split back afterwards; the
 optimum and the LP relaxation are unchanged (:func:`products_aggregable` states and checks the condition).
+
+Large models — relax and restore (:func:`solve_network_design`, ``strategy``): the LP relaxation of the
+(aggregated) model gives a lower bound; its rounded sites and modules, fixed on the full model, give a plan;
+when both are within the requested gap the plan is optimal within it (eu_fba: 0.15 % in seconds) and no
+branch and bound is needed; otherwise the MILP runs from that plan as a warm start.
 """
 
 from __future__ import annotations
