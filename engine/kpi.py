@@ -246,7 +246,7 @@ def executive_summary(kpis: dict[str, float], baseline: dict[str, float] | None,
         return f"{currency} {s}"
 
     if not baseline:
-        lines.append(f"  total cost {money(kpis['total_cost'])} a year; investment {money(kpis['investment'])}")
+        lines.append(f"  total cost {money(kpis['total_cost'])}; investment {money(kpis['investment'])}")
         days = kpis.get("avg_delivery_days", 0.0)
         lines.append(f"  labour {kpis['labour_hours']:,.0f} h; average delivery {days:.2f} d")
         return "\n".join(lines)
