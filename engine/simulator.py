@@ -86,6 +86,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -1034,17 +1035,20 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             for c, (cname, stages) in enumerate(CHAINS.items()):
                 tr = trackers[cname]
                 new = tr.update(out_cum[0, c], out_cum[1, c], t0, step_hours, fail_share, detail)
-                for s, m in zip(*np.nonzero(new)):
-                    i = int(tr.first_step_in_chunk[s, m])
-                    sl = slice(m * R, (m + 1) * R)
-                    pos = _holdings_stage(out_q[i, s:s + 1, :, sl], out_y[i, s:s + 1, :, sl],
-                                          tr.overdue[i, s:s + 1, sl], stages)[0]
-                    hour = (d * spd + i + 1) * step_hours
+                ss, ms = np.nonzero(new)
+                if len(ss):  # where each newly broken site and multiplier fails: one vectorized call
+                    ii = tr.first_step_in_chunk[ss, ms]
+                    q5 = out_q.reshape(spd, S, K_STAGES, M, R)[ii, ss, :, ms, :]
+                    y5 = out_y.reshape(spd, S, K_STAGES, M, R)[ii, ss, :, ms, :]
+                    od = tr.overdue.reshape(spd, S, M, R)[ii, ss, ms, :]
+                    pos = _holdings_stage(q5, y5, od, stages)
+                for s, m, i, p in zip(ss, ms, ii if len(ss) else [], pos if len(ss) else []):
+                    k, hour = stages[p], (d * spd + int(i) + 1) * step_hours
                     breach_rows.append({"site_id": setup.site_ids[s], "chain": cname, "column": int(m),
-                                        "multiplier": float(mult[s, m]), "stage": STAGES_SIM[stages[pos]],
-                                        "stage_index": stages[pos], "period": period, "hour": hour,
+                                        "multiplier": float(mult[s, m]), "stage": STAGES_SIM[k],
+                                        "stage_index": k, "period": period, "hour": hour,
                                         "time": pstart + pd.Timedelta(hours=hour),
-                                        "binding": "labour" if labour_binds[s, stages[pos]] else "equipment"})
+                                        "binding": "labour" if labour_binds[s, k] else "equipment"})
             t0 += spd
         for tr in trackers.values():
             tr.flush_cycle()
@@ -1143,17 +1147,19 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
     R = params["replications"]
     q = profile.sla_quantile
     hourly_cap = np.where(open_steps > 0, cap_sum / np.maximum(open_steps, 1) / step_hours, np.nan)
-    rows = []
+    over_q = {c: np.quantile(tr.max_overdue.reshape(S, M, R), q, axis=-1) for c, tr in trackers.items()}
+    rate_q = {c: np.quantile(tr.max_rate.reshape(S, M, R), q, axis=-1) for c, tr in trackers.items()}
+    index = {sid: i for i, sid in enumerate(setup.site_ids)}
+    rows, by_key = [], {}
     for b in breach_rows:
-        s, m, tr = setup.site_ids.index(b["site_id"]), b["column"], trackers[b["chain"]]
-        sl = slice(m * R, (m + 1) * R)
-        overdue = float(np.quantile(tr.max_overdue[s, sl], q))
-        per_day = float(np.quantile(tr.max_rate[s, sl], q))
+        s, m, c = index[b["site_id"]], b["column"], b["chain"]
         k = b.pop("stage_index")
-        hc = hourly_cap[s, k]
-        rows.append({**b, "shortfall_units": per_day,
-                     "shortfall_hours": per_day / hc if np.isfinite(hc) and hc > 0 else np.nan,
-                     "overdue_units": overdue, "labour_hours": per_day / setup.productivity[s, k]})
+        per_day, hc = float(rate_q[c][s, m]), hourly_cap[s, k]
+        row = {**b, "shortfall_units": per_day,
+               "shortfall_hours": per_day / hc if np.isfinite(hc) and hc > 0 else np.nan,
+               "overdue_units": float(over_q[c][s, m]), "labour_hours": per_day / setup.productivity[s, k]}
+        rows.append(row)
+        by_key[(s, c, m)] = row
     breaches = pd.DataFrame(rows, columns=["site_id", "chain", "multiplier", "column", "stage", "period", "hour",
                                            "time", "shortfall_units", "shortfall_hours", "overdue_units",
                                            "binding", "labour_hours"])
@@ -1168,8 +1174,7 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
             verdicts[label] = Verdict.holds(label)
             continue
         _, s, c = min(cand)
-        row = breaches[(breaches["site_id"] == setup.site_ids[s]) & (breaches["chain"] == c)
-                       & (breaches["column"] == m)].iloc[0]
+        row = SimpleNamespace(**by_key[(s, c, m)])
         sla_h = setup.sla_hours if c == "order" else profile.dock_to_stock_sla_hours
         msg = (f"{row.site_id} breaks its {c} SLA ({sla_h:g} h) at {row.stage} in period {row.period}, "
                f"hour {row.hour:g} ({row.time}), up to {row.overdue_units:,.0f} units overdue; "
