@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -224,7 +225,9 @@ def test_cli_entry_point_process(tiny_copy: Path) -> None:
 # ------------------------------------------------------------------------------------------------------
 # fuzzing: only InstanceValidationError, never another exception
 # ------------------------------------------------------------------------------------------------------
-FUZZ = settings(max_examples=20, deadline=None, derandomize=True,
+DEEP_FUZZ = int(os.environ.get("TWINPLAN_FUZZ_EXAMPLES", "0"))
+"""Set TWINPLAN_FUZZ_EXAMPLES=500 for a long, randomized fuzz; by default 20 fixed examples per test."""
+FUZZ = settings(max_examples=DEEP_FUZZ or 20, deadline=None, derandomize=not DEEP_FUZZ, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 CSV_TABLES = sorted(n for n in TABLES if (TINY / f"{n}.csv").is_file())
 
