@@ -108,7 +108,10 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
         base_result.save(out_dir / "baseline")
     result.save(out_dir)
     if not result.plan.has_solution:
+        why = result.rounds[-1].get("diagnosis") if result.rounds else None
         summary = f"{scenario.name if scenario else 'base'}: no plan ({result.status})"
+        if why:
+            summary += "\nconflicting constraints:\n" + "\n".join(f"  - {w}" for w in why)
         (out_dir / "summary.txt").write_text(summary + "\n")
         return result, base_result, summary, out_dir
     summary = executive_summary(result.kpis, base_result.kpis if base_result else None, inst.currency,

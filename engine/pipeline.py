@@ -261,6 +261,27 @@ def repair_factor(capacity: float, load: float, shortfall: float) -> float:
     return min(sustainable, capacity / (capacity + shortfall))
 
 
+def diagnose(instance: Instance, decision: str, derate: dict[tuple[str, str], float] | None = None,
+             max_items: int = 20) -> list[str]:
+    """Why a decision's MILP is infeasible, in business terms (constraint group and labels).
+
+    Uses :func:`solvers.diagnose_infeasibility` (HiGHS IIS on the LP relaxation, else an elastic re-solve)
+    on the consolidation model; the other decisions allow unmet demand at a penalty and are never
+    infeasible through demand, so they report their status only.
+    """
+    if decision != "consolidation":
+        return [f"{decision} model infeasible (no diagnosis available for this decision)"]
+    from formulations.network_design import NetworkDesignOptions, build_network_design
+    from solvers import diagnose_infeasibility
+
+    model, _ = build_network_design(instance, _options(NetworkDesignOptions, instance.meta.get("scenario") or {},
+                                                       derate))
+    report = diagnose_infeasibility(model, time_limit=60)
+    if not report.infeasible:
+        return [f"no conflict found ({report.note})"]
+    return [c.describe() for c in report.conflicts[:max_items]]
+
+
 def _breaches(sim: Any, verdict: Any) -> list[dict[str, Any]]:
     """Every site and chain whose SLA broke at multiplier 1 (the verdict's first breach when no table)."""
     table = getattr(sim, "breaches", None)
@@ -355,6 +376,9 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
                                "labour_derate": {s: round(f, 6) for s, f in labour_derate.items()}}
         if not current.has_solution:
             rec["outcome"] = "no solution"
+            if current.status in NO_SOLUTION_STATUSES[:3]:
+                rec["diagnosis"] = diagnose(labour_derated(inst, labour_derate), decision, derate)
+                say(f"round {r}: infeasible -- " + "; ".join(rec["diagnosis"][:5]))
             rounds.append(rec)
             sim = None
             break

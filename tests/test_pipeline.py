@@ -142,6 +142,9 @@ def test_cli_infeasible_exit_3(tmp_path):
     p = run_cli("solve", str(TINY), "--scenario", str(sc), "--out", str(tmp_path / "o"), "--json")
     assert p.returncode == 3, p.stderr
     assert json.loads(p.stdout)["status"] == "infeasible"
+    # the conflicting constraints are named in business terms (group and labels)
+    diagnosis = json.loads((tmp_path / "o" / "loop.json").read_text())[-1]["diagnosis"]
+    assert any(d.startswith("demand[Z_") for d in diagnosis)
 
 
 def test_cli_simulate_and_stress(tmp_path):
