@@ -17,7 +17,8 @@ from pathlib import Path
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_FORBIDDEN = 0, 1, 2, 3, 4, 5
 
 
-def _print_summary(summary: dict, out=sys.stdout) -> None:
+def _print_summary(summary: dict, out=None) -> None:
+    out = out or sys.stdout
     print(f"instance {summary['name']} ({summary['currency']})", file=out)
     kinds = ", ".join(f"{n} {k}" for k, n in summary["sites_by_kind_status"].items())
     print(f"  sites: {kinds}", file=out)
