@@ -732,6 +732,9 @@ class ReproduceReport:
             lines += [f"    {d}" for d in self.input_differences]
         else:
             lines.append("  inputs identical (instance tables, scenario, solver options, seed, packages)")
+        if self.recorded.get("solve_status") == "time_limit" or self.reproduced.get("solve_status") == "time_limit":
+            lines.append("  note: a solve stopped at its time limit; where it stops depends on machine speed and load,"
+                         " so such a run is not expected to reproduce exactly")
         if self.reproduced.get("error"):
             lines.append(f"  error: {self.reproduced['error']}")
         return "\n".join(lines)
