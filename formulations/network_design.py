@@ -629,8 +629,8 @@ def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | 
       ``mip_gap`` (default 1e-4) the plan is returned as optimal within that gap, with the LP bound;
       otherwise (3) the MILP is solved with that plan as warm start for the remaining time, keeping the
       best plan and the best bound;
-    - ``auto``: ``relax_restore`` for models with at least :data:`RELAX_RESTORE_MIN_ARCS` outbound arcs
-      unless ``mip_gap`` is 0 (proving optimality needs branch and bound anyway), else ``direct``.
+    - ``auto``: ``relax_restore`` for models with at least :data:`RELAX_RESTORE_MIN_ARCS` outbound arcs,
+      else ``direct``.
 
     ``warm_start``: a previous :class:`Plan` (its open sites seed the MIP) or :class:`solvers.SolveResult`.
     The plan's ``status`` is the solver termination (``optimal`` = proven within the gap); without a
@@ -644,9 +644,9 @@ def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | 
     m, ctx = build_network_design(instance, opt)
     strategy = opt.strategy
     if strategy == "auto":
-        # with a zero gap the LP bound can never certify the restored plan: branch and bound from the start
-        big = len(ctx.outbound) >= RELAX_RESTORE_MIN_ARCS
-        strategy = "relax_restore" if big and (mip_gap is None or mip_gap > 0) else "direct"
+        # even when a zero gap is asked, the restored plan is a far better MIP start than the solver finds alone
+        # (capa8000, 300 s: incumbent 0.24 % above the optimum, against 50 % when solved directly)
+        strategy = "relax_restore" if len(ctx.outbound) >= RELAX_RESTORE_MIN_ARCS else "direct"
     if strategy == "direct":
         res = solvers.solve(m, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads,
                             warm_start=warm_start_from(ctx, warm_start), options=solver_options, log=log)
