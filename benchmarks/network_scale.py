@@ -11,6 +11,13 @@ unless ``--density`` says otherwise), then records, one JSON line per step:
 - ``lp_relaxation``: time of the LP relaxation of the model that is solved;
 - ``milp``: solve with the time limit: status, objective, bound, gap, seconds;
 - ``memory``: peak resident memory of the process (MiB).
+
+Measured (2026-11-27, defaults: 950 DCs + 50 ports, 700 zones, 20 products, 4 weekly periods, 20 lanes per
+zone, HiGHS 1.16 on 2 cores shared with other jobs): 36,924 demand rows -> 747,444 flow variables
+(797,180 columns, 885,610 rows, 3.8 M nonzeros, 1,412 integers); build 12.4 s (< 30 s); products not
+exactly aggregable (each product is supplied by 2 of the 50 ports); LP relaxation of the full model 303 s;
+MILP with a 600 s limit (relax-and-restore): objective 4.2122e9, bound 4.1898e9, gap 0.53 %, 628 s wall;
+peak memory 3.4 GiB.
 """
 
 from __future__ import annotations
