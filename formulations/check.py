@@ -192,8 +192,8 @@ def _check_demand(instance: Instance, plan: Plan, flows: pd.DataFrame, tol: floa
 def _check_lanes(instance: Instance, flows: pd.DataFrame, transfers: pd.DataFrame,
                  tol: float) -> list[pd.DataFrame | None]:
     lanes = instance.lanes
-    pair_cap = lanes.groupby(["origin_id", "destination_id"])["capacity"].agg(
-        lambda s: np.inf if s.isna().any() else float(s.sum()))
+    # capacity of an origin -> destination pair over its modes; an empty capacity means unlimited
+    pair_cap = lanes["capacity"].fillna(np.inf).groupby([lanes["origin_id"], lanes["destination_id"]]).sum()
     known = set(pair_cap.index)
     res: list[pd.DataFrame | None] = []
     moved = [flows[["origin_id", "destination_id", "product_id", "period", "quantity"]]]
