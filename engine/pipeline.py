@@ -186,12 +186,13 @@ def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str,
         from formulations.redistribution import RedistributionOptions, solve_redistribution
 
         options = _options(RedistributionOptions, sc, derate)
-        return solve_redistribution(instance, options=options, **solve_kw), instance
+        return solve_redistribution(instance, options=options, warm_start=warm_start, **solve_kw), instance
     if decision == "capacity":
         from formulations.capacity import CapacityOptions, peak_instance, solve_capacity
 
         options = _options(CapacityOptions, sc, derate)
-        return solve_capacity(instance, options=options, **solve_kw), peak_instance(instance, options)
+        return (solve_capacity(instance, options=options, warm_start=warm_start, **solve_kw),
+                peak_instance(instance, options))
     raise ValueError(f"unknown decision {decision!r}")
 
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -53,9 +53,19 @@ import xarray as xr
 import solvers
 from engine.instance import Instance
 from engine.schema import FLOW_STAGES
-from formulations.common import annuity_factor, derate_series, labor_parameters, stage_rates
+from formulations.common import (
+    add_rows,
+    annuity_factor,
+    derate_series,
+    grid_codes,
+    grouped_terms,
+    labor_parameters,
+    objective_from_terms,
+    stage_rates,
+    start_plan,
+)
 from formulations.plan import Plan
-from formulations.redistribution import EPS, cheapest_lanes, dense, lane_arrays, present, round_values, solve_model
+from formulations.redistribution import EPS, cheapest_lanes, round_values
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -196,7 +206,32 @@ class CapacityData:
     sla_weights: np.ndarray  # w_k, k = 0..
     week: xr.DataArray  # day -> week number of the peak (0-based)
     daily: Instance  # the daily peak instance
-    cache: dict[str, Any]
+    cache: dict[str, Any]  # free for callers (unused by the build)
+
+
+def dense(frame: pd.DataFrame, columns: Sequence[str], coords: Sequence[pd.Index], value: str,
+          fill: float = 0.0) -> xr.DataArray:
+    """A DataArray over ``coords`` (named indexes) from the rows of ``frame`` (small grids only).
+
+    ``columns`` name the frame columns matching each coordinate, in order; rows whose keys are not in the
+    coordinates are ignored, duplicate keys are summed, missing cells get ``fill``.
+    """
+    coords = list(coords)
+    shape = tuple(len(c) for c in coords)
+    pos = grid_codes(frame, dict(zip(columns, coords)))
+    values = np.zeros(int(np.prod(shape)))
+    seen = np.zeros(values.size, dtype=bool)
+    ok = pos >= 0
+    np.add.at(values, pos[ok], frame[value].to_numpy(dtype=float)[ok])
+    seen[pos[ok]] = True
+    return xr.DataArray(np.where(seen, values, fill).reshape(shape), coords=coords)
+
+
+def lane_arrays(lanes: pd.DataFrame, sites: pd.Index, zones: pd.Index) -> dict[str, xr.DataArray]:
+    """``exists`` and ``cost`` (currency per unit) of the DC -> zone lanes on the (site, zone) grid."""
+    cols = ["origin_id", "destination_id"]
+    return {"exists": dense(lanes.assign(one=1.0), cols, [sites, zones], "one") > 0,
+            "cost": dense(lanes, cols, [sites, zones], "cost_per_unit")}
 
 
 def prepare_data(instance: Instance, options: CapacityOptions) -> CapacityData:
@@ -213,7 +248,6 @@ def prepare_data(instance: Instance, options: CapacityOptions) -> CapacityData:
     orders = dense(daily.demand, ["zone_id", "period"], [zones, days], "quantity")
 
     lanes = lane_arrays(cheapest_lanes(daily.lanes), sites, zones)
-    lanes = {k: v.rename({"dc": "site"}) if "dc" in v.dims else v for k, v in lanes.items()}
     cost = lanes["cost"].where(lanes["exists"], np.inf)
     best = cost.argmin("site")
     baseline_share = (xr.DataArray(np.arange(len(sites)), coords=[sites]) == best).astype(float).transpose(
@@ -259,17 +293,21 @@ def _site_column(data: CapacityData, column: str, fill: float = 0.0) -> xr.DataA
 # Variables and constraint families
 # -------------------------------------------------------------------------------------------------
 def define_variables(m: linopy.Model, data: CapacityData) -> None:
-    """Every decision variable over its coordinates."""
+    """Every decision variable over its (small, dense) coordinates, masked to the rows that exist.
+
+    ``intake[s,d]`` (units ordered at DC s on day d) is an auxiliary variable defined by
+    :func:`add_order_intake`, so that the backlog and SLA rows read one term instead of one per zone.
+    Zones without orders get no share (it would multiply zero orders).
+    """
     sites, zones, stages, days = data.sites, data.zones, data.stages, data.days
-    lane = data.lanes["exists"].transpose("zone", "site")
+    lane = (data.lanes["exists"] & (data.orders.sum("day") > 0)).transpose("zone", "site")
     if data.params["allow_rebalancing"]:
         m.add_variables(lower=0.0, upper=1.0, coords=[zones, sites], name="share", mask=lane)
     else:
         m.add_variables(lower=data.baseline_share, upper=data.baseline_share, coords=[zones, sites], name="share",
                         mask=lane)
-    m.add_variables(lower=0.0, coords=[sites, days], name="processed")
-    m.add_variables(lower=0.0, coords=[sites, days], name="backlog")
-    m.add_variables(lower=0.0, coords=[sites, days], name="breach")
+    for name in ("intake", "processed", "backlog", "breach"):
+        m.add_variables(lower=0.0, coords=[sites, days], name=name)
     expandable = (data.max_modules > 0) & (data.module_size > 0)
     m.add_variables(lower=0, upper=data.max_modules, coords=[sites, stages], name="modules", integer=True,
                     mask=expandable)
@@ -288,42 +326,58 @@ def define_variables(m: linopy.Model, data: CapacityData) -> None:
     m.add_variables(lower=0, upper=max_temps, coords=[sites], name="temps", integer=True, mask=has_labor)
 
 
-def _term(m: linopy.Model, data: CapacityData, name: str) -> linopy.LinearExpression:
-    key = f"var:{name}"
-    if key not in data.cache:
-        data.cache[key] = present(m.variables[name])
-    return data.cache[key]
+def _labels(m: linopy.Model, name: str) -> np.ndarray:
+    """Labels of a variable on its dense grid (-1 where masked)."""
+    return np.asarray(m.variables[name].labels.values)
 
 
-def order_intake(m: linopy.Model, data: CapacityData) -> linopy.LinearExpression:
-    """Units ordered at each DC per day: ``orders[s,d] = sum_z share[z,s] orders[z,d]`` (``[site, day]``)."""
-    if "orders" not in data.cache:
-        data.cache["orders"] = (_term(m, data, "share") * data.orders).sum("zone")
-    return data.cache["orders"]
+def _site_day(data: CapacityData) -> dict[str, pd.Index]:
+    return {"site": data.sites, "day": data.days}
+
+
+def _labor_mask(data: CapacityData) -> np.ndarray:
+    """(site, day) cells of DCs with a labour row."""
+    return np.repeat(data.sites.isin(data.labor.index)[:, None], len(data.days), axis=1)
+
+
+def add_order_intake(m: linopy.Model, data: CapacityData) -> None:
+    """Units ordered at each DC per day: ``intake[s,d] = sum_z share[z,s] orders[z,d]``."""
+    share = _labels(m, "share")  # zone, site
+    orders = data.orders.transpose("zone", "day").to_numpy()
+    n_s, n_d = len(data.sites), len(data.days)
+    labels = np.broadcast_to(share.T[:, None, :], (n_s, n_d, share.shape[0]))
+    coeffs = np.broadcast_to(-orders.T[None, :, :], labels.shape)
+    add_rows(m, "order_intake", _site_day(data), [(_labels(m, "intake"), 1.0), (labels, coeffs)], "=", 0.0)
 
 
 def add_zone_assignment(m: linopy.Model, data: CapacityData) -> None:
     """Every zone with orders is fully assigned: ``sum_s share[z,s] = 1``."""
-    has_orders = data.orders.sum("day") > 0
-    m.add_constraints(_term(m, data, "share").sum("site") == 1.0, name="zone_assignment", mask=has_orders)
+    has_orders = (data.orders.sum("day") > 0).to_numpy()
+    add_rows(m, "zone_assignment", {"zone": data.zones}, [(_labels(m, "share"), 1.0)], "=", 1.0, mask=has_orders)
+
+
+def _shifted_days(labels: np.ndarray, k: int) -> np.ndarray:
+    """``labels[s, d - k]`` on the (site, day) grid (-1 for the days before the first)."""
+    out = np.full_like(labels, -1)
+    if k < labels.shape[1]:
+        out[:, k:] = labels[:, :labels.shape[1] - k]
+    return out
 
 
 def add_backlog_balance(m: linopy.Model, data: CapacityData) -> None:
-    """``backlog[s,d] = backlog[s,d-1] + orders[s,d] - processed[s,d]`` with ``backlog[s,0] = 0``."""
-    backlog = m.variables["backlog"]
-    lhs = backlog - present(backlog.shift(day=1)) + _term(m, data, "processed") - order_intake(m, data)
-    m.add_constraints(lhs == 0.0, name="backlog_balance")
+    """``backlog[s,d] = backlog[s,d-1] + intake[s,d] - processed[s,d]`` with ``backlog[s,0] = 0``."""
+    backlog = _labels(m, "backlog")
+    add_rows(m, "backlog_balance", _site_day(data),
+             [(backlog, 1.0), (_shifted_days(backlog, 1), -1.0), (_labels(m, "processed"), 1.0),
+              (_labels(m, "intake"), -1.0)], "=", 0.0)
 
 
 def add_sla(m: linopy.Model, data: CapacityData) -> None:
-    """Backlog within the order-to-ship SLA: ``backlog[s,d] <= sum_k w_k orders[s,d-k] + breach[s,d]``."""
-    orders = order_intake(m, data)
-    allowed = None
-    for k, w in enumerate(data.sla_weights):
-        term = float(w) * (orders if k == 0 else present(orders.shift(day=k)))
-        allowed = term if allowed is None else allowed + term
-    lhs = _term(m, data, "backlog") - _term(m, data, "breach")
-    m.add_constraints(lhs - allowed <= 0.0 if allowed is not None else lhs <= 0.0, name="sla")
+    """Backlog within the order-to-ship SLA: ``backlog[s,d] <= sum_k w_k intake[s,d-k] + breach[s,d]``."""
+    intake = _labels(m, "intake")
+    terms = [(_labels(m, "backlog"), 1.0), (_labels(m, "breach"), -1.0)]
+    terms += [(_shifted_days(intake, k), -float(w)) for k, w in enumerate(data.sla_weights)]
+    add_rows(m, "sla", _site_day(data), terms, "<=", 0.0)
 
 
 def add_stage_capacity(m: linopy.Model, data: CapacityData) -> None:
@@ -332,20 +386,29 @@ def add_stage_capacity(m: linopy.Model, data: CapacityData) -> None:
     ``shifted = modules x shift`` enters with a positive coefficient, so the two upper bounds
     ``shifted <= modules`` and ``shifted <= max_modules shift`` make it exact.
     """
-    limited = np.isfinite(data.base_count)
-    c = data.base_count.where(limited, 0.0)
-    per_unit = data.rate * data.hours  # units per resource unit and day
-    per_shift = data.rate * data.extra_hours
-    cap = (c * per_unit).broadcast_like(data.module_size) + _term(m, data, "modules") * (data.module_size * per_unit)
+    limited = np.isfinite(data.base_count.to_numpy())  # site, stage
+    c = np.where(limited, data.base_count.to_numpy(), 0.0)
+    rate, hours, extra = data.rate.to_numpy(), data.hours.to_numpy(), data.extra_hours.to_numpy()
+    size = data.module_size.to_numpy()
+    modules, shifted = _labels(m, "modules"), _labels(m, "shifted")
+    shift = np.broadcast_to(_labels(m, "shift")[:, None], modules.shape)
     if data.params["allow_extra_shift"]:
-        cap = cap + _term(m, data, "shift") * (c * per_shift) + _term(m, data, "shifted") * (
-            data.module_size * per_shift)
-        shifted, modules = _term(m, data, "shifted"), _term(m, data, "modules")
-        m.add_constraints(shifted - modules <= 0.0, name="shifted_le_modules")
-        m.add_constraints(shifted - _term(m, data, "shift") * data.max_modules <= 0.0, name="shifted_le_shift")
-    processed = _term(m, data, "processed")
-    m.add_constraints(processed - cap <= 0.0, name="stage_capacity",
-                      mask=limited.broadcast_like(processed.const + data.module_size))
+        add_rows(m, "shifted_le_modules", {"site": data.sites, "stage": data.stages},
+                 [(shifted, 1.0), (modules, -1.0)], "<=", 0.0, mask=shifted >= 0)
+        add_rows(m, "shifted_le_shift", {"site": data.sites, "stage": data.stages},
+                 [(shifted, 1.0), (shift, -data.max_modules.to_numpy())], "<=", 0.0, mask=shifted >= 0)
+    si, gi = np.nonzero(limited)
+    rows = pd.RangeIndex(len(si), name="limited_stage")
+    n_d = len(data.days)
+
+    def per_day(labels: np.ndarray, coeff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.repeat(labels[si, gi][:, None], n_d, axis=1), np.repeat(coeff[si, gi][:, None], n_d, axis=1)
+
+    processed = _labels(m, "processed")[si, :]
+    add_rows(m, "stage_capacity", {"limited_stage": rows, "day": data.days},
+             [(processed, 1.0), per_day(modules, -size * rate * hours), per_day(shift, -c * rate * extra),
+              per_day(shifted, -size * rate * extra)], "<=",
+             np.repeat((c * rate * hours)[si, gi][:, None], n_d, axis=1))
 
 
 def add_labor(m: linopy.Model, data: CapacityData) -> None:
@@ -357,44 +420,50 @@ def add_labor(m: linopy.Model, data: CapacityData) -> None:
     """
     if data.labor.empty:
         return
-    has_labor = xr.DataArray(data.sites.isin(data.labor.index), coords=[data.sites])
-    mask = has_labor.expand_dims(day=data.days).transpose("site", "day")
-    work = _term(m, data, "processed") * _site_column(data, "hours_per_unit")
-    hours = _term(m, data, "regular") + _term(m, data, "overtime") + _term(m, data, "temp_hours")
-    m.add_constraints(hours - work >= 0.0, name="labor_hours", mask=mask)
-    m.add_constraints(_term(m, data, "temp_hours") - data.params["temp_hours_per_day"] * _term(m, data, "temps")
-                      <= 0.0, name="temp_hours_limit", mask=mask)
-    weekly = _term(m, data, "overtime").groupby(data.week).sum()
-    days_in_week = data.week.to_series().value_counts().sort_index()
-    limit = _site_column(data, "max_overtime_hours") * xr.DataArray(
-        days_in_week.to_numpy() / 7.0, coords=[pd.Index(days_in_week.index, name="group")])
-    limit = limit.rename({"group": weekly.const.dims[-1]}) if "group" not in weekly.const.dims else limit
-    m.add_constraints(weekly <= limit.transpose(*weekly.const.dims), name="overtime_weekly",
-                      mask=has_labor.broadcast_like(weekly.const))
+    mask = _labor_mask(data)
+    coords = _site_day(data)
+    hpu = np.broadcast_to(_site_column(data, "hours_per_unit").to_numpy()[:, None], mask.shape)
+    temp_hours, overtime = _labels(m, "temp_hours"), _labels(m, "overtime")
+    add_rows(m, "labor_hours", coords, [(_labels(m, "regular"), 1.0), (overtime, 1.0), (temp_hours, 1.0),
+                                        (_labels(m, "processed"), -hpu)], ">=", 0.0, mask=mask)
+    temps = np.broadcast_to(_labels(m, "temps")[:, None], mask.shape)
+    add_rows(m, "temp_hours_limit", coords, [(temp_hours, 1.0), (temps, -data.params["temp_hours_per_day"])], "<=",
+             0.0, mask=mask)
+    week = data.week.to_numpy()
+    weeks = pd.Index(np.unique(week), name="week")
+    n_w = len(weeks)
+    group = (np.arange(len(data.sites))[:, None] * n_w + week[None, :]).ravel()
+    days_in_week = np.bincount(week, minlength=n_w)
+    limit = _site_column(data, "max_overtime_hours").to_numpy()[:, None] * (days_in_week / 7.0)[None, :]
+    add_rows(m, "overtime_weekly", {"site": data.sites, "week": weeks},
+             [grouped_terms(overtime, group, len(data.sites) * n_w)], "<=", limit,
+             mask=np.repeat(data.sites.isin(data.labor.index)[:, None], n_w, axis=1))
 
 
 def add_objective(m: linopy.Model, data: CapacityData) -> None:
     """Modules + extra shifts + temps + overtime + regular hours + transport + SLA-breach penalty (currency)."""
     p = data.params
     n_days = len(data.days)
-    obj = (_term(m, data, "modules") * data.module_cost).sum()
-    obj = obj + p["extra_shift_cost_per_day"] * n_days * _term(m, data, "shift").sum()
+    n_s = len(data.sites)
+    terms = [(_labels(m, "modules"), data.module_cost.to_numpy()),
+             (_labels(m, "shift"), p["extra_shift_cost_per_day"] * n_days),
+             (_labels(m, "breach"), p["sla_breach_penalty"])]
     if not data.labor.empty:
-        rate = _site_column(data, "hourly_rate")
-        temp_day = rate * (1.0 + p["temp_premium"]) * p["temp_hours_per_day"] * n_days
-        obj = obj + (_term(m, data, "temps") * temp_day).sum()
-        obj = obj + (_term(m, data, "regular") * rate).sum()
-        obj = obj + (_term(m, data, "overtime") * _site_column(data, "overtime_rate")).sum()
-    lane_cost = data.lanes["cost"].where(data.lanes["exists"], 0.0)
-    obj = obj + (_term(m, data, "share") * (data.orders.sum("day") * lane_cost)).sum()
-    obj = obj + p["sla_breach_penalty"] * _term(m, data, "breach").sum()
-    m.add_objective(obj)
+        rate = _site_column(data, "hourly_rate").to_numpy()
+        terms += [(_labels(m, "temps"), rate * (1.0 + p["temp_premium"]) * p["temp_hours_per_day"] * n_days),
+                  (_labels(m, "regular"), np.repeat(rate, n_days)),
+                  (_labels(m, "overtime"), np.repeat(_site_column(data, "overtime_rate").to_numpy(), n_days))]
+    lane_cost = data.lanes["cost"].where(data.lanes["exists"], 0.0).transpose("zone", "site").to_numpy()
+    zone_orders = data.orders.sum("day").transpose("zone").to_numpy()
+    terms.append((_labels(m, "share"), (zone_orders[:, None] * lane_cost).reshape(-1, n_s)))
+    m.add_objective(objective_from_terms(m, terms))
 
 
 def build_model(data: CapacityData) -> linopy.Model:
     """The peak-capacity MILP, as a flat sequence of ``add_*`` calls."""
     m = linopy.Model()
     define_variables(m, data)
+    add_order_intake(m, data)
     add_zone_assignment(m, data)
     add_backlog_balance(m, data)
     add_sla(m, data)
@@ -402,6 +471,39 @@ def build_model(data: CapacityData) -> linopy.Model:
     add_labor(m, data)
     add_objective(m, data)
     return m
+
+
+# -------------------------------------------------------------------------------------------------
+# Warm start
+# -------------------------------------------------------------------------------------------------
+def warm_start_from(data: CapacityData, model: linopy.Model, warm_start: Any) -> Any:
+    """A MIP start from a previous capacity Plan (a SolveResult or dict is passed through).
+
+    The plan's integer decisions — modules per site and stage, the extra shift per site, temporary staff
+    per site — are matched to this model by site and stage; the solver completes the continuous part
+    (shares, processed units, backlog, hours) with the integers fixed.
+    """
+    passed, warm_start = start_plan(warm_start, "capacity")
+    if warm_start is None:
+        return passed
+    start: dict[str, pd.Series] = {}
+    cap = warm_start.tables["capacity"]
+    mods = model.variables["modules"]
+    if (mods.labels.values >= 0).any():
+        idx = mods.labels.to_series()
+        idx = idx[idx >= 0].index
+        k = cap.set_index(["site_id", "stage"])["modules"].astype(float) if not cap.empty else pd.Series(dtype=float)
+        start["modules"] = pd.Series(k.reindex(idx).fillna(0.0).to_numpy(), index=idx)
+    shift = model.variables["shift"]
+    if (shift.labels.values >= 0).any():
+        on = set(warm_start.meta.get("extra_shifts") or {})
+        start["shift"] = pd.Series([1.0 if s in on else 0.0 for s in data.sites], index=data.sites)
+    temps = model.variables["temps"]
+    if (temps.labels.values >= 0).any():
+        idx = pd.Index(data.sites[temps.labels.values >= 0], name="site")
+        hired = warm_start.meta.get("temps") or {}
+        start["temps"] = pd.Series([float(hired.get(s, 0)) for s in idx], index=idx)
+    return start
 
 
 # -------------------------------------------------------------------------------------------------
@@ -416,8 +518,13 @@ def solve_capacity(
     mip_gap: float | None = 0.01,
     threads: int | None = None,
     log: Any = None,
+    warm_start: Any = None,
 ) -> Plan:
     """Cheapest capacity mix that processes the daily peak within the order-to-ship SLA.
+
+    ``warm_start``: a previous capacity :class:`Plan` (or PlanResult) of this instance, e.g. the repair
+    loop's previous round — its modules, shifts and temps are the MIP start (:func:`warm_start_from`) —
+    or a :class:`solvers.SolveResult` of the same model.
 
     Returns a Plan (periods are the days of the peak, see :func:`peak_instance`) with tables capacity
     (modules per site and stage; extra column ``extra_hours_per_day`` for the extra shift), labor (regular,
@@ -429,10 +536,12 @@ def solve_capacity(
     data = prepare_data(instance, options)
     model = build_model(data)
     build_seconds = time.perf_counter() - started
-    result = solve_model(model, solver, time_limit, mip_gap, threads, log)
+    result = solvers.solve(model, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log,
+                           warm_start=warm_start_from(data, model, warm_start))
     plan = plan_from_result(data, result)
     plan.meta.update(build_seconds=round(build_seconds, 3), solve_seconds=round(result.wall_time.total, 3),
-                     variables=int(model.nvars), constraints=int(model.ncons))
+                     variables=int(model.nvars), constraints=int(model.ncons),
+                     warm_start_entries=int(result.warm_start_entries))
     return plan
 
 

@@ -568,3 +568,26 @@ def dense_values(result: object, var: linopy.Variable | None) -> np.ndarray:
         raise ValueError(f"solution of {name!r} has {v.size} values for {int(active.sum())} active elements")
     out[active] = np.nan_to_num(v, nan=0.0)
     return out
+
+
+def start_plan(warm_start: object, decision: str) -> tuple[object, object]:
+    """Sort out a formulation's ``warm_start`` argument: ``(pass_through, plan)``.
+
+    None, a :class:`solvers.SolveResult` or a ``{variable: Series}`` dict pass through to
+    :func:`solvers.solve` unchanged (``plan`` None); a :class:`~formulations.plan.Plan` (or a pipeline
+    PlanResult holding one) of ``decision`` with a solution comes back as ``plan``, for the formulation to
+    translate into its variables; a plan without a solution or of another decision gives ``(None, None)``.
+    """
+    import solvers
+    from formulations.plan import Plan
+
+    if warm_start is None or isinstance(warm_start, solvers.SolveResult | Mapping):
+        return warm_start, None
+    inner = getattr(warm_start, "plan", None)
+    if isinstance(inner, Plan):
+        warm_start = inner
+    if not isinstance(warm_start, Plan):
+        raise TypeError(f"warm_start must be a Plan, a SolveResult or a dict, not {type(warm_start).__name__}")
+    if not warm_start.has_solution or warm_start.decision != decision:
+        return None, None
+    return None, warm_start

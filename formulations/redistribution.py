@@ -14,6 +14,7 @@ Model (all sums over the lanes that exist; ``t`` runs over the horizon periods, 
               trucks[o,e,t] in Z+            truckloads o -> e dispatched in t (products share a truck)
               stock[d,p,t] >= 0              stock at the end of t
               lost[z,p,t], backlog[z,p,t] >= 0   lost sales, demand carried to t+1 (late)
+              received[d,t], shipped[d,t] >= 0   units a DC receives (arrivals) and ships (zones + transfers)
               regular[d,t], overtime[d,t] >= 0   labour hours
     min       transport + transfers + handling + labour + lost-sales + late-delivery penalties
 
@@ -29,13 +30,35 @@ pass the inbound dock and putaway; shipped units (to zones and to other DCs) pas
 outbound dock. Each stage is limited by its equipment (``resources``: count x rate x hours x Δ)
 and the labour hours they need (units / productivity) by the headcount and overtime of ``labor.csv``.
 A DC with no resource rows processes nothing; a DC without a ``labor.csv`` row has no labour limit/cost.
+
+Build: every flow variable lives on a sparse set of arcs (one row per lane, product and period that can
+carry flow, :class:`formulations.common.Arcs`), and every constraint family is written straight from term
+arrays (:func:`formulations.common.add_rows`), never through dense site x zone x product x period arrays.
+
+Exact reductions (the optimum is unchanged; each is stated where it is made):
+
+- deliveries, lost sales and backlog of a zone and product before its first period with demand are zero
+  (the demand row of such a period reads ``deliver + backlog + lost = backlog[t-1] = 0``): not created;
+- backlog in the last period is zero (backlog left at the end is lost): not created;
+- a port or transfer shipment that would arrive after the horizon only costs (its arrival is outside
+  every balance): not created, nor is a truck variable for a lane and period without transfers;
+- a delivery whose unit cost (lane + handling + late penalty) is at least the lost-sales penalty is
+  dominated by losing that unit (same demand row, less stock, capacity and labour used): not created;
+- the inbound stages (inbound dock, putaway) are loaded by the same received units and the outbound ones
+  (pick, pack, outbound dock) by the same shipped units, so only the smallest capacity of each side binds:
+  one row per side instead of one per stage.
+
+Warm start: ``solve_redistribution(..., warm_start=plan)`` with a previous :class:`Plan` (e.g. the
+repair loop's previous round) or :class:`solvers.SolveResult` of the same instance; a Plan is turned into
+a complete start (trucks, flows, lost sales, and the stock, backlog, throughput and labour they imply),
+matched to this model's arcs by lane, product and period.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,12 +70,27 @@ import xarray as xr
 import solvers
 from engine.instance import Instance
 from engine.schema import FLOW_STAGES
-from formulations.common import derate_series
+from formulations.common import (
+    Arcs,
+    add_arc_variables,
+    add_rows,
+    add_throughput,
+    clean,
+    dense_values,
+    derate_series,
+    grid_codes,
+    grouped_terms,
+    has_members,
+    objective_from_terms,
+    start_plan,
+)
 from formulations.plan import Plan
 
 EPS = 1e-6
 """Values below this (units, hours, trucks) are solver noise and left out of plan tables."""
 
+INBOUND_STAGES = ("inbound_dock", "putaway")
+"""Stages loaded by the units a DC receives; the other flow stages are loaded by the units it ships."""
 
 
 # -------------------------------------------------------------------------------------------------
@@ -122,33 +160,8 @@ class RedistributionOptions:
 
 
 # -------------------------------------------------------------------------------------------------
-# Table -> array helpers (shared with formulations.capacity)
+# Table helpers (shared with formulations.capacity)
 # -------------------------------------------------------------------------------------------------
-def dense(frame: pd.DataFrame, columns: Sequence[str], coords: Sequence[pd.Index], value: str,
-          fill: float = 0.0, agg: str = "sum") -> xr.DataArray:
-    """A DataArray over ``coords`` (named indexes) from the rows of ``frame``.
-
-    ``columns`` name the frame columns matching each coordinate, in order; rows whose keys are not in the
-    coordinates are ignored, duplicate keys are aggregated with ``agg``, missing cells get ``fill``.
-    """
-    coords = list(coords)
-    shape = [len(c) for c in coords]
-    keep = np.ones(len(frame), dtype=bool)
-    for col, idx in zip(columns, coords):
-        keep &= frame[col].isin(idx).to_numpy()
-    sub = frame.loc[keep]
-    if sub.empty:
-        return xr.DataArray(np.full(shape, fill, dtype=float), coords=coords)
-    series = sub.groupby(list(columns), sort=False)[value].agg(agg)
-    target = pd.MultiIndex.from_product(coords) if len(coords) > 1 else coords[0]
-    if len(coords) == 1:
-        series.index = pd.Index(series.index, name=coords[0].name)
-    else:
-        series.index = series.index.set_names([c.name for c in coords])
-    values = series.reindex(target, fill_value=fill).to_numpy(dtype=float)
-    return xr.DataArray(values.reshape(shape), coords=coords)
-
-
 def cheapest_lanes(lanes: pd.DataFrame) -> pd.DataFrame:
     """One lane per (origin, destination): the cheapest mode (then the fastest)."""
     if lanes.empty:
@@ -157,69 +170,30 @@ def cheapest_lanes(lanes: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates(["origin_id", "destination_id"], keep="first").reset_index(drop=True)
 
 
-def lane_arrays(lanes: pd.DataFrame, origin: pd.Index, destination: pd.Index) -> dict[str, xr.DataArray]:
-    """Dense ``exists``, ``cost``, ``transit``, ``capacity`` (inf = unlimited) and ``distance`` arrays."""
-    lanes = lanes.assign(one=1.0, cap=lanes["capacity"].astype(float).fillna(np.inf),
-                         km=lanes["distance_km"].astype(float).fillna(0.0))
-    cols = ["origin_id", "destination_id"]
-    out = {
-        "exists": dense(lanes, cols, [origin, destination], "one") > 0,
-        "cost": dense(lanes, cols, [origin, destination], "cost_per_unit"),
-        "transit": dense(lanes, cols, [origin, destination], "transit_days"),
-        "capacity": dense(lanes, cols, [origin, destination], "cap", fill=np.inf),
-        "distance": dense(lanes, cols, [origin, destination], "km"),
-    }
-    return out
-
-
-def present(expr: Any) -> linopy.LinearExpression:
-    """A variable or expression with its absent (masked / shifted-in) slots as zero terms."""
-    return expr.fillna(0) if hasattr(expr, "fillna") else expr
-
-
-def arrivals(flow: linopy.Variable | linopy.LinearExpression, lag: xr.DataArray, sum_dim: str,
-             to_dim: str, new_name: str) -> linopy.LinearExpression:
-    """Units arriving per destination and period: ``sum_o flow[o, e, p, t - lag[o, e]]``.
-
-    One shifted copy per distinct lag value (a handful), never a loop over indexes.
-    """
-    flow = present(flow)
-    lags = np.unique(lag.to_numpy().astype(int))
-    parts = [present(flow.where(lag == int(L)).shift(period=int(L))) for L in lags]
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return total.sum(sum_dim).rename({to_dim: new_name})
-
-
-def lags(transit: xr.DataArray, period_days: float) -> xr.DataArray:
-    """Periods between dispatch and arrival: ``floor(transit_days / period_days)``."""
-    return np.floor(transit / period_days + 1e-9).astype(int)
-
-
-def solve_model(model: linopy.Model, solver: str, time_limit: float | None, mip_gap: float | None,
-                threads: int | None, log: Any) -> solvers.SolveResult:
-    """Solve through the project's solver layer (never raises on a non-optimal termination)."""
-    return solvers.solve(model, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log)
-
-
-def solution_frame(result: solvers.SolveResult, name: str, dims: Sequence[str], value: str = "value",
-                   threshold: float | None = EPS) -> pd.DataFrame:
-    """A solved variable group as a flat frame (one column per dim), small values dropped."""
-    if name not in result.values:  # every element masked: the group is absent from the model
-        return pd.DataFrame({c: pd.Series(dtype=float if c == value else object) for c in [*dims, value]})
-    s = result.values[name]
-    if threshold is not None:
-        s = s[s.abs() > threshold]
-    return s.rename(value).reset_index()
-
-
-def round_values(df: pd.DataFrame, columns: Iterable[str], digits: int = 6) -> pd.DataFrame:
-    """Round solver noise off numeric columns (``-0.0`` becomes ``0.0``)."""
+def round_values(df: pd.DataFrame, columns: list[str] | tuple[str, ...], digits: int = 9) -> pd.DataFrame:
+    """Round float noise off numeric columns at 1e-9 (``-0.0`` becomes ``0.0``); sums of rounded values stay exact
+    to far below the checks' tolerances (solver noise around integers is snapped by ``clean`` first)."""
     df = df.copy()
     for c in columns:
         df[c] = df[c].astype(float).round(digits) + 0.0
     return df
+
+
+def _lanes_between(lanes: pd.DataFrame, origins: pd.Index, destinations: pd.Index) -> pd.DataFrame:
+    """Lanes from ``origins`` to ``destinations`` with float ``capacity`` (NaN = unlimited) and ``distance_km``."""
+    ok = lanes["origin_id"].isin(origins) & lanes["destination_id"].isin(destinations)
+    out = lanes.loc[ok, ["origin_id", "destination_id", "cost_per_unit", "transit_days", "capacity",
+                         "distance_km"]].reset_index(drop=True)
+    return out.assign(capacity=out["capacity"].astype(float), distance_km=out["distance_km"].astype(float).fillna(0.0),
+                      cost_per_unit=out["cost_per_unit"].astype(float), transit_days=out["transit_days"].astype(float))
+
+
+def _with_periods(frame: pd.DataFrame, periods: pd.Index) -> pd.DataFrame:
+    """Every row of ``frame`` once per period (column ``period``), rows varying fastest by period."""
+    n = len(periods)
+    out = frame.loc[frame.index.repeat(n)].reset_index(drop=True)
+    out["period"] = np.tile(periods.to_numpy(), len(frame))
+    return out
 
 
 # -------------------------------------------------------------------------------------------------
@@ -227,7 +201,7 @@ def round_values(df: pd.DataFrame, columns: Iterable[str], digits: int = 6) -> p
 # -------------------------------------------------------------------------------------------------
 @dataclass
 class RedistributionData:
-    """Dense arrays of one redistribution instance (built once, read by every ``add_*`` function)."""
+    """Index sets, sparse arcs and parameters of one redistribution instance (read by every ``add_*``)."""
 
     dcs: pd.Index
     sources: pd.Index
@@ -236,27 +210,36 @@ class RedistributionData:
     periods: pd.Index
     period_days: float
     params: dict[str, Any]
-    demand: xr.DataArray  # zone, product, period
-    on_hand: xr.DataArray  # dc, product
-    supply: xr.DataArray  # source, product, period
-    volume: xr.DataArray  # product (m3/unit)
-    weight: xr.DataArray  # product (kg/unit)
-    out_lanes: dict[str, xr.DataArray]  # dc, zone
-    in_lanes: dict[str, xr.DataArray]  # source, dc
-    transfer_lanes: dict[str, xr.DataArray]  # origin, destination
-    stage_capacity: xr.DataArray  # dc, stage (units/day; inf = not modelled)
+    demand: pd.Series  # units by (zone, product, period), every cell of the grid
+    cells: pd.DataFrame  # demand cells of the model: zone, product, period, quantity (see the reductions)
+    on_hand: np.ndarray  # (dc, product) units at the start
+    volume: np.ndarray  # per product, m3/unit
+    weight: np.ndarray  # per product, kg/unit
+    deliver: pd.DataFrame  # arcs: dc, zone, product, period, lane, cost_per_unit, transit_days, distance_km, unit_cost
+    receive: pd.DataFrame  # arcs: source, dc, product, period, lane, cost_per_unit, transit_days, arrival, supply_row
+    transfer: pd.DataFrame  # arcs: origin, destination, product, period, lane, cost, transit, arrival, truck
+    trucks: pd.DataFrame  # truck rows: origin, destination, period
+    supply: pd.DataFrame  # source, product, period, capacity (rows some port arc draws on)
+    lanes: dict[str, pd.DataFrame]  # "deliver" / "receive" / "transfer": the lanes the arcs run on
+    stage_limit: pd.DataFrame  # dc, side (inbound / outbound), units_per_day (smallest stage capacity, derated)
     labor: pd.DataFrame  # indexed by site_id (DCs with a labor row)
     sites: pd.DataFrame  # all sites (for the plan's sites table)
-    cache: dict[str, Any] = field(default_factory=dict)  # expressions shared by several constraint families
+    truck_upper: float
+    variables: dict[str, linopy.Variable | None] = field(default_factory=dict)
+
+    def lag(self, transit_days: pd.Series) -> np.ndarray:
+        """Periods between dispatch and arrival: ``floor(transit_days / Δ)``."""
+        return np.floor(transit_days.to_numpy(dtype=float) / self.period_days + 1e-9).astype(int)
 
 
 def prepare_data(instance: Instance, params: dict[str, Any]) -> RedistributionData:
-    """Select the horizon, DCs, lanes; pivot the tables into dense arrays."""
+    """Select the horizon, DCs and lanes; build the sparse arcs (with the exact reductions of the module doc)."""
     per = instance.periods
     if params["horizon_periods"] is not None:
         per = per[per["period"] <= int(params["horizon_periods"])]
     periods = pd.Index(per["period"].astype(int).to_numpy(), name="period")
     period_days = float(per["days"].iloc[0])
+    last = int(periods[-1])
     dc_rows = instance.dcs
     dc_rows = dc_rows[(dc_rows["status"] == "existing") & ~dc_rows["id"].isin(params["closed_sites"])]
     dcs = pd.Index(dc_rows["id"].to_numpy(), name="dc")
@@ -265,117 +248,182 @@ def prepare_data(instance: Instance, params: dict[str, Any]) -> RedistributionDa
     products = pd.Index(instance.products["id"].to_numpy(), name="product")
     if dcs.empty:
         raise ValueError("redistribution needs at least one open existing DC (sites.csv: kind dc, status existing)")
+    p = params
 
-    demand = dense(instance.demand, ["zone_id", "product_id", "period"], [zones, products, periods], "quantity")
-    on_hand = dense(instance.inventory, ["site_id", "product_id"], [dcs, products], "on_hand")
-    supply = dense(instance.supply, ["site_id", "product_id", "period"], [sources, products, periods], "capacity")
-    prod = instance.products
-    volume = dense(prod, ["id"], [products], "unit_volume_m3")
-    weight = dense(prod, ["id"], [products], "unit_weight_kg")
+    # demand on the (zone, product, period) grid; cells from each pair's first period with demand
+    grid = {"zone_id": zones, "product_id": products, "period": periods}
+    shape = (len(zones), len(products), len(periods))
+    dem = np.zeros(int(np.prod(shape)))
+    pos = grid_codes(instance.demand, grid)
+    np.add.at(dem, pos[pos >= 0], instance.demand["quantity"].to_numpy(dtype=float)[pos >= 0])
+    demand = pd.Series(dem, index=pd.MultiIndex.from_product([zones, products, periods],
+                                                             names=["zone", "product", "period"]))
+    started = (np.cumsum(dem.reshape(shape) > 0, axis=2) > 0).ravel()
+    flat = np.flatnonzero(started)
+    zi, pi, ti = np.unravel_index(flat, shape)
+    cells = pd.DataFrame({"zone": zones.to_numpy()[zi], "product": products.to_numpy()[pi],
+                          "period": periods.to_numpy()[ti], "quantity": dem[flat], "grid": flat})
+
+    on_hand = np.zeros(len(dcs) * len(products))
+    inv = instance.inventory
+    pos = grid_codes(inv, {"site_id": dcs, "product_id": products})
+    np.add.at(on_hand, pos[pos >= 0], inv["on_hand"].to_numpy(dtype=float)[pos >= 0])
+    on_hand = on_hand.reshape(len(dcs), len(products))
+    prod = instance.products.set_index("id")
+    volume = prod["unit_volume_m3"].reindex(products).to_numpy(dtype=float)
+    weight = prod["unit_weight_kg"].reindex(products).to_numpy(dtype=float)
 
     lanes = cheapest_lanes(instance.lanes)
-    out_lanes = lane_arrays(lanes, dcs, zones)
-    in_lanes = lane_arrays(lanes, sources, dcs)
-    origin, destination = dcs.rename("origin"), dcs.rename("destination")
-    transfer_lanes = lane_arrays(lanes, origin, destination)
-    not_self = xr.DataArray(origin.to_numpy()[:, None] != destination.to_numpy()[None, :],
-                            coords=[origin, destination])
-    ok = transfer_lanes["exists"] & not_self & params["allow_transfers"]
-    if params["max_transit_days"] is not None:
-        ok = ok & (transfer_lanes["transit"] <= float(params["max_transit_days"]))
-    transfer_lanes["exists"] = ok
 
-    stages = pd.Index(list(FLOW_STAGES), name="stage")
+    # deliveries: lanes x demand cells of the lane's zone, dominated arcs dropped
+    out_lanes = _lanes_between(lanes, dcs, zones)
+    out_lanes["lane"] = np.arange(len(out_lanes))
+    deliver = cells[["zone", "product", "period"]].reset_index().rename(columns={"index": "cell"}).merge(
+        out_lanes.rename(columns={"origin_id": "dc", "destination_id": "zone"}), on="zone", how="inner")
+    late = (deliver["transit_days"] - p["service_days"]).clip(lower=0.0)
+    deliver["unit_cost"] = (deliver["cost_per_unit"] + p["handling_cost_per_unit"]
+                            + p["late_penalty_per_unit_day"] * late)
+    deliver = deliver[deliver["unit_cost"] < p["lost_sales_penalty"]]
+    deliver = deliver.sort_values(["lane", "product", "period"], kind="stable").reset_index(drop=True)
+
+    # port supply: lanes x supply rows of the lane's port, arriving within the horizon
+    sup = instance.supply
+    sup = sup[sup["site_id"].isin(sources) & sup["product_id"].isin(products) & sup["period"].isin(periods)]
+    sup = sup.groupby(["site_id", "product_id", "period"], as_index=False, sort=False)["capacity"].sum()
+    total_supply = np.zeros(len(products))
+    np.add.at(total_supply, products.get_indexer(sup["product_id"]), sup["capacity"].to_numpy(dtype=float))
+    sup = sup[sup["capacity"] > 0].reset_index(drop=True)
+    in_lanes = _lanes_between(lanes, sources, dcs)
+    in_lanes["lane"] = np.arange(len(in_lanes))
+    supply = sup.rename(columns={"site_id": "source", "product_id": "product"}).reset_index(drop=True)
+    receive = supply.reset_index().rename(columns={"index": "supply_row"}).drop(columns="capacity").merge(
+        in_lanes.rename(columns={"origin_id": "source", "destination_id": "dc"}), on="source", how="inner")
+    receive = receive.sort_values(["lane", "product", "period"], kind="stable").reset_index(drop=True)
+
+    # transfers: DC -> DC lanes x products that exist somewhere x periods, arriving within the horizon
+    tr_lanes = _lanes_between(lanes, dcs, dcs)
+    tr_lanes = tr_lanes[tr_lanes["origin_id"] != tr_lanes["destination_id"]]
+    if p["max_transit_days"] is not None:
+        tr_lanes = tr_lanes[tr_lanes["transit_days"] <= float(p["max_transit_days"])]
+    if not p["allow_transfers"]:
+        tr_lanes = tr_lanes.iloc[0:0]
+    tr_lanes = tr_lanes.reset_index(drop=True).assign(lane=lambda d: np.arange(len(d)))
+    movable = products[(on_hand.sum(axis=0) + total_supply) > 0]
+    pairs = tr_lanes.rename(columns={"origin_id": "origin", "destination_id": "destination"}).merge(
+        pd.DataFrame({"product": movable}), how="cross")
+    transfer = _with_periods(pairs, periods)
+    if p["transfer_cost_per_unit"] is not None:
+        transfer["cost_per_unit"] = float(p["transfer_cost_per_unit"])
+    data = RedistributionData(
+        dcs=dcs, sources=sources, zones=zones, products=products, periods=periods, period_days=period_days,
+        params=params, demand=demand, cells=cells, on_hand=on_hand, volume=volume, weight=weight,
+        deliver=deliver, receive=receive, transfer=transfer, trucks=pd.DataFrame(), supply=supply,
+        lanes={"deliver": out_lanes, "receive": in_lanes, "transfer": tr_lanes}, stage_limit=pd.DataFrame(),
+        labor=pd.DataFrame(), sites=instance.sites, truck_upper=0.0)
+    receive["arrival"] = receive["period"] + data.lag(receive["transit_days"])
+    data.receive = receive[receive["arrival"] <= last].reset_index(drop=True)
+    transfer["arrival"] = transfer["period"] + data.lag(transfer["transit_days"])
+    transfer = transfer[transfer["arrival"] <= last].reset_index(drop=True)
+    key = ["origin", "destination", "period"]
+    trucks = transfer[key].drop_duplicates().reset_index(drop=True)
+    transfer["truck"] = pd.MultiIndex.from_frame(trucks).get_indexer(pd.MultiIndex.from_frame(transfer[key]))
+    data.transfer, data.trucks = transfer, trucks
+    total = on_hand.sum(axis=0) + total_supply
+    data.truck_upper = float(math.ceil(max((total * volume).sum() / p["truck_capacity_m3"],
+                                           (total * weight).sum() / p["truck_capacity_kg"])) + 1)
+
+    # stage limits: the smallest (derated) capacity of each side; a DC without resources processes nothing
     cap = instance.stage_capacity()
-    cap = cap.assign(units_per_day=cap["units_per_day"] * derate_series(params["capacity_derate"], cap))
-    stage_capacity = dense(cap, ["site_id", "stage"], [dcs, stages], "units_per_day", fill=np.inf)
-    has_resources = xr.DataArray(dcs.isin(cap["site_id"]), coords=[dcs])
-    stage_capacity = stage_capacity.where(has_resources, 0.0)
+    cap = cap.assign(units_per_day=cap["units_per_day"] * derate_series(p["capacity_derate"], cap))
+    has_resources = dcs.isin(cap["site_id"])
+    cap = cap[cap["site_id"].isin(dcs)].groupby(["site_id", "stage"], as_index=False)["units_per_day"].sum()
+    cap["side"] = np.where(cap["stage"].isin(INBOUND_STAGES), "inbound", "outbound")
+    limit = cap.groupby(["site_id", "side"], as_index=False)["units_per_day"].min()
+    bare = pd.DataFrame([(d, s, 0.0) for d in dcs[~has_resources] for s in ("inbound", "outbound")],
+                        columns=["site_id", "side", "units_per_day"])
+    data.stage_limit = pd.concat([limit, bare], ignore_index=True).rename(columns={"site_id": "dc"})
 
     labor = instance.labor.set_index("site_id")
-    labor = labor[labor.index.isin(dcs)]
-    return RedistributionData(dcs, sources, zones, products, periods, period_days, params, demand, on_hand,
-                              supply, volume, weight, out_lanes, in_lanes, transfer_lanes, stage_capacity, labor,
-                              instance.sites)
+    data.labor = labor[labor.index.isin(dcs)]
+    return data
 
 
 # -------------------------------------------------------------------------------------------------
 # Variables and constraint families
 # -------------------------------------------------------------------------------------------------
+def _labels(var: linopy.Variable | None) -> np.ndarray:
+    """Flat labels of a variable (an empty array for an absent one)."""
+    return np.zeros(0, dtype=np.int64) if var is None else np.asarray(var.labels.values).ravel()
+
+
+def _arc_variable(m: linopy.Model, name: str, frame: pd.DataFrame, integer: bool = False,
+                  upper: float = np.inf) -> linopy.Variable | None:
+    """A flat variable over the rows of ``frame`` (None when there are none)."""
+    if frame.empty:
+        return None
+    return add_arc_variables(m, name, Arcs(name, frame), upper=upper, integer=integer)
+
+
 def define_variables(m: linopy.Model, data: RedistributionData) -> None:
-    """Create every decision variable over its coordinates, masked to the lanes / rows that exist."""
-    dcs, zones, products, periods = data.dcs, data.zones, data.products, data.periods
-    has_demand = data.demand.sum("period") > 0  # zone, product
-    deliver_mask = (data.out_lanes["exists"] & has_demand).broadcast_like(data.demand).transpose(
-        "dc", "zone", "product", "period")
-    m.add_variables(lower=0.0, coords=[dcs, zones, products, periods], name="deliver", mask=deliver_mask)
-
-    receive_mask = (data.in_lanes["exists"] & (data.supply > 0)).transpose("source", "dc", "product", "period")
-    m.add_variables(lower=0.0, coords=[data.sources, dcs, products, periods], name="receive", mask=receive_mask)
-
-    tl = data.transfer_lanes
-    origin, destination = tl["exists"].indexes["origin"], tl["exists"].indexes["destination"]
-    movable = (data.on_hand.sum("dc") + data.supply.sum(["source", "period"])) > 0  # product
-    tmask = (tl["exists"] & movable).expand_dims(period=periods).transpose("origin", "destination", "product",
-                                                                           "period")
-    m.add_variables(lower=0.0, coords=[origin, destination, products, periods], name="transfer", mask=tmask)
-    total = data.on_hand.sum("dc") + data.supply.sum(["source", "period"])
-    loads = max(float((total * data.volume).sum()) / data.params["truck_capacity_m3"],
-                float((total * data.weight).sum()) / data.params["truck_capacity_kg"])
-    truck_mask = tl["exists"].expand_dims(period=periods).transpose("origin", "destination", "period")
-    m.add_variables(lower=0, upper=math.ceil(loads) + 1, coords=[origin, destination, periods], name="trucks",
-                    integer=True, mask=truck_mask)
-
-    m.add_variables(lower=0.0, coords=[dcs, products, periods], name="stock")
-    dmask = has_demand.expand_dims(period=periods).transpose("zone", "product", "period")
-    m.add_variables(lower=0.0, coords=[zones, products, periods], name="lost", mask=dmask)
-    last = xr.DataArray(periods == periods[-1], coords=[periods])
-    backlog_upper = xr.where(last | (not data.params["allow_late"]), 0.0, np.inf)
-    m.add_variables(lower=0.0, upper=backlog_upper.broadcast_like(dmask), coords=[zones, products, periods],
-                    name="backlog", mask=dmask)
-
+    """Create every decision variable over its sparse rows (see the module docstring for the reductions)."""
+    v = data.variables
+    v["deliver"] = _arc_variable(m, "deliver", data.deliver)
+    v["receive"] = _arc_variable(m, "receive", data.receive)
+    v["transfer"] = _arc_variable(m, "transfer", data.transfer)
+    v["trucks"] = _arc_variable(m, "trucks", data.trucks, integer=True, upper=data.truck_upper)
+    v["stock"] = m.add_variables(lower=0.0, coords=[data.dcs, data.products, data.periods], name="stock")
+    v["lost"] = _arc_variable(m, "lost", data.cells)
+    carried = data.cells[data.cells["period"] < data.periods[-1]] if data.params["allow_late"] else data.cells.iloc[:0]
+    v["backlog"] = _arc_variable(m, "backlog", carried.reset_index().rename(columns={"index": "cell"}))
+    v["received"] = add_throughput(m, _dc_ends(data, ARRIVING), data.dcs, data.periods, name="received")
+    v["shipped"] = add_throughput(m, _dc_ends(data, LEAVING), data.dcs, data.periods, name="shipped")
     lab = data.labor
-    has_labor = xr.DataArray(dcs.isin(lab.index), coords=[dcs])
+    if lab.empty:
+        v["regular"] = v["overtime"] = None
+        return
+    coords = [pd.Index(lab.index.to_numpy(), name="labor_site"), data.periods]
     share = data.period_days / 7.0
-    regular_cap = _labor_column(lab, dcs, "max_headcount") * _labor_column(lab, dcs, "hours_per_person_week") * share
-    overtime_cap = _labor_column(lab, dcs, "max_overtime_hours") * share
-    lmask = has_labor.expand_dims(period=periods).transpose("dc", "period")
-    m.add_variables(lower=0.0, upper=regular_cap.broadcast_like(lmask), coords=[dcs, periods], name="regular",
-                    mask=lmask)
-    m.add_variables(lower=0.0, upper=overtime_cap.broadcast_like(lmask), coords=[dcs, periods], name="overtime",
-                    mask=lmask)
+    n_t = len(data.periods)
+    regular_cap = (lab["max_headcount"] * lab["hours_per_person_week"]).to_numpy(dtype=float) * share
+    overtime_cap = lab["max_overtime_hours"].to_numpy(dtype=float) * share
+    for name, cap in (("regular", regular_cap), ("overtime", overtime_cap)):
+        ub = np.repeat(cap[:, None], n_t, axis=1)
+        v[name] = m.add_variables(lower=0.0, upper=xr.DataArray(ub, coords=coords), coords=coords, name=name)
 
 
-def _term(m: linopy.Model, data: RedistributionData, name: str) -> linopy.LinearExpression:
-    """Variable ``name`` as an expression with absent slots as zero (built once per model)."""
-    key = f"var:{name}"
-    if key not in data.cache:
-        data.cache[key] = present(m.variables[name])
-    return data.cache[key]
+def _dp_codes(data: RedistributionData, site: pd.Series, period: np.ndarray | pd.Series) -> np.ndarray:
+    """Cell of each row on the (dc, period) grid (-1 off the grid)."""
+    return grid_codes(pd.DataFrame({"s": np.asarray(site), "t": np.asarray(period)}),
+                      {"s": data.dcs, "t": data.periods})
 
 
-def _labor_column(labor: pd.DataFrame, dcs: pd.Index, column: str) -> xr.DataArray:
-    return xr.DataArray(labor[column].reindex(dcs).fillna(0.0).to_numpy(dtype=float), coords=[dcs])
+ARRIVING = (("receive", "dc", "arrival"), ("transfer", "destination", "arrival"))
+"""Arcs that bring units into a DC: (variable, DC column, period column) — counted in the arrival period."""
+LEAVING = (("deliver", "dc", "period"), ("transfer", "origin", "period"))
+"""Arcs that take units out of a DC, counted in the dispatch period."""
 
 
-def inbound_units(m: linopy.Model, data: RedistributionData) -> linopy.LinearExpression:
-    """Units arriving at each DC per period, from ports and from other DCs: ``[dc, product, period]``."""
-    if "inbound_units" in data.cache:
-        return data.cache["inbound_units"]
-    from_ports = arrivals(m.variables["receive"], lags(data.in_lanes["transit"], data.period_days), "source",
-                          "dc", "dc")
-    from_dcs = arrivals(m.variables["transfer"], lags(data.transfer_lanes["transit"], data.period_days), "origin",
-                        "destination", "dc")
-    data.cache["inbound_units"] = from_ports + from_dcs
-    return data.cache["inbound_units"]
+def _dc_ends(data: RedistributionData, ends: tuple[tuple[str, str, str], ...]
+             ) -> list[tuple[linopy.Variable, np.ndarray]]:
+    """(variable, (dc, period) cell of each arc) for the arcs ``ends`` lists (ARRIVING or LEAVING)."""
+    out = []
+    for name, site, when in ends:
+        frame = getattr(data, name)
+        if data.variables.get(name) is not None:
+            out.append((data.variables[name], _dp_codes(data, frame[site], frame[when])))
+    return out
 
 
 def add_supply_limits(m: linopy.Model, data: RedistributionData) -> None:
     """Ports ship at most their supply: ``sum_d receive[s,d,p,t] <= supply[s,p,t]``."""
-    if not data.sources.size:
+    var = data.variables["receive"]
+    if var is None:
         return
-    m.add_constraints(_term(m, data, "receive").sum("dc") <= data.supply, name="supply_limit",
-                      mask=data.supply > 0)
+    n = len(data.supply)
+    group = data.receive["supply_row"].to_numpy()
+    add_rows(m, "supply_limit", {"supply_row": pd.RangeIndex(n, name="supply_row")},
+             [grouped_terms(_labels(var), group, n)], "<=", data.supply["capacity"].to_numpy(dtype=float),
+             mask=has_members(group, n))
 
 
 def add_inventory_balance(m: linopy.Model, data: RedistributionData) -> None:
@@ -384,13 +432,23 @@ def add_inventory_balance(m: linopy.Model, data: RedistributionData) -> None:
     ``stock[d,p,t] = stock[d,p,t-1] + arrivals[d,p,t] - sum_z deliver[d,z,p,t] - sum_e transfer[d,e,p,t]``
     with ``stock[d,p,0] = on_hand[d,p]`` (inventory.csv).
     """
-    stock = m.variables["stock"]
-    shipped = _term(m, data, "deliver").sum("zone") + _term(m, data, "transfer").sum(
-        "destination").rename(origin="dc")
-    first = xr.DataArray((data.periods == data.periods[0]).astype(float), coords=[data.periods])
-    initial = (data.on_hand * first).transpose("dc", "product", "period")
-    lhs = stock - present(stock.shift(period=1)) - inbound_units(m, data) + shipped
-    m.add_constraints(lhs == initial, name="inventory_balance")
+    keys = {"s": data.dcs, "p": data.products, "t": data.periods}
+    coords = {"dc": data.dcs, "product": data.products, "period": data.periods}
+    n = len(data.dcs) * len(data.products) * len(data.periods)
+    stock = np.asarray(data.variables["stock"].labels.values)
+    previous = np.full_like(stock, -1)
+    previous[:, :, 1:] = stock[:, :, :-1]
+    terms = [(stock, 1.0), (previous, -1.0)]
+    v = data.variables
+    for (name, site, when), sign in [(end, -1.0) for end in ARRIVING] + [(end, 1.0) for end in LEAVING]:
+        frame = getattr(data, name)
+        if v[name] is None:
+            continue
+        group = grid_codes(pd.DataFrame({"s": frame[site], "p": frame["product"], "t": frame[when]}), keys)
+        terms.append(grouped_terms(_labels(v[name]), group, n, sign))
+    initial = np.zeros(stock.shape)
+    initial[:, :, 0] = data.on_hand
+    add_rows(m, "inventory_balance", coords, terms, "=", initial)
 
 
 def add_demand_balance(m: linopy.Model, data: RedistributionData) -> None:
@@ -399,11 +457,26 @@ def add_demand_balance(m: linopy.Model, data: RedistributionData) -> None:
     ``sum_d deliver[d,z,p,t] + backlog[z,p,t] + lost[z,p,t] = demand[z,p,t] + backlog[z,p,t-1]``
     (``backlog`` is zero in the last period, and everywhere when late delivery is not allowed).
     """
-    backlog = m.variables["backlog"]
-    lhs = _term(m, data, "deliver").sum("dc") + present(backlog) + _term(m, data, "lost") \
-        - present(backlog.shift(period=1))
-    has_demand = (data.demand.sum("period") > 0).broadcast_like(data.demand)
-    m.add_constraints(lhs == data.demand, name="demand_balance", mask=has_demand)
+    cells = data.cells
+    n = len(cells)
+    if n == 0:
+        return
+    v = data.variables
+    terms = [(_labels(v["lost"]), 1.0)]
+    if v["deliver"] is not None:
+        terms.append(grouped_terms(_labels(v["deliver"]), data.deliver["cell"].to_numpy(), n))
+    if v["backlog"] is not None:
+        carried = cells["period"].to_numpy() < data.periods[-1]
+        backlog = np.full(n, -1, dtype=np.int64)
+        backlog[carried] = _labels(v["backlog"])
+        # the previous period's cell of the same zone and product (cells of a pair are consecutive periods)
+        previous = np.full(n, -1, dtype=np.int64)
+        same = np.r_[False, (cells["zone"].to_numpy()[1:] == cells["zone"].to_numpy()[:-1])
+                     & (cells["product"].to_numpy()[1:] == cells["product"].to_numpy()[:-1])]
+        previous[same] = backlog[np.flatnonzero(same) - 1]
+        terms += [(backlog, 1.0), (previous, -1.0)]
+    add_rows(m, "demand_balance", {"cell": pd.RangeIndex(n, name="cell")}, terms, "=",
+             cells["quantity"].to_numpy(dtype=float))
 
 
 def add_truck_capacity(m: linopy.Model, data: RedistributionData) -> None:
@@ -412,79 +485,78 @@ def add_truck_capacity(m: linopy.Model, data: RedistributionData) -> None:
     ``sum_p vol_p transfer[o,e,p,t] <= cap_m3 trucks[o,e,t]``,
     ``sum_p kg_p transfer[o,e,p,t] <= cap_kg trucks[o,e,t]``.
     """
-    if not bool(data.transfer_lanes["exists"].any()):
+    v = data.variables
+    if v["trucks"] is None:
         return
-    transfer, trucks = _term(m, data, "transfer"), _term(m, data, "trucks")
+    n = len(data.trucks)
+    idx = pd.RangeIndex(n, name="truck")
+    group = data.transfer["truck"].to_numpy()
+    prod = data.products.get_indexer(data.transfer["product"])
     p = data.params
-    mask = data.transfer_lanes["exists"].expand_dims(period=data.periods).transpose("origin", "destination",
-                                                                                     "period")
-    m.add_constraints((transfer * data.volume).sum("product") - p["truck_capacity_m3"] * trucks <= 0,
-                      name="truck_volume", mask=mask)
-    m.add_constraints((transfer * data.weight).sum("product") - p["truck_capacity_kg"] * trucks <= 0,
-                      name="truck_weight", mask=mask)
+    for name, per_unit, cap in (("truck_volume", data.volume, p["truck_capacity_m3"]),
+                                ("truck_weight", data.weight, p["truck_capacity_kg"])):
+        add_rows(m, name, {"truck": idx}, [grouped_terms(_labels(v["transfer"]), group, n, per_unit[prod]),
+                                           (_labels(v["trucks"]), -cap)], "<=", 0.0)
 
 
 def add_lane_capacity(m: linopy.Model, data: RedistributionData) -> None:
     """Lanes with a capacity carry at most that many units per period: ``sum_p flow[o,e,p,t] <= cap[o,e]``."""
-    for var, lanes in (("deliver", data.out_lanes), ("receive", data.in_lanes), ("transfer", data.transfer_lanes)):
-        finite = lanes["exists"] & np.isfinite(lanes["capacity"])
-        if not bool(finite.any()):
+    for name in ("deliver", "receive", "transfer"):
+        var, frame, lanes = data.variables[name], getattr(data, name), data.lanes[name]
+        finite = lanes[lanes["capacity"].notna()]
+        if var is None or finite.empty:
             continue
-        cap = lanes["capacity"].where(finite, 0.0)
-        lhs = present(m.variables[var]).sum("product")
-        m.add_constraints(lhs <= cap, name=f"lane_capacity_{var}", mask=finite.broadcast_like(lhs.const))
-
-
-def stage_units(m: linopy.Model, data: RedistributionData) -> dict[str, linopy.LinearExpression]:
-    """Units each DC handles per period at each stage: ``[dc, period]`` expressions by stage.
-
-    inbound_dock, putaway: units received (in their arrival period); pick, pack, outbound_dock: units
-    shipped, to zones and to other DCs (the convention of :mod:`formulations.check`).
-    """
-    if "stage_units" in data.cache:
-        return data.cache["stage_units"]
-    received = inbound_units(m, data).sum("product")
-    delivered = _term(m, data, "deliver").sum(["zone", "product"])
-    transferred = _term(m, data, "transfer").sum(["destination", "product"]).rename(origin="dc")
-    shipped = delivered + transferred
-    data.cache["stage_units"] = {"inbound_dock": received, "putaway": received, "pick": shipped,
-                                 "pack": shipped, "outbound_dock": shipped}
-    return data.cache["stage_units"]
+        idx = pd.Index(finite["lane"].to_numpy(), name=f"{name}_lane")
+        group = grid_codes(frame, {"lane": idx, "period": data.periods})
+        n = len(idx) * len(data.periods)
+        cap = np.repeat(finite["capacity"].to_numpy(dtype=float)[:, None], len(data.periods), axis=1)
+        add_rows(m, f"lane_capacity_{name}", {idx.name: idx, "period": data.periods},
+                 [grouped_terms(_labels(var), group, n)], "<=", cap, mask=has_members(group, n))
 
 
 def add_stage_capacity(m: linopy.Model, data: RedistributionData) -> None:
-    """Equipment limits per DC, stage and period: ``units[d,stage,t] <= cap[d,stage] * Δ`` (units/day x days)."""
-    units = stage_units(m, data)
-    for stage, expr in units.items():
-        cap = data.stage_capacity.sel(stage=stage, drop=True)
-        finite = np.isfinite(cap)
-        if not bool(finite.any()):
+    """Equipment limits per DC and period: ``received[d,t] <= min_inbound cap[d,stage] * Δ`` and
+    ``shipped[d,t] <= min_outbound cap[d,stage] * Δ`` (units/day x days; see the reductions)."""
+    for side, var in (("inbound", "received"), ("outbound", "shipped")):
+        lim = data.stage_limit[data.stage_limit["side"] == side]
+        if lim.empty:
             continue
-        rhs = (cap.where(finite, 0.0) * data.period_days).broadcast_like(expr.const)
-        m.add_constraints(expr <= rhs, name=f"stage_capacity_{stage}", mask=finite.broadcast_like(expr.const))
+        rows = pd.Index(lim["dc"].to_numpy(), name=f"{side}_limited_dc")
+        labels = np.asarray(data.variables[var].labels.values)[data.dcs.get_indexer(rows)]
+        rhs = np.repeat(lim["units_per_day"].to_numpy(dtype=float)[:, None] * data.period_days, len(data.periods),
+                        axis=1)
+        add_rows(m, f"stage_capacity_{side}", {rows.name: rows, "period": data.periods}, [(labels, 1.0)], "<=", rhs)
+
+
+def _hours_per_unit(labor: pd.DataFrame, stages: list[str]) -> np.ndarray:
+    """Labour hours per unit over ``stages`` (``1 / productivity``; a non-positive productivity needs none)."""
+    total = np.zeros(len(labor))
+    for stage in stages:
+        prod = labor[f"productivity_{stage}"].to_numpy(dtype=float)
+        total += np.where(prod > 0, 1.0 / np.where(prod > 0, prod, 1.0), 0.0)
+    return total
 
 
 def add_labor_capacity(m: linopy.Model, data: RedistributionData) -> None:
     """Labour hours cover the stage work at DCs with a labour row.
 
-    ``regular[d,t] + overtime[d,t] >= sum_stage units[d,stage,t] / productivity[d,stage]``
+    ``regular[d,t] + overtime[d,t] >= received[d,t] sum_{inbound} 1/prod + shipped[d,t] sum_{outbound} 1/prod``
     (regular hours <= headcount x hours per week x Δ/7, overtime <= max overtime x Δ/7: variable bounds).
     """
-    if data.labor.empty:
+    v = data.variables
+    if v["regular"] is None:
         return
-    work = None
-    for stage, expr in stage_units(m, data).items():
-        productivity = _labor_column(data.labor, data.dcs, f"productivity_{stage}")
-        term = expr * (1.0 / productivity.where(productivity > 0, np.inf))
-        work = term if work is None else work + term
-    hours = _term(m, data, "regular") + _term(m, data, "overtime")
-    has_labor = xr.DataArray(data.dcs.isin(data.labor.index), coords=[data.dcs]).broadcast_like(work.const)
-    m.add_constraints(hours - work >= 0, name="labor_hours", mask=has_labor)
-
-
-def late_days(data: RedistributionData) -> xr.DataArray:
-    """Days a delivery over each DC -> zone lane arrives after the service promise: ``max(0, τ - service_days)``."""
-    return (data.out_lanes["transit"] - data.params["service_days"]).clip(min=0.0)
+    lab = data.labor
+    rows = data.dcs.get_indexer(lab.index)
+    n_t = len(data.periods)
+    inbound = [s for s in FLOW_STAGES if s in INBOUND_STAGES]
+    outbound = [s for s in FLOW_STAGES if s not in INBOUND_STAGES]
+    h_in = np.repeat(_hours_per_unit(lab, inbound)[:, None], n_t, axis=1)
+    h_out = np.repeat(_hours_per_unit(lab, outbound)[:, None], n_t, axis=1)
+    add_rows(m, "labor_hours", {"labor_site": v["regular"].indexes["labor_site"], "period": data.periods},
+             [(v["regular"].labels.values, 1.0), (v["overtime"].labels.values, 1.0),
+              (np.asarray(v["received"].labels.values)[rows], -h_in),
+              (np.asarray(v["shipped"].labels.values)[rows], -h_out)], ">=", 0.0)
 
 
 def add_objective(m: linopy.Model, data: RedistributionData) -> None:
@@ -494,20 +566,19 @@ def add_objective(m: linopy.Model, data: RedistributionData) -> None:
     + sum (w_d regular + w^o_d overtime) + π_lost sum lost + π_late (Δ sum backlog + sum late_days_dz deliver)``
     """
     p = data.params
-    deliver, receive = _term(m, data, "deliver"), _term(m, data, "receive")
-    transfer, trucks = _term(m, data, "transfer"), _term(m, data, "trucks")
-    unit_transfer = data.transfer_lanes["cost"] if p["transfer_cost_per_unit"] is None \
-        else xr.full_like(data.transfer_lanes["cost"], float(p["transfer_cost_per_unit"]))
-    obj = (deliver * (data.out_lanes["cost"] + p["handling_cost_per_unit"]
-                      + p["late_penalty_per_unit_day"] * late_days(data))).sum()
-    obj = obj + (receive * data.in_lanes["cost"]).sum()
-    obj = obj + (transfer * (unit_transfer + p["handling_cost_per_unit"])).sum() + p["truck_fixed_cost"] * trucks.sum()
-    if not data.labor.empty:
-        obj = obj + (_term(m, data, "regular") * _labor_column(data.labor, data.dcs, "hourly_rate")).sum()
-        obj = obj + (_term(m, data, "overtime") * _labor_column(data.labor, data.dcs, "overtime_rate")).sum()
-    obj = obj + p["lost_sales_penalty"] * _term(m, data, "lost").sum()
-    obj = obj + p["late_penalty_per_unit_day"] * data.period_days * _term(m, data, "backlog").sum()
-    m.add_objective(obj)
+    v = data.variables
+    terms = [(_labels(v["deliver"]), data.deliver["unit_cost"].to_numpy(dtype=float)),
+             (_labels(v["receive"]), data.receive["cost_per_unit"].to_numpy(dtype=float)),
+             (_labels(v["transfer"]), data.transfer["cost_per_unit"].to_numpy(dtype=float)
+              + p["handling_cost_per_unit"]),
+             (_labels(v["trucks"]), p["truck_fixed_cost"]),
+             (_labels(v["lost"]), p["lost_sales_penalty"]),
+             (_labels(v["backlog"]), p["late_penalty_per_unit_day"] * data.period_days)]
+    if v["regular"] is not None:
+        n_t = len(data.periods)
+        terms.append((_labels(v["regular"]), np.repeat(data.labor["hourly_rate"].to_numpy(dtype=float), n_t)))
+        terms.append((_labels(v["overtime"]), np.repeat(data.labor["overtime_rate"].to_numpy(dtype=float), n_t)))
+    m.add_objective(objective_from_terms(m, terms))
 
 
 def build_model(data: RedistributionData) -> linopy.Model:
@@ -526,6 +597,93 @@ def build_model(data: RedistributionData) -> linopy.Model:
 
 
 # -------------------------------------------------------------------------------------------------
+# Warm start
+# -------------------------------------------------------------------------------------------------
+def _arc_values(frame: pd.DataFrame, keys: list[str], table: pd.DataFrame, table_keys: list[str],
+                value: str) -> np.ndarray:
+    """``table[value]`` summed by ``table_keys``, matched to the rows of ``frame`` by ``keys`` (0 where absent)."""
+    if frame.empty:
+        return np.zeros(0)
+    if table is None or table.empty:
+        return np.zeros(len(frame))
+    t = table.assign(**{table_keys[-1]: pd.to_numeric(table[table_keys[-1]]).astype(int)}) \
+        if "period" in table_keys[-1] else table
+    s = t.groupby(table_keys)[value].sum()
+    idx = pd.MultiIndex.from_frame(frame[keys].astype({keys[-1]: int}))
+    return s.reindex(idx).fillna(0.0).to_numpy(dtype=float)
+
+
+def warm_start_from(data: RedistributionData, warm_start: Any) -> Any:
+    """A complete MIP start from a previous redistribution Plan (or a SolveResult / dict, passed through).
+
+    Trucks, deliveries, port receipts, transfers and lost sales are read from the plan's tables and matched
+    to this model's arcs by lane, product and period (what this model has no arc for is left out); stock,
+    backlog, received and shipped units follow from them by the balances, labour hours from the labour table.
+    A start that is infeasible here (e.g. after a capacity derate) is discarded by the solver.
+    """
+    passed, warm_start = start_plan(warm_start, "redistribution")
+    if warm_start is None:
+        return passed
+    v = data.variables
+    t = warm_start.tables
+    flows = t["flows"]
+    out = flows[flows["leg"] == "outbound"] if not flows.empty else flows
+    inb = flows[flows["leg"] == "inbound"] if not flows.empty else flows
+    fk = ["origin_id", "destination_id", "product_id", "period"]
+    values = {
+        "deliver": _arc_values(data.deliver, ["dc", "zone", "product", "period"], out, fk, "quantity"),
+        "receive": _arc_values(data.receive, ["source", "dc", "product", "period"], inb, fk, "quantity"),
+        "transfer": _arc_values(data.transfer, ["origin", "destination", "product", "period"], t["transfers"], fk,
+                                "quantity"),
+        "trucks": np.round(_arc_values(data.trucks, ["origin", "destination", "period"],
+                                       pd.DataFrame(warm_start.meta.get("truckloads") or [],
+                                                    columns=["origin_id", "destination_id", "period", "trucks"]),
+                                       ["origin_id", "destination_id", "period"], "trucks")),
+        "lost": _arc_values(data.cells, ["zone", "product", "period"], t["unmet"],
+                            ["zone_id", "product_id", "period"], "quantity"),
+    }
+    # backlog per cell: what is neither delivered nor lost yet, carried forward
+    cells = data.cells
+    served = np.bincount(data.deliver["cell"].to_numpy(), weights=values["deliver"], minlength=len(cells)) \
+        if len(data.deliver) else np.zeros(len(cells))
+    open_units = cells["quantity"].to_numpy(dtype=float) - served - values["lost"]
+    pair = (cells["zone"].astype(str) + "\x00" + cells["product"].astype(str)).to_numpy()
+    backlog = np.clip(pd.Series(open_units).groupby(pair, sort=False).cumsum().to_numpy(), 0.0, None)
+    if v["backlog"] is not None:
+        values["backlog"] = backlog[cells["period"].to_numpy() < data.periods[-1]]
+    # stock, received and shipped from the flows
+    shape = (len(data.dcs), len(data.products), len(data.periods))
+    net = np.zeros(int(np.prod(shape)))
+    received = np.zeros(len(data.dcs) * len(data.periods))
+    shipped = np.zeros_like(received)
+    keys = {"s": data.dcs, "p": data.products, "t": data.periods}
+    for (name, site, when), sign in [(end, 1.0) for end in ARRIVING] + [(end, -1.0) for end in LEAVING]:
+        frame = getattr(data, name)
+        if frame.empty:
+            continue
+        g = grid_codes(pd.DataFrame({"s": frame[site], "p": frame["product"], "t": frame[when]}), keys)
+        np.add.at(net, g, sign * values[name])
+        dp = _dp_codes(data, frame[site], frame[when])
+        np.add.at(received if sign > 0 else shipped, dp, values[name])
+    values["stock"] = np.clip(data.on_hand[:, :, None] + np.cumsum(net.reshape(shape), axis=2), 0.0, None).ravel()
+    values["received"], values["shipped"] = received, shipped
+    lab = t["labor"]
+    if v["regular"] is not None and not lab.empty:
+        idx = pd.MultiIndex.from_product([v["regular"].indexes["labor_site"], data.periods])
+        hours = lab.assign(period=pd.to_numeric(lab["period"]).astype(int)).set_index(["site_id", "period"])
+        for name, col in (("regular", "regular_hours"), ("overtime", "overtime_hours")):
+            values[name] = hours[col].astype(float).reindex(idx).fillna(0.0).to_numpy()
+    start: dict[str, pd.Series] = {}
+    for name, vals in values.items():
+        var = v.get(name)
+        if var is None or len(vals) == 0:
+            continue
+        labels = var.labels.to_series().index if var.ndim > 1 else var.indexes[var.dims[0]]
+        start[name] = pd.Series(np.asarray(vals, dtype=float), index=labels)
+    return start
+
+
+# -------------------------------------------------------------------------------------------------
 # Solve and read back into plan tables
 # -------------------------------------------------------------------------------------------------
 def solve_redistribution(
@@ -538,6 +696,7 @@ def solve_redistribution(
     mip_gap: float | None = 0.01,
     threads: int | None = None,
     log: Any = None,
+    warm_start: Any = None,
 ) -> Plan:
     """Plan transfers and fulfilment on a (disrupted) instance; compare with the undisrupted baseline.
 
@@ -548,6 +707,9 @@ def solve_redistribution(
         None skips the comparison.
     options : model parameters (:class:`RedistributionOptions`).
     solver, time_limit, mip_gap, threads, log : passed to :func:`solvers.solve`.
+    warm_start : a previous redistribution :class:`Plan` (or PlanResult) of this instance, e.g. the repair
+        loop's previous round, or a :class:`solvers.SolveResult` of the same model: a MIP start
+        (:func:`warm_start_from`).
 
     Returns
     -------
@@ -562,10 +724,13 @@ def solve_redistribution(
     data = prepare_data(instance, params)
     model = build_model(data)
     build_seconds = time.perf_counter() - started
-    result = solve_model(model, solver, time_limit, mip_gap, threads, log)
+    start = warm_start_from(data, warm_start)
+    result = solvers.solve(model, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log,
+                           warm_start=start)
     plan = plan_from_result(data, result)
     plan.meta.update(build_seconds=round(build_seconds, 3), solve_seconds=round(result.wall_time.total, 3),
-                     variables=int(model.nvars), constraints=int(model.ncons))
+                     variables=int(model.nvars), constraints=int(model.ncons),
+                     warm_start_entries=int(result.warm_start_entries))
     if baseline is not None:
         base_plan = baseline if isinstance(baseline, Plan) else solve_redistribution(
             baseline, None, options, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log)
@@ -575,10 +740,14 @@ def solve_redistribution(
     return plan
 
 
-def _lane_series(lanes: dict[str, xr.DataArray], key: str, names: list[str]) -> pd.Series:
-    s = lanes[key].to_series()
-    s.index = s.index.set_names(names)
-    return s
+def _solved(frame: pd.DataFrame, values: np.ndarray, columns: list[str], value: str = "quantity",
+            threshold: float | None = EPS) -> pd.DataFrame:
+    """The rows of ``frame`` (``columns``) with their solved ``value`` (solver noise around integers snapped off,
+    :func:`formulations.common.clean`); rows at or below ``threshold`` dropped."""
+    out = frame[columns].assign(**{value: clean(values)})
+    if threshold is not None:
+        out = out[out[value].abs() > threshold]
+    return out.reset_index(drop=True)
 
 
 def plan_from_result(data: RedistributionData, result: solvers.SolveResult) -> Plan:
@@ -589,35 +758,24 @@ def plan_from_result(data: RedistributionData, result: solvers.SolveResult) -> P
     if not result.has_solution:
         return Plan("redistribution", status, tables={"sites": _sites_table(data)}, meta=meta)
     p = data.params
-    deliver = solution_frame(result, "deliver", ["dc", "zone", "product", "period"], "quantity")
-    receive = solution_frame(result, "receive", ["source", "dc", "product", "period"], "quantity")
-    transfer = solution_frame(result, "transfer", ["origin", "destination", "product", "period"], "quantity")
-    trucks = solution_frame(result, "trucks", ["origin", "destination", "period"], "trucks", threshold=0.5)
+    v = data.variables
+    lane_cols = ["cost_per_unit", "transit_days"]
+    deliver = _solved(data.deliver, dense_values(result, v["deliver"]),
+                      ["dc", "zone", "product", "period", *lane_cols, "distance_km"])
+    receive = _solved(data.receive, dense_values(result, v["receive"]), ["source", "dc", "product", "period",
+                                                                          *lane_cols])
+    transfer = _solved(data.transfer, dense_values(result, v["transfer"]),
+                       ["origin", "destination", "product", "period", *lane_cols])
+    trucks = _solved(data.trucks, dense_values(result, v["trucks"]), ["origin", "destination", "period"], "trucks",
+                     threshold=0.5)
     trucks["trucks"] = trucks["trucks"].round().astype(int)
-    lost = solution_frame(result, "lost", ["zone", "product", "period"], "quantity")
-    backlog = solution_frame(result, "backlog", ["zone", "product", "period"], "quantity")
+    lost = _solved(data.cells, dense_values(result, v["lost"]), ["zone", "product", "period"])
+    carried = data.cells[data.cells["period"] < data.periods[-1]] if v["backlog"] is not None else data.cells.iloc[:0]
+    backlog = _solved(carried, dense_values(result, v["backlog"]), ["zone", "product", "period"])
     labor = _labor_table(result, data)
 
-    out_cost = _lane_series(data.out_lanes, "cost", ["dc", "zone"])
-    out_transit = _lane_series(data.out_lanes, "transit", ["dc", "zone"])
-    out_km = _lane_series(data.out_lanes, "distance", ["dc", "zone"])
-    in_cost = _lane_series(data.in_lanes, "cost", ["source", "dc"])
-    in_transit = _lane_series(data.in_lanes, "transit", ["source", "dc"])
-    tr_cost = _lane_series(data.transfer_lanes, "cost", ["origin", "destination"])
-    tr_transit = _lane_series(data.transfer_lanes, "transit", ["origin", "destination"])
-
-    deliver["cost_per_unit"] = out_cost.reindex(pd.MultiIndex.from_frame(deliver[["dc", "zone"]])).to_numpy()
-    deliver["transit_days"] = out_transit.reindex(pd.MultiIndex.from_frame(deliver[["dc", "zone"]])).to_numpy()
-    deliver["distance_km"] = out_km.reindex(pd.MultiIndex.from_frame(deliver[["dc", "zone"]])).to_numpy()
-    receive["cost_per_unit"] = in_cost.reindex(pd.MultiIndex.from_frame(receive[["source", "dc"]])).to_numpy()
-    receive["transit_days"] = in_transit.reindex(pd.MultiIndex.from_frame(receive[["source", "dc"]])).to_numpy()
-    tkey = pd.MultiIndex.from_frame(transfer[["origin", "destination"]])
-    transfer["cost_per_unit"] = tr_cost.reindex(tkey).to_numpy() if p["transfer_cost_per_unit"] is None \
-        else float(p["transfer_cost_per_unit"])
-    transfer["transit_days"] = tr_transit.reindex(tkey).to_numpy()
-
-    vol = data.volume.to_series()
-    wt = data.weight.to_series()
+    vol = pd.Series(data.volume, index=data.products)
+    wt = pd.Series(data.weight, index=data.products)
     transfers = _transfers_table(transfer, trucks, vol, wt, p)
     truckloads = _truckloads(transfer, trucks, vol, wt)
 
@@ -657,12 +815,17 @@ def _sites_table(data: RedistributionData) -> pd.DataFrame:
 
 
 def _labor_table(result: solvers.SolveResult, data: RedistributionData) -> pd.DataFrame:
-    regular = solution_frame(result, "regular", ["dc", "period"], "regular_hours", threshold=None)
-    overtime = solution_frame(result, "overtime", ["dc", "period"], "overtime_hours", threshold=None)
-    labor = regular.merge(overtime, on=["dc", "period"], how="outer").fillna(0.0)
-    labor = labor.rename(columns={"dc": "site_id"}).assign(temp_hours=0.0)
-    return round_values(labor, ["regular_hours", "overtime_hours"])[
-        ["site_id", "period", "regular_hours", "overtime_hours", "temp_hours"]]
+    cols = ["site_id", "period", "regular_hours", "overtime_hours", "temp_hours"]
+    v = data.variables
+    if v["regular"] is None:
+        return pd.DataFrame({c: pd.Series(dtype=object if c == "site_id" else float) for c in cols})
+    sites = v["regular"].indexes["labor_site"]
+    n_t = len(data.periods)
+    labor = pd.DataFrame({"site_id": np.repeat(sites.to_numpy(), n_t),
+                          "period": np.tile(data.periods.to_numpy(), len(sites)),
+                          "regular_hours": clean(dense_values(result, v["regular"])).ravel(),
+                          "overtime_hours": clean(dense_values(result, v["overtime"])).ravel(), "temp_hours": 0.0})
+    return round_values(labor, ["regular_hours", "overtime_hours"])[cols]
 
 
 def _transfers_table(transfer: pd.DataFrame, trucks: pd.DataFrame, vol: pd.Series, wt: pd.Series,
@@ -741,7 +904,7 @@ def _service_table(data: RedistributionData, deliver: pd.DataFrame, backlog: pd.
     over a lane no slower than ``service_days``: per zone, product and period
     ``on_time = clip(served - backlog[t-1], 0, demand) * fast / served``.
     """
-    dem = data.demand.to_series().rename("demand")
+    dem = data.demand.rename("demand")
     key = ["zone", "product", "period"]
     d = deliver.assign(fast=np.where(deliver["transit_days"] <= data.params["service_days"] + 1e-9,
                                      deliver["quantity"], 0.0))

@@ -169,3 +169,20 @@ def test_bad_options_are_named():
         solve_capacity(one_dc(10.0), CapacityOptions(weekday_profile=(1.0, 1.0)))
     with pytest.raises(ValueError, match="peak_periods"):
         solve_capacity(one_dc(10.0), CapacityOptions(peak_periods=(5,)))
+
+
+def test_warm_start_from_the_previous_plan():
+    """Re-solving from a plan passes its modules and shift (the integers) and reaches the same optimum;
+    a derated re-solve from it (a repair round) reaches the cold optimum."""
+    inst = one_dc(300.0, 12.0)
+    base = solve_capacity(inst, FLAT, **SOLVE)
+    warm = solve_capacity(inst, FLAT, warm_start=base, **SOLVE)
+    assert warm.meta["warm_start_entries"] == 2  # modules[DC, pack] and shift[DC]
+    assert warm.objective == pytest.approx(base.objective, rel=1e-9)
+    derated = CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), extra_shift_cost_per_day=100.0,
+                              capacity_derate={("DC", "pack"): 0.8})
+    cold = solve_capacity(inst, derated, **SOLVE)
+    again = solve_capacity(inst, derated, warm_start=base, **SOLVE)
+    assert again.objective == pytest.approx(cold.objective, rel=1e-9)
+    assert cold.objective >= base.objective - 1e-9
+    check_capacity_plan(inst, derated, again)

@@ -16,7 +16,13 @@ from engine.schema import TABLES
 from engine.validation import ValidationReport
 from formulations.check import check_plan
 from formulations.plan import Plan
-from formulations.redistribution import RedistributionOptions, solve_redistribution
+from formulations.redistribution import (
+    RedistributionOptions,
+    build_model,
+    prepare_data,
+    solve_redistribution,
+    warm_start_from,
+)
 
 SOLVE = {"time_limit": 30.0, "mip_gap": 0.0}
 
@@ -307,6 +313,37 @@ def test_plan_round_trips_through_save_and_load(tmp_path, disrupted_plan):
     loaded = Plan.load(disrupted_plan.save(tmp_path / "plan"))
     assert loaded.objective == pytest.approx(disrupted_plan.objective)
     assert loaded.cost() == pytest.approx(disrupted_plan.cost())
+
+
+def test_warm_start_from_a_plan_is_complete_feasible_and_costs_the_plan(tiny, disrupted_plan):
+    """The start built from a plan sets every column, meets every row and bound, and its cost is the plan's."""
+    inst = stock_out_at_b(tiny)
+    data = prepare_data(inst, RedistributionOptions().resolved(inst))
+    form = solvers.to_standard_form(build_model(data))
+    x = solvers.warm_start_vector(form, warm_start_from(data, disrupted_plan))
+    assert not np.isnan(x).any()
+    assert (x >= form.col_lower - 1e-9).all() and (x <= form.col_upper + 1e-9).all()
+    assert (x[form.integrality != 0] == np.round(x[form.integrality != 0])).all()
+    rows = form.A @ x
+    assert (rows >= form.row_lower - 1e-6).all() and (rows <= form.row_upper + 1e-6).all()
+    assert float(form.objective @ x) + form.objective_constant == pytest.approx(disrupted_plan.objective, rel=1e-9)
+    warm = solve_redistribution(inst, warm_start=disrupted_plan, **SOLVE)
+    assert warm.meta["warm_start_entries"] == form.n_cols
+    assert warm.objective == pytest.approx(disrupted_plan.objective, rel=1e-9)
+
+
+def test_warm_started_repair_round_matches_the_cold_solve(two_dc_plan):
+    """A derated re-solve (what a repair round does) from the previous plan reaches the cold optimum."""
+    opts = RedistributionOptions(late_penalty_per_unit_day=LATE_DAY, capacity_derate={("DC_A", "pick"): 0.0})
+    cold = solve_redistribution(two_dc_instance(), options=opts, **SOLVE)
+    warm = solve_redistribution(two_dc_instance(), options=opts, warm_start=two_dc_plan, **SOLVE)
+    assert warm.meta["warm_start_entries"] > 0
+    assert warm.objective == pytest.approx(cold.objective, rel=1e-9)
+    # DC_A can ship nothing: B delivers the port's 2 units of P1 (port + lane + handling), the rest is lost
+    assert cold.objective == pytest.approx(PORT_P1 * (C_PB + C_BZ + HANDLING) + (sum(DEMAND.values()) - PORT_P1) * LOST)
+    check_redistribution(two_dc_instance(), warm)
+    with pytest.raises(TypeError, match="warm_start"):
+        solve_redistribution(two_dc_instance(), options=opts, warm_start=42, **SOLVE)
 
 
 def _us_west_port() -> Instance | None:
