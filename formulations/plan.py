@@ -21,14 +21,16 @@ PLAN_TABLES: dict[str, tuple[str, ...]] = {
     "flows": ("origin_id", "destination_id", "product_id", "period", "quantity", "leg"),
     # units handled per DC and period: inbound (received) and outbound (shipped to zones and DCs)
     "site_throughput": ("site_id", "period", "inbound_units", "outbound_units"),
-    # resource units per site and stage: installed, added by the plan, total; modules bought
-    "capacity": ("site_id", "stage", "base_count", "added_count", "total_count", "modules", "capex"),
+    # resource units per site and stage: installed, added by the plan, total; modules bought; operating hours
+    # an extra shift adds per day (capacity plans; 0 when absent)
+    "capacity": ("site_id", "stage", "base_count", "added_count", "total_count", "modules", "capex",
+                 "extra_hours_per_day"),
     # labour hours per site and period
     "labor": ("site_id", "period", "regular_hours", "overtime_hours", "temp_hours"),
     # demand not served (reported, never silent)
     "unmet": ("zone_id", "product_id", "period", "quantity"),
-    # DC->DC stock transfers as truckloads (redistribution)
-    "transfers": ("origin_id", "destination_id", "product_id", "quantity", "trucks", "transit_days"),
+    # DC->DC stock transfers as truckloads (redistribution); period = dispatch period (1 when absent)
+    "transfers": ("origin_id", "destination_id", "product_id", "quantity", "trucks", "transit_days", "period"),
     # which DC serves how much of each zone (share of the zone's demand)
     "assignment": ("zone_id", "site_id", "period", "quantity", "share"),
     # delivery time and distance per zone, demand-weighted over its serving DCs
@@ -36,6 +38,26 @@ PLAN_TABLES: dict[str, tuple[str, ...]] = {
     # cost by component (currency, annualized for strategic decisions, horizon total for tactical)
     "costs": ("component", "amount"),
 }
+
+PLAN_COLUMN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "transfers": {"period": 1},
+    "capacity": {"extra_hours_per_day": 0.0},
+}
+"""Values of declared columns that older plans (or other decisions) leave out: a transfer without a period
+is dispatched in period 1; a capacity row without extra hours has no extra shift."""
+
+
+def with_column_defaults(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (plan table ``name``) with every column of :data:`PLAN_COLUMN_DEFAULTS` it lacks, or has empty,
+    filled with its default (a copy when anything is filled; ``df`` itself otherwise)."""
+    defaults = PLAN_COLUMN_DEFAULTS.get(name, {})
+    missing = {c: v for c, v in defaults.items() if c not in df.columns or df[c].isna().any()}
+    if not missing or df.empty:
+        return df
+    df = df.copy()
+    for c, v in missing.items():
+        df[c] = df[c].fillna(v) if c in df.columns else v
+    return df
 
 
 def _json_keys(obj: Any) -> Any:
@@ -121,7 +143,8 @@ class Plan:
         for name in PLAN_TABLES:
             csv = path / f"{name}.csv"
             if csv.is_file():
-                tables[name] = pd.read_csv(csv, dtype={"site_id": str, "zone_id": str, "product_id": str,
-                                                       "origin_id": str, "destination_id": str})
+                tables[name] = with_column_defaults(name, pd.read_csv(
+                    csv, dtype={"site_id": str, "zone_id": str, "product_id": str, "origin_id": str,
+                                "destination_id": str}))
         return cls(decision=head["decision"], status=head["status"], objective=head.get("objective"),
                    bound=head.get("bound"), gap=head.get("gap"), tables=tables, meta=head.get("meta", {}))

