@@ -51,7 +51,9 @@ Exact reductions (the optimum is unchanged; each is stated where it is made):
 Warm start: ``solve_redistribution(..., warm_start=plan)`` with a previous :class:`Plan` (e.g. the
 repair loop's previous round) or :class:`solvers.SolveResult` of the same instance; a Plan is turned into
 a complete start (trucks, flows, lost sales, and the stock, backlog, throughput and labour they imply),
-matched to this model's arcs by lane, product and period.
+matched to this model's arcs by lane, product and period. It is passed to the solver only when it is feasible
+here (:func:`formulations.common.start_violation`; ``plan.meta["warm_start"]`` says why not): repairing an
+infeasible start costs HiGHS an extra LP as large as the root LP.
 """
 
 from __future__ import annotations
@@ -75,7 +77,6 @@ from formulations.common import (
     add_arc_variables,
     add_rows,
     add_throughput,
-    clean,
     dense_values,
     derate_series,
     grid_codes,
@@ -83,6 +84,7 @@ from formulations.common import (
     has_members,
     objective_from_terms,
     start_plan,
+    start_violation,
 )
 from formulations.plan import Plan
 
@@ -171,8 +173,8 @@ def cheapest_lanes(lanes: pd.DataFrame) -> pd.DataFrame:
 
 
 def round_values(df: pd.DataFrame, columns: list[str] | tuple[str, ...], digits: int = 9) -> pd.DataFrame:
-    """Round float noise off numeric columns at 1e-9 (``-0.0`` becomes ``0.0``); sums of rounded values stay exact
-    to far below the checks' tolerances (solver noise around integers is snapped by ``clean`` first)."""
+    """Round float noise off numeric columns at 1e-9 (``-0.0`` becomes ``0.0``): fine enough that sums of
+    rounded values (balances over dozens of flows) stay exact to far below the checks' tolerances."""
     df = df.copy()
     for c in columns:
         df[c] = df[c].astype(float).round(digits) + 0.0
@@ -619,7 +621,7 @@ def warm_start_from(data: RedistributionData, warm_start: Any) -> Any:
     Trucks, deliveries, port receipts, transfers and lost sales are read from the plan's tables and matched
     to this model's arcs by lane, product and period (what this model has no arc for is left out); stock,
     backlog, received and shipped units follow from them by the balances, labour hours from the labour table.
-    A start that is infeasible here (e.g. after a capacity derate) is discarded by the solver.
+    :func:`solve_redistribution` passes it on only when it is feasible for this model.
     """
     passed, warm_start = start_plan(warm_start, "redistribution")
     if warm_start is None:
@@ -723,14 +725,21 @@ def solve_redistribution(
     started = time.perf_counter()
     data = prepare_data(instance, params)
     model = build_model(data)
+    form = solvers.to_standard_form(model)
     build_seconds = time.perf_counter() - started
     start = warm_start_from(data, warm_start)
-    result = solvers.solve(model, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log,
+    start_note: dict[str, Any] | None = None
+    if start is not None and start_plan(warm_start, "redistribution")[1] is not None:
+        why = start_violation(form, start)
+        start_note = {"from": "plan", "used": why is None, "reason": why}
+        if why is not None:  # e.g. the previous round's plan breaks this round's derated capacity
+            start = None
+    result = solvers.solve(form, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log,
                            warm_start=start)
     plan = plan_from_result(data, result)
     plan.meta.update(build_seconds=round(build_seconds, 3), solve_seconds=round(result.wall_time.total, 3),
                      variables=int(model.nvars), constraints=int(model.ncons),
-                     warm_start_entries=int(result.warm_start_entries))
+                     warm_start_entries=int(result.warm_start_entries), warm_start=start_note)
     if baseline is not None:
         base_plan = baseline if isinstance(baseline, Plan) else solve_redistribution(
             baseline, None, options, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log)
@@ -742,9 +751,8 @@ def solve_redistribution(
 
 def _solved(frame: pd.DataFrame, values: np.ndarray, columns: list[str], value: str = "quantity",
             threshold: float | None = EPS) -> pd.DataFrame:
-    """The rows of ``frame`` (``columns``) with their solved ``value`` (solver noise around integers snapped off,
-    :func:`formulations.common.clean`); rows at or below ``threshold`` dropped."""
-    out = frame[columns].assign(**{value: clean(values)})
+    """The rows of ``frame`` (``columns``) with their solved ``value``; rows at or below ``threshold`` dropped."""
+    out = frame[columns].assign(**{value: values})
     if threshold is not None:
         out = out[out[value].abs() > threshold]
     return out.reset_index(drop=True)
@@ -823,8 +831,8 @@ def _labor_table(result: solvers.SolveResult, data: RedistributionData) -> pd.Da
     n_t = len(data.periods)
     labor = pd.DataFrame({"site_id": np.repeat(sites.to_numpy(), n_t),
                           "period": np.tile(data.periods.to_numpy(), len(sites)),
-                          "regular_hours": clean(dense_values(result, v["regular"])).ravel(),
-                          "overtime_hours": clean(dense_values(result, v["overtime"])).ravel(), "temp_hours": 0.0})
+                          "regular_hours": dense_values(result, v["regular"]).ravel(),
+                          "overtime_hours": dense_values(result, v["overtime"]).ravel(), "temp_hours": 0.0})
     return round_values(labor, ["regular_hours", "overtime_hours"])[cols]
 
 

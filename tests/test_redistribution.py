@@ -328,6 +328,7 @@ def test_warm_start_from_a_plan_is_complete_feasible_and_costs_the_plan(tiny, di
     assert (rows >= form.row_lower - 1e-6).all() and (rows <= form.row_upper + 1e-6).all()
     assert float(form.objective @ x) + form.objective_constant == pytest.approx(disrupted_plan.objective, rel=1e-9)
     warm = solve_redistribution(inst, warm_start=disrupted_plan, **SOLVE)
+    assert warm.meta["warm_start"] == {"from": "plan", "used": True, "reason": None}
     assert warm.meta["warm_start_entries"] == form.n_cols
     assert warm.objective == pytest.approx(disrupted_plan.objective, rel=1e-9)
 
@@ -337,7 +338,10 @@ def test_warm_started_repair_round_matches_the_cold_solve(two_dc_plan):
     opts = RedistributionOptions(late_penalty_per_unit_day=LATE_DAY, capacity_derate={("DC_A", "pick"): 0.0})
     cold = solve_redistribution(two_dc_instance(), options=opts, **SOLVE)
     warm = solve_redistribution(two_dc_instance(), options=opts, warm_start=two_dc_plan, **SOLVE)
-    assert warm.meta["warm_start_entries"] > 0
+    # the previous plan ships from DC_A, which this round forbids: the start is not passed (no repair LP)
+    note = warm.meta["warm_start"]
+    assert note["used"] is False and "stage_capacity_outbound" in note["reason"], note
+    assert warm.meta["warm_start_entries"] == 0
     assert warm.objective == pytest.approx(cold.objective, rel=1e-9)
     # DC_A can ship nothing: B delivers the port's 2 units of P1 (port + lane + handling), the rest is lost
     assert cold.objective == pytest.approx(PORT_P1 * (C_PB + C_BZ + HANDLING) + (sum(DEMAND.values()) - PORT_P1) * LOST)
