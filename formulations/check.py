@@ -207,7 +207,7 @@ def lane_transit(instance: Instance) -> pd.DataFrame:
     return pd.DataFrame({"transit": chosen, "fastest": fastest.reindex(chosen.index)})
 
 
-def _movements(instance: Instance, flows: pd.DataFrame, transfers: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+def _movements(flows: pd.DataFrame, transfers: pd.DataFrame, transit: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Every positive flow and transfer with its dispatch ``period`` and ``arrival`` period.
 
     Arrival = dispatch + ``floor(transit / days of the dispatch period)`` for a lagged decision, else the
@@ -222,12 +222,12 @@ def _movements(instance: Instance, flows: pd.DataFrame, transfers: pd.DataFrame,
     m["period"] = m["period"].astype("Int64")
     if not ctx.lagged or m.empty:
         return m.assign(arrival=m["period"])
-    lanes = lane_transit(instance).reindex(pd.MultiIndex.from_frame(m[["origin_id", "destination_id"]]))
-    transit = m["transit"].to_numpy(dtype=float)
-    transit = np.where(np.isnan(transit), lanes["transit"].to_numpy(dtype=float),
-                       np.fmax(transit, lanes["fastest"].to_numpy(dtype=float)))
+    lanes = transit.reindex(pd.MultiIndex.from_frame(m[["origin_id", "destination_id"]]))
+    days = m["transit"].to_numpy(dtype=float)
+    days = np.where(np.isnan(days), lanes["transit"].to_numpy(dtype=float),
+                    np.fmax(days, lanes["fastest"].to_numpy(dtype=float)))
     per_days = ctx.days.reindex(m["period"].astype(float).to_numpy()).to_numpy(dtype=float)
-    lag = np.floor(np.nan_to_num(transit) / per_days + 1e-9)
+    lag = np.floor(np.nan_to_num(days) / per_days + 1e-9)
     m["arrival"] = (m["period"].astype(float) + np.nan_to_num(lag)).astype("Int64")
     return m
 
@@ -250,7 +250,8 @@ def check_plan(instance: Instance, plan: Plan, tol: float = 1e-6, single_source:
     ctx = plan_context(instance, plan)
     flows = _flows(plan)
     transfers = _transfers(plan)
-    moves = _movements(instance, flows, transfers, ctx)
+    transit = lane_transit(instance)
+    moves = _movements(flows, transfers, transit, ctx)
     found: list[pd.DataFrame | None] = [
         _check_negative(plan, flows, transfers, tol),
         _check_horizon(plan, moves, ctx),
@@ -258,7 +259,7 @@ def check_plan(instance: Instance, plan: Plan, tol: float = 1e-6, single_source:
         *_check_lanes(instance, moves, tol),
         _check_closed(plan, moves),
         _check_supply(instance, flows, tol),
-        *_check_transfers(instance, plan, transfers, ctx, tol),
+        *_check_transfers(instance, plan, transfers, transit, ctx, tol),
         *_check_expansion(instance, plan, tol),
     ]
     if ctx.decision == "capacity":
@@ -500,7 +501,7 @@ def _check_balance(instance: Instance, moves: pd.DataFrame, ctx: Context, tol: f
                  site_id="site_id", product_id="product_id", period="period")
 
 
-def _check_transfers(instance: Instance, plan: Plan, transfers: pd.DataFrame, ctx: Context,
+def _check_transfers(instance: Instance, plan: Plan, transfers: pd.DataFrame, transit: pd.DataFrame, ctx: Context,
                      tol: float) -> list[pd.DataFrame | None]:
     """Transit no faster than the lane; whole trucks per lane and dispatch period carry the volume and weight."""
     trucks = pd.DataFrame(plan.meta.get("truckloads") or [])
@@ -510,7 +511,7 @@ def _check_transfers(instance: Instance, plan: Plan, transfers: pd.DataFrame, ct
     key = ["origin_id", "destination_id", "period"]
     t = transfers[transfers["quantity"] > 0] if not transfers.empty else transfers
     if not t.empty:
-        lanes = lane_transit(instance).reindex(pd.MultiIndex.from_frame(t[["origin_id", "destination_id"]]))
+        lanes = transit.reindex(pd.MultiIndex.from_frame(t[["origin_id", "destination_id"]]))
         f = t.assign(fastest=lanes["fastest"].to_numpy(dtype=float))
         fast = (f["fastest"] - f["transit_days"]) > tol * np.maximum(1.0, f["fastest"].abs())
         if fast.any():
