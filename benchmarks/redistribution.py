@@ -11,8 +11,9 @@ Cases (each solved through :func:`engine.pipeline.solve_decision`, as ``twinplan
 
 Reported per case: ``build_s`` (model build, from the plan's meta), ``solve_s`` (solver layer: translate +
 HiGHS), ``total_s`` (wall time of the call), ``status``, ``objective``, ``gap``, ``n_vars``, ``n_cons``;
-with warm starts on, also ``warm``: the same model re-solved with a 10 % derate on the busiest site's pick
-stage (what a repair round does), warm-started from the first plan, and the same derated solve cold.
+``strategy`` (redistribution: ``relax_round`` when the LP relaxation with trucks rounded up proves the gap);
+with warm starts on, also ``derated_resolve``: the model re-solved with a 20 % derate on the busiest site's
+pick stage (what a repair round does), warm-started from the first plan, and the same derated solve cold.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def _record(plan: Any, seconds: float) -> dict[str, Any]:
     return {"status": plan.status, "objective": plan.objective, "gap": plan.gap,
             "build_s": meta.get("build_seconds"), "solve_s": meta.get("solve_seconds"),
             "total_s": round(seconds, 3), "n_vars": meta.get("variables"), "n_cons": meta.get("constraints"),
-            "warm_start_entries": meta.get("warm_start_entries")}
+            "strategy": meta.get("strategy"), "warm_start_entries": meta.get("warm_start_entries"),
+            "warm_start": meta.get("warm_start")}
 
 
 def _busiest_pick(plan: Any) -> tuple[str, str]:
@@ -57,7 +59,7 @@ def run_case(decision: str, time_limit: float, gap: float, threads: int | None, 
     out: dict[str, Any] = {"instance": name, "scenario": scenario_name, "decision": decision,
                            **_record(plan, time.perf_counter() - t0)}
     if warm and plan.has_solution:
-        derate = {_busiest_pick(plan): 0.9}
+        derate = {_busiest_pick(plan): 0.8}
         t0 = time.perf_counter()
         warm_plan, _ = solve_decision(inst, decision, derate=derate, warm_start=plan, **kw)
         warm_rec = _record(warm_plan, time.perf_counter() - t0)

@@ -48,6 +48,11 @@ Exact reductions (the optimum is unchanged; each is stated where it is made):
   (pick, pack, outbound dock) by the same shipped units, so only the smallest capacity of each side binds:
   one row per side instead of one per stage.
 
+Solve: a large model (:data:`RELAX_ROUND_MIN_COLUMNS`) is first solved as its LP relaxation with the truck
+counts rounded up (:func:`relax_and_round`): trucks appear only in the truck rows, so the rounded solution is
+feasible and its cost exceeds the LP bound by at most the rounding; when that is within ``mip_gap`` it is the
+answer (port_closure_la: 0.12 % in one LP), otherwise the MILP runs from it as a MIP start.
+
 Warm start: ``solve_redistribution(..., warm_start=plan)`` with a previous :class:`Plan` (e.g. the
 repair loop's previous round) or :class:`solvers.SolveResult` of the same instance; a Plan is turned into
 a complete start (trucks, flows, lost sales, and the stock, backlog, throughput and labour they imply),
@@ -58,6 +63,7 @@ infeasible start costs HiGHS an extra LP as large as the root LP.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping
@@ -688,6 +694,52 @@ def warm_start_from(data: RedistributionData, warm_start: Any) -> Any:
 # -------------------------------------------------------------------------------------------------
 # Solve and read back into plan tables
 # -------------------------------------------------------------------------------------------------
+RELAX_ROUND_MIN_COLUMNS = 20_000
+"""Models with at least this many columns are first solved by :func:`relax_and_round`; smaller ones (where
+branch and bound is cheap) go straight to the MILP."""
+
+
+def relax_and_round(form: solvers.StandardForm, *, solver: str = "highs", time_limit: float | None = None,
+                    mip_gap: float | None = None, threads: int | None = None, log: Any = None
+                    ) -> tuple[solvers.SolveResult | None, solvers.SolveResult | None]:
+    """Solve the LP relaxation and round its trucks up: a plan with a proven gap, often without branching.
+
+    The integer variables of this model are the truck counts, and they appear only in the truck rows
+    ``sum_p vol_p transfer <= cap trucks`` (and weight), with a non-negative cost. Rounding every truck
+    count of an LP solution *up* therefore keeps all rows feasible: a MILP solution whose cost exceeds the
+    LP bound by at most the fixed cost of the rounding. When that is within ``mip_gap`` (default 1e-4) the
+    rounded solution is returned as optimal within the gap, with the LP value as its bound.
+
+    Returns ``(result, rounded)``: ``result`` the proven solution or None; ``rounded`` the rounded
+    solution (a complete, feasible MIP start) or None when the LP has no optimal solution.
+    """
+    relaxed = dataclasses.replace(form, integrality=np.zeros_like(form.integrality))
+    lp = solvers.solve(relaxed, solver=solver, time_limit=time_limit, threads=threads, log=log)
+    if not (lp.has_solution and lp.termination is solvers.Termination.OPTIMAL):
+        return None, None
+    x = np.array(lp.x, dtype=float)
+    integer = form.integrality != 0
+    x[integer] = np.minimum(np.ceil(x[integer] - 1e-9), form.col_upper[integer])
+    objective = float(form.objective @ x) + float(form.objective_constant)
+    bound = float(lp.objective)
+    gap = max(0.0, objective - bound) / max(abs(objective), 1e-9)
+    rounded = dataclasses.replace(lp, objective=objective, bound=bound, gap=gap, model=form,
+                                  values=solvers.GroupValues(x, form.variable_groups, "primal values", ""))
+    tol = 1e-4 if mip_gap is None else float(mip_gap)
+    if gap <= tol:
+        return rounded, rounded
+    return None, rounded
+
+
+def _better_start(form: solvers.StandardForm, rounded: solvers.SolveResult, start: Any) -> Any:
+    """The rounded LP solution, or the (feasible, complete) start from a plan when that one costs less."""
+    if isinstance(start, Mapping) and start_violation(form, start) is None:
+        x = solvers.warm_start_vector(form, start)
+        if float(form.objective @ x) + float(form.objective_constant) < rounded.objective:
+            return start
+    return rounded
+
+
 def solve_redistribution(
     instance: Instance,
     baseline: Instance | Plan | None = None,
@@ -734,11 +786,22 @@ def solve_redistribution(
         start_note = {"from": "plan", "used": why is None, "reason": why}
         if why is not None:  # e.g. the previous round's plan breaks this round's derated capacity
             start = None
-    result = solvers.solve(form, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log,
-                           warm_start=start)
+    t0 = time.perf_counter()
+    result, strategy = None, "direct"
+    if form.is_mip and form.n_cols >= RELAX_ROUND_MIN_COLUMNS:
+        strategy = "relax_round"
+        result, rounded = relax_and_round(form, solver=solver, time_limit=time_limit, mip_gap=mip_gap,
+                                          threads=threads, log=log)
+        if result is None and rounded is not None:  # gap not proven: the MILP starts from the better plan
+            strategy = "relax_round+milp"
+            start = _better_start(form, rounded, start)
+    if result is None:
+        left = None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
+        result = solvers.solve(form, solver=solver, time_limit=left, mip_gap=mip_gap, threads=threads, log=log,
+                               warm_start=start)
     plan = plan_from_result(data, result)
-    plan.meta.update(build_seconds=round(build_seconds, 3), solve_seconds=round(result.wall_time.total, 3),
-                     variables=int(model.nvars), constraints=int(model.ncons),
+    plan.meta.update(build_seconds=round(build_seconds, 3), solve_seconds=round(time.perf_counter() - t0, 3),
+                     variables=int(model.nvars), constraints=int(model.ncons), strategy=strategy,
                      warm_start_entries=int(result.warm_start_entries), warm_start=start_note)
     if baseline is not None:
         base_plan = baseline if isinstance(baseline, Plan) else solve_redistribution(

@@ -350,6 +350,24 @@ def test_warm_started_repair_round_matches_the_cold_solve(two_dc_plan):
         solve_redistribution(two_dc_instance(), options=opts, warm_start=42, **SOLVE)
 
 
+@pytest.mark.parametrize("gap", [1.0, 0.0])
+def test_relax_and_round_brackets_the_brute_forced_optimum(monkeypatch, gap):
+    """LP relaxation + trucks rounded up: a valid plan whose cost and bound bracket the optimum; with gap 0
+    the MILP finishes from the rounded plan and reaches the optimum."""
+    import formulations.redistribution as redistribution
+
+    monkeypatch.setattr(redistribution, "RELAX_ROUND_MIN_COLUMNS", 0)
+    best = brute_force_two_dc()
+    plan = solve_redistribution(two_dc_instance(), options=OPTS, time_limit=30.0, mip_gap=gap)
+    assert plan.meta["strategy"] == ("relax_round" if gap == 1.0 else "relax_round+milp")
+    assert plan.bound <= best + 1e-6 <= plan.objective + 2e-6
+    assert plan.gap <= gap + 1e-12
+    if gap == 0.0:
+        assert plan.objective == pytest.approx(best, rel=1e-7)
+    check_redistribution(two_dc_instance(), plan)
+    assert check_plan(two_dc_instance(), plan).empty
+
+
 def _us_west_port() -> Instance | None:
     try:
         return load_instance(bundled_instance_path("us_west_port"))
