@@ -40,7 +40,8 @@ Checks (``check`` column of the result)::
     trucks          per lane and dispatch period: whole trucks, trucks x capacity >= volume and weight,
                     the table's truck shares add up to meta truckloads
     capacity        throughput per stage and period <= resource count x rate x (hours + extra hours) x days
-    expansion       modules within max_modules, added count = modules x module size, hours + extra <= 24
+    expansion       base count = resources.csv count, modules within max_modules, added count = modules x
+                    module size, total <= base + added, hours + extra <= 24
     throughput      the plan's site_throughput equals the throughput recomputed from its flows and transfers
     labor_regular   regular hours <= headcount x weekly hours x days / 7, per period
     labor_overtime  overtime hours per calendar week (7 days of periods) <= weekly overtime limit
@@ -553,7 +554,8 @@ def _check_transfers(instance: Instance, plan: Plan, transfers: pd.DataFrame, tr
 
 
 def _check_expansion(instance: Instance, plan: Plan, tol: float) -> list[pd.DataFrame | None]:
-    """Modules within max_modules, added = modules x module_size, total <= base + added, hours + extra <= 24."""
+    """Base = resources.csv count, modules within max_modules, added = modules x module_size, total <= base + added,
+    hours + extra <= 24."""
     cap = with_column_defaults("capacity", plan.tables["capacity"])
     if cap.empty:
         return []
@@ -570,8 +572,13 @@ def _check_expansion(instance: Instance, plan: Plan, tol: float) -> list[pd.Data
         e["expected_added"] = e["modules"] * e["module_size"].fillna(0.0)
         out.append(_differs("expansion", e, "added_count", "expected_added", tol,
                             "added_count != modules x module_size", site_id="site_id", stage="stage"))
-    c = c.assign(installed=c["base_count"] + c["added_count"])
-    out.append(_over("expansion", c, "total_count", "installed", tol, "total_count above installed + added",
+    res = instance.resources
+    counts = res[res["stage"].isin(FLOW_STAGES)].groupby(["site_id", "stage"])["count"].sum()
+    c = c.assign(resources_count=counts.reindex(pd.MultiIndex.from_frame(c[["site_id", "stage"]])).fillna(
+        0.0).to_numpy(), base_plus_added=c["base_count"] + c["added_count"])
+    out.append(_differs("expansion", c, "base_count", "resources_count", tol,
+                        "base_count differs from the resources.csv count", site_id="site_id", stage="stage"))
+    out.append(_over("expansion", c, "total_count", "base_plus_added", tol, "total_count above installed + added",
                      site_id="site_id", stage="stage"))
     res = instance.resources[["site_id", "stage", "hours_per_day"]]
     h = c.merge(res, on=["site_id", "stage"], how="inner")

@@ -12,6 +12,7 @@ import pytest
 import solvers
 from engine.instance import Instance
 from formulations.capacity import CapacityOptions, black_friday_to_cyber_monday, peak_instance, solve_capacity
+from formulations.check import check_plan
 from tests.test_redistribution import make_instance
 
 SOLVE = {"time_limit": 30.0, "mip_gap": 0.0}
@@ -77,8 +78,11 @@ def test_one_dc_matches_brute_force(daily_orders, sla_hours, shift_cost):
 
 
 def check_capacity_plan(inst: Instance, opts: CapacityOptions, plan) -> None:
-    """Independent re-check: processed within the capacity bought, backlog recomputed, orders all assigned."""
+    """Independent re-check: processed within the capacity bought, backlog recomputed, orders all assigned;
+    and :func:`formulations.check.check_plan` on the daily peak finds nothing."""
     daily = peak_instance(inst, opts)
+    violations = check_plan(daily, plan)
+    assert violations.empty, violations.to_string()
     cap = plan.tables["capacity"]
     exp = inst.expansions.set_index(["site_id", "stage"])
     for _, row in cap.iterrows():
@@ -154,6 +158,9 @@ def test_more_base_capacity_never_costs_more_and_doubling_costs_doubles():
     doubled = solve_capacity(inst.replace(meta=meta, expansions=exp), CapacityOptions(
         weekday_profile=(1.0,) * 7, spike_dates=(), extra_shift_cost_per_day=200.0), **SOLVE)
     assert doubled.objective == pytest.approx(2 * base.objective, rel=1e-7)
+    for plan, solved_on in ((base, inst), (bigger, inst.replace(resources=res)),
+                            (doubled, inst.replace(meta=meta, expansions=exp))):
+        assert check_plan(peak_instance(solved_on, FLAT), plan).empty
 
 
 @pytest.mark.skipif("ortools-scip" not in solvers.available(), reason="OR-Tools SCIP not available")
@@ -162,6 +169,7 @@ def test_highs_and_ortools_agree():
     a = solve_capacity(inst, FLAT, solver="highs", **SOLVE)
     b = solve_capacity(inst, FLAT, solver="ortools", **SOLVE)
     assert b.objective == pytest.approx(a.objective, rel=1e-6)
+    assert check_plan(peak_instance(inst, FLAT), b).empty
 
 
 def test_bad_options_are_named():
@@ -179,6 +187,7 @@ def test_warm_start_from_the_previous_plan():
     warm = solve_capacity(inst, FLAT, warm_start=base, **SOLVE)
     assert warm.meta["warm_start_entries"] == 2  # modules[DC, pack] and shift[DC]
     assert warm.objective == pytest.approx(base.objective, rel=1e-9)
+    check_capacity_plan(inst, FLAT, warm)
     derated = CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), extra_shift_cost_per_day=100.0,
                               capacity_derate={("DC", "pack"): 0.8})
     cold = solve_capacity(inst, derated, **SOLVE)

@@ -395,6 +395,10 @@ def test_shares_flows_backlog_and_modules():
                 total_count=7.0)
     r = only(check_plan(peak_daily(), plan), "expansion")
     assert (r["site_id"], r["stage"], r["value"], r["limit"]) == ("DC_A", "pack", 3.0, 2.0)
+    # a plan claiming more installed stations than resources.csv has
+    plan = edit(hand_capacity(), "capacity", {"site_id": "DC_B", "stage": "pick"}, base_count=9.0, total_count=9.0)
+    r = only(check_plan(peak_daily(), plan), "expansion")
+    assert (r["site_id"], r["stage"], r["value"], r["limit"]) == ("DC_B", "pick", 9.0, 8.0)
 
 
 def test_a_capacity_plan_is_checked_on_its_daily_instance(tiny):
