@@ -119,8 +119,10 @@ def brute_force_two_dc(stock_a: dict[str, float] = STOCK_A, truck_fixed: float =
 
 
 def check_redistribution(instance: Instance, plan: Plan) -> None:
-    """Independent re-check of a solved redistribution plan in plain pandas."""
+    """Independent re-check of a solved redistribution plan in plain pandas (and by :func:`check_plan`)."""
     assert plan.has_solution
+    violations = check_plan(instance, plan)
+    assert violations.empty, violations.to_string()
     p = plan.meta["params"]
     products = instance.products.set_index("id")
     # costs add up to the objective
@@ -200,6 +202,7 @@ def test_doubling_every_cost_doubles_the_objective(two_dc_plan):
     double = solve_redistribution(two_dc_instance(scale=2.0),
                                   options=RedistributionOptions(late_penalty_per_unit_day=2 * LATE_DAY), **SOLVE)
     assert double.objective == pytest.approx(2 * two_dc_plan.objective, rel=1e-7)
+    check_redistribution(two_dc_instance(scale=2.0), double)
 
 
 def test_smaller_trucks_never_cost_less(two_dc_plan):
@@ -213,6 +216,7 @@ def test_deltas_against_a_baseline_instance(two_dc_plan):
     """Less stock at DC_A (the disruption) against the full stock (the baseline, solved here)."""
     short = two_dc_instance(stock_a={"P1": 2.0, "P2": 1.0})
     plan = solve_redistribution(short, baseline=two_dc_instance(), options=OPTS, **SOLVE)
+    check_redistribution(short, plan)
     assert plan.objective == pytest.approx(brute_force_two_dc(stock_a={"P1": 2.0, "P2": 1.0}), rel=1e-7)
     d = plan.meta["deltas"]
     assert d["total_cost"]["baseline"] == pytest.approx(two_dc_plan.objective, rel=1e-9)
@@ -299,6 +303,8 @@ def test_highs_and_ortools_agree(tiny, disrupted_plan):
     assert b.status == "optimal"
     assert b.objective == pytest.approx(disrupted_plan.objective, rel=1e-6)
     c = solve_redistribution(two_dc_instance(), solver="ortools", options=OPTS, **SOLVE)
+    check_redistribution(stock_out_at_b(tiny), b)
+    check_redistribution(two_dc_instance(), c)
     assert c.objective == pytest.approx(brute_force_two_dc(), rel=1e-6)
 
 
@@ -328,6 +334,7 @@ def test_warm_start_from_a_plan_is_complete_feasible_and_costs_the_plan(tiny, di
     assert (rows >= form.row_lower - 1e-6).all() and (rows <= form.row_upper + 1e-6).all()
     assert float(form.objective @ x) + form.objective_constant == pytest.approx(disrupted_plan.objective, rel=1e-9)
     warm = solve_redistribution(inst, warm_start=disrupted_plan, **SOLVE)
+    check_redistribution(inst, warm)
     assert warm.meta["warm_start"] == {"from": "plan", "used": True, "reason": None}
     assert warm.meta["warm_start_entries"] == form.n_cols
     assert warm.objective == pytest.approx(disrupted_plan.objective, rel=1e-9)
@@ -346,6 +353,7 @@ def test_warm_started_repair_round_matches_the_cold_solve(two_dc_plan):
     # DC_A can ship nothing: B delivers the port's 2 units of P1 (port + lane + handling), the rest is lost
     assert cold.objective == pytest.approx(PORT_P1 * (C_PB + C_BZ + HANDLING) + (sum(DEMAND.values()) - PORT_P1) * LOST)
     check_redistribution(two_dc_instance(), warm)
+    check_redistribution(two_dc_instance(), cold)
     with pytest.raises(TypeError, match="warm_start"):
         solve_redistribution(two_dc_instance(), options=opts, warm_start=42, **SOLVE)
 
