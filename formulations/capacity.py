@@ -19,9 +19,9 @@ Model (sites ``s`` = existing DCs, stages ``g``, days ``d``, zones ``z``)::
           shifted[s,g] >= 0         modules[s,g] * shift[s] (linearised; only bounded from above)
           regular, overtime, temp_hours [s,d] >= 0,   temps[s] in Z+ (temporary staff hired for the peak)
 
-    orders[s,d]   = sum_z share[z,s] * daily_units[z,d]
-    backlog[s,d]  = backlog[s,d-1] + orders[s,d] - processed[s,d]                 (backlog[s,0] = 0)
-    SLA           backlog[s,d] <= sum_k w_k orders[s,d-k] + breach[s,d],  w_k = clip(SLA_h/24 - k, 0, 1)
+    intake[s,d]   = sum_z share[z,s] * daily_units[z,d]       (an auxiliary variable: units ordered at DC s)
+    backlog[s,d]  = backlog[s,d-1] + intake[s,d] - processed[s,d]                 (backlog[s,0] = 0)
+    SLA           backlog[s,d] <= sum_k w_k intake[s,d-k] + breach[s,d],  w_k = clip(SLA_h/24 - k, 0, 1)
     stage         processed[s,d] <= r u (h (c + m modules) + e (c shift + m shifted))   for every stage g
     labour        regular + overtime + temp_hours >= hours_per_unit * processed
                   regular <= headcount x weekly hours / 7, overtime per week <= max_overtime_hours,
@@ -30,6 +30,11 @@ Model (sites ``s`` = existing DCs, stages ``g``, days ``d``, zones ``z``)::
 The SLA rule: orders arrive evenly over the day and must ship within ``order_to_ship_sla_hours`` (SLA_h).
 Of day d's orders, the share that arrived in the last SLA_h hours (``SLA_h/24``, at most 1) may still be
 waiting at the end of day d; with an SLA over 24 h, a share ``SLA_h/24 - k`` of day d-k's orders may too.
+
+Build: the grids are small (sites x stages, sites x days, zones x sites), so variables are dense linopy
+arrays with masks, but every constraint family is written straight from label and coefficient arrays
+(:func:`formulations.common.add_rows`) rather than through linopy's expression arithmetic, whose per-operation
+overhead dominated the build. A warm start (a previous capacity Plan) passes its integer decisions.
 
 Objective (currency): modules cost per year (``capex x annuity + opex_per_year``, or the whole capex with
 ``module_cost="capex"``) + extra shift cost per day + temp staff (hired for every day of the peak at the
