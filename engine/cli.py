@@ -85,14 +85,27 @@ def _load_inputs(instance_arg: str, scenario_arg: str | None):
 
 def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "highs", time_limit: float | None = None,
               gap: float | None = None, out: str | None = None, replications: int = 10, seed: int = 0,
-              with_baseline: bool = True, quiet: bool = False):
-    """Solve a scenario (and its baseline) through the full loop; write everything to ``out``."""
+              with_baseline: bool = True, quiet: bool = False, as_user: str | None = None,
+              policy: str | None = None, store: str | None = None):
+    """Solve a scenario (and its baseline) through the full loop; write everything to ``out``.
+
+    The governance policy is enforced before any solve (refusal: :class:`engine.governance.PolicyRefused`,
+    audited); every run is recorded in the run store with its audit row and input hashes.
+    """
+    from engine.governance import current_user, enforce, find_policy
     from engine.kpi import executive_summary, kpi_deltas
     from engine.pipeline import plan
     from engine.scenario import load_scenario
+    from engine.store import RunStore
+    from engine.sweep import record_plan_result
 
     path, inst, scenario = _load_inputs(instance_arg, scenario_arg)
     say = (lambda m: None) if quiet else _progress
+    run_store = RunStore(store)
+    user = current_user(as_user)
+    verdict = enforce(find_policy(policy), user, scenario, inst.name, store=run_store, action="solve")
+    solver_options = {"solver": solver, "time_limit": time_limit, "mip_gap": gap, "threads": None, "max_rounds": 4,
+                      "replications": replications, "simulate": True}
     out_dir = Path(out) if out else Path("runs") / f"{inst.name}-{scenario.name if scenario else 'base'}"
     out_dir.mkdir(parents=True, exist_ok=True)
     log_file = out_dir / "solver.log"
@@ -100,14 +113,21 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     say(f"solving {inst.name} / {scenario.name if scenario else 'base'}")
     result = plan(inst, scenario, solver=solver, time_limit=time_limit, mip_gap=gap, replications=replications,
                   seed=seed, log=str(log_file), progress=say)
+    run_id = record_plan_result(result, run_store, instance=inst, instance_path=path, scenario=scenario,
+                                solver_options=solver_options, seed=seed, verdict=verdict)
+    say(f"recorded as {run_id} in {run_store.path} (user {user})")
     base_result = None
     if with_baseline and scenario is not None and scenario.baseline and scenario.baseline != scenario.name:
         say(f"solving baseline {scenario.baseline}")
         base_sc = load_scenario(scenario.baseline, path)
+        base_verdict = enforce(find_policy(policy), user, base_sc, inst.name, store=run_store, action="solve")
         base_result = plan(inst, base_sc, solver=solver, time_limit=time_limit, mip_gap=gap,
                            replications=replications, seed=seed, progress=say)
+        record_plan_result(base_result, run_store, instance=inst, instance_path=path, scenario=base_sc,
+                           solver_options=solver_options, seed=seed, verdict=base_verdict)
         base_result.save(out_dir / "baseline")
     result.save(out_dir)
+    (out_dir / "run.json").write_text(json.dumps({"run_id": run_id, "store": str(run_store.path), "user": user}))
     if not result.plan.has_solution:
         why = result.rounds[-1].get("diagnosis") if result.rounds else None
         summary = f"{scenario.name if scenario else 'base'}: no plan ({result.status})"
@@ -139,7 +159,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     result, _, summary, out_dir = run_solve(args.instance, args.scenario, solver=args.solver,
                                             time_limit=args.time_limit, gap=args.gap, out=args.out,
                                             replications=args.replications, seed=args.seed,
-                                            with_baseline=not args.no_baseline, quiet=args.json)
+                                            with_baseline=not args.no_baseline, quiet=args.json,
+                                            as_user=args.as_user, policy=args.policy, store=args.store)
     if args.json:
         d = result.to_dict()
         print(json.dumps({"status": d["status"], "objective": d["objective"], "kpis": d["kpis"],
@@ -299,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replications", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-baseline", action="store_true", help="do not solve the scenario's baseline")
+    p.add_argument("--as", dest="as_user", help="run as this user (default $TWINPLAN_USER or the login name)")
+    p.add_argument("--policy", help="governance policy YAML (default $TWINPLAN_POLICY; none: open)")
+    p.add_argument("--store", help="run store file (default $TWINPLAN_STORE or twinplan_runs.duckdb)")
     COMMANDS["solve"] = cmd_solve
 
     p = sub.add_parser("simulate", help="simulate a saved plan hour by hour")
@@ -384,6 +408,14 @@ def main(argv: list[str] | None = None) -> int:
         from engine.validation import InstanceValidationError
         from solvers import SolverError
 
+        if getattr(exc, "exit_code", None) == EXIT_FORBIDDEN:  # engine.governance.PolicyRefused
+            print(f"refused: {exc}", file=sys.stderr)
+            return EXIT_FORBIDDEN
+        from engine.store import StoreLocked
+
+        if isinstance(exc, StoreLocked):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
         if isinstance(exc, SolverError):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT

@@ -77,6 +77,16 @@ def test_staffing_bound_plan_is_repaired_with_labour_hours(tiny):
     assert result.simulation_feasible
     # more labour hours were planned in the end than in round 1's plan
     assert result.kpis["labour_hours"] > 0 and result.objective > result.rounds[0]["objective"]
+    assert result.violations.empty and all(r["violations"] == 0 for r in result.rounds)
+
+
+@pytest.fixture(autouse=True)
+def run_store(tmp_path, monkeypatch):
+    """Every CLI run in these tests records into a store of its own (never the working directory)."""
+    store = tmp_path / "runs.duckdb"
+    monkeypatch.setenv("TWINPLAN_STORE", str(store))
+    monkeypatch.delenv("TWINPLAN_POLICY", raising=False)
+    return store
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -104,6 +114,8 @@ def test_cli_solve_end_to_end(tmp_path, scenario):
     flows = pd.read_csv(out / "plan/flows.csv")
     assert flows["quantity"].sum() > 0
     assert json.loads((out / "loop.json").read_text())[0]["round"] == 1
+    # every round's plan passed the independent checker
+    assert all(r["violations"] == 0 for r in json.loads((out / "loop.json").read_text()))
 
 
 def test_cli_solve_with_baseline_writes_deltas(tmp_path):
@@ -159,3 +171,26 @@ def test_cli_simulate_and_stress(tmp_path):
     points = json.loads(p.stdout)["failure_points"]
     assert points and all(r["fail_multiplier"] is None or r["fail_multiplier"] >= 1.0 for r in points)
     assert any("fails at" in r["message"] for r in points)
+
+
+def test_cli_solve_is_governed_and_audited(tmp_path, run_store):
+    from engine.store import RunStore
+
+    policy = Path(__file__).resolve().parents[1] / "instances" / "policy.yaml"
+    # bob (ops_planner) may not run a strategic consolidation: refused before any solve, exit 5
+    p = run_cli("solve", str(TINY), "--scenario", "consolidate", "--as", "bob", "--policy", str(policy),
+                "--out", str(tmp_path / "refused"))
+    assert p.returncode == 5, p.stderr
+    assert "bob" in p.stderr and "strategic" in p.stderr
+    assert not (tmp_path / "refused" / "kpis.json").exists()
+    # alice (network_strategist) may: the run and its baseline are recorded with their audit rows
+    p = run_cli("solve", str(TINY), "--scenario", "consolidate", "--as", "alice", "--policy", str(policy),
+                "--out", str(tmp_path / "ok"), "--replications", "4")
+    assert p.returncode == 0, p.stderr
+    run_id = json.loads((tmp_path / "ok" / "run.json").read_text())["run_id"]
+    store = RunStore(run_store)
+    audit = store.audit()
+    assert set(audit["user_name"]) == {"bob", "alice"}
+    assert list(audit["status"]).count("refused") == 1
+    runs = store.runs()
+    assert run_id in set(runs["run_id"]) and len(runs) == 2  # scenario and baseline
