@@ -235,9 +235,11 @@ class RedistributionData:
     truck_upper: float
     variables: dict[str, linopy.Variable | None] = field(default_factory=dict)
 
-    def lag(self, transit_days: pd.Series) -> np.ndarray:
-        """Periods between dispatch and arrival: ``floor(transit_days / Δ)``."""
-        return np.floor(transit_days.to_numpy(dtype=float) / self.period_days + 1e-9).astype(int)
+
+
+def _lag(transit_days: pd.Series, period_days: float) -> np.ndarray:
+    """Periods between dispatch and arrival: ``floor(transit_days / Δ)``."""
+    return np.floor(transit_days.to_numpy(dtype=float) / period_days + 1e-9).astype(int)
 
 
 def prepare_data(instance: Instance, params: dict[str, Any]) -> RedistributionData:
@@ -322,23 +324,17 @@ def prepare_data(instance: Instance, params: dict[str, Any]) -> RedistributionDa
     transfer = _with_periods(pairs, periods)
     if p["transfer_cost_per_unit"] is not None:
         transfer["cost_per_unit"] = float(p["transfer_cost_per_unit"])
-    data = RedistributionData(
-        dcs=dcs, sources=sources, zones=zones, products=products, periods=periods, period_days=period_days,
-        params=params, demand=demand, cells=cells, on_hand=on_hand, volume=volume, weight=weight,
-        deliver=deliver, receive=receive, transfer=transfer, trucks=pd.DataFrame(), supply=supply,
-        lanes={"deliver": out_lanes, "receive": in_lanes, "transfer": tr_lanes}, stage_limit=pd.DataFrame(),
-        labor=pd.DataFrame(), sites=instance.sites, truck_upper=0.0)
-    receive["arrival"] = receive["period"] + data.lag(receive["transit_days"])
-    data.receive = receive[receive["arrival"] <= last].reset_index(drop=True)
-    transfer["arrival"] = transfer["period"] + data.lag(transfer["transit_days"])
+    receive["arrival"] = receive["period"] + _lag(receive["transit_days"], period_days)
+    receive = receive[receive["arrival"] <= last].reset_index(drop=True)
+    transfer["arrival"] = transfer["period"] + _lag(transfer["transit_days"], period_days)
     transfer = transfer[transfer["arrival"] <= last].reset_index(drop=True)
     key = ["origin", "destination", "period"]
     trucks = transfer[key].drop_duplicates().reset_index(drop=True)
-    transfer["truck"] = pd.MultiIndex.from_frame(trucks).get_indexer(pd.MultiIndex.from_frame(transfer[key]))
-    data.transfer, data.trucks = transfer, trucks
+    transfer["truck"] = pd.MultiIndex.from_frame(trucks).get_indexer(pd.MultiIndex.from_frame(transfer[key])) \
+        if len(transfer) else np.zeros(0, dtype=np.int64)
     total = on_hand.sum(axis=0) + total_supply
-    data.truck_upper = float(math.ceil(max((total * volume).sum() / p["truck_capacity_m3"],
-                                           (total * weight).sum() / p["truck_capacity_kg"])) + 1)
+    truck_upper = float(math.ceil(max((total * volume).sum() / p["truck_capacity_m3"],
+                                      (total * weight).sum() / p["truck_capacity_kg"])) + 1)
 
     # stage limits: the smallest (derated) capacity of each side; a DC without resources processes nothing
     cap = instance.stage_capacity()
@@ -349,11 +345,15 @@ def prepare_data(instance: Instance, params: dict[str, Any]) -> RedistributionDa
     limit = cap.groupby(["site_id", "side"], as_index=False)["units_per_day"].min()
     bare = pd.DataFrame([(d, s, 0.0) for d in dcs[~has_resources] for s in ("inbound", "outbound")],
                         columns=["site_id", "side", "units_per_day"])
-    data.stage_limit = pd.concat([limit, bare], ignore_index=True).rename(columns={"site_id": "dc"})
+    stage_limit = pd.concat([limit, bare], ignore_index=True).rename(columns={"site_id": "dc"})
 
     labor = instance.labor.set_index("site_id")
-    data.labor = labor[labor.index.isin(dcs)]
-    return data
+    return RedistributionData(
+        dcs=dcs, sources=sources, zones=zones, products=products, periods=periods, period_days=period_days,
+        params=params, demand=demand, cells=cells, on_hand=on_hand, volume=volume, weight=weight,
+        deliver=deliver, receive=receive, transfer=transfer, trucks=trucks, supply=supply,
+        lanes={"deliver": out_lanes, "receive": in_lanes, "transfer": tr_lanes}, stage_limit=stage_limit,
+        labor=labor[labor.index.isin(dcs)], sites=instance.sites, truck_upper=truck_upper)
 
 
 # -------------------------------------------------------------------------------------------------

@@ -198,6 +198,15 @@ def test_two_dc_brute_force_dear_trucks():
     check_redistribution(inst, plan)
 
 
+def test_without_transfers_equals_the_no_truck_brute_force():
+    """allow_transfers=False: no transfer or truck variable at all; the optimum is the brute force at 0 trucks."""
+    plan = solve_redistribution(two_dc_instance(), options=RedistributionOptions(
+        late_penalty_per_unit_day=LATE_DAY, allow_transfers=False), **SOLVE)
+    assert plan.objective == pytest.approx(brute_force_two_dc(truck_fixed=1e9), rel=1e-7)
+    assert plan.tables["transfers"].empty and plan.meta["truckloads"] == []
+    check_redistribution(two_dc_instance(), plan)
+
+
 def test_doubling_every_cost_doubles_the_objective(two_dc_plan):
     double = solve_redistribution(two_dc_instance(scale=2.0),
                                   options=RedistributionOptions(late_penalty_per_unit_day=2 * LATE_DAY), **SOLVE)
