@@ -571,20 +571,26 @@ def prepare(instance: Instance, site_throughput: pd.DataFrame, *, capacity: pd.D
     storage_capacity = np.full(S, np.inf)
     r = res[res["site_id"].isin(sites)]
     count = dict(zip(zip(r["site_id"], r["stage"]), r["count"].astype(float)))
+    extra: dict[tuple[str, str], float] = {}  # extra operating hours a day (a capacity plan's extra shift)
     if capacity is not None and len(capacity):
-        for i, (s, k, n) in enumerate(zip(capacity["site_id"].astype(str), capacity["stage"],
-                                          pd.to_numeric(capacity["total_count"], errors="coerce"))):
+        extra_col = (pd.to_numeric(capacity["extra_hours_per_day"], errors="coerce").fillna(0.0)
+                     if "extra_hours_per_day" in capacity else pd.Series(0.0, index=capacity.index))
+        for i, (s, k, n, e) in enumerate(zip(capacity["site_id"].astype(str), capacity["stage"],
+                                             pd.to_numeric(capacity["total_count"], errors="coerce"), extra_col)):
             if pd.isna(n) or n < 0:
                 raise _err("capacity", i + 1, "total_count", f"must be a non-negative number, got {n!r}")
+            if e < 0:
+                raise _err("capacity", i + 1, "extra_hours_per_day", f"must be a non-negative number, got {e!r}")
             if s in sidx:
                 count[(s, k)] = float(n)
+                extra[(s, k)] = float(e)
     for s, k, rt, h in zip(r["site_id"], r["stage"], r["rate_per_hour"], r["hours_per_day"]):
         if k == "storage":
             storage_capacity[sidx[s]] = count[(s, k)] * float(rt)
         else:
             j = STAGES_SIM.index(k)
             rate[sidx[s], j] = count[(s, k)] * float(rt)
-            hpd[sidx[s], j] = float(h)
+            hpd[sidx[s], j] = min(float(h) + extra.get((s, k), 0.0), 24.0)
     # labour
     lab = instance.labor
     productivity = np.full((S, K_STAGES), np.nan)

@@ -409,3 +409,26 @@ def test_bad_input_is_located():
         simulate_volumes(tiny(), volumes(100).assign(outbound_units=[-1.0, 5.0]))
     with pytest.raises(SimulationInputError, match=r"site_throughput:2:period: period 9"):
         simulate_volumes(tiny(), volumes(100).assign(period=[1, 9]))
+
+
+def test_extra_shift_hours_of_a_capacity_plan_widen_the_stage_window():
+    """A capacity plan's ``extra_hours_per_day`` adds operating hours: 8 pack stations x 50/h x (16 + 4) h."""
+    from engine.instance import empty_table
+    from engine.schema import TABLES
+
+    inst = tiny().replace(labor=empty_table(TABLES["labor"]))  # equipment alone binds
+    volumes = pd.DataFrame({"site_id": ["DC_A"], "period": [1], "inbound_units": [1000.0],
+                            "outbound_units": [1000.0]})
+    base = pd.DataFrame({"site_id": ["DC_A"], "stage": ["pack"], "total_count": [8.0]})
+    plain = simulate_volumes(inst, volumes, capacity=base, replications=2, seed=1, periods=[1])
+    shifted = simulate_volumes(inst, volumes, capacity=base.assign(extra_hours_per_day=4.0), replications=2,
+                               seed=1, periods=[1])
+
+    def pack_capacity(sim):
+        d = sim.daily
+        return d[(d["site_id"] == "DC_A") & (d["stage"] == "pack")]["capacity"]
+
+    assert np.allclose(pack_capacity(plain), 8 * 50.0 * 16.0)
+    assert np.allclose(pack_capacity(shifted), 8 * 50.0 * 20.0)
+    with pytest.raises(SimulationInputError, match="capacity:1:extra_hours_per_day"):
+        simulate_volumes(inst, volumes, capacity=base.assign(extra_hours_per_day=-1.0), periods=[1])
