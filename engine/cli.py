@@ -203,6 +203,10 @@ def cmd_stress(args: argparse.Namespace) -> int:
         print(f"error: no plan to stress-test (status {result.status})", file=sys.stderr)
         return EXIT_INFEASIBLE
     table = stress_test(result.instance, result.plan, seed=args.seed)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "stress.csv", index=False)  # the report of a run folder shows it
     if args.json:
         print(json.dumps({"scenario": scenario.name if scenario else None,
                           "failure_points": json.loads(table.to_json(orient="records"))}))
@@ -340,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--out", help="write the failure points to OUT/stress.csv (e.g. a run folder of `solve`)")
     COMMANDS["stress"] = cmd_stress
 
     p = sub.add_parser("ingest", help="ingest WMS/WCS exports through mapping files into an instance")

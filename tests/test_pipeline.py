@@ -166,9 +166,10 @@ def test_cli_simulate_and_stress(tmp_path):
     assert p.returncode in (0, 3), p.stderr
     d = json.loads(p.stdout)
     assert "verdict" in d
-    p = run_cli("stress", str(TINY), "--scenario", "consolidate", "--json")
+    p = run_cli("stress", str(TINY), "--scenario", "consolidate", "--json", "--out", str(out))
     assert p.returncode == 0, p.stderr
     points = json.loads(p.stdout)["failure_points"]
+    assert len(pd.read_csv(out / "stress.csv")) == len(points)
     assert points and all(r["fail_multiplier"] is None or r["fail_multiplier"] >= 1.0 for r in points)
     assert any("fails at" in r["message"] for r in points)
 
