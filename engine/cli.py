@@ -127,7 +127,14 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
                            solver_options=solver_options, seed=seed, verdict=base_verdict)
         base_result.save(out_dir / "baseline")
     result.save(out_dir)
-    (out_dir / "run.json").write_text(json.dumps({"run_id": run_id, "store": str(run_store.path), "user": user}))
+    from engine.hashing import input_hashes
+
+    hashes = input_hashes(inst, scenario, solver_options, seed)
+    summary_file = out_dir / "result.json"
+    summary_file.write_text(json.dumps({**json.loads(summary_file.read_text()), "input_hashes": hashes}, indent=2,
+                                       default=str))
+    (out_dir / "run.json").write_text(json.dumps({"run_id": run_id, "store": str(run_store.path), "user": user,
+                                                  "input_hash": hashes.get("input_hash")}))
     if not result.plan.has_solution:
         why = result.rounds[-1].get("diagnosis") if result.rounds else None
         summary = f"{scenario.name if scenario else 'base'}: no plan ({result.status})"
