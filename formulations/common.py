@@ -623,3 +623,21 @@ def start_violation(form: object, start: Mapping[str, pd.Series], tol: float = 1
         if excess.max() > tol:
             return f"row {form.row_name(int(np.argmax(excess)))} is violated by {excess.max():.6g}"
     return None
+
+
+def model_fingerprint(form: object) -> str:
+    """A hash of a :class:`solvers.StandardForm`'s data: matrix, row and column bounds, costs, integrality.
+
+    Equal fingerprints mean the same model, so a solution of one is a solution of the other with the same
+    objective and bound (the repair loop sometimes re-solves an unchanged model).
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    a = form.A
+    for arr in (a.indptr, a.indices, a.data, form.row_lower, form.row_upper, form.col_lower, form.col_upper,
+                form.objective, form.integrality):
+        h.update(np.ascontiguousarray(arr).tobytes())
+        h.update(b"|")
+    h.update(f"{form.objective_constant!r}|{form.sense}".encode())
+    return h.hexdigest()

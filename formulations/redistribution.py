@@ -58,7 +58,8 @@ repair loop's previous round) or :class:`solvers.SolveResult` of the same instan
 a complete start (trucks, flows, lost sales, and the stock, backlog, throughput and labour they imply),
 matched to this model's arcs by lane, product and period. It is passed to the solver only when it is feasible
 here (:func:`formulations.common.start_violation`; ``plan.meta["warm_start"]`` says why not): repairing an
-infeasible start costs HiGHS an extra LP as large as the root LP.
+infeasible start costs HiGHS an extra LP as large as the root LP. A plan solved on the very same model
+(``meta["model_fingerprint"]``, e.g. a repair round that changed nothing) is reused without a solve.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ from formulations.common import (
     grid_codes,
     grouped_terms,
     has_members,
+    model_fingerprint,
     objective_from_terms,
     start_plan,
     start_violation,
@@ -731,6 +733,21 @@ def relax_and_round(form: solvers.StandardForm, *, solver: str = "highs", time_l
     return None, rounded
 
 
+def _reused(form: solvers.StandardForm, start: Mapping[str, pd.Series], previous: Plan) -> solvers.SolveResult:
+    """The previous plan's solution as the result of an identical model (same fingerprint, feasible start)."""
+    x = solvers.warm_start_vector(form, start)
+    objective = float(form.objective @ x) + float(form.objective_constant)
+    bound = float(previous.bound) if previous.bound is not None else float("nan")
+    gap = max(0.0, objective - bound) / max(abs(objective), 1e-9) if np.isfinite(bound) else float("nan")
+    none = "not solved: the solution of an identical model was reused"
+    return solvers.SolveResult(
+        termination=solvers.Termination(previous.status), has_solution=True, objective=objective, bound=bound,
+        gap=gap, solver=str(previous.meta.get("solver", "")), solver_version="", raw_status="reused",
+        wall_time=solvers.Timings(), values=solvers.GroupValues(x, form.variable_groups, "primal values", ""),
+        duals=solvers.GroupValues(None, form.constraint_groups, "duals", none),
+        reduced_costs=solvers.GroupValues(None, form.variable_groups, "reduced costs", none), model=form)
+
+
 def _better_start(form: solvers.StandardForm, rounded: solvers.SolveResult, start: Any) -> Any:
     """The rounded LP solution, or the (feasible, complete) start from a plan when that one costs less."""
     if isinstance(start, Mapping) and start_violation(form, start) is None:
@@ -788,7 +805,11 @@ def solve_redistribution(
             start = None
     t0 = time.perf_counter()
     result, strategy = None, "direct"
-    if form.is_mip and form.n_cols >= RELAX_ROUND_MIN_COLUMNS:
+    fingerprint = model_fingerprint(form)
+    previous = start_plan(warm_start, "redistribution")[1]
+    if start is not None and previous is not None and previous.meta.get("model_fingerprint") == fingerprint:
+        result, strategy = _reused(form, start, previous), "reused"  # the very same model: same answer
+    elif form.is_mip and form.n_cols >= RELAX_ROUND_MIN_COLUMNS:
         strategy = "relax_round"
         result, rounded = relax_and_round(form, solver=solver, time_limit=time_limit, mip_gap=mip_gap,
                                           threads=threads, log=log)
@@ -802,6 +823,7 @@ def solve_redistribution(
     plan = plan_from_result(data, result)
     plan.meta.update(build_seconds=round(build_seconds, 3), solve_seconds=round(time.perf_counter() - t0, 3),
                      variables=int(model.nvars), constraints=int(model.ncons), strategy=strategy,
+                     model_fingerprint=fingerprint,
                      warm_start_entries=int(result.warm_start_entries), warm_start=start_note)
     if baseline is not None:
         base_plan = baseline if isinstance(baseline, Plan) else solve_redistribution(

@@ -342,11 +342,28 @@ def test_warm_start_from_a_plan_is_complete_feasible_and_costs_the_plan(tiny, di
     rows = form.A @ x
     assert (rows >= form.row_lower - 1e-6).all() and (rows <= form.row_upper + 1e-6).all()
     assert float(form.objective @ x) + form.objective_constant == pytest.approx(disrupted_plan.objective, rel=1e-9)
-    warm = solve_redistribution(inst, warm_start=disrupted_plan, **SOLVE)
-    check_redistribution(inst, warm)
+    # the very same model again: the plan is reused without a solve, tables and all
+    again = solve_redistribution(inst, warm_start=disrupted_plan, **SOLVE)
+    check_redistribution(inst, again)
+    assert again.meta["strategy"] == "reused"
+    assert again.meta["model_fingerprint"] == disrupted_plan.meta["model_fingerprint"]
+    assert again.objective == pytest.approx(disrupted_plan.objective, rel=1e-12)
+    assert again.bound == disrupted_plan.bound and again.status == disrupted_plan.status
+    pd.testing.assert_frame_equal(again.tables["flows"], disrupted_plan.tables["flows"])
+    pd.testing.assert_frame_equal(again.tables["transfers"], disrupted_plan.tables["transfers"])
+
+
+def test_warm_start_passed_when_still_feasible(two_dc_plan):
+    """A derate that does not bind changes the model (new fingerprint) but not the optimum: the previous
+    plan is a feasible start, handed to the solver in full."""
+    opts = RedistributionOptions(late_penalty_per_unit_day=LATE_DAY, capacity_derate={("DC_B", "pick"): 0.5})
+    warm = solve_redistribution(two_dc_instance(), options=opts, warm_start=two_dc_plan, **SOLVE)
+    check_redistribution(two_dc_instance(), warm)
+    assert warm.meta["model_fingerprint"] != two_dc_plan.meta["model_fingerprint"]
     assert warm.meta["warm_start"] == {"from": "plan", "used": True, "reason": None}
-    assert warm.meta["warm_start_entries"] == form.n_cols
-    assert warm.objective == pytest.approx(disrupted_plan.objective, rel=1e-9)
+    assert warm.meta["warm_start_entries"] == warm.meta["variables"]
+    assert warm.meta["strategy"] == "direct"
+    assert warm.objective == pytest.approx(two_dc_plan.objective, rel=1e-9)
 
 
 def test_warm_started_repair_round_matches_the_cold_solve(two_dc_plan):
