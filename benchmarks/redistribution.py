@@ -9,8 +9,9 @@ Cases (each solved through :func:`engine.pipeline.solve_decision`, as ``twinplan
   28 daily periods);
 - ``black_friday``: ``eu_fba`` weeks 47-49 with the Black-Friday spike (capacity, 21 daily periods).
 
-Reported per case: ``build_s`` (model build, from the plan's meta), ``solve_s`` (solver layer: translate +
-HiGHS), ``total_s`` (wall time of the call), ``status``, ``objective``, ``gap``, ``n_vars``, ``n_cons``;
+Reported per case: ``build_s`` (model build, from the plan's meta; for redistribution it includes the hand-off
+to the solver layer's standard form), ``solve_s`` (solver layer and HiGHS), ``total_s`` (wall time of the call,
+data preparation and plan tables included), ``status``, ``objective``, ``gap``, ``n_vars``, ``n_cons``;
 ``strategy`` (redistribution: ``relax_round`` when the LP relaxation with trucks rounded up proves the gap);
 with warm starts on, also ``derated_resolve``: the model re-solved with a 20 % derate on the busiest site's
 pick stage (what a repair round does), warm-started from the first plan, and the same derated solve cold.
