@@ -796,19 +796,19 @@ def solve_redistribution(
     model = build_model(data)
     form = solvers.to_standard_form(model)
     build_seconds = time.perf_counter() - started
-    start = warm_start_from(data, warm_start)
+    previous = start_plan(warm_start, "redistribution")[1]
+    start = plan_start = warm_start_from(data, warm_start)
     start_note: dict[str, Any] | None = None
-    if start is not None and start_plan(warm_start, "redistribution")[1] is not None:
+    if previous is not None and start is not None:
         why = start_violation(form, start)
-        start_note = {"from": "plan", "used": why is None, "reason": why}
+        start_note = {"from": "plan", "feasible": why is None, "used": False, "reason": why}
         if why is not None:  # e.g. the previous round's plan breaks this round's derated capacity
-            start = None
+            start = plan_start = None
     t0 = time.perf_counter()
     result, strategy = None, "direct"
     fingerprint = model_fingerprint(form)
-    previous = start_plan(warm_start, "redistribution")[1]
-    if start is not None and previous is not None and previous.meta.get("model_fingerprint") == fingerprint:
-        result, strategy = _reused(form, start, previous), "reused"  # the very same model: same answer
+    if plan_start is not None and previous.meta.get("model_fingerprint") == fingerprint:
+        result, strategy = _reused(form, plan_start, previous), "reused"  # the very same model: same answer
     elif form.is_mip and form.n_cols >= RELAX_ROUND_MIN_COLUMNS:
         strategy = "relax_round"
         result, rounded = relax_and_round(form, solver=solver, time_limit=time_limit, mip_gap=mip_gap,
@@ -820,6 +820,8 @@ def solve_redistribution(
         left = None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
         result = solvers.solve(form, solver=solver, time_limit=left, mip_gap=mip_gap, threads=threads, log=log,
                                warm_start=start)
+    if start_note is not None:
+        start_note["used"] = strategy == "reused" or (start is plan_start is not None and result.warm_start_entries > 0)
     plan = plan_from_result(data, result)
     plan.meta.update(build_seconds=round(build_seconds, 3), solve_seconds=round(time.perf_counter() - t0, 3),
                      variables=int(model.nvars), constraints=int(model.ncons), strategy=strategy,

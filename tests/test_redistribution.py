@@ -345,7 +345,7 @@ def test_warm_start_from_a_plan_is_complete_feasible_and_costs_the_plan(tiny, di
     # the very same model again: the plan is reused without a solve, tables and all
     again = solve_redistribution(inst, warm_start=disrupted_plan, **SOLVE)
     check_redistribution(inst, again)
-    assert again.meta["strategy"] == "reused"
+    assert again.meta["strategy"] == "reused" and again.meta["warm_start"]["used"]
     assert again.meta["model_fingerprint"] == disrupted_plan.meta["model_fingerprint"]
     assert again.objective == pytest.approx(disrupted_plan.objective, rel=1e-12)
     assert again.bound == disrupted_plan.bound and again.status == disrupted_plan.status
@@ -360,7 +360,7 @@ def test_warm_start_passed_when_still_feasible(two_dc_plan):
     warm = solve_redistribution(two_dc_instance(), options=opts, warm_start=two_dc_plan, **SOLVE)
     check_redistribution(two_dc_instance(), warm)
     assert warm.meta["model_fingerprint"] != two_dc_plan.meta["model_fingerprint"]
-    assert warm.meta["warm_start"] == {"from": "plan", "used": True, "reason": None}
+    assert warm.meta["warm_start"] == {"from": "plan", "feasible": True, "used": True, "reason": None}
     assert warm.meta["warm_start_entries"] == warm.meta["variables"]
     assert warm.meta["strategy"] == "direct"
     assert warm.objective == pytest.approx(two_dc_plan.objective, rel=1e-9)
@@ -373,7 +373,7 @@ def test_warm_started_repair_round_matches_the_cold_solve(two_dc_plan):
     warm = solve_redistribution(two_dc_instance(), options=opts, warm_start=two_dc_plan, **SOLVE)
     # the previous plan ships from DC_A, which this round forbids: the start is not passed (no repair LP)
     note = warm.meta["warm_start"]
-    assert note["used"] is False and "stage_capacity_outbound" in note["reason"], note
+    assert not note["feasible"] and not note["used"] and "stage_capacity_outbound" in note["reason"], note
     assert warm.meta["warm_start_entries"] == 0
     assert warm.objective == pytest.approx(cold.objective, rel=1e-9)
     # DC_A can ship nothing: B delivers the port's 2 units of P1 (port + lane + handling), the rest is lost
