@@ -211,7 +211,6 @@ class CapacityData:
     sla_weights: np.ndarray  # w_k, k = 0..
     week: xr.DataArray  # day -> week number of the peak (0-based)
     daily: Instance  # the daily peak instance
-    cache: dict[str, Any]  # free for callers (unused by the build)
 
 
 def dense(frame: pd.DataFrame, columns: Sequence[str], coords: Sequence[pd.Index], value: str,
@@ -286,7 +285,7 @@ def prepare_data(instance: Instance, options: CapacityOptions) -> CapacityData:
     return CapacityData(sites, zones, stages, days, params, orders, lanes, baseline_share, base_count, rate, hours,
                         extra, dense(rates, cols, coords, "module_size"), dense(rates, cols, coords, "max_modules"),
                         dense(rates, cols, coords, "module_cost"), dense(rates, cols, coords, "capex"), labor,
-                        sla_weights[sla_weights > 0], week, daily, {})
+                        sla_weights[sla_weights > 0], week, daily)
 
 
 def _site_column(data: CapacityData, column: str, fill: float = 0.0) -> xr.DataArray:
