@@ -306,6 +306,8 @@ def _repair(inst: Instance, evaluated_on: Instance, plan: Plan, breach: dict[str
     period = breach.get("period")
     period = None if period is None or (isinstance(period, float) and np.isnan(period)) else int(period)
     load = _planned_daily_load(evaluated_on, plan, site, stage, period)
+    if load <= 0:  # the breach comes from work carried over from earlier periods: judge by the busiest one
+        load = _planned_daily_load(evaluated_on, plan, site, stage, None)
     measured = float(breach.get("shortfall_units") or 0.0)
     short = max(REPAIR_SAFETY * measured + REPAIR_MARGIN * load, 1e-6 * cap)
     has_labour = f"productivity_{stage}" in inst.labor and site in set(inst.labor["site_id"])
