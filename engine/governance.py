@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from engine.validation import read_yaml_file
 
 SCENARIO_CLASSES = ("strategic", "tactical")
 DECISIONS = ("consolidation", "redistribution", "capacity")
@@ -203,14 +203,7 @@ def policy_from_dict(data: Any, source: str = "<inline>") -> Policy:
 
 def load_policy(path: str | Path) -> Policy:
     """Read a policy YAML file (safe YAML only)."""
-    p = Path(path)
-    if not p.is_file():
-        raise PolicyError(f"{p}: no such policy file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{p}: not valid YAML: {exc}") from None
-    return policy_from_dict(data, str(p))
+    return policy_from_dict(read_yaml_file(path, "policy", PolicyError), str(Path(path)))
 
 
 def find_policy(path: str | Path | None = None) -> Policy:

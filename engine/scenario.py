@@ -42,6 +42,7 @@ import yaml
 
 from engine.instance import Instance, resolve_instance_path
 from engine.schema import LABOR_STAGES, STAGES
+from engine.validation import read_yaml_file
 
 SCENARIO_CLASSES = ("strategic", "tactical")
 DECISIONS = ("consolidation", "redistribution", "capacity")
@@ -212,13 +213,7 @@ def load_scenario(name_or_path: str | Path, instance_path: str | Path | None = N
         else:
             known = sorted(f.stem for f in folder.glob("*.yaml")) if folder.is_dir() else []
             raise ScenarioError(f"{name_or_path}: no such scenario file or scenario name (known: {known})")
-    if not p.is_file():
-        raise ScenarioError(f"{p}: no such scenario file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{p}: not valid YAML: {exc}") from None
-    return scenario_from_dict(data, str(p))
+    return scenario_from_dict(read_yaml_file(p, "scenario", ScenarioError), str(p))
 
 
 def _ids(v: Any) -> list[str]:

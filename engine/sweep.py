@@ -59,11 +59,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from engine.governance import Policy, PolicyRefused, audit_row, authorize, current_user, find_policy
 from engine.hashing import compare_hashes, hash_json, input_hashes, instance_hashes, package_versions, plan_hash
 from engine.store import RUN_DONE, RUN_FAILED, RunStore, utcnow
+from engine.validation import read_yaml_file
 
 SPEC_KEYS = {"name", "description", "instance", "scenario", "seed", "solver", "plan", "warm_start", "parameters",
              "vary"}
@@ -345,14 +345,7 @@ def sweep_spec_from_dict(data: Any, source: str = "<inline>") -> SweepSpec:
 
 def load_sweep_spec(path: str | Path) -> SweepSpec:
     """Read and check a sweep spec YAML file (safe YAML only)."""
-    p = Path(path)
-    if not p.is_file():
-        raise SweepSpecError(f"{p}: no such sweep spec file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SweepSpecError(f"{p}: not valid YAML: {exc}") from None
-    return sweep_spec_from_dict(data, str(p))
+    return sweep_spec_from_dict(read_yaml_file(path, "sweep spec", SweepSpecError), str(Path(path)))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -6,8 +6,11 @@ ROW is the 1-based data row of the file (the header is not counted); 0 means the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 
 @dataclass(frozen=True)
@@ -71,3 +74,17 @@ class InstanceValidationError(ValueError):
         shown = "\n".join(lines[:50])
         more = f"\n... and {len(lines) - 50} more" if len(lines) > 50 else ""
         super().__init__(f"{head}{len(lines)} error(s)\n{shown}{more}")
+
+
+def read_yaml_file(path: str | Path, what: str, error: type[Exception]) -> Any:
+    """Parse a YAML file with the safe loader; a missing file or bad YAML raises ``error`` naming the file.
+
+    ``what`` names the kind of file in the message (``scenario``, ``policy``, ``sweep spec``).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p}: no such {what} file")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise error(f"{p}: not valid YAML: {exc}") from None
