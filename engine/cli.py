@@ -72,13 +72,17 @@ def _progress(msg: str) -> None:
     print(f"[twinplan] {msg}", file=sys.stderr, flush=True)
 
 
-def _load_inputs(instance_arg: str, scenario_arg: str | None):
-    """Instance and scenario from CLI arguments (bundled names or paths)."""
+def _load_inputs(instance_arg: str, scenario_arg: str | None, calibration: str | None = None):
+    """Instance (with a calibration version applied when asked) and scenario from CLI arguments."""
     from engine.instance import load_instance, resolve_instance_path
     from engine.scenario import load_scenario
 
     path = resolve_instance_path(instance_arg)
     inst = load_instance(path)
+    if calibration:
+        from engine.calibration import apply_calibration
+
+        inst = apply_calibration(inst, calibration, folder=path)
     scenario = load_scenario(scenario_arg, path) if scenario_arg else None
     return path, inst, scenario
 
@@ -86,7 +90,7 @@ def _load_inputs(instance_arg: str, scenario_arg: str | None):
 def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "highs", time_limit: float | None = None,
               gap: float | None = None, out: str | None = None, replications: int = 10, seed: int = 0,
               with_baseline: bool = True, quiet: bool = False, as_user: str | None = None,
-              policy: str | None = None, store: str | None = None):
+              policy: str | None = None, store: str | None = None, calibration: str | None = None):
     """Solve a scenario (and its baseline) through the full loop; write everything to ``out``.
 
     The governance policy is enforced before any solve (refusal: :class:`engine.governance.PolicyRefused`,
@@ -99,7 +103,7 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     from engine.store import RunStore
     from engine.sweep import record_plan_result
 
-    path, inst, scenario = _load_inputs(instance_arg, scenario_arg)
+    path, inst, scenario = _load_inputs(instance_arg, scenario_arg, calibration)
     say = (lambda m: None) if quiet else _progress
     run_store = RunStore(store)
     user = current_user(as_user)
@@ -134,7 +138,8 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     summary_file.write_text(json.dumps({**json.loads(summary_file.read_text()), "input_hashes": hashes}, indent=2,
                                        default=str))
     (out_dir / "run.json").write_text(json.dumps({"run_id": run_id, "store": str(run_store.path), "user": user,
-                                                  "input_hash": hashes.get("input_hash")}))
+                                                  "input_hash": hashes.get("input_hash"),
+                                                  "calibration_version": result.to_dict()["calibration_version"]}))
     if not result.plan.has_solution:
         why = result.rounds[-1].get("diagnosis") if result.rounds else None
         summary = f"{scenario.name if scenario else 'base'}: no plan ({result.status})"
@@ -167,7 +172,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
                                             time_limit=args.time_limit, gap=args.gap, out=args.out,
                                             replications=args.replications, seed=args.seed,
                                             with_baseline=not args.no_baseline, quiet=args.json,
-                                            as_user=args.as_user, policy=args.policy, store=args.store)
+                                            as_user=args.as_user, policy=args.policy, store=args.store,
+                                            calibration=args.calibration)
     if args.json:
         d = result.to_dict()
         print(json.dumps({"status": d["status"], "objective": d["objective"], "kpis": d["kpis"],
@@ -334,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="as_user", help="run as this user (default $TWINPLAN_USER or the login name)")
     p.add_argument("--policy", help="governance policy YAML (default $TWINPLAN_POLICY; none: open)")
     p.add_argument("--store", help="run store file (default $TWINPLAN_STORE or twinplan_runs.duckdb)")
+    p.add_argument("--calibration", help="apply a calibration version of the instance (vNNNN or latest); "
+                   "recorded with the run")
     COMMANDS["solve"] = cmd_solve
 
     p = sub.add_parser("simulate", help="simulate a saved plan hour by hour")

@@ -77,8 +77,10 @@ class PlanResult:
             v = self.simulation.verdict
             sim.update({k: _jsonable(getattr(v, k, None)) for k in
                         ("site_id", "stage", "period", "hour", "shortfall_units", "shortfall_hours", "message")})
+        cal = (self.instance.meta.get("calibration") or {}) if self.instance is not None else {}
         return {
             "instance": self.instance_name,
+            "calibration_version": cal.get("version") if isinstance(cal, dict) else None,
             "scenario": self.scenario.get("name"),
             "decision": self.decision,
             "status": self.status,

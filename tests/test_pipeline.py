@@ -195,3 +195,28 @@ def test_cli_solve_is_governed_and_audited(tmp_path, run_store):
     assert list(audit["status"]).count("refused") == 1
     runs = store.runs()
     assert run_id in set(runs["run_id"]) and len(runs) == 2  # scenario and baseline
+
+
+def test_cli_solve_applies_and_records_a_calibration_version(tmp_path):
+    import shutil
+
+    from engine.calibration import Calibration, save_calibration
+
+    inst_dir = tmp_path / "tiny"
+    shutil.copytree(TINY, inst_dir)
+    cal = Calibration(efficiency=pd.DataFrame({"site_id": ["DC_A"], "stage": ["pack"], "efficiency": [0.5]}),
+                      congestion=0.1, error_before={}, error_after={}, errors=pd.DataFrame(),
+                      period=("2026-11-16", "2026-11-29"), n_days=14, cost=0.0)
+    assert save_calibration(inst_dir, cal) == "v0001"
+    out = tmp_path / "run"
+    p = run_cli("solve", str(inst_dir), "--scenario", "consolidate", "--calibration", "latest", "--out", str(out),
+                "--no-baseline", "--replications", "4")
+    assert p.returncode == 0, p.stderr
+    assert json.loads((out / "run.json").read_text())["calibration_version"] == "v0001"
+    assert json.loads((out / "result.json").read_text())["calibration_version"] == "v0001"
+    # the calibrated rate is what the run planned with: DC_A's pack rate is halved (50 -> 25 units/h)
+    res = pd.read_parquet(out / "instance" / "resources.parquet")
+    assert res[(res["site_id"] == "DC_A") & (res["stage"] == "pack")]["rate_per_hour"].iloc[0] == 25.0
+    p = run_cli("solve", str(inst_dir), "--scenario", "consolidate", "--calibration", "v0009", "--out",
+                str(tmp_path / "bad"), "--no-baseline")
+    assert p.returncode == 2 and "v0009" in p.stderr
