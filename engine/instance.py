@@ -37,7 +37,7 @@ import pandas as pd
 import yaml
 
 from engine.schema import FLOW_STAGES, TABLES, TableSchema
-from engine.validation import InstanceValidationError, ValidationReport
+from engine.validation import InstanceValidationError, ValidationReport, read_csv_located
 
 META_FILE = "instance.yaml"
 
@@ -340,16 +340,8 @@ def _read_raw(path: Path, schema: TableSchema, report: ValidationReport) -> pd.D
     csv, pq = path / f"{schema.name}.csv", path / f"{schema.name}.parquet"
     if csv.is_file():
         fname = csv.name
-        try:
-            df = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
-        except UnicodeDecodeError as exc:
-            report.error(fname, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
-            return None
-        except pd.errors.EmptyDataError:
-            report.error(fname, 0, "", "file is empty (expected a header row)")
-            return None
-        except (pd.errors.ParserError, ValueError) as exc:
-            report.error(fname, 0, "", f"cannot parse CSV: {str(exc).strip().splitlines()[-1]}")
+        df = read_csv_located(csv, fname, report, skipinitialspace=True)
+        if df is None:
             return None
         df.columns = [str(c).strip() for c in df.columns]
         return df

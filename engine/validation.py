@@ -88,3 +88,19 @@ def read_yaml_file(path: str | Path, what: str, error: type[Exception]) -> Any:
         return yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise error(f"{p}: not valid YAML: {exc}") from None
+
+
+def read_csv_located(path: str | Path, fname: str, report: ValidationReport, **read_kw: Any) -> pd.DataFrame | None:
+    """``pd.read_csv`` as strings; unreadable files become a located finding in ``report`` (and None).
+
+    Covers wrong encodings, empty files and malformed CSV, each named ``FILE:0:: message``.
+    """
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", **read_kw)
+    except UnicodeDecodeError as exc:
+        report.error(fname, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except pd.errors.EmptyDataError:
+        report.error(fname, 0, "", "file is empty (expected a header row)")
+    except (pd.errors.ParserError, ValueError) as exc:
+        report.error(fname, 0, "", f"cannot parse CSV: {str(exc).strip().splitlines()[-1]}")
+    return None

@@ -20,7 +20,7 @@ import pandas as pd
 from engine.ingest.mapping import ColumnRule, Mapping, SourceSpec, target_schema
 from engine.ingest.units import UnitError, conversion_factor
 from engine.instance import coerce_table, periods_frame
-from engine.validation import ValidationReport
+from engine.validation import ValidationReport, read_csv_located
 
 PROVENANCE = ("_file", "_row")
 _ISOWEEK = re.compile(r"^(\d{4})-?W(\d{1,2})(?:-?([1-7]))?$")
@@ -44,16 +44,8 @@ def read_export(path: Path, spec: SourceSpec, label: str, report: ValidationRepo
     if not path.is_file():
         report.error(label, 0, "", "export file not found")
         return None
-    try:
-        raw = pd.read_csv(path, sep=spec.sep, header=None, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        report.error(label, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
-        return None
-    except pd.errors.EmptyDataError:
-        report.error(label, 0, "", "file is empty (expected a header row)")
-        return None
-    except (pd.errors.ParserError, ValueError) as exc:
-        report.error(label, 0, "", f"cannot parse CSV: {str(exc).strip().splitlines()[-1]}")
+    raw = read_csv_located(path, label, report, sep=spec.sep, header=None)
+    if raw is None:
         return None
     header = [str(c).strip() for c in raw.iloc[0]]
     seen: set[str] = set()
