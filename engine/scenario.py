@@ -112,6 +112,16 @@ def _num(source: str, key: str, v: Any, lo: float | None = 0.0, strict: bool = F
     return float(v)
 
 
+def _numeric_mapping(source: str, where: str, v: Any, allowed: set[str], unknown: str) -> None:
+    """A modification's value that must map known keys to non-negative numbers (``cost``, ``sla``)."""
+    if not isinstance(v, dict):
+        raise _err(source, where, f"must be a mapping of {sorted(allowed)}")
+    for k, x in v.items():
+        if k not in allowed:
+            raise _err(source, f"{where}.{k}", f"{unknown} (allowed: {sorted(allowed)})")
+        _num(source, f"{where}.{k}", x)
+
+
 def _check(data: dict[str, Any], source: str) -> None:
     """Structural checks that need no instance: keys, classes, value types."""
     unknown = set(data) - TOP_KEYS
@@ -163,19 +173,9 @@ def _check(data: dict[str, Any], source: str) -> None:
             if extra:
                 raise _err(source, f"{where}.{kind}.{sorted(extra)[0]}", "unknown key")
         elif kind == "cost":
-            if not isinstance(v, dict):
-                raise _err(source, f"{where}.cost", f"must be a mapping of {sorted(COST_KEYS)}")
-            for k, x in v.items():
-                if k not in COST_KEYS:
-                    raise _err(source, f"{where}.cost.{k}", f"unknown cost (allowed: {sorted(COST_KEYS)})")
-                _num(source, f"{where}.cost.{k}", x)
+            _numeric_mapping(source, f"{where}.cost", v, COST_KEYS, "unknown cost")
         elif kind == "sla":
-            if not isinstance(v, dict):
-                raise _err(source, f"{where}.sla", f"must be a mapping of {sorted(SLA_KEYS)}")
-            for k, x in v.items():
-                if k not in SLA_KEYS:
-                    raise _err(source, f"{where}.sla.{k}", f"unknown key (allowed: {sorted(SLA_KEYS)})")
-                _num(source, f"{where}.sla.{k}", x)
+            _numeric_mapping(source, f"{where}.sla", v, SLA_KEYS, "unknown key")
             if "service_share" in v and v["service_share"] > 1:
                 raise _err(source, f"{where}.sla.service_share", "must be within [0, 1]")
         elif kind == "close_lane":
