@@ -8,9 +8,16 @@ Tables
 ``kpis``     the KPIs of every run, long form (run_id, kpi, value) for SQL.
 ``plan_*``   the plan tables of every run (``plan_flows``, ``plan_sites``, ``plan_costs``...; see
              :data:`formulations.plan.PLAN_TABLES`), each with a ``run_id`` column.
+``run_artifacts`` named byte strings kept with a run (run_id, name, data), e.g. a solver basis for warm starts.
 ``audit``    append-only: every run, allowed or refused, with its verdict and input hashes. Rows are
              hash-chained (``row_hash`` = SHA-256 of the previous row's hash and this row), so
              :meth:`RunStore.verify_audit` detects any row changed or removed after the fact.
+``meta``     key/value: ``schema_version`` (:data:`SCHEMA_VERSION`).
+
+Every table and column is declared once in :data:`TABLE_COLUMNS`. A store written by an older twinplan is
+migrated when first opened for writing: missing tables created, missing columns added (NULL in old rows), the
+version recorded, in one transaction; rows are inserted by column name, so column order never matters. Read
+with ``RunStore(path, read_only=True)``, an old store is left as it is and what it lacks reads as NA.
 
 Concurrency and crashes
 -----------------------
@@ -69,43 +76,62 @@ def _plan_col_type(col: str) -> str:
     return "DOUBLE"
 
 
-SCHEMA_SQL = [
-    """CREATE TABLE IF NOT EXISTS sweeps (
-        sweep_id VARCHAR PRIMARY KEY, name VARCHAR, spec_hash VARCHAR, spec VARCHAR, instance VARCHAR,
-        scenario VARCHAR, n_runs INTEGER, seed BIGINT, user_name VARCHAR, host VARCHAR, created_at TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS runs (
-        run_id VARCHAR PRIMARY KEY, sweep_id VARCHAR, run_index INTEGER, name VARCHAR, input_hash VARCHAR,
-        params VARCHAR, modifications VARCHAR, scenario_spec VARCHAR, instance VARCHAR, instance_path VARCHAR,
-        scenario VARCHAR, scenario_class VARCHAR, decision VARCHAR, status VARCHAR, solve_status VARCHAR,
-        objective DOUBLE, simulation_feasible BOOLEAN, plan_hash VARCHAR, error VARCHAR, kpis VARCHAR, timings VARCHAR,
-        wall_seconds DOUBLE, solver VARCHAR, solver_options VARCHAR, seed BIGINT, warm_start VARCHAR,
-        hashes VARCHAR, versions VARCHAR, user_name VARCHAR, host VARCHAR, pid INTEGER, executor VARCHAR,
-        started_at TIMESTAMP, finished_at TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS kpis (run_id VARCHAR, kpi VARCHAR, value DOUBLE, PRIMARY KEY (run_id, kpi))""",
-    """CREATE TABLE IF NOT EXISTS audit (
-        seq BIGINT PRIMARY KEY, time TIMESTAMP, user_name VARCHAR, host VARCHAR, pid INTEGER, action VARCHAR,
-        allowed BOOLEAN, rule VARCHAR, reason VARCHAR, policy VARCHAR, instance VARCHAR, scenario VARCHAR,
-        scenario_class VARCHAR, decision VARCHAR, run_id VARCHAR, sweep_id VARCHAR, input_hash VARCHAR,
-        hashes VARCHAR, status VARCHAR, objective DOUBLE, plan_hash VARCHAR, detail VARCHAR,
-        prev_hash VARCHAR, row_hash VARCHAR)""",
-] + [
-    f"CREATE TABLE IF NOT EXISTS plan_{name} (run_id VARCHAR, "
-    + ", ".join(f'"{c}" {_plan_col_type(c)}' for c in cols) + ")"
-    for name, cols in PLAN_TABLES.items()
-]
+SCHEMA_VERSION = 2
+"""Version of the store layout this code writes. 1: the first stores (no ``meta`` table); 2: ``meta``
+(``schema_version``), ``run_artifacts``, ``runs.calibration``, ``audit.calibration``, ``plan_transfers.period``,
+``plan_capacity.extra_hours_per_day``. Opening an older store for writing migrates it (:meth:`RunStore.migrate`)."""
 
-RUN_COLUMNS = ("run_id", "sweep_id", "run_index", "name", "input_hash", "params", "modifications", "scenario_spec",
-               "instance",
-               "instance_path", "scenario", "scenario_class", "decision", "status", "solve_status", "objective",
-               "simulation_feasible", "plan_hash", "error", "kpis", "timings", "wall_seconds", "solver",
-               "solver_options", "seed", "warm_start", "hashes", "versions", "user_name", "host", "pid",
-               "executor", "started_at", "finished_at")
+TABLE_COLUMNS: dict[str, dict[str, str]] = {
+    "meta": {"key": "VARCHAR", "value": "VARCHAR"},
+    "sweeps": {"sweep_id": "VARCHAR", "name": "VARCHAR", "spec_hash": "VARCHAR", "spec": "VARCHAR",
+               "instance": "VARCHAR", "scenario": "VARCHAR", "n_runs": "INTEGER", "seed": "BIGINT",
+               "user_name": "VARCHAR", "host": "VARCHAR", "created_at": "TIMESTAMP"},
+    "runs": {"run_id": "VARCHAR", "sweep_id": "VARCHAR", "run_index": "INTEGER", "name": "VARCHAR",
+             "input_hash": "VARCHAR", "params": "VARCHAR", "modifications": "VARCHAR", "scenario_spec": "VARCHAR",
+             "instance": "VARCHAR", "instance_path": "VARCHAR", "scenario": "VARCHAR", "scenario_class": "VARCHAR",
+             "decision": "VARCHAR", "status": "VARCHAR", "solve_status": "VARCHAR", "objective": "DOUBLE",
+             "simulation_feasible": "BOOLEAN", "plan_hash": "VARCHAR", "error": "VARCHAR", "kpis": "VARCHAR",
+             "timings": "VARCHAR", "wall_seconds": "DOUBLE", "solver": "VARCHAR", "solver_options": "VARCHAR",
+             "seed": "BIGINT", "warm_start": "VARCHAR", "hashes": "VARCHAR", "versions": "VARCHAR",
+             "user_name": "VARCHAR", "host": "VARCHAR", "pid": "INTEGER", "executor": "VARCHAR",
+             "started_at": "TIMESTAMP", "finished_at": "TIMESTAMP", "calibration": "VARCHAR"},
+    "kpis": {"run_id": "VARCHAR", "kpi": "VARCHAR", "value": "DOUBLE"},
+    "audit": {"seq": "BIGINT", "time": "TIMESTAMP", "user_name": "VARCHAR", "host": "VARCHAR", "pid": "INTEGER",
+              "action": "VARCHAR", "allowed": "BOOLEAN", "rule": "VARCHAR", "reason": "VARCHAR", "policy": "VARCHAR",
+              "instance": "VARCHAR", "scenario": "VARCHAR", "scenario_class": "VARCHAR", "decision": "VARCHAR",
+              "run_id": "VARCHAR", "sweep_id": "VARCHAR", "input_hash": "VARCHAR", "hashes": "VARCHAR",
+              "status": "VARCHAR", "objective": "DOUBLE", "plan_hash": "VARCHAR", "detail": "VARCHAR",
+              "prev_hash": "VARCHAR", "row_hash": "VARCHAR", "calibration": "VARCHAR"},
+    "run_artifacts": {"run_id": "VARCHAR", "name": "VARCHAR", "data": "BLOB"},
+    **{f"plan_{name}": {"run_id": "VARCHAR", **{c: _plan_col_type(c) for c in cols}}
+       for name, cols in PLAN_TABLES.items()},
+}
+"""Every table of the store and its columns with their DuckDB types: the one declaration that creating a store
+and migrating an old one both read. A column added later goes at the end of its table (where ``ALTER TABLE ...
+ADD COLUMN`` puts it in an old store), with :data:`SCHEMA_VERSION` raised."""
+
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "meta": ("key",), "sweeps": ("sweep_id",), "runs": ("run_id",), "kpis": ("run_id", "kpi"), "audit": ("seq",),
+    "run_artifacts": ("run_id", "name")}
+
+
+def _create_table_sql(table: str) -> str:
+    cols = ", ".join(f'"{c}" {t}' for c, t in TABLE_COLUMNS[table].items())
+    key = PRIMARY_KEYS.get(table)
+    return f"CREATE TABLE IF NOT EXISTS {table} ({cols}" + (f", PRIMARY KEY ({', '.join(key)}))" if key else ")")
+
+
+SCHEMA_SQL = [_create_table_sql(t) for t in TABLE_COLUMNS]
+
+RUN_COLUMNS = tuple(TABLE_COLUMNS["runs"])
 _JSON_RUN_COLUMNS = ("params", "modifications", "scenario_spec", "kpis", "timings", "solver_options", "hashes",
                      "versions")
-AUDIT_COLUMNS = ("time", "user_name", "host", "pid", "action", "allowed", "rule", "reason", "policy", "instance",
-                 "scenario", "scenario_class", "decision", "run_id", "sweep_id", "input_hash", "hashes", "status",
-                 "objective", "plan_hash", "detail")
-
+_AUDIT_V1_COLUMNS = ("time", "user_name", "host", "pid", "action", "allowed", "rule", "reason", "policy", "instance",
+                     "scenario", "scenario_class", "decision", "run_id", "sweep_id", "input_hash", "hashes", "status",
+                     "objective", "plan_hash", "detail")
+AUDIT_COLUMNS = (*_AUDIT_V1_COLUMNS, "calibration")
+"""Audit columns a caller fills. The hash of a row covers the first ones always and a later-added one (such as
+``calibration``) only when it holds a value, so rows written before the column existed still verify."""
 
 class StoreLocked(RuntimeError):
     """Another process holds the store for writing longer than we were willing to wait."""
@@ -141,12 +167,20 @@ class RunStore:
     ----------
     path : the ``.duckdb`` file (default: ``$TWINPLAN_STORE``, else :data:`DEFAULT_STORE`)
     timeout : seconds a write waits for another writer before :class:`StoreLocked`
+    read_only : only read: never create, migrate or write the file (an old store is read as it is, the columns
+        and tables it lacks coming back as NA / empty)
+
+    The first connection of a writable store opens it for writing and brings its tables up to
+    :data:`SCHEMA_VERSION` (:meth:`migrate`); later reads share the file.
     """
 
-    def __init__(self, path: str | Path | None = None, timeout: float = 60.0) -> None:
+    def __init__(self, path: str | Path | None = None, timeout: float = 60.0, read_only: bool = False) -> None:
         self.path = Path(path or os.environ.get("TWINPLAN_STORE") or DEFAULT_STORE)
         self.timeout = float(timeout)
+        self.read_only = bool(read_only)
         self._ready = False
+        self.migrations: list[str] = []
+        """What the migration on first opening did (empty: the store was up to date)."""
 
     # -- connections -----------------------------------------------------------------------------
     @property
@@ -192,8 +226,10 @@ class RunStore:
     @contextlib.contextmanager
     def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """An open connection for the duration of the block (write: exclusive, with the holder file)."""
-        # the first use in a process writes (creates the tables if needed); later reads share the file
-        write_first = write or not self._ready or not self.path.exists()
+        if write and self.read_only:
+            raise StoreError(f"store {self.path} was opened read-only; cannot write to it")
+        # the first use in a process writes (creates or migrates the tables); later reads share the file
+        write_first = write or (not self.read_only and (not self._ready or not self.path.exists()))
         con = self._open(read_only=not write_first)
         try:
             if write_first:
@@ -203,8 +239,7 @@ class RunStore:
                     "pid": os.getpid(), "user": current_user(), "host": socket.gethostname(),
                     "since": utcnow().isoformat(timespec="seconds"), "command": " ".join(sys.argv)[:200]}))
                 if not self._ready:
-                    for sql in SCHEMA_SQL:
-                        con.execute(sql)
+                    self.migrations = _migrate(con, self.path)
                     self._ready = True
             try:
                 yield con
@@ -232,6 +267,21 @@ class RunStore:
         with self.connect() as con:
             return con.execute(sql, params or []).df()
 
+    def migrate(self) -> list[str]:
+        """Bring the store's tables up to :data:`SCHEMA_VERSION` now: create missing tables, add missing columns
+        (NULL in existing rows), record the version, all in one transaction. Returns what it changed (empty when
+        the store was up to date; a second call is a no-op). Done anyway by the first write of a RunStore."""
+        fresh = not self._ready
+        with self.connect(write=True) as con:
+            return list(self.migrations) if fresh else _migrate(con, self.path)
+
+    def schema_version(self) -> int | None:
+        """The layout version recorded in the store (1: a store from before versions were kept; None: no store)."""
+        if not self.path.exists():
+            return None
+        with self.connect() as con:
+            return _stored_version(con, _existing_columns(con), self.path)
+
     # -- writes ----------------------------------------------------------------------------------
     def record_sweep(self, sweep_id: str, name: str, spec: dict[str, Any], spec_hash: str, instance: str,
                      scenario: str | None, n_runs: int, seed: int | None, user: str) -> bool:
@@ -239,7 +289,8 @@ class RunStore:
         with self.transaction() as con:
             if con.execute("SELECT 1 FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchone():
                 return False
-            con.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            cols = tuple(TABLE_COLUMNS["sweeps"])
+            con.execute(f"INSERT INTO sweeps ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                         [sweep_id, name, spec_hash, _json(spec), instance, scenario, n_runs, seed, user,
                          socket.gethostname(), utcnow()])
             return True
@@ -258,12 +309,17 @@ class RunStore:
             return {r[0] for r in con.execute(sql, params).fetchall()}
 
     def record_run(self, run: dict[str, Any], plan_tables: dict[str, pd.DataFrame] | None = None,
-                   audit_row: dict[str, Any] | None = None, replace_failed: bool = True) -> bool:
-        """Write one run (row, KPIs, plan tables, audit row) in one transaction.
+                   audit_row: dict[str, Any] | None = None, replace_failed: bool = True,
+                   artifacts: dict[str, bytes] | None = None) -> bool:
+        """Write one run (row, KPIs, plan tables, artifacts, audit row) in one transaction.
 
-        Returns False, writing nothing, when the run id is already recorded as finished (or as failed and
-        ``replace_failed`` is false); a failed run being retried is replaced whole.
+        ``artifacts`` (default: ``run["_artifacts"]``) are named byte strings kept with the run, e.g. a solver
+        basis for warm starts; read them back with :meth:`artifact`. The audit row gets the run's
+        ``calibration`` when it has none. Returns False, writing nothing, when the run id is already recorded
+        as finished (or as failed and ``replace_failed`` is false); a failed run being retried is replaced whole
+        (artifacts included).
         """
+        blobs = _artifact_items(run.get("_artifacts") if artifacts is None else artifacts)
         row = {c: run.get(c) for c in RUN_COLUMNS}
         for c in _JSON_RUN_COLUMNS:
             if row[c] is not None and not isinstance(row[c], str):
@@ -276,7 +332,7 @@ class RunStore:
             if prev is not None:
                 if prev[0] == RUN_DONE or not replace_failed:
                     return False
-                for table in ["runs", "kpis", *(f"plan_{n}" for n in PLAN_TABLES)]:
+                for table in ["runs", "kpis", "run_artifacts", *(f"plan_{n}" for n in PLAN_TABLES)]:
                     con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             con.execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
                         [row[c] for c in RUN_COLUMNS])
@@ -285,11 +341,16 @@ class RunStore:
                 kpis = json.loads(kpis)
             values = [(run_id, str(k), float(v)) for k, v in kpis.items() if _is_number(v)]
             if values:
-                con.executemany("INSERT INTO kpis VALUES (?, ?, ?)", values)
+                con.executemany("INSERT INTO kpis (run_id, kpi, value) VALUES (?, ?, ?)", values)
             for name, df in (plan_tables or {}).items():
                 if name in PLAN_TABLES and df is not None and len(df):
                     _insert_plan_table(con, name, run_id, df)
+            if blobs:
+                con.executemany("INSERT INTO run_artifacts (run_id, name, data) VALUES (?, ?, ?)",
+                                [(run_id, name, data) for name, data in blobs])
             if audit_row is not None:
+                if audit_row.get("calibration") is None and row["calibration"] is not None:
+                    audit_row = {**audit_row, "calibration": row["calibration"]}
                 self._append_audit(con, audit_row)
         return True
 
@@ -329,19 +390,45 @@ class RunStore:
             hint = "no such run" if rows.empty else f"ambiguous prefix ({len(rows)} runs)"
             raise StoreError(f"run {run_id!r}: {hint} in store {self.path}")
         rec = {k: (None if _is_na(v) else v) for k, v in rows.iloc[0].to_dict().items()}
+        rec.update({c: None for c in RUN_COLUMNS if c not in rec})  # columns an old store lacks
         for c in _JSON_RUN_COLUMNS:
             if isinstance(rec.get(c), str):
                 rec[c] = json.loads(rec[c])
         return rec
 
     def plan_tables(self, run_id: str) -> dict[str, pd.DataFrame]:
-        """Every plan table of a run, with the declared columns."""
+        """Every plan table of a run, with the declared columns (NA where an old store lacks one)."""
         out = {}
         with self.connect() as con:
-            for name in PLAN_TABLES:
-                out[name] = con.execute(f"SELECT * EXCLUDE (run_id) FROM plan_{name} WHERE run_id = ?",
-                                        [run_id]).df()
+            for name, cols in PLAN_TABLES.items():
+                df = _with_columns(con.execute(f"SELECT * EXCLUDE (run_id) FROM plan_{name} WHERE run_id = ?",
+                                               [run_id]).df(), cols)
+                out[name] = df[[*cols, *(c for c in df.columns if c not in cols)]]
         return out
+
+    def artifact(self, run_id: str, name: str) -> bytes | None:
+        """The bytes of a run's artifact ``name`` (None when the run has no such artifact)."""
+        if not self.path.exists():
+            return None
+        with self.connect() as con:
+            try:
+                hit = con.execute("SELECT data FROM run_artifacts WHERE run_id = ? AND name = ?",
+                                  [run_id, name]).fetchone()
+            except duckdb.CatalogException:  # a store from before artifacts, read read-only
+                return None
+        return None if hit is None else bytes(hit[0])
+
+    def artifact_names(self, run_id: str) -> list[str]:
+        """The names of a run's artifacts, sorted."""
+        if not self.path.exists():
+            return []
+        with self.connect() as con:
+            try:
+                rows = con.execute("SELECT name FROM run_artifacts WHERE run_id = ? ORDER BY name",
+                                   [run_id]).fetchall()
+            except duckdb.CatalogException:
+                return []
+        return [r[0] for r in rows]
 
     def runs(self, sweep: str | None = None, status: str | None = None, with_kpis: bool = True,
              with_params: bool = True) -> pd.DataFrame:
@@ -357,7 +444,7 @@ class RunStore:
             params.append(status)
         sql += " ORDER BY sweep_id, run_index, run_id"
         with self.connect() as con:
-            df = con.execute(sql, params).df()
+            df = _with_columns(con.execute(sql, params).df(), RUN_COLUMNS)
             kp = con.execute("SELECT * FROM kpis").df() if with_kpis else None
         if with_params and len(df):
             p = pd.json_normalize([json.loads(x) if isinstance(x, str) else {} for x in df["params"]], sep=".")
@@ -391,7 +478,8 @@ class RunStore:
         if user is not None:
             sql += " AND user_name = ?"
             params.append(user)
-        return self.query(sql + " ORDER BY seq", params)
+        return _with_columns(self.query(sql + " ORDER BY seq", params), ["seq", *AUDIT_COLUMNS, "prev_hash",
+                                                                           "row_hash"])
 
     def verify_audit(self) -> list[str]:
         """Problems in the audit hash chain (empty when intact)."""
@@ -411,7 +499,10 @@ class RunStore:
 
 
 def _audit_row_hash(seq: int, values: dict[str, Any], prev_hash: str) -> str:
-    payload = dict(values)
+    """SHA-256 over the sequence number, the previous row's hash and the row: every column of the first layout,
+    and a column added later only when it holds a value (so an old row hashes as it did when written)."""
+    payload = {c: values.get(c) for c in _AUDIT_V1_COLUMNS}
+    payload.update({c: values[c] for c in AUDIT_COLUMNS if c not in payload and values.get(c) is not None})
     t = payload.get("time")
     payload["time"] = pd.Timestamp(t).isoformat() if t is not None else None
     obj = payload.get("objective")
@@ -449,11 +540,95 @@ def _insert_plan_table(con: duckdb.DuckDBPyConnection, name: str, run_id: str, d
         else:
             out[c] = pd.to_numeric(s, errors="coerce").astype(float)
     frame = pd.DataFrame(out)
+    names = ", ".join(f'"{c}"' for c in frame.columns)  # by name: an old store's column order does not matter
     con.register("_plan_rows", frame)
     try:
-        con.execute(f"INSERT INTO plan_{name} SELECT * FROM _plan_rows")
+        con.execute(f"INSERT INTO plan_{name} ({names}) SELECT {names} FROM _plan_rows")
     finally:
         con.unregister("_plan_rows")
+
+
+def _artifact_items(artifacts: Any) -> list[tuple[str, bytes]]:
+    """``artifacts`` (a dict name -> bytes, or None) as checked (name, bytes) pairs."""
+    if artifacts is None:
+        return []
+    if not isinstance(artifacts, dict):
+        raise TypeError(f"run artifacts must be a dict of name -> bytes, got {type(artifacts).__name__}")
+    items = []
+    for name, data in artifacts.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"run artifact name must be a non-empty string, got {name!r}")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"run artifact {name!r} must be bytes, got {type(data).__name__}")
+        items.append((name, bytes(data)))
+    return items
+
+
+def _with_columns(df: pd.DataFrame, cols: Any) -> pd.DataFrame:
+    """``df`` with every column of ``cols``: those it lacks (read from an older store) added as NA."""
+    missing = [c for c in cols if c not in df.columns]
+    if not missing:
+        return df
+    return df.assign(**{c: pd.Series([None] * len(df), index=df.index, dtype=object) for c in missing})
+
+
+def _existing_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """The store's tables and their columns, in order."""
+    rows = con.execute("SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = current_database()"
+                       " AND schema_name = 'main' ORDER BY table_name, column_index").fetchall()
+    out: dict[str, list[str]] = {}
+    for table, col in rows:
+        out.setdefault(table, []).append(col)
+    return out
+
+
+def _stored_version(con: duckdb.DuckDBPyConnection, have: dict[str, list[str]], path: Path) -> int | None:
+    """The version in ``meta`` (1 for a store without it; None for an empty file)."""
+    if "meta" not in have:
+        return 1 if have else None
+    hit = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    try:
+        return 1 if hit is None else int(hit[0])
+    except ValueError:
+        raise StoreError(f"store {path}: table meta, key schema_version: {hit[0]!r} is not a whole number"
+                         ) from None
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """Bring a store (opened for writing) up to :data:`TABLE_COLUMNS` and :data:`SCHEMA_VERSION`.
+
+    Missing tables are created and missing columns added (``ALTER TABLE ... ADD COLUMN``: NULL in existing rows,
+    no row touched), then ``meta.schema_version`` is set, in one transaction: a failure or a kill leaves the
+    store as it was. Returns the changes (empty when up to date). A store of a newer version keeps its version.
+    """
+    have = _existing_columns(con)
+    version = _stored_version(con, have, path)
+    steps: list[tuple[str, str]] = []
+    for table, cols in TABLE_COLUMNS.items():
+        if table not in have:
+            steps.append((f"created table {table}", _create_table_sql(table)))
+            continue
+        steps += [(f"added column {table}.{c} {t}", f'ALTER TABLE {table} ADD COLUMN "{c}" {t}')
+                  for c, t in cols.items() if c not in have[table]]
+    new_version = max(version or 0, SCHEMA_VERSION)
+    if not steps and version == new_version:
+        return []
+    con.begin()
+    try:
+        for _, sql in steps:
+            con.execute(sql)
+        con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(new_version)])
+    except duckdb.Error as exc:
+        con.rollback()
+        raise StoreError(f"cannot migrate store {path} to schema version {SCHEMA_VERSION}: {exc}") from None
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
+    changes = [what for what, _ in steps]
+    if version != new_version:
+        changes.append(f"schema_version {version} -> {new_version}")
+    return changes
 
 
 # -- notebook helpers ----------------------------------------------------------------------------
@@ -484,7 +659,7 @@ def compare(run_a: str, run_b: str, store: RunStore | str | Path | None = None) 
     s = _store(store)
     a, b = s.run(run_a), s.run(run_b)
     rows = []
-    for field in ("status", "solve_status", "objective", "simulation_feasible", "wall_seconds"):
+    for field in ("status", "solve_status", "objective", "simulation_feasible", "wall_seconds", "calibration"):
         rows.append((field, a.get(field), b.get(field)))
     for key in sorted(set(a.get("params") or {}) | set(b.get("params") or {})):
         rows.append((f"param_{key}", (a.get("params") or {}).get(key), (b.get("params") or {}).get(key)))
@@ -522,5 +697,5 @@ def audit(store: RunStore | str | Path | None = None, since: str | datetime | No
     return _store(store).audit(since=since, user=user)
 
 
-__all__ = ["DEFAULT_STORE", "RUN_DONE", "RUN_FAILED", "RunStore", "StoreError", "StoreLocked", "audit", "best",
-           "compare", "plan_table", "runs", "sweeps"]
+__all__ = ["DEFAULT_STORE", "RUN_DONE", "RUN_FAILED", "SCHEMA_VERSION", "TABLE_COLUMNS", "RunStore", "StoreError",
+           "StoreLocked", "audit", "best", "compare", "plan_table", "runs", "sweeps"]

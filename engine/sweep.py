@@ -691,6 +691,9 @@ def record_plan_result(result: Any, store: RunStore | str | Path | None, *, inst
            "seed": seed, "warm_start": warm_start_id, "hashes": hashes, "input_hash": hashes["input_hash"],
            "versions": _versions(), "host": socket.gethostname(), "pid": os.getpid(), "finished_at": now,
            "wall_seconds": float(result.timings.get("total_s", 0.0)), **_result_fields(result)}
+    from engine.calibration import calibration_version
+
+    out["calibration"] = calibration_version(instance)  # the version solve --calibration applied, if any
     _record(store, out, verdict, action, "inline", verdict.user)
     return run_id
 

@@ -1,6 +1,8 @@
-"""The DuckDB run store: round trips, idempotence, atomicity under SIGKILL, two writer processes, audit chain.
+"""The DuckDB run store: round trips, idempotence, atomicity under SIGKILL, two writer processes, audit chain,
+run artifacts, the calibration column.
 
-No solver here: runs are written directly, with known values, so each assertion has an exact answer.
+Runs are written directly, with known values, so each assertion has an exact answer; one real plan of the bundled
+``tiny`` instance checks that ``record_plan_result`` records the calibration version a solve used.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -217,3 +220,79 @@ def test_pid_file_of_dead_holder_is_ignored(tmp_path: Path) -> None:
     dead.wait()
     store.holder_file.write_text(f'{{"pid": {dead.pid}, "host": "{os.uname().nodename}"}}')
     assert store.holder() is None
+
+
+def test_artifact_round_trip_of_two_megabytes(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.duckdb")
+    blob = np.random.default_rng(7).bytes(2 * 1024 * 1024)
+    assert store.record_run(_run(0), _tables(0), artifacts={"basis": blob, "note": bytearray(b"warm")})
+    assert store.artifact("sw1-0000", "basis") == blob
+    assert store.artifact("sw1-0000", "note") == b"warm"
+    assert store.artifact_names("sw1-0000") == ["basis", "note"]
+    assert store.artifact("sw1-0000", "nope") is None and store.artifact_names("sw1-0001") == []
+    # taken from the run's "_artifacts" when the argument is not given
+    assert store.record_run(_run(1) | {"_artifacts": {"basis": b"\x00\x01"}}, _tables(1))
+    assert store.artifact("sw1-0001", "basis") == b"\x00\x01"
+    with pytest.raises(TypeError, match="run artifact 'basis' must be bytes, got str"):
+        store.record_run(_run(2), artifacts={"basis": "text"})
+    assert store.finished_runs() == {"sw1-0000", "sw1-0001"}
+
+
+def test_error_inside_the_write_leaves_neither_run_nor_artifact(tmp_path: Path) -> None:
+    """The audit row is written last; DuckDB refusing it (a pid beyond INTEGER) undoes the whole run."""
+    store = RunStore(tmp_path / "runs.duckdb")
+    blob = np.random.default_rng(8).bytes(1024)
+    with pytest.raises(duckdb.ConversionException):
+        store.record_run(_run(0), _tables(0), artifacts={"basis": blob},
+                         audit_row={"action": "sweep_run", "allowed": True, "pid": 2**40})
+    assert store.finished_runs() == set()
+    assert store.artifact("sw1-0000", "basis") is None and store.artifact_names("sw1-0000") == []
+    counts = store.query("SELECT (SELECT count(*) FROM kpis) k, (SELECT count(*) FROM plan_costs) c, "
+                         "(SELECT count(*) FROM run_artifacts) a, (SELECT count(*) FROM audit) au")
+    assert counts.iloc[0].tolist() == [0, 0, 0, 0]
+    assert store.record_run(_run(0), _tables(0), artifacts={"basis": blob})  # the same run, now whole
+    assert store.artifact("sw1-0000", "basis") == blob
+
+
+def test_replacing_a_failed_run_replaces_its_artifacts(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.duckdb")
+    failed = _run(0, status="failed") | {"objective": None, "error": "SolverError: boom"}
+    assert store.record_run(failed, artifacts={"basis": b"old", "stale": b"s"})
+    assert not store.record_run(failed, artifacts={"basis": b"other"}, replace_failed=False)
+    assert store.artifact("sw1-0000", "basis") == b"old"
+    assert store.record_run(_run(0), _tables(0), artifacts={"basis": b"new"})
+    assert store.artifact_names("sw1-0000") == ["basis"] and store.artifact("sw1-0000", "basis") == b"new"
+    assert not store.record_run(_run(0), artifacts={"basis": b"again"})  # finished: never rewritten
+    assert store.artifact("sw1-0000", "basis") == b"new"
+
+
+def test_record_plan_result_records_the_calibration_version(tmp_path: Path) -> None:
+    import shutil
+
+    from engine.calibration import Calibration, apply_calibration, save_calibration
+    from engine.governance import current_user, enforce, find_policy
+    from engine.pipeline import plan
+    from engine.scenario import load_scenario
+    from engine.sweep import record_plan_result
+
+    inst_dir = tmp_path / "tiny"
+    shutil.copytree(ROOT / "instances" / "tiny", inst_dir)
+    cal = Calibration(efficiency=pd.DataFrame({"site_id": ["DC_A"], "stage": ["pack"], "efficiency": [0.8]}),
+                      congestion=0.1, error_before={}, error_after={}, errors=pd.DataFrame(),
+                      period=("2026-11-16", "2026-11-29"), n_days=14, cost=0.0)
+    assert save_calibration(inst_dir, cal) == "v0001"
+    inst = apply_calibration(load_instance(inst_dir), "latest")
+    scenario = load_scenario("consolidate", inst_dir)
+    store = RunStore(tmp_path / "runs.duckdb")
+    verdict = enforce(find_policy(None), current_user("carol"), scenario, inst.name, store=store, action="solve")
+    result = plan(inst, scenario, replications=2, seed=0)
+    opts = {"solver": "highs", "time_limit": None, "mip_gap": None, "threads": None, "max_rounds": 4,
+            "replications": 2, "simulate": True}
+    run_id = record_plan_result(result, store, instance=inst, instance_path=inst_dir, scenario=scenario,
+                                solver_options=opts, seed=0, verdict=verdict)
+    rec = store.run(run_id)
+    assert rec["calibration"] == "v0001" and rec["objective"] == pytest.approx(result.objective)
+    assert store.runs()["calibration"].tolist() == ["v0001"]
+    aud = store.audit()
+    assert aud["calibration"].tolist() == ["v0001"] and aud["user_name"].tolist() == ["carol"]
+    assert store.verify_audit() == []
