@@ -402,7 +402,8 @@ def _result_fields(result: Any) -> dict[str, Any]:
     """The run-record fields of a finished :class:`engine.pipeline.PlanResult` (plan tables under _plan_tables)."""
     timings = {k: float(v) for k, v in result.timings.items()}
     meta = getattr(result.plan, "meta", None) or {}
-    for key, name in (("build_seconds", "milp_build_s"), ("solve_seconds", "milp_solve_s")):
+    for key, name in (("build_seconds", "milp_build_s"), ("solve_seconds", "milp_solve_s"),
+                      ("solve_seconds_total", "solver_s")):
         if isinstance(meta.get(key), int | float):  # the last round's model build and pure solver time
             timings[name] = float(meta[key])
     return {"status": RUN_DONE, "solve_status": str(result.status),
@@ -410,6 +411,10 @@ def _result_fields(result: Any) -> dict[str, Any]:
             "simulation_feasible": bool(result.simulation_feasible), "kpis": _plain_kpis(result.kpis),
             "timings": timings,
             "plan_hash": plan_hash(result.plan.tables), "_plan_tables": result.plan.tables}
+
+
+BASIS_ARTIFACT = "basis."
+"""Run-artifact name prefix of a base run's LP bases (``basis.lp``, ``basis.restore``): the variants' warm start."""
 
 
 def execute_task(task: RunTask, warm_start: Any = None) -> dict[str, Any]:
@@ -444,6 +449,8 @@ def execute_task(task: RunTask, warm_start: Any = None) -> dict[str, Any]:
                       mip_gap=opts.get("mip_gap"), threads=opts.get("threads"), warm_start=warm_start,
                       seed=task.seed, **{k: opts[k] for k in PLAN_KEYS if k in opts})
         out.update(_result_fields(result))
+        if task.index == 0 and result.plan.bases:  # the base run is every variant's warm start: keep its LP bases
+            out["_artifacts"] = {f"{BASIS_ARTIFACT}{k}": b.to_bytes() for k, b in result.plan.bases.items()}
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded with its error, the sweep goes on
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
@@ -526,14 +533,17 @@ def _solver_options(spec: SweepSpec) -> dict[str, Any]:
 
 
 def _warm_plan(store: RunStore, run_id: str) -> Any:
-    """The stored plan of a finished run, as a Plan (None when it has no solution)."""
+    """The stored plan of a finished run, as a Plan with its LP bases (None when it has no solution)."""
     from formulations.plan import Plan
+    from solvers import Basis
 
     rec = store.run(run_id)
     if rec.get("status") != RUN_DONE or rec.get("objective") is None:
         return None
+    bases = {name[len(BASIS_ARTIFACT):]: Basis.from_bytes(store.artifact(run_id, name))
+             for name in store.artifact_names(run_id) if name.startswith(BASIS_ARTIFACT)}
     return Plan(decision=rec.get("decision") or "consolidation", status=rec.get("solve_status") or "optimal",
-                objective=rec.get("objective"), tables=store.plan_tables(run_id))
+                objective=rec.get("objective"), tables=store.plan_tables(run_id), bases=bases)
 
 
 def _record(store: RunStore, outcome: dict[str, Any], verdict: Any, action: str, executor: str,

@@ -613,6 +613,58 @@ RELAX_RESTORE_MIN_ARCS = 20_000
 exact reductions); smaller models are solved directly."""
 
 
+def labelled_form(m: linopy.Model, ctx: NetworkDesignContext) -> solvers.StandardForm:
+    """The standard form of ``m`` with arc variables and per-arc rows labelled by business keys.
+
+    linopy numbers arcs ``0..n-1``; a label such as ``outbound[DC_MUC, Z_017, *, 3]`` (origin, destination,
+    product, period) instead lets a diagnosis name the arc and lets an LP basis be carried to a variant model
+    whose arcs are numbered differently (:mod:`solvers.basis`).
+    """
+    form = solvers.to_standard_form(m)
+    keys = ["origin_id", "destination_id", "product_id", "period"]
+    for groups, name, arcs in ((form.variable_groups, "outbound", ctx.outbound),
+                               (form.variable_groups, "inbound", ctx.inbound),
+                               (form.constraint_groups, "open_linking", ctx.outbound)):
+        g = groups.get(name)
+        if g is not None and g.size == len(arcs):
+            g.relabel(pd.MultiIndex.from_frame(arcs.frame[keys]))
+    return form
+
+
+def _solve_direct(instance: Instance, opt: NetworkDesignOptions, *, warm_start: Any = None,
+                  basis: Any = None, integers_fixed: bool = False, solver: str = "highs",
+                  time_limit: float | None = None, mip_gap: float | None = None, threads: int | None = None,
+                  log: Any = None, solver_options: Mapping[str, Any] | None = None) -> Plan:
+    """Build and solve one MILP (``strategy="direct"``).
+
+    ``integers_fixed``: the options fix every integer variable (the restore phase: all sites forced open or
+    closed, modules fixed, no single sourcing); the model is then solved as the LP it is, from ``basis`` when
+    given, keeping its final basis in ``plan.bases["restore"]``.
+    """
+    m, ctx = build_network_design(instance, opt)
+    form = labelled_form(m, ctx)
+    as_lp = form.is_mip and integers_fixed
+    if as_lp:
+        form.integrality[:] = 0
+    start = basis if as_lp and basis is not None else warm_start_from(ctx, warm_start)
+    res = solvers.solve(form, solver=solver, time_limit=time_limit, mip_gap=None if as_lp else mip_gap,
+                        threads=threads, warm_start=start, options=solver_options, log=log, keep_basis=as_lp)
+    plan = extract_plan(ctx, res)
+    plan.meta["strategy"] = "direct"
+    if as_lp:
+        plan.meta["solved_as_lp"] = True
+        plan.meta["basis_start"] = res.basis_start
+        if res.basis is not None:
+            plan.bases["restore"] = res.basis
+    return plan
+
+
+def _warm_bases(warm_start: Any) -> dict[str, Any]:
+    """LP bases carried by a warm start (a Plan or a PlanResult), by phase."""
+    plan = getattr(warm_start, "plan", warm_start)
+    return dict(getattr(plan, "bases", None) or {})
+
+
 def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | None = None, solver: str = "highs",
                          time_limit: float | None = None, mip_gap: float | None = None, warm_start: Any = None,
                          threads: int | None = None, log: Any = None, solver_options: Mapping[str, Any] | None = None,
@@ -625,48 +677,52 @@ def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | 
     - ``relax_restore``: (1) solve the LP relaxation of the product-aggregated model (when aggregation is not
       exact, of its relaxation with supply summed over products): a valid lower bound of the optimum;
       (2) round its sites (open when >= 0.5) and modules (up), keep the DC -> zone lanes it uses, and solve
-      the model with those decisions fixed: a feasible plan (upper bound). When the two are within
+      the model with those decisions fixed (an LP): a feasible plan (upper bound). When the two are within
       ``mip_gap`` (default 1e-4) the plan is returned as optimal within that gap, with the LP bound;
       otherwise (3) the MILP is solved with that plan as warm start for the remaining time, keeping the
       best plan and the best bound;
     - ``auto``: ``relax_restore`` for models with at least :data:`RELAX_RESTORE_MIN_ARCS` outbound arcs,
       else ``direct``.
 
-    ``warm_start``: a previous :class:`Plan` (its open sites seed the MIP) or :class:`solvers.SolveResult`.
+    ``warm_start``: a previous :class:`Plan` (its open sites and flows seed the MIP; on the relax-and-restore
+    path its LP bases, ``plan.bases``, start the simplex of phases 1 and 2) or a :class:`solvers.SolveResult`.
     The plan's ``status`` is the solver termination (``optimal`` = proven within the gap); without a
-    solution the tables are empty.
+    solution the tables are empty. ``plan.bases`` holds the LP bases of phases 1 and 2 for the next solve.
     """
     opt = options or NetworkDesignOptions()
     kw = {"solver": solver, "threads": threads, "log": log, "solver_options": solver_options}
     if opt.strategy not in ("auto", "direct", "relax_restore"):
         raise ValueError(f"strategy must be 'auto', 'direct' or 'relax_restore', not {opt.strategy!r}")
     t0 = time.perf_counter()
-    m, ctx = build_network_design(instance, opt)
     strategy = opt.strategy
+    if strategy == "direct":
+        return _solve_direct(instance, opt, warm_start=warm_start, time_limit=time_limit, mip_gap=mip_gap, **kw)
+    sizing = prepare(instance, opt)  # index sets only: the size and whether aggregation is exact
     if strategy == "auto":
         # even when a zero gap is asked, the restored plan is a far better MIP start than the solver finds alone
         # (capa8000, 300 s: incumbent 0.24 % above the optimum, against 50 % when solved directly)
-        strategy = "relax_restore" if len(ctx.outbound) >= RELAX_RESTORE_MIN_ARCS else "direct"
+        strategy = "relax_restore" if len(sizing.outbound) >= RELAX_RESTORE_MIN_ARCS else "direct"
     if strategy == "direct":
-        res = solvers.solve(m, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads,
-                            warm_start=warm_start_from(ctx, warm_start), options=solver_options, log=log)
-        plan = extract_plan(ctx, res)
-        plan.meta["strategy"] = "direct"
-        return plan
+        return _solve_direct(instance, replace(opt, strategy="direct"), warm_start=warm_start,
+                             time_limit=time_limit, mip_gap=mip_gap, **kw)
 
     def left() -> float | None:
         return None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
 
+    bases = _warm_bases(warm_start)
     tol = 1e-4 if mip_gap is None else float(mip_gap)
-    exact = ctx.aggregated
-    if not exact:
-        del m, ctx
-        m, ctx = build_network_design(instance, replace(opt, aggregate_products="relax"))
-    form = solvers.to_standard_form(m)
+    exact = sizing.aggregated
+    del sizing
+    m, ctx = build_network_design(instance, opt if exact else replace(opt, aggregate_products="relax"))
+    form = labelled_form(m, ctx)
     form.integrality[:] = 0
-    lp = solvers.solve(form, solver=solver, time_limit=left(), threads=threads, options=solver_options, log=log)
+    lp = solvers.solve(form, solver=solver, time_limit=left(), threads=threads, options=solver_options, log=log,
+                       warm_start=bases.get("lp"), keep_basis=True)
     phases: dict[str, Any] = {"lp_relaxation": {"status": str(lp.termination.value), "seconds":
-                                                time.perf_counter() - t0, "exact_aggregation": exact}}
+                                                time.perf_counter() - t0, "exact_aggregation": exact,
+                                                "solve_seconds": lp.wall_time.solve,
+                                                "basis_start": lp.basis_start}}
+    new_bases = {"lp": lp.basis} if lp.basis is not None else {}
     lower = -np.inf
     fixed = None
     if lp.has_solution and str(lp.termination.value) == "optimal":
@@ -684,25 +740,31 @@ def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | 
                         force_open=list(ctx.sites[is_open]), force_closed=list(ctx.sites[~is_open]),
                         fixed_modules={(a, b): int(k) for a, b, k in zip(e["site_id"], e["stage"], mods)},
                         allowed_lanes=list(set(zip(used["origin_id"], used["destination_id"]))))
-    del m, ctx, form
+    del m, ctx, form, lp
     plan = None
     if fixed is not None:
         t1 = time.perf_counter()
-        plan = solve_network_design(instance, options=fixed, time_limit=left(), mip_gap=mip_gap, **kw)
-        phases["restore"] = {"status": plan.status, "objective": plan.objective, "seconds": time.perf_counter() - t1}
+        plan = _solve_direct(instance, fixed, basis=bases.get("restore"), integers_fixed=not fixed.single_source,
+                             time_limit=left(), mip_gap=mip_gap, **kw)
+        new_bases.update(plan.bases)
+        phases["restore"] = {"status": plan.status, "objective": plan.objective, "seconds": time.perf_counter() - t1,
+                             "solve_seconds": plan.meta.get("solve_seconds"),
+                             "basis_start": plan.meta.get("basis_start")}
         if plan.has_solution and (plan.objective - lower) / max(abs(plan.objective), 1e-9) <= tol:
+            plan.bases = new_bases
             return _as_relax_restore(plan, opt, "optimal", lower, phases)
     t2 = time.perf_counter()
     start = plan if plan is not None and plan.has_solution else warm_start
-    full = solve_network_design(instance, options=replace(opt, strategy="direct"), time_limit=left(),
-                                mip_gap=mip_gap, warm_start=start, **kw)
+    full = _solve_direct(instance, replace(opt, strategy="direct"), warm_start=start, time_limit=left(),
+                         mip_gap=mip_gap, **kw)
     phases["milp"] = {"status": full.status, "objective": full.objective, "bound": full.bound,
-                      "seconds": time.perf_counter() - t2}
+                      "seconds": time.perf_counter() - t2, "solve_seconds": full.meta.get("solve_seconds")}
     candidates = [p for p in (full, plan) if p is not None and p.has_solution]
     if not candidates:
         full.meta.update(strategy="relax_restore", phases=phases)
         return full
     best = min(candidates, key=lambda p: p.objective)
+    best.bases = new_bases
     bound = max(lower, full.bound if full.bound is not None else -np.inf)
     status = "optimal" if (best.objective - bound) / max(abs(best.objective), 1e-9) <= tol else full.status
     return _as_relax_restore(best, opt, status, bound, phases)
@@ -716,7 +778,8 @@ def _as_relax_restore(plan: Plan, opt: NetworkDesignOptions, status: str, bound:
     plan.gap = max(0.0, (plan.objective - bound) / max(abs(plan.objective), 1e-9))
     plan.meta["options"] = {k: (list(x) if isinstance(x, tuple) else x) for k, x in opt.__dict__.items()
                             if not isinstance(x, pd.DataFrame)}
-    plan.meta.update(strategy="relax_restore", phases=phases)
+    plan.meta.update(strategy="relax_restore", phases=phases,
+                     solve_seconds_total=sum(float(p.get("solve_seconds") or 0.0) for p in phases.values()))
     return plan
 
 

@@ -86,6 +86,8 @@ class Plan:
     objective, bound, gap : from the solve (currency)
     tables : plan tables by name (see :data:`PLAN_TABLES`)
     meta : free-form facts (solver, times, parameters used)
+    bases : LP bases of the solve by phase (:class:`solvers.Basis`), to warm-start a similar later solve;
+        kept in memory and in run stores, not written with the plan tables
     """
 
     decision: str
@@ -95,6 +97,7 @@ class Plan:
     gap: float | None = None
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    bases: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for name in PLAN_TABLES:

@@ -9,6 +9,7 @@
 
 from solvers.api import solve, warm_start_vector
 from solvers.backends import Capabilities, available, capabilities, registered
+from solvers.basis import Basis
 from solvers.diagnose import Conflict, InfeasibilityReport, diagnose_infeasibility
 from solvers.errors import (
     NoOptimalSolutionError,
@@ -24,6 +25,7 @@ from solvers.model import Group, StandardForm
 from solvers.result import GroupValues, SolveResult, Termination, Timings
 
 __all__ = [
+    "Basis",
     "Capabilities",
     "Conflict",
     "InfeasibilityReport",

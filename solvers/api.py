@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 
 from solvers.backends.base import Backend, LogTarget, SolveParams, get_backend, validate_common
+from solvers.basis import Basis
 from solvers.errors import SolverOptionError
 from solvers.frontends import to_standard_form
 from solvers.model import StandardForm
 from solvers.result import GroupValues, SolveResult, Timings
 
-WarmStart = SolveResult | Mapping[str, pd.Series]
+WarmStart = SolveResult | Mapping[str, pd.Series] | Basis
 
 
 def solve(
@@ -28,6 +29,7 @@ def solve(
     log: LogTarget = None,
     raise_on_nonoptimal: bool = False,
     mip_duals: bool = False,
+    keep_basis: bool = False,
 ) -> SolveResult:
     """Solve a linopy model, a Pyomo model or a :class:`StandardForm` with a registered backend.
 
@@ -47,7 +49,10 @@ def solve(
         Threads the solver may use (backend default if None).
     warm_start
         A previous :class:`SolveResult` or ``{group: Series by label}``; values are matched by group and
-        label, so a solution of a slightly different model still applies where labels match.
+        label, so a solution of a slightly different model still applies where labels match (a MIP start).
+        For an LP, a :class:`~solvers.basis.Basis` (or a result that kept one): the simplex starts from it,
+        matched by group and label when the structure differs (see :mod:`solvers.basis`); backends without
+        basis support ignore it (``result.basis_start == "unsupported"``).
     options
         Solver-specific options passed through unchanged (unknown ones raise
         :class:`~solvers.errors.SolverOptionError`).
@@ -60,6 +65,9 @@ def solve(
         and report its duals and reduced costs (the marginal values *given* the integer decisions, e.g.
         of one more dock-door hour with the network design held fixed). The LP re-solve uses the same
         backend if it reports duals, else HiGHS; its time is added to ``wall_time.solve``.
+    keep_basis
+        For an LP solved by a backend with basis support: keep the final simplex basis in
+        ``result.basis`` (a :class:`~solvers.basis.Basis`, to warm-start a later, similar LP).
 
     Returns
     -------
@@ -72,15 +80,28 @@ def solve(
     form = to_standard_form(model)
     built_here = form is not model
     backend.check_model(form)
+    basis = warm_start.basis if isinstance(warm_start, SolveResult) else warm_start
+    basis_arrays, basis_how = None, None
+    if isinstance(basis, Basis) and not form.is_mip:
+        if backend.capabilities.basis:
+            col, row, basis_how = basis.for_form(form)
+            if col is not None and row is not None:
+                basis_arrays = (col, row, basis_how != "same")
+        else:
+            basis_how = "unsupported"
     params = SolveParams(
         time_limit=time_limit,
         mip_gap=mip_gap,
         threads=threads,
         options=dict(options or {}),
         log=log,
-        warm_start=None if warm_start is None else warm_start_vector(form, warm_start),
+        warm_start=None if warm_start is None or isinstance(warm_start, Basis) else warm_start_vector(form, warm_start),
+        basis=basis_arrays,
+        keep_basis=keep_basis,
     )
     out = backend.solve(form, params)
+    if basis_arrays is not None:
+        basis_how = basis_how if out.basis_start == "set" else (out.basis_start or "unsupported")
 
     x = None if out.x is None else out.x + 0.0  # no negative zeros in reported values
     duals, reduced = out.row_duals, out.reduced_costs
@@ -124,6 +145,10 @@ def solve(
         reduced_costs=GroupValues(reduced, form.variable_groups, "reduced costs", no_duals),
         model=form,
         warm_start_entries=out.warm_start_entries,
+        basis=(Basis.of(form, out.col_status, out.row_status, objective)
+               if out.col_status is not None and out.row_status is not None else None),
+        basis_start=basis_how,
+        simplex_iterations=out.simplex_iterations,
         message=out.message,
         options={"time_limit": time_limit, "mip_gap": mip_gap, "threads": threads, **(options or {})},
     )

@@ -83,6 +83,12 @@ class Group:
             self._labels, self._label_factory = labels, None
         return self._labels
 
+    def relabel(self, labels: pd.Index) -> None:
+        """Replace the members' labels (same count), e.g. business keys for members a front door numbered."""
+        if len(labels) != self.size:
+            raise ValueError(f"group {self.name!r}: {len(labels)} labels for {self.size} members")
+        self._labels, self._label_factory = labels, None
+
     def indices(self) -> np.ndarray:
         """Positions as an integer array."""
         if isinstance(self.positions, slice):

@@ -134,6 +134,15 @@ class SolveResult:
         The :class:`~solvers.model.StandardForm` that was solved (labels, for warm starts and diagnosis).
     warm_start_entries
         How many variable values of a warm start were matched by label and handed to the solver.
+    basis
+        The final simplex basis of an LP solved with ``keep_basis=True`` (:class:`~solvers.basis.Basis`).
+    basis_start
+        How an LP basis given as warm start was used: ``"same"`` (same structure, as is), ``"mapped"``
+        (matched by label and completed), ``"unmatched"`` (too few labels known: cold start), ``"rejected"``
+        (the solver refused it), ``"unsupported"``; None
+        when no basis was given.
+    simplex_iterations
+        Simplex iterations the solver reported (HiGHS; None where the backend does not say).
     """
 
     termination: Termination
@@ -150,6 +159,9 @@ class SolveResult:
     reduced_costs: GroupValues
     model: StandardForm = field(repr=False)
     warm_start_entries: int = 0
+    basis: Any = field(default=None, repr=False)
+    basis_start: str | None = None
+    simplex_iterations: int | None = None
     message: str = ""
     options: dict[str, Any] = field(default_factory=dict, repr=False)
 

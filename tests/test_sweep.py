@@ -172,3 +172,37 @@ def test_dask_localcluster_sweep_matches_local_executor(killed_and_resumed: dict
         assert a["input_hash"] == b["input_hash"], rid
         for kpi in ("total_cost", "service_level", "max_utilisation"):
             assert np.isclose(a[kpi], b[kpi], rtol=1e-9), (rid, kpi)
+
+
+def test_base_run_lp_bases_warm_start_the_variants(tmp_path: Path) -> None:
+    """With relax-and-restore, the base run keeps its LP bases in the store (run artifacts); every variant starts
+    its LPs from them, reaches the same objectives as a cold sweep, and reproduces (the bases are inputs)."""
+    from engine.governance import Policy
+    from engine.sweep import reproduce
+
+    (tmp_path / "rr.yaml").write_text(
+        "name: rr\nclass: tactical\ndecision: consolidation\noptions: {strategy: relax_restore}\n"
+        "solver: {mip_gap: 0.0}\n")
+    (tmp_path / "spec.yaml").write_text(
+        f"name: rr_sweep\ninstance: {ROOT / 'instances' / 'tiny'}\nscenario: rr.yaml\nseed: 5\n"
+        "solver: {solver: highs, threads: 1, time_limit: 60}\nplan: {max_rounds: 1, replications: 1}\n"
+        "parameters:\n  demand: {set: {demand_multiplier: $value}, range: [0.9, 1.2]}\n"
+        "  fuel: {set: {cost: {fuel: $value}}, range: [1.0, 1.4]}\n"
+        "vary:\n  - lhs: {n: 3, parameters: [demand, fuel]}\n")
+    policy = Policy(open=True)
+    warm_store, cold_store = RunStore(tmp_path / "warm.duckdb"), RunStore(tmp_path / "cold.duckdb")
+    warm = run_sweep(tmp_path / "spec.yaml", executor="local", workers=1, store=warm_store, policy=policy,
+                     progress=False)
+    cold = run_sweep(tmp_path / "spec.yaml", executor="local", workers=1, store=cold_store, policy=policy,
+                     progress=False, warm_start=False)
+    assert warm.finished == cold.finished == 4
+    base_id = f"{warm.sweep_id}-0000"
+    assert sorted(warm_store.artifact_names(base_id)) == ["basis.lp", "basis.restore"]
+    assert warm_store.artifact_names(f"{warm.sweep_id}-0001") == []  # only the warm-start source keeps them
+    w = warm_store.runs(sweep=warm.sweep_id).set_index("run_index")
+    c = cold_store.runs(sweep=cold.sweep_id).set_index("run_index")
+    assert (w.loc[1:, "warm_start"] == base_id).all() and c["warm_start"].isna().all()
+    for i in range(4):
+        assert w.loc[i, "objective"] == pytest.approx(c.loc[i, "objective"], rel=1e-7), i
+    report = reproduce(f"{warm.sweep_id}-0002", warm_store, policy=policy)
+    assert report.matches, report.message

@@ -38,6 +38,7 @@ class Capabilities:
     semi_continuous: bool = False
     duals: bool = False
     warm_start: bool = False
+    basis: bool = False
     time_limit: bool = True
     mip_gap: bool = True
     threads: bool = True
@@ -57,6 +58,10 @@ class SolveParams:
     options: dict[str, Any] = field(default_factory=dict)
     log: LogTarget = None
     warm_start: np.ndarray | None = None
+    basis: tuple[np.ndarray, np.ndarray, bool] | None = None
+    """LP warm start: HiGHS column and row statuses and whether the basis is alien (needs completing)."""
+    keep_basis: bool = False
+    """Return the final basis of an LP (``BackendOutput.col_status`` / ``row_status``)."""
 
 
 @dataclass
@@ -80,6 +85,11 @@ class BackendOutput:
     extract_seconds: float = 0.0
     warm_start_entries: int = 0
     message: str = ""
+    col_status: np.ndarray | None = None
+    row_status: np.ndarray | None = None
+    simplex_iterations: int | None = None
+    basis_start: str | None = None
+    """How an LP basis given as warm start was used: ``"set"``, ``"rejected"`` or ``"unsupported"``."""
 
 
 class Backend(ABC):

@@ -72,7 +72,8 @@ class HighsBackend(Backend):
 
     Common parameters map to ``time_limit``, ``mip_rel_gap`` and ``threads``; ``options`` are passed to
     ``Highs.setOptionValue`` (see :data:`OPTIONS_URL`). Warm starts go through ``setSolution`` (MIP
-    only; a partial start is completed by HiGHS). Duals and reduced costs for LPs.
+    only; a partial start is completed by HiGHS) and, for LPs, ``setBasis`` (an alien basis is completed
+    by HiGHS). Duals and reduced costs for LPs.
     """
 
     name: ClassVar[str] = "highs"
@@ -85,6 +86,7 @@ class HighsBackend(Backend):
         semi_continuous=True,
         duals=True,
         warm_start=True,
+        basis=True,
         time_limit=True,
         mip_gap=True,
         threads=True,
@@ -180,6 +182,9 @@ class HighsBackend(Backend):
             if known.size:
                 h.setSolution(known.size, known.astype(np.int32), params.warm_start[known].astype(np.float64))
                 warm_entries = int(known.size)
+        basis_start = None
+        if params.basis is not None and not form.is_mip:
+            basis_start = _set_basis(h, *params.basis)
         t1 = perf_counter()
         h.run()
         t2 = perf_counter()
@@ -211,13 +216,32 @@ class HighsBackend(Backend):
             ):
                 out.row_duals = np.asarray(solution.row_dual, dtype=float) if form.n_rows else np.empty(0)
                 out.reduced_costs = np.asarray(solution.col_dual, dtype=float) if form.n_cols else np.empty(0)
+            if params.keep_basis and not form.is_mip and info.basis_validity == highspy.kBasisValidityValid:
+                b = h.getBasis()
+                out.col_status = np.fromiter((int(v) for v in b.col_status), np.int8, form.n_cols)
+                out.row_status = np.fromiter((int(v) for v in b.row_status), np.int8, form.n_rows)
         elif form.is_mip and math.isfinite(info.mip_dual_bound):
             out.bound = float(info.mip_dual_bound)
         out.translate_seconds = t1 - t0
         out.solve_seconds = t2 - t1
         out.extract_seconds = perf_counter() - t2
         out.warm_start_entries = warm_entries
+        out.basis_start = basis_start
+        out.simplex_iterations = int(info.simplex_iteration_count)
         return out
+
+
+def _set_basis(h: Any, col_status: np.ndarray, row_status: np.ndarray, alien: bool) -> str:
+    """Hand a basis to HiGHS; ``"set"`` or ``"rejected"`` (HiGHS then starts from its own crash basis)."""
+    import highspy
+
+    codes = list(highspy.HighsBasisStatus.__members__.values())
+    b = highspy.HighsBasis()
+    b.col_status = [codes[v] for v in col_status.tolist()]
+    b.row_status = [codes[v] for v in row_status.tolist()]
+    b.alien = bool(alien)
+    b.valid = not alien
+    return "set" if h.setBasis(b) == highspy.HighsStatus.kOk else "rejected"
 
 
 _banner_suppressed = False
