@@ -554,6 +554,9 @@ def _check_semantics(
     lanes = tables["lanes"]
     zones = tables["zones"]
     dc_ids = {s for s, k in kind.items() if k in ("dc", "crossdock")}
+    if not dc_ids and not sites.empty:
+        report.error(fnames["sites"], 0, "kind", "no site of kind dc or crossdock: the network has no DC to plan "
+                                                 f"(kinds present: {sorted(set(kind.values()))})")
     if not zones.empty:
         reach = set(lanes.loc[lanes["origin_id"].isin(dc_ids), "destination_id"])
         for r, z in zip(np.arange(1, len(zones) + 1), zones["id"]):

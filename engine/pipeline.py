@@ -269,16 +269,23 @@ def diagnose(instance: Instance, decision: str, derate: dict[tuple[str, str], fl
     """Why a decision's MILP is infeasible, in business terms (constraint group and labels).
 
     Uses :func:`solvers.diagnose_infeasibility` (HiGHS IIS on the LP relaxation, else an elastic re-solve)
-    on the consolidation model; the other decisions allow unmet demand at a penalty and are never
-    infeasible through demand, so they report their status only.
+    on the consolidation model and on the capacity model (infeasible only with ``hard_sla``: the SLA rows
+    name the DCs and days the levers cannot clear in time); redistribution allows unmet demand at a penalty
+    and is never infeasible through demand, so it reports its status only.
     """
-    if decision != "consolidation":
-        return [f"{decision} model infeasible (no diagnosis available for this decision)"]
-    from formulations.network_design import NetworkDesignOptions, build_network_design
     from solvers import diagnose_infeasibility
 
-    model, _ = build_network_design(instance, _options(NetworkDesignOptions, instance.meta.get("scenario") or {},
-                                                       derate))
+    sc = instance.meta.get("scenario") or {}
+    if decision == "consolidation":
+        from formulations.network_design import NetworkDesignOptions, build_network_design
+
+        model, _ = build_network_design(instance, _options(NetworkDesignOptions, sc, derate))
+    elif decision == "capacity":
+        from formulations.capacity import CapacityOptions, build_model, prepare_data
+
+        model = build_model(prepare_data(instance, _options(CapacityOptions, sc, derate)))
+    else:
+        return [f"{decision} model infeasible (no diagnosis available for this decision)"]
     report = diagnose_infeasibility(model, time_limit=60)
     if not report.infeasible:
         return [f"no conflict found ({report.note})"]

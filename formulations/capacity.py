@@ -13,7 +13,7 @@ Model (sites ``s`` = existing DCs, stages ``g``, days ``d``, zones ``z``)::
     vars  share[z,s] in [0,1]       zone z's share of orders sent to DC s (zones may be rebalanced)
           processed[s,d] >= 0       units a DC picks, packs and ships on day d (every stage handles them)
           backlog[s,d] >= 0         orders received but not yet shipped at the end of day d
-          breach[s,d] >= 0          backlog beyond what the SLA allows (penalised; 0 in a feasible peak)
+          breach[s,d] >= 0          backlog beyond what the SLA allows (penalised; fixed at 0 with hard_sla)
           modules[s,g] in Z+        expansion modules (expansions.csv, <= max_modules)
           shift[s] in {0,1}         an extra shift every day of the peak (adds hours to every stage)
           shifted[s,g] >= 0         modules[s,g] * shift[s] (linearised; only bounded from above)
@@ -95,6 +95,9 @@ class CapacityOptions:
         with its cheapest-lane DC).
     module_cost : ``annualized`` (capex x annuity factor + opex_per_year) or ``capex`` (full capex).
     sla_breach_penalty : currency per unit and day of backlog beyond the SLA (default unmet_demand_penalty).
+    hard_sla : no breach at all (``breach = 0``): the plan must ship every order within the SLA, whatever
+        the capacity costs; infeasible when the levers cannot do it (the soft SLA trades capacity cost against
+        the breach penalty instead).
     capacity_derate : ``{(site, stage): factor}`` or DataFrame ``site_id, stage, factor`` in [0, 1] multiplying
         a stage's effective rate (the repair loop's lever, see :func:`formulations.common.derate_series`).
     """
@@ -112,6 +115,7 @@ class CapacityOptions:
     allow_rebalancing: bool = True
     module_cost: str = "annualized"
     sla_breach_penalty: float | None = None
+    hard_sla: bool = False
     capacity_derate: Mapping[tuple[str, str], float] | pd.DataFrame | None = None
 
     def validate(self) -> None:
@@ -310,8 +314,9 @@ def define_variables(m: linopy.Model, data: CapacityData) -> None:
     else:
         m.add_variables(lower=data.baseline_share, upper=data.baseline_share, coords=[zones, sites], name="share",
                         mask=lane)
-    for name in ("intake", "processed", "backlog", "breach"):
+    for name in ("intake", "processed", "backlog"):
         m.add_variables(lower=0.0, coords=[sites, days], name=name)
+    m.add_variables(lower=0.0, upper=0.0 if data.params["hard_sla"] else np.inf, coords=[sites, days], name="breach")
     expandable = (data.max_modules > 0) & (data.module_size > 0)
     m.add_variables(lower=0, upper=data.max_modules, coords=[sites, stages], name="modules", integer=True,
                     mask=expandable)

@@ -627,7 +627,7 @@ def labelled_form(m: linopy.Model, ctx: NetworkDesignContext) -> solvers.Standar
                                (form.constraint_groups, "open_linking", ctx.outbound)):
         g = groups.get(name)
         if g is not None and g.size == len(arcs):
-            g.relabel(pd.MultiIndex.from_frame(arcs.frame[keys]))
+            g.relabel(lambda frame=arcs.frame: pd.MultiIndex.from_frame(frame[keys]))
     return form
 
 

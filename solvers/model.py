@@ -83,8 +83,12 @@ class Group:
             self._labels, self._label_factory = labels, None
         return self._labels
 
-    def relabel(self, labels: pd.Index) -> None:
-        """Replace the members' labels (same count), e.g. business keys for members a front door numbered."""
+    def relabel(self, labels: pd.Index | Callable[[], pd.Index]) -> None:
+        """Replace the members' labels (same count; a callable is called when the labels are first read), e.g.
+        business keys for members a front door numbered."""
+        if callable(labels):
+            self._labels, self._label_factory = None, labels
+            return
         if len(labels) != self.size:
             raise ValueError(f"group {self.name!r}: {len(labels)} labels for {self.size} members")
         self._labels, self._label_factory = labels, None

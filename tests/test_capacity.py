@@ -42,8 +42,11 @@ def one_dc(daily_orders: float, sla_hours: float = 24.0) -> Instance:
     )
 
 
-def brute_force_one_dc(daily_orders: float, sla_hours: float, shift_cost_per_day: float) -> tuple[float, int, int]:
-    """Enumerate modules x extra shift; ship as much as possible each day (least backlog, least breach)."""
+def brute_force_one_dc(daily_orders: float, sla_hours: float, shift_cost_per_day: float,
+                       hard_sla: bool = False) -> tuple[float, int, int]:
+    """Enumerate modules x extra shift; ship as much as possible each day (least backlog, least breach).
+
+    ``hard_sla``: mixes with any breach are not allowed (cost inf when none qualifies)."""
     best = (np.inf, -1, -1)
     weights = np.clip(sla_hours / 24.0 - np.arange(3), 0.0, 1.0)
     for n, shift in itertools.product(range(MAX_MODULES + 1), (0, 1)):
@@ -55,6 +58,8 @@ def brute_force_one_dc(daily_orders: float, sla_hours: float, shift_cost_per_day
             allowed = sum(w * o for w, o in zip(weights, reversed(orders)))
             breach += max(0.0, backlog - allowed)
         cost = n * MODULE_CAPEX / LIFE + shift * shift_cost_per_day * 7 + PENALTY * breach
+        if hard_sla and breach > 1e-9:
+            continue
         if cost < best[0] - 1e-9:
             best = (cost, n, shift)
     return best
@@ -75,6 +80,31 @@ def test_one_dc_matches_brute_force(daily_orders, sla_hours, shift_cost):
     assert plan.objective == pytest.approx(cost, rel=1e-7, abs=1e-6)
     assert plan.cost() == pytest.approx(plan.objective, rel=1e-7, abs=1e-6)
     check_capacity_plan(inst, opts, plan)
+
+
+@pytest.mark.parametrize("daily_orders, sla_hours, shift_cost", [
+    (88.0, 12.0, 100.0),    # soft: 16 unit-days of breach (80) beat a module (100); hard: the module is bought
+    (88.0, 12.0, 10.0),     # a cheap shift (70) meets the SLA either way
+    (900.0, 12.0, 100.0),   # beyond full expansion (800/day): soft pays the breach, hard is infeasible
+])
+def test_hard_sla_matches_brute_force_or_is_infeasible(daily_orders, sla_hours, shift_cost):
+    inst = one_dc(daily_orders, sla_hours)
+    soft_opts = CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), extra_shift_cost_per_day=shift_cost)
+    hard_opts = CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), extra_shift_cost_per_day=shift_cost,
+                                hard_sla=True)
+    soft = solve_capacity(inst, soft_opts, **SOLVE)
+    hard = solve_capacity(inst, hard_opts, **SOLVE)
+    cost, n, shift = brute_force_one_dc(daily_orders, sla_hours, shift_cost, hard_sla=True)
+    if not np.isfinite(cost):
+        assert hard.status == "infeasible" and not hard.has_solution
+        assert soft.meta["sla_breach_unit_days"] > 0
+        return
+    assert hard.status == "optimal"
+    assert hard.objective == pytest.approx(cost, rel=1e-7, abs=1e-6)
+    assert hard.meta["sla_breach_unit_days"] == 0
+    assert hard.objective >= soft.objective - 1e-6  # a restriction of the soft model
+    assert soft.objective == pytest.approx(brute_force_one_dc(daily_orders, sla_hours, shift_cost)[0], rel=1e-7)
+    check_capacity_plan(inst, hard_opts, hard)
 
 
 def check_capacity_plan(inst: Instance, opts: CapacityOptions, plan) -> None:

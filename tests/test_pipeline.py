@@ -220,3 +220,25 @@ def test_cli_solve_applies_and_records_a_calibration_version(tmp_path):
     p = run_cli("solve", str(inst_dir), "--scenario", "consolidate", "--calibration", "v0009", "--out",
                 str(tmp_path / "bad"), "--no-baseline")
     assert p.returncode == 2 and "v0009" in p.stderr
+
+
+def test_hard_sla_that_no_capacity_can_meet_is_infeasible_with_a_diagnosis():
+    """900 orders a day against at most 800 a day of packing (base + 4 modules, with the extra shift): the soft
+    SLA plan pays the breach; with ``hard_sla`` the loop stops at round 1 as infeasible and names SLA rows of the
+    DC (the days the backlog cannot clear in time)."""
+    from engine.pipeline import exit_code
+    from engine.scenario import scenario_from_dict
+    from tests.test_capacity import one_dc
+
+    inst = one_dc(900.0, 12.0)
+    opts = {"weekday_profile": [1.0] * 7, "spike_dates": [], "extra_shift_cost_per_day": 100.0}
+    soft = plan(inst, scenario_from_dict({"name": "soft", "decision": "capacity", "options": opts}),
+                simulate=False, mip_gap=0.0)
+    assert soft.plan.meta["sla_breach_unit_days"] > 0 and exit_code(soft) == 0
+    hard = plan(inst, scenario_from_dict({"name": "hard", "decision": "capacity",
+                                          "options": {**opts, "hard_sla": True}}), simulate=False, mip_gap=0.0)
+    assert hard.status == "infeasible" and exit_code(hard) == 3
+    diagnosis = hard.rounds[0]["diagnosis"]
+    # the conflict: an SLA row of the DC, and the lever limits (4 modules, one extra shift) that cannot clear it
+    assert any(d.startswith("sla[DC, ") for d in diagnosis), diagnosis
+    assert any(d.startswith("modules[DC, pack]") for d in diagnosis), diagnosis

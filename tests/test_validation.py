@@ -113,6 +113,9 @@ CASES: list[tuple[str, Callable[[Path], None], str]] = [
     ("demand for unknown zone", set_cell("demand", 3, "zone_id", "Z_X"), "demand.csv:3:zone_id: unknown zone 'Z_X'"),
     ("unreachable zone", drop_rows("lanes", lambda df: df["destination_id"] == "Z_FRA"),
      "zones.csv:5:id: zone 'Z_FRA' cannot be reached: no lane from any DC"),
+    ("no DC at all", lambda d: edit(d, "sites", lambda df: df.assign(kind=df["kind"].replace("dc", "supplier"))),
+     "sites.csv:0:kind: no site of kind dc or crossdock: the network has no DC to plan "
+     "(kinds present: ['port', 'supplier'])"),
     ("period after horizon", set_cell("demand", 20, "period", "3"),
      "demand.csv:20:period: period 3 outside the horizon 1..2"),
     ("period zero", set_cell("supply", 1, "period", "0"), "supply.csv:1:period: must be >= 1 (got 0)"),
