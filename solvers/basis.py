@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,6 +51,12 @@ def fingerprint(form: StandardForm) -> str:
         for name, g in groups.items():
             h.update(f"{kind}:{name}:{g.size};".encode())
     return h.hexdigest()
+
+
+def group_sizes(form: StandardForm) -> dict[str, int]:
+    """Members per variable group (``col:NAME``) and constraint group (``row:NAME``)."""
+    return {**{f"col:{n}": g.size for n, g in form.variable_groups.items()},
+            **{f"row:{n}": g.size for n, g in form.constraint_groups.items()}}
 
 
 def group_keys(group: Group) -> np.ndarray:
@@ -102,6 +109,9 @@ class Basis:
     row_status: np.ndarray
     fingerprint: str
     objective: float = float("nan")
+    sizes: dict[str, int] = field(default_factory=dict)
+    """Members per group (``col:NAME`` / ``row:NAME``) of the model it came from: a cheap upper bound on how
+    much of another model it can know, checked before any key is built."""
     _form: StandardForm | None = field(default=None, repr=False)
     _col_keys: np.ndarray | None = field(default=None, repr=False)
     _row_keys: np.ndarray | None = field(default=None, repr=False)
@@ -111,7 +121,7 @@ class Basis:
            objective: float = float("nan")) -> Basis:
         """The basis of ``form`` with the given statuses (keys are computed only when needed)."""
         return cls(np.asarray(col_status, dtype=np.int8), np.asarray(row_status, dtype=np.int8), fingerprint(form),
-                   float(objective), _form=form)
+                   float(objective), group_sizes(form), _form=form)
 
     @property
     def n_basic(self) -> int:
@@ -144,6 +154,10 @@ class Basis:
         """
         if fingerprint(form) == self.fingerprint and self._bounds_fit(form):
             return self.col_status, self.row_status, "same"
+        if self.sizes:  # at most min(old, new) members of each group can match: skip the keys when too few
+            new = group_sizes(form)
+            if sum(min(n, self.sizes.get(g, 0)) for g, n in new.items()) < MIN_COVERAGE * max(1, sum(new.values())):
+                return None, None, "unmatched"
         cols, col_hits = _map(self.keys("col"), self.col_status, form_keys(form, "col"), AT_LOWER)
         rows, row_hits = _map(self.keys("row"), self.row_status, form_keys(form, "row"), BASIC)
         if col_hits + row_hits < MIN_COVERAGE * max(1, form.n_cols + form.n_rows):
@@ -168,7 +182,8 @@ class Basis:
             "status": np.r_[self.col_status, self.row_status].astype(np.int8),
         })
         buf = io.BytesIO()
-        table = _arrow_table(df, {"fingerprint": self.fingerprint, "objective": repr(self.objective)})
+        table = _arrow_table(df, {"fingerprint": self.fingerprint, "objective": repr(self.objective),
+                                  "sizes": json.dumps(self.sizes)})
         import pyarrow.parquet as pq
 
         pq.write_table(table, buf, compression="zstd")
@@ -188,7 +203,7 @@ class Basis:
         status = df["status"].to_numpy(dtype=np.int8)
         keys = df["key"].to_numpy(dtype=object)
         return cls(status[col], status[~col], meta["fingerprint"], float(meta.get("objective", "nan")),
-                   _col_keys=keys[col], _row_keys=keys[~col])
+                   json.loads(meta.get("sizes", "{}")), _col_keys=keys[col], _row_keys=keys[~col])
 
 
 def _arrow_table(df: pd.DataFrame, metadata: dict[str, str]):  # noqa: ANN202 - pyarrow is imported lazily

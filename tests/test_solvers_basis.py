@@ -20,7 +20,7 @@ import solvers
 from solvers import Basis, StandardForm
 from solvers.basis import BASIC
 
-MAX_SINKS = 1000
+MAX_SINKS = 1500
 
 
 def transport(n_src: int, n_snk: int, seed: int, demand_scale: float = 1.0, cost_scale: float = 1.0,
@@ -159,3 +159,13 @@ def test_a_mip_takes_no_basis(base: solvers.SolveResult) -> None:
     res = solvers.solve(form, warm_start=base.basis, mip_gap=1e-6, keep_basis=True)
     assert res.basis_start is None and res.basis is None
     assert res.has_solution and np.allclose(res.x, np.round(res.x))
+
+
+def test_group_sizes_rule_out_a_hopeless_match_before_any_key_is_built(base: solvers.SolveResult) -> None:
+    back = Basis.from_bytes(base.basis.to_bytes())
+    assert back.sizes == {"col:ship": N_SRC * N_SNK, "row:supply": N_SRC, "row:demand": N_SNK}
+    form, data = transport(N_SRC, 3 * N_SNK, seed=1)  # two thirds of the sinks are new: at most 1/3 can match
+    back._col_keys = back._row_keys = None  # no keys: the size check alone must decide
+    res = solvers.solve(form, warm_start=back)
+    assert res.basis_start == "unmatched"
+    assert res.objective == pytest.approx(reference_optimum(data), rel=1e-9)
