@@ -713,7 +713,10 @@ def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | 
     tol = 1e-4 if mip_gap is None else float(mip_gap)
     exact = sizing.aggregated
     del sizing
-    m, ctx = build_network_design(instance, opt if exact else replace(opt, aggregate_products="relax"))
+    # the LP is always the relaxation with supply summed over products: when aggregation is exact its supply rows
+    # cannot bind (same bound), and what-if variants of one network then share its structure, so an LP basis
+    # carries over as is (solvers.basis: "same") whether or not their supply binds
+    m, ctx = build_network_design(instance, replace(opt, aggregate_products="relax"))
     form = labelled_form(m, ctx)
     form.integrality[:] = 0
     lp = solvers.solve(form, solver=solver, time_limit=left(), threads=threads, options=solver_options, log=log,
