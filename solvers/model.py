@@ -66,11 +66,9 @@ class Group:
         self.positions = positions
         self.size = int(size)
         self.scalar = scalar
-        if callable(labels):
-            self._labels: pd.Index | None = None
-            self._label_factory: Callable[[], pd.Index] | None = labels
-        else:
-            self._labels, self._label_factory = labels, None
+        self._labels: pd.Index | None = None
+        self._label_factory: Callable[[], pd.Index] | None = None
+        self.relabel(labels)
 
     @property
     def labels(self) -> pd.Index:
@@ -84,7 +82,7 @@ class Group:
         return self._labels
 
     def relabel(self, labels: pd.Index | Callable[[], pd.Index]) -> None:
-        """Replace the members' labels (same count; a callable is called when the labels are first read), e.g.
+        """Set the members' labels (same count; a callable is called when the labels are first read), e.g.
         business keys for members a front door numbered."""
         if callable(labels):
             self._labels, self._label_factory = None, labels
