@@ -27,9 +27,9 @@ import sys
 import time
 from typing import Any
 
-from engine.instance import bundled_instance_path, load_instance
 from engine.pipeline import solve_decision
 from engine.scenario import apply_scenario, load_scenario
+from instances.instance import bundled_instance_path, load_instance
 
 CASES = {"redistribution": ("us_west_port", "port_closure_la"), "capacity": ("eu_fba", "black_friday")}
 

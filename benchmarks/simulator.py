@@ -42,7 +42,7 @@ def _rss_mb() -> float:
 
 def nearest_dc_plan(instance: Any) -> Any:
     """A plan by hand: every zone served by its cheapest existing DC; inbound = outbound per DC and period."""
-    from formulations.plan import Plan
+    from instances.plan import Plan
 
     dcs = instance.dcs
     existing = set(dcs.loc[dcs["status"] == "existing", "id"])
@@ -99,13 +99,14 @@ def part_big(replications: int = 100, threads: int = 2) -> dict[str, Any]:
 
 
 def _eu_fba() -> tuple[Any, Any]:
-    from engine.instance import bundled_instance_path, load_instance
+    from instances.instance import bundled_instance_path, load_instance
 
     inst = load_instance(bundled_instance_path("eu_fba"))
     return inst, nearest_dc_plan(inst)
 
 
 def part_simpy(weeks: int = 4, replications: int = 20) -> dict[str, Any]:
+    from benchmarks.simpy_reference import simulate_simpy
     from engine.simulator import (
         DEFAULT_UPSTREAM,
         INBOUND_DOCK,
@@ -116,7 +117,6 @@ def part_simpy(weeks: int = 4, replications: int = 20) -> dict[str, Any]:
         prepare,
         run_setup,
     )
-    from tests.simpy_reference import simulate_simpy
 
     inst, plan = _eu_fba()
     setup = prepare(inst, periods=list(range(1, weeks + 1)), **plan_inputs(plan))

@@ -1,7 +1,9 @@
-"""twinplan engine: data model, validation, scenarios, simulator, KPIs, CLI."""
+"""twinplan engine: scenarios, the optimize -> simulate -> repair loop, simulator, KPIs, store, reports, CLI.
 
-from engine.instance import Instance, load_instance, validate_instance
-from engine.validation import Finding, InstanceValidationError, ValidationReport
+The data model re-exported here for convenience lives in :mod:`instances`."""
+
+from instances.instance import Instance, load_instance, validate_instance
+from instances.validation import Finding, InstanceValidationError, ValidationReport
 
 __all__ = ["Finding", "Instance", "InstanceValidationError", "ValidationReport", "load_instance",
            "validate_instance"]

@@ -41,11 +41,9 @@ and the version recorded in ``meta['calibration']`` (read it with :func:`calibra
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +53,9 @@ import pandas as pd
 import yaml
 from scipy.optimize import least_squares
 
-from engine.instance import Instance, coerce_table, load_instance, resolve_instance_path
-from engine.schema import ACTUALS, FLOW_STAGES
-from engine.validation import InstanceValidationError, ValidationReport
+from instances.instance import Instance, coerce_table, load_instance, resolve_instance_path
+from instances.schema import ACTUALS, FLOW_STAGES
+from instances.validation import InstanceValidationError, ValidationReport
 
 CALIBRATION_DIR = "calibration"
 HISTORY_FILE = "history.csv"
@@ -437,21 +435,3 @@ def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None,
     return cal
 
 
-def cli_calibrate(args: argparse.Namespace) -> int:
-    """``twinplan calibrate INSTANCE --actuals FILE``: exit 0 (fitted), 2 (bad input)."""
-    cal = calibrate(args.instance, args.actuals, window=args.window, threshold=args.threshold,
-                    write=not args.no_write)
-    if args.json:
-        print(json.dumps(cal.to_dict()))
-        return 0
-    print(f"calibration {cal.version or '(not written)'}: {cal.n_days} days {cal.period[0]}..{cal.period[1]}")
-    print("  relative error   before    after")
-    for k in METRICS:
-        print(f"  {k:<14} {cal.error_before[k]:8.1%} {cal.error_after[k]:8.1%}")
-    print(f"  congestion coefficient: {cal.congestion:.3f}")
-    print(cal.efficiency.round(3).to_string(index=False))
-    for d in cal.drift.itertuples(index=False):
-        print(f"drift: {d.site_id}/{d.stage} {d.metric} {d.window_start}..{d.window_end}: predicted "
-              f"{d.predicted:,.0f}, actual {d.actual:,.0f} ({d.rel_error:+.1%}); most likely {d.parameter} "
-              f"{d.current:.3f} -> {d.refit:.3f}", file=sys.stdout)
-    return 0

@@ -31,7 +31,7 @@ def _print_summary(summary: dict, out=None) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate an instance folder: errors (exit 2) or a summary (exit 0)."""
-    from engine.instance import resolve_instance_path, validate_instance
+    from instances.instance import resolve_instance_path, validate_instance
 
     inst, report = validate_instance(resolve_instance_path(args.path))
     for f in report.errors:
@@ -74,8 +74,8 @@ def _progress(msg: str) -> None:
 
 def _load_inputs(instance_arg: str, scenario_arg: str | None, calibration: str | None = None):
     """Instance (with a calibration version applied when asked) and scenario from CLI arguments."""
-    from engine.instance import load_instance, resolve_instance_path
     from engine.scenario import load_scenario
+    from instances.instance import load_instance, resolve_instance_path
 
     path = resolve_instance_path(instance_arg)
     inst = load_instance(path)
@@ -186,9 +186,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate a saved plan hour by hour."""
-    from engine.instance import load_instance, resolve_instance_path
     from engine.simulator import simulate
-    from formulations.plan import Plan
+    from instances.instance import load_instance, resolve_instance_path
+    from instances.plan import Plan
 
     inst = load_instance(resolve_instance_path(args.instance))
     plan_dir = Path(args.plan)
@@ -231,7 +231,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: consolidate two DCs on the bundled ``eu_fba`` and summarize against the baseline."""
-    from engine.instance import bundled_instance_path, load_instance
+    from instances.instance import bundled_instance_path, load_instance
 
     inst = load_instance(bundled_instance_path("eu_fba"))
     _print_summary(inst.summary())
@@ -263,30 +263,105 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit efficiencies and congestion to actuals; write a calibration version beside the instance."""
-    from engine.calibration import cli_calibrate
+    from engine.calibration import METRICS, calibrate
 
-    return cli_calibrate(args)
+    cal = calibrate(args.instance, args.actuals, window=args.window, threshold=args.threshold,
+                    write=not args.no_write)
+    if args.json:
+        print(json.dumps(cal.to_dict()))
+        return 0
+    print(f"calibration {cal.version or '(not written)'}: {cal.n_days} days {cal.period[0]}..{cal.period[1]}")
+    print("  relative error   before    after")
+    for k in METRICS:
+        print(f"  {k:<14} {cal.error_before[k]:8.1%} {cal.error_after[k]:8.1%}")
+    print(f"  congestion coefficient: {cal.congestion:.3f}")
+    print(cal.efficiency.round(3).to_string(index=False))
+    for d in cal.drift.itertuples(index=False):
+        print(f"drift: {d.site_id}/{d.stage} {d.metric} {d.window_start}..{d.window_end}: predicted "
+              f"{d.predicted:,.0f}, actual {d.actual:,.0f} ({d.rel_error:+.1%}); most likely {d.parameter} "
+              f"{d.current:.3f} -> {d.refit:.3f}", file=sys.stdout)
+    return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run or resume a what-if sweep (local process pool or Dask); runs go to the DuckDB run store."""
-    from engine.sweep import cli_sweep
+    import pandas as pd
 
-    return cli_sweep(args)
+    from engine.governance import PolicyRefused
+    from engine.store import StoreLocked
+    from engine.sweep import run_sweep
+
+    try:
+        result = run_sweep(args.spec, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+                           store=args.store, user=args.as_user, policy=args.policy, retry_failed=args.retry_failed,
+                           progress=not args.no_progress, limit=args.limit)
+    except PolicyRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return PolicyRefused.exit_code
+    except StoreLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"sweep {result.sweep_id} ({result.name}): {result.total} runs - {result.finished} finished, "
+          f"{result.failed} failed, {result.skipped} already in the store; {result.wall_seconds:.1f} s "
+          f"with the {result.executor} executor; store {result.store.path}")
+    df = result.runs()
+    cols = [c for c in ("run_id", "name", "status", "solve_status", "objective", "total_cost", "service_level",
+                        "wall_seconds", "error") if c in df.columns]
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 40):
+        print(df[cols].head(40).to_string(index=False))
+    return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """List the append-only audit trail of the run store."""
-    from engine.governance import cli_audit
+    import pandas as pd
 
-    return cli_audit(args)
+    from engine.governance import parse_since
+    from engine.store import RunStore
+
+    store = RunStore(args.store)
+    if not store.path.exists():
+        print(f"error: no run store at {store.path}", file=sys.stderr)
+        return 2
+    df = store.audit(since=parse_since(args.since) if args.since else None, user=args.user)
+    if args.limit:
+        df = df.tail(args.limit)
+    if args.json:
+        print(json.dumps(df.drop(columns=["prev_hash", "row_hash"]).to_dict("records"), default=str))
+    else:
+        view = df[["seq", "time", "user_name", "action", "allowed", "rule", "instance", "scenario", "decision",
+                   "run_id", "status", "objective", "input_hash"]].copy()
+        view["time"] = view["time"].astype(str).str.slice(0, 19)
+        view["input_hash"] = view["input_hash"].astype(str).str.slice(0, 12)
+        with pd.option_context("display.width", 220, "display.max_rows", 500, "display.max_colwidth", 40):
+            print(view.to_string(index=False) if len(view) else "(no audit rows)")
+    if args.verify:
+        problems = store.verify_audit()
+        for p in problems:
+            print(f"audit: {p}")
+        print("audit chain intact" if not problems else f"audit chain BROKEN: {len(problems)} problem(s)")
+        return 0 if not problems else 1
+    return 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Re-run a stored run from its recorded inputs; exit 0 when it matches, 1 when it does not."""
-    from engine.sweep import cli_reproduce
+    from engine.governance import PolicyRefused
+    from engine.sweep import reproduce
 
-    return cli_reproduce(args)
+    try:
+        report = reproduce(args.run_id, store=args.store, user=args.as_user, policy=args.policy)
+    except PolicyRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return PolicyRefused.exit_code
+    if args.json:
+        print(json.dumps(report.to_dict(), default=str))
+    else:
+        print(report.message)
+    return 0 if report.matches else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -425,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a clear message, not a traceback
-        from engine.validation import InstanceValidationError
+        from instances.validation import InstanceValidationError
         from solvers import SolverError
 
         if getattr(exc, "exit_code", None) == EXIT_FORBIDDEN:  # engine.governance.PolicyRefused

@@ -32,12 +32,11 @@ from __future__ import annotations
 import fnmatch
 import getpass
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.validation import read_yaml_file
+from instances.validation import read_yaml_file
 
 SCENARIO_CLASSES = ("strategic", "tactical")
 DECISIONS = ("consolidation", "redistribution", "capacity")
@@ -262,7 +261,7 @@ def enforce(policy: Policy, user: str, scenario: Any, instance: str, *, store: A
 
 
 __all__ = ["Policy", "PolicyError", "PolicyRefused", "Role", "Verdict", "audit_row", "authorize", "current_user",
-           "enforce", "find_policy", "load_policy", "policy_from_dict"]
+           "enforce", "find_policy", "load_policy", "parse_since", "policy_from_dict"]
 
 
 def parse_since(text: str) -> Any:
@@ -280,34 +279,3 @@ def parse_since(text: str) -> Any:
         raise ValueError(f"--since: {text!r} is neither an ISO date/time nor a duration like 12h or 7d") from None
 
 
-def cli_audit(args: Any) -> int:
-    """``twinplan audit``: list the audit trail (``--verify``: check its hash chain; 1 when broken)."""
-    import json
-
-    import pandas as pd
-
-    from engine.store import RunStore
-
-    store = RunStore(args.store)
-    if not store.path.exists():
-        print(f"error: no run store at {store.path}", file=sys.stderr)
-        return 2
-    df = store.audit(since=parse_since(args.since) if args.since else None, user=args.user)
-    if args.limit:
-        df = df.tail(args.limit)
-    if args.json:
-        print(json.dumps(df.drop(columns=["prev_hash", "row_hash"]).to_dict("records"), default=str))
-    else:
-        view = df[["seq", "time", "user_name", "action", "allowed", "rule", "instance", "scenario", "decision",
-                   "run_id", "status", "objective", "input_hash"]].copy()
-        view["time"] = view["time"].astype(str).str.slice(0, 19)
-        view["input_hash"] = view["input_hash"].astype(str).str.slice(0, 12)
-        with pd.option_context("display.width", 220, "display.max_rows", 500, "display.max_colwidth", 40):
-            print(view.to_string(index=False) if len(view) else "(no audit rows)")
-    if args.verify:
-        problems = store.verify_audit()
-        for p in problems:
-            print(f"audit: {p}")
-        print("audit chain intact" if not problems else f"audit chain BROKEN: {len(problems)} problem(s)")
-        return 0 if not problems else 1
-    return 0

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.instance import Instance
-from formulations.plan import Plan
+from instances.instance import Instance
+from instances.plan import Plan
 
 LSI_THRESHOLDS: tuple[tuple[float, str], ...] = ((0.85, "comfortable"), (1.0, "stretched"), (1.15, "overload"),
                                                  (float("inf"), "critical"))
@@ -116,7 +116,7 @@ def delivery(instance: Instance, plan: Plan) -> dict[str, float]:
     days = m["transit_days"].to_numpy(float)
     km = m["distance_km"].to_numpy(float)
     if np.isnan(km).any():
-        from engine.instance import haversine_km
+        from instances.instance import haversine_km
 
         s = instance.sites.set_index("id")
         z = instance.zones.set_index("id")

@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.instance import Instance
 from engine.kpi import compute_kpis
 from engine.scenario import Scenario, apply_scenario
-from engine.schema import LABOR_STAGES
-from formulations.plan import Plan
+from instances.instance import Instance
+from instances.plan import Plan
+from instances.schema import LABOR_STAGES
 
 NO_SOLUTION_STATUSES = ("infeasible", "unbounded", "infeasible_or_unbounded", "error")
 

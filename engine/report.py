@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from engine.kpi import DELTA_KPIS, LSI_THRESHOLDS, labour_stress, lsi_band, utilisation
-from formulations.plan import Plan
+from instances.plan import Plan
 
 # --------------------------------------------------------------------------------------------------------
 # what is shown
@@ -266,7 +266,7 @@ def _read_table(folder: Path, name: str) -> pd.DataFrame | None:
 
 def _load_instance(run_dir: Path, result: dict[str, Any]) -> Any | None:
     """The planned instance saved with the run, else the bundled instance the run names, else None."""
-    from engine.instance import bundled_instance_path, load_instance
+    from instances.instance import bundled_instance_path, load_instance
 
     candidates = [run_dir / "instance"]
     name = result.get("instance")

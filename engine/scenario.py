@@ -40,9 +40,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine.instance import Instance, resolve_instance_path
-from engine.schema import LABOR_STAGES, STAGES
-from engine.validation import read_yaml_file
+from instances.instance import Instance, resolve_instance_path
+from instances.schema import LABOR_STAGES, STAGES
+from instances.validation import read_yaml_file
 
 SCENARIO_CLASSES = ("strategic", "tactical")
 DECISIONS = ("consolidation", "redistribution", "capacity")

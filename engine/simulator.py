@@ -6,7 +6,7 @@ pushes them through each DC's process chain with finite capacity per stage and s
 
 Model
 -----
-Every DC runs the flow stages of :data:`engine.schema.FLOW_STAGES` as two chains::
+Every DC runs the flow stages of :data:`instances.schema.FLOW_STAGES` as two chains::
 
     inbound chain : inbound_dock -> putaway -> storage (a level with a capacity)
     order chain   : pick -> pack -> outbound_dock -> shipped
@@ -92,8 +92,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.instance import Instance
-from engine.schema import FLOW_STAGES
+from instances.instance import Instance
+from instances.schema import FLOW_STAGES
 
 STAGES_SIM: tuple[str, ...] = FLOW_STAGES
 """Flow stages simulated, in the order of the stage axis of the arrays."""
@@ -1246,7 +1246,7 @@ def simulate(instance: Instance, plan: Any, *, replications: int = 20, seed: int
     Parameters
     ----------
     instance : the instance the plan was made for (resources, labor, inventory, periods, SLA).
-    plan : a :class:`formulations.plan.Plan`. Work per DC and period: ``site_throughput``; inbound units
+    plan : a :class:`instances.plan.Plan`. Work per DC and period: ``site_throughput``; inbound units
         flow inbound_dock -> putaway -> storage, outbound units pick -> pack -> outbound_dock. Equipment:
         ``capacity.total_count`` when given, else resources.csv. Labour: ``labor`` hours when given, else
         labor.csv. Only DCs open in ``plan.sites`` (open == 1) run (all with volume when that table is empty).

@@ -7,7 +7,7 @@ Tables
              KPIs and timings (JSON), input hashes, solver options, seed, package versions, user, host, times.
 ``kpis``     the KPIs of every run, long form (run_id, kpi, value) for SQL.
 ``plan_*``   the plan tables of every run (``plan_flows``, ``plan_sites``, ``plan_costs``...; see
-             :data:`formulations.plan.PLAN_TABLES`), each with a ``run_id`` column.
+             :data:`instances.plan.PLAN_TABLES`), each with a ``run_id`` column.
 ``run_artifacts`` named byte strings kept with a run (run_id, name, data), e.g. a solver basis for warm starts.
 ``audit``    append-only: every run, allowed or refused, with its verdict and input hashes. Rows are
              hash-chained (``row_hash`` = SHA-256 of the previous row's hash and this row), so
@@ -50,7 +50,7 @@ import duckdb
 import pandas as pd
 
 from engine.hashing import canonical_json, sha256
-from formulations.plan import PLAN_TABLES
+from instances.plan import PLAN_TABLES
 
 DEFAULT_STORE = "twinplan_runs.duckdb"
 """Store file used when none is given and ``$TWINPLAN_STORE`` is unset (in the working directory)."""

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.instance import Instance
 from engine.simulator import CHAIN_NAMES, Profile, SimSetup, plan_inputs, prepare, run_setup
+from instances.instance import Instance
 
 STAGE_LABELS: dict[str, str] = {"inbound_dock": "inbound doors", "putaway": "putaway", "pick": "pick stations",
                                 "pack": "pack stations", "outbound_dock": "outbound doors"}
@@ -71,7 +71,7 @@ def stress_test(instance: Instance, plan: Any, *, spike: Sequence[int] | Mapping
 
     Parameters
     ----------
-    plan : a :class:`formulations.plan.Plan` (its site_throughput, capacity, labor and open sites).
+    plan : a :class:`instances.plan.Plan` (its site_throughput, capacity, labor and open sites).
     spike : periods to scale (a sequence) or period -> weight of the extra load; default: the plan's peak
         block (:func:`peak_periods`). The consecutive range covering the spike is simulated.
     grid : multipliers evenly spaced in [low, high], simulated in one batch.

@@ -64,7 +64,7 @@ import pandas as pd
 from engine.governance import Policy, PolicyRefused, audit_row, authorize, current_user, find_policy
 from engine.hashing import compare_hashes, hash_json, input_hashes, instance_hashes, package_versions, plan_hash
 from engine.store import RUN_DONE, RUN_FAILED, RunStore, utcnow
-from engine.validation import read_yaml_file
+from instances.validation import read_yaml_file
 
 SPEC_KEYS = {"name", "description", "instance", "scenario", "seed", "solver", "plan", "warm_start", "parameters",
              "vary"}
@@ -172,7 +172,7 @@ class SweepSpec:
 
     def instance_path(self) -> Path:
         """The instance folder: relative to the spec file, else a bundled name or a path from the cwd."""
-        from engine.instance import resolve_instance_path
+        from instances.instance import resolve_instance_path
 
         local = self.base_dir / self.instance
         return local if local.is_dir() else resolve_instance_path(self.instance)
@@ -367,13 +367,13 @@ class RunTask:
     scenario: Any  # engine.scenario.Scenario | None (the variant)
     seed: int
     solver_options: dict[str, Any]
-    warm_start: Any = None  # formulations.plan.Plan | None
+    warm_start: Any = None  # instances.plan.Plan | None
     warm_start_id: str | None = None
 
 
 @functools.lru_cache(maxsize=4)
 def _cached_instance(path: str, mtime: float) -> Any:
-    from engine.instance import load_instance
+    from instances.instance import load_instance
 
     return load_instance(path)
 
@@ -556,7 +556,7 @@ def _solver_options(spec: SweepSpec) -> dict[str, Any]:
 
 def _warm_plan(store: RunStore, run_id: str) -> Any:
     """The stored plan of a finished run, as a Plan with its LP bases (None when it has no solution)."""
-    from formulations.plan import Plan
+    from instances.plan import Plan
     from solvers import Basis
 
     rec = store.run(run_id)
@@ -600,7 +600,7 @@ def run_sweep(spec: SweepSpec | str | Path, *, executor: str = "local", workers:
     warm_start : override the spec's ``warm_start``
     limit : run only the first ``limit`` variants (after the base run); for benchmarks and smoke tests
     """
-    from engine.instance import load_instance
+    from instances.instance import load_instance
 
     t_start = time.perf_counter()
     spec = spec if isinstance(spec, SweepSpec) else load_sweep_spec(spec)
@@ -794,8 +794,8 @@ def reproduce(run_id: str, store: RunStore | str | Path | None = None, *, user: 
     package versions) are listed either way. The re-run is authorized by the policy first and audited
     (action ``reproduce``).
     """
-    from engine.instance import load_instance
     from engine.scenario import scenario_from_dict
+    from instances.instance import load_instance
 
     store = store if isinstance(store, RunStore) else RunStore(store)
     rec = store.run(run_id)
@@ -850,47 +850,3 @@ __all__ = ["EXECUTORS", "Parameter", "Point", "ReproduceReport", "RunTask", "Swe
 # ---------------------------------------------------------------------------------------------------
 # Command-line bodies (``twinplan sweep`` / ``twinplan reproduce``; registered in engine/cli.py)
 # ---------------------------------------------------------------------------------------------------
-def cli_sweep(args: Any) -> int:
-    """``twinplan sweep SPEC``: run or resume a sweep and print a summary; 5 when the policy refuses it."""
-    from engine.store import StoreLocked
-
-    try:
-        result = run_sweep(args.spec, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
-                           store=args.store, user=args.as_user, policy=args.policy, retry_failed=args.retry_failed,
-                           progress=not args.no_progress, limit=args.limit)
-    except PolicyRefused as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return PolicyRefused.exit_code
-    except StoreLocked as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        import json
-
-        print(json.dumps(result.to_dict()))
-        return 0
-    print(f"sweep {result.sweep_id} ({result.name}): {result.total} runs - {result.finished} finished, "
-          f"{result.failed} failed, {result.skipped} already in the store; {result.wall_seconds:.1f} s "
-          f"with the {result.executor} executor; store {result.store.path}")
-    df = result.runs()
-    cols = [c for c in ("run_id", "name", "status", "solve_status", "objective", "total_cost", "service_level",
-                        "wall_seconds", "error") if c in df.columns]
-    with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 40):
-        print(df[cols].head(40).to_string(index=False))
-    return 0
-
-
-def cli_reproduce(args: Any) -> int:
-    """``twinplan reproduce RUN_ID``: 0 when the re-run matches, 1 when it does not, 5 when refused."""
-    try:
-        report = reproduce(args.run_id, store=args.store, user=args.as_user, policy=args.policy)
-    except PolicyRefused as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return PolicyRefused.exit_code
-    if args.json:
-        import json
-
-        print(json.dumps(report.to_dict(), default=str))
-    else:
-        print(report.message)
-    return 0 if report.matches else 1

@@ -1,4 +1,4 @@
-"""Formulations: one MILP per network-level decision, each returning a :class:`~formulations.plan.Plan`.
+"""Formulations: one MILP per network-level decision, each returning a :class:`~instances.plan.Plan`.
 
 - :mod:`formulations.network_design`: consolidation (open/close DCs, add capacity, route flows);
 - :mod:`formulations.common`: the shared building blocks (arcs, flows, stage capacity, labour, costs);

@@ -56,9 +56,8 @@ import pandas as pd
 import xarray as xr
 
 import solvers
-from engine.instance import Instance
-from engine.schema import FLOW_STAGES
 from formulations.common import (
+    EPS,
     add_rows,
     annuity_factor,
     derate_series,
@@ -66,11 +65,13 @@ from formulations.common import (
     grouped_terms,
     labor_parameters,
     objective_from_terms,
+    round_values,
     stage_rates,
     start_plan,
 )
-from formulations.plan import Plan
-from formulations.redistribution import EPS, cheapest_lanes, round_values
+from instances.instance import Instance, cheapest_lanes
+from instances.plan import Plan
+from instances.schema import FLOW_STAGES
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 

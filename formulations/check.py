@@ -60,10 +60,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.instance import Instance
-from engine.schema import FLOW_STAGES
 from formulations.common import labor_parameters, period_days
-from formulations.plan import Plan, with_column_defaults
+from instances.instance import Instance, cheapest_lanes
+from instances.plan import Plan, with_column_defaults
+from instances.schema import FLOW_STAGES
 
 VIOLATION_COLUMNS = ("check", "site_id", "zone_id", "product_id", "period", "stage", "value", "limit", "excess",
                      "message")
@@ -202,8 +202,7 @@ def lane_transit(instance: Instance) -> pd.DataFrame:
     key = ["origin_id", "destination_id"]
     if lanes.empty:
         return pd.DataFrame(columns=["transit", "fastest"], index=pd.MultiIndex.from_tuples([], names=key))
-    ordered = lanes.sort_values([*key, "cost_per_unit", "transit_days"], kind="stable")
-    chosen = ordered.drop_duplicates(key).set_index(key)["transit_days"].astype(float)
+    chosen = cheapest_lanes(lanes).set_index(key)["transit_days"].astype(float)
     fastest = lanes.groupby(key)["transit_days"].min().astype(float)
     return pd.DataFrame({"transit": chosen, "fastest": fastest.reindex(chosen.index)})
 

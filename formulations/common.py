@@ -9,7 +9,7 @@ Every formulation (network design, redistribution, capacity) is built from the s
 - **dense grids** for small sets (site x stage x period, zone x product x period) use named linopy dims.
 - **parameters** read from the instance tables with declared units: stage capacity per period
   (resource count x rate x hours x days), labour limits, annualisation factors.
-- **extraction**: solved values back into plan tables (:mod:`formulations.plan`).
+- **extraction**: solved values back into plan tables (:mod:`instances.plan`).
 
 Conventions
 -----------
@@ -33,8 +33,21 @@ import xarray as xr
 from linopy.constants import TERM_DIM
 from linopy.expressions import LinearExpression
 
-from engine.instance import Instance
-from engine.schema import FLOW_STAGES, LABOR_STAGES
+from instances.instance import Instance, cheapest_lanes
+from instances.schema import FLOW_STAGES, LABOR_STAGES
+
+EPS = 1e-6
+"""Values below this (units, hours, trucks) are solver noise and left out of plan tables."""
+
+
+def round_values(df: pd.DataFrame, columns: list[str] | tuple[str, ...], digits: int = 9) -> pd.DataFrame:
+    """Round float noise off numeric columns at 1e-9 (``-0.0`` becomes ``0.0``): fine enough that sums of
+    rounded values (balances over dozens of flows) stay exact to far below the checks' tolerances."""
+    df = df.copy()
+    for c in columns:
+        df[c] = df[c].astype(float).round(digits) + 0.0
+    return df
+
 
 # ---------------------------------------------------------------------------------------------------
 # Parameters
@@ -334,10 +347,9 @@ def inbound_lanes(instance: Instance, source_ids: Sequence[str], dc_ids: Sequenc
 
 
 def _cheapest(lanes: pd.DataFrame) -> pd.DataFrame:
-    lanes = lanes.sort_values(["origin_id", "destination_id", "cost_per_unit", "transit_days"], kind="stable")
-    lanes = lanes.drop_duplicates(["origin_id", "destination_id"], keep="first").copy()
+    lanes = cheapest_lanes(lanes).copy()
     lanes["distance_km"] = lanes["distance_km"].fillna(0.0)
-    return lanes.reset_index(drop=True)
+    return lanes
 
 
 def expand_arcs(lanes: pd.DataFrame, quantities: pd.DataFrame, lane_key: str, dim: str) -> Arcs:
@@ -574,12 +586,12 @@ def start_plan(warm_start: object, decision: str) -> tuple[object, object]:
     """Sort out a formulation's ``warm_start`` argument: ``(pass_through, plan)``.
 
     None, a :class:`solvers.SolveResult` or a ``{variable: Series}`` dict pass through to
-    :func:`solvers.solve` unchanged (``plan`` None); a :class:`~formulations.plan.Plan` (or a pipeline
+    :func:`solvers.solve` unchanged (``plan`` None); a :class:`~instances.plan.Plan` (or a pipeline
     PlanResult holding one) of ``decision`` with a solution comes back as ``plan``, for the formulation to
     translate into its variables; a plan without a solution or of another decision gives ``(None, None)``.
     """
     import solvers
-    from formulations.plan import Plan
+    from instances.plan import Plan
 
     if warm_start is None or isinstance(warm_start, solvers.SolveResult | Mapping):
         return warm_start, None

@@ -50,7 +50,6 @@ import pandas as pd
 import xarray as xr
 
 import solvers
-from engine.instance import Instance
 from formulations.common import (
     Arcs,
     add_arc_variables,
@@ -80,7 +79,8 @@ from formulations.common import (
     service_table,
     stage_rates,
 )
-from formulations.plan import Plan
+from instances.instance import Instance
+from instances.plan import Plan
 
 DECISION = "consolidation"
 ALL_PRODUCTS = "*"

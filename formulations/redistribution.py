@@ -77,9 +77,8 @@ import pandas as pd
 import xarray as xr
 
 import solvers
-from engine.instance import Instance
-from engine.schema import FLOW_STAGES
 from formulations.common import (
+    EPS,
     Arcs,
     add_arc_variables,
     add_rows,
@@ -91,13 +90,13 @@ from formulations.common import (
     has_members,
     model_fingerprint,
     objective_from_terms,
+    round_values,
     start_plan,
     start_violation,
 )
-from formulations.plan import Plan
-
-EPS = 1e-6
-"""Values below this (units, hours, trucks) are solver noise and left out of plan tables."""
+from instances.instance import Instance, cheapest_lanes
+from instances.plan import Plan
+from instances.schema import FLOW_STAGES
 
 INBOUND_STAGES = ("inbound_dock", "putaway")
 """Stages loaded by the units a DC receives; the other flow stages are loaded by the units it ships."""
@@ -172,23 +171,6 @@ class RedistributionOptions:
 # -------------------------------------------------------------------------------------------------
 # Table helpers (shared with formulations.capacity)
 # -------------------------------------------------------------------------------------------------
-def cheapest_lanes(lanes: pd.DataFrame) -> pd.DataFrame:
-    """One lane per (origin, destination): the cheapest mode (then the fastest)."""
-    if lanes.empty:
-        return lanes
-    ordered = lanes.sort_values(["origin_id", "destination_id", "cost_per_unit", "transit_days"], kind="stable")
-    return ordered.drop_duplicates(["origin_id", "destination_id"], keep="first").reset_index(drop=True)
-
-
-def round_values(df: pd.DataFrame, columns: list[str] | tuple[str, ...], digits: int = 9) -> pd.DataFrame:
-    """Round float noise off numeric columns at 1e-9 (``-0.0`` becomes ``0.0``): fine enough that sums of
-    rounded values (balances over dozens of flows) stay exact to far below the checks' tolerances."""
-    df = df.copy()
-    for c in columns:
-        df[c] = df[c].astype(float).round(digits) + 0.0
-    return df
-
-
 def _lanes_between(lanes: pd.DataFrame, origins: pd.Index, destinations: pd.Index) -> pd.DataFrame:
     """Lanes from ``origins`` to ``destinations`` with float ``capacity`` (NaN = unlimited) and ``distance_km``."""
     ok = lanes["origin_id"].isin(origins) & lanes["destination_id"].isin(destinations)

@@ -1,6 +1,6 @@
 """Deterministic, seeded generators of the bundled instances and of large synthetic networks.
 
-``generate(preset, seed)`` returns an :class:`engine.instance.Instance`; ``twinplan generate`` writes it.
+``generate(preset, seed)`` returns an :class:`instances.instance.Instance`; ``twinplan generate`` writes it.
 Presets: ``tiny`` (hand-checkable), ``eu_fba`` and ``us_west_port`` (realistic, on real cities), and
 ``synthetic`` (sizes given by the caller, for benchmarks).
 """
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.instance import Instance, coerce_table, generate_lanes, haversine_km
-from engine.schema import FLOW_STAGES, LABOR_STAGES, TABLES
-from engine.validation import ValidationReport
+from instances.instance import Instance, coerce_table, generate_lanes, haversine_km
+from instances.schema import FLOW_STAGES, LABOR_STAGES, TABLES
+from instances.validation import ValidationReport
 
 
 def _table(name: str, rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:

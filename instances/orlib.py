@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.instance import Instance, coerce_table, empty_table
-from engine.schema import TABLES
-from engine.validation import ValidationReport
+from instances.instance import Instance, coerce_table, empty_table
+from instances.schema import TABLES
+from instances.validation import ValidationReport
 
 _TOKEN = re.compile(r"\S+")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.instance import Instance, bundled_instance_path, load_instance
+from instances.instance import Instance, bundled_instance_path, load_instance
 
 
 @pytest.fixture(scope="session")

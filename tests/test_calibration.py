@@ -20,8 +20,8 @@ from engine.calibration import (
     list_versions,
 )
 from engine.cli import main
-from engine.instance import bundled_instance_path, load_instance
 from engine.simulator import simulate_arrays
+from instances.instance import bundled_instance_path, load_instance
 
 TINY = bundled_instance_path("tiny")
 STAGES = ("inbound_dock", "putaway", "pick", "pack", "outbound_dock")

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 import solvers
-from engine.instance import Instance
 from formulations.capacity import CapacityOptions, black_friday_to_cyber_monday, peak_instance, solve_capacity
 from formulations.check import check_plan
+from instances.instance import Instance
 from tests.test_redistribution import make_instance
 
 SOLVE = {"time_limit": 30.0, "mip_gap": 0.0}

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.instance import Instance
 from engine.scenario import apply_scenario, scenario_from_dict
 from formulations.capacity import peak_instance, solve_capacity
 from formulations.check import VIOLATION_COLUMNS, check_plan
 from formulations.network_design import NetworkDesignOptions, solve_network_design
-from formulations.plan import Plan
 from formulations.redistribution import solve_redistribution
+from instances.instance import Instance
+from instances.plan import Plan
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_lane_capacity_and_transfers(tiny, solved):
 def daily_tiny(days: int = 3) -> Instance:
     """tiny on daily periods: Z_HAM orders 100 P_SMALL a day and 10 P_BULKY on day 2; no port supply;
     DC_A holds 50 P_SMALL, DC_B 500 P_SMALL and 20 P_BULKY; a truck holds 1 m3 (or 24 t)."""
-    from engine.instance import bundled_instance_path, load_instance
+    from instances.instance import bundled_instance_path, load_instance
 
     tiny = load_instance(bundled_instance_path("tiny"))
     meta = copy.deepcopy(tiny.meta)

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from engine.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from engine.instance import Instance, bundled_instance_path, haversine_km, load_instance
 from instances.generator import PRESETS, generate
+from instances.instance import Instance, bundled_instance_path, haversine_km, load_instance
 
 
 def same_files(a: Path, b: Path) -> list[str]:

@@ -191,9 +191,9 @@ def test_reproduce_matches_then_notices_changed_data(allowed_sweep: RunStore, wo
 
 def test_single_run_is_recorded_with_its_audit_row_and_reproduces(tmp_path: Path) -> None:
     """A plan made outside a sweep (as ``twinplan solve`` does) recorded by record_plan_result, then reproduced."""
-    from engine.instance import load_instance
     from engine.pipeline import plan
     from engine.sweep import record_plan_result
+    from instances.instance import load_instance
 
     shutil.copytree(ROOT / "instances" / "tiny", tmp_path / "tiny")
     inst = load_instance(tmp_path / "tiny")

@@ -14,7 +14,7 @@ from engine.cli import main
 from engine.ingest import IngestError, ingest
 from engine.ingest.productivity import normalise, standard_minutes
 from engine.ingest.units import UnitError, conversion_factor
-from engine.instance import load_instance
+from instances.instance import load_instance
 
 RAW = Path(__file__).resolve().parents[1] / "instances" / "raw"
 A, B = RAW / "wms_a", RAW / "wms_b"

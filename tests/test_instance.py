@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.instance import (
+from instances.instance import (
     Instance,
     bundled_instance_path,
     generate_lanes,
@@ -17,8 +17,8 @@ from engine.instance import (
     load_instance,
     validate_instance,
 )
-from engine.schema import TABLES
-from engine.validation import InstanceValidationError
+from instances.schema import TABLES
+from instances.validation import InstanceValidationError
 
 BUNDLED = ["tiny", "eu_fba", "us_west_port"]
 
@@ -135,7 +135,7 @@ def test_tiny_accessors_by_hand(tiny: Instance) -> None:
 
 
 def test_daily_period_labels() -> None:
-    from engine.instance import periods_frame
+    from instances.instance import periods_frame
 
     per = periods_frame({"horizon": {"start": "2026-03-02", "periods": 3, "period_days": 1}})
     assert per["label"].tolist() == ["2026-03-02", "2026-03-03", "2026-03-04"]

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from engine import load_instance
-from engine.instance import bundled_instance_path
 from engine.kpi import compute_kpis, executive_summary, kpi_deltas, labour_stress, lsi_band
-from formulations.plan import Plan
+from instances.instance import bundled_instance_path
+from instances.plan import Plan
 
 
 @pytest.fixture(scope="module")

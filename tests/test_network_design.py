@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 import solvers
-from engine.instance import Instance, bundled_instance_path, load_instance
 from formulations.check import check_plan
 from formulations.network_design import (
     NetworkDesignOptions,
@@ -18,6 +17,7 @@ from formulations.network_design import (
     products_aggregable,
     solve_network_design,
 )
+from instances.instance import Instance, bundled_instance_path, load_instance
 
 DCS = ("DC_A", "DC_B", "DC_C")
 

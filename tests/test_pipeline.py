@@ -12,12 +12,12 @@ import pytest
 import yaml
 
 from engine import load_instance
-from engine.instance import bundled_instance_path, empty_table
 from engine.pipeline import plan
 from engine.scenario import load_scenario
-from engine.schema import TABLES
 from engine.simulator import DEFAULT_WEEKDAY
 from formulations.check import check_plan
+from instances.instance import bundled_instance_path, empty_table
+from instances.schema import TABLES
 
 TINY = bundled_instance_path("tiny")
 

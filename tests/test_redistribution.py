@@ -11,11 +11,7 @@ import pytest
 from scipy.optimize import linprog
 
 import solvers
-from engine.instance import Instance, bundled_instance_path, coerce_table, load_instance
-from engine.schema import TABLES
-from engine.validation import ValidationReport
 from formulations.check import check_plan
-from formulations.plan import Plan
 from formulations.redistribution import (
     RedistributionOptions,
     build_model,
@@ -23,6 +19,10 @@ from formulations.redistribution import (
     solve_redistribution,
     warm_start_from,
 )
+from instances.instance import Instance, bundled_instance_path, coerce_table, load_instance
+from instances.plan import Plan
+from instances.schema import TABLES
+from instances.validation import ValidationReport
 
 SOLVE = {"time_limit": 30.0, "mip_gap": 0.0}
 

@@ -24,7 +24,6 @@ import pytest
 
 from engine import load_instance
 from engine.cli import main as cli_main
-from engine.instance import Instance, bundled_instance_path
 from engine.kpi import compute_kpis, executive_summary, kpi_deltas, labour_stress
 from engine.pipeline import PlanResult
 from engine.report import (
@@ -44,7 +43,8 @@ from engine.report import (
     write_sweep_report,
 )
 from engine.simulator import simulate
-from formulations.plan import Plan
+from instances.instance import Instance, bundled_instance_path
+from instances.plan import Plan
 
 INJECTED = "<script>alert(1)</script>"
 """A hostile site name: the report must show it as text."""

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from engine import load_instance
-from engine.instance import bundled_instance_path
 from engine.scenario import ScenarioError, apply_scenario, load_scenario, scenario_from_dict
+from instances.instance import bundled_instance_path
 
 
 @pytest.fixture(scope="module")

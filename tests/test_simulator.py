@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.simpy_reference import simulate_simpy
 from engine.simulator import (
     DEFAULT_UPSTREAM,
     PICK,
@@ -20,9 +21,8 @@ from engine.simulator import (
     simulate_arrays,
     simulate_volumes,
 )
-from formulations.plan import Plan
 from instances.generator import tiny
-from tests.simpy_reference import simulate_simpy
+from instances.plan import Plan
 
 FLAT = Profile(intraday=(1.0,) * 24, weekday=(1.0,) * 7, noise="deterministic", cutoff_hour=None)
 DAYTIME = (0.0,) * 6 + (1.0,) * 16 + (0.0,) * 2  # orders only 06:00-22:00
@@ -413,8 +413,8 @@ def test_bad_input_is_located():
 
 def test_extra_shift_hours_of_a_capacity_plan_widen_the_stage_window():
     """A capacity plan's ``extra_hours_per_day`` adds operating hours: 8 pack stations x 50/h x (16 + 4) h."""
-    from engine.instance import empty_table
-    from engine.schema import TABLES
+    from instances.instance import empty_table
+    from instances.schema import TABLES
 
     inst = tiny().replace(labor=empty_table(TABLES["labor"]))  # equipment alone binds
     volumes = pd.DataFrame({"site_id": ["DC_A"], "period": [1], "inbound_units": [1000.0],

@@ -8,8 +8,8 @@ import pytest
 
 from engine.simulator import Profile, prepare, run_setup
 from engine.stress import peak_periods, stress_test
-from formulations.plan import Plan
 from instances.generator import tiny
+from instances.plan import Plan
 
 FLAT = Profile(intraday=(1.0,) * 24, weekday=(1.0,) * 7, noise="deterministic", cutoff_hour=None)
 BIG = 1e6

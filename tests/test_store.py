@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 from engine.hashing import compare_hashes, hash_table, input_hashes, plan_hash
-from engine.instance import load_instance
 from engine.store import RunStore, StoreLocked, best, compare, plan_table, runs
+from instances.instance import load_instance
 
 ROOT = Path(__file__).resolve().parents[1]
 

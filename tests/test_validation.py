@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from engine.instance import bundled_instance_path, load_instance, validate_instance
-from engine.schema import TABLES
-from engine.validation import InstanceValidationError
+from instances.instance import bundled_instance_path, load_instance, validate_instance
+from instances.schema import TABLES
+from instances.validation import InstanceValidationError
 
 TINY = bundled_instance_path("tiny")
 TINY_FILES = sorted(p.name for p in TINY.iterdir() if p.is_file())

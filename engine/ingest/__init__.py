@@ -19,7 +19,7 @@ the first is kept, otherwise it is a conflict naming both rows.
 
 Every problem of every file is reported in one pass, located as ``FILE:ROW:COLUMN``. Nothing is written
 unless all is well: the instance is written to a temporary folder beside the target, validated with
-:func:`engine.instance.validate_instance`, and only then renamed into place. An existing target is never
+:func:`instances.instance.validate_instance`, and only then renamed into place. An existing target is never
 touched unless ``overwrite`` is given (and then only replaced once the new instance is valid).
 Beside the tables the instance gets ``ingest/manifest.yaml`` (sources, rows, mapping digests) and
 ``ingest/productivity.csv`` (the normalised productivity per site and stage).
@@ -43,9 +43,9 @@ import yaml
 from engine.ingest.adapters import PROVENANCE, Context, map_source, read_export, unpivot
 from engine.ingest.mapping import Mapping, read_mapping
 from engine.ingest.productivity import NORMALISED_COLUMNS, PRODUCTIVITY, normalise, standard_minutes
-from engine.instance import Instance, empty_table, generate_lanes, validate_instance
-from engine.schema import LABOR_STAGES, TABLES
-from engine.validation import InstanceValidationError, ValidationReport
+from instances.instance import Instance, empty_table, generate_lanes, validate_instance
+from instances.schema import LABOR_STAGES, TABLES
+from instances.validation import InstanceValidationError, ValidationReport
 
 __all__ = ["IngestError", "IngestResult", "build_instance", "ingest", "read_mapping"]
 

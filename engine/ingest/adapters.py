@@ -19,8 +19,8 @@ import pandas as pd
 
 from engine.ingest.mapping import ColumnRule, Mapping, SourceSpec, target_schema
 from engine.ingest.units import UnitError, conversion_factor
-from engine.instance import coerce_table, periods_frame
-from engine.validation import ValidationReport, read_csv_located
+from instances.instance import coerce_table, periods_frame
+from instances.validation import ValidationReport, read_csv_located
 
 PROVENANCE = ("_file", "_row")
 _ISOWEEK = re.compile(r"^(\d{4})-?W(\d{1,2})(?:-?([1-7]))?$")

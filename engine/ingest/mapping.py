@@ -7,7 +7,7 @@ A mapping is YAML (safe-loaded, never executed)::
       currency: EUR
       horizon: {start: 2026-03-02, periods: 4, period_days: 7}
       timezone: Europe/London       # operating time zone of sites without their own
-      defaults: {...}               # planning defaults (engine.instance.DEFAULTS)
+      defaults: {...}               # planning defaults (instances.instance.DEFAULTS)
       rate_card: {...}              # lanes are generated from it when no source gives lanes
     currency_rates: {GBP: 1.17}     # instance currency per one unit of each source currency
     merge_tolerance: 0.02           # master data given twice must agree within this relative difference
@@ -56,8 +56,8 @@ from typing import Any
 import yaml
 
 from engine.ingest.units import UnitError, parse_unit
-from engine.schema import TABLES, TableSchema
-from engine.validation import ValidationReport
+from instances.schema import TABLES, TableSchema
+from instances.validation import ValidationReport
 
 PARSERS = ("date", "datetime", "isoweek")
 AGGREGATES = ("sum", "first", "last", "max", "mean")

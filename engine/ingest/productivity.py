@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.schema import LABOR_STAGES, Column, TableSchema
+from instances.schema import LABOR_STAGES, Column, TableSchema
 
 PRODUCTIVITY = TableSchema(
     "productivity",

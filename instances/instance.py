@@ -1,7 +1,7 @@
 """The Instance: canonical tables plus ``instance.yaml``, loaded, validated and saved.
 
 An instance is a folder holding ``instance.yaml`` and one file per canonical table (``<table>.csv`` or
-``<table>.parquet``; see :mod:`engine.schema`). Loading never executes code from the files (safe YAML,
+``<table>.parquet``; see :mod:`instances.schema`). Loading never executes code from the files (safe YAML,
 no pickle) and never writes to the folder.
 
 ``instance.yaml`` keys::
@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine.schema import FLOW_STAGES, TABLES, TableSchema
-from engine.validation import InstanceValidationError, ValidationReport, read_csv_located
+from instances.schema import FLOW_STAGES, TABLES, TableSchema
+from instances.validation import InstanceValidationError, ValidationReport, read_csv_located
 
 META_FILE = "instance.yaml"
 
@@ -703,3 +703,11 @@ def resolve_instance_path(name_or_path: str | Path) -> Path:
         return bundled_instance_path(str(name_or_path))
     except FileNotFoundError:
         return p
+
+
+def cheapest_lanes(lanes: pd.DataFrame) -> pd.DataFrame:
+    """One lane per (origin, destination): the cheapest mode, then the fastest (the mode a flow uses by default)."""
+    if lanes.empty:
+        return lanes.reset_index(drop=True)
+    ordered = lanes.sort_values(["origin_id", "destination_id", "cost_per_unit", "transit_days"], kind="stable")
+    return ordered.drop_duplicates(["origin_id", "destination_id"], keep="first").reset_index(drop=True)
