@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 import solvers
-from formulations.network_design import NetworkDesignOptions, build_network_design, solve_network_design
+from formulations import network_design
+from formulations.network_design import NetworkDesignOptions
 from instances.generator import generate
 
 
@@ -71,14 +72,16 @@ def main(argv: list[str] | None = None) -> int:
          products=len(inst.products), periods=len(inst.periods), lanes=len(inst.lanes), demand_rows=len(inst.demand))
 
     t0 = time.perf_counter()
-    full_model, full_ctx = build_network_design(inst, NetworkDesignOptions(aggregate_products=False))
+    full_ctx = network_design.prepare(inst, NetworkDesignOptions(aggregate_products=False))
+    full_model = network_design.build_model(full_ctx)
     build_full = time.perf_counter() - t0
     emit("build_full", seconds=round(build_full, 2), flow_variables=len(full_ctx.outbound) + len(full_ctx.inbound),
          under_30s=build_full < 30.0, **_size(full_model), peak_mib=round(_peak_mib()))
     del full_model, full_ctx
 
     t0 = time.perf_counter()
-    model, ctx = build_network_design(inst, NetworkDesignOptions())
+    ctx = network_design.prepare(inst, NetworkDesignOptions())
+    model = network_design.build_model(ctx)
     emit("reduction", aggregated=ctx.aggregated, reason=ctx.aggregation_reason,
          seconds=round(time.perf_counter() - t0, 2), flow_variables=len(ctx.outbound) + len(ctx.inbound),
          **_size(model))
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_solve:
         t0 = time.perf_counter()
-        plan = solve_network_design(inst, time_limit=args.time_limit, threads=args.threads, mip_gap=1e-4)
+        plan = network_design.solve(inst, time_limit=args.time_limit, threads=args.threads, mip_gap=1e-4)
         emit("milp", status=plan.status, objective=plan.objective, bound=plan.bound, gap=plan.gap,
              seconds=round(time.perf_counter() - t0, 2), strategy=plan.meta.get("strategy"),
              open_dcs=int(plan.tables["sites"].query("kind == 'dc'")["open"].sum()) if plan.has_solution else None)

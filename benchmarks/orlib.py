@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from formulations import network_design
 from formulations.check import check_plan
-from formulations.network_design import NetworkDesignOptions, solve_network_design
+from formulations.network_design import NetworkDesignOptions
 from instances.orlib import OrlibFormatError, load_optima, read_orlib
 
 
@@ -34,8 +35,8 @@ def run_file(path: Path, solver: str = "highs", time_limit: float | None = None,
     """Read, solve to a zero MIP gap (or the time limit), check; the JSON record of one file."""
     t0 = time.perf_counter()
     inst = read_orlib(path)
-    plan = solve_network_design(inst, options=NetworkDesignOptions(allow_unmet=False, single_source=single_source),
-                                solver=solver, time_limit=time_limit, mip_gap=0.0, threads=threads)
+    plan = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False, single_source=single_source),
+                                 solver=solver, time_limit=time_limit, mip_gap=0.0, threads=threads)
     seconds = time.perf_counter() - t0
     rec: dict[str, Any] = {"instance": path.stem, "objective": plan.objective, "bound": plan.bound, "gap": plan.gap,
                            "status": plan.status, "seconds": round(seconds, 3)}

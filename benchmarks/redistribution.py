@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-warm", action="store_true", help="skip the derated warm / cold re-solves")
     ap.add_argument("--only", choices=sorted(CASES), default=None)
     args = ap.parse_args(argv)
-    from formulations.redistribution import solve_redistribution
+    from formulations import redistribution
 
-    warm = not args.no_warm and "warm_start" in inspect.signature(solve_redistribution).parameters
+    warm = not args.no_warm and "warm_start" in inspect.signature(redistribution.solve).parameters
     report: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()],
                               "time_limit": args.time_limit, "mip_gap": args.gap, "cases": []}
     for decision in CASES if args.only is None else [args.only]:

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from instances.plain import to_plain
+
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_FORBIDDEN = 0, 1, 2, 3, 4, 5
 
 
@@ -135,8 +137,8 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
 
     hashes = input_hashes(inst, scenario, solver_options, seed)
     summary_file = out_dir / "result.json"
-    summary_file.write_text(json.dumps({**json.loads(summary_file.read_text()), "input_hashes": hashes}, indent=2,
-                                       default=str))
+    summary_file.write_text(json.dumps(to_plain({**json.loads(summary_file.read_text()), "input_hashes": hashes}),
+                                       indent=2))
     (out_dir / "run.json").write_text(json.dumps({"run_id": run_id, "store": str(run_store.path), "user": user,
                                                   "input_hash": hashes.get("input_hash"),
                                                   "calibration_version": result.to_dict()["calibration_version"]}))
@@ -152,9 +154,8 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
                                 base_result.scenario.get("name", "baseline") if base_result else "baseline")
     (out_dir / "summary.txt").write_text(summary + "\n")
     if base_result is not None:
-        (out_dir / "deltas.json").write_text(json.dumps(
-            {k: {kk: (None if vv != vv else vv) for kk, vv in v.items()}
-             for k, v in kpi_deltas(result.kpis, base_result.kpis).items()}, indent=2))
+        (out_dir / "deltas.json").write_text(json.dumps(to_plain(kpi_deltas(result.kpis, base_result.kpis)),
+                                                        indent=2))
     try:
         from engine.report import write_report
 
@@ -197,7 +198,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     p = Plan.load(plan_dir)
     sim = simulate(inst, p, replications=args.replications, seed=args.seed)
     if args.json:
-        print(json.dumps(sim.to_dict(), default=str))
+        print(json.dumps(to_plain(sim.to_dict())))
     else:
         print(sim.verdict.message)
         print(sim.site.to_string(index=False))
@@ -330,7 +331,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.limit:
         df = df.tail(args.limit)
     if args.json:
-        print(json.dumps(df.drop(columns=["prev_hash", "row_hash"]).to_dict("records"), default=str))
+        print(json.dumps(to_plain(df.drop(columns=["prev_hash", "row_hash"]).to_dict("records"))))
     else:
         view = df[["seq", "time", "user_name", "action", "allowed", "rule", "instance", "scenario", "decision",
                    "run_id", "status", "objective", "input_hash"]].copy()
@@ -358,7 +359,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return PolicyRefused.exit_code
     if args.json:
-        print(json.dumps(report.to_dict(), default=str))
+        print(json.dumps(to_plain(report.to_dict())))
     else:
         print(report.message)
     return 0 if report.matches else 1

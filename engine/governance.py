@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.scenario import SCENARIO_CLASSES
+from formulations.registry import DECISIONS
 from instances.validation import read_yaml_file
 
-SCENARIO_CLASSES = ("strategic", "tactical")
-DECISIONS = ("consolidation", "redistribution", "capacity")
 ROLE_KEYS = {"scenario_classes", "decisions", "instances", "max_runs", "description"}
 POLICY_KEYS = {"roles", "users", "default_roles", "description"}
 OPEN_POLICY_SOURCE = "<open policy: no policy file given>"

@@ -17,17 +17,16 @@ the solver options, the seed and the package versions.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
-import math
 import platform
 from importlib import metadata
 from typing import Any
 
-import numpy as np
 import pandas as pd
+
+from instances.plain import to_plain
 
 PLAN_DECIMALS = 6
 """Decimals kept when hashing plan tables (units, currency, hours)."""
@@ -37,30 +36,9 @@ VERSIONED_PACKAGES = ("twinplan", "numpy", "pandas", "linopy", "highspy", "ortoo
 """Packages whose versions are recorded with every run (absent ones are recorded as ``None``)."""
 
 
-def _plain(obj: Any) -> Any:
-    """JSON-able plain Python: numpy scalars, tuples, sets, paths, dates and dataclasses converted."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _plain({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, set | frozenset):
-        return sorted(_plain(v) for v in obj)
-    if isinstance(obj, np.generic):
-        return _plain(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return repr(obj)
-    if isinstance(obj, str | int | float | bool) or obj is None:
-        return obj
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    return str(obj)
-
-
 def canonical_json(obj: Any) -> str:
     """Deterministic JSON text of ``obj`` (sorted keys, compact, numpy and dates made plain)."""
-    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(to_plain(obj, non_finite="repr"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def sha256(data: bytes | str) -> str:
@@ -124,8 +102,8 @@ def scenario_payload(scenario: Any) -> dict[str, Any] | None:
     if scenario is None:
         return None
     if hasattr(scenario, "to_dict"):
-        return _plain(scenario.to_dict())
-    data = _plain(scenario)
+        return to_plain(scenario.to_dict(), non_finite="repr")
+    data = to_plain(scenario, non_finite="repr")
     data.pop("source", None)
     return data
 

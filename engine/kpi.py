@@ -25,7 +25,8 @@ tactical ones, as the plan's ``costs`` table states):
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,77 @@ COST_GROUPS: dict[str, tuple[str, ...]] = {
 }
 """Plan cost components (the formulations' ``costs`` table) grouped the way executives read them; a
 component not listed lands in ``cost_other`` (never dropped)."""
+
+
+@dataclass(frozen=True)
+class Kpi:
+    """What a KPI is, declared once: read by the executive summary, the run store and the reports.
+
+    Attributes
+    ----------
+    name : key in ``kpis.json``, the run store's ``kpis`` table and :func:`compute_kpis`.
+    label : plain-words name, capitalised (``"Total cost"``); lower-case its first letter inside a sentence.
+    unit : physical unit of the value: ``currency``, ``h``, ``days``, ``km``, ``units``, ``share`` (0..1),
+        ``index`` (dimensionless ratio), ``sites``, ``site-days`` or ``bool`` (0 / 1).
+    direction : ``"lower"`` or ``"higher"`` when a decrease / increase is good news; None when neither is.
+    format : how to show a value: ``money`` (currency), ``hours``, ``days``, ``km``, ``units``, ``share``
+        (as %), ``index`` (2 decimals) or ``count`` (whole number).
+    description : one line on how it is computed (the module docstring has the definitions).
+    """
+
+    name: str
+    label: str
+    unit: str
+    direction: Literal["lower", "higher"] | None
+    format: str
+    description: str = ""
+
+
+_COST_LABELS = {"fixed": "Fixed site cost", "transport": "Transport cost", "handling": "Handling cost",
+                "labour": "Labour cost", "capex": "Capital cost", "penalty": "Penalties", "other": "Other cost"}
+
+KPIS: dict[str, Kpi] = {k.name: k for k in (
+    Kpi("total_cost", "Total cost", "currency", "lower", "money", "sum of the plan's cost components"),
+    *(Kpi(f"cost_{g}", _COST_LABELS[g], "currency", "lower", "money",
+          f"cost components grouped as {g} (:data:`COST_GROUPS`)") for g in (*COST_GROUPS, "other")),
+    Kpi("objective", "Objective", "currency", "lower", "money", "the MILP's objective value"),
+    Kpi("investment", "Investment", "currency", "lower", "money", "capex of added modules + opening costs"),
+    Kpi("labour_hours", "Labour hours", "h", "lower", "hours", "planned labour hours over the plan's periods"),
+    Kpi("avg_delivery_days", "Average delivery time", "days", "lower", "days",
+        "demand-weighted mean lane transit time DC -> zone"),
+    Kpi("p95_delivery_days", "Delivery time (p95)", "days", "lower", "days",
+        "demand-weighted 95th percentile of lane transit time DC -> zone"),
+    Kpi("avg_distance_km", "Average delivery distance", "km", "lower", "km",
+        "demand-weighted mean distance DC -> zone"),
+    Kpi("demand_units", "Demand", "units", None, "units", "units demanded over the horizon"),
+    Kpi("unmet_units", "Unmet demand", "units", "lower", "units", "units not served"),
+    Kpi("fill_rate", "Fill rate", "share", "higher", "share", "1 - unmet / demand"),
+    Kpi("open_sites", "Open DCs", "sites", None, "count", "DCs and cross-docks open in the plan"),
+    Kpi("cycle_time_p50_h", "Order-to-ship time (p50)", "h", "lower", "hours",
+        "throughput-weighted mean of the sites' median order-to-ship time (simulator)"),
+    Kpi("cycle_time_p95_h", "Order-to-ship time (p95)", "h", "lower", "hours",
+        "largest 95th percentile order-to-ship time of any site (simulator)"),
+    Kpi("within_sla_share", "Shipped within SLA", "share", "higher", "share",
+        "throughput-weighted share of orders shipped within the order-to-ship SLA (simulator)"),
+    Kpi("service_level", "Service level", "share", "higher", "share", "fill rate x within-SLA share"),
+    Kpi("max_utilisation", "Peak utilisation", "share", "lower", "share",
+        "highest mean utilisation of any site and stage (simulator)"),
+    Kpi("max_labour_stress", "Max Labour Stress Index", "index", "lower", "index",
+        "highest daily labour hours needed / staffed of any site"),
+    Kpi("mean_labour_stress", "Mean Labour Stress Index", "index", "lower", "index",
+        "mean daily labour hours needed / staffed over sites and days"),
+    Kpi("stress_days", "Stress days", "site-days", "lower", "count", "site-days with a Labour Stress Index >= 1"),
+    Kpi("simulation_feasible", "Executable", "bool", "higher", "count",
+        "1 when the simulator finds every SLA met, else 0"),
+)}
+"""Every KPI of :func:`compute_kpis`, declared once (name -> :class:`Kpi`): label, unit, direction, format."""
+
+
+def kpi_direction(name: str) -> str | None:
+    """``"lower"`` / ``"higher"`` when a decrease / increase of KPI ``name`` is good news; None otherwise
+    (also for a name that is not a declared KPI)."""
+    k = KPIS.get(name)
+    return k.direction if k is not None else None
 
 
 def lsi_band(value: float) -> str:
@@ -207,16 +279,17 @@ def compute_kpis(instance: Instance, plan: Plan, simulation: Any | None = None) 
     return k
 
 
-DELTA_KPIS: dict[str, tuple[str, str]] = {
-    "total_cost": ("money", "total cost"),
-    "cost_labour": ("money", "labour cost"),
-    "cost_transport": ("money", "transport cost"),
-    "investment": ("money", "investment"),
-    "labour_hours": ("hours", "labour hours"),
-    "cycle_time_p50_h": ("hours", "order-to-ship time (p50)"),
-    "avg_delivery_days": ("days", "average delivery time"),
-    "service_level": ("share", "service level"),
-}
+SUMMARY_KPIS: tuple[str, ...] = ("total_cost", "cost_labour", "cost_transport", "investment", "labour_hours",
+                                  "cycle_time_p50_h", "avg_delivery_days", "service_level")
+"""The KPIs of the executive summary's change lines, in order."""
+
+
+def _in_sentence(label: str) -> str:
+    return label[:1].lower() + label[1:]
+
+
+DELTA_KPIS: dict[str, tuple[str, str]] = {k: (KPIS[k].format, _in_sentence(KPIS[k].label)) for k in SUMMARY_KPIS}
+"""Summary KPI -> (format, label in a sentence), derived from :data:`KPIS`."""
 
 
 def kpi_deltas(kpis: dict[str, float], baseline: dict[str, float]) -> dict[str, dict[str, float]]:

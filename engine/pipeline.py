@@ -39,11 +39,16 @@ import pandas as pd
 
 from engine.kpi import compute_kpis
 from engine.scenario import Scenario, apply_scenario
+from formulations.registry import formulation
 from instances.instance import Instance
+from instances.plain import to_plain
 from instances.plan import Plan
 from instances.schema import LABOR_STAGES
+from solvers.result import Termination
 
-NO_SOLUTION_STATUSES = ("infeasible", "unbounded", "infeasible_or_unbounded", "error")
+NO_SOLUTION_STATUSES = frozenset({Termination.INFEASIBLE, Termination.UNBOUNDED, Termination.INFEASIBLE_OR_UNBOUNDED,
+                                  Termination.ERROR})
+"""Solver terminations that never come with a plan (the first three prove that none exists)."""
 
 
 @dataclass
@@ -52,7 +57,7 @@ class PlanResult:
 
     instance_name: str
     scenario: dict[str, Any]
-    status: str
+    status: Termination
     objective: float | None
     plan: Plan
     simulation: Any | None
@@ -61,6 +66,9 @@ class PlanResult:
     violations: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     instance: Instance | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.status = Termination.parse(self.status)
 
     @property
     def simulation_feasible(self) -> bool:
@@ -75,7 +83,7 @@ class PlanResult:
         sim: dict[str, Any] = {"feasible": self.simulation_feasible}
         if self.simulation is not None:
             v = self.simulation.verdict
-            sim.update({k: _jsonable(getattr(v, k, None)) for k in
+            sim.update({k: to_plain(getattr(v, k, None)) for k in
                         ("site_id", "stage", "period", "hour", "shortfall_units", "shortfall_hours", "message")})
         cal = (self.instance.meta.get("calibration") or {}) if self.instance is not None else {}
         return {
@@ -84,10 +92,10 @@ class PlanResult:
             "scenario": self.scenario.get("name"),
             "decision": self.decision,
             "status": self.status,
-            "objective": _jsonable(self.objective),
-            "kpis": {k: _jsonable(v) for k, v in self.kpis.items()},
+            "objective": to_plain(self.objective),
+            "kpis": {k: to_plain(v) for k, v in self.kpis.items()},
             "simulation": sim,
-            "rounds": [{k: _jsonable(v) for k, v in r.items()} for r in self.rounds],
+            "rounds": [{k: to_plain(v) for k, v in r.items()} for r in self.rounds],
             "violations": int(len(self.violations)),
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
         }
@@ -99,8 +107,8 @@ class PlanResult:
         self.plan.save(out / "plan")
         if self.instance is not None:  # the planned (scenario-applied) instance: map, data summary, hashes
             self.instance.save(out / "instance", fmt="parquet")
-        (out / "kpis.json").write_text(json.dumps({k: _jsonable(v) for k, v in self.kpis.items()}, indent=2))
-        (out / "loop.json").write_text(json.dumps([{k: _jsonable(v) for k, v in r.items()} for r in self.rounds],
+        (out / "kpis.json").write_text(json.dumps({k: to_plain(v) for k, v in self.kpis.items()}, indent=2))
+        (out / "loop.json").write_text(json.dumps([{k: to_plain(v) for k, v in r.items()} for r in self.rounds],
                                                   indent=2))
         (out / "result.json").write_text(json.dumps(self.to_dict(), indent=2))
         (out / "scenario.json").write_text(json.dumps(self.scenario, indent=2, default=str))
@@ -116,23 +124,9 @@ class PlanResult:
         return out
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, str | int | float | bool) or v is None:
-        return v
-    return str(v)
-
-
 def exit_code(result: PlanResult) -> int:
     """CLI exit code: 0 ok, 3 infeasible, 4 no solution within the limit."""
-    if result.status in NO_SOLUTION_STATUSES[:3]:
+    if Termination.parse(result.status).proves_no_solution:
         return 3
     if result.objective is None:
         return 4
@@ -164,38 +158,20 @@ def _options(cls: type, sc: dict[str, Any], derate: dict[tuple[str, str], float]
 
 def evaluation_instance(instance: Instance, decision: str) -> Instance:
     """The instance a decision's plan is expressed on (the daily peak for ``capacity``)."""
-    if decision != "capacity":
-        return instance
-    from formulations.capacity import CapacityOptions, peak_instance
-
-    return peak_instance(instance, _options(CapacityOptions, instance.meta.get("scenario") or {}, None))
+    f = formulation(decision)
+    return f.plan_instance(instance, _options(f.Options, instance.meta.get("scenario") or {}, None))
 
 
 def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str, str], float] | None = None,
                    warm_start: Any = None, **solve_kw: Any) -> tuple[Plan, Instance]:
-    """Solve one decision's MILP on an (already scenario-applied) instance.
+    """Solve one decision's MILP on an (already scenario-applied) instance, through the registry.
 
-    Returns the plan and the instance it is expressed on: the instance itself, except for ``capacity``
-    whose plan lives on the daily peak instance (:func:`formulations.capacity.peak_instance`).
+    Returns the plan and the instance it is expressed on (the formulation's ``plan_instance``: the instance
+    itself, except for ``capacity`` whose plan lives on the daily peak instance).
     """
-    sc = instance.meta.get("scenario") or {}
-    if decision == "consolidation":
-        from formulations.network_design import NetworkDesignOptions, solve_network_design
-
-        options = _options(NetworkDesignOptions, sc, derate)
-        return solve_network_design(instance, options=options, warm_start=warm_start, **solve_kw), instance
-    if decision == "redistribution":
-        from formulations.redistribution import RedistributionOptions, solve_redistribution
-
-        options = _options(RedistributionOptions, sc, derate)
-        return solve_redistribution(instance, options=options, warm_start=warm_start, **solve_kw), instance
-    if decision == "capacity":
-        from formulations.capacity import CapacityOptions, peak_instance, solve_capacity
-
-        options = _options(CapacityOptions, sc, derate)
-        return (solve_capacity(instance, options=options, warm_start=warm_start, **solve_kw),
-                peak_instance(instance, options))
-    raise ValueError(f"unknown decision {decision!r}")
+    f = formulation(decision)
+    options = _options(f.Options, instance.meta.get("scenario") or {}, derate)
+    return f.solve(instance, options, warm_start=warm_start, **solve_kw), f.plan_instance(instance, options)
 
 
 INBOUND_STAGES = ("inbound_dock", "putaway")
@@ -269,23 +245,13 @@ def diagnose(instance: Instance, decision: str, derate: dict[tuple[str, str], fl
     """Why a decision's MILP is infeasible, in business terms (constraint group and labels).
 
     Uses :func:`solvers.diagnose_infeasibility` (HiGHS IIS on the LP relaxation, else an elastic re-solve)
-    on the consolidation model and on the capacity model (infeasible only with ``hard_sla``: the SLA rows
-    name the DCs and days the levers cannot clear in time); redistribution allows unmet demand at a penalty
-    and is never infeasible through demand, so it reports its status only.
+    on the decision's model, built through the registry (e.g. the capacity model is infeasible only with
+    ``hard_sla``: the SLA rows name the DCs and days the levers cannot clear in time).
     """
     from solvers import diagnose_infeasibility
 
-    sc = instance.meta.get("scenario") or {}
-    if decision == "consolidation":
-        from formulations.network_design import NetworkDesignOptions, build_network_design
-
-        model, _ = build_network_design(instance, _options(NetworkDesignOptions, sc, derate))
-    elif decision == "capacity":
-        from formulations.capacity import CapacityOptions, build_model, prepare_data
-
-        model = build_model(prepare_data(instance, _options(CapacityOptions, sc, derate)))
-    else:
-        return [f"{decision} model infeasible (no diagnosis available for this decision)"]
+    f = formulation(decision)
+    model = f.build_model(f.prepare(instance, _options(f.Options, instance.meta.get("scenario") or {}, derate)))
     report = diagnose_infeasibility(model, time_limit=60)
     if not report.infeasible:
         return [f"no conflict found ({report.note})"]
@@ -388,7 +354,7 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
                                "labour_derate": {s: round(f, 6) for s, f in labour_derate.items()}}
         if not current.has_solution:
             rec["outcome"] = "no solution"
-            if current.status in NO_SOLUTION_STATUSES[:3]:
+            if current.status.proves_no_solution:
                 rec["diagnosis"] = diagnose(labour_derated(inst, labour_derate), decision, derate)
                 say(f"round {r}: infeasible -- " + "; ".join(rec["diagnosis"][:5]))
             rounds.append(rec)

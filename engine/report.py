@@ -33,6 +33,7 @@ import pandas as pd
 
 from engine.kpi import DELTA_KPIS, LSI_THRESHOLDS, labour_stress, lsi_band, utilisation
 from instances.plan import Plan
+from solvers.result import Termination
 
 # --------------------------------------------------------------------------------------------------------
 # what is shown
@@ -903,7 +904,8 @@ def render_report(run: RunData, baseline: RunData | None = None) -> str:
     """The executive report of a run (against a baseline run, if given) as one HTML page."""
     cur = run.currency
     base_kpis = baseline.kpis if baseline is not None else None
-    status_ok = run.result.get("status") in ("optimal", "time_limit", "feasible") and run.plan is not None
+    status_ok = (Termination.parse(run.result.get("status")) in (Termination.OPTIMAL, Termination.TIME_LIMIT)
+                 and run.plan is not None)
     sim_ok = bool((run.result.get("simulation") or {}).get("feasible"))
     subtitle = (f'<span class="status {"ok" if status_ok else "ko"}">{esc(run.result.get("status", "unknown"))}'
                 f'</span><span class="status {"ok" if sim_ok else "ko"}">'

@@ -40,12 +40,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from formulations.registry import DECISIONS
 from instances.instance import Instance, resolve_instance_path
 from instances.schema import LABOR_STAGES, STAGES
 from instances.validation import read_yaml_file
 
 SCENARIO_CLASSES = ("strategic", "tactical")
-DECISIONS = ("consolidation", "redistribution", "capacity")
 TOP_KEYS = {"name", "class", "decision", "description", "baseline", "options", "solver", "modifications"}
 SOLVER_KEYS = {"solver", "time_limit", "mip_gap", "threads"}
 DEMAND_FILTERS = {"region", "country", "family", "product", "zone", "periods"}

@@ -81,7 +81,6 @@ period of arrivals (steps x sites x 2 x batch) and one day of per-step arrays, n
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +92,8 @@ import numpy as np
 import pandas as pd
 
 from instances.instance import Instance
+from instances.plain import to_plain
+from instances.plan import PLAN_TABLES
 from instances.schema import FLOW_STAGES
 
 STAGES_SIM: tuple[str, ...] = FLOW_STAGES
@@ -467,10 +468,9 @@ class SimulationResult:
         return all(v.feasible for v in self.verdicts.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: tables as lists of records, verdicts as dicts."""
+        """JSON-ready (:func:`instances.plain.to_plain`): tables as lists of records, verdicts as dicts."""
         def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-            return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-                    for r in df.astype(object).to_dict(orient="records")]
+            return to_plain(df.astype(object).to_dict(orient="records"))
 
         return {"verdict": self.verdict.to_dict(), "verdicts": [v.to_dict() for v in self.verdicts.values()],
                 "stage_period": records(self.stage_period), "site": records(self.site),
@@ -517,7 +517,7 @@ def prepare(instance: Instance, site_throughput: pd.DataFrame, *, capacity: pd.D
             periods: Sequence[int] | None = None) -> SimSetup:
     """Check a volume table against the instance and build the numeric inputs (see :func:`simulate`)."""
     name = "site_throughput"
-    need = ("site_id", "period", "inbound_units", "outbound_units")
+    need = PLAN_TABLES[name]
     missing = [c for c in need if c not in site_throughput.columns]
     if missing:
         raise _err(name, 0, missing[0], "missing required column")

@@ -50,7 +50,9 @@ import duckdb
 import pandas as pd
 
 from engine.hashing import canonical_json, sha256
-from instances.plan import PLAN_TABLES
+from engine.kpi import kpi_direction
+from instances.plan import PLAN_SCHEMA, PLAN_TABLES
+from solvers.result import Termination
 
 DEFAULT_STORE = "twinplan_runs.duckdb"
 """Store file used when none is given and ``$TWINPLAN_STORE`` is unset (in the working directory)."""
@@ -58,22 +60,15 @@ DEFAULT_STORE = "twinplan_runs.duckdb"
 RUN_DONE = "finished"
 RUN_FAILED = "failed"
 
-_BOOL_COLS = {"open", "opened", "closed"}
-_INT_COLS = {"period"}
-_TEXT_COLS = {"site_id", "kind", "status", "origin_id", "destination_id", "product_id", "leg", "stage", "zone_id",
-              "component"}
-HIGHER_IS_BETTER = {"service_level", "fill_rate", "within_sla_share", "simulation_feasible"}
-"""KPIs for which :func:`best` ranks the largest first (all others: smallest first)."""
 
 
-def _plan_col_type(col: str) -> str:
-    if col in _BOOL_COLS:
-        return "BOOLEAN"
-    if col in _INT_COLS:
-        return "INTEGER"
-    if col in _TEXT_COLS:
-        return "VARCHAR"
-    return "DOUBLE"
+DUCKDB_TYPES: dict[str, str] = {"str": "VARCHAR", "int": "INTEGER", "float": "DOUBLE", "bool": "BOOLEAN"}
+"""DuckDB type of each declared dtype (:data:`instances.plan.PLAN_SCHEMA`)."""
+
+
+def plan_table_types(name: str) -> dict[str, str]:
+    """Columns of plan table ``name`` with their DuckDB types, read from the declaration."""
+    return {c.name: DUCKDB_TYPES[c.dtype] for c in PLAN_SCHEMA[name].columns}
 
 
 SCHEMA_VERSION = 2
@@ -103,8 +98,7 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
               "status": "VARCHAR", "objective": "DOUBLE", "plan_hash": "VARCHAR", "detail": "VARCHAR",
               "prev_hash": "VARCHAR", "row_hash": "VARCHAR", "calibration": "VARCHAR"},
     "run_artifacts": {"run_id": "VARCHAR", "name": "VARCHAR", "data": "BLOB"},
-    **{f"plan_{name}": {"run_id": "VARCHAR", **{c: _plan_col_type(c) for c in cols}}
-       for name, cols in PLAN_TABLES.items()},
+    **{f"plan_{name}": {"run_id": "VARCHAR", **plan_table_types(name)} for name in PLAN_SCHEMA},
 }
 """Every table of the store and its columns with their DuckDB types: the one declaration that creating a store
 and migrating an old one both read. A column added later goes at the end of its table (where ``ALTER TABLE ...
@@ -379,7 +373,8 @@ class RunStore:
 
     # -- reads -----------------------------------------------------------------------------------
     def run(self, run_id: str) -> dict[str, Any]:
-        """One run as a dict (JSON columns decoded); a unique id prefix is accepted."""
+        """One run as a dict (JSON columns decoded, ``solve_status`` a :class:`solvers.Termination`); a unique id
+        prefix is accepted."""
         with self.connect() as con:
             rows = con.execute("SELECT * FROM runs WHERE run_id = ? OR run_id LIKE ? ORDER BY run_id",
                                [run_id, run_id + "%"]).df()
@@ -394,6 +389,8 @@ class RunStore:
         for c in _JSON_RUN_COLUMNS:
             if isinstance(rec.get(c), str):
                 rec[c] = json.loads(rec[c])
+        if rec.get("solve_status") is not None:  # text in the file, the enum in memory
+            rec["solve_status"] = Termination.parse(rec["solve_status"])
         return rec
 
     def plan_tables(self, run_id: str) -> dict[str, pd.DataFrame]:
@@ -525,12 +522,10 @@ def _is_na(v: Any) -> bool:
 
 
 def _insert_plan_table(con: duckdb.DuckDBPyConnection, name: str, run_id: str, df: pd.DataFrame) -> None:
-    cols = PLAN_TABLES[name]
     out = {"run_id": pd.Series([run_id] * len(df), dtype=object)}
     df = df.reset_index(drop=True)
-    for c in cols:
+    for c, kind in plan_table_types(name).items():
         s = df[c] if c in df.columns else pd.Series([None] * len(df), dtype=object)
-        kind = _plan_col_type(c)
         if kind == "VARCHAR":
             out[c] = s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else str(v))
         elif kind == "BOOLEAN":
@@ -677,7 +672,8 @@ def best(kpi: str, n: int = 10, store: RunStore | str | Path | None = None, swee
          largest: bool | None = None) -> pd.DataFrame:
     """The ``n`` finished runs best by ``kpi`` (a KPI name, ``objective`` or ``wall_seconds``).
 
-    ``largest`` defaults to True for :data:`HIGHER_IS_BETTER` KPIs and False (smallest first) otherwise.
+    ``largest`` defaults to True for KPIs declared higher-is-better (:data:`engine.kpi.KPIS`) and False (smallest
+    first) otherwise.
     """
     df = _store(store).runs(sweep=sweep, status=RUN_DONE)
     if df.empty:
@@ -686,7 +682,7 @@ def best(kpi: str, n: int = 10, store: RunStore | str | Path | None = None, swee
         known = sorted(c for c in df.columns if c not in RUN_COLUMNS and not c.startswith("param_"))
         raise KeyError(f"unknown KPI {kpi!r}; the store has {['objective', 'wall_seconds', *known]}")
     if largest is None:
-        largest = kpi in HIGHER_IS_BETTER
+        largest = kpi_direction(kpi) == "higher"
     df = df[df[kpi].notna()]
     return (df.nlargest(n, kpi) if largest else df.nsmallest(n, kpi)).reset_index(drop=True)
 

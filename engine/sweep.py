@@ -63,12 +63,14 @@ import pandas as pd
 
 from engine.governance import Policy, PolicyRefused, audit_row, authorize, current_user, find_policy
 from engine.hashing import compare_hashes, hash_json, input_hashes, instance_hashes, package_versions, plan_hash
+from engine.scenario import SOLVER_KEYS
 from engine.store import RUN_DONE, RUN_FAILED, RunStore, utcnow
+from instances.plain import to_plain
 from instances.validation import read_yaml_file
+from solvers.result import Termination
 
 SPEC_KEYS = {"name", "description", "instance", "scenario", "seed", "solver", "plan", "warm_start", "parameters",
              "vary"}
-SOLVER_KEYS = {"solver", "time_limit", "mip_gap", "threads"}
 PLAN_KEYS = {"max_rounds", "replications", "simulate"}
 PARAM_KEYS = {"set", "values", "range", "integer", "steps", "description"}
 DESIGNS = ("grid", "list", "random", "lhs")
@@ -388,17 +390,6 @@ def _versions() -> dict[str, str | None]:
     return package_versions()
 
 
-def _plain_kpis(kpis: dict[str, Any]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for k, v in (kpis or {}).items():
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            continue
-        out[str(k)] = f if math.isfinite(f) else None
-    return out
-
-
 def _result_fields(result: Any) -> dict[str, Any]:
     """The run-record fields of a finished :class:`engine.pipeline.PlanResult` (plan tables under _plan_tables)."""
     timings = {k: float(v) for k, v in result.timings.items()}
@@ -409,7 +400,7 @@ def _result_fields(result: Any) -> dict[str, Any]:
             timings[name] = float(meta[key])
     return {"status": RUN_DONE, "solve_status": str(result.status),
             "objective": None if result.objective is None else float(result.objective),
-            "simulation_feasible": bool(result.simulation_feasible), "kpis": _plain_kpis(result.kpis),
+            "simulation_feasible": bool(result.simulation_feasible), "kpis": to_plain(result.kpis),
             "timings": timings,
             "plan_hash": plan_hash(result.plan.tables), "_plan_tables": result.plan.tables}
 
@@ -774,6 +765,8 @@ class ReproduceReport:
 
 
 def _short(v: Any) -> str:
+    if isinstance(v, Termination):
+        v = str(v)
     if isinstance(v, str) and len(v) == 64:
         return v[:12]
     return repr(v)

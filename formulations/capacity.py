@@ -70,9 +70,10 @@ from formulations.common import (
     start_plan,
 )
 from instances.instance import Instance, cheapest_lanes
-from instances.plan import Plan
+from instances.plan import PLAN_TABLES, Plan
 from instances.schema import FLOW_STAGES
 
+DECISION = "capacity"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -128,6 +129,10 @@ class CapacityOptions:
                 raise ValueError(f"CapacityOptions.{key} must be >= 0, got {getattr(self, key)!r}")
         if self.module_cost not in ("annualized", "capex"):
             raise ValueError(f"CapacityOptions.module_cost must be 'annualized' or 'capex', got {self.module_cost!r}")
+
+
+Options = CapacityOptions
+"""The options of this formulation under the protocol's name (:mod:`formulations.protocol`)."""
 
 
 # -------------------------------------------------------------------------------------------------
@@ -189,6 +194,11 @@ def peak_instance(instance: Instance, options: CapacityOptions | None = None) ->
     return instance.replace(meta=meta, demand=daily.reset_index(drop=True), supply=empty_supply)
 
 
+def plan_instance(instance: Instance, options: CapacityOptions | None = None) -> Instance:
+    """The instance a capacity plan is expressed on: the daily peak (:func:`peak_instance`)."""
+    return peak_instance(instance, options)
+
+
 # -------------------------------------------------------------------------------------------------
 # Data
 # -------------------------------------------------------------------------------------------------
@@ -243,8 +253,9 @@ def lane_arrays(lanes: pd.DataFrame, sites: pd.Index, zones: pd.Index) -> dict[s
             "cost": dense(lanes, cols, [sites, zones], "cost_per_unit")}
 
 
-def prepare_data(instance: Instance, options: CapacityOptions) -> CapacityData:
+def prepare(instance: Instance, options: CapacityOptions | None = None) -> CapacityData:
     """Derive the daily peak and pivot every parameter into dense arrays."""
+    options = options or CapacityOptions()
     daily = peak_instance(instance, options)
     d = instance.defaults
     dc_rows = daily.dcs[daily.dcs["status"] == "existing"]
@@ -493,7 +504,7 @@ def warm_start_from(data: CapacityData, model: linopy.Model, warm_start: Any) ->
     per site — are matched to this model by site and stage; the solver completes the continuous part
     (shares, processed units, backlog, hours) with the integers fixed.
     """
-    passed, warm_start = start_plan(warm_start, "capacity")
+    passed, warm_start = start_plan(warm_start, DECISION)
     if warm_start is None:
         return passed
     start: dict[str, pd.Series] = {}
@@ -519,16 +530,17 @@ def warm_start_from(data: CapacityData, model: linopy.Model, warm_start: Any) ->
 # -------------------------------------------------------------------------------------------------
 # Solve and read back into plan tables
 # -------------------------------------------------------------------------------------------------
-def solve_capacity(
+def solve(
     instance: Instance,
     options: CapacityOptions | None = None,
     *,
     solver: str = "highs",
-    time_limit: float | None = 60.0,
-    mip_gap: float | None = 0.01,
+    time_limit: float | None = None,
+    mip_gap: float | None = None,
     threads: int | None = None,
     log: Any = None,
     warm_start: Any = None,
+    solver_options: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Cheapest capacity mix that processes the daily peak within the order-to-ship SLA.
 
@@ -543,12 +555,12 @@ def solve_capacity(
     """
     options = options or CapacityOptions()
     started = time.perf_counter()
-    data = prepare_data(instance, options)
+    data = prepare(instance, options)
     model = build_model(data)
     build_seconds = time.perf_counter() - started
     result = solvers.solve(model, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log,
-                           warm_start=warm_start_from(data, model, warm_start))
-    plan = plan_from_result(data, result)
+                           warm_start=warm_start_from(data, model, warm_start), options=solver_options)
+    plan = extract_plan(data, result)
     plan.meta.update(build_seconds=round(build_seconds, 3), solve_seconds=round(result.wall_time.total, 3),
                      variables=int(model.nvars), constraints=int(model.ncons),
                      warm_start_entries=int(result.warm_start_entries))
@@ -566,9 +578,9 @@ def _values(result: solvers.SolveResult, name: str, like: xr.DataArray) -> xr.Da
     return out + full.to_numpy().reshape(like.shape)
 
 
-def plan_from_result(data: CapacityData, result: solvers.SolveResult) -> Plan:
+def extract_plan(data: CapacityData, result: solvers.SolveResult) -> Plan:
     """Read the solved variables back into the plan tables (costs recomputed from them)."""
-    status = str(result.termination.value)
+    status = result.termination
     p = data.params
     meta: dict[str, Any] = {"solver": result.solver, "params": p, "peak": data.daily.meta.get("peak"),
                             "start": data.daily.meta["horizon"]["start"], "days": len(data.days)}
@@ -576,7 +588,7 @@ def plan_from_result(data: CapacityData, result: solvers.SolveResult) -> Plan:
     sites_table = sites_table.assign(open=sites_table["site_id"].isin(data.sites) | ~sites_table["kind"].isin(
         ["dc", "crossdock"]), opened=False, closed=False)
     if not result.has_solution:
-        return Plan("capacity", status, tables={"sites": sites_table}, meta=meta)
+        return Plan(DECISION, status, tables={"sites": sites_table}, meta=meta)
     ss = xr.zeros_like(data.module_size)
     sd = xr.zeros_like(data.orders.isel(zone=0, drop=True)).expand_dims(site=data.sites).transpose("site", "day")
     modules = np.round(_values(result, "modules", ss))
@@ -592,8 +604,7 @@ def plan_from_result(data: CapacityData, result: solvers.SolveResult) -> Plan:
                       "extra_hours_per_day": data.extra_hours * shift}).to_dataframe().reset_index()
     cap = cap[limited.to_series().to_numpy()].rename(columns={"site": "site_id"})
     cap["total_count"] = cap["base_count"] + cap["added_count"]
-    capacity = cap[["site_id", "stage", "base_count", "added_count", "total_count", "modules", "capex",
-                    "extra_hours_per_day"]].reset_index(drop=True)
+    capacity = cap[list(PLAN_TABLES["capacity"])].reset_index(drop=True)
 
     labor = xr.Dataset({"regular_hours": regular, "overtime_hours": overtime, "temp_hours": temp_hours}
                        ).to_dataframe().reset_index().rename(columns={"site": "site_id", "day": "period"})
@@ -603,7 +614,7 @@ def plan_from_result(data: CapacityData, result: solvers.SolveResult) -> Plan:
     orders = orders[orders["quantity"] > EPS].rename(columns={"zone": "zone_id", "site": "site_id", "day": "period"})
     orders = orders.merge(share.rename("share").to_dataframe().reset_index().rename(
         columns={"zone": "zone_id", "site": "site_id"}), on=["zone_id", "site_id"])
-    assignment = round_values(orders[["zone_id", "site_id", "period", "quantity", "share"]], ["quantity", "share"])
+    assignment = round_values(orders[list(PLAN_TABLES["assignment"])], ["quantity", "share"])
     dem = data.daily.demand
     flows = dem.merge(assignment[["zone_id", "site_id"]].drop_duplicates(), on="zone_id").merge(
         share.rename("share").to_dataframe().reset_index().rename(columns={"zone": "zone_id", "site": "site_id"}),
@@ -614,8 +625,8 @@ def plan_from_result(data: CapacityData, result: solvers.SolveResult) -> Plan:
                                                            "quantity", "leg"]], ["quantity"])
     thr = processed.rename("outbound_units").to_dataframe().reset_index().rename(
         columns={"site": "site_id", "day": "period"})
-    thr = round_values(thr.assign(inbound_units=thr["outbound_units"])[
-        ["site_id", "period", "inbound_units", "outbound_units"]], ["inbound_units", "outbound_units"])
+    thr = round_values(thr.assign(inbound_units=thr["outbound_units"])[list(PLAN_TABLES["site_throughput"])],
+                       ["inbound_units", "outbound_units"])
 
     n_days = len(data.days)
     rate = data.labor["hourly_rate"].reindex(data.sites).fillna(0.0).to_numpy()
@@ -643,5 +654,5 @@ def plan_from_result(data: CapacityData, result: solvers.SolveResult) -> Plan:
     )
     tables = {"sites": sites_table.reset_index(drop=True), "capacity": capacity, "labor": labor,
               "assignment": assignment, "flows": flows, "site_throughput": thr, "costs": costs}
-    return Plan("capacity", status, objective=float(result.objective), bound=float(result.bound),
+    return Plan(DECISION, status, objective=float(result.objective), bound=float(result.bound),
                 gap=float(result.gap), tables=tables, meta=meta)

@@ -62,14 +62,15 @@ import pandas as pd
 
 from formulations.common import labor_parameters, period_days
 from instances.instance import Instance, cheapest_lanes
-from instances.plan import Plan, with_column_defaults
+from instances.plan import PLAN_SCHEMA, PLAN_TABLES, Plan, plan_columns, with_column_defaults
 from instances.schema import FLOW_STAGES
 
 VIOLATION_COLUMNS = ("check", "site_id", "zone_id", "product_id", "period", "stage", "value", "limit", "excess",
                      "message")
 INBOUND_STAGES = ("inbound_dock", "putaway")
 """Stages loaded by received units; the others by shipped units."""
-MOVE_COLUMNS = ["origin_id", "destination_id", "product_id", "period", "quantity", "leg"]
+MOVE_COLUMNS = list(PLAN_TABLES["flows"])
+"""A movement is a row of the ``flows`` table (transfers are read into the same columns)."""
 
 
 def _num(s: pd.Series) -> pd.Series:
@@ -286,13 +287,12 @@ def check_plan(instance: Instance, plan: Plan, tol: float = 1e-6, single_source:
 # Checks shared by every decision
 # ---------------------------------------------------------------------------------------------------
 def _check_negative(plan: Plan, flows: pd.DataFrame, transfers: pd.DataFrame, tol: float) -> pd.DataFrame | None:
+    """Every column the plan-table declaration bounds below (:data:`instances.plan.PLAN_SCHEMA`, ``min=0``)."""
     parts = []
-    for name, cols in (("flows", ["quantity"]), ("transfers", ["quantity", "trucks"]), ("unmet", ["quantity"]),
-                       ("labor", ["regular_hours", "overtime_hours", "temp_hours"]),
-                       ("capacity", ["base_count", "added_count", "total_count", "modules", "extra_hours_per_day"]),
-                       ("site_throughput", ["inbound_units", "outbound_units"])):
+    for name in PLAN_SCHEMA:
+        cols = plan_columns(name, checked_min=True)
         t = {"flows": flows, "transfers": transfers}.get(name, plan.tables[name])
-        if t.empty:
+        if t.empty or not cols:
             continue
         for c in cols:
             if c not in t:

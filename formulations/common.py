@@ -4,8 +4,9 @@ Every formulation (network design, redistribution, capacity) is built from the s
 
 - **arcs**: a flow variable lives on a sparse set of (lane, product, period) rows, held as a DataFrame (one row
   per variable element) next to a linopy variable with one flat dimension over those rows. Nothing loops
-  in Python over elements; sums over arcs are built as padded term arrays (:func:`grouped_sum`), which is
-  what keeps a million-arc model buildable in seconds.
+  in Python over elements; sums over arcs are built as padded term arrays (:func:`grouped_terms`) and
+  written straight into constraints (:func:`add_rows`), which is what keeps a million-arc model buildable in
+  seconds.
 - **dense grids** for small sets (site x stage x period, zone x product x period) use named linopy dims.
 - **parameters** read from the instance tables with declared units: stage capacity per period
   (resource count x rate x hours x days), labour limits, annualisation factors.
@@ -197,25 +198,6 @@ def add_arc_variables(model: linopy.Model, name: str, arcs: Arcs, upper: np.ndar
     return model.add_variables(lower=0.0, upper=ub, coords=coords, name=name, integer=integer)
 
 
-def expression_from_terms(model: linopy.Model, coords: Mapping[str, pd.Index], labels: np.ndarray,
-                          coeffs: np.ndarray, const: np.ndarray | float = 0.0) -> LinearExpression:
-    """A linear expression from term arrays: ``labels``/``coeffs`` shaped ``(*grid, n_terms)``; label -1 = no term.
-
-    The lowest-level builder: no alignment, no copies beyond the arrays given.
-    """
-    dims = list(coords)
-    shape = tuple(len(i) for i in coords.values())
-    labels = np.asarray(labels).reshape(*shape, -1)
-    coeffs = np.asarray(coeffs, dtype=float).reshape(*shape, -1)
-    data = {"coeffs": ((*dims, TERM_DIM), coeffs), "vars": ((*dims, TERM_DIM), labels.astype(np.int64))}
-    if np.ndim(const) == 0:
-        data["const"] = float(const)
-    else:
-        data["const"] = (dims, np.asarray(const, dtype=float).reshape(shape))
-    ds = xr.Dataset(data, coords={d: pd.Index(i, name=d) for d, i in coords.items()})
-    return LinearExpression(ds, model)
-
-
 def grouped_terms(labels: np.ndarray, group: np.ndarray, n_cells: int,
                   coeffs: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Term arrays of ``sum_{a : group[a] = g} coeffs[a] x[labels[a]]`` for cells g = 0..n_cells-1.
@@ -238,18 +220,6 @@ def grouped_terms(labels: np.ndarray, group: np.ndarray, n_cells: int,
     term_labels[g, pos] = lab
     term_coeffs[g, pos] = cf
     return term_labels, term_coeffs
-
-
-def grouped_sum(model: linopy.Model, var: linopy.Variable, group: np.ndarray, coords: Mapping[str, pd.Index],
-                coeffs: np.ndarray | float = 1.0) -> LinearExpression:
-    """``sum_{a : group[a] = g} coeffs[a] * var[a]`` for every cell g of the dense grid ``coords``.
-
-    ``var`` has one flat dim; ``group`` gives each element's flat C-order cell (-1 drops it), e.g. from
-    :func:`grid_codes`. Cells without members become empty expressions (mask them or give them slack).
-    """
-    n_cells = int(np.prod([len(i) for i in coords.values()], dtype=np.int64))
-    lab, cf = grouped_terms(var.labels.values, group, n_cells, coeffs)
-    return expression_from_terms(model, coords, lab, cf)
 
 
 def _term_coeffs(cf: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
@@ -324,14 +294,6 @@ def gather_labels(var: linopy.Variable, positions: np.ndarray) -> np.ndarray:
     return np.asarray(var.labels.values).ravel()[positions]
 
 
-def per_arc(model: linopy.Model, arcs: Arcs, terms: Sequence[tuple[np.ndarray, np.ndarray]],
-            const: np.ndarray | float = 0.0) -> LinearExpression:
-    """An expression over ``arcs.dim`` from per-arc (labels, coeffs) pairs: ``sum_k coeffs_k[a] x[labels_k[a]]``."""
-    labels = np.stack([np.asarray(lab, dtype=np.int64) for lab, _ in terms], axis=1)
-    coeffs = np.stack([np.broadcast_to(np.asarray(c, dtype=float), (len(arcs),)) for _, c in terms], axis=1)
-    return expression_from_terms(model, {arcs.dim: arcs.index}, labels, coeffs, const)
-
-
 def outbound_lanes(instance: Instance, dc_ids: Sequence[str], zone_ids: Sequence[str]) -> pd.DataFrame:
     """DC -> zone lanes (cheapest mode per pair kept), with ``distance_km`` filled (0 where unknown)."""
     lanes = instance.lanes
@@ -367,16 +329,6 @@ def expand_arcs(lanes: pd.DataFrame, quantities: pd.DataFrame, lane_key: str, di
 # ---------------------------------------------------------------------------------------------------
 # Results back to tables
 # ---------------------------------------------------------------------------------------------------
-
-
-def solution_array(values: Mapping[str, pd.Series] | None, name: str, size: int) -> np.ndarray:
-    """Solved values of variable ``name`` as a flat float array (0 where absent or NaN)."""
-    if values is None or name not in values:
-        return np.zeros(size)
-    v = np.asarray(values[name], dtype=float).ravel()
-    if v.size != size:
-        raise ValueError(f"solution of {name!r} has {v.size} values, expected {size}")
-    return np.nan_to_num(v, nan=0.0)
 
 
 def clean(x: np.ndarray, tol: float = 1e-7) -> np.ndarray:
@@ -635,21 +587,3 @@ def start_violation(form: object, start: Mapping[str, pd.Series], tol: float = 1
         if excess.max() > tol:
             return f"row {form.row_name(int(np.argmax(excess)))} is violated by {excess.max():.6g}"
     return None
-
-
-def model_fingerprint(form: object) -> str:
-    """A hash of a :class:`solvers.StandardForm`'s data: matrix, row and column bounds, costs, integrality.
-
-    Equal fingerprints mean the same model, so a solution of one is a solution of the other with the same
-    objective and bound (the repair loop sometimes re-solves an unchanged model).
-    """
-    import hashlib
-
-    h = hashlib.sha256()
-    a = form.A
-    for arr in (a.indptr, a.indices, a.data, form.row_lower, form.row_upper, form.col_lower, form.col_upper,
-                form.objective, form.integrality):
-        h.update(np.ascontiguousarray(arr).tobytes())
-        h.update(b"|")
-    h.update(f"{form.objective_constant!r}|{form.sense}".encode())
-    return h.hexdigest()

@@ -31,7 +31,7 @@ aggregate one (and any aggregate solution splits back proportionally to demand s
 per-product row). The model is then solved with one product and the flows split back afterwards; the
 optimum and the LP relaxation are unchanged (:func:`products_aggregable` states and checks the condition).
 
-Large models — relax and restore (:func:`solve_network_design`, ``strategy``): the LP relaxation of the
+Large models — relax and restore (:func:`solve`, ``strategy``): the LP relaxation of the
 (aggregated) model gives a lower bound; its rounded sites and modules, fixed on the full model, give a plan;
 when both are within the requested gap the plan is optimal within it (eu_fba: 0.15 % in seconds) and no
 branch and bound is needed; otherwise the MILP runs from that plan as a warm start.
@@ -78,9 +78,10 @@ from formulations.common import (
     period_days,
     service_table,
     stage_rates,
+    start_plan,
 )
 from instances.instance import Instance
-from instances.plan import Plan
+from instances.plan import PLAN_TABLES, Plan
 
 DECISION = "consolidation"
 ALL_PRODUCTS = "*"
@@ -110,7 +111,7 @@ class NetworkDesignOptions:
         ``"relax"`` = aggregate products and supply even when not exact (a relaxation: its optimum is a
         lower bound of the true one; used by the ``relax_restore`` strategy).
     labor : model labour hours and limits (sites with a labour row).
-    strategy : ``"direct"`` (one MILP), ``"relax_restore"`` or ``"auto"`` (see :func:`solve_network_design`).
+    strategy : ``"direct"`` (one MILP), ``"relax_restore"`` or ``"auto"`` (see :func:`solve`).
     fixed_modules : ``{(site, stage): modules}`` fixing expansion decisions (used when restoring).
     allowed_lanes : DC -> zone pairs that may carry flow (None = all; used when restoring).
     """
@@ -134,6 +135,15 @@ class NetworkDesignOptions:
     strategy: str = "auto"
     fixed_modules: Mapping[tuple[str, str], int] | None = None
     allowed_lanes: Sequence[tuple[str, str]] | None = None
+
+
+Options = NetworkDesignOptions
+"""The options of this formulation under the protocol's name (:mod:`formulations.protocol`)."""
+
+
+def plan_instance(instance: Instance, options: NetworkDesignOptions | None = None) -> Instance:
+    """The instance a network design plan is expressed on: the instance itself."""
+    return instance
 
 
 @dataclass
@@ -533,11 +543,9 @@ def add_objective(m: linopy.Model, ctx: NetworkDesignContext) -> None:
     m.add_objective(objective_from_terms(m, terms))
 
 
-def build_network_design(instance: Instance, options: NetworkDesignOptions | None = None) -> \
-        tuple[linopy.Model, NetworkDesignContext]:
-    """Build the network design MILP; returns the linopy model and the context to read the solution back."""
+def build_model(ctx: NetworkDesignContext) -> linopy.Model:
+    """The network design MILP of ``ctx`` (from :func:`prepare`); its variables are kept in ``ctx.variables``."""
     t0 = time.perf_counter()
-    ctx = prepare(instance, options)
     m = linopy.Model()
     v = ctx.variables
     v["open"] = add_site_decisions(m, ctx)
@@ -564,7 +572,7 @@ def build_network_design(instance: Instance, options: NetworkDesignOptions | Non
     add_open_count(m, ctx, v["open"])
     add_objective(m, ctx)
     ctx.build_seconds = time.perf_counter() - t0
-    return m, ctx
+    return m
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -572,18 +580,15 @@ def build_network_design(instance: Instance, options: NetworkDesignOptions | Non
 # ---------------------------------------------------------------------------------------------------
 
 
-def warm_start_from(ctx: NetworkDesignContext, warm_start: Any) -> Any:
+def warm_start_from(ctx: NetworkDesignContext, model: linopy.Model, warm_start: Any) -> Any:
     """A solver warm start from a previous Plan or a SolveResult (passed through).
 
     From a Plan: open sites, expansion modules and the inbound/outbound flows that match an arc of this
     model (summed over products when products are aggregated); the solver completes the rest.
     """
-    if warm_start is None or isinstance(warm_start, solvers.SolveResult | Mapping):
-        return warm_start
-    if hasattr(warm_start, "plan") and isinstance(warm_start.plan, Plan):
-        warm_start = warm_start.plan
-    if not isinstance(warm_start, Plan):
-        raise TypeError(f"warm_start must be a Plan, a SolveResult or a dict, not {type(warm_start).__name__}")
+    passed, warm_start = start_plan(warm_start, DECISION)
+    if warm_start is None:
+        return passed
     s = warm_start.tables["sites"]
     if s.empty:
         return None
@@ -641,12 +646,13 @@ def _solve_direct(instance: Instance, opt: NetworkDesignOptions, *, warm_start: 
     closed, modules fixed, no single sourcing); the model is then solved as the LP it is, from ``basis`` when
     given, keeping its final basis in ``plan.bases["restore"]``.
     """
-    m, ctx = build_network_design(instance, opt)
+    ctx = prepare(instance, opt)
+    m = build_model(ctx)
     form = labelled_form(m, ctx)
     as_lp = form.is_mip and integers_fixed
     if as_lp:
         form.integrality[:] = 0
-    start = basis if as_lp and basis is not None else warm_start_from(ctx, warm_start)
+    start = basis if as_lp and basis is not None else warm_start_from(ctx, m, warm_start)
     res = solvers.solve(form, solver=solver, time_limit=time_limit, mip_gap=None if as_lp else mip_gap,
                         threads=threads, warm_start=start, options=solver_options, log=log, keep_basis=as_lp)
     plan = extract_plan(ctx, res)
@@ -665,10 +671,9 @@ def _warm_bases(warm_start: Any) -> dict[str, Any]:
     return dict(getattr(plan, "bases", None) or {})
 
 
-def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | None = None, solver: str = "highs",
-                         time_limit: float | None = None, mip_gap: float | None = None, warm_start: Any = None,
-                         threads: int | None = None, log: Any = None, solver_options: Mapping[str, Any] | None = None,
-                         ) -> Plan:
+def solve(instance: Instance, options: NetworkDesignOptions | None = None, *, solver: str = "highs",
+          time_limit: float | None = None, mip_gap: float | None = None, threads: int | None = None, log: Any = None,
+          warm_start: Any = None, solver_options: Mapping[str, Any] | None = None) -> Plan:
     """Build and solve the network design MILP; the answer as a :class:`Plan` of tables.
 
     Strategies (``options.strategy``):
@@ -716,7 +721,8 @@ def solve_network_design(instance: Instance, *, options: NetworkDesignOptions | 
     # the LP is always the relaxation with supply summed over products: when aggregation is exact its supply rows
     # cannot bind (same bound), and what-if variants of one network then share its structure, so an LP basis
     # carries over as is (solvers.basis: "same") whether or not their supply binds
-    m, ctx = build_network_design(instance, replace(opt, aggregate_products="relax"))
+    ctx = prepare(instance, replace(opt, aggregate_products="relax"))
+    m = build_model(ctx)
     form = labelled_form(m, ctx)
     form.integrality[:] = 0
     lp = solvers.solve(form, solver=solver, time_limit=left(), threads=threads, options=solver_options, log=log,
@@ -799,27 +805,27 @@ def _per_product(arcs: pd.DataFrame, qty: np.ndarray, shares: pd.DataFrame | Non
     return f.assign(product_id=single_product) if single_product is not None else f
 
 
-def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
+def extract_plan(ctx: NetworkDesignContext, result: Any) -> Plan:
     """Read a solve result back into the plan tables (flows split back to products when aggregated)."""
     inst = ctx.instance
     v = ctx.variables
-    status = str(getattr(res.termination, "value", res.termination))
+    status = solvers.Termination.parse(result.termination)
     meta: dict[str, Any] = {
-        "solver": res.solver, "build_seconds": ctx.build_seconds, "solve_seconds": res.wall_time.solve,
+        "solver": result.solver, "build_seconds": ctx.build_seconds, "solve_seconds": result.wall_time.solve,
         "aggregated_products": ctx.aggregated, "aggregation_reason": ctx.aggregation_reason,
         "annualization_factor": ctx.annual, "capital_recovery_factor": ctx.crf,
         "n_outbound_arcs": len(ctx.outbound), "n_inbound_arcs": len(ctx.inbound),
         "options": {k: (list(x) if isinstance(x, tuple) else x) for k, x in ctx.options.__dict__.items()
                     if not isinstance(x, pd.DataFrame)},
     }
-    if not res.has_solution:
+    if not result.has_solution:
         return Plan(DECISION, status, meta=meta)
     const = ctx.objective_constant
-    objective = float(res.objective) + const
-    bound = float(res.bound) + const if res.bound is not None and np.isfinite(res.bound) else None
+    objective = float(result.objective) + const
+    bound = float(result.bound) + const if result.bound is not None and np.isfinite(result.bound) else None
     gap = (abs(objective - bound) / max(abs(objective), 1e-9)) if bound is not None else None
 
-    is_open = clean(dense_values(res, v["open"])) > 0.5
+    is_open = clean(dense_values(result, v["open"])) > 0.5
     dcs = ctx.dcs
     existing = (dcs["status"] == "existing").to_numpy()
     sites = pd.DataFrame({"site_id": ctx.sites, "kind": dcs["kind"].to_numpy(), "status": dcs["status"].to_numpy(),
@@ -839,7 +845,7 @@ def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
         tot = demand.groupby(["zone_id", "period"])["quantity"].transform("sum")
         shares = demand.assign(share=demand["quantity"] / tot)[["zone_id", "product_id", "period", "share"]]
         shares = shares.rename(columns={"zone_id": "destination_id"})
-    out_flows = _per_product(ctx.outbound.frame, clean(dense_values(res, v["outbound"])), shares, single)
+    out_flows = _per_product(ctx.outbound.frame, clean(dense_values(result, v["outbound"])), shares, single)
     out_flows = out_flows.assign(leg="outbound")
     flows = [out_flows]
     if v.get("inbound") is not None:
@@ -849,14 +855,14 @@ def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
             tot = by.groupby(["origin_id", "period"])["quantity"].transform("sum")
             in_shares = by.assign(share=by["quantity"] / tot).rename(columns={"origin_id": "destination_id"})
             in_shares = in_shares[["destination_id", "product_id", "period", "share"]]
-        in_flows = _per_product(ctx.inbound.frame, clean(dense_values(res, v["inbound"])), in_shares, single)
+        in_flows = _per_product(ctx.inbound.frame, clean(dense_values(result, v["inbound"])), in_shares, single)
         flows.append(in_flows.assign(leg="inbound"))
-    cols = ["origin_id", "destination_id", "product_id", "period", "quantity", "leg"]
+    cols = list(PLAN_TABLES["flows"])
     flow_table = pd.concat([f[cols] for f in flows], ignore_index=True)
     flow_table["period"] = flow_table["period"].astype(int)
 
     # throughput
-    thr = clean(dense_values(res, v["throughput"]))
+    thr = clean(dense_values(result, v["throughput"]))
     st = pd.DataFrame({"site_id": np.repeat(ctx.sites.to_numpy(), len(ctx.periods)),
                        "period": np.tile(ctx.periods.to_numpy(), len(ctx.sites)), "outbound_units": thr.ravel()})
     inb = flow_table[flow_table["leg"] == "inbound"].groupby(["destination_id", "period"])["quantity"].sum()
@@ -864,14 +870,14 @@ def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
         st["inbound_units"] = inb.reindex(pd.MultiIndex.from_frame(st[["site_id", "period"]])).fillna(0.0).to_numpy()
     else:
         st["inbound_units"] = st["outbound_units"]  # DCs are the sources: what they ship is what they handle
-    site_throughput = st[["site_id", "period", "inbound_units", "outbound_units"]]
+    site_throughput = st[list(PLAN_TABLES["site_throughput"])]
 
     # capacity
     r = ctx.rates
     mods = np.zeros(len(r))
     capex = np.zeros(len(r))
     if v.get("modules") is not None:
-        mv = np.round(clean(dense_values(res, v["modules"])))
+        mv = np.round(clean(dense_values(result, v["modules"])))
         key = pd.MultiIndex.from_frame(ctx.expandable[["site_id", "stage"]])
         pos = key.get_indexer(pd.MultiIndex.from_frame(r[["site_id", "stage"]]))
         mods = np.where(pos >= 0, mv[np.maximum(pos, 0)], 0.0)
@@ -885,12 +891,12 @@ def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
                              "modules": mods.astype(int), "capex": capex})
 
     # labour
-    labor = pd.DataFrame(columns=["site_id", "period", "regular_hours", "overtime_hours", "temp_hours"])
+    labor = pd.DataFrame(columns=list(PLAN_TABLES["labor"]))
     lab_cost = {"labour_regular": 0.0, "labour_overtime": 0.0}
     if v.get("labor_regular_hours") is not None:
         ls = v["labor_regular_hours"].indexes["labor_site"]
-        reg = clean(dense_values(res, v["labor_regular_hours"]))
-        ot = clean(dense_values(res, v["labor_overtime_hours"]))
+        reg = clean(dense_values(result, v["labor_regular_hours"]))
+        ot = clean(dense_values(result, v["labor_overtime_hours"]))
         labor = pd.DataFrame({"site_id": np.repeat(ls.to_numpy(), len(ctx.periods)),
                               "period": np.tile(ctx.periods.to_numpy(), len(ls)), "regular_hours": reg.ravel(),
                               "overtime_hours": ot.ravel(), "temp_hours": 0.0})
@@ -899,8 +905,8 @@ def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
         lab_cost["labour_overtime"] = ctx.annual * float((ot * lab["overtime_rate"].to_numpy()[:, None]).sum())
 
     # unmet (split back to products when aggregated)
-    unmet_q = clean(dense_values(res, v.get("unmet")))
-    unmet = pd.DataFrame(columns=["zone_id", "product_id", "period", "quantity"])
+    unmet_q = clean(dense_values(result, v.get("unmet")))
+    unmet = pd.DataFrame(columns=list(PLAN_TABLES["unmet"]))
     if unmet_q.size and (unmet_q > 0).any():
         zi, pi, ti = np.nonzero(unmet_q > 0)
         u = pd.DataFrame({"zone_id": ctx.zones.to_numpy()[zi], "product_id": ctx.products.to_numpy()[pi],
@@ -911,7 +917,7 @@ def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
             u["quantity"] = u["quantity"] * u["share"]
         elif single is not None:
             u["product_id"] = single
-        unmet = u[["zone_id", "product_id", "period", "quantity"]].reset_index(drop=True)
+        unmet = u[list(PLAN_TABLES["unmet"])].reset_index(drop=True)
 
     # assignment and service
     a = out_flows.groupby(["destination_id", "origin_id", "period"], as_index=False)["quantity"].sum()
@@ -919,7 +925,7 @@ def extract_plan(ctx: NetworkDesignContext, res: Any) -> Plan:
     a["share"] = a["quantity"].to_numpy() / zd.reindex(pd.MultiIndex.from_frame(a[["destination_id", "period"]])
                                                        ).to_numpy()
     assignment = a.rename(columns={"destination_id": "zone_id", "origin_id": "site_id"})[
-        ["zone_id", "site_id", "period", "quantity", "share"]]
+        list(PLAN_TABLES["assignment"])]
     service = service_table(out_flows, demand, ctx.service_days)
     overall = overall_service(out_flows, float(demand["quantity"].sum()), ctx.service_days)
     overall["zone_mean_transit_days"] = float(service["avg_transit_days"].mean())  # unweighted, over zones

@@ -1,7 +1,7 @@
 """Inventory redistribution after a disruption: truckload transfers between DCs and zone re-assignment.
 
 A disruption is expressed by the instance itself (a port's supply set to zero, sites or lanes removed,
-capacities scaled); :func:`solve_redistribution` plans the next days or weeks on it and, given the
+capacities scaled); :func:`solve` plans the next days or weeks on it and, given the
 undisrupted instance (or its plan), reports what the disruption costs in labour hours, transport and
 service.
 
@@ -53,7 +53,7 @@ counts rounded up (:func:`relax_and_round`): trucks appear only in the truck row
 feasible and its cost exceeds the LP bound by at most the rounding; when that is within ``mip_gap`` it is the
 answer (port_closure_la: 0.12 % in one LP), otherwise the MILP runs from it as a MIP start.
 
-Warm start: ``solve_redistribution(..., warm_start=plan)`` with a previous :class:`Plan` (e.g. the
+Warm start: ``solve(..., warm_start=plan)`` with a previous :class:`Plan` (e.g. the
 repair loop's previous round) or :class:`solvers.SolveResult` of the same instance; a Plan is turned into
 a complete start (trucks, flows, lost sales, and the stock, backlog, throughput and labour they imply),
 matched to this model's arcs by lane, product and period. It is passed to the solver only when it is feasible
@@ -88,16 +88,17 @@ from formulations.common import (
     grid_codes,
     grouped_terms,
     has_members,
-    model_fingerprint,
     objective_from_terms,
     round_values,
     start_plan,
     start_violation,
 )
 from instances.instance import Instance, cheapest_lanes
-from instances.plan import Plan
+from instances.plan import PLAN_TABLES, Plan
 from instances.schema import FLOW_STAGES
+from solvers.fingerprint import data_fingerprint
 
+DECISION = "redistribution"
 INBOUND_STAGES = ("inbound_dock", "putaway")
 """Stages loaded by the units a DC receives; the other flow stages are loaded by the units it ships."""
 
@@ -168,6 +169,15 @@ class RedistributionOptions:
         return out
 
 
+Options = RedistributionOptions
+"""The options of this formulation under the protocol's name (:mod:`formulations.protocol`)."""
+
+
+def plan_instance(instance: Instance, options: RedistributionOptions | None = None) -> Instance:
+    """The instance a redistribution plan is expressed on: the (disrupted) instance itself."""
+    return instance
+
+
 # -------------------------------------------------------------------------------------------------
 # Table helpers (shared with formulations.capacity)
 # -------------------------------------------------------------------------------------------------
@@ -226,8 +236,13 @@ def _lag(transit_days: pd.Series, period_days: float) -> np.ndarray:
     return np.floor(transit_days.to_numpy(dtype=float) / period_days + 1e-9).astype(int)
 
 
-def prepare_data(instance: Instance, params: dict[str, Any]) -> RedistributionData:
-    """Select the horizon, DCs and lanes; build the sparse arcs (with the exact reductions of the module doc)."""
+def prepare(instance: Instance, options: RedistributionOptions | None = None) -> RedistributionData:
+    """Select the horizon, DCs and lanes; build the sparse arcs (with the exact reductions of the module doc).
+
+    The options are resolved against the instance defaults (:meth:`RedistributionOptions.resolved`) and kept
+    as ``data.params``.
+    """
+    params = (options or RedistributionOptions()).resolved(instance)
     per = instance.periods
     if params["horizon_periods"] is not None:
         per = per[per["period"] <= int(params["horizon_periods"])]
@@ -605,15 +620,15 @@ def _arc_values(frame: pd.DataFrame, keys: list[str], table: pd.DataFrame, table
     return s.reindex(idx).fillna(0.0).to_numpy(dtype=float)
 
 
-def warm_start_from(data: RedistributionData, warm_start: Any) -> Any:
+def warm_start_from(data: RedistributionData, model: linopy.Model, warm_start: Any) -> Any:
     """A complete MIP start from a previous redistribution Plan (or a SolveResult / dict, passed through).
 
     Trucks, deliveries, port receipts, transfers and lost sales are read from the plan's tables and matched
     to this model's arcs by lane, product and period (what this model has no arc for is left out); stock,
     backlog, received and shipped units follow from them by the balances, labour hours from the labour table.
-    :func:`solve_redistribution` passes it on only when it is feasible for this model.
+    :func:`solve` passes it on only when it is feasible for this model.
     """
-    passed, warm_start = start_plan(warm_start, "redistribution")
+    passed, warm_start = start_plan(warm_start, DECISION)
     if warm_start is None:
         return passed
     v = data.variables
@@ -684,7 +699,8 @@ branch and bound is cheap) go straight to the MILP."""
 
 
 def relax_and_round(form: solvers.StandardForm, *, solver: str = "highs", time_limit: float | None = None,
-                    mip_gap: float | None = None, threads: int | None = None, log: Any = None
+                    mip_gap: float | None = None, threads: int | None = None, log: Any = None,
+                    solver_options: Mapping[str, Any] | None = None,
                     ) -> tuple[solvers.SolveResult | None, solvers.SolveResult | None]:
     """Solve the LP relaxation and round its trucks up: a plan with a proven gap, often without branching.
 
@@ -698,7 +714,7 @@ def relax_and_round(form: solvers.StandardForm, *, solver: str = "highs", time_l
     solution (a complete, feasible MIP start) or None when the LP has no optimal solution.
     """
     relaxed = dataclasses.replace(form, integrality=np.zeros_like(form.integrality))
-    lp = solvers.solve(relaxed, solver=solver, time_limit=time_limit, threads=threads, log=log)
+    lp = solvers.solve(relaxed, solver=solver, time_limit=time_limit, threads=threads, log=log, options=solver_options)
     if not (lp.has_solution and lp.termination is solvers.Termination.OPTIMAL):
         return None, None
     x = np.array(lp.x, dtype=float)
@@ -739,17 +755,18 @@ def _better_start(form: solvers.StandardForm, rounded: solvers.SolveResult, star
     return rounded
 
 
-def solve_redistribution(
+def solve(
     instance: Instance,
-    baseline: Instance | Plan | None = None,
     options: RedistributionOptions | None = None,
     *,
     solver: str = "highs",
-    time_limit: float | None = 60.0,
-    mip_gap: float | None = 0.01,
+    time_limit: float | None = None,
+    mip_gap: float | None = None,
     threads: int | None = None,
     log: Any = None,
     warm_start: Any = None,
+    solver_options: Mapping[str, Any] | None = None,
+    baseline: Instance | Plan | None = None,
 ) -> Plan:
     """Plan transfers and fulfilment on a (disrupted) instance; compare with the undisrupted baseline.
 
@@ -759,7 +776,7 @@ def solve_redistribution(
     baseline : the undisrupted instance (solved here with the same options) or its redistribution Plan;
         None skips the comparison.
     options : model parameters (:class:`RedistributionOptions`).
-    solver, time_limit, mip_gap, threads, log : passed to :func:`solvers.solve`.
+    solver, time_limit, mip_gap, threads, log, solver_options : passed to :func:`solvers.solve`.
     warm_start : a previous redistribution :class:`Plan` (or PlanResult) of this instance, e.g. the repair
         loop's previous round, or a :class:`solvers.SolveResult` of the same model: a MIP start
         (:func:`warm_start_from`).
@@ -772,14 +789,13 @@ def solve_redistribution(
     ``meta["deltas"]`` / ``meta["site_deltas"]`` the differences to the baseline.
     """
     options = options or RedistributionOptions()
-    params = options.resolved(instance)
     started = time.perf_counter()
-    data = prepare_data(instance, params)
+    data = prepare(instance, options)
     model = build_model(data)
     form = solvers.to_standard_form(model)
     build_seconds = time.perf_counter() - started
-    previous = start_plan(warm_start, "redistribution")[1]
-    start = plan_start = warm_start_from(data, warm_start)
+    previous = start_plan(warm_start, DECISION)[1]
+    start = plan_start = warm_start_from(data, model, warm_start)
     start_note: dict[str, Any] | None = None
     if previous is not None and start is not None:
         why = start_violation(form, start)
@@ -788,30 +804,32 @@ def solve_redistribution(
             start = plan_start = None
     t0 = time.perf_counter()
     result, strategy = None, "direct"
-    fingerprint = model_fingerprint(form)
+    fingerprint = data_fingerprint(form)
     if plan_start is not None and previous.meta.get("model_fingerprint") == fingerprint:
         result, strategy = _reused(form, plan_start, previous), "reused"  # the very same model: same answer
     elif form.is_mip and form.n_cols >= RELAX_ROUND_MIN_COLUMNS:
         strategy = "relax_round"
         result, rounded = relax_and_round(form, solver=solver, time_limit=time_limit, mip_gap=mip_gap,
-                                          threads=threads, log=log)
+                                          threads=threads, log=log, solver_options=solver_options)
         if result is None and rounded is not None:  # gap not proven: the MILP starts from the better plan
             strategy = "relax_round+milp"
             start = _better_start(form, rounded, start)
     if result is None:
         left = None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
         result = solvers.solve(form, solver=solver, time_limit=left, mip_gap=mip_gap, threads=threads, log=log,
+                               options=solver_options,
                                warm_start=start)
     if start_note is not None:
         start_note["used"] = strategy == "reused" or (start is plan_start is not None and result.warm_start_entries > 0)
-    plan = plan_from_result(data, result)
+    plan = extract_plan(data, result)
     plan.meta.update(build_seconds=round(build_seconds, 3), solve_seconds=round(time.perf_counter() - t0, 3),
                      variables=int(model.nvars), constraints=int(model.ncons), strategy=strategy,
                      model_fingerprint=fingerprint,
                      warm_start_entries=int(result.warm_start_entries), warm_start=start_note)
     if baseline is not None:
-        base_plan = baseline if isinstance(baseline, Plan) else solve_redistribution(
-            baseline, None, options, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log)
+        base_plan = baseline if isinstance(baseline, Plan) else solve(
+            baseline, options, solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log,
+            solver_options=solver_options)
         plan.meta["baseline"] = {"status": base_plan.status, "objective": base_plan.objective}
         plan.meta["deltas"] = redistribution_deltas(base_plan, plan)
         plan.meta["site_deltas"] = site_deltas(base_plan, plan).to_dict("records")
@@ -827,13 +845,13 @@ def _solved(frame: pd.DataFrame, values: np.ndarray, columns: list[str], value: 
     return out.reset_index(drop=True)
 
 
-def plan_from_result(data: RedistributionData, result: solvers.SolveResult) -> Plan:
+def extract_plan(data: RedistributionData, result: solvers.SolveResult) -> Plan:
     """Read the solved variables back into the plan tables (costs recomputed from the tables)."""
-    status = str(result.termination.value)
+    status = result.termination
     meta: dict[str, Any] = {"solver": result.solver, "params": data.params,
                             "periods": [int(t) for t in data.periods], "period_days": data.period_days}
     if not result.has_solution:
-        return Plan("redistribution", status, tables={"sites": _sites_table(data)}, meta=meta)
+        return Plan(DECISION, status, tables={"sites": _sites_table(data)}, meta=meta)
     p = data.params
     v = data.variables
     lane_cols = ["cost_per_unit", "transit_days"]
@@ -879,7 +897,7 @@ def plan_from_result(data: RedistributionData, result: solvers.SolveResult) -> P
         backlog_unit_periods=round(float(backlog["quantity"].sum()), 6),
         demand_units=demand_units,
     )
-    return Plan("redistribution", status, objective=float(result.objective), bound=float(result.bound),
+    return Plan(DECISION, status, objective=float(result.objective), bound=float(result.bound),
                 gap=float(result.gap), tables=tables, meta=meta)
 
 
@@ -892,7 +910,7 @@ def _sites_table(data: RedistributionData) -> pd.DataFrame:
 
 
 def _labor_table(result: solvers.SolveResult, data: RedistributionData) -> pd.DataFrame:
-    cols = ["site_id", "period", "regular_hours", "overtime_hours", "temp_hours"]
+    cols = list(PLAN_TABLES["labor"])
     v = data.variables
     if v["regular"] is None:
         return pd.DataFrame({c: pd.Series(dtype=object if c == "site_id" else float) for c in cols})
@@ -943,7 +961,7 @@ def _flows_table(deliver: pd.DataFrame, receive: pd.DataFrame) -> pd.DataFrame:
         receive.rename(columns={"source": "origin_id", "dc": "destination_id"}).assign(leg="inbound"),
         deliver.rename(columns={"dc": "origin_id", "zone": "destination_id"}).assign(leg="outbound"),
     ]  # transfers are listed in the transfers table only (the checker adds them to the flows)
-    cols = ["origin_id", "destination_id", "product_id", "period", "quantity", "leg"]
+    cols = list(PLAN_TABLES["flows"])
     flows = pd.concat([f.rename(columns={"product": "product_id"})[cols] for f in parts], ignore_index=True)
     return round_values(flows, ["quantity"])
 
@@ -971,7 +989,7 @@ def _assignment_table(deliver: pd.DataFrame) -> pd.DataFrame:
     a = deliver.groupby(["zone", "dc", "period"], as_index=False)["quantity"].sum()
     a["share"] = a["quantity"] / a.groupby(["zone", "period"])["quantity"].transform("sum")
     a = a.rename(columns={"zone": "zone_id", "dc": "site_id"})
-    return round_values(a[["zone_id", "site_id", "period", "quantity", "share"]], ["quantity", "share"])
+    return round_values(a[list(PLAN_TABLES["assignment"])], ["quantity", "share"])
 
 
 def _service_table(data: RedistributionData, deliver: pd.DataFrame, backlog: pd.DataFrame) -> pd.DataFrame:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from instances.plain import to_plain
 from instances.schema import FLOW_STAGES, TABLES, TableSchema
 from instances.validation import InstanceValidationError, ValidationReport, read_csv_located
 
@@ -146,7 +147,8 @@ class Instance:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         with open(path / META_FILE, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(_plain(self.meta), fh, sort_keys=False, allow_unicode=True)
+            yaml.safe_dump(to_plain(self.meta, non_finite="keep", other="keep"), fh, sort_keys=False,
+                           allow_unicode=True)
         for name, schema in TABLES.items():
             df = self.tables.get(name)
             for ext in ("csv", "parquet"):
@@ -179,19 +181,6 @@ class Instance:
             "total_demand": float(self.tables["demand"]["quantity"].sum()),
             "capacity_units_per_day": {st: float(cap.get(st, 0.0)) for st in FLOW_STAGES},
         }
-
-
-def _plain(obj: Any) -> Any:
-    """YAML-safe plain Python (dates as ISO strings, numpy scalars as Python numbers)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    return obj
 
 
 def periods_frame(meta: dict[str, Any]) -> pd.DataFrame:

@@ -4,7 +4,8 @@ In the spirit of PyPSA's component attribute tables: the schema is data. Loaders
 generators and ingestion all read it from here; nothing else spells out a column list.
 
 Each table lists its columns with
-- ``dtype``: ``str``, ``float``, ``int`` or ``date`` (ISO ``YYYY-MM-DD``);
+- ``dtype``: ``str``, ``float``, ``int``, ``bool`` (plan tables, :mod:`instances.plan`) or ``date`` (ISO
+  ``YYYY-MM-DD``);
 - ``unit``: the physical unit (metric) or ``currency`` (the instance's currency);
 - ``required``: when ``False``, a missing column or empty cell takes ``default``
   (``None`` means the cell may stay empty, i.e. NaN, e.g. an unlimited lane capacity);

@@ -21,7 +21,6 @@ warm-start from it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from solvers.fingerprint import structure_fingerprint
 from solvers.model import Group, StandardForm, _format_part
 
 AT_LOWER, BASIC, AT_UPPER, ZERO, NONBASIC = 0, 1, 2, 3, 4
@@ -39,18 +39,6 @@ MIN_COVERAGE = 0.5
 """A basis matched by label is used only when it knows at least this share of the new model's columns and
 rows: a mostly unknown basis, completed with slacks, starts the simplex further from the optimum than the
 solver's own crash basis (measured on eu_fba: 2x slower)."""
-
-
-def fingerprint(form: StandardForm) -> str:
-    """A hash of the model's structure: shape, matrix pattern, group names and sizes (not the numbers)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(np.asarray(form.A.shape, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(form.A.indptr, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(form.A.indices, dtype=np.int64).tobytes())
-    for kind, groups in (("c", form.variable_groups), ("r", form.constraint_groups)):
-        for name, g in groups.items():
-            h.update(f"{kind}:{name}:{g.size};".encode())
-    return h.hexdigest()
 
 
 def group_sizes(form: StandardForm) -> dict[str, int]:
@@ -100,7 +88,7 @@ class Basis:
     col_status, row_status
         ``int8`` HiGHS statuses in standard-form order of the model it was taken from.
     fingerprint
-        :func:`fingerprint` of that model.
+        :func:`solvers.fingerprint.structure_fingerprint` of that model.
     objective
         The LP objective at this basis (information only).
     """
@@ -120,8 +108,8 @@ class Basis:
     def of(cls, form: StandardForm, col_status: np.ndarray, row_status: np.ndarray,
            objective: float = float("nan")) -> Basis:
         """The basis of ``form`` with the given statuses (keys are computed only when needed)."""
-        return cls(np.asarray(col_status, dtype=np.int8), np.asarray(row_status, dtype=np.int8), fingerprint(form),
-                   float(objective), group_sizes(form), _form=form)
+        return cls(np.asarray(col_status, dtype=np.int8), np.asarray(row_status, dtype=np.int8),
+                   structure_fingerprint(form), float(objective), group_sizes(form), _form=form)
 
     @property
     def n_basic(self) -> int:
@@ -152,7 +140,7 @@ class Basis:
         completes it: an alien basis) or ``"unmatched"`` (fewer than :data:`MIN_COVERAGE` of the members
         known: statuses None, the solver starts cold).
         """
-        if fingerprint(form) == self.fingerprint and self._bounds_fit(form):
+        if structure_fingerprint(form) == self.fingerprint and self._bounds_fit(form):
             return self.col_status, self.row_status, "same"
         if self.sizes:  # at most min(old, new) members of each group can match: skip the keys when too few
             new = group_sizes(form)

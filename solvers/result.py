@@ -34,6 +34,20 @@ class Termination(StrEnum):
     ERROR = "error"
     UNKNOWN = "unknown"
 
+    @classmethod
+    def parse(cls, value: object) -> Termination:
+        """The member named by ``value`` (a member or its string, e.g. read back from JSON or a run store);
+        ``unknown`` for anything outside the vocabulary (None, or a status an older version wrote)."""
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.UNKNOWN
+
+    @property
+    def proves_no_solution(self) -> bool:
+        """The solver proved that no solution exists (infeasible, unbounded or one of the two)."""
+        return self in (Termination.INFEASIBLE, Termination.UNBOUNDED, Termination.INFEASIBLE_OR_UNBOUNDED)
+
 
 @dataclass(frozen=True)
 class Timings:

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 import solvers
-from formulations.capacity import CapacityOptions, black_friday_to_cyber_monday, peak_instance, solve_capacity
+from formulations import capacity
+from formulations.capacity import CapacityOptions, black_friday_to_cyber_monday, peak_instance
 from formulations.check import check_plan
 from instances.instance import Instance
 from tests.test_redistribution import make_instance
@@ -74,7 +75,7 @@ def brute_force_one_dc(daily_orders: float, sla_hours: float, shift_cost_per_day
 def test_one_dc_matches_brute_force(daily_orders, sla_hours, shift_cost):
     inst = one_dc(daily_orders, sla_hours)
     opts = CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), extra_shift_cost_per_day=shift_cost)
-    plan = solve_capacity(inst, opts, **SOLVE)
+    plan = capacity.solve(inst, opts, **SOLVE)
     cost, n, shift = brute_force_one_dc(daily_orders, sla_hours, shift_cost)
     assert plan.status == "optimal"
     assert plan.objective == pytest.approx(cost, rel=1e-7, abs=1e-6)
@@ -92,8 +93,8 @@ def test_hard_sla_matches_brute_force_or_is_infeasible(daily_orders, sla_hours, 
     soft_opts = CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), extra_shift_cost_per_day=shift_cost)
     hard_opts = CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), extra_shift_cost_per_day=shift_cost,
                                 hard_sla=True)
-    soft = solve_capacity(inst, soft_opts, **SOLVE)
-    hard = solve_capacity(inst, hard_opts, **SOLVE)
+    soft = capacity.solve(inst, soft_opts, **SOLVE)
+    hard = capacity.solve(inst, hard_opts, **SOLVE)
     cost, n, shift = brute_force_one_dc(daily_orders, sla_hours, shift_cost, hard_sla=True)
     if not np.isfinite(cost):
         assert hard.status == "infeasible" and not hard.has_solution
@@ -164,9 +165,9 @@ def test_rebalancing_moves_a_zone_to_the_spare_dc():
     res = pd.concat([inst.resources, inst.resources.assign(site_id="DC2", count=100.0)], ignore_index=True)
     lanes = pd.concat([inst.lanes, inst.lanes.assign(origin_id="DC2", cost_per_unit=0.01)], ignore_index=True)
     two = inst.replace(sites=sites, resources=res, lanes=lanes)
-    fixed = solve_capacity(two, CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), allow_rebalancing=False,
+    fixed = capacity.solve(two, CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), allow_rebalancing=False,
                                                 allow_extra_shift=False), **SOLVE)
-    free = solve_capacity(two, CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), allow_extra_shift=False),
+    free = capacity.solve(two, CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), allow_extra_shift=False),
                           **SOLVE)
     assert fixed.objective == pytest.approx(MODULE_CAPEX / LIFE)  # stays at DC: buys one module
     # rebalanced: DC keeps the share s its 80 units/day clear within the SLA by day 7 (7 x 130 s - 560 <= 130 s,
@@ -178,14 +179,14 @@ def test_rebalancing_moves_a_zone_to_the_spare_dc():
 
 def test_more_base_capacity_never_costs_more_and_doubling_costs_doubles():
     inst = one_dc(300.0, 12.0)
-    base = solve_capacity(inst, FLAT, **SOLVE)
+    base = capacity.solve(inst, FLAT, **SOLVE)
     res = inst.resources.copy()
     res.loc[res["stage"] == "pack", "count"] = 2.0
-    bigger = solve_capacity(inst.replace(resources=res), FLAT, **SOLVE)
+    bigger = capacity.solve(inst.replace(resources=res), FLAT, **SOLVE)
     assert bigger.objective <= base.objective + 1e-6
     exp = inst.expansions.assign(capex=inst.expansions["capex"] * 2)
     meta = {**inst.meta, "defaults": {**inst.meta["defaults"], "unmet_demand_penalty": 2 * PENALTY}}
-    doubled = solve_capacity(inst.replace(meta=meta, expansions=exp), CapacityOptions(
+    doubled = capacity.solve(inst.replace(meta=meta, expansions=exp), CapacityOptions(
         weekday_profile=(1.0,) * 7, spike_dates=(), extra_shift_cost_per_day=200.0), **SOLVE)
     assert doubled.objective == pytest.approx(2 * base.objective, rel=1e-7)
     for plan, solved_on in ((base, inst), (bigger, inst.replace(resources=res)),
@@ -196,32 +197,32 @@ def test_more_base_capacity_never_costs_more_and_doubling_costs_doubles():
 @pytest.mark.skipif("ortools-scip" not in solvers.available(), reason="OR-Tools SCIP not available")
 def test_highs_and_ortools_agree():
     inst = one_dc(300.0, 12.0)
-    a = solve_capacity(inst, FLAT, solver="highs", **SOLVE)
-    b = solve_capacity(inst, FLAT, solver="ortools", **SOLVE)
+    a = capacity.solve(inst, FLAT, solver="highs", **SOLVE)
+    b = capacity.solve(inst, FLAT, solver="ortools", **SOLVE)
     assert b.objective == pytest.approx(a.objective, rel=1e-6)
     assert check_plan(peak_instance(inst, FLAT), b).empty
 
 
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="weekday_profile"):
-        solve_capacity(one_dc(10.0), CapacityOptions(weekday_profile=(1.0, 1.0)))
+        capacity.solve(one_dc(10.0), CapacityOptions(weekday_profile=(1.0, 1.0)))
     with pytest.raises(ValueError, match="peak_periods"):
-        solve_capacity(one_dc(10.0), CapacityOptions(peak_periods=(5,)))
+        capacity.solve(one_dc(10.0), CapacityOptions(peak_periods=(5,)))
 
 
 def test_warm_start_from_the_previous_plan():
     """Re-solving from a plan passes its modules and shift (the integers) and reaches the same optimum;
     a derated re-solve from it (a repair round) reaches the cold optimum."""
     inst = one_dc(300.0, 12.0)
-    base = solve_capacity(inst, FLAT, **SOLVE)
-    warm = solve_capacity(inst, FLAT, warm_start=base, **SOLVE)
+    base = capacity.solve(inst, FLAT, **SOLVE)
+    warm = capacity.solve(inst, FLAT, warm_start=base, **SOLVE)
     assert warm.meta["warm_start_entries"] == 2  # modules[DC, pack] and shift[DC]
     assert warm.objective == pytest.approx(base.objective, rel=1e-9)
     check_capacity_plan(inst, FLAT, warm)
     derated = CapacityOptions(weekday_profile=(1.0,) * 7, spike_dates=(), extra_shift_cost_per_day=100.0,
                               capacity_derate={("DC", "pack"): 0.8})
-    cold = solve_capacity(inst, derated, **SOLVE)
-    again = solve_capacity(inst, derated, warm_start=base, **SOLVE)
+    cold = capacity.solve(inst, derated, **SOLVE)
+    again = capacity.solve(inst, derated, warm_start=base, **SOLVE)
     assert again.objective == pytest.approx(cold.objective, rel=1e-9)
     assert cold.objective >= base.objective - 1e-9
     check_capacity_plan(inst, derated, again)

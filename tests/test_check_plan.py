@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from engine.scenario import apply_scenario, scenario_from_dict
-from formulations.capacity import peak_instance, solve_capacity
+from formulations import capacity, network_design, redistribution
+from formulations.capacity import peak_instance
 from formulations.check import VIOLATION_COLUMNS, check_plan
-from formulations.network_design import NetworkDesignOptions, solve_network_design
-from formulations.redistribution import solve_redistribution
+from formulations.network_design import NetworkDesignOptions
 from instances.instance import Instance
 from instances.plan import Plan
 
@@ -21,7 +21,7 @@ from instances.plan import Plan
 @pytest.fixture(scope="module")
 def solved(tiny) -> Plan:
     # DC_A and DC_B open, products kept apart: inbound and outbound flows per product
-    plan = solve_network_design(tiny, options=NetworkDesignOptions(force_open=["DC_A", "DC_B"],
+    plan = network_design.solve(tiny, options=NetworkDesignOptions(force_open=["DC_A", "DC_B"],
                                                                    aggregate_products=False), mip_gap=0.0)
     assert plan.status == "optimal"
     return plan
@@ -433,7 +433,7 @@ def close(inst: Instance, *mods: dict) -> Instance:
 def test_solved_redistribution_with_a_port_closure_passes(tiny):
     # weekly tiny, Hamburg closed in week 1
     weekly = close(tiny, {"close_port": "PORT_HAM", "periods": [1]})
-    plan = solve_redistribution(weekly, mip_gap=0.0, time_limit=30)
+    plan = redistribution.solve(weekly, mip_gap=0.0, time_limit=30)
     assert plan.status == "optimal"
     v = check_plan(weekly, plan)
     assert v.empty, v.to_string()
@@ -453,7 +453,7 @@ def test_solved_redistribution_with_a_port_closure_passes(tiny):
     inst = close(inst, {"close_port": "PORT_HAM", "periods": [1, 2, 3]},
                  {"close_lane": {"origin": "DC_B", "destination": "Z_BER"}},
                  {"close_lane": {"origin": "DC_B", "destination": "Z_HAM"}})
-    plan = solve_redistribution(inst, mip_gap=0.0, time_limit=30)
+    plan = redistribution.solve(inst, mip_gap=0.0, time_limit=30)
     assert plan.status == "optimal"
     assert len(plan.tables["transfers"]) > 0 and plan.meta["backlog_unit_periods"] > 0
     assert sum(r["trucks"] for r in plan.meta["truckloads"]) >= 1
@@ -466,7 +466,7 @@ def test_solved_capacity_plan_passes(tiny, multiplier):
     """tiny's two weeks as a daily peak; x5 demand uses temps, overtime, an extra shift and pays SLA breach."""
     inst = apply_scenario(tiny, scenario_from_dict({"name": "peak", "class": "tactical", "decision": "capacity",
                                                     "modifications": [{"demand_multiplier": multiplier}]}))
-    plan = solve_capacity(inst, mip_gap=0.0, time_limit=30)
+    plan = capacity.solve(inst, mip_gap=0.0, time_limit=30)
     assert plan.status == "optimal"
     if multiplier > 1:
         assert plan.meta["temps"] and plan.meta["extra_shifts"] and plan.meta["sla_breach_unit_days"] > 0

@@ -45,4 +45,4 @@ def test_no_module_cycles() -> None:
 def test_the_layers_are_ordered_as_documented() -> None:
     """The README's layout section names the same layers, in the same order, as the contract."""
     readme = (ROOT / "README.md").read_text()
-    assert "tests → benchmarks → engine → formulations → instances | solvers" in readme
+    assert "tests → benchmarks → engine → formulations → instances → solvers" in readme

@@ -10,20 +10,16 @@ import pandas as pd
 import pytest
 
 import solvers
+from formulations import network_design
 from formulations.check import check_plan
-from formulations.network_design import (
-    NetworkDesignOptions,
-    build_network_design,
-    products_aggregable,
-    solve_network_design,
-)
+from formulations.network_design import NetworkDesignOptions, products_aggregable
 from instances.instance import Instance, bundled_instance_path, load_instance
 
 DCS = ("DC_A", "DC_B", "DC_C")
 
 
 def solve(inst: Instance, **opts) -> object:
-    plan = solve_network_design(inst, options=NetworkDesignOptions(**opts), mip_gap=0.0)
+    plan = network_design.solve(inst, options=NetworkDesignOptions(**opts), mip_gap=0.0)
     assert plan.status == "optimal", plan.status
     violations = check_plan(inst, plan)
     assert violations.empty, violations.to_string()
@@ -92,7 +88,8 @@ def test_cost_of_a_fixed_network_by_hand(tiny):
 def test_product_aggregation_is_exact_and_its_condition_is_checked(tiny, optimum):
     ok, why = products_aggregable(tiny)
     assert ok, why
-    _, ctx = build_network_design(tiny)
+    ctx = network_design.prepare(tiny)
+    network_design.build_model(ctx)
     assert ctx.aggregated and len(ctx.products) == 1
     full = solve(tiny, aggregate_products=False)
     assert full.objective == pytest.approx(optimum.objective, rel=1e-9)
@@ -105,7 +102,7 @@ def test_product_aggregation_is_exact_and_its_condition_is_checked(tiny, optimum
     ok, why = products_aggregable(tight)
     assert not ok and "P_BULKY" in why and "PORT_HAM" in why
     with pytest.raises(ValueError, match="not exact"):
-        build_network_design(tight, NetworkDesignOptions(aggregate_products=True))
+        network_design.build_model(network_design.prepare(tight, NetworkDesignOptions(aggregate_products=True)))
     short = solve(tight)
     assert short.cost("unmet_penalty") > 0  # 1,320 bulky units demanded in period 2, 1,000 supplied
     unmet = short.tables["unmet"]
@@ -119,7 +116,7 @@ def test_relax_restore_matches_direct(tiny, optimum):
     sup.loc[sup["product_id"] == "P_BULKY", "capacity"] = 1200.0  # binds in period 2 only
     inst = tiny.replace(supply=sup)
     direct = solve(inst, aggregate_products=False, strategy="direct")
-    plan = solve_network_design(inst, options=NetworkDesignOptions(strategy="relax_restore"), mip_gap=1e-9)
+    plan = network_design.solve(inst, options=NetworkDesignOptions(strategy="relax_restore"), mip_gap=1e-9)
     assert plan.meta["strategy"] == "relax_restore"
     assert plan.objective == pytest.approx(direct.objective, rel=1e-7)
     assert plan.bound <= plan.objective + 1e-6
@@ -197,11 +194,13 @@ def test_single_sourcing_and_service(tiny, optimum):
 
 def test_bad_options_name_the_problem(tiny):
     with pytest.raises(ValueError, match="DC_X"):
-        build_network_design(tiny, NetworkDesignOptions(force_open=["DC_X"]))
+        network_design.build_model(network_design.prepare(tiny, NetworkDesignOptions(force_open=["DC_X"])))
     with pytest.raises(ValueError, match="DC_A"):
-        build_network_design(tiny, NetworkDesignOptions(force_open=["DC_A"], force_closed=["DC_A"]))
+        network_design.build_model(network_design.prepare(tiny, NetworkDesignOptions(force_open=["DC_A"],
+                                                                                     force_closed=["DC_A"])))
     with pytest.raises(ValueError, match="capacity_derate"):
-        build_network_design(tiny, NetworkDesignOptions(capacity_derate={("DC_A", "pick"): 1.5}))
+        network_design.build_model(network_design.prepare(
+            tiny, NetworkDesignOptions(capacity_derate={("DC_A", "pick"): 1.5})))
 
 
 def test_derate_tightens_and_warm_start_reuses_a_plan(tiny, optimum):
@@ -210,13 +209,13 @@ def test_derate_tightens_and_warm_start_reuses_a_plan(tiny, optimum):
     thr = derated.tables["site_throughput"].set_index(["site_id", "period"])["outbound_units"]
     limit = 10 * 40 * 16 * 7 * 0.3
     assert (thr.loc["DC_A"] <= limit + 1e-6).all()
-    again = solve_network_design(tiny, warm_start=optimum, mip_gap=0.0)
+    again = network_design.solve(tiny, warm_start=optimum, mip_gap=0.0)
     assert again.objective == pytest.approx(optimum.objective, rel=1e-9)
 
 
 @pytest.mark.skipif("ortools-scip" not in solvers.available(), reason="OR-Tools (SCIP) backend not available")
 def test_highs_and_ortools_agree(tiny, optimum):
-    plan = solve_network_design(tiny, solver="ortools", mip_gap=0.0)
+    plan = network_design.solve(tiny, solver="ortools", mip_gap=0.0)
     assert plan.objective == pytest.approx(optimum.objective, rel=1e-6)
 
 
@@ -224,7 +223,7 @@ def test_highs_and_ortools_agree(tiny, optimum):
 def test_eu_fba_consolidation_within_one_percent_in_60s():
     inst = load_instance(bundled_instance_path("eu_fba"))
     t0 = time.perf_counter()
-    plan = solve_network_design(inst, mip_gap=0.01, time_limit=55)
+    plan = network_design.solve(inst, mip_gap=0.01, time_limit=55)
     seconds = time.perf_counter() - t0
     assert plan.has_solution and plan.gap is not None
     assert plan.gap <= 0.01, (plan.gap, plan.meta.get("phases"))
@@ -251,7 +250,7 @@ def test_relax_restore_carries_lp_bases_to_a_variant(tiny):
     sup.loc[sup["product_id"] == "P_BULKY", "capacity"] = 1200.0  # aggregation not exact: product-level restore
     inst = tiny.replace(supply=sup)
     rr = NetworkDesignOptions(strategy="relax_restore")
-    base = solve_network_design(inst, options=rr, mip_gap=1e-9)
+    base = network_design.solve(inst, options=rr, mip_gap=1e-9)
     assert set(base.bases) == {"lp", "restore"}
     assert all(isinstance(b, solvers.Basis) for b in base.bases.values())
     assert base.meta["solve_seconds_total"] >= base.meta["phases"]["restore"]["solve_seconds"]
@@ -259,8 +258,8 @@ def test_relax_restore_carries_lp_bases_to_a_variant(tiny):
     lanes = inst.lanes.assign(cost_per_unit=inst.lanes["cost_per_unit"] * 1.2)
     variant = inst.replace(demand=demand, lanes=lanes)
     truth = solve(variant, aggregate_products=False, strategy="direct")
-    warm = solve_network_design(variant, options=rr, mip_gap=1e-9, warm_start=base)
-    cold = solve_network_design(variant, options=rr, mip_gap=1e-9)
+    warm = network_design.solve(variant, options=rr, mip_gap=1e-9, warm_start=base)
+    cold = network_design.solve(variant, options=rr, mip_gap=1e-9)
     assert warm.objective == pytest.approx(truth.objective, rel=1e-7)
     assert cold.objective == pytest.approx(truth.objective, rel=1e-7)
     phases = warm.meta["phases"]

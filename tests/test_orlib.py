@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from formulations import network_design
 from formulations.check import check_plan
-from formulations.network_design import NetworkDesignOptions, solve_network_design
+from formulations.network_design import NetworkDesignOptions
 from instances.orlib import OrlibFormatError, benchmark_dir, load_optima, orlib_instance, parse_orlib, read_orlib
 
 BENCH = benchmark_dir()
@@ -27,11 +28,11 @@ def test_parse_small_text_and_mapping():
     assert lane[("W1", "C1")] == pytest.approx(2.0) and lane[("W2", "C2")] == pytest.approx(1.0)
     # brute force: open {W1}: 7 + 8 + 30 = 45; {W2}: capacity 5 < 10 infeasible; {W1, W2}: W2 serves 5 units
     # of C2 (cost 5) and W1 the rest (C1: 8, 1 unit of C2: 5) -> 10 + 8 + 5 + 5 = 28
-    plan = solve_network_design(inst, options=NetworkDesignOptions(allow_unmet=False), mip_gap=0.0)
+    plan = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False), mip_gap=0.0)
     assert plan.status == "optimal"
     assert plan.objective == pytest.approx(28.0, rel=1e-9)
     assert check_plan(inst, plan).empty
-    single = solve_network_design(inst, options=NetworkDesignOptions(allow_unmet=False, single_source=True),
+    single = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False, single_source=True),
                                   mip_gap=0.0)
     # single sourcing: C2 (6 units) cannot go to W2 (cap 5): both from W1 -> 7 + 8 + 30 = 45
     assert single.objective == pytest.approx(45.0, rel=1e-9)
@@ -62,7 +63,7 @@ def test_all_small_instances_reach_the_published_optimum():
     errors = {}
     for name in SMALL:
         inst = read_orlib(BENCH / f"{name}.txt")
-        plan = solve_network_design(inst, options=NetworkDesignOptions(allow_unmet=False), mip_gap=0.0)
+        plan = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False), mip_gap=0.0)
         assert plan.status == "optimal", name
         errors[name] = abs(plan.objective - optima[name]) / optima[name]
         violations = check_plan(inst, plan)
@@ -80,7 +81,7 @@ def test_highs_and_ortools_agree_on_an_orlib_instance():
         pytest.skip("OR-Tools backend not registered in solvers yet")
     inst = read_orlib(BENCH / "cap41.txt")
     opts = NetworkDesignOptions(allow_unmet=False)
-    h = solve_network_design(inst, options=opts, mip_gap=0.0)
-    o = solve_network_design(inst, options=opts, solver="ortools", mip_gap=0.0)
+    h = network_design.solve(inst, options=opts, mip_gap=0.0)
+    o = network_design.solve(inst, options=opts, solver="ortools", mip_gap=0.0)
     assert o.objective == pytest.approx(h.objective, rel=1e-6)
     assert np.isclose(h.objective, load_optima(BENCH)["cap41"], rtol=1e-6)

@@ -11,14 +11,9 @@ import pytest
 from scipy.optimize import linprog
 
 import solvers
+from formulations import redistribution
 from formulations.check import check_plan
-from formulations.redistribution import (
-    RedistributionOptions,
-    build_model,
-    prepare_data,
-    solve_redistribution,
-    warm_start_from,
-)
+from formulations.redistribution import RedistributionOptions, build_model, prepare, warm_start_from
 from instances.instance import Instance, bundled_instance_path, coerce_table, load_instance
 from instances.plan import Plan
 from instances.schema import TABLES
@@ -177,7 +172,7 @@ OPTS = RedistributionOptions(late_penalty_per_unit_day=LATE_DAY)
 
 @pytest.fixture(scope="module")
 def two_dc_plan() -> Plan:
-    return solve_redistribution(two_dc_instance(), options=OPTS, **SOLVE)
+    return redistribution.solve(two_dc_instance(), options=OPTS, **SOLVE)
 
 
 def test_two_dc_matches_brute_force(two_dc_plan):
@@ -192,7 +187,7 @@ def test_two_dc_matches_brute_force(two_dc_plan):
 def test_two_dc_brute_force_dear_trucks():
     """Dear trucks: ship direct (late) or lose the sale rather than transfer."""
     inst = two_dc_instance(truck_fixed=40.0)
-    plan = solve_redistribution(inst, options=OPTS, **SOLVE)
+    plan = redistribution.solve(inst, options=OPTS, **SOLVE)
     assert plan.objective == pytest.approx(brute_force_two_dc(truck_fixed=40.0), rel=1e-7)
     assert plan.tables["transfers"].empty
     check_redistribution(inst, plan)
@@ -200,7 +195,7 @@ def test_two_dc_brute_force_dear_trucks():
 
 def test_without_transfers_equals_the_no_truck_brute_force():
     """allow_transfers=False: no transfer or truck variable at all; the optimum is the brute force at 0 trucks."""
-    plan = solve_redistribution(two_dc_instance(), options=RedistributionOptions(
+    plan = redistribution.solve(two_dc_instance(), options=RedistributionOptions(
         late_penalty_per_unit_day=LATE_DAY, allow_transfers=False), **SOLVE)
     assert plan.objective == pytest.approx(brute_force_two_dc(truck_fixed=1e9), rel=1e-7)
     assert plan.tables["transfers"].empty and plan.meta["truckloads"] == []
@@ -208,14 +203,14 @@ def test_without_transfers_equals_the_no_truck_brute_force():
 
 
 def test_doubling_every_cost_doubles_the_objective(two_dc_plan):
-    double = solve_redistribution(two_dc_instance(scale=2.0),
+    double = redistribution.solve(two_dc_instance(scale=2.0),
                                   options=RedistributionOptions(late_penalty_per_unit_day=2 * LATE_DAY), **SOLVE)
     assert double.objective == pytest.approx(2 * two_dc_plan.objective, rel=1e-7)
     check_redistribution(two_dc_instance(scale=2.0), double)
 
 
 def test_smaller_trucks_never_cost_less(two_dc_plan):
-    small = solve_redistribution(two_dc_instance(), options=RedistributionOptions(
+    small = redistribution.solve(two_dc_instance(), options=RedistributionOptions(
         late_penalty_per_unit_day=LATE_DAY, truck_capacity_m3=CAP_M3 / 2, truck_capacity_kg=CAP_KG / 2), **SOLVE)
     assert small.objective >= two_dc_plan.objective - 1e-6
     check_redistribution(two_dc_instance(), small)
@@ -224,7 +219,7 @@ def test_smaller_trucks_never_cost_less(two_dc_plan):
 def test_deltas_against_a_baseline_instance(two_dc_plan):
     """Less stock at DC_A (the disruption) against the full stock (the baseline, solved here)."""
     short = two_dc_instance(stock_a={"P1": 2.0, "P2": 1.0})
-    plan = solve_redistribution(short, baseline=two_dc_instance(), options=OPTS, **SOLVE)
+    plan = redistribution.solve(short, baseline=two_dc_instance(), options=OPTS, **SOLVE)
     check_redistribution(short, plan)
     assert plan.objective == pytest.approx(brute_force_two_dc(stock_a={"P1": 2.0, "P2": 1.0}), rel=1e-7)
     d = plan.meta["deltas"]
@@ -260,12 +255,12 @@ def stock_out_at_b(inst: Instance) -> Instance:
 
 @pytest.fixture(scope="module")
 def tiny_base(tiny) -> Plan:
-    return solve_redistribution(tiny, **SOLVE)
+    return redistribution.solve(tiny, **SOLVE)
 
 
 @pytest.fixture(scope="module")
 def disrupted_plan(tiny, tiny_base):
-    return solve_redistribution(stock_out_at_b(tiny), baseline=tiny_base, **SOLVE)
+    return redistribution.solve(stock_out_at_b(tiny), baseline=tiny_base, **SOLVE)
 
 
 def test_tiny_disruption_plan_is_consistent(tiny, tiny_base, disrupted_plan):
@@ -287,13 +282,13 @@ def test_less_equipment_never_costs_less(tiny, disrupted_plan):
     inst = stock_out_at_b(tiny)
     res = inst.resources.copy()
     res["count"] *= 0.5
-    halved = solve_redistribution(inst.replace(resources=res), **SOLVE)
+    halved = redistribution.solve(inst.replace(resources=res), **SOLVE)
     assert halved.objective >= disrupted_plan.objective - 1e-6
     check_redistribution(inst.replace(resources=res), halved)
 
 
 def test_closing_a_site_never_lowers_the_cost(tiny, tiny_base):
-    closed = solve_redistribution(tiny, options=RedistributionOptions(closed_sites=("DC_B",)), **SOLVE)
+    closed = redistribution.solve(tiny, options=RedistributionOptions(closed_sites=("DC_B",)), **SOLVE)
     assert closed.objective >= tiny_base.objective - 1e-6
     assert not (closed.tables["flows"][["origin_id", "destination_id"]] == "DC_B").any().any()
     assert not bool(closed.tables["sites"].set_index("site_id").loc["DC_B", "open"])
@@ -301,17 +296,17 @@ def test_closing_a_site_never_lowers_the_cost(tiny, tiny_base):
 
 
 def test_no_late_delivery_allowed_means_no_backlog(tiny):
-    plan = solve_redistribution(stock_out_at_b(tiny), options=RedistributionOptions(allow_late=False), **SOLVE)
+    plan = redistribution.solve(stock_out_at_b(tiny), options=RedistributionOptions(allow_late=False), **SOLVE)
     assert plan.meta["backlog_unit_periods"] == 0.0
     check_redistribution(stock_out_at_b(tiny), plan)
 
 
 @pytest.mark.skipif("ortools-scip" not in solvers.available(), reason="OR-Tools SCIP not available")
 def test_highs_and_ortools_agree(tiny, disrupted_plan):
-    b = solve_redistribution(stock_out_at_b(tiny), solver="ortools", **SOLVE)
+    b = redistribution.solve(stock_out_at_b(tiny), solver="ortools", **SOLVE)
     assert b.status == "optimal"
     assert b.objective == pytest.approx(disrupted_plan.objective, rel=1e-6)
-    c = solve_redistribution(two_dc_instance(), solver="ortools", options=OPTS, **SOLVE)
+    c = redistribution.solve(two_dc_instance(), solver="ortools", options=OPTS, **SOLVE)
     check_redistribution(stock_out_at_b(tiny), b)
     check_redistribution(two_dc_instance(), c)
     assert c.objective == pytest.approx(brute_force_two_dc(), rel=1e-6)
@@ -319,9 +314,9 @@ def test_highs_and_ortools_agree(tiny, disrupted_plan):
 
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="truck_capacity_m3"):
-        solve_redistribution(two_dc_instance(), options=RedistributionOptions(truck_capacity_m3=0.0))
+        redistribution.solve(two_dc_instance(), options=RedistributionOptions(truck_capacity_m3=0.0))
     with pytest.raises(ValueError, match="horizon_periods"):
-        solve_redistribution(two_dc_instance(), options=RedistributionOptions(horizon_periods=0))
+        redistribution.solve(two_dc_instance(), options=RedistributionOptions(horizon_periods=0))
 
 
 def test_plan_round_trips_through_save_and_load(tmp_path, disrupted_plan):
@@ -333,9 +328,10 @@ def test_plan_round_trips_through_save_and_load(tmp_path, disrupted_plan):
 def test_warm_start_from_a_plan_is_complete_feasible_and_costs_the_plan(tiny, disrupted_plan):
     """The start built from a plan sets every column, meets every row and bound, and its cost is the plan's."""
     inst = stock_out_at_b(tiny)
-    data = prepare_data(inst, RedistributionOptions().resolved(inst))
-    form = solvers.to_standard_form(build_model(data))
-    x = solvers.warm_start_vector(form, warm_start_from(data, disrupted_plan))
+    data = prepare(inst, RedistributionOptions())
+    model = build_model(data)
+    form = solvers.to_standard_form(model)
+    x = solvers.warm_start_vector(form, warm_start_from(data, model, disrupted_plan))
     assert not np.isnan(x).any()
     assert (x >= form.col_lower - 1e-9).all() and (x <= form.col_upper + 1e-9).all()
     assert (x[form.integrality != 0] == np.round(x[form.integrality != 0])).all()
@@ -343,7 +339,7 @@ def test_warm_start_from_a_plan_is_complete_feasible_and_costs_the_plan(tiny, di
     assert (rows >= form.row_lower - 1e-6).all() and (rows <= form.row_upper + 1e-6).all()
     assert float(form.objective @ x) + form.objective_constant == pytest.approx(disrupted_plan.objective, rel=1e-9)
     # the very same model again: the plan is reused without a solve, tables and all
-    again = solve_redistribution(inst, warm_start=disrupted_plan, **SOLVE)
+    again = redistribution.solve(inst, warm_start=disrupted_plan, **SOLVE)
     check_redistribution(inst, again)
     assert again.meta["strategy"] == "reused" and again.meta["warm_start"]["used"]
     assert again.meta["model_fingerprint"] == disrupted_plan.meta["model_fingerprint"]
@@ -357,7 +353,7 @@ def test_warm_start_passed_when_still_feasible(two_dc_plan):
     """A derate that does not bind changes the model (new fingerprint) but not the optimum: the previous
     plan is a feasible start, handed to the solver in full."""
     opts = RedistributionOptions(late_penalty_per_unit_day=LATE_DAY, capacity_derate={("DC_B", "pick"): 0.5})
-    warm = solve_redistribution(two_dc_instance(), options=opts, warm_start=two_dc_plan, **SOLVE)
+    warm = redistribution.solve(two_dc_instance(), options=opts, warm_start=two_dc_plan, **SOLVE)
     check_redistribution(two_dc_instance(), warm)
     assert warm.meta["model_fingerprint"] != two_dc_plan.meta["model_fingerprint"]
     assert warm.meta["warm_start"] == {"from": "plan", "feasible": True, "used": True, "reason": None}
@@ -369,8 +365,8 @@ def test_warm_start_passed_when_still_feasible(two_dc_plan):
 def test_warm_started_repair_round_matches_the_cold_solve(two_dc_plan):
     """A derated re-solve (what a repair round does) from the previous plan reaches the cold optimum."""
     opts = RedistributionOptions(late_penalty_per_unit_day=LATE_DAY, capacity_derate={("DC_A", "pick"): 0.0})
-    cold = solve_redistribution(two_dc_instance(), options=opts, **SOLVE)
-    warm = solve_redistribution(two_dc_instance(), options=opts, warm_start=two_dc_plan, **SOLVE)
+    cold = redistribution.solve(two_dc_instance(), options=opts, **SOLVE)
+    warm = redistribution.solve(two_dc_instance(), options=opts, warm_start=two_dc_plan, **SOLVE)
     # the previous plan ships from DC_A, which this round forbids: the start is not passed (no repair LP)
     note = warm.meta["warm_start"]
     assert not note["feasible"] and not note["used"] and "stage_capacity_outbound" in note["reason"], note
@@ -381,18 +377,16 @@ def test_warm_started_repair_round_matches_the_cold_solve(two_dc_plan):
     check_redistribution(two_dc_instance(), warm)
     check_redistribution(two_dc_instance(), cold)
     with pytest.raises(TypeError, match="warm_start"):
-        solve_redistribution(two_dc_instance(), options=opts, warm_start=42, **SOLVE)
+        redistribution.solve(two_dc_instance(), options=opts, warm_start=42, **SOLVE)
 
 
 @pytest.mark.parametrize("gap", [1.0, 0.0])
 def test_relax_and_round_brackets_the_brute_forced_optimum(monkeypatch, gap):
     """LP relaxation + trucks rounded up: a valid plan whose cost and bound bracket the optimum; with gap 0
     the MILP finishes from the rounded plan and reaches the optimum."""
-    import formulations.redistribution as redistribution
-
     monkeypatch.setattr(redistribution, "RELAX_ROUND_MIN_COLUMNS", 0)
     best = brute_force_two_dc()
-    plan = solve_redistribution(two_dc_instance(), options=OPTS, time_limit=30.0, mip_gap=gap)
+    plan = redistribution.solve(two_dc_instance(), options=OPTS, time_limit=30.0, mip_gap=gap)
     assert plan.meta["strategy"] == ("relax_round" if gap == 1.0 else "relax_round+milp")
     assert plan.bound <= best + 1e-6 <= plan.objective + 2e-6
     assert plan.gap <= gap + 1e-12
@@ -416,7 +410,7 @@ def test_us_west_port_closure_solves_to_one_percent_in_60s():
     sup = inst.supply.copy()
     first = sup["period"] <= 14 if float(inst.periods["days"].iloc[0]) == 1.0 else sup["period"] <= 2
     sup.loc[(sup["site_id"] == "PORT_LALB") & first, "capacity"] = 0.0
-    plan = solve_redistribution(inst.replace(supply=sup), time_limit=60.0, mip_gap=0.01)
+    plan = redistribution.solve(inst.replace(supply=sup), time_limit=60.0, mip_gap=0.01)
     assert plan.has_solution and plan.gap <= 0.01 + 1e-9, (plan.status, plan.gap)
     assert plan.meta["solve_seconds"] <= 65.0  # the solve (translate + HiGHS) within the 60 s limit
     check_redistribution(inst.replace(supply=sup), plan)
