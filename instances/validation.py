@@ -218,6 +218,9 @@ def _message(err: Any, model: type[BaseModel] | None, loc: tuple[str | int, ...]
         return "missing required key"
     if kind == "located":
         return str(err["ctx"]["message"])
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        allowed = _allowed_keys(model, loc) if kind != "dict_type" else None
+        msg = "must be a mapping" + (f" (keys: {', '.join(allowed)})" if allowed else "")
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     value = err.get("input")
     if kind != "value_error" and not isinstance(value, dict | list) and len(repr(value)) <= 60:
