@@ -130,6 +130,7 @@ class Verdict:
 
     @property
     def message(self) -> str:
+        """One line for the user: who may (not) run what, by which rule, under which policy."""
         what = f"{self.scenario_class} {self.decision} on instance {self.instance!r}"
         if self.allowed:
             return f"user {self.user!r} may run {what} ({self.rule}; policy {self.policy})"
@@ -159,6 +160,7 @@ class Policy:
     open: bool = False
 
     def roles_of(self, user: str) -> tuple[str, ...]:
+        """The roles of ``user``: its ``users`` entry, else ``default_roles``."""
         return self.users.get(user, self.default_roles)
 
     def check(self, user: str, scenario_class: str, decision: str, instance: str, runs: int = 1) -> Verdict:

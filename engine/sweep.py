@@ -110,6 +110,7 @@ class Parameter:
         return _substitute(self.template, value)
 
     def grid_values(self) -> list[Any]:
+        """The values a grid takes: ``values``, else ``steps`` evenly spaced points of ``range``."""
         if self.values is not None:
             return list(self.values)
         assert self.range is not None and self.steps is not None
@@ -175,6 +176,7 @@ class SweepSpec:
 
     @property
     def base_dir(self) -> Path:
+        """Folder that relative paths of the spec are resolved from: the spec file's, else the cwd."""
         return Path(self.source).parent if self.source != "<inline>" else Path.cwd()
 
     def instance_path(self) -> Path:
@@ -567,9 +569,11 @@ class SweepResult:
     run_seconds: list[float] = field(default_factory=list)
 
     def runs(self) -> pd.DataFrame:
+        """The sweep's run records from the store (one row per run)."""
         return self.store.runs(sweep=self.sweep_id)
 
     def to_dict(self) -> dict[str, Any]:
+        """Counts, wall time (s), executor and store of the sweep as plain JSON data."""
         return {"sweep_id": self.sweep_id, "name": self.name, "total": self.total, "finished": self.finished,
                 "failed": self.failed, "skipped": self.skipped, "wall_seconds": round(self.wall_seconds, 3),
                 "executor": self.executor, "store": str(self.store.path)}
@@ -776,6 +780,7 @@ class ReproduceReport:
 
     @property
     def message(self) -> str:
+        """Multi-line report: whether the re-run matches, and each recorded vs reproduced difference."""
         head = (f"run {self.run_id}: reproduced" if self.matches
                 else f"run {self.run_id}: DOES NOT MATCH the recorded result")
         lines = [head]
@@ -798,6 +803,7 @@ class ReproduceReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON data."""
         return {"run_id": self.run_id, "matches": self.matches, "input_differences": self.input_differences,
                 "recorded": self.recorded, "reproduced": self.reproduced,
                 "kpi_differences": {k: list(v) for k, v in self.kpi_differences.items()}}

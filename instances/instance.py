@@ -105,10 +105,12 @@ class Instance:
 
     @property
     def name(self) -> str:
+        """The instance name (``instance.yaml`` ``name``)."""
         return str(self.meta.get("name", ""))
 
     @property
     def currency(self) -> str:
+        """The currency code of every cost in the instance (``instance.yaml`` ``currency``)."""
         return str(self.meta.get("currency", ""))
 
     @property
@@ -150,6 +152,7 @@ class Instance:
         return Instance(copy.deepcopy(meta if meta is not None else self.meta), new_tables, self.source)
 
     def copy(self) -> Instance:
+        """A deep copy: meta and every table copied."""
         return Instance(copy.deepcopy(self.meta), {k: v.copy() for k, v in self.tables.items()}, self.source)
 
     def save(self, path: str | Path, fmt: str = "csv") -> Path:

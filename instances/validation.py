@@ -44,32 +44,40 @@ class ValidationReport:
     findings: list[Finding] = field(default_factory=list)
 
     def error(self, file: str, row: int | None, column: str, message: str) -> None:
+        """Add an error located at ``file:row:column`` (row None: ``column`` is a YAML key path)."""
         self.findings.append(Finding(file, None if row is None else int(row), column, message, "error"))
 
     def warning(self, file: str, row: int | None, column: str, message: str) -> None:
+        """Add a warning located like :meth:`error`."""
         self.findings.append(Finding(file, None if row is None else int(row), column, message, "warning"))
 
     def extend(self, other: ValidationReport | list[Finding]) -> None:
+        """Add the findings of another report (or a list of findings)."""
         self.findings.extend(other.findings if isinstance(other, ValidationReport) else other)
 
     @property
     def errors(self) -> list[Finding]:
+        """The findings of severity ``error``."""
         return [f for f in self.findings if f.severity == "error"]
 
     @property
     def warnings(self) -> list[Finding]:
+        """The findings of severity ``warning``."""
         return [f for f in self.findings if f.severity == "warning"]
 
     @property
     def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
         return not self.errors
 
     def to_frame(self) -> pd.DataFrame:
+        """The findings as a table (file, row, column, message, severity)."""
         return pd.DataFrame(
             [vars(f) for f in self.findings], columns=["file", "row", "column", "message", "severity"]
         )
 
     def format(self) -> str:
+        """Every finding on its own line, errors first, prefixed ``error:`` / ``warning:``."""
         lines = [f"error: {f}" for f in self.errors] + [f"warning: {f}" for f in self.warnings]
         return "\n".join(lines)
 

@@ -36,6 +36,7 @@ class Context:
 
     @property
     def default_tz(self) -> str:
+        """Time zone of sites without their own: the mapping's ``instance.timezone``, else UTC."""
         return str(self.meta.get("timezone") or "UTC")
 
 

@@ -103,6 +103,7 @@ class SourceSpec:
 
     @property
     def where(self) -> str:
+        """Key path of this source in the mapping file (``sources[i]``), for located findings."""
         return f"sources[{self.index}]"
 
 
@@ -121,6 +122,7 @@ class Mapping:
 
     @property
     def file_name(self) -> str:
+        """The mapping file's name (without its folder)."""
         return self.path.name
 
     def rates(self) -> dict[str, float]:
