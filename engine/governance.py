@@ -183,11 +183,25 @@ class Policy:
         return Verdict(False, roles=roles, rule=reasons[0].split(" ", 1)[0], reason="; ".join(reasons), **common)
 
 
+def _unknown_roles(data: dict[str, Any], source: str) -> list[Finding]:
+    """Users and default roles naming roles the policy does not define (checked on the raw mapping, so they are
+    reported together with any other finding)."""
+    roles = data.get("roles") if isinstance(data.get("roles"), dict) else {}
+    users = data.get("users") if isinstance(data.get("users"), dict) else {}
+    out = []
+    for where, names in [(f"users.{u}", r) for u, r in users.items()] + [("default_roles", data.get("default_roles"))]:
+        names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+        out += [Finding(source, None, where, f"unknown role {r!r} (roles: {sorted(map(str, roles))})")
+                for r in names if isinstance(r, str) and r not in roles]
+    return out
+
+
 def policy_from_dict(data: Any, source: str = "<inline>") -> Policy:
     """Build and check a Policy from a parsed mapping; raises PolicyError with every finding (file and key)."""
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: must be a mapping with roles and users")
     model, findings = validate_yaml(PolicyFile, data, source)
+    findings += _unknown_roles(data, source)
     raise_findings(findings, PolicyError)
     assert model is not None
     roles = {name: Role(name=name, scenario_classes=tuple(spec.scenario_classes or ()) if spec else (),
@@ -195,11 +209,6 @@ def policy_from_dict(data: Any, source: str = "<inline>") -> Policy:
                         instances=tuple(spec.instances or ()) if spec else (),
                         max_runs=spec.max_runs if spec else None)
              for name, spec in (model.roles or {}).items()}
-    for where, names in [(f"users.{u}", r) for u, r in (model.users or {}).items()] + \
-            [("default_roles", model.default_roles or [])]:
-        findings += [Finding(source, None, where, f"unknown role {r!r} (roles: {sorted(roles)})")
-                     for r in names if r not in roles]
-    raise_findings(findings, PolicyError)
     users = {u: tuple(r) for u, r in (model.users or {}).items()}
     return Policy(roles=roles, users=users, default_roles=tuple(model.default_roles or ()), source=source)
 

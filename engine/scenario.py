@@ -350,9 +350,15 @@ def scenario_from_dict(data: dict[str, Any], source: str = "<inline>") -> Scenar
         name=str(data["name"]), scenario_class=data.get("class", "tactical"),
         decision=data.get("decision", "consolidation"),
         modifications=tuple(data.get("modifications") or ()), baseline=data.get("baseline"),
-        description=str(data.get("description") or ""), options=dict(data.get("options") or {}),
+        description=str(data.get("description") or ""), options=_listed(dict(data.get("options") or {})),
         solver=dict(data.get("solver") or {}), source=source,
     )
+
+
+def _listed(options: dict[str, Any]) -> dict[str, Any]:
+    """Options that take a list of site ids given one id (``force_open: DC_A``) as a one-element list."""
+    return {k: [v] if k in ("force_open", "force_closed", "closed_sites") and isinstance(v, str) else v
+            for k, v in options.items()}
 
 
 def load_scenario(name_or_path: str | Path, instance_path: str | Path | None = None) -> Scenario:

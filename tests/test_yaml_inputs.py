@@ -285,6 +285,18 @@ def test_bad_policy_is_located(data: dict, key: str, needle: str) -> None:
     assert str(err.value).startswith(f"policy.yaml: {key}: ") or f"\npolicy.yaml: {key}: " in str(err.value)
 
 
+def test_policy_reports_every_finding_at_once() -> None:
+    data = {"roles": {"r": {"decisions": "pricing", "max_runs": "x"}}, "users": {"u": ["nope", "r"], "v": "zz"}}
+    with pytest.raises(PolicyError) as err:
+        policy_from_dict(data, "p.yaml")
+    assert str(err.value).splitlines() == [
+        "p.yaml: roles.r.decisions[0]: unknown value 'pricing' (allowed: ['consolidation', 'redistribution', "
+        "'capacity'] or '*')",
+        "p.yaml: roles.r.max_runs: Input should be a valid integer, got 'x'",
+        "p.yaml: users.u: unknown role 'nope' (roles: ['r'])",
+        "p.yaml: users.v: unknown role 'zz' (roles: ['r'])"]
+
+
 def test_bundled_policy_loads_unchanged() -> None:
     f = ROOT / "instances" / "policy.yaml"
     raw = yaml.safe_load(f.read_text())
