@@ -25,6 +25,11 @@ A scenario is a YAML file (in an instance's ``scenarios/`` folder, or any path):
       - force_closed: [DC_B]
       - sla: {service_days: 2, service_share: 0.9, order_to_ship_sla_hours: 24}
 
+A scenario file is checked by pydantic models (:class:`ScenarioFile`, :class:`Modification`, ``options:`` per
+decision by :data:`OPTION_MODELS`, ``solver:`` by :class:`SolverSettings`): every finding at once, as
+``FILE: key.path: message`` (:class:`ScenarioError`). What needs the instance (site, lane, zone, product ids and
+periods) is checked by :meth:`Scenario.check_against`, which :func:`apply_scenario` runs first.
+
 Applying a scenario returns a new Instance; the base is never modified. Decisions that are not data
 (forced sites, budget, SLA) go into ``meta["scenario"]`` where the formulations read them.
 """
