@@ -215,10 +215,12 @@ class Calibration:
     version: str | None = None
 
     def efficiency_of(self, obs: Observations) -> np.ndarray:
+        """Efficiency factor of each observed (site, stage) pair, in ``obs.pairs`` order (1 when not calibrated)."""
         e = self.efficiency.set_index(["site_id", "stage"])["efficiency"]
         return np.array([float(e.get((s, k), 1.0)) for s, k in zip(obs.pairs["site_id"], obs.pairs["stage"])])
 
     def to_dict(self) -> dict[str, Any]:
+        """The calibration as plain JSON data (version, period, days, congestion, efficiencies)."""
         return {
             "version": self.version, "period": list(self.period), "days": self.n_days,
             "congestion": round(self.congestion, 6),

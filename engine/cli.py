@@ -378,6 +378,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``twinplan`` argument parser: one sub-command per handler in :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(prog="twinplan", description="Network-level digital twin of a DC network.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -494,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``twinplan`` CLI and return its exit code (see the README); errors print as one line, no traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

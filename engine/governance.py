@@ -34,19 +34,61 @@ import getpass
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from engine.scenario import SCENARIO_CLASSES
 from formulations.registry import DECISIONS
-from instances.validation import read_yaml_file
+from instances.validation import (
+    Finding,
+    Name,
+    Names,
+    Text,
+    YamlInputError,
+    YamlModel,
+    raise_findings,
+    read_yaml_file,
+    validate_yaml,
+)
 
-ROLE_KEYS = {"scenario_classes", "decisions", "instances", "max_runs", "description"}
-POLICY_KEYS = {"roles", "users", "default_roles", "description"}
 OPEN_POLICY_SOURCE = "<open policy: no policy file given>"
 
 
-class PolicyError(ValueError):
-    """The policy file is invalid; the message names the file and the key."""
+class PolicyError(YamlInputError):
+    """The policy file is invalid; the message names the file and the key (every finding)."""
+
+
+def _pattern_of(allowed: tuple[str, ...]) -> Any:
+    """A name type whose shell-style pattern must match one of ``allowed``."""
+    def check(v: str) -> str:
+        if not any(fnmatch.fnmatchcase(a, v) for a in allowed):
+            raise ValueError(f"unknown value {v!r} (allowed: {list(allowed)} or '*')")
+        return v
+    return Annotated[Name, AfterValidator(check)]
+
+
+def _one_or_list(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
+class RoleSpec(YamlModel):
+    """``roles.<name>``: what the role may run (shell-style patterns, ``*`` = anything)."""
+
+    description: Text | None = None
+    scenario_classes: Annotated[list[_pattern_of(SCENARIO_CLASSES)], BeforeValidator(_one_or_list)] | None = None
+    decisions: Annotated[list[_pattern_of(DECISIONS)], BeforeValidator(_one_or_list)] | None = None
+    instances: Names | None = None
+    max_runs: Annotated[int, Field(ge=0)] | None = None
+
+
+class PolicyFile(YamlModel):
+    """A policy file (see the module docstring)."""
+
+    description: Text | None = None
+    roles: dict[Name, RoleSpec | None] | None = None
+    users: dict[Name, Names] | None = None
+    default_roles: Names | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +131,7 @@ class Verdict:
 
     @property
     def message(self) -> str:
+        """One line for the user: who may (not) run what, by which rule, under which policy."""
         what = f"{self.scenario_class} {self.decision} on instance {self.instance!r}"
         if self.allowed:
             return f"user {self.user!r} may run {what} ({self.rule}; policy {self.policy})"
@@ -118,6 +161,7 @@ class Policy:
     open: bool = False
 
     def roles_of(self, user: str) -> tuple[str, ...]:
+        """The roles of ``user``: its ``users`` entry, else ``default_roles``."""
         return self.users.get(user, self.default_roles)
 
     def check(self, user: str, scenario_class: str, decision: str, instance: str, runs: int = 1) -> Verdict:
@@ -140,64 +184,34 @@ class Policy:
         return Verdict(False, roles=roles, rule=reasons[0].split(" ", 1)[0], reason="; ".join(reasons), **common)
 
 
-def _patterns(source: str, key: str, value: Any, allowed: tuple[str, ...] | None) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise PolicyError(f"{source}: {key}: must be a list of names, got {value!r}")
-    if allowed is not None:
-        for v in value:
-            if not any(fnmatch.fnmatchcase(a, v) for a in allowed):
-                raise PolicyError(f"{source}: {key}: unknown value {v!r} (allowed: {list(allowed)} or '*')")
-    return tuple(value)
+def _unknown_roles(data: dict[str, Any], source: str) -> list[Finding]:
+    """Users and default roles naming roles the policy does not define (checked on the raw mapping, so they are
+    reported together with any other finding)."""
+    roles = data.get("roles") if isinstance(data.get("roles"), dict) else {}
+    users = data.get("users") if isinstance(data.get("users"), dict) else {}
+    out = []
+    for where, names in [(f"users.{u}", r) for u, r in users.items()] + [("default_roles", data.get("default_roles"))]:
+        names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+        out += [Finding(source, None, where, f"unknown role {r!r} (roles: {sorted(map(str, roles))})")
+                for r in names if isinstance(r, str) and r not in roles]
+    return out
 
 
 def policy_from_dict(data: Any, source: str = "<inline>") -> Policy:
-    """Build and check a Policy from a parsed mapping; errors name the file and key."""
+    """Build and check a Policy from a parsed mapping; raises PolicyError with every finding (file and key)."""
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: must be a mapping with roles and users")
-    unknown = set(data) - POLICY_KEYS
-    if unknown:
-        raise PolicyError(f"{source}: {sorted(unknown)[0]}: unknown key (allowed: {sorted(POLICY_KEYS)})")
-    raw_roles = data.get("roles") or {}
-    if not isinstance(raw_roles, dict):
-        raise PolicyError(f"{source}: roles: must be a mapping of role name to permissions")
-    roles: dict[str, Role] = {}
-    for name, spec in raw_roles.items():
-        key = f"roles.{name}"
-        spec = spec or {}
-        if not isinstance(spec, dict):
-            raise PolicyError(f"{source}: {key}: must be a mapping ({sorted(ROLE_KEYS)})")
-        bad = set(spec) - ROLE_KEYS
-        if bad:
-            raise PolicyError(f"{source}: {key}.{sorted(bad)[0]}: unknown key (allowed: {sorted(ROLE_KEYS)})")
-        max_runs = spec.get("max_runs")
-        if max_runs is not None and (isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 0):
-            raise PolicyError(f"{source}: {key}.max_runs: must be a whole number >= 0, got {max_runs!r}")
-        roles[str(name)] = Role(
-            name=str(name),
-            scenario_classes=_patterns(source, f"{key}.scenario_classes", spec.get("scenario_classes"),
-                                       SCENARIO_CLASSES),
-            decisions=_patterns(source, f"{key}.decisions", spec.get("decisions"), DECISIONS),
-            instances=_patterns(source, f"{key}.instances", spec.get("instances"), None),
-            max_runs=max_runs,
-        )
-
-    def role_list(key: str, value: Any) -> tuple[str, ...]:
-        names = _patterns(source, key, value, None)
-        for r in names:
-            if r not in roles:
-                raise PolicyError(f"{source}: {key}: unknown role {r!r} (roles: {sorted(roles)})")
-        return names
-
-    raw_users = data.get("users") or {}
-    if not isinstance(raw_users, dict):
-        raise PolicyError(f"{source}: users: must be a mapping of user name to role(s)")
-    users = {str(u): role_list(f"users.{u}", r) for u, r in raw_users.items()}
-    return Policy(roles=roles, users=users, default_roles=role_list("default_roles", data.get("default_roles")),
-                  source=source)
+    model, findings = validate_yaml(PolicyFile, data, source)
+    findings += _unknown_roles(data, source)
+    raise_findings(findings, PolicyError)
+    assert model is not None
+    roles = {name: Role(name=name, scenario_classes=tuple(spec.scenario_classes or ()) if spec else (),
+                        decisions=tuple(spec.decisions or ()) if spec else (),
+                        instances=tuple(spec.instances or ()) if spec else (),
+                        max_runs=spec.max_runs if spec else None)
+             for name, spec in (model.roles or {}).items()}
+    users = {u: tuple(r) for u, r in (model.users or {}).items()}
+    return Policy(roles=roles, users=users, default_roles=tuple(model.default_roles or ()), source=source)
 
 
 def load_policy(path: str | Path) -> Policy:

@@ -72,10 +72,12 @@ class PlanResult:
 
     @property
     def simulation_feasible(self) -> bool:
+        """Whether the last simulation found the plan executable (False when not simulated)."""
         return bool(self.simulation is not None and self.simulation.verdict.feasible)
 
     @property
     def decision(self) -> str:
+        """The decision solved (``consolidation``, ``redistribution`` or ``capacity``)."""
         return str(self.scenario.get("decision", self.plan.decision))
 
     def to_dict(self) -> dict[str, Any]:

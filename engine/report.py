@@ -235,14 +235,17 @@ class RunData:
 
     @property
     def name(self) -> str:
+        """Display name of the run: its scenario name, else the folder name."""
         return str(self.result.get("scenario") or self.scenario.get("name") or self.path.name)
 
     @property
     def instance_name(self) -> str:
+        """Name of the instance the run was solved on (empty when unknown)."""
         return str(self.result.get("instance") or (self.instance.name if self.instance is not None else ""))
 
     @property
     def currency(self) -> str:
+        """Currency code of the run's instance (empty when the instance was not saved)."""
         if self.instance is not None:
             return self.instance.currency
         return ""

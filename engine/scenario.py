@@ -25,6 +25,11 @@ A scenario is a YAML file (in an instance's ``scenarios/`` folder, or any path):
       - force_closed: [DC_B]
       - sla: {service_days: 2, service_share: 0.9, order_to_ship_sla_hours: 24}
 
+A scenario file is checked by pydantic models (:class:`ScenarioFile`, :class:`Modification`, ``options:`` per
+decision by :data:`OPTION_MODELS`, ``solver:`` by :class:`SolverSettings`): every finding at once, as
+``FILE: key.path: message`` (:class:`ScenarioError`). What needs the instance (site, lane, zone, product ids and
+periods) is checked by :meth:`Scenario.check_against`, which :func:`apply_scenario` runs first.
+
 Applying a scenario returns a new Instance; the base is never modified. Decisions that are not data
 (forced sites, budget, SLA) go into ``meta["scenario"]`` where the formulations read them.
 """
@@ -33,21 +38,31 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import numpy as np
 import pandas as pd
 import yaml
+from pydantic import AfterValidator, Field, model_validator
 
 from formulations.registry import DECISIONS
 from instances.instance import Instance, resolve_instance_path
 from instances.schema import LABOR_STAGES, STAGES
-from instances.validation import read_yaml_file
+from instances.validation import (
+    Finding,
+    Name,
+    Names,
+    Text,
+    YamlInputError,
+    YamlModel,
+    error_at,
+    raise_findings,
+    read_yaml_file,
+    validate_yaml,
+)
 
 SCENARIO_CLASSES = ("strategic", "tactical")
-TOP_KEYS = {"name", "class", "decision", "description", "baseline", "options", "solver", "modifications"}
-SOLVER_KEYS = {"solver", "time_limit", "mip_gap", "threads"}
 DEMAND_FILTERS = {"region", "country", "family", "product", "zone", "periods"}
 MOD_KEYS: dict[str, set[str]] = {
     "close_site": {"periods"},
@@ -62,12 +77,236 @@ MOD_KEYS: dict[str, set[str]] = {
     "force_closed": set(),
     "sla": set(),
 }
-COST_KEYS = {"fuel", "wages", "fixed", "capex", "handling"}
-SLA_KEYS = {"service_days", "service_share", "order_to_ship_sla_hours", "max_distance_km"}
+"""Modification kinds and the filter keys each one takes besides its own."""
 
 
-class ScenarioError(ValueError):
-    """A scenario file or modification is invalid; the message names the file and the key."""
+class ScenarioError(YamlInputError):
+    """A scenario file or modification is invalid; the message names the file and the key (every finding)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The scenario file's model (pydantic): every key and value typed, bounds included
+# ---------------------------------------------------------------------------------------------------
+NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+Share = Annotated[float, Field(ge=0, le=1)]
+Period = Annotated[int, Field(ge=1)]
+Stage = Literal[STAGES]  # type: ignore[valid-type]
+
+
+def _known_solver(name: str) -> str:
+    from solvers import registered
+
+    if name.lower() not in registered():
+        raise ValueError(f"unknown solver {name!r}; registered solvers are {sorted(registered())}")
+    return name
+
+
+class SolverSettings(YamlModel):
+    """``solver:`` of a scenario or sweep spec: the backend and its common limits (seconds, relative gap)."""
+
+    solver: Annotated[Name, AfterValidator(_known_solver)] | None = None
+    time_limit: Positive | None = None
+    mip_gap: Annotated[float, Field(ge=0, lt=1)] | None = None
+    threads: Annotated[int, Field(ge=1)] | None = None
+
+
+class StageChange(YamlModel):
+    """``capacity: {site, stage, multiplier | count}``: a stage's equipment count scaled or set."""
+
+    site: Name
+    stage: Stage
+    multiplier: NonNegative | None = None
+    count: Positive | None = None
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> StageChange:
+        if (self.multiplier is None) == (self.count is None):
+            raise ValueError("needs multiplier or count (one of them)")
+        return self
+
+
+class RateChange(YamlModel):
+    """``rate: {site, stage, multiplier}``: a stage's rate (and labour productivity) scaled; site may be ``*``."""
+
+    site: Name
+    stage: Stage
+    multiplier: NonNegative
+
+
+class LaneRef(YamlModel):
+    """``close_lane: {origin, destination}``."""
+
+    origin: Name
+    destination: Name
+
+
+class CostChange(YamlModel):
+    """``cost:`` multipliers of cost families."""
+
+    fuel: NonNegative | None = None
+    wages: NonNegative | None = None
+    fixed: NonNegative | None = None
+    capex: NonNegative | None = None
+    handling: NonNegative | None = None
+
+
+class SlaChange(YamlModel):
+    """``sla:`` new service targets."""
+
+    service_days: NonNegative | None = None
+    service_share: Share | None = None
+    order_to_ship_sla_hours: NonNegative | None = None
+    max_distance_km: NonNegative | None = None
+
+
+class Modification(YamlModel):
+    """One entry of ``modifications``: exactly one kind key, plus the filters that kind takes."""
+
+    close_site: Name | None = None
+    close_port: Name | None = None
+    close_lane: LaneRef | None = None
+    demand_multiplier: NonNegative | None = None
+    capacity: StageChange | None = None
+    rate: RateChange | None = None
+    cost: CostChange | None = None
+    capex_budget: NonNegative | None = None
+    force_open: Names | None = None
+    force_closed: Names | None = None
+    sla: SlaChange | None = None
+    region: Names | None = None
+    country: Names | None = None
+    family: Names | None = None
+    product: Names | None = None
+    zone: Names | None = None
+    periods: list[Period] | None = None
+
+    @property
+    def kind(self) -> str:
+        """The modification's kind (its one key of :data:`MOD_KEYS`)."""
+        return next(k for k in MOD_KEYS if k in self.model_fields_set)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Modification:
+        given = self.model_fields_set
+        kinds = [k for k in MOD_KEYS if k in given]
+        if len(kinds) != 1:
+            raise ValueError(f"needs exactly one of {sorted(MOD_KEYS)}, got keys {sorted(given)}")
+        kind = kinds[0]
+        if getattr(self, kind) is None:
+            raise error_at(kind, "needs a value")
+        extra = sorted(given - {kind} - MOD_KEYS[kind])
+        if extra:
+            allowed = sorted(MOD_KEYS[kind])
+            raise error_at(extra[0], f"unknown key for {kind} (allowed with it: {allowed or 'none'})")
+        return self
+
+
+class ScenarioFile(YamlModel):
+    """A scenario file (see the module docstring); ``options`` are typed per decision by :data:`OPTION_MODELS`."""
+
+    name: Name
+    scenario_class: Literal[SCENARIO_CLASSES] = Field("tactical", alias="class")  # type: ignore[valid-type]
+    decision: Literal[DECISIONS] = "consolidation"  # type: ignore[valid-type]
+    description: Text | None = None
+    baseline: Name | None = None
+    options: dict[str, Any] | None = None
+    solver: SolverSettings | None = None
+    modifications: list[Modification] | None = None
+
+
+def _iso_date(v: str) -> str:
+    try:
+        date.fromisoformat(v)
+    except ValueError:
+        raise ValueError(f"not an ISO date (YYYY-MM-DD): {v!r}") from None
+    return v
+
+
+class NetworkDesignScenarioOptions(YamlModel):
+    """``options:`` of a ``consolidation`` scenario (:class:`formulations.network_design.NetworkDesignOptions`)."""
+
+    single_source: bool | None = None
+    service_days: NonNegative | None = None
+    service_share: Share | None = None
+    max_distance_km: Positive | None = None
+    capex_budget: NonNegative | None = None
+    min_open: Annotated[int, Field(ge=0)] | None = None
+    max_open: Annotated[int, Field(ge=0)] | None = None
+    force_open: Names | None = None
+    force_closed: Names | None = None
+    allow_unmet: bool | None = None
+    capex_life_years: Positive | None = None
+    interest_rate: NonNegative | None = None
+    annualize_one_off: bool | None = None
+    aggregate_products: Annotated[Any, AfterValidator(lambda v: _aggregate(v))] = None
+    labor: bool | None = None
+    strategy: Literal["auto", "direct", "relax_restore"] | None = None
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> NetworkDesignScenarioOptions:
+        if self.min_open is not None and self.max_open is not None and self.min_open > self.max_open:
+            raise error_at("min_open", f"{self.min_open} is above max_open {self.max_open}")
+        return self
+
+
+def _aggregate(v: Any) -> Any:
+    if v not in (True, False, None, "relax") or isinstance(v, int | float) and not isinstance(v, bool):
+        raise ValueError(f"must be true, false or 'relax', got {v!r}")
+    return v
+
+
+class RedistributionScenarioOptions(YamlModel):
+    """``options:`` of a ``redistribution`` scenario (:class:`formulations.redistribution.RedistributionOptions`)."""
+
+    horizon_periods: Period | None = None
+    lost_sales_penalty: NonNegative | None = None
+    late_penalty_per_unit_day: NonNegative | None = None
+    allow_late: bool | None = None
+    truck_capacity_m3: Positive | None = None
+    truck_capacity_kg: Positive | None = None
+    truck_fixed_cost: NonNegative | None = None
+    transfer_cost_per_unit: NonNegative | None = None
+    max_transit_days: NonNegative | None = None
+    allow_transfers: bool | None = None
+    closed_sites: Names | None = None
+
+
+class CapacityScenarioOptions(YamlModel):
+    """``options:`` of a ``capacity`` scenario (:class:`formulations.capacity.CapacityOptions`)."""
+
+    peak_periods: list[Period] | None = None
+    weekday_profile: Annotated[list[NonNegative], Field(min_length=7, max_length=7)] | None = None
+    spike_dates: list[Annotated[Name, AfterValidator(_iso_date)]] | None = None
+    spike_multiplier: NonNegative | None = None
+    temp_premium: NonNegative | None = None
+    temp_hours_per_day: Annotated[float, Field(gt=0, le=24)] | None = None
+    max_temp_share: Share | None = None
+    extra_shift_hours: Annotated[float, Field(ge=0, le=24)] | None = None
+    extra_shift_cost_per_day: NonNegative | None = None
+    allow_extra_shift: bool | None = None
+    allow_rebalancing: bool | None = None
+    module_cost: Literal["annualized", "capex"] | None = None
+    sla_breach_penalty: NonNegative | None = None
+    hard_sla: bool | None = None
+
+
+OPTION_MODELS: dict[str, type[YamlModel]] = {
+    "consolidation": NetworkDesignScenarioOptions,
+    "redistribution": RedistributionScenarioOptions,
+    "capacity": CapacityScenarioOptions,
+}
+"""The model of ``options:`` per decision."""
+
+
+def _validate(data: Any, source: str) -> list[Finding]:
+    """Every structural finding of a scenario mapping (no instance needed): keys, types, bounds, options."""
+    model, findings = validate_yaml(ScenarioFile, data, source)
+    decision = data.get("decision", "consolidation") if isinstance(data, dict) else None
+    options = data.get("options") if isinstance(data, dict) else None
+    if decision in OPTION_MODELS and isinstance(options, dict):
+        findings += validate_yaml(OPTION_MODELS[decision], options, source, prefix=("options",))[1]
+    return findings
 
 
 @dataclass(frozen=True)
@@ -88,118 +327,43 @@ class Scenario:
         """A variant with ``mods`` appended (how a sweep makes its runs)."""
         new = replace(self, modifications=tuple(self.modifications) + tuple(copy.deepcopy(mods)),
                       name=name or self.name)
-        _check(new.to_dict(), new.source)
+        raise_findings(_validate(new.to_dict(), new.source), ScenarioError)
         return new
 
     def to_dict(self) -> dict[str, Any]:
+        """The scenario as the mapping of its YAML file."""
         return {"name": self.name, "class": self.scenario_class, "decision": self.decision,
                 "description": self.description, "baseline": self.baseline, "options": dict(self.options),
                 "solver": dict(self.solver), "modifications": [dict(m) for m in self.modifications]}
 
     def to_yaml(self) -> str:
+        """The scenario as YAML text."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-
-def _err(source: str, key: str, msg: str) -> ScenarioError:
-    return ScenarioError(f"{source}: {key}: {msg}")
-
-
-def _num(source: str, key: str, v: Any, lo: float | None = 0.0, strict: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
-        raise _err(source, key, f"must be a number, got {v!r}")
-    if lo is not None and (v < lo or (strict and v <= lo)):
-        raise _err(source, key, f"must be {'>' if strict else '>='} {lo:g}, got {v!r}")
-    return float(v)
-
-
-def _numeric_mapping(source: str, where: str, v: Any, allowed: set[str], unknown: str) -> None:
-    """A modification's value that must map known keys to non-negative numbers (``cost``, ``sla``)."""
-    if not isinstance(v, dict):
-        raise _err(source, where, f"must be a mapping of {sorted(allowed)}")
-    for k, x in v.items():
-        if k not in allowed:
-            raise _err(source, f"{where}.{k}", f"{unknown} (allowed: {sorted(allowed)})")
-        _num(source, f"{where}.{k}", x)
-
-
-def _check(data: dict[str, Any], source: str) -> None:
-    """Structural checks that need no instance: keys, classes, value types."""
-    unknown = set(data) - TOP_KEYS
-    if unknown:
-        raise _err(source, sorted(unknown)[0], f"unknown key (allowed: {sorted(TOP_KEYS)})")
-    if not data.get("name"):
-        raise _err(source, "name", "missing")
-    if data.get("class", "tactical") not in SCENARIO_CLASSES:
-        raise _err(source, "class", f"must be one of {list(SCENARIO_CLASSES)}, got {data.get('class')!r}")
-    if data.get("decision", "consolidation") not in DECISIONS:
-        raise _err(source, "decision", f"must be one of {list(DECISIONS)}, got {data.get('decision')!r}")
-    for key in ("options", "solver"):
-        if data.get(key) is not None and not isinstance(data[key], dict):
-            raise _err(source, key, "must be a mapping")
-    unknown = set(data.get("solver") or {}) - SOLVER_KEYS
-    if unknown:
-        raise _err(source, f"solver.{sorted(unknown)[0]}", f"unknown key (allowed: {sorted(SOLVER_KEYS)})")
-    mods = data.get("modifications") or []
-    if not isinstance(mods, list):
-        raise _err(source, "modifications", "must be a list")
-    for i, m in enumerate(mods):
-        where = f"modifications[{i}]"
-        if not isinstance(m, dict):
-            raise _err(source, where, f"must be a mapping, got {m!r}")
-        kinds = [k for k in m if k in MOD_KEYS]
-        if len(kinds) != 1:
-            raise _err(source, where, f"needs exactly one of {sorted(MOD_KEYS)}, got keys {sorted(m)}")
-        kind = kinds[0]
-        extra = set(m) - {kind} - MOD_KEYS[kind]
-        if extra:
-            raise _err(source, f"{where}.{sorted(extra)[0]}", f"unknown key for {kind}")
-        v = m[kind]
-        if kind == "demand_multiplier":
-            _num(source, f"{where}.demand_multiplier", v)
-        elif kind == "capex_budget":
-            _num(source, f"{where}.capex_budget", v)
-        elif kind in ("capacity", "rate"):
-            if not isinstance(v, dict) or "site" not in v or "stage" not in v:
-                raise _err(source, f"{where}.{kind}", "needs site, stage and multiplier (or count)")
-            if v["stage"] not in STAGES:
-                raise _err(source, f"{where}.{kind}.stage", f"unknown stage {v['stage']!r}; one of {list(STAGES)}")
-            if "multiplier" in v:
-                _num(source, f"{where}.{kind}.multiplier", v["multiplier"])
-            elif kind == "capacity" and "count" in v:
-                _num(source, f"{where}.{kind}.count", v["count"], strict=True)
-            else:
-                raise _err(source, f"{where}.{kind}", "needs multiplier" + (" or count" if kind == "capacity" else ""))
-            extra = set(v) - {"site", "stage", "multiplier", "count"}
-            if extra:
-                raise _err(source, f"{where}.{kind}.{sorted(extra)[0]}", "unknown key")
-        elif kind == "cost":
-            _numeric_mapping(source, f"{where}.cost", v, COST_KEYS, "unknown cost")
-        elif kind == "sla":
-            _numeric_mapping(source, f"{where}.sla", v, SLA_KEYS, "unknown key")
-            if "service_share" in v and v["service_share"] > 1:
-                raise _err(source, f"{where}.sla.service_share", "must be within [0, 1]")
-        elif kind == "close_lane":
-            if not isinstance(v, dict) or {"origin", "destination"} - set(v):
-                raise _err(source, f"{where}.close_lane", "needs origin and destination")
-        elif kind in ("force_open", "force_closed") and not isinstance(v, list | str):
-            raise _err(source, f"{where}.{kind}", "must be a site id or a list of site ids")
-        if "periods" in m and (not isinstance(m["periods"], list)
-                               or not all(isinstance(p, int) and not isinstance(p, bool) for p in m["periods"])):
-            raise _err(source, f"{where}.periods", "must be a list of period numbers")
+    def check_against(self, instance: Instance) -> list[Finding]:
+        """Every reference of the scenario the instance does not have, located: unknown sites (or sites of
+        the wrong kind), lanes, zones, regions, countries, families, products and periods outside the horizon."""
+        return _check_against(self, instance)
 
 
 def scenario_from_dict(data: dict[str, Any], source: str = "<inline>") -> Scenario:
-    """Build and check a Scenario from a parsed mapping."""
+    """Build and check a Scenario from a parsed mapping; raises ScenarioError with every finding."""
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: must be a mapping with name, class, decision, modifications")
-    _check(data, source)
+    raise_findings(_validate(data, source), ScenarioError)
     return Scenario(
         name=str(data["name"]), scenario_class=data.get("class", "tactical"),
         decision=data.get("decision", "consolidation"),
         modifications=tuple(data.get("modifications") or ()), baseline=data.get("baseline"),
-        description=str(data.get("description") or ""), options=dict(data.get("options") or {}),
+        description=str(data.get("description") or ""), options=_listed(dict(data.get("options") or {})),
         solver=dict(data.get("solver") or {}), source=source,
     )
+
+
+def _listed(options: dict[str, Any]) -> dict[str, Any]:
+    """Options that take a list of site ids given one id (``force_open: DC_A``) as a one-element list."""
+    return {k: [v] if k in ("force_open", "force_closed", "closed_sites") and isinstance(v, str) else v
+            for k, v in options.items()}
 
 
 def load_scenario(name_or_path: str | Path, instance_path: str | Path | None = None) -> Scenario:
@@ -217,14 +381,93 @@ def load_scenario(name_or_path: str | Path, instance_path: str | Path | None = N
 
 
 def _ids(v: Any) -> list[str]:
-    return [v] if isinstance(v, str) else [str(x) for x in v]
+    return [str(v)] if isinstance(v, str | int | float) else [str(x) for x in v]
+
+
+def _check_against(scenario: Scenario, instance: Instance) -> list[Finding]:
+    """The findings of :meth:`Scenario.check_against` (all of them, in file order)."""
+    src = scenario.source
+    out: list[Finding] = []
+    sites = instance.sites.set_index("id")["kind"]
+    zones, products = instance.zones.set_index("id"), instance.products.set_index("id")
+    n_periods = len(instance.periods)
+
+    def bad(key: str, message: str) -> None:
+        out.append(Finding(src, None, key, message))
+
+    def site(where: str, sid: Any, kinds: tuple[str, ...] | None = None) -> bool:
+        sid = str(sid)
+        if sid not in sites.index:
+            bad(where, f"unknown site {sid!r}")
+            return False
+        if kinds and sites[sid] not in kinds:
+            bad(where, f"site {sid!r} is a {sites[sid]}, expected one of {list(kinds)}")
+            return False
+        return True
+
+    def periods(where: str, values: Any) -> None:
+        for p in values or []:
+            if not 1 <= p <= n_periods:
+                bad(where, f"period {p} outside the horizon 1..{n_periods}")
+
+    forced: dict[str, set[str]] = {"force_open": set(), "force_closed": set()}
+    for i, m in enumerate(scenario.modifications):
+        where = f"modifications[{i}]"
+        kind = next(k for k in m if k in MOD_KEYS)
+        v = m[kind]
+        periods(f"{where}.periods", m.get("periods"))
+        if kind == "close_port":
+            site(f"{where}.close_port", v, ("port", "supplier"))
+        elif kind == "close_site":
+            site(f"{where}.close_site", v)
+        elif kind == "close_lane":
+            lanes = instance.lanes
+            lane = (lanes["origin_id"] == str(v["origin"])) & (lanes["destination_id"] == str(v["destination"]))
+            if not lane.any():
+                bad(f"{where}.close_lane", f"no lane {v['origin']} -> {v['destination']}")
+        elif kind == "demand_multiplier":
+            for f in ("region", "country"):
+                if f in m and not set(_ids(m[f])) & set(zones[f]):
+                    bad(f"{where}.{f}", f"no zone has {f} in {sorted(_ids(m[f]))}")
+            if "family" in m and not set(_ids(m["family"])) & set(products["family"]):
+                bad(f"{where}.family", f"unknown product family {sorted(_ids(m['family']))}")
+            for f, index, what in (("product", products.index, "product"), ("zone", zones.index, "zone")):
+                unknown = sorted(set(_ids(m.get(f, []))) - set(index))
+                if unknown:
+                    bad(f"{where}.{f}", f"unknown {what}(s) {unknown}")
+        elif kind in ("capacity", "rate"):
+            if v["site"] == "*" or site(f"{where}.{kind}.site", v["site"]):
+                res = instance.resources
+                hit = (res["site_id"] == str(v["site"])) | (v["site"] == "*")
+                if not (hit & (res["stage"] == v["stage"])).any():
+                    bad(f"{where}.{kind}", f"site {v['site']!r} has no {v['stage']} resources")
+        elif kind in forced:
+            for sid in _ids(v):
+                if site(f"{where}.{kind}", sid, ("dc", "crossdock")):
+                    forced[kind].add(sid)
+    options = scenario.options or {}
+    for key in ("force_open", "force_closed", "closed_sites"):
+        for sid in _ids(options.get(key) or []):
+            site(f"options.{key}", sid, ("dc", "crossdock"))
+    for key in ("peak_periods",):
+        periods(f"options.{key}", options.get(key))
+    horizon = options.get("horizon_periods")
+    if isinstance(horizon, int) and horizon > n_periods:
+        bad("options.horizon_periods", f"{horizon} periods, the horizon has {n_periods}")
+    both = forced["force_open"] & forced["force_closed"]
+    if both:
+        bad("modifications", f"site(s) {sorted(both)} both forced open and closed")
+    return out
 
 
 def apply_scenario(instance: Instance, scenario: Scenario | None) -> Instance:
-    """A new Instance with the scenario's modifications applied (the base is untouched)."""
+    """A new Instance with the scenario's modifications applied (the base is untouched).
+
+    Raises ScenarioError with every finding of :meth:`Scenario.check_against` first.
+    """
     if scenario is None:
         return instance
-    src = scenario.source
+    raise_findings(scenario.check_against(instance), ScenarioError)
     t = {k: v.copy() for k, v in instance.tables.items()}
     meta = copy.deepcopy(instance.meta)
     sc: dict[str, Any] = {"name": scenario.name, "class": scenario.scenario_class,
@@ -232,29 +475,12 @@ def apply_scenario(instance: Instance, scenario: Scenario | None) -> Instance:
                           "closed_sites": [], "options": dict(scenario.options)}
     defaults = dict(meta.get("defaults") or {})
     site_ids = set(t["sites"]["id"])
-    n_periods = len(instance.periods)
 
-    def need_site(where: str, sid: str, kinds: tuple[str, ...] | None = None) -> None:
-        if sid not in site_ids:
-            raise _err(src, where, f"unknown site {sid!r}")
-        if kinds:
-            kind = t["sites"].loc[t["sites"]["id"] == sid, "kind"].iloc[0]
-            if kind not in kinds:
-                raise _err(src, where, f"site {sid!r} is a {kind}, expected one of {list(kinds)}")
-
-    def need_periods(where: str, periods: list[int] | None) -> None:
-        for p in periods or []:
-            if not 1 <= p <= n_periods:
-                raise _err(src, f"{where}.periods", f"period {p} outside the horizon 1..{n_periods}")
-
-    for i, m in enumerate(scenario.modifications):
-        where = f"modifications[{i}]"
+    for m in scenario.modifications:
         kind = next(k for k in m if k in MOD_KEYS)
         v = m[kind]
         periods = m.get("periods")
-        need_periods(where, periods)
         if kind == "close_port":
-            need_site(f"{where}.close_port", v, ("port", "supplier"))
             s = t["supply"]
             hit = (s["site_id"] == v) & (s["period"].isin(periods) if periods else True)
             s.loc[hit, "capacity"] = 0.0
@@ -264,7 +490,6 @@ def apply_scenario(instance: Instance, scenario: Scenario | None) -> Instance:
                 t["lanes"] = lanes[lanes["origin_id"] != v].reset_index(drop=True)
             sc.setdefault("closed_ports", []).append({"site": v, "periods": periods})
         elif kind == "close_site":
-            need_site(f"{where}.close_site", v)
             kind_of = t["sites"].loc[t["sites"]["id"] == v, "kind"].iloc[0]
             if kind_of in ("port", "supplier"):
                 s = t["supply"]
@@ -277,8 +502,6 @@ def apply_scenario(instance: Instance, scenario: Scenario | None) -> Instance:
         elif kind == "close_lane":
             lanes = t["lanes"]
             hit = (lanes["origin_id"] == v["origin"]) & (lanes["destination_id"] == v["destination"])
-            if not hit.any():
-                raise _err(src, f"{where}.close_lane", f"no lane {v['origin']} -> {v['destination']}")
             t["lanes"] = lanes[~hit].reset_index(drop=True)
         elif kind == "demand_multiplier":
             d = t["demand"]
@@ -287,23 +510,15 @@ def apply_scenario(instance: Instance, scenario: Scenario | None) -> Instance:
             for f, col, table in (("region", "region", zones), ("country", "country", zones)):
                 if f in m:
                     vals = set(_ids(m[f]))
-                    if not vals & set(table[col]):
-                        raise _err(src, f"{where}.{f}", f"no zone has {f} in {sorted(vals)}")
                     mask &= d["zone_id"].map(table[col]).isin(vals)
             if "family" in m:
                 vals = set(_ids(m["family"]))
-                if not vals & set(products["family"]):
-                    raise _err(src, f"{where}.family", f"unknown product family {sorted(vals)}")
                 mask &= d["product_id"].map(products["family"]).isin(vals)
             if "product" in m:
                 vals = set(_ids(m["product"]))
-                if vals - set(products.index):
-                    raise _err(src, f"{where}.product", f"unknown product(s) {sorted(vals - set(products.index))}")
                 mask &= d["product_id"].isin(vals)
             if "zone" in m:
                 vals = set(_ids(m["zone"]))
-                if vals - set(zones.index):
-                    raise _err(src, f"{where}.zone", f"unknown zone(s) {sorted(vals - set(zones.index))}")
                 mask &= d["zone_id"].isin(vals)
             if periods:
                 mask &= d["period"].isin(periods)
@@ -312,11 +527,7 @@ def apply_scenario(instance: Instance, scenario: Scenario | None) -> Instance:
         elif kind in ("capacity", "rate"):
             r = t["resources"]
             sites = list(site_ids) if v["site"] == "*" else [v["site"]]
-            if v["site"] != "*":
-                need_site(f"{where}.{kind}.site", v["site"])
             hit = r["site_id"].isin(sites) & (r["stage"] == v["stage"])
-            if not hit.any():
-                raise _err(src, f"{where}.{kind}", f"site {v['site']!r} has no {v['stage']} resources")
             if kind == "capacity":
                 if "count" in v:
                     r.loc[hit, "count"] = float(v["count"])
@@ -350,18 +561,13 @@ def apply_scenario(instance: Instance, scenario: Scenario | None) -> Instance:
         elif kind == "capex_budget":
             sc["capex_budget"] = float(v)
         elif kind in ("force_open", "force_closed"):
-            for sid in _ids(v):
-                need_site(f"{where}.{kind}", sid, ("dc", "crossdock"))
-                sc[kind].append(sid)
+            sc[kind].extend(_ids(v))
         elif kind == "sla":
             for k, x in v.items():
                 if k == "max_distance_km":
                     sc["max_distance_km"] = float(x)
                 else:
                     defaults[k] = float(x)
-    both = set(sc["force_open"]) & set(sc["force_closed"])
-    if both:
-        raise _err(src, "modifications", f"site(s) {sorted(both)} both forced open and closed")
     meta["defaults"] = defaults
     meta["scenario"] = sc
     return Instance(meta, t, instance.source)

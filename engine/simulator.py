@@ -423,6 +423,7 @@ class Verdict:
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as plain JSON data."""
         return asdict(self)
 
     @classmethod
@@ -465,6 +466,7 @@ class SimulationResult:
 
     @property
     def feasible(self) -> bool:
+        """Whether every site and stage met its SLA in the simulation."""
         return all(v.feasible for v in self.verdicts.values())
 
     def to_dict(self) -> dict[str, Any]:

@@ -179,6 +179,7 @@ class RunStore:
     # -- connections -----------------------------------------------------------------------------
     @property
     def holder_file(self) -> Path:
+        """The JSON file beside the store naming the process that holds its write lock."""
         return self.path.with_name(self.path.name + ".holder.json")
 
     def holder(self) -> dict[str, Any] | None:

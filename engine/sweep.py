@@ -56,23 +56,30 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BeforeValidator, Field, model_validator
 
 from engine.governance import Policy, PolicyRefused, audit_row, authorize, current_user, find_policy
 from engine.hashing import compare_hashes, hash_json, input_hashes, instance_hashes, package_versions, plan_hash
-from engine.scenario import SOLVER_KEYS
+from engine.scenario import Modification, SolverSettings
 from engine.store import RUN_DONE, RUN_FAILED, RunStore, utcnow
 from instances.plain import to_plain
-from instances.validation import read_yaml_file
+from instances.validation import (
+    Finding,
+    Name,
+    Text,
+    YamlInputError,
+    YamlModel,
+    error_at,
+    raise_findings,
+    read_yaml_file,
+    validate_yaml,
+)
 from solvers.result import Termination
 
-SPEC_KEYS = {"name", "description", "instance", "scenario", "seed", "solver", "plan", "warm_start", "parameters",
-             "vary"}
-PLAN_KEYS = {"max_rounds", "replications", "simulate"}
-PARAM_KEYS = {"set", "values", "range", "integer", "steps", "description"}
 DESIGNS = ("grid", "list", "random", "lhs")
 PLACEHOLDER = "$value"
 EXECUTORS = ("local", "dask")
@@ -80,8 +87,8 @@ OBJECTIVE_RTOL = 1e-6
 """Relative tolerance within which a reproduced objective (and KPI) counts as the same."""
 
 
-class SweepSpecError(ValueError):
-    """The sweep spec is invalid; the message names the file and the key."""
+class SweepSpecError(YamlInputError):
+    """The sweep spec is invalid; the message names the file and the key (every finding)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -105,6 +112,7 @@ class Parameter:
         return _substitute(self.template, value)
 
     def grid_values(self) -> list[Any]:
+        """The values a grid takes: ``values``, else ``steps`` evenly spaced points of ``range``."""
         if self.values is not None:
             return list(self.values)
         assert self.range is not None and self.steps is not None
@@ -170,6 +178,7 @@ class SweepSpec:
 
     @property
     def base_dir(self) -> Path:
+        """Folder that relative paths of the spec are resolved from: the spec file's, else the cwd."""
         return Path(self.source).parent if self.source != "<inline>" else Path.cwd()
 
     def instance_path(self) -> Path:
@@ -226,124 +235,147 @@ class SweepSpec:
                      modifications=tuple(mods + list(raw or [])))
 
 
-def _err(source: str, key: str, msg: str) -> SweepSpecError:
-    return SweepSpecError(f"{source}: {key}: {msg}")
+# The spec file's model (pydantic): keys, types and bounds; references between its parts are checked after it.
+class ParameterSpec(YamlModel):
+    """``parameters.<name>``: a modification template holding ``$value`` and its values or range."""
+
+    template: dict[str, Any] = Field(alias="set")
+    values: Annotated[list[Any], Field(min_length=1)] | None = None
+    range: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
+    integer: bool = False
+    steps: Annotated[int, Field(ge=1)] | None = None
+    description: Text | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParameterSpec:
+        if not _has_placeholder(self.template):
+            raise error_at("set", f"must be a modification mapping containing {PLACEHOLDER}")
+        if self.range is not None and self.range[1] < self.range[0]:
+            raise error_at("range", f"low {self.range[0]:g} is above high {self.range[1]:g}")
+        if self.values is None and self.range is None:
+            raise ValueError("needs values or range")
+        return self
 
 
-def _check_number(source: str, key: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise _err(source, key, f"must be a number, got {v!r}")
-    return float(v)
+class PlanSettings(YamlModel):
+    """``plan:`` options of every run's optimize -> simulate loop (:func:`engine.pipeline.plan`)."""
+
+    max_rounds: Annotated[int, Field(ge=1)] | None = None
+    replications: Annotated[int, Field(ge=1)] | None = None
+    simulate: bool | None = None
 
 
-def _parse_parameter(source: str, name: str, spec: Any) -> Parameter:
-    key = f"parameters.{name}"
-    if not isinstance(spec, dict):
-        raise _err(source, key, "must be a mapping with set and values or range")
-    bad = set(spec) - PARAM_KEYS
-    if bad:
-        raise _err(source, f"{key}.{sorted(bad)[0]}", f"unknown key (allowed: {sorted(PARAM_KEYS)})")
-    template = spec.get("set")
-    if not isinstance(template, dict) or not _has_placeholder(template):
-        raise _err(source, f"{key}.set", f"must be a modification mapping containing {PLACEHOLDER}")
-    values = spec.get("values")
-    if values is not None and (not isinstance(values, list) or not values):
-        raise _err(source, f"{key}.values", "must be a non-empty list")
-    rng = spec.get("range")
-    if rng is not None:
-        if not isinstance(rng, list) or len(rng) != 2:
-            raise _err(source, f"{key}.range", f"must be [low, high], got {rng!r}")
-        lo, hi = (_check_number(source, f"{key}.range", v) for v in rng)
-        if hi < lo:
-            raise _err(source, f"{key}.range", f"low {lo:g} is above high {hi:g}")
-        rng = (lo, hi)
-    if values is None and rng is None:
-        raise _err(source, key, "needs values or range")
-    steps = spec.get("steps")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise _err(source, f"{key}.steps", f"must be a whole number >= 1, got {steps!r}")
-    return Parameter(name=name, template=template, values=tuple(values) if values is not None else None,
-                     range=rng, integer=bool(spec.get("integer", False)), steps=steps)
+PLAN_KEYS = tuple(PlanSettings.model_fields)
 
 
-def _check_names(source: str, key: str, names: Any, params: dict[str, Parameter]) -> list[str]:
-    if not isinstance(names, list) or not names:
-        raise _err(source, key, "must be a non-empty list of parameter names")
-    for p in names:
-        if p not in params:
-            raise _err(source, key, f"unknown parameter {p!r} (parameters: {sorted(params)})")
-    return list(names)
+class SampleDesign(YamlModel):
+    """``random:`` / ``lhs:``: ``n`` draws over some parameters."""
+
+    n: Annotated[int, Field(ge=1)]
+    parameters: Annotated[list[Name], Field(min_length=1)]
+
+
+class Design(YamlModel):
+    """One entry of ``vary``: exactly one of grid, list, random, lhs."""
+
+    grid: Annotated[list[Name], Field(min_length=1)] | None = None
+    points: Annotated[list[dict[Name, Any]], Field(min_length=1)] | None = Field(None, alias="list")
+    random: SampleDesign | None = None
+    lhs: SampleDesign | None = None
+
+    @model_validator(mode="after")
+    def _one_design(self) -> Design:
+        if len(self.model_fields_set) != 1:
+            raise ValueError(f"must be a one-key mapping: one of {list(DESIGNS)}")
+        return self
+
+
+def _designs_as_list(v: Any) -> Any:
+    return [{k: x} for k, x in v.items()] if isinstance(v, dict) else v
+
+
+class SweepFile(YamlModel):
+    """A sweep spec file (see the module docstring)."""
+
+    name: Name
+    description: Text | None = None
+    instance: Name
+    scenario: Name | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+    solver: SolverSettings | None = None
+    plan: PlanSettings | None = None
+    warm_start: bool = True
+    parameters: dict[Name, ParameterSpec] | None = None
+    vary: Annotated[list[Design], BeforeValidator(_designs_as_list)] | None = None
+
+
+def _template_findings(source: str, name: str, spec: ParameterSpec) -> list[Finding]:
+    """Findings of a parameter's template filled with its first values and range ends (as a modification)."""
+    samples = [v for v in (spec.values or [])[:3] if v not in (None, [])] + list(spec.range or [])
+    seen: dict[str, Finding] = {}
+    for value in samples:
+        for f in validate_yaml(Modification, _substitute(spec.template, value), source,
+                               prefix=("parameters", name, "set"))[1]:
+            seen.setdefault(f"{f.column}: {f.message.split(', got ')[0]}", f)
+    return list(seen.values())
+
+
+def _reference_findings(source: str, model: SweepFile) -> list[Finding]:
+    """Designs naming unknown parameters, grids over continuous ranges, points' raw modifications."""
+    params = model.parameters or {}
+    out: list[Finding] = []
+
+    def names(key: str, given: list[str]) -> None:
+        for p in given:
+            if p not in params:
+                out.append(Finding(source, None, key, f"unknown parameter {p!r} (parameters: {sorted(params)})"))
+
+    for name, spec in params.items():
+        out += _template_findings(source, name, spec)
+    for i, d in enumerate(model.vary or []):
+        key = f"vary[{i}]"
+        if d.grid is not None:
+            names(f"{key}.grid", d.grid)
+            for p in d.grid:
+                if p in params and params[p].values is None and params[p].steps is None:
+                    out.append(Finding(source, None, f"parameters.{p}", "a grid needs values, or range with steps"))
+        for j, entry in enumerate(d.points or []):
+            for p in entry:
+                if p not in params and p not in ("name", "modifications"):
+                    out.append(Finding(source, None, f"{key}.list[{j}].{p}",
+                                       f"unknown parameter (parameters: {sorted(params)})"))
+            raw = entry.get("modifications", [])
+            if not isinstance(raw, list):
+                out.append(Finding(source, None, f"{key}.list[{j}].modifications", "must be a list of modifications"))
+                continue
+            for k, m in enumerate(raw):
+                out += validate_yaml(Modification, m, source, prefix=("vary", i, "list", j, "modifications", k))[1]
+        for kind in ("random", "lhs"):
+            sample = getattr(d, kind)
+            if sample is not None:
+                names(f"{key}.{kind}.parameters", sample.parameters)
+    return out
 
 
 def sweep_spec_from_dict(data: Any, source: str = "<inline>") -> SweepSpec:
-    """Build and check a SweepSpec from a parsed mapping; errors name the file and key."""
+    """Build and check a SweepSpec from a parsed mapping; raises SweepSpecError with every finding (file, key)."""
     if not isinstance(data, dict):
         raise SweepSpecError(f"{source}: must be a mapping with name, instance, parameters, vary")
-    bad = set(data) - SPEC_KEYS
-    if bad:
-        raise _err(source, sorted(bad)[0], f"unknown key (allowed: {sorted(SPEC_KEYS)})")
-    for key in ("name", "instance"):
-        if not data.get(key) or not isinstance(data[key], str):
-            raise _err(source, key, "missing (a name)")
-    seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise _err(source, "seed", f"must be a whole number >= 0, got {seed!r}")
-    for key, allowed in (("solver", SOLVER_KEYS), ("plan", PLAN_KEYS)):
-        sec = data.get(key) or {}
-        if not isinstance(sec, dict):
-            raise _err(source, key, "must be a mapping")
-        bad = set(sec) - allowed
-        if bad:
-            raise _err(source, f"{key}.{sorted(bad)[0]}", f"unknown key (allowed: {sorted(allowed)})")
-    raw_params = data.get("parameters") or {}
-    if not isinstance(raw_params, dict):
-        raise _err(source, "parameters", "must be a mapping of parameter name to {set, values|range}")
-    params = {str(n): _parse_parameter(source, str(n), s) for n, s in raw_params.items()}
-    raw_vary = data.get("vary") or []
-    if isinstance(raw_vary, dict):
-        raw_vary = [{k: v} for k, v in raw_vary.items()]
-    if not isinstance(raw_vary, list):
-        raise _err(source, "vary", f"must be a list of designs ({', '.join(DESIGNS)})")
-    designs = []
-    for i, d in enumerate(raw_vary):
-        key = f"vary[{i}]"
-        if not isinstance(d, dict) or len(d) != 1 or next(iter(d)) not in DESIGNS:
-            raise _err(source, key, f"must be a one-key mapping: one of {list(DESIGNS)}")
-        kind, body = next(iter(d.items()))
-        if kind == "grid":
-            names = _check_names(source, f"{key}.grid", body, params)
-            for p in names:
-                if params[p].values is None and params[p].steps is None:
-                    raise _err(source, f"parameters.{p}", "a grid needs values, or range with steps")
-        elif kind == "list":
-            if not isinstance(body, list) or not body:
-                raise _err(source, f"{key}.list", "must be a non-empty list of points")
-            for j, entry in enumerate(body):
-                if not isinstance(entry, dict):
-                    raise _err(source, f"{key}.list[{j}]", "must be a mapping of parameter values")
-                for p in entry:
-                    if p not in params and p not in ("name", "modifications"):
-                        raise _err(source, f"{key}.list[{j}].{p}", f"unknown parameter (parameters: {sorted(params)})")
-                if not isinstance(entry.get("modifications", []), list):
-                    raise _err(source, f"{key}.list[{j}].modifications", "must be a list of modifications")
-        else:
-            if not isinstance(body, dict) or set(body) - {"n", "parameters"}:
-                raise _err(source, f"{key}.{kind}", "must be a mapping with n and parameters")
-            n = body.get("n")
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise _err(source, f"{key}.{kind}.n", f"must be a whole number >= 1, got {n!r}")
-            _check_names(source, f"{key}.{kind}.parameters", body.get("parameters"), params)
-        designs.append({kind: body})
-    warm = data.get("warm_start", True)
-    if not isinstance(warm, bool):
-        raise _err(source, "warm_start", f"must be true or false, got {warm!r}")
-    scenario = data.get("scenario")
-    if scenario is not None and not isinstance(scenario, str):
-        raise _err(source, "scenario", "must be a scenario name or file")
+    model, findings = validate_yaml(SweepFile, data, source)
+    raise_findings(findings, SweepSpecError)
+    assert model is not None
+    raise_findings(_reference_findings(source, model), SweepSpecError)
+    params = {name: Parameter(name=name, template=data["parameters"][name]["set"],
+                              values=tuple(spec.values) if spec.values is not None else None,
+                              range=(spec.range[0], spec.range[1]) if spec.range is not None else None,
+                              integer=spec.integer, steps=spec.steps)
+              for name, spec in (model.parameters or {}).items()}
+    raw_vary = _designs_as_list(data.get("vary") or [])
+    designs = tuple({next(iter(d)): next(iter(d.values()))} for d in raw_vary)
     solver = {"solver": "highs", "threads": 1, **(data.get("solver") or {})}
-    return SweepSpec(name=data["name"], instance=data["instance"], scenario=scenario, seed=seed, solver=solver,
-                     plan=dict(data.get("plan") or {}), warm_start=warm, parameters=params,
-                     designs=tuple(designs), raw=dict(data), source=source)
+    return SweepSpec(name=model.name, instance=model.instance, scenario=model.scenario, seed=model.seed,
+                     solver=solver, plan=dict(data.get("plan") or {}), warm_start=model.warm_start,
+                     parameters=params, designs=designs, raw=dict(data), source=source)
 
 
 def load_sweep_spec(path: str | Path) -> SweepSpec:
@@ -528,9 +560,11 @@ class SweepResult:
     run_seconds: list[float] = field(default_factory=list)
 
     def runs(self) -> pd.DataFrame:
+        """The sweep's run records from the store (one row per run)."""
         return self.store.runs(sweep=self.sweep_id)
 
     def to_dict(self) -> dict[str, Any]:
+        """Counts, wall time (s), executor and store of the sweep as plain JSON data."""
         return {"sweep_id": self.sweep_id, "name": self.name, "total": self.total, "finished": self.finished,
                 "failed": self.failed, "skipped": self.skipped, "wall_seconds": round(self.wall_seconds, 3),
                 "executor": self.executor, "store": str(self.store.path)}
@@ -737,6 +771,7 @@ class ReproduceReport:
 
     @property
     def message(self) -> str:
+        """Multi-line report: whether the re-run matches, and each recorded vs reproduced difference."""
         head = (f"run {self.run_id}: reproduced" if self.matches
                 else f"run {self.run_id}: DOES NOT MATCH the recorded result")
         lines = [head]
@@ -759,6 +794,7 @@ class ReproduceReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON data."""
         return {"run_id": self.run_id, "matches": self.matches, "input_differences": self.input_differences,
                 "recorded": self.recorded, "reproduced": self.reproduced,
                 "kpi_differences": {k: list(v) for k, v in self.kpi_differences.items()}}

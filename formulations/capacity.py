@@ -121,6 +121,7 @@ class CapacityOptions:
     capacity_derate: Mapping[tuple[str, str], float] | pd.DataFrame | None = None
 
     def validate(self) -> None:
+        """Raise ValueError when a weight, share, rate or cost is out of range."""
         if len(self.weekday_profile) != 7 or min(self.weekday_profile) < 0 or sum(self.weekday_profile) <= 0:
             raise ValueError("CapacityOptions.weekday_profile needs 7 non-negative weights (Mon..Sun), not all 0")
         for key in ("spike_multiplier", "temp_premium", "temp_hours_per_day", "max_temp_share", "extra_shift_hours",

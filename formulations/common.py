@@ -185,6 +185,7 @@ class Arcs:
 
     @property
     def index(self) -> pd.RangeIndex:
+        """The arc dimension as a range index named ``dim`` (one position per arc row)."""
         return pd.RangeIndex(len(self.frame), name=self.dim)
 
 

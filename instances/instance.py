@@ -27,18 +27,29 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 import yaml
+from pydantic import AfterValidator, BeforeValidator, Field, create_model
 
 from instances.plain import to_plain
 from instances.schema import FLOW_STAGES, TABLES, TableSchema
-from instances.validation import InstanceValidationError, ValidationReport, read_csv_located
+from instances.validation import (
+    Finding,
+    InstanceValidationError,
+    Name,
+    Text,
+    ValidationReport,
+    YamlModel,
+    read_csv_located,
+    validate_yaml,
+)
 
 META_FILE = "instance.yaml"
 
@@ -95,10 +106,12 @@ class Instance:
 
     @property
     def name(self) -> str:
+        """The instance name (``instance.yaml`` ``name``)."""
         return str(self.meta.get("name", ""))
 
     @property
     def currency(self) -> str:
+        """The currency code of every cost in the instance (``instance.yaml`` ``currency``)."""
         return str(self.meta.get("currency", ""))
 
     @property
@@ -140,6 +153,7 @@ class Instance:
         return Instance(copy.deepcopy(meta if meta is not None else self.meta), new_tables, self.source)
 
     def copy(self) -> Instance:
+        """A deep copy: meta and every table copied."""
         return Instance(copy.deepcopy(self.meta), {k: v.copy() for k, v in self.tables.items()}, self.source)
 
     def save(self, path: str | Path, fmt: str = "csv") -> Path:
@@ -217,12 +231,103 @@ MAX_PERIODS = 100_000
 """Most periods a horizon may have (a guard against typos such as ``periods: 5200000``)."""
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+def _whole(v: Any) -> Any:
+    """A whole float (``52.0``) as an int; anything else unchanged for the strict int check."""
+    return int(v) if isinstance(v, float) and math.isfinite(v) and v % 1 == 0 else v
+
+
+def _a_date(v: Any) -> Any:
+    ok = isinstance(v, str | date)
+    if ok:
+        try:
+            ok = not pd.isna(pd.Timestamp(str(v)))
+        except (ValueError, TypeError, OverflowError):
+            ok = False
+    if not ok:
+        raise ValueError(f"not a date (YYYY-MM-DD): {v!r}")
+    return v
+
+
+Days = Annotated[float, Field(gt=0, le=366)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class Horizon(YamlModel):
+    """``horizon:`` the planning periods: first day, number of periods, days per period."""
+
+    start: Annotated[Any, AfterValidator(_a_date)] = None
+    periods: Annotated[int, BeforeValidator(_whole), Field(ge=1, le=MAX_PERIODS)] | None = None
+    period_days: Days | None = None
+
+
+class PeriodEntry(YamlModel):
+    """One entry of the explicit ``periods:`` list."""
+
+    period: Annotated[int, BeforeValidator(_whole)] | None = None
+    label: Text | None = None
+    days: Days | None = None
+
+
+class TransportMode(YamlModel):
+    """``rate_card.modes.<mode>``: currency per unit, per unit and km, and km travelled per day."""
+
+    cost_per_unit: NonNegative = DEFAULT_RATE_CARD["modes"]["road"]["cost_per_unit"]
+    cost_per_unit_km: NonNegative = DEFAULT_RATE_CARD["modes"]["road"]["cost_per_unit_km"]
+    km_per_day: Annotated[float, Field(gt=0)] = DEFAULT_RATE_CARD["modes"]["road"]["km_per_day"]
+
+
+class RateCard(YamlModel):
+    """``rate_card:`` how lanes are generated when ``lanes.csv`` is absent."""
+
+    road_factor: Annotated[float, Field(gt=0)] | None = None
+    max_lanes_per_zone: Annotated[int, BeforeValidator(_whole), Field(ge=0)] | None = None
+    modes: Annotated[dict[Name, TransportMode], Field(min_length=1)] | None = None
+
+
+Defaults = create_model(  # one optional non-negative number per planning default (see DEFAULTS)
+    "Defaults", __base__=YamlModel, __doc__="``defaults:`` planning parameters (units in :data:`DEFAULTS`).",
+    **{k: (NonNegative | None, None) for k in DEFAULTS})
+
+
+class InstanceMeta(YamlModel):
+    """``instance.yaml`` (see the module docstring); ``scenario``, ``peak``, ``calibration`` and ``source`` are
+    written by twinplan itself (applied scenario, daily peak, calibration, provenance) and kept as they are."""
+
+    name: Name
+    currency: Name
+    description: Text | None = None
+    horizon: Horizon
+    periods: Annotated[list[PeriodEntry], Field(max_length=MAX_PERIODS)] | None = None
+    rate_card: RateCard | None = None
+    defaults: Defaults | None = None  # type: ignore[valid-type]
+    timezone: Name | None = None
+    site_timezones: dict[Name, Name] | None = None
+    source: dict[str, Any] | None = None
+    scenario: dict[str, Any] | None = None
+    peak: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+
+
+def _period_findings(meta: dict[str, Any]) -> list[Finding]:
+    """Period count and numbering, checked beside the model so they are reported with its other findings."""
+    out = []
+    explicit = meta.get("periods")
+    horizon = meta.get("horizon")
+    if isinstance(horizon, dict) and horizon.get("periods") is None and not explicit:
+        out.append(Finding(META_FILE, None, "horizon.periods", "missing (or give an explicit periods list)"))
+    for i, p in enumerate(explicit if isinstance(explicit, list) else []):
+        if isinstance(p, dict) and "period" in p and p["period"] != i + 1:
+            out.append(Finding(META_FILE, None, f"periods[{i}].period",
+                               f"must be {i + 1} (periods are numbered 1, 2, ...), got {p['period']!r}"))
+    return out
 
 
 def read_meta(path: Path, report: ValidationReport) -> dict[str, Any]:
-    """Read and check ``instance.yaml`` (safe YAML only: tags such as ``!!python/object`` are errors)."""
+    """Read and check ``instance.yaml`` (safe YAML only: tags such as ``!!python/object`` are errors).
+
+    Every finding goes to ``report`` as ``instance.yaml: key.path: message``; keys with findings are left out
+    of the returned meta.
+    """
     f = path / META_FILE
     if not f.is_file():
         report.error(META_FILE, 0, "", f"missing file {f}")
@@ -243,85 +348,10 @@ def read_meta(path: Path, report: ValidationReport) -> dict[str, Any]:
     if not isinstance(meta, dict):
         report.error(META_FILE, 0, "", "must be a mapping of keys (name, currency, horizon, ...)")
         return {}
-    for key in ("name", "currency", "horizon"):
-        if key not in meta:
-            report.error(META_FILE, 0, key, f"missing required key {key!r}")
-    for key in ("name", "currency"):
-        if key in meta and not isinstance(meta[key], str | int | float):
-            report.error(META_FILE, 0, key, f"must be a text, got {meta[key]!r}")
-    for key in ("defaults", "rate_card", "horizon"):
-        if key in meta and not isinstance(meta[key], dict):
-            report.error(META_FILE, 0, key, "must be a mapping")
-    horizon = meta.get("horizon")
-    if isinstance(horizon, dict):
-        _check_horizon(meta, horizon, report)
-    if "periods" in meta:
-        _check_explicit_periods(meta["periods"], report)
-    if isinstance(meta.get("defaults"), dict):
-        for k, v in meta["defaults"].items():
-            if k in DEFAULTS and (not _is_number(v) or v < 0):
-                report.error(META_FILE, 0, f"defaults.{k}", f"must be a number >= 0, got {v!r}")
-    if isinstance(meta.get("rate_card"), dict):
-        _check_rate_card(meta["rate_card"], report)
-    return meta
-
-
-def _check_horizon(meta: dict[str, Any], horizon: dict[str, Any], report: ValidationReport) -> None:
-    n = horizon.get("periods")
-    if n is None:
-        if not meta.get("periods"):
-            report.error(META_FILE, 0, "horizon.periods", "missing")
-    elif not _is_number(n) or n % 1 != 0 or not 1 <= n <= MAX_PERIODS:
-        report.error(META_FILE, 0, "horizon.periods", f"must be a whole number from 1 to {MAX_PERIODS}, got {n!r}")
-    days = horizon.get("period_days")
-    if days is not None and (not _is_number(days) or not 0 < days <= 366):
-        report.error(META_FILE, 0, "horizon.period_days", f"must be a number of days in (0, 366], got {days!r}")
-    if "start" in horizon:
-        start = horizon["start"]
-        ok = isinstance(start, str | date)
-        if ok:
-            try:
-                ok = not pd.isna(pd.Timestamp(str(start)))
-            except (ValueError, TypeError, OverflowError):
-                ok = False
-        if not ok:
-            report.error(META_FILE, 0, "horizon.start", f"not a date (YYYY-MM-DD): {start!r}")
-
-
-def _check_explicit_periods(periods: Any, report: ValidationReport) -> None:
-    if not isinstance(periods, list) or len(periods) > MAX_PERIODS:
-        report.error(META_FILE, 0, "periods", "must be a list of {period, label, days} mappings")
-        return
-    for i, p in enumerate(periods, start=1):
-        if not isinstance(p, dict):
-            report.error(META_FILE, 0, f"periods[{i}]", f"must be a mapping with period, label, days; got {p!r}")
-            continue
-        if "period" in p and p["period"] != i:
-            report.error(META_FILE, 0, f"periods[{i}].period", f"must be {i} (periods are numbered 1, 2, ...)")
-        if "days" in p and (not _is_number(p["days"]) or not 0 < p["days"] <= 366):
-            report.error(META_FILE, 0, f"periods[{i}].days", f"must be a number of days in (0, 366], got {p['days']!r}")
-
-
-def _check_rate_card(card: dict[str, Any], report: ValidationReport) -> None:
-    if "road_factor" in card and (not _is_number(card["road_factor"]) or card["road_factor"] <= 0):
-        report.error(META_FILE, 0, "rate_card.road_factor", f"must be a positive number, got {card['road_factor']!r}")
-    k = card.get("max_lanes_per_zone") or 0
-    if not _is_number(k) or k < 0 or k % 1 != 0:
-        report.error(META_FILE, 0, "rate_card.max_lanes_per_zone", f"must be a whole number >= 0, got {k!r}")
-    modes = card.get("modes")
-    if modes is None:
-        return
-    if not isinstance(modes, dict) or not modes:
-        report.error(META_FILE, 0, "rate_card.modes", "must be a non-empty mapping of mode -> rates")
-        return
-    for mode, rates in modes.items():
-        if not isinstance(rates, dict):
-            report.error(META_FILE, 0, f"rate_card.modes.{mode}", "must be a mapping of rates")
-            continue
-        for key in ("cost_per_unit", "cost_per_unit_km", "km_per_day"):
-            v = rates.get(key, DEFAULT_RATE_CARD["modes"]["road"][key])
-            if not _is_number(v) or v < 0 or (key == "km_per_day" and v == 0):
-                report.error(META_FILE, 0, f"rate_card.modes.{mode}.{key}", f"must be a number >= 0, got {v!r}")
+    findings = validate_yaml(InstanceMeta, meta, META_FILE)[1] + _period_findings(meta)
+    report.extend(findings)
+    bad = {re.split(r"[.\[]", f.column)[0] for f in findings}
+    return {k: v for k, v in meta.items() if k not in bad}
 
 
 def _read_raw(path: Path, schema: TableSchema, report: ValidationReport) -> pd.DataFrame | None:

@@ -183,6 +183,7 @@ class Plan:
 
     @property
     def has_solution(self) -> bool:
+        """Whether the plan holds a solution (an objective value)."""
         return self.objective is not None
 
     def cost(self, component: str | None = None) -> float:

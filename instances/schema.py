@@ -62,13 +62,16 @@ class TableSchema:
 
     @property
     def file_name(self) -> str:
+        """The CSV file name of the table (``<name>.csv``)."""
         return f"{self.name}.csv"
 
     @property
     def column_names(self) -> list[str]:
+        """Names of the declared columns, in order."""
         return [c.name for c in self.columns]
 
     def column(self, name: str) -> Column:
+        """The declared column ``name``; KeyError naming the table when it has none."""
         for c in self.columns:
             if c.name == name:
                 return c

@@ -113,6 +113,7 @@ class Basis:
 
     @property
     def n_basic(self) -> int:
+        """Number of basic columns and rows."""
         return int((self.col_status == BASIC).sum() + (self.row_status == BASIC).sum())
 
     def keys(self, kind: Literal["col", "row"]) -> np.ndarray:

@@ -36,10 +36,12 @@ class FacilityLocationData:
 
     @property
     def warehouses(self) -> pd.Index:
+        """Warehouse labels ``W0, W1, ...`` (index named ``warehouse``)."""
         return pd.Index([f"W{i}" for i in range(len(self.capacity))], name="warehouse")
 
     @property
     def customers(self) -> pd.Index:
+        """Customer labels ``C0, C1, ...`` (index named ``customer``)."""
         return pd.Index([f"C{j}" for j in range(len(self.demand))], name="customer")
 
     @classmethod

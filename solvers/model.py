@@ -242,14 +242,17 @@ class StandardForm:
     # ------------------------------------------------------------------ shape and kind
     @property
     def n_cols(self) -> int:
+        """Number of columns (variables)."""
         return self.A.shape[1]
 
     @property
     def n_rows(self) -> int:
+        """Number of rows (constraints)."""
         return self.A.shape[0]
 
     @property
     def nnz(self) -> int:
+        """Number of nonzeros of the constraint matrix."""
         return int(self.A.nnz)
 
     @property
@@ -259,6 +262,7 @@ class StandardForm:
 
     @property
     def has_continuous(self) -> bool:
+        """Whether any column is continuous."""
         return bool((self.integrality == CONTINUOUS).any())
 
     # ------------------------------------------------------------------ names
@@ -281,6 +285,7 @@ class StandardForm:
         return _locate(self.variable_groups, col, self.n_cols)
 
     def summary(self) -> str:
+        """One line: model kind, sense, columns, rows and nonzeros with their group counts."""
         kind = "MILP" if self.is_mip else "LP"
         return (
             f"{kind} ({self.sense}) with {self.n_cols} columns in {len(self.variable_groups)} groups, "

@@ -64,6 +64,7 @@ class Timings:
 
     @property
     def total(self) -> float:
+        """Build + translate + solve + extract seconds."""
         return self.build + self.translate + self.solve + self.extract
 
 
@@ -85,10 +86,12 @@ class GroupValues(Mapping[str, pd.Series]):
 
     @property
     def array(self) -> np.ndarray | None:
+        """The flat value array of all columns (None when the solver returned no values)."""
         return self._array
 
     @property
     def available(self) -> bool:
+        """Whether values are available."""
         return self._array is not None
 
     def __getitem__(self, name: str) -> pd.Series:
@@ -181,6 +184,7 @@ class SolveResult:
 
     @property
     def is_optimal(self) -> bool:
+        """Whether the solver proved optimality (within the gap)."""
         return self.termination is Termination.OPTIMAL
 
     @property

@@ -57,10 +57,12 @@ def test_refusal_message_names_who_what_and_rule() -> None:
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    ({"roles": {"r": {"scenario_classes": ["strategik"]}}}, r"roles.r.scenario_classes: unknown value 'strategik'"),
+    ({"roles": {"r": {"scenario_classes": ["strategik"]}}},
+     r"roles.r.scenario_classes\[0\]: unknown value 'strategik'"),
     ({"roles": {"r": {"decisions": "*"}}, "users": {"u": ["nope"]}}, r"users.u: unknown role 'nope'"),
-    ({"roles": {"r": {"instancez": ["*"]}}}, r"roles.r.instancez: unknown key"),
-    ({"roles": {"r": {"max_runs": -1}}}, r"roles.r.max_runs: must be a whole number >= 0"),
+    ({"roles": {"r": {"instancez": ["*"]}}},
+     r"roles.r.instancez: unknown key \(allowed: decisions, description, instances, max_runs, "),
+    ({"roles": {"r": {"max_runs": -1}}}, r"roles.r.max_runs: Input should be greater than or equal to 0, got -1"),
     ({"rolez": {}}, r"rolez: unknown key"),
     ([1, 2], r"must be a mapping with roles and users"),
 ])

@@ -90,11 +90,11 @@ def _meta(mappings: list[Mapping], report: ValidationReport) -> dict[str, Any]:
             continue
         for key in ("currency", "horizon"):
             if key in m.instance and m.instance[key] != meta.get(key):
-                report.error(str(m.path), 0, f"instance.{key}",
+                report.error(str(m.path), None, f"instance.{key}",
                              f"{m.instance[key]!r} contradicts {meta.get(key)!r} of the first mapping")
     for key in ("name", "currency", "horizon"):
         if key not in meta:
-            report.error(str(mappings[0].path) if mappings else "mapping", 0, f"instance.{key}",
+            report.error(str(mappings[0].path) if mappings else "mapping", None, f"instance.{key}",
                          "missing: the instance section needs name, currency and horizon")
     return meta
 
@@ -217,7 +217,7 @@ def build_instance(pairs: list[tuple[Path, Path]], report: ValidationReport
             df = _fill_labor_productivity(df, prod, report)
         if df is None:
             if schema.required:
-                report.error(str(maps[0].path), 0, "sources", f"no source gives the required table {name!r}")
+                report.error(str(maps[0].path), None, "sources", f"no source gives the required table {name!r}")
             tables[name] = empty_table(schema)
         else:
             tables[name] = df[schema.column_names].reset_index(drop=True)

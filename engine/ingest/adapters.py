@@ -36,6 +36,7 @@ class Context:
 
     @property
     def default_tz(self) -> str:
+        """Time zone of sites without their own: the mapping's ``instance.timezone``, else UTC."""
         return str(self.meta.get("timezone") or "UTC")
 
 
@@ -183,7 +184,7 @@ def map_source(df: pd.DataFrame, spec: SourceSpec, ctx: Context, label: str,
     targets: dict[str, str] = {}
     for r in spec.columns:
         if r.target is not None and r.target in targets:
-            report.error(str(ctx.mapping.path), 0, f"{spec.where}.columns.{r.source}",
+            report.error(str(ctx.mapping.path), None, f"{spec.where}.columns.{r.source}",
                          f"column {r.target!r} is also mapped from {targets[r.target]!r}")
         elif r.target is not None:
             targets[r.target] = r.source

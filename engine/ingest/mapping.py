@@ -51,13 +51,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from engine.ingest.units import UnitError, parse_unit
+from instances.instance import Horizon, InstanceMeta
 from instances.schema import TABLES, TableSchema
-from instances.validation import ValidationReport
+from instances.validation import Name, Text, ValidationReport, YamlModel, validate_yaml
 
 PARSERS = ("date", "datetime", "isoweek")
 AGGREGATES = ("sum", "first", "last", "max", "mean")
@@ -101,6 +103,7 @@ class SourceSpec:
 
     @property
     def where(self) -> str:
+        """Key path of this source in the mapping file (``sources[i]``), for located findings."""
         return f"sources[{self.index}]"
 
 
@@ -119,6 +122,7 @@ class Mapping:
 
     @property
     def file_name(self) -> str:
+        """The mapping file's name (without its folder)."""
         return self.path.name
 
     def rates(self) -> dict[str, float]:
@@ -136,129 +140,153 @@ def target_schema(table: str) -> TableSchema | None:
     return TABLES.get(table)
 
 
-def _str_map(value: Any, where: str, fname: str, report: ValidationReport) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        report.error(fname, 0, where, "must be a mapping")
-        return {}
-    return {str(k): str(v) for k, v in value.items()}
-
-
-def _regex(text: Any, where: str, fname: str, report: ValidationReport) -> re.Pattern[str] | None:
+# ---------------------------------------------------------------------------------------------------
+# The mapping file's model (pydantic); references to schemas, code maps and units are checked after it
+# ---------------------------------------------------------------------------------------------------
+def _regex_text(v: str) -> str:
     try:
-        return re.compile(str(text))
+        re.compile(v)
     except re.error as exc:
-        report.error(fname, 0, where, f"invalid regular expression {text!r}: {exc}")
-        return None
+        raise ValueError(f"invalid regular expression {v!r}: {exc}") from None
+    return v
 
 
-def _column_rule(src: str, spec: Any, where: str, schema: TableSchema, codes: dict[str, dict[str, str]],
-                 rates: dict[str, float], fname: str, report: ValidationReport) -> ColumnRule | None:
-    if spec in ("ignore", None, False):
-        return ColumnRule(src, None)
-    if isinstance(spec, str):
-        spec = {"to": spec}
-    if not isinstance(spec, dict):
-        report.error(fname, 0, where, f"expected a target column name or a mapping, got {spec!r}")
-        return None
-    unknown = set(spec) - {"to", "unit", "unit_column", "codes", "parse", "currency"}
-    if unknown:
-        report.error(fname, 0, where, f"unknown key(s) {sorted(unknown)}")
-    target = spec.get("to")
-    if target is None:
-        report.error(fname, 0, where, "missing 'to' (the canonical column)")
-        return None
-    target = str(target)
-    extra = ("timezone",) if schema.name == "sites" else ()
-    if target not in schema.column_names and target not in extra:
-        report.error(fname, 0, where, f"table {schema.name!r} has no column {target!r}; "
-                                      f"expected one of {schema.column_names + list(extra)}")
-        return None
-    unit = spec.get("unit")
-    if spec.get("currency") is not None:
-        tunit = schema.column(target).unit if target in schema.column_names else ""
-        unit = tunit.replace("currency", str(spec["currency"]), 1)
-    if unit is not None and target in schema.column_names:
-        try:
-            from engine.ingest.units import conversion_factor
-
-            conversion_factor(str(unit), schema.column(target).unit or "1", rates)
-        except UnitError as exc:
-            report.error(fname, 0, where, str(exc))
-    code_map = spec.get("codes")
-    if code_map is not None and str(code_map) not in codes:
-        report.error(fname, 0, where, f"unknown code map {code_map!r}; defined: {sorted(codes)}")
-    parse = spec.get("parse")
-    if parse is not None and parse not in PARSERS:
-        report.error(fname, 0, where, f"unknown parse {parse!r}; expected one of {list(PARSERS)}")
-    return ColumnRule(src, target, None if unit is None else str(unit),
-                      None if spec.get("unit_column") is None else str(spec["unit_column"]),
-                      None if code_map is None else str(code_map), parse)
-
-
-def _source(i: int, raw: Any, codes: dict[str, dict[str, str]], rates: dict[str, float], fname: str,
-            report: ValidationReport) -> SourceSpec | None:
-    where = f"sources[{i}]"
-    if not isinstance(raw, dict):
-        report.error(fname, 0, where, "must be a mapping with file, table and columns")
-        return None
-    unknown = set(raw) - {"file", "table", "columns", "ignore", "set", "sep", "decimal", "timezone", "unpivot",
-                          "aggregate"}
-    if unknown:
-        report.error(fname, 0, where, f"unknown key(s) {sorted(unknown)}")
-    for key in ("file", "table", "columns"):
-        if key not in raw:
-            report.error(fname, 0, where, f"missing {key!r}")
-    if any(k not in raw for k in ("file", "table", "columns")):
-        return None
-    schema = target_schema(str(raw["table"]))
-    if schema is None:
-        report.error(fname, 0, f"{where}.table", f"unknown table {raw['table']!r}; expected one of "
-                                                 f"{sorted(TABLES) + ['productivity']}")
-        return None
-    if not isinstance(raw["columns"], dict):
-        report.error(fname, 0, f"{where}.columns", "must map source column -> target")
-        return None
-    rules = [_column_rule(str(src), spec, f"{where}.columns.{src}", schema, codes, rates, fname, report)
-             for src, spec in raw["columns"].items()]
-    constants = raw.get("set") or {}
-    if not isinstance(constants, dict):
-        report.error(fname, 0, f"{where}.set", "must map column -> constant value")
-        constants = {}
-    for col in constants:
-        if col not in schema.column_names:
-            report.error(fname, 0, f"{where}.set.{col}", f"table {schema.name!r} has no column {col!r}")
-    ignore = [_regex(p, f"{where}.ignore", fname, report) for p in (raw.get("ignore") or [])]
-    unpivot = None
-    if raw.get("unpivot") is not None:
-        u = raw["unpivot"]
-        pat = _regex(u.get("pattern", "") if isinstance(u, dict) else "", f"{where}.unpivot.pattern", fname, report)
-        if pat is not None and not pat.groupindex:
-            report.error(fname, 0, f"{where}.unpivot.pattern", "needs at least one named group (?P<name>...)")
-        cf = u.get("columns_from") if isinstance(u, dict) else None
-        if pat is not None and cf is not None and cf not in pat.groupindex:
-            report.error(fname, 0, f"{where}.unpivot.columns_from", f"{cf!r} is not a group of the pattern")
-        unpivot = Unpivot(pat, cf) if pat is not None else None
-    aggregate = _str_map(raw.get("aggregate"), f"{where}.aggregate", fname, report)
-    for col, how in aggregate.items():
-        if how not in AGGREGATES:
-            report.error(fname, 0, f"{where}.aggregate.{col}", f"unknown aggregate {how!r}; use {list(AGGREGATES)}")
-    tz = raw.get("timezone")
-    if tz is not None:
-        _check_tz(str(tz), f"{where}.timezone", fname, report)
-    return SourceSpec(i, str(raw["file"]), schema.name, tuple(r for r in rules if r is not None),
-                      tuple(p for p in ignore if p is not None), dict(constants), str(raw.get("sep", ",")),
-                      str(raw.get("decimal", ".")), None if tz is None else str(tz), unpivot, aggregate)
-
-
-def _check_tz(tz: str, where: str, fname: str, report: ValidationReport) -> None:
+def _time_zone(v: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
-        ZoneInfo(tz)
+        ZoneInfo(v)
     except (ZoneInfoNotFoundError, ValueError):
-        report.error(fname, 0, where, f"unknown time zone {tz!r} (use IANA names like Europe/Berlin)")
+        raise ValueError(f"unknown time zone {v!r} (use IANA names like Europe/Berlin)") from None
+    return v
+
+
+def _column_entry(v: Any) -> Any:
+    """``ignore`` / null / false -> None; a bare target name -> ``{to: name}``."""
+    if v in ("ignore", None, False):
+        return None
+    return {"to": v} if isinstance(v, str) else v
+
+
+Regex = Annotated[str, AfterValidator(_regex_text)]
+TimeZone = Annotated[Name, AfterValidator(_time_zone)]
+Code = Text
+
+
+class ColumnSpec(YamlModel):
+    """``columns.<source column>``: the canonical column it becomes, and how (unit, code map, parser)."""
+
+    to: Name
+    unit: Name | None = None
+    unit_column: Name | None = None
+    codes: Name | None = None
+    parse: Literal[PARSERS] | None = None  # type: ignore[valid-type]
+    currency: Name | None = None
+
+
+class UnpivotSpec(YamlModel):
+    """``unpivot:`` columns matching ``pattern`` (with named groups) become rows."""
+
+    pattern: Regex
+    columns_from: Name | None = None
+
+
+class SourceFile(YamlModel):
+    """One entry of ``sources``: an export file and how it maps to one canonical table."""
+
+    file: Name
+    table: Name
+    columns: dict[Name, Annotated[ColumnSpec | None, BeforeValidator(_column_entry)]]
+    ignore: list[Regex] | None = None
+    constants: dict[Name, Any] | None = Field(None, alias="set")
+    sep: Annotated[str, Field(min_length=1)] = ","
+    decimal: Annotated[str, Field(min_length=1)] = "."
+    timezone: TimeZone | None = None
+    unpivot: UnpivotSpec | None = None
+    aggregate: dict[Name, Literal[AGGREGATES]] | None = None  # type: ignore[valid-type]
+
+
+class InstanceSection(InstanceMeta):
+    """``instance:`` of a mapping: ``instance.yaml`` of the instance made (name, currency, horizon may come from
+    the first mapping when several are merged)."""
+
+    name: Name | None = None  # type: ignore[assignment]
+    currency: Name | None = None  # type: ignore[assignment]
+    horizon: Horizon | None = None  # type: ignore[assignment]
+    timezone: TimeZone | None = None
+
+
+class ProductivitySettings(YamlModel):
+    """``productivity:`` parameters of the labour-standard normalisation (:mod:`engine.ingest.productivity`)."""
+
+    walk_speed_m_per_min: Annotated[float, Field(gt=0)] | None = None
+    extra_unit_share: Annotated[float, Field(ge=0)] | None = None
+    reference_units_per_line: Annotated[float, Field(gt=0)] | None = None
+    reference_complexity: Annotated[float, Field(gt=0)] | None = None
+
+
+class MappingFile(YamlModel):
+    """A mapping file (see the module docstring)."""
+
+    description: Text | None = None
+    instance: InstanceSection | None = None
+    currency_rates: dict[Name, Annotated[float, Field(gt=0)]] | None = None
+    merge_tolerance: Annotated[float, Field(ge=0)] = 0.02
+    codes: dict[Name, dict[Code, Code]] | None = None
+    site_timezones: dict[Name, TimeZone] | None = None
+    productivity: ProductivitySettings | None = None
+    sources: Annotated[list[SourceFile], Field(min_length=1)]
+
+
+def _source(i: int, src: SourceFile, codes: dict[str, dict[str, str]], rates: dict[str, float], fname: str,
+            report: ValidationReport) -> SourceSpec | None:
+    """A checked SourceSpec: target table and columns exist, units convert, code maps are defined."""
+    where = f"sources[{i}]"
+    schema = target_schema(src.table)
+    if schema is None:
+        report.error(fname, None, f"{where}.table", f"unknown table {src.table!r}; expected one of "
+                                                    f"{sorted(TABLES) + ['productivity']}")
+        return None
+    rules = []
+    for col, spec in src.columns.items():
+        at = f"{where}.columns.{col}"
+        if spec is None:
+            rules.append(ColumnRule(col, None))
+            continue
+        extra = ("timezone",) if schema.name == "sites" else ()
+        if spec.to not in schema.column_names and spec.to not in extra:
+            report.error(fname, None, at, f"table {schema.name!r} has no column {spec.to!r}; "
+                                          f"expected one of {schema.column_names + list(extra)}")
+            continue
+        unit = spec.unit
+        if spec.currency is not None:
+            tunit = schema.column(spec.to).unit if spec.to in schema.column_names else ""
+            unit = tunit.replace("currency", spec.currency, 1)
+        if unit is not None and spec.to in schema.column_names:
+            try:
+                from engine.ingest.units import conversion_factor
+
+                conversion_factor(unit, schema.column(spec.to).unit or "1", rates)
+            except UnitError as exc:
+                report.error(fname, None, at, str(exc))
+        if spec.codes is not None and spec.codes not in codes:
+            report.error(fname, None, f"{at}.codes", f"unknown code map {spec.codes!r}; defined: {sorted(codes)}")
+        rules.append(ColumnRule(col, spec.to, unit, spec.unit_column, spec.codes, spec.parse))
+    for col in src.constants or {}:
+        if col not in schema.column_names:
+            report.error(fname, None, f"{where}.set.{col}", f"table {schema.name!r} has no column {col!r}")
+    unpivot = None
+    if src.unpivot is not None:
+        pat = re.compile(src.unpivot.pattern)
+        if not pat.groupindex:
+            report.error(fname, None, f"{where}.unpivot.pattern", "needs at least one named group (?P<name>...)")
+        cf = src.unpivot.columns_from
+        if cf is not None and cf not in pat.groupindex:
+            report.error(fname, None, f"{where}.unpivot.columns_from", f"{cf!r} is not a group of the pattern")
+        unpivot = Unpivot(pat, cf)
+    return SourceSpec(i, src.file, schema.name, tuple(rules), tuple(re.compile(p) for p in src.ignore or ()),
+                      dict(src.constants or {}), src.sep, src.decimal, src.timezone, unpivot,
+                      dict(src.aggregate or {}))
 
 
 def read_mapping(path: str | Path, report: ValidationReport) -> Mapping | None:
@@ -277,40 +305,17 @@ def read_mapping(path: str | Path, report: ValidationReport) -> Mapping | None:
     if not isinstance(raw, dict):
         report.error(fname, 0, "", "must be a mapping with instance, codes and sources")
         return None
-    unknown = set(raw) - {"instance", "currency_rates", "codes", "site_timezones", "productivity", "sources",
-                          "merge_tolerance", "description"}
-    if unknown:
-        report.error(fname, 0, "", f"unknown key(s) {sorted(unknown)}")
-    instance = raw.get("instance") or {}
-    if not isinstance(instance, dict):
-        report.error(fname, 0, "instance", "must be a mapping")
-        instance = {}
-    rates: dict[str, float] = {}
-    for code, rate in (raw.get("currency_rates") or {}).items():
-        if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
-            report.error(fname, 0, f"currency_rates.{code}", f"must be a positive number, got {rate!r}")
-        else:
-            rates[str(code)] = float(rate)
-    codes_raw = raw.get("codes") or {}
-    codes = {str(k): _str_map(v, f"codes.{k}", fname, report) for k, v in codes_raw.items()} \
-        if isinstance(codes_raw, dict) else {}
-    site_tz = _str_map(raw.get("site_timezones"), "site_timezones", fname, report)
-    for site, tz in site_tz.items():
-        _check_tz(tz, f"site_timezones.{site}", fname, report)
-    if instance.get("timezone") is not None:
-        _check_tz(str(instance["timezone"]), "instance.timezone", fname, report)
-    prod = raw.get("productivity") or {}
-    if not isinstance(prod, dict) or not all(isinstance(v, int | float) for v in prod.values()):
-        report.error(fname, 0, "productivity", "must map parameter -> number")
-        prod = {}
-    m = Mapping(path, instance, rates, codes, site_tz, {k: float(v) for k, v in prod.items()}, (),
-                float(raw.get("merge_tolerance", 0.02)))
+    model, findings = validate_yaml(MappingFile, raw, fname)
+    report.extend(findings)
+    if model is None:
+        return None
+    instance = dict(raw.get("instance") or {})
+    rates = dict(model.currency_rates or {})
+    codes = {k: dict(v) for k, v in (model.codes or {}).items()}
+    prod = model.productivity.model_dump(exclude_none=True) if model.productivity else {}
+    m = Mapping(path, instance, rates, codes, dict(model.site_timezones or {}), prod, (), model.merge_tolerance)
     all_rates = m.rates()
-    sources = raw.get("sources")
-    if not isinstance(sources, list) or not sources:
-        report.error(fname, 0, "sources", "must be a non-empty list of sources")
-        sources = []
-    specs = [_source(i, s, codes, all_rates, fname, report) for i, s in enumerate(sources)]
+    specs = [_source(i, s, codes, all_rates, fname, report) for i, s in enumerate(model.sources)]
     for s in specs:
         if s is None:
             continue
@@ -319,6 +324,6 @@ def read_mapping(path: str | Path, report: ValidationReport) -> Mapping | None:
                 try:
                     parse_unit(r.unit, all_rates)
                 except UnitError as exc:
-                    report.error(fname, 0, f"{s.where}.columns.{r.source}", str(exc))
-    return Mapping(path, instance, rates, codes, site_tz, m.productivity,
+                    report.error(fname, None, f"{s.where}.columns.{r.source}", str(exc))
+    return Mapping(path, instance, rates, codes, m.site_timezones, prod,
                    tuple(s for s in specs if s is not None), m.merge_tolerance)

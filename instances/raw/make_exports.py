@@ -153,6 +153,7 @@ def _operations(rng: np.random.Generator, site: str) -> list[tuple[str, np.datet
 
 
 def wms_a(rng: np.random.Generator) -> None:
+    """Write the WMS A exports (UK legacy WMS: imperial units, GBP, its own codes) into ``raw/wms_a``."""
     out = HERE / "wms_a"
     _write(out / "facilities.csv", ["FAC_CD", "FAC_NAME", "FAC_TYPE", "LAT_DEG", "LON_DEG", "CTRY", "RGN",
                                     "STAT", "FIXED_COST_GBP_YR", "AUTO_LVL", "TZ", "SQ_FT"],
@@ -210,6 +211,7 @@ def wms_a(rng: np.random.Generator) -> None:
 
 
 def wms_b(rng: np.random.Generator) -> None:
+    """Write the WMS B exports (Benelux WCS: wide, metric, decimal commas, UTC) into ``raw/wms_b``."""
     out = HERE / "wms_b"
     cap_cols = [f"cap_{B_STAGE[s]}_{m}" for s in (*STAGES, "storage") for m in ("units", "uph")]
     rows = []

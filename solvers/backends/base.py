@@ -104,6 +104,7 @@ class Backend(ABC):
 
     @classmethod
     def is_available(cls) -> bool:
+        """Whether the backend's Python package is installed."""
         return importlib.util.find_spec(cls.package) is not None
 
     @classmethod

@@ -96,6 +96,7 @@ class HighsBackend(Backend):
     @classmethod
     @functools.cache
     def version(cls) -> str:
+        """The HiGHS version string."""
         return str(new_highs().version())
 
     # ------------------------------------------------------------------ translate
@@ -171,6 +172,7 @@ class HighsBackend(Backend):
 
     # ------------------------------------------------------------------ solve
     def solve(self, form: StandardForm, params: SolveParams) -> BackendOutput:
+        """Solve ``form`` with HiGHS under ``params`` (limits, warm start, basis, log)."""
         import highspy
 
         self.check_model(form)

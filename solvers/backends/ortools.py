@@ -77,6 +77,7 @@ class OrToolsBackend(Backend):
     @classmethod
     @functools.cache
     def version(cls) -> str:
+        """The OR-Tools version string."""
         import ortools
 
         return str(ortools.__version__)
@@ -153,6 +154,7 @@ class OrToolsBackend(Backend):
 
     # ------------------------------------------------------------------ solve
     def solve(self, form: StandardForm, params: SolveParams) -> BackendOutput:
+        """Solve ``form`` with OR-Tools MathOpt under ``params`` (limits, solution hint, log)."""
         from ortools.math_opt import model_parameters_pb2, parameters_pb2
         from ortools.math_opt.core.python import solver as core
         from ortools.math_opt.python import callback, init_arguments
