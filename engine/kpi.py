@@ -62,8 +62,8 @@ class Kpi:
     unit : physical unit of the value: ``currency``, ``h``, ``days``, ``km``, ``units``, ``share`` (0..1),
         ``index`` (dimensionless ratio), ``sites``, ``site-days`` or ``bool`` (0 / 1).
     direction : ``"lower"`` or ``"higher"`` when a decrease / increase is good news; None when neither is.
-    format : how to show a value: ``money`` (currency), ``hours``, ``days``, ``km``, ``units``, ``share``
-        (as %), ``index`` (2 decimals) or ``count`` (whole number).
+    format : how to show a value (the report's vocabulary): ``money`` (currency), ``hours``, ``days``, ``km``,
+        ``units`` (a whole number), ``share`` (as %) or ``index`` (2 decimals).
     description : one line on how it is computed (the module docstring has the definitions).
     """
 
@@ -94,7 +94,7 @@ KPIS: dict[str, Kpi] = {k.name: k for k in (
     Kpi("demand_units", "Demand", "units", None, "units", "units demanded over the horizon"),
     Kpi("unmet_units", "Unmet demand", "units", "lower", "units", "units not served"),
     Kpi("fill_rate", "Fill rate", "share", "higher", "share", "1 - unmet / demand"),
-    Kpi("open_sites", "Open DCs", "sites", None, "count", "DCs and cross-docks open in the plan"),
+    Kpi("open_sites", "Open DCs", "sites", None, "units", "DCs and cross-docks open in the plan"),
     Kpi("cycle_time_p50_h", "Order-to-ship time (p50)", "h", "lower", "hours",
         "throughput-weighted mean of the sites' median order-to-ship time (simulator)"),
     Kpi("cycle_time_p95_h", "Order-to-ship time (p95)", "h", "lower", "hours",
@@ -108,8 +108,8 @@ KPIS: dict[str, Kpi] = {k.name: k for k in (
         "highest daily labour hours needed / staffed of any site"),
     Kpi("mean_labour_stress", "Mean Labour Stress Index", "index", "lower", "index",
         "mean daily labour hours needed / staffed over sites and days"),
-    Kpi("stress_days", "Stress days", "site-days", "lower", "count", "site-days with a Labour Stress Index >= 1"),
-    Kpi("simulation_feasible", "Executable", "bool", "higher", "count",
+    Kpi("stress_days", "Stress days", "site-days", "lower", "units", "site-days with a Labour Stress Index >= 1"),
+    Kpi("simulation_feasible", "Executable", "bool", "higher", "units",
         "1 when the simulator finds every SLA met, else 0"),
 )}
 """Every KPI of :func:`compute_kpis`, declared once (name -> :class:`Kpi`): label, unit, direction, format."""

@@ -43,7 +43,7 @@ from formulations.registry import formulation
 from instances.instance import Instance
 from instances.plain import to_plain
 from instances.plan import Plan
-from instances.schema import LABOR_STAGES
+from instances.schema import INBOUND_STAGES, LABOR_STAGES
 from solvers.result import Termination
 
 NO_SOLUTION_STATUSES = frozenset({Termination.INFEASIBLE, Termination.UNBOUNDED, Termination.INFEASIBLE_OR_UNBOUNDED,
@@ -176,7 +176,6 @@ def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str,
     return f.solve(instance, options, warm_start=warm_start, **solve_kw), f.plan_instance(instance, options)
 
 
-INBOUND_STAGES = ("inbound_dock", "putaway")
 REPAIR_SAFETY = 1.25
 """The measured shortfall is scaled by this factor: it is the least extra capacity that clears the overdue
 units of the median replication, so repairing by exactly that much leaves the plan on the edge."""

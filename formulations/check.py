@@ -63,12 +63,10 @@ import pandas as pd
 from formulations.common import labor_parameters, period_days
 from instances.instance import Instance, cheapest_lanes
 from instances.plan import PLAN_SCHEMA, PLAN_TABLES, Plan, plan_columns, with_column_defaults
-from instances.schema import FLOW_STAGES
+from instances.schema import FLOW_STAGES, INBOUND_STAGES
 
 VIOLATION_COLUMNS = ("check", "site_id", "zone_id", "product_id", "period", "stage", "value", "limit", "excess",
                      "message")
-INBOUND_STAGES = ("inbound_dock", "putaway")
-"""Stages loaded by received units; the others by shipped units."""
 MOVE_COLUMNS = list(PLAN_TABLES["flows"])
 """A movement is a row of the ``flows`` table (transfers are read into the same columns)."""
 

@@ -95,12 +95,10 @@ from formulations.common import (
 )
 from instances.instance import Instance, cheapest_lanes
 from instances.plan import PLAN_TABLES, Plan
-from instances.schema import FLOW_STAGES
+from instances.schema import FLOW_STAGES, INBOUND_STAGES
 from solvers.fingerprint import data_fingerprint
 
 DECISION = "redistribution"
-INBOUND_STAGES = ("inbound_dock", "putaway")
-"""Stages loaded by the units a DC receives; the other flow stages are loaded by the units it ships."""
 
 
 # -------------------------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ STAGES: tuple[str, ...] = ("inbound_dock", "putaway", "pick", "pack", "outbound_
 FLOW_STAGES: tuple[str, ...] = STAGES[:-1]
 """The throughput stages (every stage but storage)."""
 
+INBOUND_STAGES: tuple[str, ...] = STAGES[:2]
+"""Stages loaded by the units a DC receives (inbound dock, putaway); the other flow stages by the units it ships."""
+
 LABOR_STAGES: tuple[str, ...] = FLOW_STAGES
 """Stages whose work needs labour; productivity columns in ``labor.csv`` are ``productivity_<stage>``."""
 

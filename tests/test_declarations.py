@@ -19,6 +19,7 @@ import solvers
 from engine.hashing import canonical_json
 from engine.kpi import DELTA_KPIS, KPIS, compute_kpis
 from engine.pipeline import NO_SOLUTION_STATUSES, PlanResult, exit_code, plan
+from engine.report import fmt_value
 from engine.store import DUCKDB_TYPES, RunStore, best
 from formulations import network_design, redistribution
 from formulations.check import check_plan
@@ -184,6 +185,11 @@ def test_every_kpi_of_a_simulated_plan_is_declared(tiny):
         assert k.direction in ("lower", "higher", None) and k.label[:1].isupper() and k.unit and k.format
     assert KPIS["service_level"].direction == "higher" and KPIS["total_cost"].direction == "lower"
     assert DELTA_KPIS["cycle_time_p50_h"] == ("hours", "order-to-ship time (p50)")
+    # the formats are the report's vocabulary: every KPI of the run shows as the report formats it
+    assert {k.format for k in KPIS.values()} <= {"money", "hours", "days", "km", "units", "share", "index"}
+    assert fmt_value(result.kpis["labour_hours"], KPIS["labour_hours"].format).endswith(" h")
+    assert fmt_value(0.987, KPIS["service_level"].format) == "98.7 %"
+    assert fmt_value(1234567.4, KPIS["total_cost"].format, "EUR") == "EUR 1,234,567"
 
 
 def test_store_best_ranks_by_the_declared_direction(tmp_path: Path):
