@@ -357,6 +357,17 @@ def _reference_findings(source: str, model: SweepFile) -> list[Finding]:
     return out
 
 
+def _design_dict(d: Design) -> dict[str, Any]:
+    """A validated design as ``{kind: body}`` (names as text, as the parameters are keyed)."""
+    if d.grid is not None:
+        return {"grid": list(d.grid)}
+    if d.points is not None:
+        return {"list": [dict(p) for p in d.points]}
+    kind = "random" if d.random is not None else "lhs"
+    sample = getattr(d, kind)
+    return {kind: {"n": sample.n, "parameters": list(sample.parameters)}}
+
+
 def sweep_spec_from_dict(data: Any, source: str = "<inline>") -> SweepSpec:
     """Build and check a SweepSpec from a parsed mapping; raises SweepSpecError with every finding (file, key)."""
     if not isinstance(data, dict):
@@ -365,13 +376,12 @@ def sweep_spec_from_dict(data: Any, source: str = "<inline>") -> SweepSpec:
     raise_findings(findings, SweepSpecError)
     assert model is not None
     raise_findings(_reference_findings(source, model), SweepSpecError)
-    params = {name: Parameter(name=name, template=data["parameters"][name]["set"],
+    params = {name: Parameter(name=name, template=spec.template,
                               values=tuple(spec.values) if spec.values is not None else None,
                               range=(spec.range[0], spec.range[1]) if spec.range is not None else None,
                               integer=spec.integer, steps=spec.steps)
               for name, spec in (model.parameters or {}).items()}
-    raw_vary = _designs_as_list(data.get("vary") or [])
-    designs = tuple({next(iter(d)): next(iter(d.values()))} for d in raw_vary)
+    designs = tuple(_design_dict(d) for d in model.vary or [])
     solver = {"solver": "highs", "threads": 1, **(data.get("solver") or {})}
     return SweepSpec(name=model.name, instance=model.instance, scenario=model.scenario, seed=model.seed,
                      solver=solver, plan=dict(data.get("plan") or {}), warm_start=model.warm_start,

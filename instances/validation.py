@@ -72,9 +72,8 @@ class ValidationReport:
 
     def to_frame(self) -> pd.DataFrame:
         """The findings as a table (file, row, column, message, severity)."""
-        return pd.DataFrame(
-            [vars(f) for f in self.findings], columns=["file", "row", "column", "message", "severity"]
-        )
+        df = pd.DataFrame([vars(f) for f in self.findings], columns=["file", "row", "column", "message", "severity"])
+        return df.astype({"row": "Int64"})  # a YAML finding has no row: <NA>, not a float NaN
 
     def format(self) -> str:
         """Every finding on its own line, errors first, prefixed ``error:`` / ``warning:``."""

@@ -166,7 +166,7 @@ def test_option_models_match_the_formulation_options() -> None:
     from formulations.network_design import NetworkDesignOptions
     from formulations.redistribution import RedistributionOptions
 
-    internal = {"capacity_derate", "fixed_modules", "allowed_lanes"}  # set by the repair loop / restore phase
+    internal = {"capacity_derate", "fixed_modules", "allowed_lanes", "labour_floor"}  # set by the loop / restore
     for decision, cls in (("consolidation", NetworkDesignOptions), ("redistribution", RedistributionOptions),
                           ("capacity", CapacityOptions)):
         declared = {f.name for f in fields(cls)} - internal

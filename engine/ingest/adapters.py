@@ -197,7 +197,7 @@ def map_source(df: pd.DataFrame, spec: SourceSpec, ctx: Context, label: str,
     for rule in order:
         seen = len(report.findings)
         _map_rule(rule, df, out, spec, schema, ctx, label, rows, report)
-        flagged |= {(f.row, str(rule.target)) for f in report.findings[seen:] if f.row > 0}
+        flagged |= {(f.row, str(rule.target)) for f in report.findings[seen:] if (f.row or 0) > 0}
     for k, v in spec.constants.items():
         out[k] = v
     if schema.name == "sites" and "timezone" in out:
