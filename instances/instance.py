@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from instances.schema import FLOW_STAGES, TABLES, TableSchema
-from instances.validation import InstanceValidationError, ValidationReport, read_csv_located
+from instances.schema import FLOW_STAGES, NUMERIC_LIMIT, TABLES, TableSchema
+from instances.validation import InstanceValidationError, ValidationReport, read_csv_located, safe_load_bounded
 
 META_FILE = "instance.yaml"
 
@@ -239,7 +239,7 @@ def read_meta(path: Path, report: ValidationReport) -> dict[str, Any]:
         report.error(META_FILE, 0, "", f"missing file {f}")
         return {}
     try:
-        meta = yaml.safe_load(f.read_bytes().decode("utf-8-sig"))
+        meta = safe_load_bounded(f.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         report.error(META_FILE, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
         return {}
@@ -270,8 +270,8 @@ def read_meta(path: Path, report: ValidationReport) -> dict[str, Any]:
         _check_explicit_periods(meta["periods"], report)
     if isinstance(meta.get("defaults"), dict):
         for k, v in meta["defaults"].items():
-            if k in DEFAULTS and (not _is_number(v) or v < 0):
-                report.error(META_FILE, 0, f"defaults.{k}", f"must be a number >= 0, got {v!r}")
+            if k in DEFAULTS and (not _is_number(v) or not 0 <= v <= NUMERIC_LIMIT):
+                report.error(META_FILE, 0, f"defaults.{k}", f"must be a number from 0 to {NUMERIC_LIMIT:g}, got {v!r}")
     if isinstance(meta.get("rate_card"), dict):
         _check_rate_card(meta["rate_card"], report)
     return meta
@@ -568,6 +568,10 @@ def _check_semantics(
         if k in ("dc", "crossdock") and sid not in with_res:
             report.warning(fnames["sites"], r, "id", f"site {sid!r} has no resources: it cannot process flow")
     demand = tables["demand"]
+    if demand.empty:
+        report.error(fnames["demand"], 0, "", "no demand rows (only a header): there is nothing to plan")
+    elif not (demand["quantity"] > 0).any():
+        report.error(fnames["demand"], 0, "quantity", "every demand quantity is 0: there is nothing to plan")
     if not demand.empty and not res.empty and n_periods:
         per = periods_frame(meta)
         days = per.set_index("period")["days"]
