@@ -325,6 +325,7 @@ class RunStore:
         # the first use in a process writes (creates or migrates the tables); later reads share the file
         write_first = write or (not self.read_only and (not self._ready or not self.path.exists()))
         con = self._open(read_only=not write_first)
+        holder_written = False
         try:
             if write_first:
                 from engine.governance import current_user
@@ -332,16 +333,18 @@ class RunStore:
                 self.holder_file.write_text(json.dumps({
                     "pid": os.getpid(), "user": current_user(), "host": socket.gethostname(),
                     "since": utcnow().isoformat(timespec="seconds"), "command": " ".join(sys.argv)[:200]}))
+                holder_written = True
                 if not self._ready:
                     self.migrations = _migrate(con, self.path)
                     self._ready = True
-            try:
-                yield con
-            finally:
-                if write_first:
-                    with contextlib.suppress(OSError):
-                        self.holder_file.unlink()
+            yield con
+        except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as exc:
+            raise StoreError(f"store {self.path}: cannot read or write the file (damaged or truncated, or the "
+                             f"disk is full): {str(exc).splitlines()[0]}") from None
         finally:
+            if holder_written:
+                with contextlib.suppress(OSError):
+                    self.holder_file.unlink()
             con.close()
 
     @contextlib.contextmanager
@@ -608,6 +611,25 @@ class RunStore:
                 problems.append(f"audit row {seq}: contents changed after it was written")
             prev = rec["row_hash"]
         return problems + self._verify_seal(df)
+
+    def audit_head_problem(self) -> str | None:
+        """Why the next audit row would be refused (the trail no longer ends at its checkpoint), else None.
+
+        A cheap check (one row read) for before a run starts; :meth:`verify_audit` checks the whole trail."""
+        head = self._read_head()
+        if head is None or not self.path.exists():
+            return None
+        if "error" in head or "seq" not in head:
+            return f"audit checkpoint {self.audit_head_file} is unreadable"
+        with self.connect() as con:
+            try:
+                at = con.execute("SELECT row_hash FROM audit WHERE seq = ?", [int(head["seq"])]).fetchone()
+            except duckdb.CatalogException:
+                at = None
+        if at is None or at[0] != head.get("row_hash"):
+            return (f"the audit trail of store {self.path} does not match its checkpoint {self.audit_head_file} "
+                    "(rows removed or rewritten); run `twinplan audit` to see what changed")
+        return None
 
     def audit_unsealed_rows(self) -> int:
         """How many audit rows predate the seal (written by a twinplan without it; verified by the chain only)."""
