@@ -484,7 +484,10 @@ def open_executor(kind: str = "local", workers: int | None = None, scheduler: st
     """
     workers = workers or max(1, (os.cpu_count() or 2))
     if kind == "local":
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+        from engine.lifeline import die_with_parent  # workers end with the driver, even on SIGKILL
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
             yield ex, lambda obj: obj
         return
     if kind != "dask":
