@@ -67,11 +67,15 @@ def check_output_path(target: str | Path) -> str | None:
     component must fit the file system's name limit.
     """
     target = Path(target)
-    if target.exists() and not target.is_dir():
-        return f"{target}: exists and is not a folder"
     for part in target.parts:
-        if len(os.fsencode(part)) > 255:
-            return f"{target}: a path component is {len(os.fsencode(part))} bytes long (the limit is 255)"
+        if len(os.fsencode(part)) > 255 - 40:  # room for the temporary sibling's prefix and suffix
+            return (f"{target}: a path component is {len(os.fsencode(part))} bytes long (the limit is 255, "
+                    "less 40 for the temporary folder it is written as)")
+    try:
+        if target.exists() and not target.is_dir():
+            return f"{target}: exists and is not a folder"
+    except OSError as exc:
+        return f"{target}: {exc.strerror or exc}"
     parent = target.parent if not target.exists() else target
     while not parent.exists():
         if parent == parent.parent:

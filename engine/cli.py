@@ -108,9 +108,6 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     import shutil
 
     from engine.atomic import atomic_folder
-    from engine.hashing import input_hashes
-    from engine.kpi import executive_summary, kpi_deltas
-    from engine.pipeline import plan
     from engine.preflight import preflight
     from engine.sweep import new_run_id, record_plan_result
 
@@ -123,10 +120,42 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     say = (lambda m: None) if quiet else _progress
     solver_options = {"solver": solver, "time_limit": time_limit, "mip_gap": gap, "threads": None, "max_rounds": 4,
                       "replications": replications, "simulate": True}
-    name = scenario.name if scenario else "base"
     run_id = new_run_id(inst, scenario, solver_options, seed)
     base_result = None
-    with atomic_folder(out_dir) as work:
+    try:
+        result, base_result, summary = _solve_into(atomic_folder(out_dir), inst, scenario, base_sc, run_id=run_id,
+                                                   solver=solver, time_limit=time_limit, gap=gap,
+                                                   replications=replications, seed=seed,
+                                                   solver_options=solver_options, run_store=run_store, user=user,
+                                                   say=say)
+    except OSError as exc:
+        if exc.filename is None:  # a write that failed on an open file (disk full): name the run folder
+            raise OSError(exc.errno, f"{exc.strerror or exc} (while writing the run folder)", str(out_dir)) from exc
+        raise
+    # the folder is complete and in place: only now does the store call the runs finished
+    try:
+        record_plan_result(result, run_store, instance=inst, instance_path=path, scenario=scenario,
+                           solver_options=solver_options, seed=seed, verdict=checked.verdict, run_id=run_id)
+        if base_result is not None:
+            record_plan_result(base_result, run_store, instance=inst, instance_path=path, scenario=base_sc,
+                               solver_options=solver_options, seed=seed, verdict=checked.baseline_verdict)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)  # a run the store does not hold leaves no folder either
+        raise
+    say(f"recorded as {run_id} in {run_store.path} (user {user})")
+    return result, base_result, summary, out_dir
+
+
+def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, time_limit, gap, replications: int,
+                seed: int, solver_options: dict, run_store, user: str, say):
+    """Solve the scenario (and its baseline) and write the whole run folder into ``folder`` (an atomic folder)."""
+    from engine.hashing import input_hashes
+    from engine.kpi import executive_summary, kpi_deltas
+    from engine.pipeline import plan
+
+    name = scenario.name if scenario else "base"
+    base_result = None
+    with folder as work:
         log_file = work / "solver.log"
         log_file.write_text("")
         say(f"solving {inst.name} / {name}")
@@ -166,18 +195,7 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
                 write_report(work, baseline_dir=(work / "baseline") if base_result else None)
             except ImportError:
                 pass
-    # the folder is complete and in place: only now does the store call the runs finished
-    try:
-        record_plan_result(result, run_store, instance=inst, instance_path=path, scenario=scenario,
-                           solver_options=solver_options, seed=seed, verdict=checked.verdict, run_id=run_id)
-        if base_result is not None:
-            record_plan_result(base_result, run_store, instance=inst, instance_path=path, scenario=base_sc,
-                               solver_options=solver_options, seed=seed, verdict=checked.baseline_verdict)
-    except BaseException:
-        shutil.rmtree(out_dir, ignore_errors=True)  # a run the store does not hold leaves no folder either
-        raise
-    say(f"recorded as {run_id} in {run_store.path} (user {user})")
-    return result, base_result, summary, out_dir
+    return result, base_result, summary
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
