@@ -332,11 +332,17 @@ def preflight(instance_arg: str, scenario_arg: str | None, *, solver: str | None
     from engine.governance import PolicyError, audit_row, authorize, current_user, find_policy
     from engine.scenario import ScenarioError, load_scenario
     from instances.instance import resolve_instance_path, validate_instance
+    from instances.validation import ValidationReport
 
     findings = check_arguments(solver=solver, time_limit=time_limit, gap=gap, replications=replications, seed=seed)
-    path = resolve_instance_path(instance_arg)
-    inst, report = validate_instance(path)
-    findings += [f"{path}/{f}" if path.is_dir() else str(f) for f in report.errors]
+    path = Path(instance_arg)
+    try:
+        path = resolve_instance_path(instance_arg)
+        inst, report = validate_instance(path)
+        findings += [f"{path}/{f}" if path.is_dir() else str(f) for f in report.errors]
+    except OSError as exc:
+        inst, report = None, ValidationReport()
+        findings.append(f"{path}: {exc.strerror or exc}")
     if inst is not None:
         problem = check_name("instance", inst.name, f"{path}/instance.yaml")
         if problem:
@@ -354,13 +360,15 @@ def preflight(instance_arg: str, scenario_arg: str | None, *, solver: str | None
             scenario = load_scenario(scenario_arg, path)
         except ScenarioError as exc:
             findings.append(str(exc))
+        except OSError as exc:
+            findings.append(f"--scenario {scenario_arg}: {exc.strerror or exc}")
     if scenario is not None:
         findings += check_scenario(scenario, inst)
         if with_baseline and scenario.baseline and scenario.baseline != scenario.name:
             try:
                 baseline = load_scenario(scenario.baseline, path)
-            except ScenarioError as exc:
-                findings.append(f"{scenario.source}: baseline: {exc}")
+            except (ScenarioError, OSError) as exc:
+                findings.append(f"{scenario.source}: baseline: {getattr(exc, 'strerror', None) or exc}")
             if baseline is not None:
                 findings += check_scenario(baseline, inst)
     try:
@@ -368,7 +376,10 @@ def preflight(instance_arg: str, scenario_arg: str | None, *, solver: str | None
     except PolicyError as exc:
         pol = None
         findings.append(str(exc))
-    run_store, store_findings = check_store(store)
+    try:
+        run_store, store_findings = check_store(store)
+    except OSError as exc:
+        run_store, store_findings = None, [f"--store {store}: {exc.strerror or exc}"]
     findings += store_findings
     name = inst.name if inst is not None else Path(path).name
     out_dir = Path(out) if out else default_out_dir(name, scenario.name if scenario else None)

@@ -151,9 +151,9 @@ def read_yaml_file(path: str | Path, what: str, error: type[Exception]) -> Any:
     ``what`` names the kind of file in the message (``scenario``, ``policy``, ``sweep spec``).
     """
     p = Path(path)
-    if not p.is_file():
-        raise error(f"{p}: no such {what} file")
     try:
+        if not p.is_file():
+            raise error(f"{p}: no such {what} file")
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{p}: not valid YAML: not UTF-8 text ({exc.reason} at byte {exc.start})") from None

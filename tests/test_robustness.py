@@ -316,6 +316,15 @@ CASES: list[Case] = [
     Case("out-under-a-file", "output", _out_under_file, 2, r"afile is a file, not a folder"),
     Case("out-name-300-chars", "output", lambda ws: _solve(ws)[:-6] + ["--out", str(ws / ("r" * 300))]
          + _solve(ws)[-6:], 2, r"a path component is 300 bytes long \(the limit is 255, less 40"),
+    Case("scenario-name-300-chars", "output", lambda ws: _solve(ws, scenario="s" * 300), 2,
+         r"--scenario s{300}: File name too long"),
+    Case("instance-name-300-chars", "output", lambda ws: ["solve", str(ws / ("i" * 300)), "--out", str(ws / "out"),
+                                                          "--store", str(ws / "runs.duckdb")], 2,
+         r"i{300}: File name too long"),
+    Case("policy-name-300-chars", "output", lambda ws: _solve(ws, "--policy", str(ws / ("p" * 300))), 2,
+         r"p{300}: cannot read policy file: File name too long"),
+    Case("store-name-300-chars", "output", lambda ws: _solve(ws, "--store", str(ws / ("d" * 300))), 2,
+         r"the file name is 300 bytes long"),
     # 4. validation limits in the instance
     Case("csv-duplicate-header", "validation",
          lambda ws: _csv_edit(ws, "demand", lambda ls: [ls[0] + ",quantity"] + [x + ",1" for x in ls[1:]])
