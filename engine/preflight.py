@@ -236,7 +236,7 @@ def check_applied(scenario: Any, instance: Any) -> list[str]:
     import numpy as np
 
     from engine.scenario import ScenarioError, apply_scenario
-    from instances.schema import TABLES
+    from instances.schema import NUMERIC_LIMIT, TABLES
 
     try:
         applied = apply_scenario(instance, scenario)
@@ -245,6 +245,14 @@ def check_applied(scenario: Any, instance: Any) -> list[str]:
     except (ValueError, TypeError, KeyError) as exc:
         return [f"{scenario.source}: modifications: cannot be applied: {exc}"]
     out = []
+    for key, v in sorted((applied.meta.get("defaults") or {}).items()):
+        if _number(v) and abs(v) > NUMERIC_LIMIT or isinstance(v, float) and not math.isfinite(v):
+            out.append(f"{scenario.source}: modifications: make the instance default {key} {v:g}, above the "
+                       f"bound {NUMERIC_LIMIT:g}")
+    for key in ("capex_budget", "max_distance_km"):
+        v = (applied.meta.get("scenario") or {}).get(key)
+        if isinstance(v, float) and (not math.isfinite(v) or v > NUMERIC_LIMIT):
+            out.append(f"{scenario.source}: modifications: {key} {v:g} is above the bound {NUMERIC_LIMIT:g}")
     for name, schema in TABLES.items():
         df = applied.tables.get(name)
         if df is None or df.empty:

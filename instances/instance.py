@@ -314,7 +314,7 @@ def _check_explicit_periods(periods: Any, report: ValidationReport) -> None:
 
 
 def _check_rate_card(card: dict[str, Any], report: ValidationReport) -> None:
-    if "road_factor" in card and (not _is_number(card["road_factor"]) or card["road_factor"] <= 0):
+    if "road_factor" in card and (not _is_number(card["road_factor"]) or not 0 < card["road_factor"] <= 100):
         report.error(META_FILE, 0, "rate_card.road_factor", f"must be a positive number, got {card['road_factor']!r}")
     k = card.get("max_lanes_per_zone") or 0
     if not _is_number(k) or k < 0 or k % 1 != 0:
@@ -331,8 +331,9 @@ def _check_rate_card(card: dict[str, Any], report: ValidationReport) -> None:
             continue
         for key in ("cost_per_unit", "cost_per_unit_km", "km_per_day"):
             v = rates.get(key, DEFAULT_RATE_CARD["modes"]["road"][key])
-            if not _is_number(v) or v < 0 or (key == "km_per_day" and v == 0):
-                report.error(META_FILE, 0, f"rate_card.modes.{mode}.{key}", f"must be a number >= 0, got {v!r}")
+            if not _is_number(v) or not 0 <= v <= NUMERIC_LIMIT or (key == "km_per_day" and v == 0):
+                report.error(META_FILE, 0, f"rate_card.modes.{mode}.{key}",
+                             f"must be a number from 0 to {NUMERIC_LIMIT:g}, got {v!r}")
 
 
 def _read_raw(path: Path, schema: TableSchema, report: ValidationReport) -> pd.DataFrame | None:

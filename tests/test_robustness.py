@@ -269,6 +269,12 @@ CASES: list[Case] = [
          lambda ws: _solve(ws, scenario=_scenario(ws, modifications=[
              {"capacity": {"site": "DC_A", "stage": "pick", "count": 1e308}}])), 2,
          r"sc\.yaml: modifications: make resources\.csv column count reach 1e\+308, above its bound 1e\+07"),
+    Case("scenario-handling-cost-1e308", "scenario",
+         lambda ws: _solve(ws, scenario=_scenario(ws, modifications=[{"cost": {"handling": 1e300}}])), 2,
+         r"sc\.yaml: modifications: make the instance default handling_cost_per_unit 1e\+29\d, above the bound"),
+    Case("scenario-capex-budget-1e308", "scenario",
+         lambda ws: _solve(ws, scenario=_scenario(ws, modifications=[{"capex_budget": 1e308}])), 2,
+         r"sc\.yaml: modifications: capex_budget 1e\+308 is above the bound 1e\+12"),
     Case("baseline-missing", "scenario",
          lambda ws: _solve(ws, scenario=_scenario(ws, baseline="no_such_baseline")), 2,
          r"sc\.yaml: baseline: no_such_baseline: no such scenario file or scenario name"),
@@ -361,6 +367,10 @@ CASES: list[Case] = [
          lambda ws: _write(ws / "tiny" / "instance.yaml",
              (TINY / "instance.yaml").read_text().replace("unmet_demand_penalty: 40.0", "unmet_demand_penalty: 1e308"))
          or _solve(ws), 2, r"instance\.yaml:0:defaults\.unmet_demand_penalty: must be a number from 0 to 1e\+12"),
+    Case("meta-rate-card-1e308", "validation",
+         lambda ws: _write(ws / "tiny" / "instance.yaml", (TINY / "instance.yaml").read_text().replace(
+             "cost_per_unit_km: 0.001", "cost_per_unit_km: 1.0e+308")) or _solve(ws), 2,
+         r"instance\.yaml:0:rate_card\.modes\.road\.cost_per_unit_km: must be a number from 0 to 1e\+12"),
     Case("meta-alias-bomb", "validation",
          lambda ws: _write(ws / "tiny" / "instance.yaml", ALIAS_BOMB) or _solve(ws), 2,
          r"instance\.yaml:0:: invalid YAML: expands to more than 100,000 values"),
