@@ -327,9 +327,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from engine.governance import PolicyRefused
+    from engine.preflight import PreflightFailed, check_store
     from engine.store import StoreLocked
     from engine.sweep import run_sweep
 
+    _, problems = check_store(args.store)  # before any run: a store that cannot take the runs and their audit
+    if problems:
+        raise PreflightFailed(problems)
     try:
         result = run_sweep(args.spec, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                            store=args.store, user=args.as_user, policy=args.policy, retry_failed=args.retry_failed,
@@ -399,8 +403,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Re-run a stored run from its recorded inputs; exit 0 when it matches, 1 when it does not."""
     from engine.governance import PolicyRefused
+    from engine.preflight import PreflightFailed, check_store
     from engine.sweep import reproduce
 
+    _, problems = check_store(args.store)
+    if problems:
+        raise PreflightFailed(problems)
     try:
         report = reproduce(args.run_id, store=args.store, user=args.as_user, policy=args.policy)
     except PolicyRefused as exc:

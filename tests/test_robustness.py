@@ -432,6 +432,17 @@ IO_CASES = [
     ("validate-name-300", lambda ws: ["validate", str(ws / ("x" * 300))], 2, r"x{300}: File name too long"),
     ("generate-out-is-file", lambda ws: _write(ws / "f", "x") or ["generate", "--preset", "tiny", "--out",
                                                                         str(ws / "f")], 2, r"f: File exists"),
+    ("sweep-csv-store", lambda ws: _write(ws / "r.csv", "a\n1\n") or ["sweep", str(SWEEP_SPEC), "--store",
+                                                                       str(ws / "r.csv")], 2,
+     r"--store .*r\.csv: is not a DuckDB database file"),
+    ("sweep-memory-store", lambda ws: ["sweep", str(SWEEP_SPEC), "--store", ":memory:"], 2,
+     r"--store :memory:: store :memory: keeps nothing"),
+    ("sweep-truncated-audit", lambda ws: _truncated_store(ws) and ["sweep", str(SWEEP_SPEC), "--store",
+                                                                    str(ws / "runs.duckdb")], 2,
+     r"does not match its checkpoint"),
+    ("reproduce-truncated-file", lambda ws: _truncated_file(ws) and ["reproduce", "run-x", "--store",
+                                                                      str(ws / "runs.duckdb")], 2,
+     r"damaged or truncated"),
     ("report-missing-run", lambda ws: ["report", str(ws / "no_run")], 2, r"no_run"),
 ]
 
