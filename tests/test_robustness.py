@@ -695,3 +695,24 @@ def test_sweep_workers_end_when_their_driver_is_killed(tmp_path: Path) -> None:
     for p in left:  # do not leave them to the rest of the suite
         os.kill(p, signal.SIGKILL)
     assert not left, f"orphaned workers {left} outlived their driver"
+
+
+# -- 4. YAML limits, measured --------------------------------------------------------------------------------
+def test_alias_bomb_is_refused_at_once_and_fair_anchors_still_work(tmp_path: Path) -> None:
+    """The 809-byte bomb took 84 s and 1.3 GB before; now it is refused while composing, before any expansion."""
+    from instances.validation import MAX_YAML_NODES, YAMLLimitError, safe_load_bounded
+
+    assert len(ALIAS_BOMB.encode()) < 1000
+    t0 = time.perf_counter()
+    with pytest.raises(YAMLLimitError, match="alias bomb"):
+        safe_load_bounded(ALIAS_BOMB)
+    assert time.perf_counter() - t0 < 1.0
+    fair = "base: &b {rate: 1.5, hours: 16}\nsites:\n" + "".join(f"  s{i}: *b\n" for i in range(1000))
+    data = safe_load_bounded(fair)
+    assert len(data["sites"]) == 1000 and data["sites"]["s999"] == {"rate": 1.5, "hours": 16}
+    # the bound itself: a list of MAX_YAML_NODES - 1 values is MAX_YAML_NODES nodes with the list; one more fails
+    assert len(safe_load_bounded("[" + "1," * (MAX_YAML_NODES - 1) + "]")) == MAX_YAML_NODES - 1
+    with pytest.raises(YAMLLimitError):
+        safe_load_bounded("[" + "1," * MAX_YAML_NODES + "]")
+    with pytest.raises(yaml.YAMLError, match="could not determine a constructor"):
+        safe_load_bounded("x: !!python/name:os.system ''\n")
