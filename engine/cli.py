@@ -1,7 +1,9 @@
 """The ``twinplan`` command line.
 
-Exit codes: 0 ok, 1 unexpected internal error, 2 bad input (invalid instance, scenario or arguments),
-3 infeasible, 4 no solution within the limit, 5 refused by the governance policy.
+Exit codes: 0 ok, 1 unexpected internal error (also: an audit trail that fails verification, a locked store, an
+I/O fault of the machine such as a full disk), 2 bad input (invalid instance, scenario, arguments, paths or store
+file), 3 infeasible, 4 no solution within the limit, 5 refused by the governance policy, 130 interrupted, 141 the
+reader of the output went away (a closed pipe). No error reaches the user as a traceback but a genuine bug.
 
 Each subcommand lives in one ``cmd_*`` function registered in :data:`COMMANDS` by :func:`build_parser`.
 """
@@ -9,7 +11,9 @@ Each subcommand lives in one ``cmd_*`` function registered in :data:`COMMANDS` b
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -92,89 +96,124 @@ def _load_inputs(instance_arg: str, scenario_arg: str | None, calibration: str |
 def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "highs", time_limit: float | None = None,
               gap: float | None = None, out: str | None = None, replications: int = 10, seed: int = 0,
               with_baseline: bool = True, quiet: bool = False, as_user: str | None = None,
-              policy: str | None = None, store: str | None = None, calibration: str | None = None):
+              policy: str | None = None, store: str | None = None, calibration: str | None = None,
+              checked=None):
     """Solve a scenario (and its baseline) through the full loop; write everything to ``out``.
 
-    The governance policy is enforced before any solve (refusal: :class:`engine.governance.PolicyRefused`,
-    audited); every run is recorded in the run store with its audit row and input hashes.
+    Every input is checked first (:func:`engine.preflight.preflight`, unless ``checked`` holds its result):
+    instance, scenario and baseline, arguments, policy for both runs, store and output path; a problem raises
+    :class:`engine.preflight.PreflightFailed` before anything is written or solved. The run folder is written
+    into a temporary sibling and renamed onto ``out`` when complete (:func:`engine.atomic.atomic_folder`); only
+    then are the runs recorded in the run store (with their audit rows and input hashes), so a run the store
+    calls finished always has its complete folder, and a killed or failed solve leaves no folder.
     """
-    from engine.governance import current_user, enforce, find_policy
-    from engine.kpi import executive_summary, kpi_deltas
-    from engine.pipeline import plan
-    from engine.scenario import load_scenario
-    from engine.store import RunStore
-    from engine.sweep import record_plan_result
+    import shutil
 
-    path, inst, scenario = _load_inputs(instance_arg, scenario_arg, calibration)
+    from engine.atomic import atomic_folder
+    from engine.preflight import preflight
+    from engine.sweep import new_run_id, record_plan_result
+
+    if checked is None:
+        checked = preflight(instance_arg, scenario_arg, solver=solver, time_limit=time_limit, gap=gap, out=out,
+                            replications=replications, seed=seed, with_baseline=with_baseline, as_user=as_user,
+                            policy=policy, store=store, calibration=calibration)
+    path, inst, scenario, base_sc = checked.instance_path, checked.instance, checked.scenario, checked.baseline
+    run_store, user, out_dir = checked.store, checked.user, checked.out_dir
     say = (lambda m: None) if quiet else _progress
-    run_store = RunStore(store)
-    user = current_user(as_user)
-    verdict = enforce(find_policy(policy), user, scenario, inst.name, store=run_store, action="solve")
     solver_options = {"solver": solver, "time_limit": time_limit, "mip_gap": gap, "threads": None, "max_rounds": 4,
                       "replications": replications, "simulate": True}
-    out_dir = Path(out) if out else Path("runs") / f"{inst.name}-{scenario.name if scenario else 'base'}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_file = out_dir / "solver.log"
-    log_file.write_text("")
-    say(f"solving {inst.name} / {scenario.name if scenario else 'base'}")
-    result = plan(inst, scenario, solver=solver, time_limit=time_limit, mip_gap=gap, replications=replications,
-                  seed=seed, log=str(log_file), progress=say)
-    run_id = record_plan_result(result, run_store, instance=inst, instance_path=path, scenario=scenario,
-                                solver_options=solver_options, seed=seed, verdict=verdict)
-    say(f"recorded as {run_id} in {run_store.path} (user {user})")
+    run_id = new_run_id(inst, scenario, solver_options, seed)
     base_result = None
-    if with_baseline and scenario is not None and scenario.baseline and scenario.baseline != scenario.name:
-        say(f"solving baseline {scenario.baseline}")
-        base_sc = load_scenario(scenario.baseline, path)
-        base_verdict = enforce(find_policy(policy), user, base_sc, inst.name, store=run_store, action="solve")
-        base_result = plan(inst, base_sc, solver=solver, time_limit=time_limit, mip_gap=gap,
-                           replications=replications, seed=seed, progress=say)
-        record_plan_result(base_result, run_store, instance=inst, instance_path=path, scenario=base_sc,
-                           solver_options=solver_options, seed=seed, verdict=base_verdict)
-        base_result.save(out_dir / "baseline")
-    result.save(out_dir)
-    from engine.hashing import input_hashes
-
-    hashes = input_hashes(inst, scenario, solver_options, seed)
-    summary_file = out_dir / "result.json"
-    summary_file.write_text(json.dumps(to_plain({**json.loads(summary_file.read_text()), "input_hashes": hashes}),
-                                       indent=2))
-    (out_dir / "run.json").write_text(json.dumps({"run_id": run_id, "store": str(run_store.path), "user": user,
-                                                  "input_hash": hashes.get("input_hash"),
-                                                  "calibration_version": result.to_dict()["calibration_version"]}))
-    if not result.plan.has_solution:
-        why = result.rounds[-1].get("diagnosis") if result.rounds else None
-        summary = f"{scenario.name if scenario else 'base'}: no plan ({result.status})"
-        if why:
-            summary += "\nconflicting constraints:\n" + "\n".join(f"  - {w}" for w in why)
-        (out_dir / "summary.txt").write_text(summary + "\n")
-        return result, base_result, summary, out_dir
-    summary = executive_summary(result.kpis, base_result.kpis if base_result else None, inst.currency,
-                                scenario.name if scenario else "base",
-                                base_result.scenario.get("name", "baseline") if base_result else "baseline")
-    (out_dir / "summary.txt").write_text(summary + "\n")
-    if base_result is not None:
-        (out_dir / "deltas.json").write_text(json.dumps(to_plain(kpi_deltas(result.kpis, base_result.kpis)),
-                                                        indent=2))
     try:
-        from engine.report import write_report
-
-        write_report(out_dir, baseline_dir=(out_dir / "baseline") if base_result else None)
-    except ImportError:
-        pass
+        result, base_result, summary = _solve_into(atomic_folder(out_dir), inst, scenario, base_sc, run_id=run_id,
+                                                   solver=solver, time_limit=time_limit, gap=gap,
+                                                   replications=replications, seed=seed,
+                                                   solver_options=solver_options, run_store=run_store, user=user,
+                                                   say=say)
+    except OSError as exc:
+        if exc.filename is None:  # a write that failed on an open file (disk full): name the run folder
+            raise OSError(exc.errno, f"{exc.strerror or exc} (while writing the run folder)", str(out_dir)) from exc
+        raise
+    # the folder is complete and in place: only now does the store call the runs finished
+    try:
+        record_plan_result(result, run_store, instance=inst, instance_path=path, scenario=scenario,
+                           solver_options=solver_options, seed=seed, verdict=checked.verdict, run_id=run_id)
+        if base_result is not None:
+            record_plan_result(base_result, run_store, instance=inst, instance_path=path, scenario=base_sc,
+                               solver_options=solver_options, seed=seed, verdict=checked.baseline_verdict)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)  # a run the store does not hold leaves no folder either
+        raise
+    say(f"recorded as {run_id} in {run_store.path} (user {user})")
     return result, base_result, summary, out_dir
+
+
+def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, time_limit, gap, replications: int,
+                seed: int, solver_options: dict, run_store, user: str, say):
+    """Solve the scenario (and its baseline) and write the whole run folder into ``folder`` (an atomic folder)."""
+    from engine.hashing import input_hashes
+    from engine.kpi import executive_summary, kpi_deltas
+    from engine.pipeline import plan
+
+    name = scenario.name if scenario else "base"
+    base_result = None
+    with folder as work:
+        log_file = work / "solver.log"
+        log_file.write_text("")
+        say(f"solving {inst.name} / {name}")
+        result = plan(inst, scenario, solver=solver, time_limit=time_limit, mip_gap=gap, replications=replications,
+                      seed=seed, log=str(log_file), progress=say)
+        if base_sc is not None:
+            say(f"solving baseline {base_sc.name}")
+            base_result = plan(inst, base_sc, solver=solver, time_limit=time_limit, mip_gap=gap,
+                               replications=replications, seed=seed, progress=say)
+            base_result.save(work / "baseline")
+        result.save(work)
+        hashes = input_hashes(inst, scenario, solver_options, seed)
+        summary_file = work / "result.json"
+        summary_file.write_text(json.dumps(to_plain({**json.loads(summary_file.read_text()), "input_hashes": hashes}),
+                                           indent=2))
+        (work / "run.json").write_text(json.dumps({"run_id": run_id, "store": str(run_store.path), "user": user,
+                                                   "input_hash": hashes.get("input_hash"),
+                                                   "calibration_version": result.to_dict()["calibration_version"]}))
+        if not result.plan.has_solution:
+            why = result.rounds[-1].get("diagnosis") if result.rounds else None
+            summary = f"{name}: no plan ({result.status})"
+            if why:
+                summary += "\nconflicting constraints:\n" + "\n".join(f"  - {w}" for w in why)
+            (work / "summary.txt").write_text(summary + "\n")
+        else:
+            summary = executive_summary(result.kpis, base_result.kpis if base_result else None, inst.currency,
+                                        name, base_result.scenario.get("name", "baseline") if base_result
+                                        else "baseline")
+            (work / "summary.txt").write_text(summary + "\n")
+            if base_result is not None:
+                (work / "deltas.json").write_text(json.dumps(to_plain(kpi_deltas(result.kpis, base_result.kpis)),
+                                                             indent=2))
+            try:
+                from engine.report import write_report
+
+                write_report(work, baseline_dir=(work / "baseline") if base_result else None)
+            except ImportError:
+                pass
+    return result, base_result, summary
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
     """Solve a scenario end to end: MILP, check, simulate, repair; write plan, KPIs and logs."""
     from engine.pipeline import exit_code
+    from engine.preflight import preflight
 
+    checked = preflight(args.instance, args.scenario, solver=args.solver, time_limit=args.time_limit, gap=args.gap,
+                        out=args.out, replications=args.replications, seed=args.seed,
+                        with_baseline=not args.no_baseline, as_user=args.as_user, policy=args.policy,
+                        store=args.store, calibration=args.calibration)
     result, _, summary, out_dir = run_solve(args.instance, args.scenario, solver=args.solver,
                                             time_limit=args.time_limit, gap=args.gap, out=args.out,
                                             replications=args.replications, seed=args.seed,
                                             with_baseline=not args.no_baseline, quiet=args.json,
                                             as_user=args.as_user, policy=args.policy, store=args.store,
-                                            calibration=args.calibration)
+                                            calibration=args.calibration, checked=checked)
     if args.json:
         d = result.to_dict()
         print(json.dumps({"status": d["status"], "objective": d["objective"], "kpis": d["kpis"],
@@ -289,9 +328,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from engine.governance import PolicyRefused
+    from engine.preflight import PreflightFailed, check_store
     from engine.store import StoreLocked
     from engine.sweep import run_sweep
 
+    _, problems = check_store(args.store)  # before any run: a store that cannot take the runs and their audit
+    if problems:
+        raise PreflightFailed(problems)
     try:
         result = run_sweep(args.spec, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                            store=args.store, user=args.as_user, policy=args.policy, retry_failed=args.retry_failed,
@@ -317,21 +360,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """List the append-only audit trail of the run store."""
+    """List the append-only audit trail of the run store and verify it (exit 1, loudly, when it fails)."""
     import pandas as pd
 
     from engine.governance import parse_since
-    from engine.store import RunStore
+    from engine.store import RunStore, StoreError, is_duckdb_file
 
-    store = RunStore(args.store)
+    store = RunStore(args.store, read_only=True)
     if not store.path.exists():
-        print(f"error: no run store at {store.path}", file=sys.stderr)
-        return 2
+        print(f"error: {store.path}: no run store here", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not is_duckdb_file(store.path):
+        raise StoreError(f"{store.path}: not a DuckDB run store file")
     df = store.audit(since=parse_since(args.since) if args.since else None, user=args.user)
     if args.limit:
         df = df.tail(args.limit)
     if args.json:
-        print(json.dumps(to_plain(df.drop(columns=["prev_hash", "row_hash"]).to_dict("records"))))
+        print(json.dumps(df.drop(columns=["prev_hash", "row_hash", "row_mac"], errors="ignore").to_dict("records"),
+                         default=str))
     else:
         view = df[["seq", "time", "user_name", "action", "allowed", "rule", "instance", "scenario", "decision",
                    "run_id", "status", "objective", "input_hash"]].copy()
@@ -339,20 +385,31 @@ def cmd_audit(args: argparse.Namespace) -> int:
         view["input_hash"] = view["input_hash"].astype(str).str.slice(0, 12)
         with pd.option_context("display.width", 220, "display.max_rows", 500, "display.max_colwidth", 40):
             print(view.to_string(index=False) if len(view) else "(no audit rows)")
-    if args.verify:
-        problems = store.verify_audit()
+    if args.no_verify:
+        return EXIT_OK
+    problems = store.verify_audit()
+    unsealed = store.audit_unsealed_rows()
+    if problems:
         for p in problems:
-            print(f"audit: {p}")
-        print("audit chain intact" if not problems else f"audit chain BROKEN: {len(problems)} problem(s)")
-        return 0 if not problems else 1
-    return 0
+            print(f"audit: {p}", file=sys.stderr)
+        print(f"AUDIT VERIFICATION FAILED: {len(problems)} problem(s) in the audit trail of {store.path}; the "
+              "rows listed above cannot be trusted", file=sys.stderr)
+        return EXIT_ERROR
+    note = f" ({unsealed} early row(s) predate the seal: verified by their hash chain only)" if unsealed else ""
+    print(f"audit chain intact: {len(store.audit())} row(s), chain, seals and checkpoint verified{note}",
+          file=sys.stderr if args.json else sys.stdout)
+    return EXIT_OK
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Re-run a stored run from its recorded inputs; exit 0 when it matches, 1 when it does not."""
     from engine.governance import PolicyRefused
+    from engine.preflight import PreflightFailed, check_store
     from engine.sweep import reproduce
 
+    _, problems = check_store(args.store)
+    if problems:
+        raise PreflightFailed(problems)
     try:
         report = reproduce(args.run_id, store=args.store, user=args.as_user, policy=args.policy)
     except PolicyRefused as exc:
@@ -475,7 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="only this user's rows")
     p.add_argument("--limit", type=int, default=None, help="only the last N rows")
     p.add_argument("--store", help="run store file (default $TWINPLAN_STORE or twinplan_runs.duckdb)")
-    p.add_argument("--verify", action="store_true", help="check the audit hash chain (exit 1 when broken)")
+    p.add_argument("--verify", action="store_true", help="verify the trail (the default; kept for scripts)")
+    p.add_argument("--no-verify", action="store_true", help="only list, do not verify the trail")
     p.add_argument("--json", action="store_true")
     COMMANDS["audit"] = cmd_audit
 
@@ -494,18 +552,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141
+"""Exit code when the reader of our output went away (``twinplan audit | head -1``): 128 + SIGPIPE, as a
+shell reports a process killed by SIGPIPE; nothing is printed."""
+
+USER_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EACCES,
+                         errno.EPERM, errno.EROFS, errno.ELOOP, errno.EINVAL, errno.ENOTEMPTY})
+"""File-system errors caused by a path the user gave (exit 2); any other (disk full, I/O error) exits 1."""
+
+
+def _io_error_message(exc: OSError) -> str:
+    """One line naming the path(s) and the reason, e.g. ``runs/x/plan.csv: No space left on device``."""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(paths) if paths else "file system"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {reason}"
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so that Python's exit flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``twinplan`` CLI and return its exit code (see the README); errors print as one line, no traceback."""
+    """Run one command; every error a user can cause or meet becomes one ``error:`` line and an exit code.
+
+    Exit codes: 0 ok; 1 internal error, an audit trail that fails verification, a locked store, or an I/O fault
+    of the machine (disk full, I/O error); 2 bad input (invalid instance, scenario, arguments, paths, store file);
+    3 infeasible; 4 no solution within the limit; 5 refused by the policy; 130 interrupted; 141 output pipe closed.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a clear message, not a traceback
+        from engine.preflight import PreflightFailed
         from instances.validation import InstanceValidationError
         from solvers import SolverError
 
+        if isinstance(exc, PreflightFailed):
+            for f in exc.findings:
+                print(f if f.startswith("refused: ") else f"error: {f}", file=sys.stderr)
+            what = "refused by the policy" if exc.exit_code == EXIT_FORBIDDEN else "problem(s) found"
+            print(f"{len(exc.findings)} {what} before any work started; nothing was written or solved",
+                  file=sys.stderr)
+            return exc.exit_code
         if getattr(exc, "exit_code", None) == EXIT_FORBIDDEN:  # engine.governance.PolicyRefused
             print(f"refused: {exc}", file=sys.stderr)
             return EXIT_FORBIDDEN
@@ -517,9 +617,15 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, SolverError):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        if isinstance(exc, InstanceValidationError | FileNotFoundError | ValueError):
+        if isinstance(exc, OSError):
+            print(f"error: {_io_error_message(exc)}", file=sys.stderr)
+            return EXIT_BAD_INPUT if exc.errno in USER_ERRNOS or exc.errno is None else EXIT_ERROR
+        if isinstance(exc, InstanceValidationError | ValueError):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        if type(exc).__module__.startswith(("_duckdb", "duckdb")):
+            print(f"error: run store: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return EXIT_ERROR
         raise
 
 

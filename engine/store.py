@@ -10,8 +10,10 @@ Tables
              :data:`instances.plan.PLAN_TABLES`), each with a ``run_id`` column.
 ``run_artifacts`` named byte strings kept with a run (run_id, name, data), e.g. a solver basis for warm starts.
 ``audit``    append-only: every run, allowed or refused, with its verdict and input hashes. Rows are
-             hash-chained (``row_hash`` = SHA-256 of the previous row's hash and this row), so
-             :meth:`RunStore.verify_audit` detects any row changed or removed after the fact.
+             hash-chained (``row_hash`` = SHA-256 of the previous row's hash and this row) and sealed
+             (``row_mac`` = HMAC-SHA256 of the row hash under a key kept outside the store), and the chain's
+             head is checkpointed outside the store, so :meth:`RunStore.verify_audit` detects a row changed,
+             removed, appended or the whole chain recomputed, and the last rows cut off (see *Audit seal*).
 ``meta``     key/value: ``schema_version`` (:data:`SCHEMA_VERSION`).
 
 Every table and column is declared once in :data:`TABLE_COLUMNS`. A store written by an older twinplan is
@@ -28,6 +30,17 @@ from the lock-holder file ``<store>.holder.json`` written by whoever holds the f
 KPIs, plan tables, audit) are written in one transaction, so a killed process leaves the whole run or
 nothing, and a run id is written at most once.
 
+Audit seal
+----------
+A hash chain alone proves nothing against someone who can write the store: they can rewrite a row and
+recompute every later hash with the same public function, or delete the last rows. So each audit row also
+carries ``row_mac`` = HMAC-SHA256(key, ``seq|row_hash``), and after each commit the head of the chain (last
+``seq`` and ``row_hash``, and the first sealed ``seq``) is written, itself under an HMAC, to a checkpoint file.
+The key (32 random bytes, created on the first audit row, mode 0600) and the checkpoint live in
+``$TWINPLAN_AUDIT_DIR`` when set, else beside the store: ``<store>.audit-key`` and ``<store>.audit-head``.
+Rows written before a store was first sealed (by an older twinplan) keep verifying by their chain only and are
+reported as unsealed. What this does and does not protect against is stated in the README (*Guarantees*).
+
 Notebook helpers (each returns a pandas DataFrame): :func:`runs`, :func:`compare`, :func:`best`,
 :func:`plan_table`, :func:`audit`, :func:`sweeps`.
 """
@@ -35,9 +48,12 @@ Notebook helpers (each returns a pandas DataFrame): :func:`runs`, :func:`compare
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import random
+import secrets
 import socket
 import sys
 import time
@@ -71,10 +87,11 @@ def plan_table_types(name: str) -> dict[str, str]:
     return {c.name: DUCKDB_TYPES[c.dtype] for c in PLAN_SCHEMA[name].columns}
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the store layout this code writes. 1: the first stores (no ``meta`` table); 2: ``meta``
 (``schema_version``), ``run_artifacts``, ``runs.calibration``, ``audit.calibration``, ``plan_transfers.period``,
-``plan_capacity.extra_hours_per_day``. Opening an older store for writing migrates it (:meth:`RunStore.migrate`)."""
+``plan_capacity.extra_hours_per_day``; 3: ``audit.row_mac`` (the keyed seal). Opening an older store for
+writing migrates it (:meth:`RunStore.migrate`)."""
 
 TABLE_COLUMNS: dict[str, dict[str, str]] = {
     "meta": {"key": "VARCHAR", "value": "VARCHAR"},
@@ -96,7 +113,7 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
               "instance": "VARCHAR", "scenario": "VARCHAR", "scenario_class": "VARCHAR", "decision": "VARCHAR",
               "run_id": "VARCHAR", "sweep_id": "VARCHAR", "input_hash": "VARCHAR", "hashes": "VARCHAR",
               "status": "VARCHAR", "objective": "DOUBLE", "plan_hash": "VARCHAR", "detail": "VARCHAR",
-              "prev_hash": "VARCHAR", "row_hash": "VARCHAR", "calibration": "VARCHAR"},
+              "prev_hash": "VARCHAR", "row_hash": "VARCHAR", "calibration": "VARCHAR", "row_mac": "VARCHAR"},
     "run_artifacts": {"run_id": "VARCHAR", "name": "VARCHAR", "data": "BLOB"},
     **{f"plan_{name}": {"run_id": "VARCHAR", **plan_table_types(name)} for name in PLAN_SCHEMA},
 }
@@ -135,6 +152,27 @@ class StoreError(ValueError):
     """The store file is unusable (not a DuckDB file, or a run that does not exist)."""
 
 
+AUDIT_DIR_ENV = "TWINPLAN_AUDIT_DIR"
+"""Environment variable naming the folder of the audit key and checkpoint (default: the store's folder)."""
+
+DUCKDB_MAGIC = b"DUCK"
+"""The 4 bytes at offset 8 of every DuckDB database file."""
+
+
+def is_duckdb_file(path: str | Path) -> bool:
+    """Whether ``path`` is a DuckDB database file by its header (an empty or missing file is not)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return len(head) == 12 and head[8:12] == DUCKDB_MAGIC
+
+
+def _mac(key: bytes, text: str) -> str:
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
 def utcnow() -> datetime:
     """Naive UTC now (the store's timestamps are UTC)."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -170,9 +208,13 @@ class RunStore:
 
     def __init__(self, path: str | Path | None = None, timeout: float = 60.0, read_only: bool = False) -> None:
         self.path = Path(path or os.environ.get("TWINPLAN_STORE") or DEFAULT_STORE)
+        if str(self.path) == ":memory:":
+            raise StoreError("store :memory: keeps nothing (every operation opens the store anew): runs and their "
+                             "audit rows must go to a file; give --store FILE.duckdb")
         self.timeout = float(timeout)
         self.read_only = bool(read_only)
         self._ready = False
+        self._pending_head: tuple[bytes, int, str, int] | None = None
         self.migrations: list[str] = []
         """What the migration on first opening did (empty: the store was up to date)."""
 
@@ -181,6 +223,60 @@ class RunStore:
     def holder_file(self) -> Path:
         """The JSON file beside the store naming the process that holds its write lock."""
         return self.path.with_name(self.path.name + ".holder.json")
+
+    @property
+    def audit_dir(self) -> Path:
+        """Folder of the audit key and checkpoint: ``$TWINPLAN_AUDIT_DIR``, else the store's folder."""
+        env = os.environ.get(AUDIT_DIR_ENV)
+        return Path(env) if env else self.path.parent
+
+    @property
+    def audit_key_file(self) -> Path:
+        """The file holding the audit HMAC key (outside the store; mode 0600)."""
+        return self.audit_dir / f"{self.path.name}.audit-key"
+
+    @property
+    def audit_head_file(self) -> Path:
+        """The file checkpointing the audit chain's head (sequence number and MAC) outside the store."""
+        return self.audit_dir / f"{self.path.name}.audit-head"
+
+    def _audit_key(self, create: bool = False) -> bytes | None:
+        """The audit key (created with mode 0600 when ``create`` and absent); None when there is none."""
+        f = self.audit_key_file
+        try:
+            return bytes.fromhex(f.read_text().strip())
+        except FileNotFoundError:
+            if not create:
+                return None
+        except ValueError:
+            raise StoreError(f"audit key {f}: not a hex key") from None
+        f.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        try:
+            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another writer created it first
+            return bytes.fromhex(f.read_text().strip())
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key.hex() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return key
+
+    def _read_head(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.audit_head_file.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            return {"error": str(exc)}
+
+    def _write_head(self, key: bytes, seq: int, row_hash: str, sealed_from: int) -> None:
+        """Checkpoint the chain's head (atomically: a temporary file renamed over the old one)."""
+        head = {"store": self.path.name, "seq": seq, "row_hash": row_hash, "sealed_from": sealed_from,
+                "mac": _mac(key, f"head|{self.path.name}|{seq}|{row_hash}|{sealed_from}")}
+        tmp = self.audit_head_file.with_name(self.audit_head_file.name + f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(head))
+        os.replace(tmp, self.audit_head_file)
 
     def holder(self) -> dict[str, Any] | None:
         """Who holds the store for writing (from the holder file; None when nobody or the holder died)."""
@@ -226,6 +322,7 @@ class RunStore:
         # the first use in a process writes (creates or migrates the tables); later reads share the file
         write_first = write or (not self.read_only and (not self._ready or not self.path.exists()))
         con = self._open(read_only=not write_first)
+        holder_written = False
         try:
             if write_first:
                 from engine.governance import current_user
@@ -233,16 +330,18 @@ class RunStore:
                 self.holder_file.write_text(json.dumps({
                     "pid": os.getpid(), "user": current_user(), "host": socket.gethostname(),
                     "since": utcnow().isoformat(timespec="seconds"), "command": " ".join(sys.argv)[:200]}))
+                holder_written = True
                 if not self._ready:
                     self.migrations = _migrate(con, self.path)
                     self._ready = True
-            try:
-                yield con
-            finally:
-                if write_first:
-                    with contextlib.suppress(OSError):
-                        self.holder_file.unlink()
+            yield con
+        except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as exc:
+            raise StoreError(f"store {self.path}: cannot read or write the file (damaged or truncated, or the "
+                             f"disk is full): {str(exc).splitlines()[0]}") from None
         finally:
+            if holder_written:
+                with contextlib.suppress(OSError):
+                    self.holder_file.unlink()
             con.close()
 
     @contextlib.contextmanager
@@ -250,12 +349,17 @@ class RunStore:
         """A write connection inside one transaction: committed at the end, rolled back on any error."""
         with self.connect(write=True) as con:
             con.begin()
+            self._pending_head = None
             try:
                 yield con
             except BaseException:
                 con.rollback()
+                self._pending_head = None
                 raise
             con.commit()
+            if self._pending_head is not None:  # still holding the file: no other writer in between
+                self._write_head(*self._pending_head)
+                self._pending_head = None
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         """Run a read query and return a DataFrame."""
@@ -355,10 +459,20 @@ class RunStore:
             for r in rows:
                 self._append_audit(con, r)
 
-    @staticmethod
-    def _append_audit(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
+    def _append_audit(self, con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
         last = con.execute("SELECT seq, row_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev_hash = (0, "") if last is None else (int(last[0]), str(last[1]))
+        key = self._audit_key(create=True)
+        head = self._read_head()
+        sealed_from = int(head["sealed_from"]) if head and "sealed_from" in head else seq + 1
+        if head and "seq" in head and self._pending_head is None:  # never extend a trail cut short or rewritten
+            at = con.execute("SELECT row_hash FROM audit WHERE seq = ?", [int(head["seq"])]).fetchone()
+            if at is None or at[0] != head.get("row_hash"):
+                raise StoreError(f"store {self.path}: the audit trail does not match its checkpoint "
+                                 f"{self.audit_head_file} (rows removed or rewritten); nothing was written. "
+                                 "Run `twinplan audit` to see what changed.")
+        if self._pending_head is not None:
+            sealed_from = self._pending_head[3]
         values = {c: row.get(c) for c in AUDIT_COLUMNS}
         values["time"] = values["time"] or utcnow()
         values["pid"] = values["pid"] if values["pid"] is not None else os.getpid()
@@ -368,9 +482,11 @@ class RunStore:
         if values["hashes"] is not None and not isinstance(values["hashes"], str):
             values["hashes"] = _json(values["hashes"])
         row_hash = _audit_row_hash(seq + 1, values, prev_hash)
-        cols = ["seq", *AUDIT_COLUMNS, "prev_hash", "row_hash"]
+        row_mac = _mac(key, f"{seq + 1}|{row_hash}")
+        cols = ["seq", *AUDIT_COLUMNS, "prev_hash", "row_hash", "row_mac"]
         con.execute(f"INSERT INTO audit ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                    [seq + 1, *(values[c] for c in AUDIT_COLUMNS), prev_hash, row_hash])
+                    [seq + 1, *(values[c] for c in AUDIT_COLUMNS), prev_hash, row_hash, row_mac])
+        self._pending_head = (key, seq + 1, row_hash, sealed_from)
 
     # -- reads -----------------------------------------------------------------------------------
     def run(self, run_id: str) -> dict[str, Any]:
@@ -477,10 +593,11 @@ class RunStore:
             sql += " AND user_name = ?"
             params.append(user)
         return _with_columns(self.query(sql + " ORDER BY seq", params), ["seq", *AUDIT_COLUMNS, "prev_hash",
-                                                                           "row_hash"])
+                                                                           "row_hash", "row_mac"])
 
     def verify_audit(self) -> list[str]:
-        """Problems in the audit hash chain (empty when intact)."""
+        """Problems in the audit trail (empty when intact): the hash chain, each row's keyed seal, and the
+        chain's head against the checkpoint kept outside the store (see *Audit seal* in the module docstring)."""
         df = self.audit()
         problems, prev = [], ""
         for i, rec in enumerate(df.to_dict("records")):
@@ -493,6 +610,73 @@ class RunStore:
             if _audit_row_hash(seq, values, rec["prev_hash"]) != rec["row_hash"]:
                 problems.append(f"audit row {seq}: contents changed after it was written")
             prev = rec["row_hash"]
+        return problems + self._verify_seal(df)
+
+    def audit_head_problem(self) -> str | None:
+        """Why the next audit row would be refused (the trail no longer ends at its checkpoint), else None.
+
+        A cheap check (one row read) for before a run starts; :meth:`verify_audit` checks the whole trail."""
+        head = self._read_head()
+        if head is None or not self.path.exists():
+            return None
+        if "error" in head or "seq" not in head:
+            return f"audit checkpoint {self.audit_head_file} is unreadable"
+        with self.connect() as con:
+            try:
+                at = con.execute("SELECT row_hash FROM audit WHERE seq = ?", [int(head["seq"])]).fetchone()
+            except duckdb.CatalogException:
+                at = None
+        if at is None or at[0] != head.get("row_hash"):
+            return (f"the audit trail of store {self.path} does not match its checkpoint {self.audit_head_file} "
+                    "(rows removed or rewritten); run `twinplan audit` to see what changed")
+        return None
+
+    def audit_unsealed_rows(self) -> int:
+        """How many audit rows predate the seal (written by a twinplan without it; verified by the chain only)."""
+        head = self._read_head()
+        if not head or "sealed_from" not in head:
+            return len(self.audit())
+        return max(int(head["sealed_from"]) - 1, 0)
+
+    def _verify_seal(self, df: pd.DataFrame) -> list[str]:
+        """Keyed seals of the rows and the checkpointed head: catches a recomputed chain and a cut-off tail."""
+        key, head = self._audit_key(), self._read_head()
+        sealed = df[df["row_mac"].notna()] if "row_mac" in df else df.iloc[:0]
+        if key is None:
+            if len(sealed) or head is not None:
+                return [f"audit key {self.audit_key_file} is missing: the sealed rows cannot be verified "
+                        f"(set ${AUDIT_DIR_ENV} to the folder that holds it)"]
+            return []
+        problems: list[str] = []
+        if head is None:
+            if len(df):
+                problems.append(f"audit checkpoint {self.audit_head_file} is missing: rows may have been cut off "
+                                "the end of the trail")
+            sealed_from = int(sealed["seq"].min()) if len(sealed) else len(df) + 1
+        elif "error" in head or not {"seq", "row_hash", "sealed_from", "mac"} <= set(head):
+            return [f"audit checkpoint {self.audit_head_file} is unreadable: {head.get('error', 'keys missing')}"]
+        else:
+            sealed_from = int(head["sealed_from"])
+            expect = _mac(key, f"head|{self.path.name}|{head['seq']}|{head['row_hash']}|{sealed_from}")
+            if not hmac.compare_digest(expect, str(head["mac"])):
+                problems.append(f"audit checkpoint {self.audit_head_file}: its seal does not match (the "
+                                "checkpoint was edited, or belongs to another key)")
+            last = int(df["seq"].max()) if len(df) else 0
+            hseq = int(head["seq"])
+            if last < hseq:
+                problems.append(f"audit trail truncated: the checkpoint records {hseq} rows, the store has "
+                                f"{last} (rows {last + 1}..{hseq} were removed)")
+            else:
+                at = df[df["seq"] == hseq]
+                if len(at) != 1 or at["row_hash"].iloc[0] != head["row_hash"]:
+                    problems.append(f"audit row {hseq}: does not match the checkpointed head of the chain")
+        for rec in df[df["seq"] >= sealed_from].to_dict("records"):
+            seq, mac = int(rec["seq"]), rec.get("row_mac")
+            if _is_na(mac) or mac is None:
+                problems.append(f"audit row {seq}: has no seal (rows from {sealed_from} on are sealed)")
+            elif not hmac.compare_digest(_mac(key, f"{seq}|{rec['row_hash']}"), str(mac)):
+                problems.append(f"audit row {seq}: seal does not match (row rewritten and its hash recomputed, "
+                                "or written without the key)")
         return problems
 
 
@@ -694,5 +878,6 @@ def audit(store: RunStore | str | Path | None = None, since: str | datetime | No
     return _store(store).audit(since=since, user=user)
 
 
-__all__ = ["DEFAULT_STORE", "RUN_DONE", "RUN_FAILED", "SCHEMA_VERSION", "TABLE_COLUMNS", "RunStore", "StoreError",
-           "StoreLocked", "audit", "best", "compare", "plan_table", "runs", "sweeps"]
+__all__ = ["AUDIT_DIR_ENV", "DEFAULT_STORE", "RUN_DONE", "RUN_FAILED", "SCHEMA_VERSION", "TABLE_COLUMNS", "RunStore",
+           "StoreError", "StoreLocked", "audit", "best", "compare", "is_duckdb_file", "plan_table", "runs",
+           "sweeps"]

@@ -517,7 +517,10 @@ def open_executor(kind: str = "local", workers: int | None = None, scheduler: st
     """
     workers = workers or max(1, (os.cpu_count() or 2))
     if kind == "local":
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+        from engine.lifeline import die_with_parent  # workers end with the driver, even on SIGKILL
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
             yield ex, lambda obj: obj
         return
     if kind != "dask":
@@ -736,20 +739,27 @@ def run_sweep(spec: SweepSpec | str | Path, *, executor: str = "local", workers:
                        run_seconds=seconds)
 
 
+def new_run_id(instance: Any, scenario: Any, solver_options: dict[str, Any], seed: int) -> str:
+    """A fresh run id as :func:`record_plan_result` makes it (time stamp and input hash), for a caller that
+    must name the run before recording it (``twinplan solve`` writes it into the run folder first)."""
+    hashes = input_hashes(instance, scenario, solver_options, seed, _versions(), None)
+    return f"run-{utcnow():%Y%m%dT%H%M%S%f}-{hashes['input_hash'][:8]}"
+
+
 def record_plan_result(result: Any, store: RunStore | str | Path | None, *, instance: Any, instance_path: str | Path,
                        scenario: Any, solver_options: dict[str, Any], seed: int, verdict: Any,
-                       warm_start_id: str | None = None, action: str = "plan") -> str:
+                       warm_start_id: str | None = None, action: str = "plan", run_id: str | None = None) -> str:
     """Write one :func:`engine.pipeline.plan` result made outside a sweep (``twinplan solve``) to the store.
 
     The run row, KPIs, plan tables and an audit row (with the input hashes and ``verdict``, from
     :func:`engine.governance.enforce`) go in one transaction; :func:`reproduce` can re-run it. ``solver_options``
     must hold what was passed to ``plan`` (solver, time_limit, mip_gap, threads, max_rounds, replications,
-    simulate). Returns the new run id.
+    simulate). ``run_id`` names the run (default: a new id, :func:`new_run_id`). Returns the run id.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
     hashes = input_hashes(instance, scenario, solver_options, seed, _versions(), warm_start_id)
     now = utcnow()
-    run_id = f"run-{now:%Y%m%dT%H%M%S%f}-{hashes['input_hash'][:8]}"
+    run_id = run_id or f"run-{now:%Y%m%dT%H%M%S%f}-{hashes['input_hash'][:8]}"
     out = {"run_id": run_id, "run_index": 0, "name": getattr(scenario, "name", "base"), "instance": instance.name,
            "instance_path": str(Path(instance_path).resolve()),
            "scenario_spec": scenario.to_dict() if scenario is not None else None,

@@ -39,7 +39,7 @@ import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, create_model
 
 from instances.plain import to_plain
-from instances.schema import FLOW_STAGES, TABLES, TableSchema
+from instances.schema import FLOW_STAGES, NUMERIC_LIMIT, TABLES, TableSchema
 from instances.validation import (
     Finding,
     InstanceValidationError,
@@ -48,6 +48,7 @@ from instances.validation import (
     ValidationReport,
     YamlModel,
     read_csv_located,
+    safe_load_bounded,
     validate_yaml,
 )
 
@@ -249,7 +250,8 @@ def _a_date(v: Any) -> Any:
 
 
 Days = Annotated[float, Field(gt=0, le=366)]
-NonNegative = Annotated[float, Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0, le=NUMERIC_LIMIT)]
+"""A number from 0 to NUMERIC_LIMIT (1e12): larger values are typing mistakes that would break the solvers."""
 
 
 class Horizon(YamlModel):
@@ -333,7 +335,7 @@ def read_meta(path: Path, report: ValidationReport) -> dict[str, Any]:
         report.error(META_FILE, 0, "", f"missing file {f}")
         return {}
     try:
-        meta = yaml.safe_load(f.read_bytes().decode("utf-8-sig"))
+        meta = safe_load_bounded(f.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         report.error(META_FILE, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
         return {}
@@ -587,6 +589,10 @@ def _check_semantics(
         if k in ("dc", "crossdock") and sid not in with_res:
             report.warning(fnames["sites"], r, "id", f"site {sid!r} has no resources: it cannot process flow")
     demand = tables["demand"]
+    if demand.empty:
+        report.error(fnames["demand"], 0, "", "no demand rows (only a header): there is nothing to plan")
+    elif not (demand["quantity"] > 0).any():
+        report.error(fnames["demand"], 0, "quantity", "every demand quantity is 0: there is nothing to plan")
     if not demand.empty and not res.empty and n_periods:
         per = periods_frame(meta)
         days = per.set_index("period")["days"]

@@ -10,7 +10,9 @@ Each table lists its columns with
 - ``required``: when ``False``, a missing column or empty cell takes ``default``
   (``None`` means the cell may stay empty, i.e. NaN, e.g. an unlimited lane capacity);
 - ``choices``: the allowed values of a categorical column;
-- ``min`` / ``max`` and ``min_exclusive``: the legal numeric range.
+- ``min`` / ``max`` and ``min_exclusive``: the legal numeric range. Every numeric column has a ``max``: its own
+  where the quantity has a natural ceiling (hours in a day, degrees, a horizon), else :data:`NUMERIC_LIMIT`,
+  so that no absurd magnitude (``1e308`` units) reaches a solver, where it would fail without a location.
 """
 
 from __future__ import annotations
@@ -81,7 +83,21 @@ class TableSchema:
         raise KeyError(f"table {self.name!r} has no column {name!r}")
 
 
+NUMERIC_LIMIT = 1e12
+"""Largest magnitude of any number in an instance (units, currency, resource counts...) unless its column
+declares a tighter ``max``. Far above any real network (a trillion units or euros) and far below where
+solvers lose precision or treat a coefficient as infinite (HiGHS: 1e20)."""
+
+MAX_COUNT = 1e7
+"""Largest count of resource units, modules, or persons at one site."""
+
+MAX_PERIOD = 100_000
+"""Largest period number (the horizon has at most this many periods)."""
+
+
 def _c(name: str, dtype: str, unit: str = "", description: str = "", **kw: Any) -> Column:
+    if dtype in ("float", "int") and kw.get("max") is None:
+        kw["max"] = NUMERIC_LIMIT
     return Column(name=name, dtype=dtype, unit=unit, description=description, **kw)
 
 
@@ -120,7 +136,8 @@ RESOURCES = TableSchema(
     (
         _c("site_id", "str", description="site"),
         _c("stage", "str", description="process stage", choices=STAGES),
-        _c("count", "float", "resource units", "installed units (stations, doors, positions)", **_POS),
+        _c("count", "float", "resource units", "installed units (stations, doors, positions)", max=MAX_COUNT,
+           **_POS),
         _c("rate_per_hour", "float", "units/(resource unit * h)", "throughput per resource unit and hour",
            **_POS),
         _c("hours_per_day", "float", "h/day", "operating hours per day", required=False, default=16.0,
@@ -136,11 +153,11 @@ EXPANSIONS = TableSchema(
     (
         _c("site_id", "str", description="site"),
         _c("stage", "str", description="process stage", choices=STAGES),
-        _c("module_size", "float", "resource units", "resource units one module adds", **_POS),
+        _c("module_size", "float", "resource units", "resource units one module adds", max=MAX_COUNT, **_POS),
         _c("capex", "float", "currency", "investment per module", **_NONNEG),
         _c("opex_per_year", "float", "currency/year", "running cost per module", required=False,
            default=0.0, **_NONNEG),
-        _c("max_modules", "int", "modules", "most modules that may be added", **_NONNEG),
+        _c("max_modules", "int", "modules", "most modules that may be added", max=MAX_COUNT, **_NONNEG),
     ),
     key=("site_id", "stage"),
     required=False,
@@ -184,7 +201,7 @@ DEMAND = TableSchema(
     (
         _c("zone_id", "str", description="demand zone"),
         _c("product_id", "str", description="product"),
-        _c("period", "int", "period", "period number (1-based, within the horizon)", min=1.0),
+        _c("period", "int", "period", "period number (1-based, within the horizon)", min=1.0, max=MAX_PERIOD),
         _c("quantity", "float", "units", "units demanded in the period", **_NONNEG),
     ),
     key=("zone_id", "product_id", "period"),
@@ -200,7 +217,7 @@ LANES = TableSchema(
         _c("mode", "str", description="transport mode (key of the rate card)", required=False,
            default="road"),
         _c("cost_per_unit", "float", "currency/unit", "transport cost per unit shipped", **_NONNEG),
-        _c("transit_days", "float", "days", "transit time", **_NONNEG),
+        _c("transit_days", "float", "days", "transit time", max=3650.0, **_NONNEG),
         _c("capacity", "float", "units/period", "lane capacity; empty = unlimited", required=False,
            default=None, **_POS),
         _c("distance_km", "float", "km", "road distance; empty = great-circle x road factor",
@@ -230,7 +247,7 @@ SUPPLY = TableSchema(
     (
         _c("site_id", "str", description="port or supplier"),
         _c("product_id", "str", description="product"),
-        _c("period", "int", "period", "period number", min=1.0),
+        _c("period", "int", "period", "period number", min=1.0, max=MAX_PERIOD),
         _c("capacity", "float", "units/period", "units available in the period", **_NONNEG),
     ),
     key=("site_id", "product_id", "period"),
@@ -244,11 +261,12 @@ LABOR = TableSchema(
     (
         _c("site_id", "str", description="site"),
         _c("hourly_rate", "float", "currency/h", "regular wage per labour hour", **_NONNEG),
-        _c("max_headcount", "float", "persons", "most staff on the payroll", **_NONNEG),
+        _c("max_headcount", "float", "persons", "most staff on the payroll", max=MAX_COUNT, **_NONNEG),
         _c("overtime_rate", "float", "currency/h", "overtime wage per labour hour", **_NONNEG),
-        _c("max_overtime_hours", "float", "h/week", "most overtime hours per week, site total", **_NONNEG),
+        _c("max_overtime_hours", "float", "h/week", "most overtime hours per week, site total", max=MAX_COUNT * 168,
+           **_NONNEG),
         _c("hours_per_person_week", "float", "h/week", "regular hours per person and week",
-           required=False, default=40.0, **_POS),
+           required=False, default=40.0, max=168.0, **_POS),
         *(
             _c(f"productivity_{s}", "float", "units/labour-h", f"units handled per labour hour at {s}",
                **_POS)

@@ -10,6 +10,7 @@ located finding (:func:`yaml_findings`), and :class:`YamlInputError` carries the
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -19,6 +20,75 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
+
+MAX_YAML_NODES = 100_000
+"""Most nodes a YAML document may expand to, counting every use of an anchor (``*alias``) in full: a guard
+against alias bombs (a few hundred bytes of nested aliases that expand to millions of nodes)."""
+
+MAX_YAML_DEPTH = 100
+"""Deepest nesting of mappings and lists a YAML document may have."""
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """A YAML document beyond :data:`MAX_YAML_NODES` or :data:`MAX_YAML_DEPTH` (an alias bomb, a runaway file)."""
+
+
+class BoundedSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader, plus a bound on the size a document expands to (aliases counted in full) and its depth.
+
+    The node graph is measured after composing and before constructing: composing is linear in the text
+    (an alias is a reference to the node already built), so the bomb is caught before anything is expanded.
+    """
+
+    def get_single_node(self) -> Any:
+        """Compose the document's node graph and check its expanded size and depth before construction."""
+        node = super().get_single_node()
+        if node is not None:
+            _check_yaml_size(node)
+        return node
+
+
+def _check_yaml_size(root: Any) -> None:
+    """Raise :class:`YAMLLimitError` when ``root`` expands to more than MAX_YAML_NODES nodes or is too deep."""
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+
+    def visit(node: Any, depth: int) -> tuple[int, int]:
+        key = id(node)
+        if key in sizes:
+            return sizes[key], depths[key]
+        if depth > MAX_YAML_DEPTH:
+            raise YAMLLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        sizes[key], depths[key] = 1, 1  # a cycle (recursive alias) counts once while being visited
+        if isinstance(node, yaml.MappingNode):
+            children = [c for pair in node.value for c in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        size, deepest = 1, 0
+        for c in children:
+            s, d = visit(c, depth + 1)
+            size += s
+            deepest = max(deepest, d)
+            if size > MAX_YAML_NODES:
+                raise YAMLLimitError(f"expands to more than {MAX_YAML_NODES:,} values (anchors and aliases "
+                                     "counted at every use): refused as a possible alias bomb")
+        sizes[key], depths[key] = size, deepest + 1
+        if deepest + 1 + depth > MAX_YAML_DEPTH:
+            raise YAMLLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        return size, deepest + 1
+
+    visit(root, 0)
+
+
+def safe_load_bounded(text: str | bytes) -> Any:
+    """``yaml.safe_load`` with :class:`BoundedSafeLoader`: no Python tags, no alias bombs, bounded depth."""
+    loader = BoundedSafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 @dataclass(frozen=True)
@@ -99,20 +169,33 @@ def read_yaml_file(path: str | Path, what: str, error: type[Exception]) -> Any:
     ``what`` names the kind of file in the message (``scenario``, ``policy``, ``sweep spec``).
     """
     p = Path(path)
-    if not p.is_file():
-        raise error(f"{p}: no such {what} file")
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        if not p.is_file():
+            raise error(f"{p}: no such {what} file")
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{p}: not valid YAML: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise error(f"{p}: cannot read {what} file: {exc.strerror or exc}") from None
+    try:
+        return safe_load_bounded(text)
+    except yaml.YAMLError as exc:
         raise error(f"{p}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise error(f"{p}: not valid YAML: nested too deeply") from None
 
 
 def read_csv_located(path: str | Path, fname: str, report: ValidationReport, **read_kw: Any) -> pd.DataFrame | None:
     """``pd.read_csv`` as strings; unreadable files become a located finding in ``report`` (and None).
 
-    Covers wrong encodings, empty files and malformed CSV, each named ``FILE:0:: message``.
+    Covers wrong encodings, empty files and malformed CSV, each named ``FILE:0:: message``, and the structure
+    pandas would silently repair: a duplicate column name in the header (``FILE:0:NAME``, unless the caller
+    reads the header itself with ``header=None``) and a ragged row, one with more or fewer fields than the header
+    (``FILE:ROW:`` at that data row; pandas would shift a longer first row into an index, pad shorter ones).
     """
     try:
+        if not _csv_structure_ok(path, fname, report, read_kw):
+            return None
         return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", **read_kw)
     except UnicodeDecodeError as exc:
         report.error(fname, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
@@ -120,6 +203,8 @@ def read_csv_located(path: str | Path, fname: str, report: ValidationReport, **r
         report.error(fname, 0, "", "file is empty (expected a header row)")
     except (pd.errors.ParserError, ValueError) as exc:
         report.error(fname, 0, "", f"cannot parse CSV: {str(exc).strip().splitlines()[-1]}")
+    except OSError as exc:
+        report.error(fname, 0, "", f"cannot read file: {exc.strerror or exc}")
     return None
 
 
@@ -288,3 +373,48 @@ def raise_findings(findings: list[Finding], error: type[YamlInputError]) -> None
     """Raise ``error`` with every finding when there is any."""
     if findings:
         raise error(findings)
+
+
+MAX_RAGGED_FINDINGS = 50
+"""Most ragged rows reported per file (the rest are counted in one more finding)."""
+
+
+def _csv_structure_ok(path: str | Path, fname: str, report: ValidationReport, read_kw: dict[str, Any]) -> bool:
+    """Check the header for duplicate names and every record for the header's number of fields.
+
+    Data rows are numbered as the validator numbers them: 1-based after the header, blank lines skipped.
+    """
+    sep = read_kw.get("sep", read_kw.get("delimiter")) or ","
+    if len(sep) != 1:  # a regex separator: leave the structure to pandas
+        return True
+    ok = True
+    bad: list[tuple[int, int]] = []
+    header: list[str] | None = None
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        row = 0
+        for record in csv.reader(f, delimiter=sep, skipinitialspace=bool(read_kw.get("skipinitialspace"))):
+            if not record or record == [""]:
+                continue
+            if header is None:
+                header = [c.strip() for c in record]
+                continue
+            row += 1
+            if len(record) != len(header):
+                bad.append((row, len(record)))
+    if header is None:
+        return True  # an empty file: pandas reports it
+    if read_kw.get("header", "infer") is not None:
+        seen: dict[str, int] = {}
+        for i, name in enumerate(header, start=1):
+            if name in seen:
+                report.error(fname, 0, name, f"duplicate column name in the header (columns {seen[name]} and {i})")
+                ok = False
+            else:
+                seen[name] = i
+    for r, n in bad[:MAX_RAGGED_FINDINGS]:
+        report.error(fname, r, "", f"row has {n} field(s), the header has {len(header)}")
+        ok = False
+    if len(bad) > MAX_RAGGED_FINDINGS:
+        report.error(fname, bad[MAX_RAGGED_FINDINGS][0], "",
+                     f"... and {len(bad) - MAX_RAGGED_FINDINGS} more rows with the wrong number of fields")
+    return ok

@@ -192,7 +192,10 @@ def test_cli_solve_is_governed_and_audited(tmp_path, run_store):
     store = RunStore(run_store)
     audit = store.audit()
     assert set(audit["user_name"]) == {"bob", "alice"}
-    assert list(audit["status"]).count("refused") == 1
+    # bob's command asked for two runs, the scenario and its (tactical consolidation) baseline: both are refused,
+    # both refusals are audited, before any solve
+    refused = audit[audit["status"] == "refused"]
+    assert refused[["user_name", "scenario"]].values.tolist() == [["bob", "consolidate"], ["bob", "baseline"]]
     runs = store.runs()
     assert run_id in set(runs["run_id"]) and len(runs) == 2  # scenario and baseline
 

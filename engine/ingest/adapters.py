@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -94,6 +94,10 @@ def _numbers(text: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
     return num, num.isna() & ~empty
 
 
+class _UnknownZone(Exception):
+    """A time zone name (from the export data or the mapping) that the zone database does not know."""
+
+
 def _local_dates(text: pd.Series, sites: pd.Series | None, spec: SourceSpec, ctx: Context, parse: str,
                  label: str, column: str, rows: np.ndarray, report: ValidationReport) -> pd.Series:
     """Timestamps/dates/ISO weeks -> local calendar dates (the row's site time zone)."""
@@ -112,11 +116,20 @@ def _local_dates(text: pd.Series, sites: pd.Series | None, spec: SourceSpec, ctx
             ts = pd.Timestamp(v)
             if parse == "datetime":
                 site = None if sites is None else sites.iloc[i]
-                local = ZoneInfo(ctx.site_timezones.get(site, ctx.default_tz) if site else ctx.default_tz)
+                zone = ctx.site_timezones.get(site, ctx.default_tz) if site else ctx.default_tz
+                try:
+                    local = ZoneInfo(zone)
+                    source_tz = ZoneInfo(spec.timezone) if spec.timezone else local
+                except (ZoneInfoNotFoundError, ValueError) as exc:  # a site's time zone from the export data
+                    raise _UnknownZone(zone if spec.timezone is None else f"{zone} / {spec.timezone}") from exc
                 if ts.tzinfo is None:
-                    ts = ts.tz_localize(ZoneInfo(spec.timezone) if spec.timezone else local)
+                    ts = ts.tz_localize(source_tz)
                 ts = ts.tz_convert(local).tz_localize(None)
             out.append(ts.normalize())
+        except _UnknownZone as exc:
+            report.error(label, rows[i], column, f"value {v!r}: unknown time zone {exc.args[0]!r} for site "
+                         f"{None if sites is None else sites.iloc[i]!r} (an IANA name such as Europe/Berlin)")
+            out.append(None)
         except (ValueError, TypeError, OverflowError) as exc:
             what = {"isoweek": "an ISO week", "date": "a date", "datetime": "a timestamp"}[parse]
             report.error(label, rows[i], column, f"unparsable value {v!r}: not {what} ({exc})")
@@ -201,9 +214,17 @@ def map_source(df: pd.DataFrame, spec: SourceSpec, ctx: Context, label: str,
     for k, v in spec.constants.items():
         out[k] = v
     if schema.name == "sites" and "timezone" in out:
-        for sid, tz in zip(out.get("id", []), out["timezone"]):
-            if tz:
-                ctx.site_timezones.setdefault(str(sid), str(tz))
+        source_col = next((r.source for r in spec.columns if r.target == "timezone"), "timezone")
+        for row, sid, tz in zip(rows, out.get("id", []), out["timezone"]):
+            if not tz:
+                continue
+            try:
+                ZoneInfo(str(tz))
+            except (ZoneInfoNotFoundError, ValueError):
+                report.error(label, int(row), source_col, f"unknown time zone {tz!r} for site {sid!r} (an IANA "
+                             "name such as Europe/Berlin)")
+                continue
+            ctx.site_timezones.setdefault(str(sid), str(tz))
         out = out.drop(columns="timezone")
     return _typed(out, df, spec, schema, targets, flagged, label, report)
 

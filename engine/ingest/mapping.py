@@ -59,7 +59,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from engine.ingest.units import UnitError, parse_unit
 from instances.instance import Horizon, InstanceMeta
 from instances.schema import TABLES, TableSchema
-from instances.validation import Name, Text, ValidationReport, YamlModel, validate_yaml
+from instances.validation import Name, Text, ValidationReport, YamlModel, safe_load_bounded, validate_yaml
 
 PARSERS = ("date", "datetime", "isoweek")
 AGGREGATES = ("sum", "first", "last", "max", "mean")
@@ -297,7 +297,7 @@ def read_mapping(path: str | Path, report: ValidationReport) -> Mapping | None:
         report.error(fname, 0, "", "mapping file not found")
         return None
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        raw = safe_load_bounded(path.read_text(encoding="utf-8"))  # safe tags only, no alias bombs
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         report.error(fname, mark.line + 1 if mark is not None else 0, "", f"invalid YAML: {exc}")
