@@ -1,7 +1,9 @@
 """The ``twinplan`` command line.
 
 Exit codes: 0 ok, 1 unexpected internal error, 2 bad input (invalid instance, scenario or arguments),
-3 infeasible, 4 no solution within the limit, 5 refused by the governance policy.
+3 infeasible, 4 no solution within the limit, 5 refused by the governance policy, 6 plan not executable (the
+final plan breaks an SLA in the hour-by-hour simulation; the summary's first line and ``--json``'s
+``"executable": false`` and ``answer.breaches`` say where, when and by how much).
 
 Each subcommand lives in one ``cmd_*`` function registered in :data:`COMMANDS` by :func:`build_parser`.
 """
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_FORBIDDEN = 0, 1, 2, 3, 4, 5
+EXIT_NOT_EXECUTABLE = 6
 
 
 def _print_summary(summary: dict, out=None) -> None:
@@ -96,6 +99,7 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     The governance policy is enforced before any solve (refusal: :class:`engine.governance.PolicyRefused`,
     audited); every run is recorded in the run store with its audit row and input hashes.
     """
+    from engine.answer import answer_for_run, answer_text, like_for_like_baseline
     from engine.governance import current_user, enforce, find_policy
     from engine.kpi import executive_summary, kpi_deltas
     from engine.pipeline import plan
@@ -121,14 +125,21 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
                                 solver_options=solver_options, seed=seed, verdict=verdict)
     say(f"recorded as {run_id} in {run_store.path} (user {user})")
     base_result = None
-    if with_baseline and scenario is not None and scenario.baseline and scenario.baseline != scenario.name:
-        say(f"solving baseline {scenario.baseline}")
-        base_sc = load_scenario(scenario.baseline, path)
+    like = like_for_like_baseline(inst, scenario, lambda name: load_scenario(name, path)) if with_baseline else None
+    if like is not None:
+        base_inst, base_sc, base_rounds = like
+        say(f"solving baseline {base_sc.name}")
         base_verdict = enforce(find_policy(policy), user, base_sc, inst.name, store=run_store, action="solve")
-        base_result = plan(inst, base_sc, solver=solver, time_limit=time_limit, mip_gap=gap,
-                           replications=replications, seed=seed, progress=say)
+        base_result = plan(base_inst, base_sc, solver=solver, time_limit=time_limit, mip_gap=gap,
+                           replications=replications, seed=seed, progress=say, max_rounds=base_rounds)
         record_plan_result(base_result, run_store, instance=inst, instance_path=path, scenario=base_sc,
                            solver_options=solver_options, seed=seed, verdict=base_verdict)
+    say("answering: " + {"redistribution": "planning the same disruption without transfers",
+                         "capacity": "stress-testing the peak with and without the additions"}.get(
+                             result.decision, "comparing with the baseline"))
+    answer_for_run(result, base_result, out_dir=out_dir, replications=replications, seed=seed,
+                   solve_kw={"solver": solver, "time_limit": time_limit, "mip_gap": gap})
+    if base_result is not None:
         base_result.save(out_dir / "baseline")
     result.save(out_dir)
     from engine.hashing import input_hashes
@@ -144,12 +155,13 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
         why = result.rounds[-1].get("diagnosis") if result.rounds else None
         summary = f"{scenario.name if scenario else 'base'}: no plan ({result.status})"
         if why:
-            summary += "\nconflicting constraints:\n" + "\n".join(f"  - {w}" for w in why)
+            summary += "\nwhy:\n" + "\n".join(f"  - {w}" for w in why)
         (out_dir / "summary.txt").write_text(summary + "\n")
         return result, base_result, summary, out_dir
-    summary = executive_summary(result.kpis, base_result.kpis if base_result else None, inst.currency,
-                                scenario.name if scenario else "base",
-                                base_result.scenario.get("name", "baseline") if base_result else "baseline")
+    kpi_lines = executive_summary(result.kpis, base_result.kpis if base_result else None, inst.currency,
+                                  scenario.name if scenario else "base",
+                                  base_result.scenario.get("name", "baseline") if base_result else "baseline")
+    summary = answer_text(result.answer or {}) + "\n\n" + kpi_lines
     (out_dir / "summary.txt").write_text(summary + "\n")
     if base_result is not None:
         (out_dir / "deltas.json").write_text(json.dumps(
@@ -176,8 +188,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
                                             calibration=args.calibration)
     if args.json:
         d = result.to_dict()
-        print(json.dumps({"status": d["status"], "objective": d["objective"], "kpis": d["kpis"],
-                          "simulation": d["simulation"], "rounds": d["rounds"], "out": str(out_dir)}))
+        print(json.dumps({"status": d["status"], "objective": d["objective"], "executable": d["executable"],
+                          "answer": d.get("answer"), "kpis": d["kpis"], "simulation": d["simulation"],
+                          "rounds": d["rounds"], "out": str(out_dir)}))
     else:
         print(summary)
         print(f"plan, KPIs and logs written to {out_dir}")

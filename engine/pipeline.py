@@ -61,6 +61,8 @@ class PlanResult:
     violations: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     instance: Instance | None = field(default=None, repr=False)
+    answer: dict[str, Any] | None = None
+    """The answer to the scenario's question (:func:`engine.answer.build_answer`), set by the caller."""
 
     @property
     def simulation_feasible(self) -> bool:
@@ -90,7 +92,14 @@ class PlanResult:
             "rounds": [{k: _jsonable(v) for k, v in r.items()} for r in self.rounds],
             "violations": int(len(self.violations)),
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "executable": self.executable,
+            **({"answer": _jsonable(self.answer)} if self.answer is not None else {}),
         }
+
+    @property
+    def executable(self) -> bool:
+        """A plan exists and the simulator executes it (False also when it was not simulated)."""
+        return bool(self.plan.has_solution and self.simulation_feasible)
 
     def save(self, out: str | Path) -> Path:
         """Write plan tables (CSV + Parquet), ``kpis.json``, ``loop.json``, simulation tables and summary."""
@@ -130,12 +139,22 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+EXIT_NOT_EXECUTABLE = 6
+"""Exit code of a run whose final plan the simulator cannot execute (an SLA breaks hour by hour)."""
+
+
 def exit_code(result: PlanResult) -> int:
-    """CLI exit code: 0 ok, 3 infeasible, 4 no solution within the limit."""
+    """CLI exit code: 0 ok, 3 infeasible, 4 no solution within the limit, 6 plan not executable.
+
+    6 applies when the plan was simulated and breaks an SLA (the repair loop ran out of rounds or levers):
+    ``result.json`` then carries ``"executable": false`` and the breaches with site, stage, hour and shortfall.
+    """
     if result.status in NO_SOLUTION_STATUSES[:3]:
         return 3
     if result.objective is None:
         return 4
+    if result.simulation is not None and not result.simulation_feasible:
+        return EXIT_NOT_EXECUTABLE
     return 0
 
 
@@ -333,6 +352,34 @@ def _repair(inst: Instance, evaluated_on: Instance, plan: Plan, breach: dict[str
             f"hours gave; equipment {cap:,.0f} units/day suffices)")
 
 
+def _short_change(change: str) -> str:
+    """The first clause of a repair's description (what changed), for the one-line progress."""
+    head = change.split(" (", 1)[0]
+    return head.replace("equipment binds: ", "").replace("staffing binds: ", "")
+
+
+def round_line(rec: dict[str, Any], max_rounds: int, elapsed: float, width: int = 160) -> str:
+    """One progress line per repair round: what failed, what changed, elapsed time (at most ``width`` chars)."""
+    head = f"round {rec['round']}/{max_rounds} {elapsed:5.1f}s: "
+    obj = rec.get("objective")
+    if rec.get("outcome") == "no solution":
+        body = f"{rec.get('status')}" + (f" -- {rec['diagnosis'][0]}" if rec.get("diagnosis") else "")
+    elif rec.get("simulation_feasible"):
+        body = f"plan executable (objective {obj:,.0f})" if obj is not None else "plan executable"
+    elif rec.get("failed_site"):
+        body = (f"{rec['failed_site']} {rec.get('failed_stage')} breaks its SLA "
+                f"(+{rec.get('shortfall_units_per_day', 0.0):,.0f} units/day short)")
+        changes = rec.get("changes") or []
+        if changes:
+            body += " -> " + _short_change(changes[0]) + (f" (+{len(changes) - 1} more)" if len(changes) > 1 else "")
+        else:
+            body += f" -- {rec.get('outcome')}"
+    else:
+        body = str(rec.get("outcome", ""))
+    line = head + body
+    return line if len(line) <= width else line[:width - 3] + "..."
+
+
 def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = "highs",
          time_limit: float | None = None, mip_gap: float | None = None, threads: int | None = None,
          warm_start: Any = None, max_rounds: int = 4, replications: int = 10, seed: int = 0,
@@ -373,7 +420,6 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     violations = pd.DataFrame()
     prev_obj: float | None = None
     for r in range(1, max_rounds + 1):
-        say(f"round {r}: solving {decision} MILP")
         ts = time.perf_counter()
         current, evaluated_on = solve_decision(labour_derated(inst, labour_derate), decision, derate=derate,
                                                warm_start=warm_start, solver=solver, time_limit=time_limit,
@@ -390,8 +436,8 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
             rec["outcome"] = "no solution"
             if current.status in NO_SOLUTION_STATUSES[:3]:
                 rec["diagnosis"] = diagnose(labour_derated(inst, labour_derate), decision, derate)
-                say(f"round {r}: infeasible -- " + "; ".join(rec["diagnosis"][:5]))
             rounds.append(rec)
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
             sim = None
             break
         ts = time.perf_counter()
@@ -402,7 +448,6 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
             rec["outcome"] = "not simulated"
             rounds.append(rec)
             break
-        say(f"round {r}: simulating {replications} replications")
         ts = time.perf_counter()
         sim = run_simulation(evaluated_on, current, replications=replications, seed=seed)
         timings["simulate_s"] += time.perf_counter() - ts
@@ -411,12 +456,14 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
         if v.feasible:
             rec["outcome"] = "plan executable"
             rounds.append(rec)
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
             break
         rec.update({"failed_site": v.site_id, "failed_stage": v.stage, "failed_period": getattr(v, "period", None),
                     "shortfall_units_per_day": float(v.shortfall_units), "message": v.message})
         if r == max_rounds:
             rec["outcome"] = "round limit reached"
             rounds.append(rec)
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
             break
         changes = []
         for breach in _breaches(sim, v):
@@ -426,12 +473,13 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
         if not changes:
             rec["outcome"] = "cannot repair: no capacity data for the failing stage"
             rounds.append(rec)
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
             break
         rec["change"] = "; ".join(changes)
         rec["changes"] = changes
         rec["outcome"] = "repair and re-solve"
         rounds.append(rec)
-        say(f"round {r}: {rec['change']}")
+        say(round_line(rec, max_rounds, time.perf_counter() - t0))
         warm_start = current
         prev_obj = current.objective
     assert current is not None
