@@ -386,6 +386,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lsi(args: argparse.Namespace) -> int:
+    """One day's Labour Stress Index per site and stage from a forecast CSV (see :mod:`engine.lsi`)."""
+    from engine.lsi import labour_stress_index, lsi_text, read_forecast
+    from instances.instance import load_instance, resolve_instance_path
+    from instances.validation import InstanceValidationError
+
+    inst = load_instance(resolve_instance_path(args.instance))
+    try:
+        forecast, day = read_forecast(args.forecast, inst, args.date)
+    except InstanceValidationError as exc:
+        for f in exc.report.errors:
+            print(f"error: {f}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = labour_stress_index(inst, forecast, day)
+    print(json.dumps(result.to_dict()) if args.json else lsi_text(result))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -502,6 +520,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="run folder to compare against (default RUN_DIR/baseline if present)")
     p.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
     COMMANDS["report"] = cmd_report
+
+    p = sub.add_parser("lsi", help="one day's Labour Stress Index per site and stage from a forecast CSV")
+    p.add_argument("instance", help="instance folder or bundled instance name")
+    p.add_argument("--forecast", required=True, help="CSV: site_id, [date], inbound_units, outbound_units")
+    p.add_argument("--date", help="the day (YYYY-MM-DD) when the file holds several")
+    p.add_argument("--json", action="store_true")
+    COMMANDS["lsi"] = cmd_lsi
     return parser
 
 

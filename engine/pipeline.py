@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from engine.kpi import compute_kpis
+from engine.reach import demand_must_be_met, unserved_demand
 from engine.scenario import Scenario, apply_scenario
 from instances.instance import Instance
 from instances.plan import Plan
@@ -352,6 +353,15 @@ def _repair(inst: Instance, evaluated_on: Instance, plan: Plan, breach: dict[str
             f"hours gave; equipment {cap:,.0f} units/day suffices)")
 
 
+def _handles_volume(plan: Plan) -> bool:
+    """Does any DC of the plan receive or ship units?"""
+    tp = plan.tables["site_throughput"]
+    if tp.empty:
+        return False
+    return bool((pd.to_numeric(tp["inbound_units"]).fillna(0) + pd.to_numeric(tp["outbound_units"]).fillna(0)
+                 > 0).any())
+
+
 def _short_change(change: str) -> str:
     """The first clause of a repair's description (what changed), for the one-line progress."""
     head = change.split(" (", 1)[0]
@@ -419,6 +429,18 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     sim = None
     violations = pd.DataFrame()
     prev_obj: float | None = None
+    if demand_must_be_met(inst, decision):
+        why = unserved_demand(inst)
+        if why:  # demand never vanishes: no plan rather than a plan that drops it
+            rec = {"round": 1, "status": "infeasible", "objective": None, "objective_change": None,
+                   "outcome": "no solution", "diagnosis": why, "derate": {}, "labour_derate": {}}
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
+            timings["total_s"] = time.perf_counter() - t0
+            return PlanResult(
+                instance_name=instance.name,
+                scenario=scenario.to_dict() if scenario is not None else {"name": "base", "decision": decision},
+                status="infeasible", objective=None, plan=Plan(decision, "infeasible"), simulation=None, kpis={},
+                rounds=[rec], violations=pd.DataFrame(), timings=timings, instance=inst)
     for r in range(1, max_rounds + 1):
         ts = time.perf_counter()
         current, evaluated_on = solve_decision(labour_derated(inst, labour_derate), decision, derate=derate,
@@ -447,6 +469,12 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
         if not simulate:
             rec["outcome"] = "not simulated"
             rounds.append(rec)
+            break
+        if not _handles_volume(current):  # nothing to execute (the simulator needs at least one working DC)
+            rec["outcome"] = "not simulated: no DC handles any volume in this plan"
+            rounds.append(rec)
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
+            sim = None
             break
         ts = time.perf_counter()
         sim = run_simulation(evaluated_on, current, replications=replications, seed=seed)
