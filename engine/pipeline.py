@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from engine.kpi import compute_kpis
-from engine.reach import demand_must_be_met, unserved_demand
+from engine.reach import demand_must_be_met, unreachable_zones, unserved_demand
 from engine.scenario import Scenario, apply_scenario
 from instances.instance import Instance
 from instances.plan import Plan
@@ -159,7 +159,8 @@ def exit_code(result: PlanResult) -> int:
     return 0
 
 
-def _options(cls: type, sc: dict[str, Any], derate: dict[tuple[str, str], float] | None) -> Any:
+def _options(cls: type, sc: dict[str, Any], derate: dict[tuple[str, str], float] | None,
+             labour_floor: dict[tuple[str, int], float] | None = None) -> Any:
     """Formulation options from the scenario's ``options`` plus the loop's capacity derate."""
     fields = cls.__dataclass_fields__
     opts = dict(sc.get("options") or {})
@@ -179,6 +180,8 @@ def _options(cls: type, sc: dict[str, Any], derate: dict[tuple[str, str], float]
         kw["closed_sites"] = tuple(sorted(set(kw.get("closed_sites", ())) | set(sc["force_closed"])))
     if derate:
         kw["capacity_derate"] = dict(derate)
+    if labour_floor and "labour_floor" in fields:
+        kw["labour_floor"] = dict(labour_floor)
     return cls(**kw)
 
 
@@ -192,7 +195,8 @@ def evaluation_instance(instance: Instance, decision: str) -> Instance:
 
 
 def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str, str], float] | None = None,
-                   warm_start: Any = None, **solve_kw: Any) -> tuple[Plan, Instance]:
+                   warm_start: Any = None, labour_floor: dict[tuple[str, int], float] | None = None,
+                   **solve_kw: Any) -> tuple[Plan, Instance]:
     """Solve one decision's MILP on an (already scenario-applied) instance.
 
     Returns the plan and the instance it is expressed on: the instance itself, except for ``capacity``
@@ -207,12 +211,12 @@ def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str,
     if decision == "redistribution":
         from formulations.redistribution import RedistributionOptions, solve_redistribution
 
-        options = _options(RedistributionOptions, sc, derate)
+        options = _options(RedistributionOptions, sc, derate, labour_floor)
         return solve_redistribution(instance, options=options, warm_start=warm_start, **solve_kw), instance
     if decision == "capacity":
         from formulations.capacity import CapacityOptions, peak_instance, solve_capacity
 
-        options = _options(CapacityOptions, sc, derate)
+        options = _options(CapacityOptions, sc, derate, labour_floor)
         return (solve_capacity(instance, options=options, warm_start=warm_start, **solve_kw),
                 peak_instance(instance, options))
     raise ValueError(f"unknown decision {decision!r}")
@@ -325,8 +329,58 @@ def _breaches(sim: Any, verdict: Any) -> list[dict[str, Any]]:
              "shortfall_units": verdict.shortfall_units, "binding": getattr(verdict, "binding", None)}]
 
 
+def _planned_hours(plan: Plan, site: str, period: int) -> float:
+    """Labour hours (regular + overtime + temp) the plan staffs at a site in a period."""
+    lab = plan.tables["labor"]
+    if lab.empty:
+        return 0.0
+    rows = lab[(lab["site_id"].astype(str) == site) & (pd.to_numeric(lab["period"]) == period)]
+    return float(sum(pd.to_numeric(rows[c]).fillna(0.0).sum() for c in ("regular_hours", "overtime_hours",
+                                                                          "temp_hours")))
+
+
+CHAIN_STAGES = {"order": ("pick", "pack", "outbound_dock"), "inbound": INBOUND_STAGES}
+
+
+def carry_over_floors(instance: Instance, plan: Plan, sim: Any) -> dict[tuple[str, int], float]:
+    """Labour hours each site needs on a day: what the plan staffs plus the work the simulation carried in.
+
+    From the simulation's daily table (multiplier 1): the units still waiting at each stage at the end of
+    day d (cumulative workload - throughput) need ``units / productivity`` hours on day d + 1, scaled by
+    :data:`REPAIR_SAFETY`. Only days with carried-in work get a floor.
+    """
+    daily = getattr(sim, "daily", None)
+    if daily is None or len(daily) == 0 or instance.labor.empty:
+        return {}
+    d = daily
+    if "multiplier" in d:
+        d = d[np.isclose(pd.to_numeric(d["multiplier"]).astype(float), 1.0)]
+    d = d[d["stage"] != "storage"].sort_values(["site_id", "stage", "period", "day"])
+    left = (pd.to_numeric(d["workload"]) - pd.to_numeric(d["throughput"])).groupby(
+        [d["site_id"], d["stage"]]).cumsum()
+    d = d.assign(left=left.clip(lower=0.0))
+    lab = instance.labor.set_index("site_id")
+    prod = {(s, k): float(lab.at[s, f"productivity_{k}"]) for s in lab.index for k in LABOR_STAGES
+            if f"productivity_{k}" in lab}
+    d = d[[(s, k) in prod for s, k in zip(d["site_id"], d["stage"])]]
+    if d.empty:
+        return {}
+    d = d.assign(hours=d["left"] / [prod[(s, k)] for s, k in zip(d["site_id"], d["stage"])])
+    end = d.groupby(["site_id", "period"])["hours"].sum()
+    out = {}
+    periods = set(pd.to_numeric(plan.tables["labor"]["period"]).astype(int)) if not plan.tables["labor"].empty \
+        else set()
+    for (site, period), hours in end.items():
+        nxt = int(period) + 1
+        if hours > 1e-6 and nxt in periods:
+            out[(str(site), nxt)] = _planned_hours(plan, str(site), nxt) + REPAIR_SAFETY * float(hours)
+    return out
+
+
 def _repair(inst: Instance, evaluated_on: Instance, plan: Plan, breach: dict[str, Any],
-            derate: dict[tuple[str, str], float], labour_derate: dict[str, float]) -> str | None:
+            derate: dict[tuple[str, str], float], labour_derate: dict[str, float],
+            labour_floor: dict[tuple[str, int], float] | None = None,
+            carry_floors: dict[tuple[str, int], float] | None = None) -> str | None:
     """Tighten the MILP where one breach happened (see the module docstring); returns what changed."""
     site, stage = str(breach["site_id"]), str(breach["stage"])
     cap = _planned_daily_capacity(evaluated_on, plan, site, stage)
@@ -347,6 +401,22 @@ def _repair(inst: Instance, evaluated_on: Instance, plan: Plan, breach: dict[str
         derate[key] = min(derate.get(key, 1.0), repair_factor(cap, load, short))
         return (f"equipment binds: derate {site} {stage} capacity to {derate[key]:.1%} of nominal "
                 f"(planned load {load:,.0f} units/day needed {cap + short:,.0f} units/day, {cap:,.0f} installed)")
+    if labour_floor is not None and period is not None:
+        # a floor of hours on the failing day: the MILP staffs a day for the units it processes that day only,
+        # so work carried over from the day before can find the site (nearly) unstaffed, and derating the
+        # productivity adds hours only on days that already have work -- the same breach would come back
+        lab = inst.labor.set_index("site_id").loc[site]
+        chain = str(breach.get("chain") or ("inbound" if stage in INBOUND_STAGES else "order"))
+        per_unit = sum(1.0 / float(lab[f"productivity_{k}"]) for k in CHAIN_STAGES.get(chain, (stage,))
+                       if float(lab.get(f"productivity_{k}", 0.0) or 0.0) > 0)
+        planned = _planned_hours(plan, site, period)
+        extra = max(REPAIR_SAFETY * measured * per_unit, REPAIR_MARGIN * planned, 1.0)
+        labour_floor[(site, period)] = max(labour_floor.get((site, period), 0.0), planned + extra)
+        for (s2, p2), hours in (carry_floors or {}).items():  # every day's carried-in work, every site
+            labour_floor[(s2, p2)] = max(labour_floor.get((s2, p2), 0.0), hours)
+        return (f"staffing binds: at least {labour_floor[(site, period)]:,.0f} labour hours at {site} in period "
+                f"{period} (planned {planned:,.0f} h; {measured:,.0f} units/day at {stage} were not processed "
+                f"in time, {extra:,.0f} h more)")
     labour_derate[site] = labour_derate.get(site, 1.0) * load / (load + short)
     return (f"staffing binds: plan {site}'s labour at {labour_derate[site]:.1%} of nominal productivity "
             f"(planned load {load:,.0f} units/day at {stage} needed {short:,.0f} units/day more than the staffed "
@@ -422,6 +492,7 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
         warm_start = warm_start.plan
     derate: dict[tuple[str, str], float] = {}
     labour_derate: dict[str, float] = {}
+    floors: dict[tuple[str, int], float] | None = {} if decision in ("capacity", "redistribution") else None
     rounds: list[dict[str, Any]] = []
     timings = {"solve_s": 0.0, "check_s": 0.0, "simulate_s": 0.0}
     current: Plan | None = None
@@ -429,9 +500,9 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     sim = None
     violations = pd.DataFrame()
     prev_obj: float | None = None
-    if demand_must_be_met(inst, decision):
+    if demand_must_be_met(inst, decision) and unreachable_zones(inst):
         why = unserved_demand(inst)
-        if why:  # demand never vanishes: no plan rather than a plan that drops it
+        if why:  # demand never vanishes: no plan rather than a plan that drops it (no lane: no solve needed)
             rec = {"round": 1, "status": "infeasible", "objective": None, "objective_change": None,
                    "outcome": "no solution", "diagnosis": why, "derate": {}, "labour_derate": {}}
             say(round_line(rec, max_rounds, time.perf_counter() - t0))
@@ -444,6 +515,7 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     for r in range(1, max_rounds + 1):
         ts = time.perf_counter()
         current, evaluated_on = solve_decision(labour_derated(inst, labour_derate), decision, derate=derate,
+                                               labour_floor=floors,
                                                warm_start=warm_start, solver=solver, time_limit=time_limit,
                                                mip_gap=mip_gap, threads=threads, log=log)
         if labour_derate:
@@ -453,11 +525,15 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
                                "objective_change": (None if prev_obj is None or current.objective is None
                                                     else current.objective - prev_obj),
                                "derate": {f"{s}/{g}": round(f, 6) for (s, g), f in derate.items()},
-                               "labour_derate": {s: round(f, 6) for s, f in labour_derate.items()}}
+                               "labour_derate": {s: round(f, 6) for s, f in labour_derate.items()},
+                               **({"labour_floor": {f"{s}/{p}": round(h, 3) for (s, p), h in floors.items()}}
+                                  if floors else {})}
         if not current.has_solution:
             rec["outcome"] = "no solution"
             if current.status in NO_SOLUTION_STATUSES[:3]:
                 rec["diagnosis"] = diagnose(labour_derated(inst, labour_derate), decision, derate)
+                if demand_must_be_met(inst, decision):
+                    rec["diagnosis"] += unserved_demand(inst)
             rounds.append(rec)
             say(round_line(rec, max_rounds, time.perf_counter() - t0))
             sim = None
@@ -494,8 +570,9 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
             say(round_line(rec, max_rounds, time.perf_counter() - t0))
             break
         changes = []
+        carried = carry_over_floors(evaluated_on, current, sim) if floors is not None else None
         for breach in _breaches(sim, v):
-            change = _repair(inst, evaluated_on, current, breach, derate, labour_derate)
+            change = _repair(inst, evaluated_on, current, breach, derate, labour_derate, floors, carried)
             if change:
                 changes.append(change)
         if not changes:
