@@ -39,7 +39,8 @@ Decision-specific keys:
   date, trucks (int), units, products: {product_id: units}}``, one row per lane and dispatch day; ``trucks``
   is the integer truck count of that lane and day), ``units_moved``, ``trucks_total`` (int),
   ``stockouts``: ``{do_nothing_units, plan_units, avoided_units}`` (lost sales without any transfer vs with
-  the plan, same disrupted horizon).
+  the plan, same disrupted horizon) and ``{do_nothing_not_on_time_units, plan_not_on_time_units,
+  on_time_gained_units}`` (units not delivered within the service promise, late or lost).
 - network_design: ``investment``: ``{opening, closing, modules, total}`` (one-off, ``total`` = the sum of the
   three), ``annual_savings`` (running cost saved per year, excluding one-off costs, the capital charge and
   penalties), ``payback_years`` (investment / annual savings; ``None`` when nothing is saved),
@@ -333,6 +334,15 @@ def transfer_rows(instance: Instance, plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
+def _not_on_time(plan: Plan) -> float:
+    """Units of demand not delivered within the service promise (late or lost), from the service table."""
+    sv = plan.tables["service"]
+    if sv.empty:
+        return 0.0
+    d = pd.to_numeric(sv["demand"]).astype(float)
+    return float((d * (1.0 - pd.to_numeric(sv["within_sla_share"]).astype(float).fillna(0.0))).sum())
+
+
 def _redistribution(ans: dict[str, Any], instance: Instance, result: Any, base: Any,
                     do_nothing: Plan | None) -> None:
     cur = ans["currency"]
@@ -341,14 +351,21 @@ def _redistribution(ans: dict[str, Any], instance: Instance, result: Any, base: 
     units = float(sum(r["units"] for r in rows))
     trucks = int(sum(r["trucks"] for r in rows))
     lost_plan = _unmet(plan)[0]
-    lost_none = _unmet(do_nothing)[0] if do_nothing is not None and do_nothing.has_solution else None
+    has_none = do_nothing is not None and do_nothing.has_solution
+    lost_none = _unmet(do_nothing)[0] if has_none else None
+    late_plan = _not_on_time(plan)
+    late_none = _not_on_time(do_nothing) if has_none else None
     ans.update(transfers=rows, units_moved=units, trucks_total=trucks,
                stockouts={"do_nothing_units": lost_none, "plan_units": lost_plan,
-                          "avoided_units": None if lost_none is None else lost_none - lost_plan})
+                          "avoided_units": None if lost_none is None else lost_none - lost_plan,
+                          "do_nothing_not_on_time_units": late_none, "plan_not_on_time_units": late_plan,
+                          "on_time_gained_units": None if late_none is None else late_none - late_plan})
     lanes = len({(r["origin_id"], r["destination_id"]) for r in rows})
     head = f"Move {units:,.0f} units in {trucks:,} trucks on {lanes} lane(s)"
     if lost_none is not None:
         head += f"; {lost_none - lost_plan:,.0f} stockout units avoided against doing nothing"
+        if late_none is not None and abs(late_none - late_plan) >= 0.5:
+            head += f" and {late_none - late_plan:,.0f} more units delivered on time"
     ans["headline"] = head
     lines = [head + f" ({ans['time_basis']['label']})."]
     if rows:
@@ -362,7 +379,8 @@ def _redistribution(ans: dict[str, Any], instance: Instance, result: Any, base: 
                          f"{sum(r['units'] for r in rs):,.0f} units (trucks per dispatch day: {days})")
     if lost_none is not None:
         lines.append(f"  stockouts: {lost_plan:,.0f} units lost with the plan, {lost_none:,.0f} without any "
-                     f"transfer (same disruption, same horizon)")
+                     f"transfer (same disruption, same horizon); not delivered within the promise: "
+                     f"{late_plan:,.0f} units with the plan, {late_none:,.0f} without")
     for c in ans["costs"]:
         if c["component"] in ("labour", "transport"):
             if c["baseline"] is None:
@@ -479,22 +497,35 @@ def _base_daily_capacity(instance: Instance) -> pd.DataFrame:
 
 
 def capacity_additions(instance: Instance, plan: Plan) -> list[dict[str, Any]]:
-    """What the plan adds per DC and stage in physical units, from which day, at what cost."""
+    """What the plan adds per DC in physical units, from which day, at what cost over the peak.
+
+    Rows: modules per stage (``added_count`` resource units, ``capex`` one-off, ``cost`` the module cost the
+    plan charges: annualized capex + opex or the capex), an extra shift per site (``stage`` ``"shift"``,
+    ``extra_hours_per_day``, ``cost`` = shift cost per day x peak days) and temporary staff per site (``stage``
+    ``"labour"``, ``added_count`` people, ``cost`` = people x hourly rate x (1 + premium) x hours a day x days).
+    ``from_date``: the first peak day the site processes more than that stage's capacity without the addition
+    (the first peak day for shifts and temps).
+    """
     names = site_names(instance)
     cap = plan.tables["capacity"]
     starts = instance.periods.set_index("period")["start"]
     first_day = pd.Timestamp(starts.iloc[0]).date().isoformat() if len(starts) else None
+    n_days = len(starts)
     tp = plan.tables["site_throughput"]
     base = _base_daily_capacity(instance).set_index(["site_id", "stage"])["units_per_day"]
     params = plan.meta.get("params") or {}
     annuity = float(params.get("annuity", 0.0) or 0.0)
+    opex = instance.expansions.set_index(["site_id", "stage"])["opex_per_year"] if len(instance.expansions) else {}
     rows = []
+    shifts: dict[str, float] = {}
     for r in cap.itertuples(index=False):
         added = float(r.added_count or 0.0)
-        extra = float(getattr(r, "extra_hours_per_day", 0.0) or 0.0)
-        if added <= 1e-9 and extra <= 1e-9:
-            continue
         sid = str(r.site_id)
+        extra = float(getattr(r, "extra_hours_per_day", 0.0) or 0.0)
+        if extra > 1e-9:
+            shifts[sid] = max(shifts.get(sid, 0.0), extra)
+        if added <= 1e-9:
+            continue
         frm = first_day
         limit = base.get((sid, r.stage))
         if limit is not None and not tp.empty:
@@ -503,16 +534,25 @@ def capacity_additions(instance: Instance, plan: Plan) -> list[dict[str, Any]]:
             if len(over):
                 frm = pd.Timestamp(starts.get(int(over["period"].iloc[0]))).date().isoformat()
         capex = float(r.capex or 0.0)
+        modules = float(r.modules or 0.0)
+        yearly = capex * annuity + modules * float(opex.get((sid, r.stage), 0.0)) \
+            if params.get("module_cost", "annualized") == "annualized" else capex
         rows.append({"site_id": sid, "site_name": _name(names, sid), "stage": str(r.stage),
                      "resource": RESOURCE_NAMES.get(str(r.stage), (r.stage, r.stage))[1],
-                     "base_count": float(r.base_count), "added_count": added, "modules": float(r.modules or 0.0),
-                     "extra_hours_per_day": extra, "from_date": frm, "capex": capex,
-                     "cost": capex * annuity if annuity else capex})
-    temps = plan.meta.get("temps") or {}
-    for sid, n in temps.items():
+                     "base_count": float(r.base_count), "added_count": added, "modules": modules,
+                     "extra_hours_per_day": 0.0, "from_date": frm, "capex": capex, "cost": yearly})
+    for sid, hours in shifts.items():
+        rows.append({"site_id": sid, "site_name": _name(names, sid), "stage": "shift",
+                     "resource": "extra shift", "base_count": 0.0, "added_count": 0.0, "modules": 0.0,
+                     "extra_hours_per_day": hours, "from_date": first_day, "capex": 0.0,
+                     "cost": float(params.get("extra_shift_cost_per_day", 0.0)) * n_days})
+    rate = instance.labor.set_index("site_id")["hourly_rate"] if len(instance.labor) else {}
+    for sid, n in (plan.meta.get("temps") or {}).items():
+        cost = float(n) * float(rate.get(sid, 0.0)) * (1 + float(params.get("temp_premium", 0.0))) \
+            * float(params.get("temp_hours_per_day", 0.0)) * n_days
         rows.append({"site_id": str(sid), "site_name": _name(names, sid), "stage": "labour",
                      "resource": "temporary workers", "base_count": 0.0, "added_count": float(n), "modules": 0.0,
-                     "extra_hours_per_day": 0.0, "from_date": first_day, "capex": 0.0, "cost": None})
+                     "extra_hours_per_day": 0.0, "from_date": first_day, "capex": 0.0, "cost": cost})
     return rows
 
 
@@ -523,7 +563,7 @@ def _addition_text(rows: list[dict[str, Any]]) -> dict[str, str]:
         if r["added_count"] > 0:
             parts.append(f"+{_count(r['added_count'], r['stage'])}")
         if r["extra_hours_per_day"] > 0:
-            parts.append(f"+{r['extra_hours_per_day']:g} h a day at {r['stage'].replace('_', ' ')} (extra shift)")
+            parts.append(f"an extra shift of {r['extra_hours_per_day']:g} h a day")
     return {k: ", ".join(v) for k, v in out.items()}
 
 
@@ -547,16 +587,17 @@ def _capacity(ans: dict[str, Any], instance: Instance, result: Any, base: Any,
     ans["headline"] = head
     lines = [head + "."]
     if adds:
-        lines.append("  what to add, from when:")
+        lines.append(f"  what to add, from when (cost {ans['time_basis']['label']}; capex one-off):")
         for r in adds:
-            what = []
-            if r["added_count"] > 0:
-                what.append(f"+{_count(r['added_count'], r['stage'])}")
-            if r["extra_hours_per_day"] > 0:
-                what.append(f"an extra shift of {r['extra_hours_per_day']:g} h a day")
-            cost = f", {money(r['capex'], cur)} capex" if r["capex"] > 0 else ""
-            lines.append(f"    {r['site_name']}: {' and '.join(what)} at {r['stage'].replace('_', ' ')} "
-                         f"from {r['from_date']}{cost}")
+            if r["stage"] == "shift":
+                what = f"an extra shift of {r['extra_hours_per_day']:g} h a day at every stage"
+            elif r["stage"] == "labour":
+                what = f"{_count(r['added_count'], 'labour')}"
+            else:
+                what = f"+{_count(r['added_count'], r['stage'])} ({r['modules']:g} module(s))"
+            cost = f"{money(r['cost'] or 0.0, cur)}" + (f" ({money(r['capex'], cur)} capex)" if r["capex"] > 0
+                                                        else "")
+            lines.append(f"    {r['site_name']}: {what} from {r['from_date']}, {cost}")
     for comp, label in (("extra_shifts", "extra shifts"), ("labor_temp", "temporary staff"),
                         ("labor_overtime", "overtime")):
         if float(costs.get(comp, 0.0)) > 0.5:

@@ -154,8 +154,15 @@ def test_capacity_answer_like_for_like_with_failure_points(tiny, tmp_path):
     exp = tiny.expansions.set_index(["site_id", "stage"])
     cap = result.plan.tables["capacity"]
     for a in ans["additions"]:
-        if a["stage"] == "labour":
-            assert a["added_count"] == result.plan.meta["temps"][a["site_id"]]
+        if a["stage"] == "labour":  # temps x hourly rate x (1 + premium) x hours a day x 7 days
+            n = result.plan.meta["temps"][a["site_id"]]
+            rate = tiny.labor.set_index("site_id").loc[a["site_id"], "hourly_rate"]
+            assert a["added_count"] == n and a["cost"] == pytest.approx(n * rate * 1.3 * 8.0 * 7)
+            continue
+        if a["stage"] == "shift":
+            site = cap[cap["site_id"] == a["site_id"]]
+            assert a["extra_hours_per_day"] == pytest.approx(site["extra_hours_per_day"].max()) > 0
+            assert a["cost"] == pytest.approx(1500.0 * 7)
             continue
         row = cap[(cap["site_id"] == a["site_id"]) & (cap["stage"] == a["stage"])].iloc[0]
         assert a["added_count"] == pytest.approx(row["added_count"])
