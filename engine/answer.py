@@ -451,6 +451,13 @@ def _network_design(ans: dict[str, Any], instance: Instance, result: Any, base: 
     else:
         pay = f"; does not pay back: running cost {money(-savings, cur)} a year higher"
     ans["headline"] = f"Invest {money(inv['total'], cur)} one-off{pay}"
+    u = ans["unmet"]
+    if u["units_before"] is not None and abs(u["units_after"] - u["units_before"]) >= 0.5:
+        more = u["units_after"] > u["units_before"]
+        ans["headline"] += (f"; unmet demand {'+' if more else '-'}{abs(u['units_after'] - u['units_before']):,.0f} "
+                            f"units (penalty {'+' if more else '-'}"
+                            f"{money(abs(u['penalty_after'] - (u['penalty_before'] or 0.0)), cur)} a year, "
+                            "not in the payback)")
     lines = [ans["headline"] + ".",
              f"  investment: opening {money(inv['opening'], cur)} + closing {money(inv['closing'], cur)} + "
              f"modules {money(inv['modules'], cur)} = {money(inv['total'], cur)} (one-off)"]
@@ -480,8 +487,12 @@ def _network_design(ans: dict[str, Any], instance: Instance, result: Any, base: 
             before = (f"{cov['within_promise_before']:.1%} -> " if cov["within_promise_before"] is not None else "")
             txt += f"; demand within the {sd:g}-day promise: {before}{cov['within_promise_after']:.1%}"
         lines.append(txt)
-    lines.append(f"  labour at the receiving sites ({ans['time_basis']['label']}; 1 FTE = hours a week x 52):")
-    for r in ans["sites"][:6]:
+    lines.append(f"  labour by site, receiving sites first ({ans['time_basis']['label']}; 1 FTE = the site's "
+                 "hours a week per person x 52.1 weeks):")
+    gained = [r for r in ans["sites"] if (r["volume_after"] or 0) > (r["volume_before"] or 0) + 0.5][:5]
+    lost = [r for r in ans["sites"] if (r["volume_after"] or 0) < (r["volume_before"] or 0) - 0.5]
+    lost.sort(key=lambda r: (r["volume_after"] or 0) - (r["volume_before"] or 0))
+    for r in gained + lost[:4]:
         lines.append(_site_line(r))
     ans["lines"] = lines
 
@@ -615,8 +626,13 @@ def _capacity(ans: dict[str, Any], instance: Instance, result: Any, base: Any,
         first = [s for s in stress["with_additions"] if s.get("fail_multiplier") is not None]
         if first:
             s = min(first, key=lambda x: x["fail_multiplier"])
-            lines.append(f"  with the additions the network holds to {s['fail_multiplier']:.2f}x the forecast peak "
-                         f"(first to break: {s['site_name']}, {RESOURCE_NAMES.get(s['stage'], (s['stage'],) * 2)[1]})")
+            res_name = RESOURCE_NAMES.get(s["stage"], (s["stage"],) * 2)[1]
+            if s["fail_multiplier"] <= 1.0 + 1e-9:
+                lines.append(f"  with the additions there is no headroom above the forecast: the stress test (the "
+                             f"peak days alone) first finds {s['site_name']}'s {res_name} at their limit")
+            else:
+                lines.append(f"  with the additions the network holds to {s['fail_multiplier']:.2f}x the forecast "
+                             f"peak (first to break: {s['site_name']}, {res_name})")
         else:
             lines.append("  with the additions every DC holds up to the highest multiplier tested")
     ans["lines"] = lines
@@ -630,8 +646,9 @@ def sla_note(result: Any) -> str | None:
     pen = float(pd.to_numeric(costs.loc[costs["component"] == "sla_breach", "amount"]).sum())
     if unit_days <= 1e-6 or not result.simulation_feasible:
         return None
-    return (f"The MILP pays {pen:,.0f} of SLA-breach penalty ({unit_days:,.0f} unit-days of orders waiting beyond "
-            "the SLA) where the levers cost more than the penalty, while the simulator finds every SLA met: the "
+    cur = result.instance.currency if result.instance is not None else ""
+    return (f"The MILP pays {money(pen, cur)} of SLA-breach penalty ({unit_days:,.0f} unit-days of orders waiting "
+            "beyond the SLA) where the levers cost more than the penalty, while the simulator finds every SLA met: the "
             "simulator executes the units the plan processes each day, so orders the MILP defers to later days "
             "never reach it as late orders. Read the breach as orders the plan knowingly ships late.")
 
@@ -805,7 +822,7 @@ def _first_failures(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _failure_times(instance: Instance, plan: Plan, first: pd.DataFrame, periods: list[int], weights: np.ndarray,
-                   *, replications: int, seed: int) -> dict[str, pd.Timestamp]:
+                   *, replications: int, seed: int) -> dict[str, Any]:
     """When each site's chain first breaks at its failure multiplier (one batched run, a multiplier per site)."""
     from engine.simulator import plan_inputs, prepare, run_setup
 
@@ -818,7 +835,7 @@ def _failure_times(instance: Instance, plan: Plan, first: pd.DataFrame, periods:
     for r in res.breaches.itertuples():
         sid = str(r.site_id)
         if sid in by_site and sid not in out and str(r.chain) == chains.get(sid):
-            out[sid] = pd.Timestamp(r.time)
+            out[sid] = r
     missing = [s for s in by_site if s not in out]
     if missing:  # judged as the stress test judges: the whole multiplier grid in one batch
         grid = np.linspace(1.0, max(by_site.values()) + 0.5, 64)
@@ -828,7 +845,7 @@ def _failure_times(instance: Instance, plan: Plan, first: pd.DataFrame, periods:
             sid = str(r.site_id)
             if sid in missing and sid not in out and str(r.chain) == chains[sid] \
                     and grid[int(r.column)] >= by_site[sid] - 1e-9:
-                out[sid] = pd.Timestamp(r.time)
+                out[sid] = r
     return out
 
 
@@ -872,28 +889,35 @@ def peak_stress(instance: Instance, plan: Plan, *, replications: int = 10, seed:
     for r in first.itertuples():
         sid, stage = str(r.site_id), str(r.stage)
         n = counts.get((sid, stage))
-        ts = times.get(sid)
-        one = RESOURCE_NAMES.get(stage, (stage, stage))[0]
+        hit = times.get(sid)
+        ts = pd.Timestamp(hit.time) if hit is not None else None
+        binding = str(hit.binding) if hit is not None else None
+        one, many = RESOURCE_NAMES.get(stage, (stage, stage))
         holds = plus_first.get(sid)
         when = f" on {ts:%d %b}, {ts:%H}:00" if ts is not None else ""
-        what = _count(n, stage) if n is not None else RESOURCE_NAMES.get(stage, (stage, stage))[1]
-        verb = "saturate" if n is None or n != 1 else "saturates"
         already = float(r.fail_multiplier) <= 1.0 + 1e-9
-        msg = (f"{what} at {_name(names, sid)} {verb} "
-               + ("already at the forecast peak" if already else f"at {r.fail_multiplier:.2f}x the forecast peak")
-               + when + "; with one more " + one + ", ")
-        nxt = plus_rows.get(sid)
-        if holds is None:
-            msg += f"it holds up to {high:.2f}x (the highest tested)"
-        elif str(nxt.stage) != stage:
-            msg += (f"{RESOURCE_NAMES.get(str(nxt.stage), (nxt.stage,) * 2)[1]} break next, at {holds:.2f}x")
+        at = "already at the forecast peak" if already else f"at {r.fail_multiplier:.2f}x the forecast peak"
+        if binding == "labour":
+            hours = float(hit.labour_hours) if np.isfinite(float(hit.labour_hours)) else float("nan")
+            msg = (f"Staff at {_name(names, sid)} run short at the {stage.replace('_', ' ')} {at}{when} "
+                   f"(labour binds, not the {many}): about {hours:,.0f} more labour hours a day needed there")
         else:
-            msg += f"it holds to {holds:.2f}x" if holds > r.fail_multiplier + 1e-9 else "it still breaks there"
-        points.append({"site_id": sid, "site_name": _name(names, sid), "stage": stage,
-                       "resource": RESOURCE_NAMES.get(stage, (stage, stage))[1], "count": n,
-                       "chain": str(r.chain), "fail_multiplier": float(r.fail_multiplier),
+            what = _count(n, stage) if n is not None else many
+            verb = "saturates" if n is not None and round(n) == 1 else "saturate"
+            msg = f"{what} at {_name(names, sid)} {verb} {at}{when}; with one more {one}, "
+            nxt = plus_rows.get(sid)
+            if holds is None:
+                msg += f"it holds up to {high:.2f}x (the highest tested)"
+            elif str(nxt.stage) != stage:
+                msg += f"{RESOURCE_NAMES.get(str(nxt.stage), (nxt.stage,) * 2)[1]} break next, at {holds:.2f}x"
+            else:
+                msg += f"it holds to {holds:.2f}x" if holds > r.fail_multiplier + 1e-9 else "it still breaks there"
+        points.append({"site_id": sid, "site_name": _name(names, sid), "stage": stage, "resource": many,
+                       "count": n, "chain": str(r.chain), "binding": binding,
+                       "fail_multiplier": float(r.fail_multiplier),
                        "date": ts.date().isoformat() if ts is not None else None,
                        "hour": int(ts.hour) if ts is not None else None,
+                       "shortfall_units": float(hit.shortfall_units) if hit is not None else None,
                        "one_more_holds_to": holds, "message": msg[0].upper() + msg[1:]})
 
     def firsts(table: pd.DataFrame) -> list[dict[str, Any]]:

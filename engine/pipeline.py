@@ -18,8 +18,19 @@
      copy of the instance, so the MILP plans that many more hours (or moves work elsewhere). Every stage,
      because the simulator shares a site's staffed hours among its stages by workload: only more hours for
      the whole site give the failing stage its extra ``s``. The simulator runs on the true productivity.
+     For daily plans (redistribution, capacity) the staffing lever is a *floor of labour hours* per site and
+     day instead (``labour_floor``): the MILP staffs a day for the units it processes that day, while the
+     simulator carries the evening's arrivals into the next day; so every day that receives carried-over work
+     in the simulation gets at least the planned hours plus that work's hours (:func:`carry_over_floors`), and
+     the failing day the hours its shortfall needs. Derating productivity there would add hours only on days
+     that already have work, and the same breach would come back round after round (the stall seen on
+     us_west_port's DC_JOLIET inbound chain).
 
-   Repeat until the plan passes or ``max_rounds`` is reached.
+   Repeat until the plan passes or ``max_rounds`` is reached. A plan still breaking an SLA then is returned
+   as it is, with the breaches (``exit_code`` 6): the answer states where, when and how much is missing.
+
+Progress: one line per round (:func:`round_line`: what failed, what changed, elapsed time); the details are
+in ``loop.json``.
 
 Every round is recorded (what failed, what changed, the objective and its change), so a planner sees
 the price of executability.
@@ -289,7 +300,7 @@ def repair_factor(capacity: float, load: float, shortfall: float) -> float:
 
 
 def diagnose(instance: Instance, decision: str, derate: dict[tuple[str, str], float] | None = None,
-             max_items: int = 20) -> list[str]:
+             max_items: int = 20, labour_floor: dict[tuple[str, int], float] | None = None) -> list[str]:
     """Why a decision's MILP is infeasible, in business terms (constraint group and labels).
 
     Uses :func:`solvers.diagnose_infeasibility` (HiGHS IIS on the LP relaxation, else an elastic re-solve)
@@ -307,7 +318,7 @@ def diagnose(instance: Instance, decision: str, derate: dict[tuple[str, str], fl
     elif decision == "capacity":
         from formulations.capacity import CapacityOptions, build_model, prepare_data
 
-        model = build_model(prepare_data(instance, _options(CapacityOptions, sc, derate)))
+        model = build_model(prepare_data(instance, _options(CapacityOptions, sc, derate, labour_floor)))
     else:
         return [f"{decision} model infeasible (no diagnosis available for this decision)"]
     report = diagnose_infeasibility(model, time_limit=60)
@@ -531,7 +542,8 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
         if not current.has_solution:
             rec["outcome"] = "no solution"
             if current.status in NO_SOLUTION_STATUSES[:3]:
-                rec["diagnosis"] = diagnose(labour_derated(inst, labour_derate), decision, derate)
+                rec["diagnosis"] = diagnose(labour_derated(inst, labour_derate), decision, derate,
+                                            labour_floor=floors)
                 if demand_must_be_met(inst, decision):
                     rec["diagnosis"] += unserved_demand(inst)
             rounds.append(rec)

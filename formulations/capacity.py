@@ -431,7 +431,8 @@ def add_labor(m: linopy.Model, data: CapacityData) -> None:
     ``regular + overtime + temp_hours >= hours_per_unit x processed``;
     ``sum_{d in week} overtime[s,d] <= max_overtime_hours x days_in_week / 7``;
     ``temp_hours[s,d] <= temp_hours_per_day x temps[s]``;
-    ``regular + overtime + temp_hours >= labour_floor[s,d]`` where the option sets a floor.
+    ``regular + overtime + temp_hours >= labour_floor[s,d]`` where the option sets a floor (capped at
+    ``regular cap + max_overtime_hours / 7 + max temps x temp_hours_per_day``, always feasible).
     """
     if data.labor.empty:
         return
@@ -445,7 +446,13 @@ def add_labor(m: linopy.Model, data: CapacityData) -> None:
     for (site, day), hours in (data.params.get("labour_floor") or {}).items():
         if site in data.sites and int(day) in data.days:
             floor[data.sites.get_loc(site), data.days.get_loc(int(day))] = float(hours)
-    if (floor > 0).any():  # ``regular + overtime + temp_hours >= floor`` where the repair loop set one
+    if (floor > 0).any():  # ``regular + overtime + temp_hours >= floor`` where the repair loop set one, capped
+        # at what a day can always staff (regular + the week's overtime / 7 + every temp), so it stays feasible
+        most = (_site_column(data, "max_headcount") * _site_column(data, "hours_per_person_week") / 7.0
+                + _site_column(data, "max_overtime_hours") / 7.0
+                + np.floor(_site_column(data, "max_headcount") * data.params["max_temp_share"] + 1e-9)
+                * data.params["temp_hours_per_day"]).to_numpy()[:, None]
+        floor = np.minimum(floor, most)
         add_rows(m, "labor_floor", coords, [(_labels(m, "regular"), 1.0), (overtime, 1.0), (temp_hours, 1.0)], ">=",
                  floor, mask=mask & (floor > 0))
     temps = np.broadcast_to(_labels(m, "temps")[:, None], mask.shape)
