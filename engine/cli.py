@@ -102,7 +102,7 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     from engine.answer import answer_for_run, answer_text, like_for_like_baseline
     from engine.governance import current_user, enforce, find_policy
     from engine.kpi import executive_summary, kpi_deltas
-    from engine.pipeline import plan
+    from engine.pipeline import MAX_ROUNDS, plan
     from engine.scenario import load_scenario
     from engine.store import RunStore
     from engine.sweep import record_plan_result
@@ -112,8 +112,8 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     run_store = RunStore(store)
     user = current_user(as_user)
     verdict = enforce(find_policy(policy), user, scenario, inst.name, store=run_store, action="solve")
-    solver_options = {"solver": solver, "time_limit": time_limit, "mip_gap": gap, "threads": None, "max_rounds": 4,
-                      "replications": replications, "simulate": True}
+    solver_options = {"solver": solver, "time_limit": time_limit, "mip_gap": gap, "threads": None,
+                      "max_rounds": MAX_ROUNDS, "replications": replications, "simulate": True}
     out_dir = Path(out) if out else Path("runs") / f"{inst.name}-{scenario.name if scenario else 'base'}"
     out_dir.mkdir(parents=True, exist_ok=True)
     log_file = out_dir / "solver.log"
@@ -134,9 +134,9 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
                            replications=replications, seed=seed, progress=say, max_rounds=base_rounds)
         record_plan_result(base_result, run_store, instance=inst, instance_path=path, scenario=base_sc,
                            solver_options=solver_options, seed=seed, verdict=base_verdict)
-    say("answering: " + {"redistribution": "planning the same disruption without transfers",
-                         "capacity": "stress-testing the peak with and without the additions"}.get(
-                             result.decision, "comparing with the baseline"))
+    if result.plan.has_solution and result.decision in ("redistribution", "capacity"):
+        say("answering: " + {"redistribution": "planning the same disruption without transfers",
+                             "capacity": "stress-testing the peak with and without the additions"}[result.decision])
     answer_for_run(result, base_result, out_dir=out_dir, replications=replications, seed=seed,
                    solve_kw={"solver": solver, "time_limit": time_limit, "mip_gap": gap})
     if base_result is not None:

@@ -234,6 +234,9 @@ def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str,
 
 
 INBOUND_STAGES = ("inbound_dock", "putaway")
+MAX_ROUNDS = 8
+"""Default most optimize -> simulate rounds: a plan that converges stops earlier (eu_fba's scenarios in 2-3
+rounds); us_west_port's port_closure_la needs 7 (each repair may move work to a site that then needs one)."""
 REPAIR_SAFETY = 1.25
 """The measured shortfall is scaled by this factor: it is the least extra capacity that clears the overdue
 units of the median replication, so repairing by exactly that much leaves the plan on the edge."""
@@ -473,7 +476,7 @@ def round_line(rec: dict[str, Any], max_rounds: int, elapsed: float, width: int 
 
 def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = "highs",
          time_limit: float | None = None, mip_gap: float | None = None, threads: int | None = None,
-         warm_start: Any = None, max_rounds: int = 4, replications: int = 10, seed: int = 0,
+         warm_start: Any = None, max_rounds: int | None = None, replications: int = 10, seed: int = 0,
          log: Any = None, simulate: bool = True, progress: Callable[[str], None] | None = None) -> PlanResult:
     """Optimize, check, simulate and repair until the plan is executable (see the module docstring).
 
@@ -484,13 +487,14 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     solver, time_limit, mip_gap, threads, log : passed to :func:`solvers.solve` (scenario ``solver:``
         settings are used where the caller gives none).
     warm_start : a previous PlanResult or Plan (e.g. the baseline) used as MIP start in round 1.
-    max_rounds : most optimize -> simulate rounds.
+    max_rounds : most optimize -> simulate rounds (default :data:`MAX_ROUNDS`).
     replications, seed : simulator replications and seed.
     """
     from engine.simulator import simulate as run_simulation
     from formulations.check import check_plan
 
     say = progress or (lambda msg: None)
+    max_rounds = MAX_ROUNDS if max_rounds is None else int(max_rounds)
     t0 = time.perf_counter()
     inst = apply_scenario(instance, scenario)
     decision = scenario.decision if scenario is not None else "consolidation"
