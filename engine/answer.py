@@ -747,8 +747,9 @@ TAIL_PERIODS = 1
 """Periods after the peak block simulated at the forecast volume in the peak stress tests."""
 
 
-def like_for_like_baseline(instance: Instance, scenario: Any, load: Any) -> tuple[Instance, Any, int] | None:
-    """The baseline a scenario is compared with: (instance, scenario, max repair rounds), or None.
+def like_for_like_baseline(instance: Instance, scenario: Any, load: Any) -> tuple[Instance, Any, int | None] | None:
+    """The baseline a scenario is compared with: (instance, scenario, most repair rounds or None = the
+    default), or None.
 
     A peak (``capacity``) scenario is compared with the same window and the same demand under today's
     capacity: the same scenario without modules (no expansions), extra shifts or temporary staff, simulated
@@ -766,7 +767,7 @@ def like_for_like_baseline(instance: Instance, scenario: Any, load: Any) -> tupl
                         options={**dict(scenario.options), "allow_extra_shift": False, "max_temp_share": 0.0})
         return instance.replace(expansions=instance.expansions.iloc[0:0]), today, 1
     if scenario.baseline and scenario.baseline != scenario.name:
-        return instance, load(scenario.baseline), 4
+        return instance, load(scenario.baseline), None
     return None
 
 
