@@ -361,7 +361,7 @@ def _redistribution(ans: dict[str, Any], instance: Instance, result: Any, base: 
                           "do_nothing_not_on_time_units": late_none, "plan_not_on_time_units": late_plan,
                           "on_time_gained_units": None if late_none is None else late_none - late_plan})
     lanes = len({(r["origin_id"], r["destination_id"]) for r in rows})
-    head = f"Move {units:,.0f} units in {trucks:,} trucks on {lanes} lane(s)"
+    head = f"Move {units:,.0f} units in {trucks:,} truck{'' if trucks == 1 else 's'} on {lanes} lane(s)"
     if lost_none is not None:
         head += f"; {lost_none - lost_plan:,.0f} stockout units avoided against doing nothing"
         if late_none is not None and abs(late_none - late_plan) >= 0.5:
@@ -375,7 +375,8 @@ def _redistribution(ans: dict[str, Any], instance: Instance, result: Any, base: 
             by_lane.setdefault((r["origin_name"], r["destination_name"]), []).append(r)
         for (o, d), rs in sorted(by_lane.items(), key=lambda kv: -sum(r["units"] for r in kv[1])):
             days = ", ".join(f"{r['date']} {r['trucks']}" for r in rs[:8]) + (" ..." if len(rs) > 8 else "")
-            lines.append(f"    {o} -> {d}: {sum(r['trucks'] for r in rs)} trucks, "
+            n = sum(r["trucks"] for r in rs)
+            lines.append(f"    {o} -> {d}: {n} truck{'' if n == 1 else 's'}, "
                          f"{sum(r['units'] for r in rs):,.0f} units (trucks per dispatch day: {days})")
     if lost_none is not None:
         lines.append(f"  stockouts: {lost_plan:,.0f} units lost with the plan, {lost_none:,.0f} without any "
