@@ -2,8 +2,10 @@
 
 Exit codes: 0 ok, 1 unexpected internal error (also: an audit trail that fails verification, a locked store, an
 I/O fault of the machine such as a full disk), 2 bad input (invalid instance, scenario, arguments, paths or store
-file), 3 infeasible, 4 no solution within the limit, 5 refused by the governance policy, 130 interrupted, 141 the
-reader of the output went away (a closed pipe). No error reaches the user as a traceback but a genuine bug.
+file), 3 infeasible, 4 no solution within the limit, 5 refused by the governance policy, 6 plan not executable (the
+final plan breaks an SLA in the hour-by-hour simulation; the summary's first line and ``--json``'s
+``"executable": false`` and ``answer.breaches`` say where, when and by how much), 130 interrupted, 141 the reader
+of the output went away (a closed pipe). No error reaches the user as a traceback but a genuine bug.
 
 Each subcommand lives in one ``cmd_*`` function registered in :data:`COMMANDS` by :func:`build_parser`.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 from instances.plain import to_plain
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_FORBIDDEN = 0, 1, 2, 3, 4, 5
+EXIT_NOT_EXECUTABLE = 6
 
 
 def _print_summary(summary: dict, out=None) -> None:
@@ -110,6 +113,7 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     import shutil
 
     from engine.atomic import atomic_folder
+    from engine.pipeline import MAX_ROUNDS
     from engine.preflight import preflight
     from engine.sweep import new_run_id, record_plan_result
 
@@ -120,16 +124,15 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     path, inst, scenario, base_sc = checked.instance_path, checked.instance, checked.scenario, checked.baseline
     run_store, user, out_dir = checked.store, checked.user, checked.out_dir
     say = (lambda m: None) if quiet else _progress
-    solver_options = {"solver": solver, "time_limit": time_limit, "mip_gap": gap, "threads": None, "max_rounds": 4,
-                      "replications": replications, "simulate": True}
+    solver_options = {"solver": solver, "time_limit": time_limit, "mip_gap": gap, "threads": None,
+                      "max_rounds": MAX_ROUNDS, "replications": replications, "simulate": True}
     run_id = new_run_id(inst, scenario, solver_options, seed)
     base_result = None
     try:
-        result, base_result, summary = _solve_into(atomic_folder(out_dir), inst, scenario, base_sc, run_id=run_id,
-                                                   solver=solver, time_limit=time_limit, gap=gap,
-                                                   replications=replications, seed=seed,
-                                                   solver_options=solver_options, run_store=run_store, user=user,
-                                                   say=say)
+        result, base_result, summary, base_used = _solve_into(
+            atomic_folder(out_dir), inst, scenario, base_sc, run_id=run_id, solver=solver, time_limit=time_limit,
+            gap=gap, replications=replications, seed=seed, solver_options=solver_options, run_store=run_store,
+            user=user, say=say, instance_path=path, with_baseline=with_baseline)
     except OSError as exc:
         if exc.filename is None:  # a write that failed on an open file (disk full): name the run folder
             raise OSError(exc.errno, f"{exc.strerror or exc} (while writing the run folder)", str(out_dir)) from exc
@@ -139,8 +142,9 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
         record_plan_result(result, run_store, instance=inst, instance_path=path, scenario=scenario,
                            solver_options=solver_options, seed=seed, verdict=checked.verdict, run_id=run_id)
         if base_result is not None:
-            record_plan_result(base_result, run_store, instance=inst, instance_path=path, scenario=base_sc,
-                               solver_options=solver_options, seed=seed, verdict=checked.baseline_verdict)
+            record_plan_result(base_result, run_store, instance=inst, instance_path=path, scenario=base_used,
+                               solver_options=solver_options, seed=seed,
+                               verdict=checked.baseline_verdict or checked.verdict)
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)  # a run the store does not hold leaves no folder either
         raise
@@ -149,24 +153,39 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
 
 
 def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, time_limit, gap, replications: int,
-                seed: int, solver_options: dict, run_store, user: str, say):
-    """Solve the scenario (and its baseline) and write the whole run folder into ``folder`` (an atomic folder)."""
+                seed: int, solver_options: dict, run_store, user: str, say, instance_path=None,
+                with_baseline: bool = True):
+    """Solve the scenario (and its like-for-like baseline), answer its question and write the whole run folder
+    into ``folder`` (an atomic folder). Returns (result, baseline result, summary, baseline scenario used)."""
+    from engine.answer import answer_for_run, answer_text, like_for_like_baseline
     from engine.hashing import input_hashes
     from engine.kpi import executive_summary, kpi_deltas
     from engine.pipeline import plan
+    from engine.scenario import load_scenario
+
+    def load(name: str):
+        return base_sc if base_sc is not None and base_sc.name == name else load_scenario(name, instance_path)
 
     name = scenario.name if scenario else "base"
     base_result = None
+    like = like_for_like_baseline(inst, scenario, load) if with_baseline else None
     with folder as work:
         log_file = work / "solver.log"
         log_file.write_text("")
         say(f"solving {inst.name} / {name}")
         result = plan(inst, scenario, solver=solver, time_limit=time_limit, mip_gap=gap, replications=replications,
                       seed=seed, log=str(log_file), progress=say)
-        if base_sc is not None:
+        if like is not None:
+            base_inst, base_sc, base_rounds = like
             say(f"solving baseline {base_sc.name}")
-            base_result = plan(inst, base_sc, solver=solver, time_limit=time_limit, mip_gap=gap,
-                               replications=replications, seed=seed, progress=say)
+            base_result = plan(base_inst, base_sc, solver=solver, time_limit=time_limit, mip_gap=gap,
+                               replications=replications, seed=seed, progress=say, max_rounds=base_rounds)
+        if result.plan.has_solution and result.decision in ("redistribution", "capacity"):
+            say("answering: " + {"redistribution": "planning the same disruption without transfers",
+                                 "capacity": "stress-testing the peak with and without the additions"}[result.decision])
+        answer_for_run(result, base_result, out_dir=work, replications=replications, seed=seed,
+                       solve_kw={"solver": solver, "time_limit": time_limit, "mip_gap": gap})
+        if base_result is not None:
             base_result.save(work / "baseline")
         result.save(work)
         hashes = input_hashes(inst, scenario, solver_options, seed)
@@ -180,12 +199,13 @@ def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, ti
             why = result.rounds[-1].get("diagnosis") if result.rounds else None
             summary = f"{name}: no plan ({result.status})"
             if why:
-                summary += "\nconflicting constraints:\n" + "\n".join(f"  - {w}" for w in why)
+                summary += "\nwhy:\n" + "\n".join(f"  - {w}" for w in why)
             (work / "summary.txt").write_text(summary + "\n")
         else:
-            summary = executive_summary(result.kpis, base_result.kpis if base_result else None, inst.currency,
-                                        name, base_result.scenario.get("name", "baseline") if base_result
-                                        else "baseline")
+            kpi_lines = executive_summary(result.kpis, base_result.kpis if base_result else None, inst.currency,
+                                          name, base_result.scenario.get("name", "baseline") if base_result
+                                          else "baseline")
+            summary = answer_text(result.answer or {}) + "\n\n" + kpi_lines
             (work / "summary.txt").write_text(summary + "\n")
             if base_result is not None:
                 (work / "deltas.json").write_text(json.dumps(to_plain(kpi_deltas(result.kpis, base_result.kpis)),
@@ -196,7 +216,7 @@ def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, ti
                 write_report(work, baseline_dir=(work / "baseline") if base_result else None)
             except ImportError:
                 pass
-    return result, base_result, summary
+    return result, base_result, summary, (like[1] if like is not None else None)
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
@@ -216,8 +236,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
                                             calibration=args.calibration, checked=checked)
     if args.json:
         d = result.to_dict()
-        print(json.dumps({"status": d["status"], "objective": d["objective"], "kpis": d["kpis"],
-                          "simulation": d["simulation"], "rounds": d["rounds"], "out": str(out_dir)}))
+        print(json.dumps({"status": d["status"], "objective": d["objective"], "executable": d["executable"],
+                          "answer": d.get("answer"), "kpis": d["kpis"], "simulation": d["simulation"],
+                          "rounds": d["rounds"], "out": str(out_dir)}))
     else:
         print(summary)
         print(f"plan, KPIs and logs written to {out_dir}")
@@ -431,6 +452,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lsi(args: argparse.Namespace) -> int:
+    """One day's Labour Stress Index per site and stage from a forecast CSV (see :mod:`engine.lsi`)."""
+    from engine.lsi import labour_stress_index, lsi_text, read_forecast
+    from instances.instance import load_instance, resolve_instance_path
+    from instances.validation import InstanceValidationError
+
+    inst = load_instance(resolve_instance_path(args.instance))
+    try:
+        forecast, day = read_forecast(args.forecast, inst, args.date)
+    except InstanceValidationError as exc:
+        for f in exc.report.errors:
+            print(f"error: {f}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = labour_stress_index(inst, forecast, day)
+    print(json.dumps(result.to_dict()) if args.json else lsi_text(result))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -549,6 +588,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="run folder to compare against (default RUN_DIR/baseline if present)")
     p.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
     COMMANDS["report"] = cmd_report
+
+    p = sub.add_parser("lsi", help="one day's Labour Stress Index per site and stage from a forecast CSV")
+    p.add_argument("instance", help="instance folder or bundled instance name")
+    p.add_argument("--forecast", required=True, help="CSV: site_id, [date], inbound_units, outbound_units")
+    p.add_argument("--date", help="the day (YYYY-MM-DD) when the file holds several")
+    p.add_argument("--json", action="store_true")
+    COMMANDS["lsi"] = cmd_lsi
     return parser
 
 

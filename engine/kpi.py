@@ -6,7 +6,8 @@ tactical ones, as the plan's ``costs`` table states):
 - ``total_cost``: sum of the plan's cost components; ``cost_<component>`` for each of fixed (fixed site
   costs + opening + closing), transport, handling, labour (regular + overtime + temporary), capex
   (annualized capex + expansion opex), penalty (unmet demand, late delivery).
-- ``investment``: one-off money needed: capex of added modules + opening costs of opened sites.
+- ``investment``: one-off money needed: capex of added modules + opening costs of opened sites + closing
+  costs of closed sites.
 - ``labour_hours``: planned labour hours over the plan's periods (all sites); per site in
   :func:`labour_hours_by_site`.
 - ``avg_delivery_days`` / ``p95_delivery_days``: demand-weighted mean / 95th percentile of lane transit
@@ -151,16 +152,17 @@ def labour_hours_by_site(plan: Plan) -> pd.Series:
 
 
 def investment(instance: Instance, plan: Plan) -> float:
-    """Capex of added modules plus opening costs of sites the plan opens."""
+    """One-off money: capex of added modules + opening costs of sites opened + closing costs of sites closed."""
     cap = plan.tables["capacity"]
     capex = float(pd.to_numeric(cap["capex"]).fillna(0.0).sum()) if not cap.empty else 0.0
     sites = plan.tables["sites"]
-    opening = 0.0
+    one_off = 0.0
     if not sites.empty:
-        opened = sites.loc[pd.to_numeric(sites["opened"]).fillna(0) > 0.5, "site_id"]
-        oc = instance.sites.set_index("id")["opening_cost"]
-        opening = float(oc.reindex(opened).fillna(0.0).sum())
-    return capex + opening
+        s = instance.sites.set_index("id")
+        for flag, column in (("opened", "opening_cost"), ("closed", "closing_cost")):
+            hit = sites.loc[pd.to_numeric(sites[flag]).fillna(0) > 0.5, "site_id"]
+            one_off += float(pd.to_numeric(s[column]).reindex(hit).fillna(0.0).sum())
+    return capex + one_off
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:

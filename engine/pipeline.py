@@ -18,8 +18,19 @@
      copy of the instance, so the MILP plans that many more hours (or moves work elsewhere). Every stage,
      because the simulator shares a site's staffed hours among its stages by workload: only more hours for
      the whole site give the failing stage its extra ``s``. The simulator runs on the true productivity.
+     For daily plans (redistribution, capacity) the staffing lever is a *floor of labour hours* per site and
+     day instead (``labour_floor``): the MILP staffs a day for the units it processes that day, while the
+     simulator carries the evening's arrivals into the next day; so every day that receives carried-over work
+     in the simulation gets at least the planned hours plus that work's hours (:func:`carry_over_floors`), and
+     the failing day the hours its shortfall needs. Derating productivity there would add hours only on days
+     that already have work, and the same breach would come back round after round (the stall seen on
+     us_west_port's DC_JOLIET inbound chain).
 
-   Repeat until the plan passes or ``max_rounds`` is reached.
+   Repeat until the plan passes or ``max_rounds`` is reached. A plan still breaking an SLA then is returned
+   as it is, with the breaches (``exit_code`` 6): the answer states where, when and how much is missing.
+
+Progress: one line per round (:func:`round_line`: what failed, what changed, elapsed time); the details are
+in ``loop.json``.
 
 Every round is recorded (what failed, what changed, the objective and its change), so a planner sees
 the price of executability.
@@ -38,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from engine.kpi import compute_kpis
+from engine.reach import demand_must_be_met, unreachable_zones, unserved_demand
 from engine.scenario import Scenario, apply_scenario
 from formulations.registry import formulation
 from instances.instance import Instance
@@ -66,6 +78,8 @@ class PlanResult:
     violations: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     instance: Instance | None = field(default=None, repr=False)
+    answer: dict[str, Any] | None = None
+    """The answer to the scenario's question (:func:`engine.answer.build_answer`), set by the caller."""
 
     def __post_init__(self) -> None:
         self.status = Termination.parse(self.status)
@@ -100,7 +114,14 @@ class PlanResult:
             "rounds": [{k: to_plain(v) for k, v in r.items()} for r in self.rounds],
             "violations": int(len(self.violations)),
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "executable": self.executable,
+            **({"answer": to_plain(self.answer)} if self.answer is not None else {}),
         }
+
+    @property
+    def executable(self) -> bool:
+        """A plan exists and the simulator executes it (False also when it was not simulated)."""
+        return bool(self.plan.has_solution and self.simulation_feasible)
 
     def save(self, out: str | Path) -> Path:
         """Write plan tables (CSV + Parquet), ``kpis.json``, ``loop.json``, simulation tables and summary."""
@@ -126,16 +147,27 @@ class PlanResult:
         return out
 
 
+EXIT_NOT_EXECUTABLE = 6
+"""Exit code of a run whose final plan the simulator cannot execute (an SLA breaks hour by hour)."""
+
+
 def exit_code(result: PlanResult) -> int:
-    """CLI exit code: 0 ok, 3 infeasible, 4 no solution within the limit."""
+    """CLI exit code: 0 ok, 3 infeasible, 4 no solution within the limit, 6 plan not executable.
+
+    6 applies when the plan was simulated and breaks an SLA (the repair loop ran out of rounds or levers):
+    ``result.json`` then carries ``"executable": false`` and the breaches with site, stage, hour and shortfall.
+    """
     if Termination.parse(result.status).proves_no_solution:
         return 3
     if result.objective is None:
         return 4
+    if result.simulation is not None and not result.simulation_feasible:
+        return EXIT_NOT_EXECUTABLE
     return 0
 
 
-def _options(cls: type, sc: dict[str, Any], derate: dict[tuple[str, str], float] | None) -> Any:
+def _options(cls: type, sc: dict[str, Any], derate: dict[tuple[str, str], float] | None,
+             labour_floor: dict[tuple[str, int], float] | None = None) -> Any:
     """Formulation options from the scenario's ``options`` plus the loop's capacity derate."""
     fields = cls.__dataclass_fields__
     opts = dict(sc.get("options") or {})
@@ -155,6 +187,8 @@ def _options(cls: type, sc: dict[str, Any], derate: dict[tuple[str, str], float]
         kw["closed_sites"] = tuple(sorted(set(kw.get("closed_sites", ())) | set(sc["force_closed"])))
     if derate:
         kw["capacity_derate"] = dict(derate)
+    if labour_floor and "labour_floor" in fields:
+        kw["labour_floor"] = dict(labour_floor)
     return cls(**kw)
 
 
@@ -165,17 +199,21 @@ def evaluation_instance(instance: Instance, decision: str) -> Instance:
 
 
 def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str, str], float] | None = None,
-                   warm_start: Any = None, **solve_kw: Any) -> tuple[Plan, Instance]:
+                   warm_start: Any = None, labour_floor: dict[tuple[str, int], float] | None = None,
+                   **solve_kw: Any) -> tuple[Plan, Instance]:
     """Solve one decision's MILP on an (already scenario-applied) instance, through the registry.
 
     Returns the plan and the instance it is expressed on (the formulation's ``plan_instance``: the instance
     itself, except for ``capacity`` whose plan lives on the daily peak instance).
     """
     f = formulation(decision)
-    options = _options(f.Options, instance.meta.get("scenario") or {}, derate)
+    options = _options(f.Options, instance.meta.get("scenario") or {}, derate, labour_floor)
     return f.solve(instance, options, warm_start=warm_start, **solve_kw), f.plan_instance(instance, options)
 
 
+MAX_ROUNDS = 8
+"""Default most optimize -> simulate rounds: a plan that converges stops earlier (eu_fba's scenarios in 2-3
+rounds); us_west_port's port_closure_la needs 7 (each repair may move work to a site that then needs one)."""
 REPAIR_SAFETY = 1.25
 """The measured shortfall is scaled by this factor: it is the least extra capacity that clears the overdue
 units of the median replication, so repairing by exactly that much leaves the plan on the edge."""
@@ -242,7 +280,7 @@ def repair_factor(capacity: float, load: float, shortfall: float) -> float:
 
 
 def diagnose(instance: Instance, decision: str, derate: dict[tuple[str, str], float] | None = None,
-             max_items: int = 20) -> list[str]:
+             max_items: int = 20, labour_floor: dict[tuple[str, int], float] | None = None) -> list[str]:
     """Why a decision's MILP is infeasible, in business terms (constraint group and labels).
 
     Uses :func:`solvers.diagnose_infeasibility` (HiGHS IIS on the LP relaxation, else an elastic re-solve)
@@ -252,7 +290,8 @@ def diagnose(instance: Instance, decision: str, derate: dict[tuple[str, str], fl
     from solvers import diagnose_infeasibility
 
     f = formulation(decision)
-    model = f.build_model(f.prepare(instance, _options(f.Options, instance.meta.get("scenario") or {}, derate)))
+    model = f.build_model(f.prepare(instance, _options(f.Options, instance.meta.get("scenario") or {}, derate,
+                                                       labour_floor)))
     report = diagnose_infeasibility(model, time_limit=60)
     if not report.infeasible:
         return [f"no conflict found ({report.note})"]
@@ -272,8 +311,58 @@ def _breaches(sim: Any, verdict: Any) -> list[dict[str, Any]]:
              "shortfall_units": verdict.shortfall_units, "binding": getattr(verdict, "binding", None)}]
 
 
+def _planned_hours(plan: Plan, site: str, period: int) -> float:
+    """Labour hours (regular + overtime + temp) the plan staffs at a site in a period."""
+    lab = plan.tables["labor"]
+    if lab.empty:
+        return 0.0
+    rows = lab[(lab["site_id"].astype(str) == site) & (pd.to_numeric(lab["period"]) == period)]
+    return float(sum(pd.to_numeric(rows[c]).fillna(0.0).sum() for c in ("regular_hours", "overtime_hours",
+                                                                          "temp_hours")))
+
+
+CHAIN_STAGES = {"order": ("pick", "pack", "outbound_dock"), "inbound": INBOUND_STAGES}
+
+
+def carry_over_floors(instance: Instance, plan: Plan, sim: Any) -> dict[tuple[str, int], float]:
+    """Labour hours each site needs on a day: what the plan staffs plus the work the simulation carried in.
+
+    From the simulation's daily table (multiplier 1): the units still waiting at each stage at the end of
+    day d (cumulative workload - throughput) need ``units / productivity`` hours on day d + 1, scaled by
+    :data:`REPAIR_SAFETY`. Only days with carried-in work get a floor.
+    """
+    daily = getattr(sim, "daily", None)
+    if daily is None or len(daily) == 0 or instance.labor.empty:
+        return {}
+    d = daily
+    if "multiplier" in d:
+        d = d[np.isclose(pd.to_numeric(d["multiplier"]).astype(float), 1.0)]
+    d = d[d["stage"] != "storage"].sort_values(["site_id", "stage", "period", "day"])
+    left = (pd.to_numeric(d["workload"]) - pd.to_numeric(d["throughput"])).groupby(
+        [d["site_id"], d["stage"]]).cumsum()
+    d = d.assign(left=left.clip(lower=0.0))
+    lab = instance.labor.set_index("site_id")
+    prod = {(s, k): float(lab.at[s, f"productivity_{k}"]) for s in lab.index for k in LABOR_STAGES
+            if f"productivity_{k}" in lab}
+    d = d[[(s, k) in prod for s, k in zip(d["site_id"], d["stage"])]]
+    if d.empty:
+        return {}
+    d = d.assign(hours=d["left"] / [prod[(s, k)] for s, k in zip(d["site_id"], d["stage"])])
+    end = d.groupby(["site_id", "period"])["hours"].sum()
+    out = {}
+    periods = set(pd.to_numeric(plan.tables["labor"]["period"]).astype(int)) if not plan.tables["labor"].empty \
+        else set()
+    for (site, period), hours in end.items():
+        nxt = int(period) + 1
+        if hours > 1e-6 and nxt in periods:
+            out[(str(site), nxt)] = _planned_hours(plan, str(site), nxt) + REPAIR_SAFETY * float(hours)
+    return out
+
+
 def _repair(inst: Instance, evaluated_on: Instance, plan: Plan, breach: dict[str, Any],
-            derate: dict[tuple[str, str], float], labour_derate: dict[str, float]) -> str | None:
+            derate: dict[tuple[str, str], float], labour_derate: dict[str, float],
+            labour_floor: dict[tuple[str, int], float] | None = None,
+            carry_floors: dict[tuple[str, int], float] | None = None) -> str | None:
     """Tighten the MILP where one breach happened (see the module docstring); returns what changed."""
     site, stage = str(breach["site_id"]), str(breach["stage"])
     cap = _planned_daily_capacity(evaluated_on, plan, site, stage)
@@ -294,15 +383,68 @@ def _repair(inst: Instance, evaluated_on: Instance, plan: Plan, breach: dict[str
         derate[key] = min(derate.get(key, 1.0), repair_factor(cap, load, short))
         return (f"equipment binds: derate {site} {stage} capacity to {derate[key]:.1%} of nominal "
                 f"(planned load {load:,.0f} units/day needed {cap + short:,.0f} units/day, {cap:,.0f} installed)")
+    if labour_floor is not None and period is not None:
+        # a floor of hours on the failing day: the MILP staffs a day for the units it processes that day only,
+        # so work carried over from the day before can find the site (nearly) unstaffed, and derating the
+        # productivity adds hours only on days that already have work -- the same breach would come back
+        lab = inst.labor.set_index("site_id").loc[site]
+        chain = str(breach.get("chain") or ("inbound" if stage in INBOUND_STAGES else "order"))
+        per_unit = sum(1.0 / float(lab[f"productivity_{k}"]) for k in CHAIN_STAGES.get(chain, (stage,))
+                       if float(lab.get(f"productivity_{k}", 0.0) or 0.0) > 0)
+        planned = _planned_hours(plan, site, period)
+        extra = max(REPAIR_SAFETY * measured * per_unit, REPAIR_MARGIN * planned, 1.0)
+        labour_floor[(site, period)] = max(labour_floor.get((site, period), 0.0), planned + extra)
+        for (s2, p2), hours in (carry_floors or {}).items():  # every day's carried-in work, every site
+            labour_floor[(s2, p2)] = max(labour_floor.get((s2, p2), 0.0), hours)
+        return (f"staffing binds: at least {labour_floor[(site, period)]:,.0f} labour hours at {site} in period "
+                f"{period} (planned {planned:,.0f} h; {measured:,.0f} units/day at {stage} were not processed "
+                f"in time, {extra:,.0f} h more)")
     labour_derate[site] = labour_derate.get(site, 1.0) * load / (load + short)
     return (f"staffing binds: plan {site}'s labour at {labour_derate[site]:.1%} of nominal productivity "
             f"(planned load {load:,.0f} units/day at {stage} needed {short:,.0f} units/day more than the staffed "
             f"hours gave; equipment {cap:,.0f} units/day suffices)")
 
 
+def _handles_volume(plan: Plan) -> bool:
+    """Does any DC of the plan receive or ship units?"""
+    tp = plan.tables["site_throughput"]
+    if tp.empty:
+        return False
+    return bool((pd.to_numeric(tp["inbound_units"]).fillna(0) + pd.to_numeric(tp["outbound_units"]).fillna(0)
+                 > 0).any())
+
+
+def _short_change(change: str) -> str:
+    """The first clause of a repair's description (what changed), for the one-line progress."""
+    head = change.split(" (", 1)[0]
+    return head.replace("equipment binds: ", "").replace("staffing binds: ", "")
+
+
+def round_line(rec: dict[str, Any], max_rounds: int, elapsed: float, width: int = 160) -> str:
+    """One progress line per repair round: what failed, what changed, elapsed time (at most ``width`` chars)."""
+    head = f"round {rec['round']}/{max_rounds} {elapsed:5.1f}s: "
+    obj = rec.get("objective")
+    if rec.get("outcome") == "no solution":
+        body = f"{rec.get('status')}" + (f" -- {rec['diagnosis'][0]}" if rec.get("diagnosis") else "")
+    elif rec.get("simulation_feasible"):
+        body = f"plan executable (objective {obj:,.0f})" if obj is not None else "plan executable"
+    elif rec.get("failed_site"):
+        body = (f"{rec['failed_site']} {rec.get('failed_stage')} breaks its SLA "
+                f"(+{rec.get('shortfall_units_per_day', 0.0):,.0f} units/day short)")
+        changes = rec.get("changes") or []
+        if changes:
+            body += " -> " + _short_change(changes[0]) + (f" (+{len(changes) - 1} more)" if len(changes) > 1 else "")
+        else:
+            body += f" -- {rec.get('outcome')}"
+    else:
+        body = str(rec.get("outcome", ""))
+    line = head + body
+    return line if len(line) <= width else line[:width - 3] + "..."
+
+
 def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = "highs",
          time_limit: float | None = None, mip_gap: float | None = None, threads: int | None = None,
-         warm_start: Any = None, max_rounds: int = 4, replications: int = 10, seed: int = 0,
+         warm_start: Any = None, max_rounds: int | None = None, replications: int = 10, seed: int = 0,
          log: Any = None, simulate: bool = True, progress: Callable[[str], None] | None = None) -> PlanResult:
     """Optimize, check, simulate and repair until the plan is executable (see the module docstring).
 
@@ -313,13 +455,14 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     solver, time_limit, mip_gap, threads, log : passed to :func:`solvers.solve` (scenario ``solver:``
         settings are used where the caller gives none).
     warm_start : a previous PlanResult or Plan (e.g. the baseline) used as MIP start in round 1.
-    max_rounds : most optimize -> simulate rounds.
+    max_rounds : most optimize -> simulate rounds (default :data:`MAX_ROUNDS`).
     replications, seed : simulator replications and seed.
     """
     from engine.simulator import simulate as run_simulation
     from formulations.check import check_plan
 
     say = progress or (lambda msg: None)
+    max_rounds = MAX_ROUNDS if max_rounds is None else int(max_rounds)
     t0 = time.perf_counter()
     inst = apply_scenario(instance, scenario)
     decision = scenario.decision if scenario is not None else "consolidation"
@@ -332,6 +475,7 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
         warm_start = warm_start.plan
     derate: dict[tuple[str, str], float] = {}
     labour_derate: dict[str, float] = {}
+    floors: dict[tuple[str, int], float] | None = {} if decision in ("capacity", "redistribution") else None
     rounds: list[dict[str, Any]] = []
     timings = {"solve_s": 0.0, "check_s": 0.0, "simulate_s": 0.0}
     current: Plan | None = None
@@ -339,10 +483,22 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     sim = None
     violations = pd.DataFrame()
     prev_obj: float | None = None
+    if demand_must_be_met(inst, decision) and unreachable_zones(inst):
+        why = unserved_demand(inst)
+        if why:  # demand never vanishes: no plan rather than a plan that drops it (no lane: no solve needed)
+            rec = {"round": 1, "status": "infeasible", "objective": None, "objective_change": None,
+                   "outcome": "no solution", "diagnosis": why, "derate": {}, "labour_derate": {}}
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
+            timings["total_s"] = time.perf_counter() - t0
+            return PlanResult(
+                instance_name=instance.name,
+                scenario=scenario.to_dict() if scenario is not None else {"name": "base", "decision": decision},
+                status="infeasible", objective=None, plan=Plan(decision, "infeasible"), simulation=None, kpis={},
+                rounds=[rec], violations=pd.DataFrame(), timings=timings, instance=inst)
     for r in range(1, max_rounds + 1):
-        say(f"round {r}: solving {decision} MILP")
         ts = time.perf_counter()
         current, evaluated_on = solve_decision(labour_derated(inst, labour_derate), decision, derate=derate,
+                                               labour_floor=floors,
                                                warm_start=warm_start, solver=solver, time_limit=time_limit,
                                                mip_gap=mip_gap, threads=threads, log=log)
         if labour_derate:
@@ -352,13 +508,18 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
                                "objective_change": (None if prev_obj is None or current.objective is None
                                                     else current.objective - prev_obj),
                                "derate": {f"{s}/{g}": round(f, 6) for (s, g), f in derate.items()},
-                               "labour_derate": {s: round(f, 6) for s, f in labour_derate.items()}}
+                               "labour_derate": {s: round(f, 6) for s, f in labour_derate.items()},
+                               **({"labour_floor": {f"{s}/{p}": round(h, 3) for (s, p), h in floors.items()}}
+                                  if floors else {})}
         if not current.has_solution:
             rec["outcome"] = "no solution"
             if current.status.proves_no_solution:
-                rec["diagnosis"] = diagnose(labour_derated(inst, labour_derate), decision, derate)
-                say(f"round {r}: infeasible -- " + "; ".join(rec["diagnosis"][:5]))
+                rec["diagnosis"] = diagnose(labour_derated(inst, labour_derate), decision, derate,
+                                            labour_floor=floors)
+                if demand_must_be_met(inst, decision):
+                    rec["diagnosis"] += unserved_demand(inst)
             rounds.append(rec)
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
             sim = None
             break
         ts = time.perf_counter()
@@ -369,7 +530,12 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
             rec["outcome"] = "not simulated"
             rounds.append(rec)
             break
-        say(f"round {r}: simulating {replications} replications")
+        if not _handles_volume(current):  # nothing to execute (the simulator needs at least one working DC)
+            rec["outcome"] = "not simulated: no DC handles any volume in this plan"
+            rounds.append(rec)
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
+            sim = None
+            break
         ts = time.perf_counter()
         sim = run_simulation(evaluated_on, current, replications=replications, seed=seed)
         timings["simulate_s"] += time.perf_counter() - ts
@@ -378,27 +544,31 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
         if v.feasible:
             rec["outcome"] = "plan executable"
             rounds.append(rec)
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
             break
         rec.update({"failed_site": v.site_id, "failed_stage": v.stage, "failed_period": getattr(v, "period", None),
                     "shortfall_units_per_day": float(v.shortfall_units), "message": v.message})
         if r == max_rounds:
             rec["outcome"] = "round limit reached"
             rounds.append(rec)
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
             break
         changes = []
+        carried = carry_over_floors(evaluated_on, current, sim) if floors is not None else None
         for breach in _breaches(sim, v):
-            change = _repair(inst, evaluated_on, current, breach, derate, labour_derate)
+            change = _repair(inst, evaluated_on, current, breach, derate, labour_derate, floors, carried)
             if change:
                 changes.append(change)
         if not changes:
             rec["outcome"] = "cannot repair: no capacity data for the failing stage"
             rounds.append(rec)
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
             break
         rec["change"] = "; ".join(changes)
         rec["changes"] = changes
         rec["outcome"] = "repair and re-solve"
         rounds.append(rec)
-        say(f"round {r}: {rec['change']}")
+        say(round_line(rec, max_rounds, time.perf_counter() - t0))
         warm_start = current
         prev_obj = current.objective
     assert current is not None

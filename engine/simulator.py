@@ -34,7 +34,9 @@ Capacity ``c[t,k] = min(equipment, labour)``:
   (max_headcount x hours_per_person_week x days/7 + max_overtime_hours x days/7), spread over the shift
   pattern (``Profile.shift_hours`` from ``open_hour``, default the site's longest stage window, weighted by
   ``Profile.staffing_weekday``). A stage's share is proportional to its workload in the period,
-  ``volume_k / productivity_k`` (labour idle at one stage does not help another). A site without a labour
+  ``volume_k / productivity_k`` with ``volume_k`` the plan's volume of the period plus the units waiting at
+  the stage when the period starts (work carried over from the day before is staffed too, also on a day the
+  plan sends the stage nothing); labour idle at one stage does not help another. A site without a labour
   row is not labour-constrained.
 
 Arrivals: the period volume is split over its days by weekday weights and over the steps of a day by an
@@ -835,9 +837,13 @@ def _holdings_stage(q: np.ndarray, y: np.ndarray, overdue: np.ndarray, stages: t
     return np.where(alloc_q.max(axis=1) > 0, blamed, longest)
 
 
-def _period_inputs(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, nd: int, step_hours: float
-                   ) -> tuple[np.ndarray, ...]:
+def _period_inputs(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, nd: int, step_hours: float,
+                   carry: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Expected work shares and capacity of period ``ip`` (nd days).
+
+    ``carry`` (S, K): units waiting at each stage when the period starts (mean over the batch); they count as
+    the stage's work when staffed hours are shared among stages, so work carried over from the day before is
+    staffed even on a day the plan sends the stage nothing.
 
     Returns w_out, w_in (Tc,) shares of the period's orders / inbound per step; dow (nd,) weekdays;
     cap (Tc, S, K) units per step (equipment and labour, the tighter); staffed (Tc, S) labour hours per step;
@@ -855,6 +861,8 @@ def _period_inputs(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, n
     prod = np.where(np.isnan(setup.productivity), np.inf, setup.productivity)
     vol = np.where(np.isin(np.arange(K_STAGES), (INBOUND_DOCK, PUTAWAY))[None, :],
                    setup.inbound[ip][:, None], setup.outbound[ip][:, None])  # (S, K) plan volume per stage
+    if carry is not None:
+        vol = vol + carry
     need = vol / prod
     tot = need.sum(axis=1, keepdims=True)
     share = np.where(tot > 0, need / np.where(tot > 0, tot, 1.0), 1.0 / K_STAGES)
@@ -1022,7 +1030,9 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         nd = int(days[ip])
         Tc = nd * spd
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
-        w_out, w_in, dow, cap, staffed, share, labour_binds = _period_inputs(setup, cal, profile, ip, nd, step_hours)
+        carry = buf[1][-1].mean(axis=-1) if buf is not None else None  # queues left by the previous day
+        w_out, w_in, dow, cap, staffed, share, labour_binds = _period_inputs(setup, cal, profile, ip, nd, step_hours,
+                                                                             carry)
         x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
         factor = 1.0 + (mult - 1.0) * pw[ip]  # (S, M)
         ext = np.empty((Tc, S, 2, M, R))  # external work of the chain heads: inbound dock, pick

@@ -102,6 +102,9 @@ class CapacityOptions:
         the breach penalty instead).
     capacity_derate : ``{(site, stage): factor}`` or DataFrame ``site_id, stage, factor`` in [0, 1] multiplying
         a stage's effective rate (the repair loop's lever, see :func:`formulations.common.derate_series`).
+    labour_floor : ``{(site, day): hours}`` -- at least this many labour hours (regular + overtime + temp) at a
+        site on a day of the peak (the repair loop's lever when work carried over from the day before finds
+        the site unstaffed: the MILP plans hours for a day's processed units only).
     """
 
     peak_periods: tuple[int, ...] | None = None
@@ -119,6 +122,7 @@ class CapacityOptions:
     sla_breach_penalty: float | None = None
     hard_sla: bool = False
     capacity_derate: Mapping[tuple[str, str], float] | pd.DataFrame | None = None
+    labour_floor: Mapping[tuple[str, int], float] | None = None
 
     def validate(self) -> None:
         """Raise ValueError when a weight, share, rate or cost is out of range."""
@@ -438,7 +442,9 @@ def add_labor(m: linopy.Model, data: CapacityData) -> None:
 
     ``regular + overtime + temp_hours >= hours_per_unit x processed``;
     ``sum_{d in week} overtime[s,d] <= max_overtime_hours x days_in_week / 7``;
-    ``temp_hours[s,d] <= temp_hours_per_day x temps[s]``.
+    ``temp_hours[s,d] <= temp_hours_per_day x temps[s]``;
+    ``regular + overtime + temp_hours >= labour_floor[s,d]`` where the option sets a floor (capped at
+    ``regular cap + max_overtime_hours / 7 + max temps x temp_hours_per_day``, always feasible).
     """
     if data.labor.empty:
         return
@@ -448,6 +454,19 @@ def add_labor(m: linopy.Model, data: CapacityData) -> None:
     temp_hours, overtime = _labels(m, "temp_hours"), _labels(m, "overtime")
     add_rows(m, "labor_hours", coords, [(_labels(m, "regular"), 1.0), (overtime, 1.0), (temp_hours, 1.0),
                                         (_labels(m, "processed"), -hpu)], ">=", 0.0, mask=mask)
+    floor = np.zeros(mask.shape)
+    for (site, day), hours in (data.params.get("labour_floor") or {}).items():
+        if site in data.sites and int(day) in data.days:
+            floor[data.sites.get_loc(site), data.days.get_loc(int(day))] = float(hours)
+    if (floor > 0).any():  # ``regular + overtime + temp_hours >= floor`` where the repair loop set one, capped
+        # at what a day can always staff (regular + the week's overtime / 7 + every temp), so it stays feasible
+        most = (_site_column(data, "max_headcount") * _site_column(data, "hours_per_person_week") / 7.0
+                + _site_column(data, "max_overtime_hours") / 7.0
+                + np.floor(_site_column(data, "max_headcount") * data.params["max_temp_share"] + 1e-9)
+                * data.params["temp_hours_per_day"]).to_numpy()[:, None]
+        floor = np.minimum(floor, most)
+        add_rows(m, "labor_floor", coords, [(_labels(m, "regular"), 1.0), (overtime, 1.0), (temp_hours, 1.0)], ">=",
+                 floor, mask=mask & (floor > 0))
     temps = np.broadcast_to(_labels(m, "temps")[:, None], mask.shape)
     add_rows(m, "temp_hours_limit", coords, [(temp_hours, 1.0), (temps, -data.params["temp_hours_per_day"])], "<=",
              0.0, mask=mask)

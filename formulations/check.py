@@ -334,7 +334,7 @@ def _demand_frame(instance: Instance, plan: Plan, flows: pd.DataFrame, ctx: Cont
     """demand, served (outbound flows) and unmet per zone, product and horizon period (None = nothing to check)."""
     out = flows[flows["leg"] == "outbound"]
     unmet = plan.tables["unmet"]
-    if out.empty and unmet.empty:
+    if out.empty and unmet.empty and not (pd.to_numeric(instance.demand["quantity"]) > 0).any():
         return None
     key = ["zone_id", "product_id", "period"]
     d = instance.demand[key + ["quantity"]].copy()

@@ -123,6 +123,9 @@ class RedistributionOptions:
     closed_sites : DCs taken out of service for the whole horizon (their stock is unavailable).
     capacity_derate : ``{(site, stage): factor}`` or DataFrame ``site_id, stage, factor`` in [0, 1] multiplying
         a stage's equipment capacity (the repair loop's lever, see :func:`formulations.common.derate_series`).
+    labour_floor : ``{(site, period): hours}`` -- at least this many labour hours (regular + overtime) at a DC in
+        a period (the repair loop's lever for work carried over from the period before, which the model does
+        not see: it staffs a period for the units received and shipped in it).
     """
 
     horizon_periods: int | None = None
@@ -137,6 +140,7 @@ class RedistributionOptions:
     allow_transfers: bool = True
     closed_sites: tuple[str, ...] = field(default_factory=tuple)
     capacity_derate: Mapping[tuple[str, str], float] | pd.DataFrame | None = None
+    labour_floor: Mapping[tuple[str, int], float] | None = None
 
     def resolved(self, instance: Instance) -> dict[str, Any]:
         """Every parameter with the instance defaults filled in."""
@@ -546,7 +550,8 @@ def add_labor_capacity(m: linopy.Model, data: RedistributionData) -> None:
     """Labour hours cover the stage work at DCs with a labour row.
 
     ``regular[d,t] + overtime[d,t] >= received[d,t] sum_{inbound} 1/prod + shipped[d,t] sum_{outbound} 1/prod``
-    (regular hours <= headcount x hours per week x Δ/7, overtime <= max overtime x Δ/7: variable bounds).
+    (regular hours <= headcount x hours per week x Δ/7, overtime <= max overtime x Δ/7: variable bounds);
+    ``regular[d,t] + overtime[d,t] >= labour_floor[d,t]`` (capped at those bounds) where the option sets one.
     """
     v = data.variables
     if v["regular"] is None:
@@ -562,6 +567,16 @@ def add_labor_capacity(m: linopy.Model, data: RedistributionData) -> None:
              [(v["regular"].labels.values, 1.0), (v["overtime"].labels.values, 1.0),
               (np.asarray(v["received"].labels.values)[rows], -h_in),
               (np.asarray(v["shipped"].labels.values)[rows], -h_out)], ">=", 0.0)
+    floor = np.zeros((len(lab), n_t))
+    sites = v["regular"].indexes["labor_site"]
+    for (site, period), hours in (data.params.get("labour_floor") or {}).items():
+        if site in sites and int(period) in data.periods:
+            floor[sites.get_loc(site), data.periods.get_loc(int(period))] = float(hours)
+    if (floor > 0).any():  # ``regular + overtime >= floor`` where the repair loop set one (within the caps)
+        ub = (v["regular"].upper.values + v["overtime"].upper.values)
+        add_rows(m, "labor_floor", {"labor_site": sites, "period": data.periods},
+                 [(v["regular"].labels.values, 1.0), (v["overtime"].labels.values, 1.0)], ">=",
+                 np.minimum(floor, ub), mask=floor > 0)
 
 
 def add_objective(m: linopy.Model, data: RedistributionData) -> None:

@@ -310,10 +310,10 @@ def test_headline_cards_equal_kpis_json_and_deltas_the_baseline(run_dir, report_
         assert text == fmt_value(kpis[key], unit, "EUR")
     deltas = dict(re.findall(r'data-kpi="([^"]+)" data-value="[^"]*">.*?data-delta="([^"]+)"', report_html))
     assert float(deltas["total_cost"]) == pytest.approx(kpis["total_cost"] - base["total_cost"])
-    # hand-chosen costs: scenario 875,716, baseline 812,716 -> 63,000 more; investment = capex + opening
+    # hand-chosen costs: scenario 875,716, baseline 812,716 -> 63,000 more; investment = capex + opening + closing
     assert kpis["total_cost"] - base["total_cost"] == pytest.approx(63_000.0)
     assert "+EUR 63,000 (+7.8%) vs baseline" in report_html
-    assert cards["investment"][1] == "EUR 180,000"
+    assert cards["investment"][1] == "EUR 230,000"  # module 80,000 + DC_C opening 100,000 + DC_B closing 50,000
 
 
 def test_report_sections_show_decisions_map_and_rounds(run_dir, report_html):
