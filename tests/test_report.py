@@ -10,6 +10,7 @@ where no Chromium/chromedriver is installed) and a screenshot is saved for revie
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -223,7 +224,7 @@ def test_site_states_read_the_plan():
 def test_lsi_heatmap_colours_each_site_day_by_band():
     lsi = pd.DataFrame({"site_id": ["S"] * 5, "day": [0, 1, 2, 3, 4], "lsi": [0.5, 0.9, 1.1, 1.2, np.inf]})
     page = lsi_heatmap(lsi, {"S": "Site <S>"})
-    cells = re.findall(r'<td style="background:(#[0-9a-f]+)" title="(\w+)">([^<]+)</td>', page)
+    cells = re.findall(r'<td style="background:(#[0-9a-f]+)" title="[^"]*\((\w+)\)">([^<]+)</td>', page)
     assert [(band, text) for _, band, text in cells] == [("comfortable", "0.50"), ("stretched", "0.90"),
                                                          ("overload", "1.10"), ("critical", "1.20"),
                                                          ("critical", "\u221e")]
@@ -290,10 +291,10 @@ def test_report_is_self_contained_and_escapes_user_strings(report_html):
     page = report_html
     assert "<script" not in page.lower()  # no script at all: the hostile site name is text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "close &lt;DC_B&gt; &amp; open &quot;DC_C&quot;" in page  # the scenario name
-    assert "Cologne &quot;K\u00f6ln&quot; &amp; &lt;b&gt;bold&lt;/b&gt;" in page  # a zone name on the map
+    assert "close &lt;DC_B&gt; &amp; open &#34;DC_C&#34;" in page  # the scenario name (jinja2 autoescape)
+    assert "Cologne &#34;K\u00f6ln&#34; &amp; &lt;b&gt;bold&lt;/b&gt;" in page  # a zone name on the map
     assert "<b>bold</b>" not in page
-    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in html.unescape(page)
     # nothing to fetch: the only URL is the SVG namespace
     assert set(re.findall(r"https?://[^\s\"'<>)]+", page)) == {"http://www.w3.org/2000/svg"}
     assert not re.search(r"\b(src|href)=\"(?!#|data:)", page)
@@ -316,30 +317,92 @@ def test_headline_cards_equal_kpis_json_and_deltas_the_baseline(run_dir, report_
     assert cards["investment"][1] == "EUR 180,000"
 
 
-def test_report_sections_show_decisions_map_and_rounds(run_dir, report_html):
-    page = report_html
-    for sid in ("headline", "map", "decisions", "costs", "utilisation", "labour-stress", "failures", "rounds",
-                "assumptions"):
-        assert f'<section id="{sid}">' in page
-    # map: one square per DC, one diamond per port, the main flows plus the transfer as lines
+SECTION_ORDER = ["answer", "decisions", "map", "costs", "service", "sites", "labour-stress", "simulation", "rounds",
+                 "assumptions"]
+
+
+def test_report_sections_answer_first_then_decisions_then_evidence(report_html):
+    assert re.findall(r'<section id="([^"]+)">', report_html) == SECTION_ORDER
+    answer = report_html.split('<section id="answer">')[1].split("</section>")[0]
+    # the question (no answer in result.json: the default question of the decision), the scenario, the time basis
+    assert "What does the consolidation cost and do" in answer
+    assert 'id="time-basis">money and hours over the 14-day horizon (14 days)' in answer
+    assert 'data-kpi="total_cost"' in answer
+
+
+def test_report_decisions_name_sites_not_ids(report_html):
+    page = report_html.split('<section id="decisions">')[1].split("</section>")[0]
+    # DC_B (the hostile name) closed, DC_C opened with one pack module (2 stations), a 1,200-unit transfer
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>close</td><td>existing</td>" in page
+    assert "<td>DC Erfurt (candidate)</td><td>open</td><td>candidate</td>" in page
+    assert ">EUR 80,000<" in page and ">1,200<" in page and ">+2<" in page
+    assert "DC_B" not in page and "DC_C" not in page and "Port of Hamburg" not in page.split("DCs open")[1]
+
+
+def test_report_maps_before_and_after_on_a_base_layer(run_dir, report_html):
+    page = report_html.split('<section id="map">')[1].split("</section>")[0]
+    maps = re.findall(r'<svg [^>]*data-map="(\w+)".*?</svg>', page, flags=re.S)
+    assert maps == ["before", "after"]
+    svgs = re.findall(r'<svg [^>]*data-map="\w+".*?</svg>', page, flags=re.S)
     inst = load_run(run_dir).instance
-    assert page.count('rx="2" fill=') == len(inst.dcs)
-    assert page.count("<polygon points=") == len(inst.sources)
+    # the base layer: Germany's outline and its borders drawn once, reused by the second map
+    assert '<g class="basemap" id="basemap-before">' in svgs[0]
+    assert re.search(r'<path d="M[^"]{200,}"[^>]*><title>Germany</title>', svgs[0])
+    assert '<use href="#basemap-before" class="basemap"/>' in svgs[1]
+    for svg in svgs:
+        assert svg.count('<g class="site"') == len(inst.sites)
+    # after: DC_B closed (a cross), DC_C opened; before: all as in the baseline plan
+    states = dict(re.findall(r'data-site="(\w+)" data-state="([\w ]+)"', svgs[1]))
+    assert states == {"PORT_HAM": "port", "DC_A": "open", "DC_B": "closed", "DC_C": "opened"}
+    assert dict(re.findall(r'data-site="(\w+)" data-state="([\w ]+)"', svgs[0]))["DC_C"] == "not opened"
     plan = Plan.load(run_dir / "plan")
-    n_lines = len(main_flows(plan.tables["flows"])) + 1
-    assert page.count('stroke-linecap="round"') == n_lines
-    # decisions: DC_B (the hostile name) closed, DC_C opened with one pack module, a 1,200-unit transfer
-    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>DC_B</td><td>close</td>" in page
-    assert "<td>DC Erfurt (candidate)</td><td>DC_C</td><td>open</td>" in page
-    assert ">EUR 80,000<" in page and ">1,200<" in page
-    # the LSI heat map has one cell per site and day of the simulation
+    assert svgs[1].count('class="flow"') == len(main_flows(plan.tables["flows"])) + 1  # + the transfer
+
+
+def test_report_cost_bridge_walks_from_baseline_to_scenario(report_html):
+    page = report_html.split('<section id="costs">')[1].split("</section>")[0]
+    bars = re.findall(r'class="bridge-bar (\w+)"><title>([^<]*)</title>', page)
+    # hand-chosen costs: fixed 750,000 -> 700,000 + opening 100,000 (+50,000); transport 39,000 -> 42,500
+    # (+3,500); capex 0 -> 9,500 (+9,500); handling and labour unchanged; total 812,716 -> 875,716
+    assert [k for k, _ in bars] == ["total", "up", "up", "up", "total"]
+    assert "EUR 812,716" in bars[0][1] and "EUR 875,716" in bars[-1][1]
+    assert "(+EUR 50,000)" in bars[1][1] and "(+EUR 3,500)" in bars[2][1] and "(+EUR 9,500)" in bars[3][1]
+    assert "Unchanged: handling, labour." in page
+    assert "+EUR 63,000" in page.split('id="cost-table"')[1]
+
+
+def test_report_service_coverage_equals_a_plain_recount(run_dir, report_html):
+    inst = load_run(run_dir).instance
+    plan = Plan.load(run_dir / "plan")
+    lanes = {(o, d): t for o, d, t in zip(inst.lanes["origin_id"], inst.lanes["destination_id"],
+                                          inst.lanes["transit_days"])}
+    out = plan.tables["flows"][plan.tables["flows"]["leg"] == "outbound"]
+    total = float(out["quantity"].sum())
+    within = {d: sum(q for o, z, q in zip(out["origin_id"], out["destination_id"], out["quantity"])
+                     if lanes[(o, z)] <= d) / total for d in (1, 2, 3)}
+    page = report_html.split('id="coverage"')[1].split("</table>")[0]
+    first = re.findall(r"<td[^>]*>([^<]*)</td>", page.split("<tr>")[2])
+    assert first[0] == "all regions" and first[1] == f"{total:,.0f}"
+    assert [first[3], first[5], first[7]] == [f"{within[d] * 100:.1f} %" for d in (1, 2, 3)]
+
+
+def test_report_sites_lsi_rounds_and_hashes(run_dir, report_html):
+    page = report_html
+    plan = Plan.load(run_dir / "plan")
+    tp = plan.tables["site_throughput"]
+    vol = tp.groupby("site_id")["outbound_units"].sum()
+    sites = page.split('id="site-table"')[1].split("</table>")[0]
+    assert f"<td>DC Erfurt (candidate)</td><td class=\"num\">0</td><td class=\"num\">{vol['DC_C']:,.0f}</td>" in sites
+    # the LSI heat map has one cell per site and day of the simulation (a 14-day horizon: daily)
     lsi = labour_stress(SimpleNamespaceDaily(pd.read_csv(run_dir / "simulation" / "daily.csv")))
     heat = page.split('id="lsi"')[1].split("</table>")[0]
     assert heat.count("<td style=") == len(lsi)
-    # rounds, failure points and the stress test are listed; input hashes are shown
-    assert "repair and re-solve" in page and "plan executable" in page
+    # rounds: one row each, the change on demand; failure points and the stress test listed; input hashes
+    rounds = page.split('<section id="rounds">')[1].split("</section>")[0]
+    assert rounds.count("<tr>") == 3 and "<details><summary>Round 1: what changed" in rounds
+    assert "derate DC_C pack" in rounds.split("<details>")[1] and "-EUR 5,000" in rounds
     assert "DC_C pack first fails at 1.20 x demand" in page
-    assert re.search(r'id="hashes".*?<code>[0-9a-f]{64}</code>', page)
+    assert re.search(r'id="hashes".*?<code>[0-9a-f]{64}</code>', page, flags=re.S)
 
 
 class SimpleNamespaceDaily:
