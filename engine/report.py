@@ -538,6 +538,24 @@ def _period_words(instance: Any, periods: Sequence[int] | None) -> str:
         return f"{word} {span}"
 
 
+def closed_ports(scenario: dict[str, Any], sites: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """``[{"site", "periods"}]`` of the ports and suppliers a scenario closes: its applied ``closed_ports``, else
+    its ``close_port`` (and ``close_site`` of a port or supplier) modifications."""
+    if scenario.get("closed_ports"):
+        return [dict(c) for c in scenario["closed_ports"]]
+    kinds = dict(zip(sites["id"].astype(str), sites["kind"].astype(str))) if sites is not None and len(sites) else {}
+    out = []
+    for m in scenario.get("modifications") or []:
+        if not isinstance(m, dict):
+            continue
+        sid = m.get("close_port") or (m.get("close_site") if kinds.get(str(m.get("close_site"))) in ("port",
+                                                                                                    "supplier")
+                                      else None)
+        if sid:
+            out.append({"site": str(sid), "periods": m.get("periods")})
+    return out
+
+
 def _time_basis(run: RunData) -> dict[str, Any]:
     ans = run.result.get("answer") or {}
     if isinstance(ans.get("time_basis"), dict) and ans["time_basis"].get("label"):
@@ -638,7 +656,7 @@ def _decisions(run: RunData) -> dict[str, Any]:
                                                      ("units", "units", True), ("trucks", "trucks", True),
                                                      ("transit", "transit (days)", True)),
                            "unmet_columns": _cols(("zone", "zone"), ("region", "region"), ("units", "units", True))}
-    for cp in run.scenario.get("closed_ports") or []:
+    for cp in closed_ports(run.scenario, run.sites):
         sid = str(cp.get("site"))
         out["ports"].append({"site": names.get(sid, sid), "when": _period_words(inst, cp.get("periods"))})
     if plan is None:
@@ -715,7 +733,7 @@ def _maps(run: RunData, baseline: RunData | None) -> tuple[list[dict[str, Any]],
     for key, caption, r in versions:
         plan = r.plan
         closed = {str(cp.get("site")): _period_words(run.instance, cp.get("periods"))
-                  for cp in (r.scenario.get("closed_ports") or [])}
+                  for cp in closed_ports(r.scenario, run.sites)}
         volume = {}
         if plan is not None and len(plan.tables["site_throughput"]):
             tp = plan.tables["site_throughput"]
