@@ -1312,6 +1312,102 @@ def write_report(run_dir: str | Path, baseline_dir: str | Path | None = None, ou
 
 
 # --------------------------------------------------------------------------------------------------------
+# the same views in a notebook (helpers imported by the notebooks, not pasted into them)
+# --------------------------------------------------------------------------------------------------------
+
+_FRAGMENT_CSS = ("<style>.tp-legend span{display:inline-block;margin-right:14px;font-size:12px}"
+                 ".tp-swatch{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;"
+                 "vertical-align:-1px}.tp-maps{display:flex;flex-wrap:wrap;gap:12px}.tp-maps figure{margin:0}"
+                 ".tp-heat td{min-width:17px;height:18px;padding:0}</style>")
+
+
+class Fragment:
+    """A piece of the report that a notebook displays (``_repr_html_``); ``str()`` gives its HTML."""
+
+    def __init__(self, markup: str) -> None:
+        self.html = str(markup)
+
+    def _repr_html_(self) -> str:
+        return _FRAGMENT_CSS + self.html
+
+    def __str__(self) -> str:
+        return self.html
+
+
+def run_data(result: Any) -> RunData:
+    """A :class:`RunData` from a :class:`engine.pipeline.PlanResult` in memory (what ``load_run`` reads from
+    the run folder that ``PlanResult.save`` writes)."""
+    inst = result.instance
+    d = result.to_dict()
+    run = RunData(path=Path("."), kpis=dict(result.kpis), result=d, rounds=list(result.rounds),
+                  scenario=dict(result.scenario), plan=result.plan if result.plan.has_solution else None,
+                  simulation=result.simulation, violations=result.violations, instance=inst)
+    if inst is not None:
+        run.sites, run.zones, run.demand = inst.sites, inst.zones, inst.demand
+    return run
+
+
+def _runs(result: Any, baseline: Any | None) -> tuple[RunData, RunData | None]:
+    run = result if isinstance(result, RunData) else run_data(result)
+    base = baseline if baseline is None or isinstance(baseline, RunData) else run_data(baseline)
+    return run, base
+
+
+def show_maps(result: Any, baseline: Any | None = None) -> Fragment:
+    """The report's network maps (before and after when a baseline is given) with their legend."""
+    run, base = _runs(result, baseline)
+    maps, legend = _maps(run, base)
+    return Fragment(_env().from_string(
+        '<div class="tp-maps">{% for m in maps %}<figure><figcaption><b>{{ m.caption }}</b></figcaption>{{ m.svg }}'
+        '{% if m.key_items %}<ol>{% for k in m.key_items %}<li value="{{ k.n }}">{{ k.text }}</li>{% endfor %}</ol>'
+        '{% endif %}{% if m.offmap_note %}<p>{{ m.offmap_note }}</p>{% endif %}</figure>{% endfor %}</div>'
+        '<p class="tp-legend">{% for it in legend %}<span><i class="tp-swatch" style="background:{{ it.fill }}">'
+        '</i>{{ it.label }}</span>{% endfor %}</p>').render(maps=maps, legend=legend))
+
+
+def show_cost_bridge(result: Any, baseline: Any) -> Fragment:
+    """The report's cost bridge (waterfall) from the baseline to the scenario."""
+    run, base = _runs(result, baseline)
+    bridge = cost_bridge(_cost_rows(run, base), run.currency, base.name, run.name)
+    if bridge is None:
+        return Fragment("<p>no baseline costs to bridge from</p>")
+    return Fragment(f"{bridge['svg']}<p>{html.escape(bridge['note'])}</p>")
+
+
+def show_lsi(result: Any) -> Fragment:
+    """The report's Labour Stress Index grid (site x day, or site x week with each week's worst day)."""
+    run, _ = _runs(result, None)
+    lsi = labour_stress(run.simulation) if run.simulation is not None else None
+    return Fragment(lsi_heatmap(lsi, _site_names(run)).replace('class="heat', 'class="tp-heat heat'))
+
+
+def _table_frame(columns: list[dict[str, Any]], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([[r.get(c["key"], "") for c in columns] for r in rows],
+                        columns=[c["label"] for c in columns])
+
+
+def site_table(result: Any, baseline: Any | None = None) -> pd.DataFrame:
+    """The report's per-site before/after table (formatted) as a DataFrame."""
+    run, base = _runs(result, baseline)
+    cols, rows, _ = _site_rows(run, base)
+    return _table_frame(cols, rows)
+
+
+def coverage_table(result: Any, baseline: Any | None = None) -> pd.DataFrame:
+    """The report's service coverage (share of demand within 1, 2, 3 days by region, before/after)."""
+    run, base = _runs(result, baseline)
+    cov = _coverage(run, base)
+    return _table_frame(cov["columns"], cov["rows"]) if cov else pd.DataFrame()
+
+
+def cost_table(result: Any, baseline: Any | None = None) -> pd.DataFrame:
+    """The report's cost table by component (baseline, scenario, change) as a DataFrame."""
+    run, base = _runs(result, baseline)
+    cols, rows = _cost_table(_cost_rows(run, base), run.currency)
+    return _table_frame(cols, rows)
+
+
+# --------------------------------------------------------------------------------------------------------
 # the sweep report
 # --------------------------------------------------------------------------------------------------------
 
@@ -1449,7 +1545,8 @@ def write_sweep_report(runs: pd.DataFrame, out: str | Path, kpis: Sequence[str] 
     return path
 
 
-__all__ = ["HEADLINE_KPIS", "RunData", "cost_bridge", "esc", "fmt_delta", "fmt_value", "kpi_meta", "load_run",
-           "lsi_heatmap", "lsi_view", "main_flows", "nice_ticks", "pareto_front", "project", "render_report",
-           "render_sweep_report", "sensitivity", "service_coverage", "site_states", "svg_scatter", "svg_tornado",
+__all__ = ["Fragment", "HEADLINE_KPIS", "RunData", "cost_bridge", "cost_table", "coverage_table", "esc", "fmt_delta",
+           "fmt_value", "kpi_meta", "load_run", "lsi_heatmap", "lsi_view", "main_flows", "nice_ticks", "pareto_front",
+           "project", "render_report", "render_sweep_report", "run_data", "sensitivity", "service_coverage",
+           "show_cost_bridge", "show_lsi", "show_maps", "site_states", "site_table", "svg_scatter", "svg_tornado",
            "varied_parameters", "write_report", "write_sweep_report"]

@@ -22,3 +22,12 @@ def tiny_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "tiny"
     shutil.copytree(bundled_instance_path("tiny"), dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def bundled_runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder per test session for run folders of the bundled scenarios: the notebooks write theirs here
+    (``TWINPLAN_RUNS_DIR``) and the browser test of the reports reuses any it finds (it solves the rest)."""
+    d = tmp_path_factory.getbasetemp() / "bundled-runs"
+    d.mkdir(parents=True, exist_ok=True)
+    return d

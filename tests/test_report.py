@@ -495,13 +495,13 @@ def screenshot_dir() -> Path:
     return d
 
 
-def open_page(driver, path: Path, shot: str) -> list[dict]:
+def open_page(driver, path: Path, shot: str, width: int = 1300) -> list[dict]:
     """Load a file, save a full-page screenshot; the browser's console messages (warnings and errors)."""
     driver.get_log("browser")  # drop messages of earlier pages
-    driver.set_window_size(1300, 1000)
+    driver.set_window_size(width, 1000)
     driver.get(path.resolve().as_uri())
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1300, min(int(height) + 140, 16000))
+    driver.set_window_size(width, min(int(height) + 140, 16000))
     target = screenshot_dir() / shot
     assert driver.save_screenshot(str(target)) and target.stat().st_size > 10_000
     return [m for m in driver.get_log("browser") if m["level"] in ("SEVERE", "WARNING")]
@@ -552,3 +552,68 @@ def test_sweep_report_in_headless_chromium(browser, tmp_path):
     assert open_page(browser, path, "sweep_report.png") == []
     assert browser.execute_script("return document.querySelectorAll('svg').length") == 4
     assert browser.execute_script("return document.images.length") == 0
+
+
+# ---------------------------------------------------------------------------------------------- every bundled scenario
+
+BUNDLED = [("tiny", "baseline"), ("tiny", "consolidate"), ("tiny", "peak"), ("tiny", "port_closure"),
+           ("eu_fba", "baseline"), ("eu_fba", "consolidate_two_dcs"), ("eu_fba", "black_friday"),
+           ("us_west_port", "baseline"), ("us_west_port", "port_closure_la")]
+"""Every scenario shipped with the bundled instances."""
+
+LAYOUT_JS = """
+const out = {scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth,
+             first: document.querySelector('main section').id, maps: []};
+for (const svg of document.querySelectorAll('svg.map')) {
+  const base = svg.querySelector('.basemap');
+  const land = base ? (base.tagName === 'use' ? document.querySelector(base.getAttribute('href')) : base) : null;
+  const boxes = Array.from(svg.querySelectorAll('text.label')).map(t => {
+      const b = t.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height, t.textContent]; });
+  const overlaps = [];
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const a = boxes[i], b = boxes[j];
+    if (a[0] < b[2] - 0.5 && b[0] < a[2] - 0.5 && a[1] < b[3] - 0.5 && b[1] < a[3] - 0.5) overlaps.push([a[4], b[4]]);
+  }
+  const w = svg.viewBox.baseVal.width, h = svg.viewBox.baseVal.height;
+  const outside = boxes.filter(b => b[0] < 0 || b[1] < 0 || b[2] > w || b[3] > h).map(b => b[4]);
+  out.maps.push({key: svg.dataset.map, land: land ? land.querySelectorAll('path').length : 0,
+                 labels: boxes.length, overlaps: overlaps, outside: outside});
+}
+return out;
+"""
+
+
+def bundled_run(instance: str, scenario: str, cache: Path) -> Path:
+    """The run folder of a bundled scenario: one the notebooks left in ``cache`` (a baseline is the baseline
+    folder of a scenario run), else solved now with short settings."""
+    for d in [cache / f"{instance}-{scenario}"] + sorted(cache.glob(f"{instance}-*/baseline")):
+        if (d / "kpis.json").is_file() and json.loads((d / "result.json").read_text()).get("scenario") == scenario:
+            return d
+    out = cache / f"{instance}-{scenario}"
+    code = cli_main(["solve", instance, "--scenario", scenario, "--out", str(out), "--replications", "1",
+                     "--time-limit", "60", "--store", str(cache / "runs.duckdb"), "--quiet"])
+    assert code == 0, f"{instance}/{scenario}: exit {code}"
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("instance,scenario", BUNDLED, ids=[f"{i}-{s}" for i, s in BUNDLED])
+def test_bundled_scenario_report_in_headless_chromium(browser, bundled_runs_dir, instance, scenario):
+    """Each bundled scenario's report at 1400 px: no console message, no horizontal overflow, the answer first,
+    a base map under every map, map labels that neither overlap nor leave the map; a screenshot to look at."""
+    run = bundled_run(instance, scenario, bundled_runs_dir)
+    page = write_report(run)
+    assert open_page(browser, page, f"report_{instance}-{scenario}.png", width=1400) == []
+    browser.set_window_size(1400, 1000)
+    layout = browser.execute_script(LAYOUT_JS)
+    assert layout["scrollWidth"] <= layout["clientWidth"], f"horizontal overflow: {layout['scrollWidth']} px"
+    assert layout["first"] == "answer"
+    assert layout["maps"], "no map"
+    for m in layout["maps"]:
+        assert m["land"] >= 1, f"map {m['key']} has no base layer"
+        assert m["labels"] >= 1 and m["overlaps"] == [] and m["outside"] == [], m
+    html_text = page.read_text()
+    has_baseline = (run / "baseline" / "kpis.json").is_file()
+    assert [m["key"] for m in layout["maps"]] == (["before", "after"] if has_baseline else ["after"])
+    if scenario == "port_closure_la":  # the closed port is drawn closed
+        assert 'data-site="PORT_LALB" data-state="port closed"' in html_text
