@@ -652,9 +652,9 @@ def _decisions(run: RunData) -> dict[str, Any]:
                                                      ("extra_hours", "extra hours a day", True),
                                                      ("capex", "capex (one-off)", True)),
                            "transfer_columns": _cols(("origin", "from"), ("destination", "to"),
-                                                     ("product", "product"), ("when", "dispatch"),
-                                                     ("units", "units", True), ("trucks", "trucks", True),
-                                                     ("transit", "transit (days)", True)),
+                                                     ("when", "dispatch"), ("units", "units", True),
+                                                     ("trucks", "trucks", True), ("transit", "transit (days)", True),
+                                                     ("products", "mostly")),
                            "unmet_columns": _cols(("zone", "zone"), ("region", "region"), ("units", "units", True))}
     for cp in closed_ports(run.scenario, run.sites):
         sid = str(cp.get("site"))
@@ -684,22 +684,7 @@ def _decisions(run: RunData) -> dict[str, Any]:
                                     "modules": fmt_count(r.modules),
                                     "extra_hours": fmt_count(r.extra) if r.extra > 0 else "",
                                     "capex": fmt_value(r.capex, "money", run.currency)})
-    tr = plan.tables["transfers"]
-    if len(tr):
-        t = tr.assign(quantity=pd.to_numeric(tr["quantity"])).sort_values("quantity", ascending=False)
-        starts = inst.periods.set_index("period")["start"] if inst is not None else pd.Series(dtype=object)
-        for r in t.head(25).itertuples(index=False):
-            period = getattr(r, "period", None)
-            when = (str(pd.Timestamp(starts[int(period)]).date()) if _finite(period) and int(period) in starts.index
-                    else "")
-            out["transfers"].append({"origin": names.get(str(r.origin_id), str(r.origin_id)),
-                                     "destination": names.get(str(r.destination_id), str(r.destination_id)),
-                                     "product": str(r.product_id), "when": when, "units": fmt_count(r.quantity),
-                                     "trucks": fmt_count(r.trucks), "transit": f"{float(r.transit_days):.1f}"
-                                     if _finite(r.transit_days) else ""})
-        out["transfers_more"] = max(len(t) - 25, 0)
-        out["transfer_total"] = (f"{len(t):,} transfers, {t['quantity'].sum():,.0f} units in "
-                                 f"{pd.to_numeric(t['trucks']).sum():,.0f} trucks")
+    out["transfers"], out["transfers_more"], out["transfer_total"] = _transfer_rows(run)
     un = plan.tables["unmet"]
     if len(un) and float(pd.to_numeric(un["quantity"]).sum()) > 0.5:
         zn = _zone_names(run)
@@ -713,6 +698,46 @@ def _decisions(run: RunData) -> dict[str, Any]:
         out["unmet_more"] = max(len(g) - 15, 0)
         out["unmet"].insert(0, {"zone": "all zones", "region": "", "units": fmt_count(round(g["quantity"].sum()))})
     return out
+
+
+def _transfer_rows(run: RunData, top: int = 25) -> tuple[list[dict[str, Any]], int, str]:
+    """Transfers per lane and dispatch day (units, whole trucks, the main products), largest first: the answer's
+    ``transfers`` when the run has them, else the plan's transfer table summed over products."""
+    names = _site_names(run)
+    ans = run.result.get("answer") or {}
+    rows: list[dict[str, Any]] = []
+    if ans.get("transfers"):
+        for t in ans["transfers"]:
+            prods = t.get("products") or {}
+            rows.append({"origin": t.get("origin_name") or t.get("origin_id"),
+                         "destination": t.get("destination_name") or t.get("destination_id"),
+                         "when": str(t.get("date") or t.get("period") or ""), "units_raw": float(t.get("units") or 0),
+                         "trucks_raw": float(t.get("trucks") or 0), "transit": "",
+                         "products": ", ".join(str(p) for p, _ in sorted(prods.items(), key=lambda kv: -kv[1])[:3])})
+    elif run.plan is not None and len(run.plan.tables["transfers"]):
+        tr = run.plan.tables["transfers"].copy()
+        tr["quantity"] = pd.to_numeric(tr["quantity"])
+        fam = {}
+        if run.instance is not None and "family" in run.instance.products:
+            fam = dict(zip(run.instance.products["id"].astype(str), run.instance.products["family"].astype(str)))
+        starts = run.instance.periods.set_index("period")["start"] if run.instance is not None else pd.Series()
+        if "period" not in tr:
+            tr["period"] = 0
+        for (o, d, p), g in tr.groupby(["origin_id", "destination_id", "period"], sort=False):
+            by_product = g.groupby(g["product_id"].astype(str))["quantity"].sum().sort_values(ascending=False)
+            when = str(pd.Timestamp(starts[int(p)]).date()) if _finite(p) and int(p) in starts.index else ""
+            rows.append({"origin": names.get(str(o), str(o)), "destination": names.get(str(d), str(d)), "when": when,
+                         "units_raw": float(g["quantity"].sum()), "trucks_raw": float(pd.to_numeric(g["trucks"]).sum()),
+                         "transit": f"{float(g['transit_days'].max()):.1f}" if _finite(g["transit_days"].max()) else "",
+                         "products": ", ".join(fam.get(k, k).replace("_", " ") for k in by_product.index[:3])})
+    if not rows:
+        return [], 0, ""
+    rows.sort(key=lambda r: -r["units_raw"])
+    total = (f"{len(rows):,} lane-days, {sum(r['units_raw'] for r in rows):,.0f} units in "
+             f"{sum(r['trucks_raw'] for r in rows):,.0f} trucks")
+    for r in rows:
+        r["units"], r["trucks"] = _whole(r["units_raw"]), _whole(r["trucks_raw"])
+    return rows[:top], max(len(rows) - top, 0), total
 
 
 def _maps(run: RunData, baseline: RunData | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
