@@ -588,7 +588,8 @@ def _answer_block(run: RunData, baseline: RunData | None) -> dict[str, Any]:
         text = str(line).rstrip()
         if not text.strip() or text.strip().rstrip(".") == headline.rstrip("."):
             continue
-        lines.append(text.strip())
+        indent = (len(text) - len(text.lstrip(" "))) // 2
+        lines.append({"text": text.strip(), "indent": max(indent - 1, 0)})
     breaches = list(ans.get("breaches") or [])
     names = _site_names(run)
     if not breaches and not executable and sim.get("site_id"):

@@ -330,6 +330,36 @@ def test_report_sections_answer_first_then_decisions_then_evidence(report_html):
     assert 'data-kpi="total_cost"' in answer
 
 
+def test_report_reads_the_answer_of_result_json(run_dir, tmp_path):
+    """With ``result.json["answer"]`` (engine.answer's contract) the report shows its question, headline, lines,
+    time basis and cost rows instead of what it derives from the run folder."""
+    run = tmp_path / "with-answer"
+    shutil.copytree(run_dir, run)
+    result = json.loads((run / "result.json").read_text())
+    result["answer"] = {
+        "decision": "network_design", "question": "Close <Munich> and open Erfurt: worth it?",
+        "headline": "Invest EUR 180.0 k one-off; pays back in 2.9 years",
+        "lines": ["Invest EUR 180.0 k one-off; pays back in 2.9 years.", "  investment: EUR 180.0 k (one-off)",
+                  "  annual cost by component (per year):", "    fixed sites: EUR 750.0 k -> EUR 800.0 k"],
+        "time_basis": {"label": "per year", "days": 365.0}, "currency": "EUR", "executable": True, "breaches": [],
+        "costs": [{"component": "fixed", "label": "fixed site costs", "baseline": 750_000.0, "scenario": 700_000.0,
+                   "delta": -50_000.0},
+                  {"component": "transport", "label": "transport", "baseline": 39_000.0, "scenario": 42_500.0,
+                   "delta": 3_500.0}],
+        "sites": [], "unmet": {"units_before": 0.0, "units_after": 0.0, "penalty_before": 0.0, "penalty_after": 0.0}}
+    (run / "result.json").write_text(json.dumps(result))
+    page = write_report(run).read_text()
+    answer = page.split('<section id="answer">')[1].split("</section>")[0]
+    assert "Close &lt;Munich&gt; and open Erfurt: worth it?" in answer
+    assert '<div class="headline" id="headline-text">Invest EUR 180.0 k one-off; pays back in 2.9 years</div>' in answer
+    assert "<li>investment: EUR 180.0 k (one-off)</li>" in answer  # the headline line is not repeated
+    assert '<li style="margin-left:18px">fixed sites: EUR 750.0 k -&gt; EUR 800.0 k</li>' in answer
+    assert 'id="time-basis">money and hours per year (365 days)' in answer
+    bars = re.findall(r'class="bridge-bar (\w+)"><title>([^<]*)</title>', page)
+    assert [k for k, _ in bars] == ["total", "down", "up", "total"]
+    assert "EUR 789,000" in bars[0][1] and "EUR 742,500" in bars[-1][1]
+
+
 def test_report_decisions_name_sites_not_ids(report_html):
     page = report_html.split('<section id="decisions">')[1].split("</section>")[0]
     # DC_B (the hostile name) closed, DC_C opened with one pack module (2 stations), a 1,200-unit transfer
