@@ -120,6 +120,10 @@ DEFAULT_QUESTIONS = {
     "redistribution": "Where should stock move after the disruption, and what does it cost?",
     "capacity": "Where does the peak break the network, and what should be added, at what cost?"}
 
+RESOURCE_WORDS = {"inbound_dock": "inbound doors", "putaway": "putaway stations", "pick": "pick stations",
+                  "pack": "pack stations", "outbound_dock": "outbound doors", "storage": "storage locations"}
+"""What a stage's resource count counts, in words."""
+
 LSI_COLOURS = {"comfortable": "#cfe8cf", "stretched": "#fff1a8", "overload": "#ffc078", "critical": "#f28b82"}
 MAX_TABLE_ROWS = 40
 MAP_WIDTH_PAIR, MAP_WIDTH_SINGLE = 620, 900
@@ -647,10 +651,9 @@ def _decisions(run: RunData) -> dict[str, Any]:
     names = _site_names(run)
     out: dict[str, Any] = {"sites": [], "ports": [], "open_sites": "", "capacity": [], "transfers": [],
                            "transfers_more": 0, "unmet": [], "unmet_more": 0,
-                           "capacity_columns": _cols(("site", "site"), ("resource", "resource"),
-                                                     ("base", "today", True), ("added", "added", True),
-                                                     ("total", "total", True), ("modules", "modules", True),
-                                                     ("extra_hours", "extra hours a day", True),
+                           "capacity_columns": _cols(("site", "site"), ("added", "added (today \u2192 after)"),
+                                                     ("modules", "modules", True),
+                                                     ("extra_hours", "extra shift a day", True),
                                                      ("capex", "capex (one-off)", True)),
                            "transfer_columns": _cols(("origin", "from"), ("destination", "to"),
                                                      ("when", "dispatch"), ("units", "units", True),
@@ -675,16 +678,20 @@ def _decisions(run: RunData) -> dict[str, Any]:
         out["open_sites"] = ", ".join(sorted(names.get(i, i) for i in open_ids))
     cap = plan.tables["capacity"]
     if len(cap):
-        extra = pd.to_numeric(cap.get("extra_hours_per_day", pd.Series(0.0, index=cap.index))).fillna(0.0)
-        cap = cap.assign(extra=extra)
-        cap = cap[(pd.to_numeric(cap["added_count"]).fillna(0) > 1e-9) | (cap["extra"] > 1e-9)]
-        for r in cap.itertuples(index=False):
-            out["capacity"].append({"site": names.get(str(r.site_id), str(r.site_id)),
-                                    "resource": str(r.stage).replace("_", " "), "base": fmt_count(r.base_count),
-                                    "added": "+" + fmt_count(r.added_count), "total": fmt_count(r.total_count),
-                                    "modules": fmt_count(r.modules),
-                                    "extra_hours": fmt_count(r.extra) if r.extra > 0 else "",
-                                    "capex": fmt_value(r.capex, "money", run.currency)})
+        cap = cap.assign(extra=pd.to_numeric(cap.get("extra_hours_per_day", pd.Series(0.0, index=cap.index)))
+                         .fillna(0.0), added=pd.to_numeric(cap["added_count"]).fillna(0.0),
+                         capex=pd.to_numeric(cap["capex"]).fillna(0.0))
+        for sid, g in cap.groupby("site_id", sort=False):
+            grown = g[g["added"] > 1e-9]
+            extra = float(g["extra"].max())
+            if grown.empty and extra <= 1e-9:
+                continue
+            what = [f"+{fmt_count(r.added)} {RESOURCE_WORDS.get(str(r.stage), str(r.stage))} "
+                    f"({fmt_count(r.base_count)} \u2192 {fmt_count(r.total_count)})" for r in grown.itertuples()]
+            out["capacity"].append({"site": names.get(str(sid), str(sid)), "added": "; ".join(what) or "none",
+                                    "modules": fmt_count(grown["modules"].sum()) if len(grown) else "0",
+                                    "extra_hours": f"+{fmt_count(extra)} h" if extra > 1e-9 else "",
+                                    "capex": fmt_value(g["capex"].sum(), "money", run.currency)})
     out["transfers"], out["transfers_more"], out["transfer_total"] = _transfer_rows(run)
     un = plan.tables["unmet"]
     if len(un) and float(pd.to_numeric(un["quantity"]).sum()) > 0.5:

@@ -43,6 +43,10 @@ def test_notebook_is_stored_with_outputs_on_a_realistic_instance(path: Path):
     assert all(c.get("execution_count") for c in code), f"{path.name}: run every cell before committing"
     assert not [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert drawings(book) >= 1, f"{path.name} stores no drawing"
+    # consistent: the plans it shows are executable, counts of stations and doors are whole
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                     for c in code for o in c.get("outputs", []))
+    assert "NOT executable" not in text, f"{path.name}: a plan it shows is not executable"
     source = "\n".join(c.source for c in code)
     assert '"eu_fba"' in source or '"us_west_port"' in source or "eu_fba" in source
     assert '"tiny"' not in source
@@ -67,6 +71,3 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path, bundled_runs_di
     seconds = time.perf_counter() - t0
     assert seconds < BUDGET_S, f"{path.name} took {seconds:.0f} s (budget {BUDGET_S:.0f} s)"
     assert drawings(book) >= 1, f"{path.name} shows no drawing"
-    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                     for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "NOT executable" not in text, f"{path.name}: the plan it shows is not executable"

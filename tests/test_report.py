@@ -365,7 +365,7 @@ def test_report_decisions_name_sites_not_ids(report_html):
     # DC_B (the hostile name) closed, DC_C opened with one pack module (2 stations), a 1,200-unit transfer
     assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>close</td><td>existing</td>" in page
     assert "<td>DC Erfurt (candidate)</td><td>open</td><td>candidate</td>" in page
-    assert ">EUR 80,000<" in page and ">1,200<" in page and ">+2<" in page
+    assert ">EUR 80,000<" in page and ">1,200<" in page and "<td>+2 pack stations (8 \u2192 10)</td>" in page
     assert "DC_B" not in page and "DC_C" not in page and "Port of Hamburg" not in page.split("DCs open")[1]
 
 
