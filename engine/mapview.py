@@ -365,6 +365,8 @@ def network_map(key: str, sites: pd.DataFrame, zones: pd.DataFrame, bounds: tupl
                             "kind": "number" if p["number"] else ("site" if is_site else "zone")})
         if p["number"]:
             key_items.append({"n": p["number"], "text": p["full"]})
+    # changed sites (closed, opened, closed ports) on top of their neighbours
+    site_items.sort(key=lambda it: it["state"] in ("closed", "opened", "port closed"))
     return {"key": key, "width": round(width), "height": round(height), "base": base, "base_ref": base_ref,
             "flows": flow_items,
             "zones": zone_items, "sites": site_items, "labels": label_items, "offmap": offmap_items,
