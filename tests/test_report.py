@@ -360,6 +360,24 @@ def test_report_reads_the_answer_of_result_json(run_dir, tmp_path):
     assert "EUR 789,000" in bars[0][1] and "EUR 742,500" in bars[-1][1]
 
 
+def test_report_shows_the_calibration_status_of_result_json(run_dir, tmp_path):
+    run = tmp_path / "calibrated"
+    shutil.copytree(run_dir, run)
+    result = json.loads((run / "result.json").read_text())
+    result["calibration"] = {"version": "v0003", "findings": ["DC Hanover pick drifted since 2026-11-20"],
+                             "modules": [{"site_id": "DC_A", "stage": "pick", "status": "drifted", "error": 0.084},
+                                         {"site_id": "DC_C", "stage": "pack", "status": "not_calibrated",
+                                          "error": None}]}
+    (run / "result.json").write_text(json.dumps(result))
+    page = write_report(run).read_text()
+    assert re.findall(r'<section id="([^"]+)">', page) == SECTION_ORDER[:-1] + ["calibration", "assumptions"]
+    table = page.split('id="calibration-table"')[1].split("</table>")[0]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in table.split("<tr>")[2:]]
+    assert rows == [["DC Hanover", "pick", "drifted", "8.4 %"], ["DC Erfurt (candidate)", "pack", "not calibrated", ""]]
+    assert "Calibration (version v0003)" in page and "DC Hanover pick drifted since 2026-11-20" in page
+    assert '<section id="calibration">' not in write_report(run_dir, out=tmp_path / "plain.html").read_text()
+
+
 def test_report_decisions_name_sites_not_ids(report_html):
     page = report_html.split('<section id="decisions">')[1].split("</section>")[0]
     # DC_B (the hostile name) closed, DC_C opened with one pack module (2 stations), a 1,200-unit transfer
