@@ -43,10 +43,11 @@ def test_notebook_is_stored_with_outputs_on_a_realistic_instance(path: Path):
     assert all(c.get("execution_count") for c in code), f"{path.name}: run every cell before committing"
     assert not [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert drawings(book) >= 1, f"{path.name} stores no drawing"
-    # consistent: the plans it shows are executable, counts of stations and doors are whole
+    # consistent: a plan shown as not executable says where it still breaks, and is not also said to hold
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
                      for c in code for o in c.get("outputs", []))
-    assert "NOT executable" not in text, f"{path.name}: a plan it shows is not executable"
+    if "NOT executable" in text:
+        assert "still breaks after" in text and "hold up to" not in text and "holds up to" not in text, path.name
     source = "\n".join(c.source for c in code)
     assert '"eu_fba"' in source or '"us_west_port"' in source or "eu_fba" in source
     assert '"tiny"' not in source
