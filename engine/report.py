@@ -66,20 +66,18 @@ _REPORT_KPI_FALLBACK: dict[str, tuple[str, str, bool]] = {
 def kpi_meta(key: str) -> tuple[str, str, bool]:
     """(unit, label, lower_is_better) of a KPI, read from the declaration in :mod:`engine.kpi`.
 
-    ``engine.kpi.KPIS`` (unit, label, direction per KPI) when it exists; else ``engine.kpi.DELTA_KPIS`` (unit
-    and label; money, hours and days read lower-is-better, shares higher-is-better); else the report's
-    fallback for the few KPIs neither declares.
+    ``engine.kpi.KPIS`` (label, display ``format``, ``direction`` "lower" | "higher" per KPI) when it exists;
+    else ``engine.kpi.DELTA_KPIS`` (unit and label; money, hours and days read lower-is-better, shares
+    higher-is-better); else the report's fallback for the few KPIs neither declares.
     """
     declared = getattr(kpi_module, "KPIS", None)
     if isinstance(declared, dict) and key in declared:
         spec = declared[key]
         get = (lambda name, default=None: spec.get(name, default)) if isinstance(spec, dict) else (
             lambda name, default=None: getattr(spec, name, default))
-        direction = get("direction") or ""
-        lower = get("lower_is_better")
-        if lower is None:
-            lower = str(getattr(direction, "value", direction)).lower().startswith(("low", "min", "down"))
-        return str(get("unit", "")), str(get("label", key)), bool(lower)
+        direction = str(getattr(get("direction"), "value", get("direction")) or "").lower()
+        # ``format`` is the display vocabulary (money, hours, days, share, ...); ``unit`` the physical unit
+        return str(get("format") or get("unit") or ""), str(get("label", key)), direction != "higher"
     if key in kpi_module.DELTA_KPIS:
         unit, label = kpi_module.DELTA_KPIS[key]
         return unit, label, unit != "share"
