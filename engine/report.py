@@ -380,13 +380,8 @@ def load_run(run_dir: str | Path, with_instance: bool = True) -> RunData:
 
 
 # --------------------------------------------------------------------------------------------------------
-# SVG charts of the sweep report (every user string through esc)
+# chart helpers (the charts themselves are templates: every user string escaped by jinja2)
 # --------------------------------------------------------------------------------------------------------
-
-def _svg(width: float, height: float, body: str, label: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
-            f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="{esc(label)}">{body}</svg>')
-
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     """Round tick values (1, 2, 2.5, 5 x 10^k steps) covering ``[lo, hi]`` with about ``n`` intervals."""
@@ -409,7 +404,8 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 def svg_scatter(x: Sequence[float], y: Sequence[float], labels: Sequence[str], front: Sequence[bool],
                 x_label: str, y_label: str, width: float = 640, height: float = 400) -> str:
-    """Scatter of runs (x against y) with the Pareto-efficient ones highlighted and joined by a step line."""
+    """Scatter of runs (x against y) with the Pareto-efficient ones highlighted and joined by a step line
+    (``scatter.svg.j2``)."""
     xs, ys = np.asarray(x, float), np.asarray(y, float)
     left, bottom, top, right = 70, 45, 15, 20
     pw, ph = width - left - right, height - top - bottom
@@ -422,37 +418,27 @@ def svg_scatter(x: Sequence[float], y: Sequence[float], labels: Sequence[str], f
     def py(v: float) -> float:
         return top + ph - (v - y0) / ((y1 - y0) or 1.0) * ph
 
-    parts = []
-    for t in xt:
-        parts.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{top}" y2="{top + ph}" stroke="#eef2f6"/>'
-                     f'<text x="{px(t):.1f}" y="{top + ph + 14}" font-size="10" text-anchor="middle">'
-                     f'{esc(_compact(t))}</text>')
-    for t in yt:
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eef2f6"/>'
-                     f'<text x="{left - 5}" y="{py(t) + 3:.1f}" font-size="10" text-anchor="end">'
-                     f'{esc(_compact(t))}</text>')
-    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#9aa5b1"/>'
-                 f'<text x="{left + pw / 2}" y="{height - 8}" font-size="11" text-anchor="middle">{esc(x_label)}</text>'
-                 f'<text transform="translate(14 {top + ph / 2}) rotate(-90)" font-size="11" text-anchor="middle">'
-                 f'{esc(y_label)}</text>')
     fr = np.asarray(front, bool)
+    path = ""
     if fr.any():
         order = np.argsort(xs[fr])
         fx, fy = xs[fr][order], ys[fr][order]
-        d = f"M{px(fx[0]):.1f},{py(fy[0]):.1f}" + "".join(
-            f"H{px(fx[i]):.1f}V{py(fy[i]):.1f}" for i in range(1, len(fx)))
-        parts.append(f'<path d="{d}" fill="none" stroke="#e8710a" stroke-width="1.5"/>')
-    for xi, yi, lab, f in zip(xs, ys, labels, fr):
-        colour, r = ("#e8710a", 5) if f else ("#2f6fb0", 3.5)
-        parts.append(f'<circle cx="{px(xi):.1f}" cy="{py(yi):.1f}" r="{r}" fill="{colour}" fill-opacity="0.8">'
-                     f'<title>{esc(lab)}: {esc(x_label)} {xi:,.4g}, {esc(y_label)} {yi:,.4g}'
-                     f'{" (Pareto-efficient)" if f else ""}</title></circle>')
-    return _svg(width, height, "".join(parts), f"{x_label} against {y_label}")
+        path = f"M{px(fx[0]):.1f},{py(fy[0]):.1f}" + "".join(f"H{px(fx[i]):.1f}V{py(fy[i]):.1f}"
+                                                           for i in range(1, len(fx)))
+    points = [{"x": f"{px(xi):.1f}", "y": f"{py(yi):.1f}", "r": 5 if f else 3.5,
+               "colour": "#e8710a" if f else "#2f6fb0",
+               "title": f"{lab}: {x_label} {xi:,.4g}, {y_label} {yi:,.4g}{' (Pareto-efficient)' if f else ''}"}
+              for xi, yi, lab, f in zip(xs, ys, labels, fr)]
+    c = {"width": round(width), "height": round(height), "left": left, "top": top, "pw": pw, "ph": ph,
+         "bottom_y": top + ph, "right_x": left + pw, "x_label": x_label, "y_label": y_label, "front_path": path,
+         "xticks": [{"p": f"{px(t):.1f}", "text": _compact(t)} for t in xt],
+         "yticks": [{"p": f"{py(t):.1f}", "text": _compact(t)} for t in yt], "points": points}
+    return _render("scatter.svg.j2", c=c)
 
 
 def svg_tornado(sens: pd.DataFrame, kpi_label: str, width: float = 640) -> str:
     """Tornado chart of :func:`sensitivity`: one bar per parameter from the KPI at its lowest value to the
-    KPI at its highest, around the reference (mean over runs); widest swing on top."""
+    KPI at its highest, around the reference (mean over runs); widest swing on top (``tornado.svg.j2``)."""
     if sens.empty:
         return '<p class="note">no parameter varies</p>'
     ref = float(sens["reference"].iloc[0])
@@ -467,22 +453,19 @@ def svg_tornado(sens: pd.DataFrame, kpi_label: str, width: float = 640) -> str:
     def sx(v: float) -> float:
         return left + (v - lo) / (hi - lo) * pw
 
-    parts = [f'<line x1="{sx(ref):.1f}" x2="{sx(ref):.1f}" y1="5" y2="{height - 18}" stroke="#52606d" '
-             f'stroke-dasharray="3 2"/><text x="{sx(ref):.1f}" y="{height - 5}" font-size="10" '
-             f'text-anchor="middle">{esc(kpi_label)} mean {esc(_compact(ref))}</text>']
-    y = 8.0
+    rows, y = [], 8.0
     for rec in sens.itertuples(index=False):
+        bars = []
         for v, colour, val in ((rec.kpi_low, "#2f6fb0", rec.low_value), (rec.kpi_high, "#e8710a", rec.high_value)):
             a, b = sorted((sx(ref), sx(float(v))))
-            parts.append(f'<rect x="{a:.1f}" y="{y:.1f}" width="{max(b - a, 0.5):.1f}" height="{bar_h}" '
-                         f'fill="{colour}" fill-opacity="0.85"><title>{esc(rec.parameter)} = {esc(val)}: '
-                         f'{esc(kpi_label)} {float(v):,.4g}</title></rect>')
             tx, anchor = (b + 3, "start") if float(v) >= ref else (a - 3, "end")
-            parts.append(f'<text x="{tx:.1f}" y="{y + bar_h / 2 + 4:.1f}" font-size="10" text-anchor="{anchor}">'
-                         f'{esc(val)}</text>')
-        parts.append(f'<text x="6" y="{y + bar_h / 2 + 4:.1f}" font-size="11">{esc(rec.parameter)}</text>')
+            bars.append({"x": f"{a:.1f}", "w": f"{max(b - a, 0.5):.1f}", "colour": colour, "value": str(val),
+                         "kpi": f"{float(v):,.4g}", "tx": f"{tx:.1f}", "anchor": anchor})
+        rows.append({"parameter": str(rec.parameter), "y": f"{y:.1f}", "ty": f"{y + bar_h / 2 + 4:.1f}", "bars": bars})
         y += bar_h + 8
-    return _svg(width, height, "".join(parts), f"sensitivity of {kpi_label}")
+    c = {"width": round(width), "height": round(height), "kpi_label": kpi_label, "ref_x": f"{sx(ref):.1f}",
+         "ref_text": _compact(ref), "bar_h": bar_h, "rows": rows}
+    return _render("tornado.svg.j2", c=c)
 
 
 # --------------------------------------------------------------------------------------------------------
