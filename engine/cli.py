@@ -59,7 +59,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print("error: give --preset NAME or --sites/--zones/--products/--periods", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.preset is not None and args.preset not in PRESETS:
-        print(f"error: unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}", file=sys.stderr)
+        print(f"error: unknown preset {args.preset!r}; {did_you_mean(args.preset, PRESETS)}choose one of "
+              f"{sorted(PRESETS)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.preset is not None:
         inst = generate(args.preset, seed=args.seed)

@@ -36,6 +36,11 @@ def test_misspelt_instance_names_the_closest_and_lists_the_bundled_ones(capsys):
     assert "did you mean 'us_west_port'?" in capsys.readouterr().err
 
 
+def test_misspelt_preset_names_the_closest(capsys, tmp_path):
+    assert main(["generate", "--preset", "us_west", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown preset 'us_west'; did you mean 'us_west_port'?" in capsys.readouterr().err
+
+
 def test_misspelt_scenario_is_rejected_before_any_work(capsys, tmp_path):
     out = tmp_path / "run"
     assert main(["solve", "eu_fba", "--scenario", "consolidate_two_dc", "--out", str(out)]) == 2
