@@ -73,6 +73,13 @@ stage (units/day) that would have cleared them: the largest over days of (the da
 departures at the peak by exactly the overdue units; ``shortfall_hours`` = ``shortfall_units`` as extra
 operating hours per day at the stage's mean hourly capacity; all at ``sla_quantile`` over replications.
 
+Calibration: an instance built by :func:`engine.calibration.apply_calibration` carries the fitted efficiencies
+in its rates and productivities and the congestion coefficient kappa in ``meta['calibration']``; with kappa > 0
+each stage's capacity on a day is derated by ``1 - kappa u^2``, ``u = min(1, a / c)`` with ``a`` the day's work
+entering the stage's chain and ``c`` the stage's capacity that day (the calibration's model, see
+:func:`_congestion_factor`). ``shipped_units`` of the site table is the outbound dock's throughput over all
+replications (the stage table's figure).
+
 Everything is vectorized over sites x stages x replications x multipliers; the step loop is the only Python
 loop that grows with the problem's size (the others run over days, sites when drawing arrivals, chains and
 dock slots). Work is generated one period at a time and simulated one day at a time, so memory holds one
@@ -456,6 +463,8 @@ class SimulationResult:
     breaches: pd.DataFrame
     verdicts: dict[float, Verdict]
     params: dict[str, Any] = field(default_factory=dict)
+    replication_breaches: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """Per chain: (first judged step with overdue units, blamed stage index), each (S, M, R), -1 when none."""
 
     @property
     def verdict(self) -> Verdict:
@@ -497,6 +506,7 @@ class SimSetup:
     storage_capacity: np.ndarray  # (S,)
     storage_initial: np.ndarray  # (S,) level at the start of the first simulated period
     sla_hours: float
+    congestion: float = 0.0  # kappa of the calibration (0: no congestion derate)
 
 
 def _err(table: str, row: int, column: str, message: str) -> SimulationInputError:
@@ -614,9 +624,11 @@ def prepare(instance: Instance, site_throughput: pd.DataFrame, *, capacity: pd.D
     inv = instance.inventory
     on_hand = inv.groupby("site_id")["on_hand"].sum() if len(inv) else pd.Series(dtype=float)
     storage_initial = np.maximum(np.array([float(on_hand.get(s, 0.0)) for s in sites]) + before, 0.0)
+    calibration = instance.meta.get("calibration")
+    congestion = float(calibration.get("congestion") or 0.0) if isinstance(calibration, dict) else 0.0
     return SimSetup(sites, sel[["period", "start", "days"]], inbound, outbound, rate, hpd, productivity,
                     labour_hours, storage_capacity, storage_initial,
-                    float(instance.defaults["order_to_ship_sla_hours"]))
+                    float(instance.defaults["order_to_ship_sla_hours"]), congestion)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -725,6 +737,11 @@ class _ChainTracker:
         n_sub = S * M * self.rc
         self.sub_A = np.zeros((n_sub, lookback))  # the subsample's cumulative arrivals of the last lookback steps
         self.sub_D = np.zeros((n_sub, 1))
+        self.judge_from = 0  # steps before this global step are a warm-up: their overdue units are not judged
+        self.first_late = np.full((S, B), -1)  # per replication: first judged step with overdue units
+        self.first_late_in_chunk = np.full((S, B), -1)
+        self.new_late = np.zeros((S, B), dtype=bool)
+        self.late_stage = np.full((S, B), -1)  # per replication: the stage blamed at its first late step
 
     def _sub(self, x: np.ndarray) -> np.ndarray:
         """(T, S, B) -> (S * M * rc, T): the series of the cycle-time subsample, in (s, m, r) order."""
@@ -750,10 +767,16 @@ class _ChainTracker:
         peak = overdue.max(axis=0)  # (S, B)
         new = np.zeros((S, M), dtype=bool)
         self.first_step_in_chunk[:] = -1
+        self.new_late[...] = False
         self.overdue = overdue
-        if (peak > tol).any():
+        if t0 >= self.judge_from and (peak > tol).any():
             late = overdue > tol
             overdue[~late] = 0.0
+            rep_late = late.any(axis=0)
+            np.logical_and(rep_late, self.first_late < 0, out=self.new_late)
+            if self.new_late.any():
+                self.first_late_in_chunk = np.where(self.new_late, late.argmax(axis=0), -1)
+                self.first_late[self.new_late] = t0 + self.first_late_in_chunk[self.new_late]
             failing = late.reshape(Tc, S, M, R).mean(axis=-1) > fail_share
             new = failing.any(axis=0) & (self.first_breach < 0)
             self.first_step_in_chunk = np.where(new, failing.argmax(axis=0), -1)
@@ -928,7 +951,7 @@ def _subset(setup: SimSetup, idx: np.ndarray) -> SimSetup:
     """The setup restricted to sites ``idx``."""
     return SimSetup([setup.site_ids[i] for i in idx], setup.periods, setup.inbound[:, idx], setup.outbound[:, idx],
                     setup.rate[idx], setup.hours_per_day[idx], setup.productivity[idx], setup.labour_hours[:, idx],
-                    setup.storage_capacity[idx], setup.storage_initial[idx], setup.sla_hours)
+                    setup.storage_capacity[idx], setup.storage_initial[idx], setup.sla_hours, setup.congestion)
 
 
 def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> SimulationResult:
@@ -958,16 +981,23 @@ def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> 
     nonempty = [p.breaches for p in parts if len(p.breaches)]
     breaches = pd.concat(nonempty, ignore_index=True) if nonempty else parts[0].breaches
     breaches = breaches.sort_values(["column", "time", "site_id"], kind="stable").reset_index(drop=True)
+    rep = {c: tuple(np.concatenate([p.replication_breaches[c][i] for p in parts]) for i in range(2))
+           for c in parts[0].replication_breaches}  # groups are consecutive sites, in order
     return SimulationResult(cat("stage_period", ["period", "_storage"]), cat("site", []),
-                            cat("daily", ["period", "day"]), breaches, verdicts, parts[0].params)
+                            cat("daily", ["period", "day"]), breaches, verdicts, parts[0].params, rep)
 
 
 def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 20, seed: int = 0,
               step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
-              detail: bool = True, threads: int = 1) -> SimulationResult:
-    """Simulate a prepared setup for multipliers (M,) or per site (S, M); see :func:`simulate`.
+              detail: bool = True, threads: int = 1, judge_from_period: int | None = None) -> SimulationResult:
+    """Simulate a prepared setup for multipliers (M,), per site (S, M) or per site and replication (S, M, R);
+    see :func:`simulate`.
 
     ``period_weight`` (P,) spreads the extra load: period p's factor is ``1 + (m - 1) * period_weight[p]``.
+    ``judge_from_period``: the periods before it are a warm-up (they leave their backlog to the later ones, but
+    SLA breaches are judged from this period on); default: every period is judged.
+    Per-replication multipliers (common random numbers: replication r sees the same noise under every
+    multiplier) serve the stress test's bisection, which reads ``replication_breaches``.
     With ``detail=False`` only the breach analysis runs (no tables but ``breaches``; for the stress test).
     ``threads`` > 1 simulates groups of sites in parallel threads (sites are independent and draw their own
     random streams, so the result is the same as with one thread). It pays only when cores are free: the step
@@ -978,15 +1008,22 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     if R < 1:
         raise ValueError("replications must be >= 1")
     mult = np.asarray(multipliers, dtype=float)
+    rep_mult = None
+    if mult.ndim == 3:
+        if mult.shape[0] != S or mult.shape[2] != R:
+            raise ValueError(f"per-replication multipliers must be (S={S}, M, R={R}), got {mult.shape}")
+        rep_mult = mult
+        mult = mult.mean(axis=-1)
     mult = np.broadcast_to(mult if mult.ndim == 2 else mult[None, :], (S, mult.shape[-1])).copy()
-    if (mult < 0).any():
+    if (mult < 0).any() or (rep_mult is not None and (rep_mult < 0).any()):
         raise ValueError("multipliers must be non-negative")
     if threads > 1 and S > 1:
         groups = [g for g in np.array_split(np.arange(S), min(threads, S)) if len(g)]
         with ThreadPoolExecutor(len(groups)) as pool:
             parts = list(pool.map(lambda g: run_setup(
-                _subset(setup, g), mult[g], replications=R, seed=seed, step_hours=step_hours, profile=profile,
-                period_weight=period_weight, detail=detail), groups))
+                _subset(setup, g), (mult if rep_mult is None else rep_mult)[g], replications=R, seed=seed,
+                step_hours=step_hours, profile=profile, period_weight=period_weight, detail=detail,
+                judge_from_period=judge_from_period), groups))
         return _merge(setup, mult, parts)
     M = mult.shape[1]
     B = M * R
@@ -1002,6 +1039,12 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     lookback = max(int(np.ceil(2 * max(sla.values()) / step_hours)), 7 * spd)
     trackers = {c: _ChainTracker(S, M, R, max(1, int(round(sla[c] / step_hours))), lookback, max_chunk)
                 for c in CHAIN_NAMES}
+    judge_from = 0
+    if judge_from_period is not None:
+        before = setup.periods["period"].to_numpy() < int(judge_from_period)
+        judge_from = int(days[before].sum()) * spd
+    for tr in trackers.values():
+        tr.judge_from = judge_from
     fail_share = 1.0 - profile.sla_quantile
     kernel = _Kernel(S, K_STAGES, B, DEFAULT_UPSTREAM, (PUTAWAY, PICK), setup.storage_capacity,
                      setup.storage_initial[:, None], profile.stock_limited,
@@ -1022,10 +1065,10 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
         w_out, w_in, dow, cap, staffed, share, labour_binds = _period_inputs(setup, cal, profile, ip, nd, step_hours)
         x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
-        factor = 1.0 + (mult - 1.0) * pw[ip]  # (S, M)
+        factor = 1.0 + ((mult[..., None] if rep_mult is None else rep_mult) - 1.0) * pw[ip]  # (S, M, 1 or R)
         ext = np.empty((Tc, S, 2, M, R))  # external work of the chain heads: inbound dock, pick
-        np.multiply(x_in[:, :, None, :], factor[None, :, :, None], out=ext[:, :, 0])
-        np.multiply(x_out[:, :, None, :], factor[None, :, :, None], out=ext[:, :, 1])
+        np.multiply(x_in[:, :, None, :], factor[None], out=ext[:, :, 0])
+        np.multiply(x_out[:, :, None, :], factor[None], out=ext[:, :, 1])
         ext = ext.reshape(Tc, S, 2, B)
         if buf is None:  # one day of per-step arrays, reused: memory does not grow with the horizon
             buf = (np.empty((spd, S, K_STAGES, B)), np.empty((spd, S, K_STAGES, B)), np.empty((spd, S, B)),
@@ -1035,12 +1078,21 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         q_sum, level_sum = np.zeros((S, K_STAGES, B)), np.zeros((S, B))
         for d in range(nd):
             day = slice(d * spd, (d + 1) * spd)
-            kernel.run(ext[day], cap[day, :, :, None], out_y, out_q, out_level, out_cum,
+            cap_day = cap[day, :, :, None]
+            if setup.congestion > 0:
+                cap_day = cap_day * _congestion_factor(setup.congestion, ext[day], cap[day])
+            kernel.run(ext[day], cap_day, out_y, out_q, out_level, out_cum,
                        heads=(INBOUND_DOCK, PICK), acc=(day_a[d], day_y[d], q_sum, level_sum))
             # chains: SLA breaches and cycle times
             for c, (cname, stages) in enumerate(CHAINS.items()):
                 tr = trackers[cname]
                 new = tr.update(out_cum[0, c], out_cum[1, c], t0, step_hours, fail_share, detail)
+                if tr.new_late.any():  # per replication: the stage blamed at its first late step
+                    sr, br = np.nonzero(tr.new_late)
+                    ir = tr.first_late_in_chunk[sr, br]
+                    p_r = _holdings_stage(out_q[ir, sr, :, br][..., None], out_y[ir, sr, :, br][..., None],
+                                          tr.overdue[ir, sr, br][:, None], stages)
+                    tr.late_stage[sr, br] = np.asarray(stages)[p_r]
                 ss, ms = np.nonzero(new)
                 if len(ss):  # where each newly broken site and multiplier fails: one vectorized call
                     ii = tr.first_step_in_chunk[ss, ms]
@@ -1065,9 +1117,27 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             sp_rows.append(_period_rows(setup, period, mult, day_a, day_y, q_sum / Tc, level_sum / Tc, cap, M, R))
             daily_rows.append(_daily_rows(setup, period, mult, day_a, day_y, cap, staffed, share, nd, spd, M, R,
                                           (pstart - start0).days, pstart))
-    return _assemble(setup, mult, trackers, breach_rows, sp_rows, daily_rows, cap_sum, open_steps, y_sum,
-                     profile, step_hours, {"replications": R, "seed": seed, "step_hours": step_hours,
-                                           "profile": asdict(profile)})
+    result = _assemble(setup, mult, trackers, breach_rows, sp_rows, daily_rows, cap_sum, open_steps, y_sum,
+                       profile, step_hours, {"replications": R, "seed": seed, "step_hours": step_hours,
+                                             "profile": asdict(profile), "congestion": setup.congestion})
+    result.replication_breaches = {c: (tr.first_late.reshape(S, M, R), tr.late_stage.reshape(S, M, R))
+                                   for c, tr in trackers.items()}
+    return result
+
+
+def _congestion_factor(kappa: float, ext_day: np.ndarray, cap_day: np.ndarray) -> np.ndarray:
+    """Congestion derate of one day, (1, S, K, B): ``1 - kappa u^2``, ``u = min(1, a / c)``.
+
+    ``a`` is the day's work offered to the stage (the external work entering its chain's head that day: every
+    unit passes each stage of its chain) and ``c`` the stage's capacity that day, the calibration's model
+    (:func:`engine.calibration.effective_capacity`) at the simulator's daily resolution.
+    """
+    offered = ext_day.sum(axis=0)  # (S, 2, B): inbound dock, pick
+    per_stage = offered[:, [0, 0, 1, 1, 1]]  # (S, K, B): inbound chain, order chain
+    daily = cap_day.sum(axis=0)[:, :, None]  # (S, K, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.where(daily > 0, np.minimum(1.0, per_stage / np.where(daily > 0, daily, 1.0)), 0.0)
+    return (1.0 - kappa * u ** 2)[None]
 
 
 Columns = dict[str, np.ndarray]
@@ -1206,7 +1276,7 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
         "within_sla_share": within.ravel(),
         "dock_to_stock_p95_h": (_quantile_hist(inbound.cycle_hist, 0.95) * step_hours).ravel(),
         "binding_stage": np.asarray(STAGES_SIM, dtype=object)[util.argmax(axis=1)].ravel(),
-        "shipped_units": (tot / R).ravel(),
+        "shipped_units": y_sum[:, OUTBOUND_DOCK, :].ravel(),  # all replications: the stage table's figure
     })
     return SimulationResult(stage_period, site, daily, breaches, verdicts, params)
 
