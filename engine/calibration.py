@@ -13,12 +13,16 @@ one-step lag between stages would be a one-*day* lag here)::
 
 with the **effective capacity**
 
-.. math:: c_t = e_j\, N_j \left(1 - \kappa\, u_t^2\right), \qquad u_t = \min\!\left(1, \frac{a_t}{e_j N_j}\right)
+.. math:: c_t = e_j\, N_j \left(1 - \kappa\, u_t^2\right), \qquad u_t = \min\!\left(1, \frac{a^h_t}{e_j N_j}\right)
 
 where :math:`N_j` = count x rate_per_hour x hours_per_day (resources.csv, units/day) is the nominal
 capacity, :math:`e_j` the **efficiency** of site and stage (multiplying the stage's rates: equipment rate
 and labour productivity) and :math:`\kappa` the network **congestion coefficient** (the share of capacity
-lost on a day offered exactly the effective capacity). Predicted labour hours are
+lost on a day offered exactly the effective capacity). The load :math:`a^h_t` is the work offered that day
+to the head of the stage's chain (inbound dock for inbound dock and putaway, pick for pick, pack and outbound
+dock; the stage's own offered work when its head is not observed): congestion comes with the chain's work
+entering the building, as in the simulator (:func:`engine.simulator._congestion_factor`). Predicted labour
+hours are
 :math:`\hat h_t = \hat y_t / (e_j\, p_j)` with :math:`p_j` = ``labor.productivity_<stage>``.
 
 Fit: :func:`scipy.optimize.least_squares` (bounded, trust-region reflective) over all :math:`e_j` and
@@ -62,6 +66,9 @@ HISTORY_FILE = "history.csv"
 EFFICIENCY_BOUNDS = (0.2, 2.0)
 CONGESTION_BOUNDS = (0.0, 0.95)
 METRICS = ("throughput", "backlog", "labor_hours")
+CHAIN_HEAD = {"inbound_dock": "inbound_dock", "putaway": "inbound_dock", "pick": "pick", "pack": "pick",
+              "outbound_dock": "pick"}
+"""The head of each flow stage's chain (whose offered work drives the congestion of the chain's stages)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -77,11 +84,19 @@ class Observations:
     labor_hours: np.ndarray
     backlog: np.ndarray
     observed: np.ndarray  # (T, P) bool: the day has a record
+    load_override: np.ndarray | None = None  # (T-1, P) congestion load when not computed from these pairs
 
     @property
     def offered(self) -> np.ndarray:
         """Work offered per day (days 2..T): y_t + q_t - q_{t-1}, floored at 0."""
         return np.maximum(self.throughput[1:] + self.backlog[1:] - self.backlog[:-1], 0.0)
+
+    @property
+    def load(self) -> np.ndarray:
+        """Congestion load per day (days 2..T): the work offered to each pair's chain head."""
+        if self.load_override is not None:
+            return self.load_override
+        return self.offered[:, self.pairs["load_index"].to_numpy()]
 
 
 def read_actuals(path: str | Path, instance: Instance) -> pd.DataFrame:
@@ -124,6 +139,9 @@ def observations(instance: Instance, actuals: pd.DataFrame) -> Observations:
     lab = instance.labor.set_index("site_id")
     pairs["nominal"] = [float(cap[(s, k)]) for s, k in zip(pairs["site_id"], pairs["stage"])]
     pairs["productivity"] = [float(lab.loc[s, f"productivity_{k}"]) for s, k in zip(pairs["site_id"], pairs["stage"])]
+    index = {(s, k): j for j, (s, k) in enumerate(zip(pairs["site_id"], pairs["stage"]))}
+    pairs["load_index"] = [index.get((s, CHAIN_HEAD[k]), j) for j, (s, k) in enumerate(zip(pairs["site_id"],
+                                                                                          pairs["stage"]))]
     dates = pd.date_range(a["date"].min(), a["date"].max(), freq="D")
     cols = pd.MultiIndex.from_frame(pairs[["site_id", "stage"]])
     wide = a.pivot_table(index="date", columns=["site_id", "stage"], values=list(METRICS), aggfunc="first")
@@ -151,7 +169,7 @@ def predict(obs: Observations, efficiency: np.ndarray, congestion: float) -> dic
     from engine.simulator import simulate_arrays
 
     a = obs.offered  # (T-1, P)
-    cap = effective_capacity(obs.pairs["nominal"].to_numpy(), efficiency, congestion, a)
+    cap = effective_capacity(obs.pairs["nominal"].to_numpy(), efficiency, congestion, obs.load)
     n_pairs = a.shape[1]
     run = simulate_arrays(a[:, None, :, None].copy(), cap[:, None, :, None], upstream=[-1] * n_pairs,
                           backlog_initial=obs.backlog[0][None, :, None])
@@ -310,7 +328,8 @@ def _responsible(obs: Observations, j: int, start: int, window: int, eff: np.nda
     # the recursion needs the days before the window; residuals count only inside it
     sub = Observations(obs.pairs.iloc[[j]].reset_index(drop=True), obs.dates[: start + window + 1],
                        obs.throughput[: start + window + 1, [j]], obs.labor_hours[: start + window + 1, [j]],
-                       obs.backlog[: start + window + 1, [j]], obs.observed[: start + window + 1, [j]].copy())
+                       obs.backlog[: start + window + 1, [j]], obs.observed[: start + window + 1, [j]].copy(),
+                       obs.load[: start + window, [j]])
     sub.observed[: start + 1] = False
 
     def cost(e: float, k: float) -> float:
@@ -406,6 +425,37 @@ def apply_calibration(instance: Instance, version: str = "latest", *, folder: st
         lab[col] = lab[col] * np.array([float(eff.get((s, stage), 1.0)) for s in lab["site_id"]])
     meta = {**instance.meta, "calibration": {"version": stored["version"], "congestion": stored["congestion"]}}
     return instance.replace(meta=meta, resources=res, labor=lab)
+
+
+def congestion_derate(kappa: float) -> float:
+    r"""The share of capacity a stage can sustain under congestion :math:`\kappa`: :math:`\rho^*` with
+    :math:`\rho^* + \kappa \rho^{*2} = 1`, i.e. :math:`(\sqrt{1 + 4\kappa} - 1) / (2\kappa)` (1 at
+    :math:`\kappa = 0`).
+
+    A steady flow y through a stage of capacity C offers y a day, so it is processed when
+    :math:`y \le C (1 - \kappa (y/C)^2)`; the left side grows and the right side falls with y, so this holds
+    exactly when :math:`y \le \rho^* C`. The MILP's linear capacity row with C derated by :math:`\rho^*` is
+    therefore the calibration's congestion model, not an approximation of it: a derate that only binds at high
+    utilisation (above :math:`\rho^*`).
+    """
+    if kappa <= 0:
+        return 1.0
+    return float((np.sqrt(1.0 + 4.0 * kappa) - 1.0) / (2.0 * kappa))
+
+
+def calibrated_derate(instance: Instance, derate: dict[tuple[str, str], float] | None = None
+                      ) -> dict[tuple[str, str], float] | None:
+    """The MILP's capacity derate per (site, flow stage): a calibration's congestion (:func:`congestion_derate`)
+    times any other derate (e.g. the repair loop's); ``derate`` unchanged for an uncalibrated instance."""
+    cal = instance.meta.get("calibration")
+    kappa = float(cal.get("congestion") or 0.0) if isinstance(cal, dict) else 0.0
+    if kappa <= 0:
+        return derate
+    f = congestion_derate(kappa)
+    res = instance.resources
+    keys = {(str(s), str(k)) for s, k in zip(res["site_id"], res["stage"]) if k in FLOW_STAGES}
+    keys |= set(derate or {})
+    return {key: float((derate or {}).get(key, 1.0)) * f for key in sorted(keys)}
 
 
 def calibration_version(instance: Instance) -> str | None:

@@ -179,6 +179,9 @@ def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str,
     whose plan lives on the daily peak instance (:func:`formulations.capacity.peak_instance`).
     """
     sc = instance.meta.get("scenario") or {}
+    from engine.calibration import calibrated_derate
+
+    derate = calibrated_derate(instance, derate)  # a calibration's congestion derates the MILP's capacity
     if decision == "consolidation":
         from formulations.network_design import NetworkDesignOptions, solve_network_design
 
@@ -273,9 +276,11 @@ def diagnose(instance: Instance, decision: str, derate: dict[tuple[str, str], fl
     name the DCs and days the levers cannot clear in time); redistribution allows unmet demand at a penalty
     and is never infeasible through demand, so it reports its status only.
     """
+    from engine.calibration import calibrated_derate
     from solvers import diagnose_infeasibility
 
     sc = instance.meta.get("scenario") or {}
+    derate = calibrated_derate(instance, derate)
     if decision == "consolidation":
         from formulations.network_design import NetworkDesignOptions, build_network_design
 
