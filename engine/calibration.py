@@ -245,6 +245,9 @@ class Calibration:
             "error_before": {k: round(v, 6) for k, v in self.error_before.items()},
             "error_after": {k: round(v, 6) for k, v in self.error_after.items()},
             "drift": json.loads(self.drift.to_json(orient="records")) if len(self.drift) else [],
+            "modules": [{"site_id": r["site_id"], "stage": r["stage"],
+                         **{m: round(float(r[f"{m}_after"]), 6) for m in METRICS if f"{m}_after" in r}}
+                        for r in self.errors.to_dict("records")] if len(self.errors) else [],
         }
 
 
@@ -485,3 +488,300 @@ def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None,
     return cal
 
 
+
+
+# ---------------------------------------------------------------------------------------------------
+# Backtest: fit on the earlier actuals, predict the held-out weeks
+# ---------------------------------------------------------------------------------------------------
+BACKTEST_METRICS = ("throughput", "backlog", "labor_hours", "cycle_time_h")
+"""Backtest metrics: relative mean absolute errors of daily throughput, backlog (relative to throughput) and
+labour hours, and the absolute error (hours) of the Little's-law queueing time ``24 sum(q) / sum(y)``."""
+BACKTEST_FILE = "backtest.json"
+
+
+@dataclass
+class Backtest:
+    """Out-of-sample errors of the nominal and the calibrated twin on held-out weeks."""
+
+    calibration: Calibration  # fitted on the training days
+    train: tuple[str, str]
+    holdout: tuple[str, str]
+    errors: pd.DataFrame  # site_id, stage, metric, nominal, calibrated
+    overall: dict[str, dict[str, float]]  # metric -> {nominal, calibrated}
+
+    @property
+    def calibrated_wins(self) -> bool:
+        """The calibrated twin's throughput, backlog and labour-hour errors are all below the nominal ones."""
+        return all(self.overall[m]["calibrated"] < self.overall[m]["nominal"] for m in METRICS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"train": list(self.train), "holdout": list(self.holdout),
+                "congestion": round(self.calibration.congestion, 6),
+                "overall": {m: {k: round(v, 6) for k, v in d.items()} for m, d in self.overall.items()},
+                "errors": json.loads(self.errors.round(6).to_json(orient="records")),
+                "calibrated_wins": self.calibrated_wins}
+
+
+def _pair_errors(obs: Observations, pred: dict[str, np.ndarray]) -> dict[tuple[str, str], dict[str, float]]:
+    """Per site and stage: the backtest metrics of a prediction over the observed days 2..T."""
+    mask = obs.observed[1:]
+    y, q, h = obs.throughput[1:], obs.backlog[1:], obs.labor_hours[1:]
+    out = {}
+    for j, (site, stage) in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"])):
+        m = mask[:, j]
+        ys, hs = max(y[m, j].sum(), 1e-9), max(h[m, j].sum(), 1e-9)
+        w_act = 24.0 * q[m, j].sum() / ys
+        w_pred = 24.0 * pred["backlog"][m, j].sum() / max(pred["throughput"][m, j].sum(), 1e-9)
+        out[(site, stage)] = {
+            "throughput": float(np.abs(pred["throughput"][m, j] - y[m, j]).sum() / ys),
+            "backlog": float(np.abs(pred["backlog"][m, j] - q[m, j]).sum() / ys),
+            "labor_hours": float(np.abs(pred["labor_hours"][m, j] - h[m, j]).sum() / hs),
+            "cycle_time_h": float(abs(w_pred - w_act))}
+    return out
+
+
+def backtest(instance: Instance, actuals: pd.DataFrame, *, holdout_weeks: int = 1) -> Backtest:
+    """Fit on the actuals before the last ``holdout_weeks`` weeks; predict those weeks with the nominal twin
+    (efficiency 1, no congestion) and the calibrated one, from the work actually offered and the backlog left
+    on the last training day; errors per site and stage (:data:`BACKTEST_METRICS`)."""
+    if holdout_weeks < 1:
+        raise ValueError("holdout_weeks must be at least 1")
+    a = actuals.assign(date=pd.to_datetime(actuals["date"]))
+    last = a["date"].max()
+    cut = last - pd.Timedelta(days=7 * holdout_weeks - 1)
+    train = a[a["date"] < cut]
+    if train["date"].nunique() < 7:
+        raise ValueError(f"backtest: {holdout_weeks} holdout week(s) leave {train['date'].nunique()} training "
+                         "days (need at least 7)")
+    hold = a[a["date"] >= cut - pd.Timedelta(days=1)]  # the last training day seeds the backlog
+    cal = fit(instance, train)
+    obs = observations(instance, hold)
+    n = len(obs.pairs)
+    nominal = _pair_errors(obs, predict(obs, np.ones(n), 0.0))
+    calibrated = _pair_errors(obs, predict(obs, cal.efficiency_of(obs), cal.congestion))
+    rows = [{"site_id": s, "stage": k, "metric": metric, "nominal": nominal[(s, k)][metric],
+             "calibrated": calibrated[(s, k)][metric]} for (s, k) in nominal for metric in BACKTEST_METRICS]
+    errors = pd.DataFrame(rows, columns=["site_id", "stage", "metric", "nominal", "calibrated"])
+    mask = obs.observed[1:]
+    overall = {}
+    for metric, pred in (("nominal", predict(obs, np.ones(n), 0.0)),
+                         ("calibrated", predict(obs, cal.efficiency_of(obs), cal.congestion))):
+        y, q, h = obs.throughput[1:], obs.backlog[1:], obs.labor_hours[1:]
+        ys, hs = max(y[mask].sum(), 1e-9), max(h[mask].sum(), 1e-9)
+        for name, value in (("throughput", np.abs(pred["throughput"] - y)[mask].sum() / ys),
+                            ("backlog", np.abs(pred["backlog"] - q)[mask].sum() / ys),
+                            ("labor_hours", np.abs(pred["labor_hours"] - h)[mask].sum() / hs),
+                            ("cycle_time_h", errors.loc[errors["metric"] == "cycle_time_h", metric].mean())):
+            overall.setdefault(name, {})[metric] = float(value)
+    return Backtest(cal, (str(train["date"].min().date()), str(train["date"].max().date())),
+                    (str(cut.date()), str(last.date())), errors, overall)
+
+
+def run_backtest(instance_path: str | Path, actuals_file: str | Path | None = None, *, holdout_weeks: int = 1,
+                 write: bool = True) -> Backtest:
+    """:func:`backtest` on an instance folder (default actuals: its ``actuals.csv``); with ``write`` the
+    per-module errors go to ``calibration/backtest.json`` (read by :func:`module_status`)."""
+    path = resolve_instance_path(instance_path)
+    inst = load_instance(path)
+    actuals_file = Path(actuals_file) if actuals_file is not None else path / ACTUALS.file_name
+    result = backtest(inst, read_actuals(actuals_file, inst), holdout_weeks=holdout_weeks)
+    if write:
+        folder = path / CALIBRATION_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{BACKTEST_FILE}.tmp"
+        tmp.write_text(json.dumps({**result.to_dict(), "actuals": str(actuals_file)}, indent=1), encoding="utf-8")
+        tmp.replace(folder / BACKTEST_FILE)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plan versus outcome: what a recorded run predicted against what then happened
+# ---------------------------------------------------------------------------------------------------
+FINDING_COLUMNS = ("site_id", "stage", "metric", "window_start", "window_end", "predicted", "actual",
+                   "predicted_change", "actual_change", "gap", "flagged", "parameter", "current", "refit",
+                   "calibration", "actuals_file", "actuals_sha256", "user_name")
+"""One finding per site and stage (the ``calibration_findings`` table of the run store)."""
+INBOUND_STAGES = ("inbound_dock", "putaway")
+
+
+def plan_vs_actuals(instance: Instance, site_throughput: pd.DataFrame, actuals: pd.DataFrame, *,
+                    threshold: float = 0.02, calibration: Calibration | None = None) -> pd.DataFrame:
+    """Compare a plan's predicted throughput per site and stage with the actuals recorded in its periods.
+
+    Predicted: the plan's ``inbound_units`` (inbound dock, putaway) or ``outbound_units`` (pick, pack, outbound
+    dock) of each period, pro rata to the days the actuals cover. With actuals from before the plan's first
+    period the comparison is of *changes* against that level (``predicted_change`` = predicted / before - 1,
+    ``actual_change`` = actual / before - 1, ``gap`` = their difference: the twin predicts +5 %, the WMS shows
+    +2 %, the gap is -3 points); without, ``gap`` = actual / predicted - 1. A gap beyond ``threshold`` is
+    flagged and traced to the parameter most likely responsible: ``demand`` (the chain's head was offered less
+    work than planned and processed it: the forecast, not the twin), ``upstream`` (the stage got less from the
+    stage before it), else the re-fit on the window that removes more error: ``efficiency`` of the site and
+    stage or ``congestion`` (as :func:`detect_drift`), with its current and re-fitted value.
+    """
+    per = instance.periods.assign(start=lambda d: pd.to_datetime(d["start"]))
+    a = actuals.assign(date=pd.to_datetime(actuals["date"]))
+    first_start = per["start"].min()
+    day_period = {}
+    for p, start, days in zip(per["period"], per["start"], per["days"]):
+        for i in range(int(round(days))):
+            day_period[start + pd.Timedelta(days=i)] = (int(p), float(days))
+    st = site_throughput.assign(period=pd.to_numeric(site_throughput["period"]).astype(int))
+    vol = st.groupby(["site_id", "period"])[["inbound_units", "outbound_units"]].sum()
+    after = a[a["date"].isin(day_period)]
+    before = a[a["date"] < first_start]
+    if after.empty:
+        raise ValueError("track: no actuals fall in the plan's periods "
+                         f"({per['start'].min().date()} .. {(per['start'].max()).date()} and after)")
+    obs = observations(instance, pd.concat([before, after]))
+    eff = calibration.efficiency_of(obs) if calibration is not None else np.ones(len(obs.pairs))
+    kappa = calibration.congestion if calibration is not None else 0.0
+    index = {(s, k): j for j, (s, k) in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"]))}
+    offered = obs.offered
+    rows = []
+    for (site, stage), g in after.groupby(["site_id", "stage"]):
+        col = "inbound_units" if stage in INBOUND_STAGES else "outbound_units"
+        predicted = 0.0
+        for d in g["date"]:
+            p, days = day_period[d]
+            predicted += float(vol[col].get((site, p), 0.0)) / days
+        actual = float(g["throughput"].sum())
+        n_days = len(g)
+        b = before[(before["site_id"] == site) & (before["stage"] == stage)]
+        if len(b) and b["throughput"].mean() > 0:
+            level = float(b["throughput"].mean()) * n_days
+            pc, ac = predicted / level - 1.0, actual / level - 1.0
+            gap = ac - pc
+        else:
+            pc = ac = np.nan
+            gap = actual / predicted - 1.0 if predicted > 0 else np.nan
+        row = {"site_id": site, "stage": stage, "metric": "throughput",
+               "window_start": str(g["date"].min().date()), "window_end": str(g["date"].max().date()),
+               "predicted": predicted, "actual": actual, "predicted_change": pc, "actual_change": ac, "gap": gap,
+               "flagged": bool(np.isfinite(gap) and abs(gap) > threshold), "parameter": None,
+               "current": np.nan, "refit": np.nan}
+        j = index[(site, stage)]
+        if row["flagged"]:
+            days_idx = np.flatnonzero(obs.dates.isin(g["date"]))
+            days_idx = days_idx[days_idx >= 1] - 1  # offered is defined from the second day
+            work = float(offered[days_idx, j].sum())
+            processed = abs(work - actual) <= threshold * max(predicted, 1e-9) / 2
+            if gap < 0 and processed and work < predicted * (1 - threshold):
+                row["parameter"] = "demand" if CHAIN_HEAD[stage] == stage else "upstream"
+                row["current"], row["refit"] = predicted, work
+            else:
+                start = int(days_idx.min()) if len(days_idx) else 0
+                row.update(_responsible(obs, j, start, len(days_idx), eff, kappa))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(FINDING_COLUMNS[:14]))
+
+
+def track(run_id: str, actuals_file: str | Path, *, store: Any = None, threshold: float = 0.02,
+          write: bool = True, user: str | None = None) -> pd.DataFrame:
+    """``twinplan track``: a recorded run's predicted throughput per site and stage against actuals recorded
+    after it (:func:`plan_vs_actuals`); the findings are stored with the run (``calibration_findings``) with an
+    audit row (action ``track``). Returns the findings."""
+    from engine.store import RunStore
+
+    run_store = store if isinstance(store, RunStore) else RunStore(store)
+    run = run_store.run(run_id)
+    if not run.get("instance_path"):
+        raise ValueError(f"run {run_id}: no instance path recorded; cannot read its instance")
+    inst = load_instance(resolve_instance_path(run["instance_path"]))
+    version = run.get("calibration")
+    cal = None
+    if version:
+        cal = as_calibration(load_calibration(inst, version))
+        inst = apply_calibration(inst, version)
+    plan_tables = run_store.plan_tables(run["run_id"])
+    st = plan_tables.get("site_throughput")
+    if st is None or st.empty:
+        raise ValueError(f"run {run_id}: no site_throughput recorded; nothing to compare")
+    actuals_file = Path(actuals_file)
+    found = plan_vs_actuals(inst, st, read_actuals(actuals_file, inst), threshold=threshold, calibration=cal)
+    found = found.assign(calibration=version, actuals_file=str(actuals_file),
+                         actuals_sha256=hashlib.sha256(actuals_file.read_bytes()).hexdigest(), user_name=user)
+    if write:
+        flagged = found[found["flagged"]]
+        detail = "; ".join(f"{r.site_id}/{r.stage} {r.gap:+.1%} ({r.parameter})" for r in flagged.itertuples())
+        run_store.record_findings(run["run_id"], found, audit_row={
+            "action": "track", "allowed": True, "user_name": user, "instance": run.get("instance"),
+            "scenario": run.get("scenario"), "decision": run.get("decision"), "run_id": run["run_id"],
+            "status": f"{len(flagged)} flagged", "detail": detail or "no gap beyond the threshold",
+            "calibration": version})
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------
+# Phased rollout: the status of every module (site x stage)
+# ---------------------------------------------------------------------------------------------------
+STATUS_NOT_CALIBRATED, STATUS_VALIDATED, STATUS_DRIFTED = "not_calibrated", "validated", "drifted"
+MODULE_COLUMNS = ("site_id", "stage", "status", "error", "source", "version")
+
+
+def module_status(instance: Instance, *, tolerance: float = 0.05, findings: pd.DataFrame | None = None,
+                  folder: str | Path | None = None, version: str | None = None) -> pd.DataFrame:
+    """Status of every DC's flow stage (a module: inbound dock, putaway, pick, pack, outbound dock).
+
+    ``not_calibrated``: no calibration version covers it; ``drifted``: the latest version's drift check or a
+    flagged plan-versus-outcome finding (``findings``, e.g. ``RunStore.findings(instance=...)``, newer than the
+    version) names it, or its error exceeds ``tolerance``; ``validated``: its throughput error is within
+    ``tolerance``. ``error`` is the backtest's out-of-sample relative throughput error when a backtest of that
+    version's actuals exists (``source`` = ``backtest``), else the fit's in-sample one (``fit``) or the
+    finding's gap (``track``). The instance's own folder holds the versions unless ``folder`` is given.
+    ``version``: the calibration judged (``latest``, ``vNNNN``); default: the one applied to ``instance``
+    (:func:`apply_calibration`), none for an uncalibrated instance (every module ``not_calibrated``: a plan
+    made on it relies on no validated module).
+    """
+    dcs = instance.dcs["id"].astype(str).tolist()
+    res = instance.resources
+    modules = [(s, k) for s in dcs for k in FLOW_STAGES
+               if ((res["site_id"] == s) & (res["stage"] == k)).any()]
+    base = folder if folder is not None else (instance if instance.source is not None else None)
+    stored = None
+    version = version or calibration_version(instance)
+    if base is not None and version is not None and list_versions(base):
+        stored = load_calibration(base, version)
+    rows = {m: {"site_id": m[0], "stage": m[1], "status": STATUS_NOT_CALIBRATED, "error": None, "source": None,
+                "version": None} for m in modules}
+    if stored is not None:
+        fit_err = {(e["site_id"], e["stage"]): e.get("throughput") for e in stored.get("modules") or []}
+        bt = {}
+        bt_file = _folder(base) / BACKTEST_FILE
+        if bt_file.is_file():
+            doc = json.loads(bt_file.read_text(encoding="utf-8"))
+            bt = {(e["site_id"], e["stage"]): e["calibrated"] for e in doc.get("errors", [])
+                  if e["metric"] == "throughput"}
+        drifted = {(d["site_id"], d["stage"]) for d in stored.get("drift") or []}
+        for e in stored["efficiency"]:
+            m = (e["site_id"], e["stage"])
+            if m not in rows:
+                continue
+            err, src = (bt[m], "backtest") if m in bt else (fit_err.get(m), "fit")
+            ok = err is not None and err <= tolerance and m not in drifted
+            rows[m].update(status=STATUS_VALIDATED if ok else STATUS_DRIFTED, error=err, source=src,
+                           version=stored.get("version"))
+    if findings is not None and len(findings):
+        for f in findings[findings["flagged"].astype(bool)].itertuples():
+            m = (f.site_id, f.stage)
+            if m in rows and rows[m]["status"] != STATUS_NOT_CALIBRATED:
+                rows[m].update(status=STATUS_DRIFTED, error=float(f.gap), source="track")
+    return pd.DataFrame(list(rows.values()), columns=list(MODULE_COLUMNS))
+
+
+def calibration_summary(instance: Instance, *, findings: pd.DataFrame | None = None, tolerance: float = 0.05
+                        ) -> dict[str, Any]:
+    """The ``"calibration"`` key of result.json: ``{"version", "modules": [{site_id, stage, status, error}],
+    "findings": [...]}`` (the report shows it; :func:`module_status` for the statuses)."""
+    mods = module_status(instance, tolerance=tolerance, findings=findings)
+    recs = []
+    for r in mods.itertuples(index=False):
+        recs.append({"site_id": r.site_id, "stage": r.stage, "status": r.status,
+                     "error": None if r.error is None or pd.isna(r.error) else round(float(r.error), 6),
+                     "source": r.source})
+    found = []
+    if findings is not None and len(findings):
+        keep = [c for c in ("run_id", *FINDING_COLUMNS[:14]) if c in findings.columns]
+        found = json.loads(findings[keep].to_json(orient="records"))
+    unvalidated = [f"{r['site_id']}/{r['stage']}" for r in recs if r["status"] != STATUS_VALIDATED]
+    return {"version": calibration_version(instance), "modules": recs, "findings": found,
+            "unvalidated": unvalidated}

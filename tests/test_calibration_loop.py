@@ -110,3 +110,126 @@ def test_simulator_with_the_calibration_reproduces_the_actuals(planted):
         errors[name] = (sim.reindex(actual.index) / actual - 1.0).abs()
     assert errors["calibrated"].max() < 0.02, errors["calibrated"]
     assert errors["nominal"].max() > 0.05
+
+
+# ---------------------------------------------------------------------------------------------------
+# backtest on the bundled example exports
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("export", ["wms_a", "wms_b"])
+def test_backtest_on_the_bundled_exports_calibrated_beats_nominal(tmp_path, capsys, export):
+    """Ingest the example WMS export, hold out its last week: fitted on the three weeks before, the calibrated
+    twin predicts throughput, backlog, labour hours and queueing time better than the nominal one."""
+    import json
+    from pathlib import Path
+
+    from engine.cli import main
+    from engine.ingest import ingest
+
+    raw = Path(__file__).resolve().parents[1] / "instances" / "raw" / export
+    out = tmp_path / export
+    ingest(raw / "mapping.yaml", raw, out)
+    assert main(["backtest", str(out), "--actuals", str(out / "actuals.csv"), "--holdout-weeks", "1",
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["train"] == ["2026-02-02", "2026-02-22"] and doc["holdout"] == ["2026-02-23", "2026-03-01"]
+    assert doc["calibrated_wins"]
+    for metric in ("throughput", "backlog", "labor_hours", "cycle_time_h"):
+        assert doc["overall"][metric]["calibrated"] < doc["overall"][metric]["nominal"], metric
+    assert doc["overall"]["throughput"]["calibrated"] < 0.05 < doc["overall"]["throughput"]["nominal"]
+    errs = pd.DataFrame(doc["errors"])
+    assert len(errs) == 2 * 5 * 4  # two DCs x five stages x four metrics
+    thr = errs[errs["metric"] == "throughput"]
+    assert (thr["calibrated"] < thr["nominal"]).mean() >= 0.9  # nearly every module, not just on average
+    assert (out / "calibration" / "backtest.json").is_file()
+    assert main(["backtest", str(out), "--holdout-weeks", "4"]) == 2  # nothing left to fit on: located error
+    assert "training days" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------
+# track: the twin predicted +5 %, the WMS showed +2 %
+# ---------------------------------------------------------------------------------------------------
+def test_track_flags_a_planted_gap_and_names_the_parameter(tmp_path, capsys):
+    """Before the run: 5,000 orders and 3,000 inbound units a day, below capacity. The run predicts +5 % orders
+    (5,250 a day), inbound unchanged. Afterwards the orders do come (+5 %), but pickers slowed to efficiency
+    0.797, so pick ships 1.02 x 5,000 a day: +2 %. track flags pick (gap -3 points), names its efficiency
+    (re-fit 0.797), traces pack and outbound dock to upstream, leaves the inbound chain alone; the finding is
+    stored with the run, audited and shown by `twinplan audit`."""
+    from engine.cli import main
+    from engine.store import RunStore
+    from instances.plan import Plan  # noqa: F401  (plan tables as the store keeps them)
+
+    inst = daily_tiny()
+    folder = inst.save(tmp_path / "tiny_daily")
+    n_before, n_after = 14, 14
+    pick_nominal = inst.stage_capacity().set_index(["site_id", "stage"])["units_per_day"][("DC_A", "pick")]
+    e_after = 1.02 * 5000 / pick_nominal
+    eff_before = {("DC_A", k): 0.9 for k in ("inbound_dock", "putaway", "pick", "pack", "outbound_dock")}
+    before = generate_actuals(inst, eff_before, 0.0, n_before, seed=1, start="2025-12-22", sites=("DC_A",),
+                              offered={("DC_A", 0): np.full(n_before, 3000.0), ("DC_A", 1): np.full(n_before, 5000.0)},
+                              noise=0.002)
+    after = generate_actuals(inst, {**eff_before, ("DC_A", "pick"): e_after}, 0.0, n_after, seed=2,
+                             start="2026-01-05", sites=("DC_A",),
+                             offered={("DC_A", 0): np.full(n_after, 3000.0), ("DC_A", 1): np.full(n_after, 5250.0)},
+                             noise=0.002)
+    actuals_file = tmp_path / "wms_after.csv"
+    pd.concat([before, after]).to_csv(actuals_file, index=False)
+    store = RunStore(tmp_path / "runs.duckdb")
+    st = pd.DataFrame({"site_id": "DC_A", "period": np.arange(1, DAYS + 1), "inbound_units": 3000.0,
+                       "outbound_units": 5250.0})
+    store.record_run({"run_id": "run-plus5", "name": "plus5", "instance": inst.name, "instance_path": str(folder),
+                      "decision": "consolidation", "status": "finished"}, {"site_throughput": st})
+    assert main(["track", "run-plus5", "--actuals", str(actuals_file), "--store", str(store.path),
+                 "--as-user", "analyst"]) == 0
+    text = capsys.readouterr().out
+    assert "FLAG DC_A/pick" in text and "most likely efficiency" in text
+    found = store.findings(run_id="run-plus5").set_index("stage")
+    assert len(found) == 5
+    pick = found.loc["pick"]
+    assert pick["predicted_change"] == pytest.approx(0.05, abs=0.005)
+    assert pick["actual_change"] == pytest.approx(0.02, abs=0.005)
+    assert pick["gap"] == pytest.approx(-0.03, abs=0.006) and bool(pick["flagged"])
+    assert pick["parameter"] == "efficiency" and pick["refit"] == pytest.approx(e_after, abs=0.01)
+    assert set(found.index[found["flagged"]]) == {"pick", "pack", "outbound_dock"}
+    assert set(found.loc[["pack", "outbound_dock"], "parameter"]) == {"upstream"}
+    assert not found.loc[["inbound_dock", "putaway"], "flagged"].any()
+    audit = store.audit()
+    assert audit.iloc[-1]["action"] == "track" and "DC_A/pick -3.0% (efficiency)" in audit.iloc[-1]["detail"]
+    assert store.verify_audit() == []
+    assert main(["audit", "--store", str(store.path)]) == 0
+    shown = capsys.readouterr().out
+    assert "plan versus outcome" in shown and "efficiency" in shown
+    # the same WMS showing the predicted +5 %: nothing flagged
+    ok = generate_actuals(inst, eff_before, 0.0, n_after, seed=2, start="2026-01-05", sites=("DC_A",),
+                          offered={("DC_A", 0): np.full(n_after, 3000.0), ("DC_A", 1): np.full(n_after, 5250.0)},
+                          noise=0.002)
+    ok_file = tmp_path / "wms_ok.csv"
+    pd.concat([before, ok]).to_csv(ok_file, index=False)
+    from engine.calibration import track
+
+    assert not track("run-plus5", ok_file, store=store, write=False)["flagged"].any()
+
+
+def test_module_status_rollout(tmp_path, planted):
+    """Before any calibration every module is not_calibrated; after fitting DC_A and DC_B they are validated
+    (DC_C stays not_calibrated); a flagged track finding turns its module to drifted."""
+    from engine.calibration import calibration_summary, module_status
+
+    inst, _, actuals, cal, _ = planted
+    folder = inst.save(tmp_path / "inst")
+    from instances.instance import load_instance
+
+    loaded = load_instance(folder)
+    assert set(module_status(loaded, version="latest")["status"]) == {"not_calibrated"}
+    save_calibration(folder, cal)
+    calibrated = apply_calibration(loaded)
+    status = module_status(calibrated).set_index(["site_id", "stage"])
+    assert (status.loc["DC_C", "status"] == "not_calibrated").all()
+    ab = status.drop(index="DC_C", level=0)
+    assert (ab["status"] == "validated").all() and (ab["error"] < 0.05).all() and (ab["source"] == "fit").all()
+    finding = pd.DataFrame([{"site_id": "DC_A", "stage": "pick", "flagged": True, "gap": -0.03}])
+    summary = calibration_summary(calibrated, findings=finding)
+    mods = {(m["site_id"], m["stage"]): m for m in summary["modules"]}
+    assert summary["version"] == "v0001" and mods[("DC_A", "pick")]["status"] == "drifted"
+    assert "DC_A/pick" in summary["unvalidated"] and "DC_C/pick" in summary["unvalidated"]
+    assert "DC_B/pick" not in summary["unvalidated"]
+    assert set(module_status(loaded)["status"]) == {"not_calibrated"}  # uncalibrated twin: nothing validated

@@ -63,7 +63,7 @@ EXPECTED_CHANGES = {
     "created table meta", "created table run_artifacts", "added column runs.scenario_spec VARCHAR",
     "added column runs.calibration VARCHAR", "added column audit.calibration VARCHAR",
     "added column plan_capacity.extra_hours_per_day DOUBLE", "added column plan_transfers.period INTEGER",
-    "schema_version 1 -> 2"}
+    "created table calibration_findings", "schema_version 1 -> 3"}
 
 
 def _old_row_hash(seq: int, row: dict, prev_hash: str) -> str:
@@ -171,7 +171,7 @@ def test_old_store_migrates_without_touching_a_row_and_audit_still_verifies(tmp_
     before = _snapshot(path, old_columns)
     store = RunStore(path)
     assert set(store.migrate()) == EXPECTED_CHANGES
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     after = _snapshot(path, old_columns)
     for table, df in before.items():  # every old row, every old value, unchanged
         pd.testing.assert_frame_equal(after[table], df, check_dtype=True, obj=table)
@@ -206,7 +206,7 @@ def test_old_store_migrates_without_touching_a_row_and_audit_still_verifies(tmp_
     columns = _columns(path)
     again = RunStore(path)
     assert again.migrate() == [] and again.migrations == []
-    assert _columns(path) == columns and again.schema_version() == 2
+    assert _columns(path) == columns and again.schema_version() == SCHEMA_VERSION
 
 
 def test_migration_is_one_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,7 +218,7 @@ def test_migration_is_one_transaction(tmp_path: Path, monkeypatch: pytest.Monkey
     bad = {**store_module.TABLE_COLUMNS["plan_costs"], "note": "NO_SUCH_TYPE"}
     monkeypatch.setitem(store_module.TABLE_COLUMNS, "plan_costs", bad)
     assert list(store_module.TABLE_COLUMNS)[-1] == "plan_costs"  # after every real change
-    with pytest.raises(StoreError, match=r"cannot migrate store .*old\.duckdb to schema version 2: .*NO_SUCH_TYPE"):
+    with pytest.raises(StoreError, match=r"cannot migrate store .*old\.duckdb to schema version 3: .*NO_SUCH_TYPE"):
         RunStore(path).migrate()
     assert _columns(path) == columns  # no table created, no column added
     for table, df in _snapshot(path, columns).items():
@@ -242,7 +242,7 @@ def test_plan_rows_go_in_by_column_name(tmp_path: Path) -> None:
 def test_store_of_a_newer_version_keeps_its_version(tmp_path: Path) -> None:
     path = tmp_path / "new.duckdb"
     store = RunStore(path)
-    assert "schema_version None -> 2" in store.migrate() and store.schema_version() == 2
+    assert f"schema_version None -> {SCHEMA_VERSION}" in store.migrate() and store.schema_version() == SCHEMA_VERSION
     con = duckdb.connect(str(path))
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.close()
