@@ -757,6 +757,9 @@ def module_status(instance: Instance, *, tolerance: float = 0.05, findings: pd.D
             if m not in rows:
                 continue
             err, src = (bt[m], "backtest") if m in bt else (fit_err.get(m), "fit")
+            if err is None and m not in drifted:  # fitted, but no error on record: nothing validated it
+                rows[m].update(version=stored.get("version"), source="fit (no error recorded)")
+                continue
             ok = err is not None and err <= tolerance and m not in drifted
             rows[m].update(status=STATUS_VALIDATED if ok else STATUS_DRIFTED, error=err, source=src,
                            version=stored.get("version"))

@@ -213,7 +213,13 @@ def test_cli_solve_applies_and_records_a_calibration_version(tmp_path):
                 "--no-baseline", "--replications", "4")
     assert p.returncode == 0, p.stderr
     assert json.loads((out / "run.json").read_text())["calibration_version"] == "v0001"
-    assert json.loads((out / "result.json").read_text())["calibration_version"] == "v0001"
+    result = json.loads((out / "result.json").read_text())
+    assert result["calibration_version"] == "v0001"
+    # the "calibration" key the report shows: every DC module, none validated (this version records no errors)
+    assert result["calibration"]["version"] == "v0001" and result["calibration"]["findings"] == []
+    mods = {(m["site_id"], m["stage"]): m["status"] for m in result["calibration"]["modules"]}
+    assert len(mods) == 15 and set(mods.values()) == {"not_calibrated"}
+    assert "DC_A/pack" in result["calibration"]["unvalidated"]
     # the calibrated rate is what the run planned with: DC_A's pack rate is halved (50 -> 25 units/h)
     res = pd.read_parquet(out / "instance" / "resources.parquet")
     assert res[(res["site_id"] == "DC_A") & (res["stage"] == "pack")]["rate_per_hour"].iloc[0] == 25.0
