@@ -144,6 +144,17 @@ class Profile:
     exact_poisson_below : Poisson means below this are drawn exactly, larger ones by the normal approximation.
     dock_to_stock_sla_hours : inbound SLA (dock to stock), hours.
     stock_limited : cap picks by the storage level.
+    mtbf_hours, mttr_hours : breakdowns (off when ``mtbf_hours`` is None): every stage of every site and
+        replication is up or down, a two-state Markov chain per step (fails with probability
+        ``1 - exp(-step/mtbf)``, is repaired with ``1 - exp(-step/mttr)``); a stage that is down processes
+        nothing. Long-run availability ``p_repair / (p_fail + p_repair)`` (about ``mtbf / (mtbf + mttr)``).
+    service_cv : service-time variability (off at 0): each stage's capacity in a step is multiplied by a gamma
+        factor of mean 1 and this coefficient of variation, independent per step, site, stage, replication.
+    absenteeism : share of staffed hours lost (off at 0): each day and site, the staff present is a binomial
+        draw of ``round(staffed hours / 8)`` shifts with this absence probability; it scales labour capacity.
+    Each effect draws from its own stream ``default_rng([seed, period, site_seed(site), 1])`` (arrivals are
+    unchanged by switching an effect on: common random numbers) and is the same under every multiplier of a
+    replication. Unset (None) values fall back to the instance's calibration (``meta['calibration']``).
     sla_quantile : a step breaks the SLA when more than ``1 - sla_quantile`` of replications do.
     """
 
@@ -162,8 +173,17 @@ class Profile:
     dock_to_stock_sla_hours: float = 24.0
     stock_limited: bool = False
     sla_quantile: float = 0.5
+    mtbf_hours: float | None = None
+    mttr_hours: float | None = None
+    service_cv: float | None = None
+    absenteeism: float | None = None
 
     def __post_init__(self) -> None:
+        if self.mtbf_hours is not None and self.mtbf_hours <= 0 or self.mttr_hours is not None and \
+                self.mttr_hours <= 0:
+            raise ValueError("Profile: mtbf_hours and mttr_hours must be > 0")
+        if (self.service_cv or 0) < 0 or not 0 <= (self.absenteeism or 0) < 1:
+            raise ValueError("Profile: service_cv must be >= 0 and absenteeism in [0, 1)")
         checks = [("intraday", 24), ("weekday", 7), ("inbound_weekday", 7), ("staffing_weekday", 7)]
         for name, n in checks:
             v = np.asarray(getattr(self, name), dtype=float)
@@ -507,6 +527,7 @@ class SimSetup:
     storage_initial: np.ndarray  # (S,) level at the start of the first simulated period
     sla_hours: float
     congestion: float = 0.0  # kappa of the calibration (0: no congestion derate)
+    effects: dict[str, float] = field(default_factory=dict)  # calibrated stochastic effects (see Profile)
 
 
 def _err(table: str, row: int, column: str, message: str) -> SimulationInputError:
@@ -625,10 +646,12 @@ def prepare(instance: Instance, site_throughput: pd.DataFrame, *, capacity: pd.D
     on_hand = inv.groupby("site_id")["on_hand"].sum() if len(inv) else pd.Series(dtype=float)
     storage_initial = np.maximum(np.array([float(on_hand.get(s, 0.0)) for s in sites]) + before, 0.0)
     calibration = instance.meta.get("calibration")
-    congestion = float(calibration.get("congestion") or 0.0) if isinstance(calibration, dict) else 0.0
+    calibration = calibration if isinstance(calibration, dict) else {}
+    congestion = float(calibration.get("congestion") or 0.0)
+    effects = {k: float(v) for k, v in (calibration.get("effects") or {}).items() if v is not None}
     return SimSetup(sites, sel[["period", "start", "days"]], inbound, outbound, rate, hpd, productivity,
                     labour_hours, storage_capacity, storage_initial,
-                    float(instance.defaults["order_to_ship_sla_hours"]), congestion)
+                    float(instance.defaults["order_to_ship_sla_hours"]), congestion, effects)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -883,7 +906,8 @@ def _period_inputs(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, n
         staffed = np.nan_to_num(w_staff * setup.labour_hours[ip][None, :], nan=0.0, posinf=np.inf)
         labour = staffed[:, :, None] * share[None] * prod[None]
     labour = np.where(np.isnan(labour), np.inf, labour)
-    return w_out, w_in, dow, np.minimum(equip, labour), staffed, share, labour.sum(axis=0) < equip.sum(axis=0)
+    return (w_out, w_in, dow, np.minimum(equip, labour), staffed, share, labour.sum(axis=0) < equip.sum(axis=0),
+            labour)
 
 
 def hourly_inputs(setup: SimSetup, profile: Profile | None = None, step_hours: float = 1.0
@@ -897,7 +921,7 @@ def hourly_inputs(setup: SimSetup, profile: Profile | None = None, step_hours: f
     cal = _calendar(setup, profile, step_hours)
     outs, ins, caps = [], [], []
     for ip, days in enumerate(setup.periods["days"].to_numpy(dtype=float)):
-        w_out, w_in, _, cap, _, _, _ = _period_inputs(setup, cal, profile, ip, int(round(days)), step_hours)
+        w_out, w_in, _, cap, _, _, _, _ = _period_inputs(setup, cal, profile, ip, int(round(days)), step_hours)
         outs.append(w_out[:, None] * setup.outbound[ip][None, :])
         ins.append(w_in[:, None] * setup.inbound[ip][None, :])
         caps.append(cap)
@@ -951,7 +975,8 @@ def _subset(setup: SimSetup, idx: np.ndarray) -> SimSetup:
     """The setup restricted to sites ``idx``."""
     return SimSetup([setup.site_ids[i] for i in idx], setup.periods, setup.inbound[:, idx], setup.outbound[:, idx],
                     setup.rate[idx], setup.hours_per_day[idx], setup.productivity[idx], setup.labour_hours[:, idx],
-                    setup.storage_capacity[idx], setup.storage_initial[idx], setup.sla_hours, setup.congestion)
+                    setup.storage_capacity[idx], setup.storage_initial[idx], setup.sla_hours, setup.congestion,
+                    setup.effects)
 
 
 def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> SimulationResult:
@@ -1045,6 +1070,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         judge_from = int(days[before].sum()) * spd
     for tr in trackers.values():
         tr.judge_from = judge_from
+    active = active_effects(setup, profile)
+    effects = _Effects(active, S, R, step_hours) if active else None
     fail_share = 1.0 - profile.sla_quantile
     kernel = _Kernel(S, K_STAGES, B, DEFAULT_UPSTREAM, (PUTAWAY, PICK), setup.storage_capacity,
                      setup.storage_initial[:, None], profile.stock_limited,
@@ -1063,13 +1090,18 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         nd = int(days[ip])
         Tc = nd * spd
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
-        w_out, w_in, dow, cap, staffed, share, labour_binds = _period_inputs(setup, cal, profile, ip, nd, step_hours)
+        w_out, w_in, dow, cap, staffed, share, labour_binds, labour = _period_inputs(setup, cal, profile, ip, nd,
+                                                                                      step_hours)
         x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
         factor = 1.0 + ((mult[..., None] if rep_mult is None else rep_mult) - 1.0) * pw[ip]  # (S, M, 1 or R)
         ext = np.empty((Tc, S, 2, M, R))  # external work of the chain heads: inbound dock, pick
         np.multiply(x_in[:, :, None, :], factor[None], out=ext[:, :, 0])
         np.multiply(x_out[:, :, None, :], factor[None], out=ext[:, :, 1])
         ext = ext.reshape(Tc, S, 2, B)
+        cap_eff = None
+        if effects is not None:  # per replication, the same under every multiplier (broadcast over M)
+            f = effects.factors(setup, seed, period, nd, spd, cap, staffed, labour)  # (Tc, S, K, R)
+            cap_eff = np.broadcast_to(f[:, :, :, None, :], (Tc, S, K_STAGES, M, R)).reshape(Tc, S, K_STAGES, B)
         if buf is None:  # one day of per-step arrays, reused: memory does not grow with the horizon
             buf = (np.empty((spd, S, K_STAGES, B)), np.empty((spd, S, K_STAGES, B)), np.empty((spd, S, B)),
                    np.empty((2, len(CHAINS), spd, S, B)))
@@ -1078,7 +1110,7 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         q_sum, level_sum = np.zeros((S, K_STAGES, B)), np.zeros((S, B))
         for d in range(nd):
             day = slice(d * spd, (d + 1) * spd)
-            cap_day = cap[day, :, :, None]
+            cap_day = cap[day, :, :, None] if cap_eff is None else cap_eff[day]
             if setup.congestion > 0:
                 cap_day = cap_day * _congestion_factor(setup.congestion, ext[day], cap[day])
             kernel.run(ext[day], cap_day, out_y, out_q, out_level, out_cum,
@@ -1119,10 +1151,68 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
                                           (pstart - start0).days, pstart))
     result = _assemble(setup, mult, trackers, breach_rows, sp_rows, daily_rows, cap_sum, open_steps, y_sum,
                        profile, step_hours, {"replications": R, "seed": seed, "step_hours": step_hours,
-                                             "profile": asdict(profile), "congestion": setup.congestion})
+                                             "profile": asdict(profile), "congestion": setup.congestion,
+                                             "effects": active})
     result.replication_breaches = {c: (tr.first_late.reshape(S, M, R), tr.late_stage.reshape(S, M, R))
                                    for c, tr in trackers.items()}
     return result
+
+
+EFFECTS = ("mtbf_hours", "mttr_hours", "service_cv", "absenteeism")
+"""The optional stochastic effects (see :class:`Profile`), each off unless set or calibrated."""
+
+
+def active_effects(setup: SimSetup, profile: Profile) -> dict[str, float]:
+    """The stochastic effects in force: the profile's values, else the calibration's; only those switched on."""
+    eff = {k: getattr(profile, k) if getattr(profile, k) is not None else setup.effects.get(k) for k in EFFECTS}
+    out = {}
+    if eff["mtbf_hours"]:
+        out["mtbf_hours"], out["mttr_hours"] = float(eff["mtbf_hours"]), float(eff["mttr_hours"] or 2.0)
+    if eff["service_cv"]:
+        out["service_cv"] = float(eff["service_cv"])
+    if eff["absenteeism"]:
+        out["absenteeism"] = float(eff["absenteeism"])
+    return out
+
+
+class _Effects:
+    """Per-replication capacity factors of the stochastic effects, one period at a time (breakdown states carry
+    over from period to period)."""
+
+    def __init__(self, effects: dict[str, float], S: int, R: int, step_hours: float) -> None:
+        self.effects, self.R, self.step_hours = effects, R, step_hours
+        self.down = np.zeros((S, K_STAGES, R), dtype=bool)
+        if "mtbf_hours" in effects:
+            self.p_fail = 1.0 - math.exp(-step_hours / effects["mtbf_hours"])
+            self.p_repair = 1.0 - math.exp(-step_hours / effects["mttr_hours"])
+
+    def factors(self, setup: SimSetup, seed: int, period: int, nd: int, spd: int, cap: np.ndarray,
+                staffed: np.ndarray, labour: np.ndarray) -> np.ndarray:
+        """Capacity (Tc, S, K, R) of the period under the effects, from the expected capacity ``cap`` (Tc, S, K);
+        ``labour`` (Tc, S, K) the labour capacity (absenteeism scales it where labour binds)."""
+        Tc, S, R = nd * spd, len(setup.site_ids), self.R
+        out = np.broadcast_to(cap[..., None], (Tc, S, K_STAGES, R)).copy()
+        rngs = [np.random.default_rng([seed, period, site_seed(s), 1]) for s in setup.site_ids]
+        if "absenteeism" in self.effects:
+            p = self.effects["absenteeism"]
+            shifts = np.maximum(np.round(staffed.reshape(nd, spd, S).sum(axis=1) / 8.0), 1.0)  # (nd, S)
+            present = np.stack([rng.binomial(shifts[:, j, None].astype(np.int64).repeat(R, axis=1), 1.0 - p)
+                                for j, rng in enumerate(rngs)], axis=1) / shifts[:, :, None]  # (nd, S, R)
+            with np.errstate(invalid="ignore"):
+                lab = labour[..., None] * np.repeat(present, spd, axis=0)[:, :, None, :]
+            lab = np.where(np.isnan(lab), np.inf, lab)  # unlimited labour stays unlimited
+            np.minimum(out, lab, out=out)  # min(equipment, labour x share present)
+        if "service_cv" in self.effects:
+            k = 1.0 / self.effects["service_cv"] ** 2
+            out *= np.stack([rng.gamma(k, 1.0 / k, size=(Tc, K_STAGES, R)) for rng in rngs], axis=1)
+        if "mtbf_hours" in self.effects:
+            u = np.stack([rng.random((Tc, K_STAGES, R)) for rng in rngs], axis=1)  # (Tc, S, K, R)
+            down = self.down
+            for t in range(Tc):
+                down = np.where(down, u[t] >= self.p_repair, u[t] < self.p_fail)
+                out[t][down] = 0.0
+            self.down = down
+        return out
 
 
 def _congestion_factor(kappa: float, ext_day: np.ndarray, cap_day: np.ndarray) -> np.ndarray:
