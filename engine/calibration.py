@@ -231,6 +231,7 @@ class Calibration:
     cost: float
     drift: pd.DataFrame = field(default_factory=pd.DataFrame)
     version: str | None = None
+    effects: dict[str, float] = field(default_factory=dict)  # stochastic effects (mtbf_hours, mttr_hours)
 
     def efficiency_of(self, obs: Observations) -> np.ndarray:
         e = self.efficiency.set_index(["site_id", "stage"])["efficiency"]
@@ -245,16 +246,20 @@ class Calibration:
             "error_before": {k: round(v, 6) for k, v in self.error_before.items()},
             "error_after": {k: round(v, 6) for k, v in self.error_after.items()},
             "drift": json.loads(self.drift.to_json(orient="records")) if len(self.drift) else [],
+            "effects": {k: round(float(v), 6) for k, v in self.effects.items()},
             "modules": [{"site_id": r["site_id"], "stage": r["stage"],
                          **{m: round(float(r[f"{m}_after"]), 6) for m in METRICS if f"{m}_after" in r}}
                         for r in self.errors.to_dict("records")] if len(self.errors) else [],
         }
 
 
-def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None = None) -> Calibration:
+def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None = None,
+        breakdowns: bool = False, mttr_hours: float = 2.0) -> Calibration:
     """Least-squares efficiencies per site and stage and one congestion coefficient (see the module doc).
 
-    ``congestion`` fixes the coefficient instead of fitting it.
+    ``congestion`` fixes the coefficient instead of fitting it. ``breakdowns``: also fit the network's mean
+    time between breakdowns for a given mean repair time (:func:`fit_breakdowns`); the efficiencies are then
+    those of a stage that is up, and the calibration's ``effects`` switch breakdowns on in the simulator.
     """
     obs = observations(instance, actuals)
     if len(obs.dates) < 3:
@@ -271,6 +276,12 @@ def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None =
     sol = least_squares(lambda th: _residuals(obs, *unpack(th)), x0, bounds=(lo, hi), method="trf",
                         x_scale="jac", diff_step=1e-4)
     eff, kappa = unpack(sol.x)
+    effects: dict[str, float] = {}
+    if breakdowns:
+        up_eff, up_kappa, mtbf = fit_breakdowns(instance, obs, eff, kappa, mttr_hours=mttr_hours)
+        if mtbf is not None:
+            eff, effects = up_eff, {"mtbf_hours": mtbf, "mttr_hours": float(mttr_hours)}
+            kappa = kappa if fixed else up_kappa
     ones = np.ones(n)
     before, after = errors(obs, ones, 0.0), errors(obs, eff, kappa)
     err = before.merge(after, on=["site_id", "stage"], suffixes=("_before", "_after"))
@@ -278,7 +289,67 @@ def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None =
         efficiency=obs.pairs[["site_id", "stage"]].assign(efficiency=eff),
         congestion=kappa, error_before=_overall(obs, ones, 0.0), error_after=_overall(obs, eff, kappa),
         errors=err, period=(str(obs.dates[0].date()), str(obs.dates[-1].date())), n_days=len(obs.dates),
-        cost=float(sol.cost))
+        cost=float(sol.cost), effects=effects)
+
+
+def fit_breakdowns(instance: Instance, obs: Observations, efficiency: np.ndarray, congestion: float, *,
+                   mttr_hours: float = 2.0, min_days: int = 5) -> tuple[np.ndarray, float, float | None]:
+    r"""Maximum-likelihood breakdown rate (one network MTBF, operating hours), congestion and up-state
+    efficiencies, jointly.
+
+    Model: on day t a stage breaks down :math:`n_t \sim \mathrm{Poisson}(H / \mathrm{MTBF})` times (H its
+    operating hours a day), each breakdown costing ``mttr_hours`` of its H hours, so on a day that ends with a
+    backlog (capacity-bound) the throughput is
+    :math:`y_t = e N (1 - \kappa u_t^2) (1 - \min(1, n_t\, \mathrm{MTTR} / H))\, \varepsilon_t`,
+    :math:`u_t = \min(1, a^h_t / (e N))`, with noise :math:`\varepsilon_t \sim N(1, \sigma^2)`. The least-squares
+    fit (the starting point) lets efficiency and congestion absorb the mean availability; the likelihood of the
+    mixture over :math:`n_t` separates them: the top level is the efficiency of a stage that is up, the share and
+    depth of the dips give the rate. A capacity-bound day (it ends with a backlog) observes the capacity; a day
+    that processed all its work is censored (the capacity was at least its throughput), which keeps the
+    breakdown days (more often bound) from biasing the rate. Pairs with fewer than ``min_days`` bound days keep
+    their least-squares efficiency. Returns (efficiencies, congestion, MTBF or None
+    when nothing is identifiable).
+    """
+    from scipy.optimize import minimize
+    from scipy.stats import norm, poisson
+
+    res = instance.resources.set_index(["site_id", "stage"])["hours_per_day"]
+    hours = np.array([float(res.get((s, k), 24.0)) for s, k in zip(obs.pairs["site_id"], obs.pairs["stage"])])
+    nominal = obs.pairs["nominal"].to_numpy()
+    y, q, load, mask = obs.throughput[1:], obs.backlog[1:], obs.load, obs.observed[1:]
+    data = []
+    for j in range(len(obs.pairs)):
+        scale = y[mask[:, j], j].mean() if mask[:, j].any() else 0.0
+        bound = mask[:, j] & (q[:, j] > 1e-3 * max(scale, 1e-9))
+        if bound.sum() >= min_days:
+            data.append((j, y[mask[:, j], j] / nominal[j], load[mask[:, j], j] / nominal[j], bound[mask[:, j]]))
+    if not data:
+        return efficiency, congestion, None
+    counts = np.arange(7)
+
+    def nll(theta: np.ndarray) -> float:
+        rate, sigma, kappa, e = np.exp(theta[0]), np.exp(theta[1]), theta[2], theta[3:]
+        total = 0.0
+        for k, (j, x, a, b) in enumerate(data):
+            u = np.minimum(1.0, a / e[k])
+            level = e[k] * (1.0 - kappa * u**2)[:, None] * np.maximum(0.0, 1.0 - counts * mttr_hours / hours[j])
+            p_n = poisson.pmf(counts, hours[j] * rate)[None, :]
+            dens = np.where(b[:, None], norm.pdf(x[:, None], level, sigma * e[k]),  # capacity-bound: y = capacity
+                            norm.sf(x[:, None], level, sigma * e[k]))  # all work done: capacity was at least y
+            total -= np.log((dens * p_n).sum(axis=1) + 1e-300).sum()
+        return float(total)
+
+    e0 = np.array([efficiency[j] for j, *_ in data])
+    theta0 = np.concatenate([[np.log(1.0 / 100.0), np.log(0.02), congestion], e0 * 1.05])
+    bounds = [(np.log(1e-5), np.log(10.0)), (np.log(1e-4), np.log(0.5)), CONGESTION_BOUNDS,
+              *[EFFICIENCY_BOUNDS] * len(data)]
+    sol = minimize(nll, theta0, method="L-BFGS-B", bounds=bounds)
+    rate = float(np.exp(sol.x[0]))
+    if rate <= 2e-5:
+        return efficiency, congestion, None
+    out = efficiency.copy()
+    out[[j for j, *_ in data]] = sol.x[3:]
+    return out, float(sol.x[2]), 1.0 / rate
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -382,7 +453,8 @@ def as_calibration(stored: dict[str, Any]) -> Calibration:
     eff = pd.DataFrame(stored["efficiency"], columns=["site_id", "stage", "efficiency"])
     return Calibration(eff, float(stored["congestion"]), stored.get("error_before", {}),
                        stored.get("error_after", {}), pd.DataFrame(), tuple(stored.get("period", ("", ""))),
-                       int(stored.get("days", 0)), 0.0, version=stored.get("version"))
+                       int(stored.get("days", 0)), 0.0, version=stored.get("version"),
+                       effects=dict(stored.get("effects") or {}))
 
 
 def save_calibration(instance_path: str | Path, calibration: Calibration, *, actuals_file: str | Path | None = None
@@ -426,7 +498,8 @@ def apply_calibration(instance: Instance, version: str = "latest", *, folder: st
     for stage in FLOW_STAGES:
         col = f"productivity_{stage}"
         lab[col] = lab[col] * np.array([float(eff.get((s, stage), 1.0)) for s in lab["site_id"]])
-    meta = {**instance.meta, "calibration": {"version": stored["version"], "congestion": stored["congestion"]}}
+    meta = {**instance.meta, "calibration": {"version": stored["version"], "congestion": stored["congestion"],
+                                             "effects": dict(stored.get("effects") or {})}}
     return instance.replace(meta=meta, resources=res, labor=lab)
 
 
@@ -449,12 +522,19 @@ def congestion_derate(kappa: float) -> float:
 def calibrated_derate(instance: Instance, derate: dict[tuple[str, str], float] | None = None
                       ) -> dict[tuple[str, str], float] | None:
     """The MILP's capacity derate per (site, flow stage): a calibration's congestion (:func:`congestion_derate`)
-    times any other derate (e.g. the repair loop's); ``derate`` unchanged for an uncalibrated instance."""
+    times its breakdown availability ``MTBF / (MTBF + MTTR)`` times any other derate (e.g. the repair loop's);
+    ``derate`` unchanged for an uncalibrated instance."""
     cal = instance.meta.get("calibration")
-    kappa = float(cal.get("congestion") or 0.0) if isinstance(cal, dict) else 0.0
-    if kappa <= 0:
+    cal = cal if isinstance(cal, dict) else {}
+    kappa = float(cal.get("congestion") or 0.0)
+    effects = cal.get("effects") or {}
+    availability = 1.0
+    if effects.get("mtbf_hours"):  # breakdowns: the share of operating hours a stage is up, MTBF / (MTBF + MTTR)
+        mtbf, mttr = float(effects["mtbf_hours"]), float(effects.get("mttr_hours") or 2.0)
+        availability = mtbf / (mtbf + mttr)
+    if kappa <= 0 and availability == 1.0:
         return derate
-    f = congestion_derate(kappa)
+    f = congestion_derate(kappa) * availability
     res = instance.resources
     keys = {(str(s), str(k)) for s, k in zip(res["site_id"], res["stage"]) if k in FLOW_STAGES}
     keys |= set(derate or {})
@@ -471,8 +551,10 @@ def calibration_version(instance: Instance) -> str | None:
 # One call for the CLI and notebooks
 # ---------------------------------------------------------------------------------------------------
 def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None, *, window: int = 7,
-              threshold: float = 0.05, write: bool = True) -> Calibration:
-    """Drift check against the latest version (if any), fit on the actuals, write the next version."""
+              threshold: float = 0.05, write: bool = True, breakdowns: bool = False,
+              mttr_hours: float = 2.0) -> Calibration:
+    """Drift check against the latest version (if any), fit on the actuals (with ``breakdowns``: also the
+    breakdown rate, :func:`fit_breakdowns`), write the next version."""
     path = resolve_instance_path(instance_path)
     inst = load_instance(path)
     actuals_file = Path(actuals_file) if actuals_file is not None else path / ACTUALS.file_name
@@ -481,7 +563,7 @@ def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None,
     if list_versions(path):
         drift = detect_drift(inst, actuals, as_calibration(load_calibration(path)), window=window,
                              threshold=threshold)
-    cal = fit(inst, actuals)
+    cal = fit(inst, actuals, breakdowns=breakdowns, mttr_hours=mttr_hours)
     cal.drift = drift
     if write:
         save_calibration(path, cal, actuals_file=actuals_file)

@@ -144,8 +144,8 @@ class Profile:
     exact_poisson_below : Poisson means below this are drawn exactly, larger ones by the normal approximation.
     dock_to_stock_sla_hours : inbound SLA (dock to stock), hours.
     stock_limited : cap picks by the storage level.
-    mtbf_hours, mttr_hours : breakdowns (off when ``mtbf_hours`` is None): every stage of every site and
-        replication is up or down, a two-state Markov chain per step (fails with probability
+    mtbf_hours, mttr_hours : breakdowns (off when ``mtbf_hours`` is None), in operating hours: every stage of
+        every site and replication is up or down, a two-state Markov chain per open step (fails with probability
         ``1 - exp(-step/mtbf)``, is repaired with ``1 - exp(-step/mttr)``); a stage that is down processes
         nothing. Long-run availability ``p_repair / (p_fail + p_repair)`` (about ``mtbf / (mtbf + mttr)``).
     service_cv : service-time variability (off at 0): each stage's capacity in a step is multiplied by a gamma
@@ -1208,8 +1208,9 @@ class _Effects:
         if "mtbf_hours" in self.effects:
             u = np.stack([rng.random((Tc, K_STAGES, R)) for rng in rngs], axis=1)  # (Tc, S, K, R)
             down = self.down
+            running = (cap > 0)[..., None]  # (Tc, S, K, 1): breakdowns happen (and are repaired) in open hours
             for t in range(Tc):
-                down = np.where(down, u[t] >= self.p_repair, u[t] < self.p_fail)
+                down = np.where(running[t], np.where(down, u[t] >= self.p_repair, u[t] < self.p_fail), down)
                 out[t][down] = 0.0
             self.down = down
         return out

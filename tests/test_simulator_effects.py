@@ -104,3 +104,22 @@ def test_absenteeism_scales_labour_capacity_by_attendance():
     n = max(round(site_hours / 8), 1)
     se = labour_cap * np.sqrt(0.9 * 0.1 / n / 14) / np.sqrt(R)  # 14 independent days per replication
     assert abs(got - 0.9 * labour_cap) < 3 * se + 1e-6, (got, 0.9 * labour_cap, se, staffed_day)
+
+
+def test_calibrated_breakdowns_reach_the_simulator_and_the_milp():
+    """A calibration's effects in ``meta['calibration']`` switch breakdowns on exactly as the Profile does, and
+    derate the MILP's capacity by the availability MTBF / (MTBF + MTTR) (times the congestion derate)."""
+    from engine.calibration import calibrated_derate, congestion_derate
+
+    inst = one_stage(100.0)
+    cal = inst.replace(meta={**inst.meta, "calibration": {"version": "v0001", "congestion": 0.0,
+                                                          "effects": {"mtbf_hours": 20.0, "mttr_hours": 4.0}}})
+    by_profile = run_setup(prepare(inst, volumes(1000.0)), np.array([1.0]), replications=5, seed=2,
+                           profile=Profile(**{**FLAT.__dict__, "mtbf_hours": 20.0, "mttr_hours": 4.0}))
+    by_calibration = run_setup(prepare(cal, volumes(1000.0)), np.array([1.0]), replications=5, seed=2, profile=FLAT)
+    assert pick_throughput(by_calibration) == pick_throughput(by_profile) < 0.9 * 100 * T
+    assert by_calibration.params["effects"] == {"mtbf_hours": 20.0, "mttr_hours": 4.0}
+    derate = calibrated_derate(cal)
+    assert derate[("DC_A", "pick")] == pytest.approx(20.0 / 24.0)
+    cal2 = cal.replace(meta={**cal.meta, "calibration": {**cal.meta["calibration"], "congestion": 0.2}})
+    assert calibrated_derate(cal2)[("DC_A", "pack")] == pytest.approx(20.0 / 24.0 * congestion_derate(0.2))
