@@ -72,6 +72,10 @@ stage (units/day) that would have cleared them: the largest over days of (the da
 (days from the last time the chain was empty to that peak) -- adding it at the stage raises cumulative
 departures at the peak by exactly the overdue units; ``shortfall_hours`` = ``shortfall_units`` as extra
 operating hours per day at the stage's mean hourly capacity; all at ``sla_quantile`` over replications.
+That is an estimate; the front doors (:func:`simulate`, :func:`simulate_volumes`, one multiplier) verify it
+(:func:`clearing_shortfalls`): the failing sites are simulated again with the amount added, searched until it
+is the least (to 1 %) that clears the breach, re-blaming the stage when another one of the chain clears it with
+less (``estimated_units`` keeps the estimate).
 
 Calibration: an instance built by :func:`engine.calibration.apply_calibration` carries the fitted efficiencies
 in its rates and productivities and the congestion coefficient kappa in ``meta['calibration']``; with kappa > 0
@@ -473,7 +477,8 @@ class SimulationResult:
         labour_hours_staffed (staffed hours allocated to the stage).
     breaches : one row per site, chain and multiplier whose SLA breaks: site_id, chain, multiplier, column
         (index of the multiplier), stage, period, hour, time, shortfall_units (units/day), shortfall_hours
-        (hours/day), overdue_units, binding, labour_hours (see :class:`Verdict`).
+        (hours/day), overdue_units, binding, labour_hours (see :class:`Verdict`); from the front doors also
+        estimated_units, shortfall_scope and cleared (:func:`clearing_shortfalls`).
     verdicts : one :class:`Verdict` per multiplier.
     """
 
@@ -1014,13 +1019,16 @@ def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> 
 
 def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 20, seed: int = 0,
               step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
-              detail: bool = True, threads: int = 1, judge_from_period: int | None = None) -> SimulationResult:
+              detail: bool = True, threads: int = 1, judge_from_period: int | None = None,
+              extra_capacity: np.ndarray | None = None) -> SimulationResult:
     """Simulate a prepared setup for multipliers (M,), per site (S, M) or per site and replication (S, M, R);
     see :func:`simulate`.
 
     ``period_weight`` (P,) spreads the extra load: period p's factor is ``1 + (m - 1) * period_weight[p]``.
     ``judge_from_period``: the periods before it are a warm-up (they leave their backlog to the later ones, but
     SLA breaches are judged from this period on); default: every period is judged.
+    ``extra_capacity`` (S, K): units a day added to each stage, spread over its open steps (what a shortfall
+    means: :func:`clearing_shortfalls`).
     Per-replication multipliers (common random numbers: replication r sees the same noise under every
     multiplier) serve the stress test's bisection, which reads ``replication_breaches``.
     With ``detail=False`` only the breach analysis runs (no tables but ``breaches``; for the stress test).
@@ -1048,7 +1056,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             parts = list(pool.map(lambda g: run_setup(
                 _subset(setup, g), (mult if rep_mult is None else rep_mult)[g], replications=R, seed=seed,
                 step_hours=step_hours, profile=profile, period_weight=period_weight, detail=detail,
-                judge_from_period=judge_from_period), groups))
+                judge_from_period=judge_from_period,
+                extra_capacity=None if extra_capacity is None else extra_capacity[g]), groups))
         return _merge(setup, mult, parts)
     M = mult.shape[1]
     B = M * R
@@ -1092,6 +1101,10 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
         w_out, w_in, dow, cap, staffed, share, labour_binds, labour = _period_inputs(setup, cal, profile, ip, nd,
                                                                                       step_hours)
+        if extra_capacity is not None:  # units a day, spread over the open steps of each day
+            per_day = cal.open_share.sum(axis=0)
+            per_step = cal.open_share / np.where(per_day > 0, per_day, 1.0)
+            cap = cap + np.tile(per_step, (nd, 1, 1)) * np.asarray(extra_capacity, dtype=float)[None]
         x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
         factor = 1.0 + ((mult[..., None] if rep_mult is None else rep_mult) - 1.0) * pw[ip]  # (S, M, 1 or R)
         ext = np.empty((Tc, S, 2, M, R))  # external work of the chain heads: inbound dock, pick
@@ -1343,11 +1356,7 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
         _, s, c = min(cand)
         row = SimpleNamespace(**by_key[(s, c, m)])
         sla_h = setup.sla_hours if c == "order" else profile.dock_to_stock_sla_hours
-        msg = (f"{row.site_id} breaks its {c} SLA ({sla_h:g} h) at {row.stage} in period {row.period}, "
-               f"hour {row.hour:g} ({row.time}), up to {row.overdue_units:,.0f} units overdue; "
-               f"+{row.shortfall_units:,.0f} units/day at {row.stage} "
-               f"({row.shortfall_hours:,.1f} extra hours a day) would have avoided it; {row.binding} binds"
-               + (f" (+{row.labour_hours:,.0f} labour hours a day)" if row.binding == "labour" else ""))
+        msg = _breach_message(row, c, sla_h)
         verdicts[label] = Verdict(False, label, row.site_id, row.stage, c, int(row.period), float(row.hour),
                                   str(row.time), float(row.shortfall_units), float(row.shortfall_hours),
                                   float(row.overdue_units), row.binding, float(row.labour_hours), msg)
@@ -1372,6 +1381,124 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
     return SimulationResult(stage_period, site, daily, breaches, verdicts, params)
 
 
+def _breach_message(row: Any, chain: str, sla_h: float) -> str:
+    """The verdict's sentence for a breach row."""
+    return (f"{row.site_id} breaks its {chain} SLA ({sla_h:g} h) at {row.stage} in period {row.period}, "
+            f"hour {row.hour:g} ({row.time}), up to {row.overdue_units:,.0f} units overdue; "
+            f"+{row.shortfall_units:,.0f} units/day at {row.stage} "
+            f"({row.shortfall_hours:,.1f} extra hours a day) would have avoided it; {row.binding} binds"
+            + (f" (+{row.labour_hours:,.0f} labour hours a day)" if row.binding == "labour" else ""))
+
+
+WHOLE_CHAIN = -2
+"""Stage code of :func:`clearing_shortfalls` for "the amount at every stage of the chain"."""
+
+
+def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replications: int, seed: int,
+                        step_hours: float = 1.0, profile: Profile | None = None, rel_tol: float = 0.01,
+                        max_doublings: int = 5) -> SimulationResult:
+    """Replace each breach's estimated shortfall by one that, added, clears it (single-multiplier runs).
+
+    The estimate (peak overdue units over the days since the chain was last empty) misses when the stage's
+    capacity is not available when the units wait (closed hours, a cut-off) or when the queue holding the oldest
+    units is not the one that limits the chain. So the failing sites are simulated again, alone and with the
+    same random numbers, with ``x`` units a day added to one stage (spread over its open steps,
+    ``run_setup(extra_capacity=)``): ``x`` doubles from the estimate until the chain's SLA holds, then bisection
+    narrows it to ``rel_tol``. The blamed stage is tried first; when it alone cannot clear the breach within
+    ``2**max_doublings`` times the estimate, the chain's other stages are tried and the breach is re-blamed on
+    the stage that clears it with the least; when no single stage can (two stages limit the chain alike), the
+    amount is added at every stage of the chain. The rows get ``estimated_units`` (the first estimate),
+    ``shortfall_scope`` (``stage``: at the row's stage; ``chain``: at each stage of the chain; ``none``) and
+    ``cleared`` (False: nothing cleared it within the doublings; the estimate is kept).
+    """
+    b = result.breaches
+    if b.empty or b["column"].max() > 0:
+        return result
+    profile = profile or Profile()
+    index = {sid: i for i, sid in enumerate(setup.site_ids)}
+    keys = [(index[r.site_id], r.chain) for r in b.itertuples()]
+    est = np.maximum(b["shortfall_units"].to_numpy(dtype=float), 1.0)
+    sites = sorted({s for s, _ in keys})
+    local = {s: i for i, s in enumerate(sites)}
+    sub = _subset(setup, np.array(sites))
+    mult = np.array([float(b["multiplier"].iloc[0])])
+
+    def cleared(stages: list[int], amount: np.ndarray) -> np.ndarray:
+        extra = np.zeros((len(sites), K_STAGES))
+        for (s, chain), k, a in zip(keys, stages, amount):
+            if k == WHOLE_CHAIN:
+                extra[local[s], list(CHAINS[chain])] += a
+            elif k >= 0:
+                extra[local[s], k] += a
+        res = run_setup(sub, mult, replications=replications, seed=seed, step_hours=step_hours, profile=profile,
+                        detail=False, extra_capacity=extra)
+        still = set(zip(res.breaches["site_id"], res.breaches["chain"]))
+        return np.array([(setup.site_ids[s], c) not in still for s, c in keys])
+
+    def search(stages: list[int]) -> np.ndarray:
+        """Smallest amount at ``stages`` (-1: skip) clearing each breach, NaN when none within the doublings."""
+        active = np.array([k >= 0 or k == WHOLE_CHAIN for k in stages])
+        lo, hi, x = np.zeros(len(keys)), np.full(len(keys), np.nan), est.copy()
+        for _ in range(max_doublings + 1):
+            todo = active & np.isnan(hi)
+            if not todo.any():
+                break
+            ok = cleared(stages, np.where(todo, x, np.where(np.isnan(hi), 0.0, hi)))
+            hi = np.where(todo & ok, x, hi)
+            lo = np.where(todo & ~ok, x, lo)
+            x = np.where(todo & ~ok, 2 * x, x)
+        while True:
+            open_ = ~np.isnan(hi) & (hi - lo > rel_tol * hi)
+            if not open_.any():
+                return hi
+            mid = (lo + hi) / 2
+            ok = cleared(stages, np.where(open_, mid, np.where(np.isnan(hi), 0.0, hi)))
+            hi = np.where(open_ & ok, mid, hi)
+            lo = np.where(open_ & ~ok, mid, lo)
+
+    blamed = [STAGES_SIM.index(k) for k in b["stage"]]
+    best, best_stage = search(blamed), list(blamed)
+    for alt in range(max(len(c) for c in CHAINS.values()) - 1):
+        if not np.isnan(best).any():
+            break
+        tries = []
+        for (_, chain), k, v in zip(keys, blamed, best):
+            others = [st for st in CHAINS[chain] if st != k]
+            tries.append(others[alt] if np.isnan(v) and alt < len(others) else -1)
+        if all(t < 0 for t in tries):
+            break
+        got = search(tries)
+        for i, t in enumerate(tries):
+            if t >= 0 and not np.isnan(got[i]) and (np.isnan(best[i]) or got[i] < best[i]):
+                best[i], best_stage[i] = got[i], t
+    scope = np.where(np.isnan(best), "none", "stage").astype(object)
+    if np.isnan(best).any():  # two stages limit the chain alike: the amount at every stage of the chain
+        got = search([WHOLE_CHAIN if np.isnan(v) else -1 for v in best])
+        scope = np.where(np.isnan(best) & ~np.isnan(got), "chain", scope)
+        best = np.where(np.isnan(best), got, best)
+    rows = b.copy()
+    found = np.where(np.isnan(best), rows["shortfall_units"].to_numpy(dtype=float), best)
+    hourly_cap = np.array([setup.rate[s, k] * 1.0 for (s, _), k in zip(keys, best_stage)])
+    rows["estimated_units"] = rows["shortfall_units"]
+    rows["stage"] = [STAGES_SIM[k] for k in best_stage]
+    rows["shortfall_units"] = found
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rows["shortfall_hours"] = np.where(hourly_cap > 0, found / hourly_cap, np.nan)
+        rows["labour_hours"] = found / np.array([setup.productivity[s, k] for (s, _), k in zip(keys, best_stage)])
+    rows["cleared"] = ~np.isnan(best)
+    rows["shortfall_scope"] = scope
+    verdicts = dict(result.verdicts)
+    for label, v in result.verdicts.items():
+        if v.feasible:
+            continue
+        r = rows[(rows["site_id"] == v.site_id) & (rows["chain"] == v.chain)].iloc[0]
+        sla_h = setup.sla_hours if v.chain == "order" else profile.dock_to_stock_sla_hours
+        nv = replace(v, stage=str(r["stage"]), shortfall_units=float(r["shortfall_units"]),
+                     shortfall_hours=float(r["shortfall_hours"]), labour_hours=float(r["labour_hours"]))
+        verdicts[label] = replace(nv, message=_breach_message(nv, v.chain, sla_h))
+    return replace(result, breaches=rows, verdicts=verdicts)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Front doors
 # ---------------------------------------------------------------------------------------------------
@@ -1379,12 +1506,17 @@ def simulate_volumes(instance: Instance, site_throughput: pd.DataFrame, *, capac
                      labor: pd.DataFrame | None = None, open_sites: Sequence[str] | None = None,
                      replications: int = 20, seed: int = 0, step_hours: float = 1.0,
                      multipliers: Sequence[float] = (1.0,), periods: Sequence[int] | None = None,
-                     profile: Profile | None = None, threads: int = 1) -> SimulationResult:
+                     profile: Profile | None = None, threads: int = 1, clear_shortfall: bool = True
+                     ) -> SimulationResult:
     """Simulate a bare volume table (site_id, period, inbound_units, outbound_units); see :func:`simulate`."""
     setup = prepare(instance, site_throughput, capacity=capacity, labor=labor, open_sites=open_sites,
                     periods=periods)
-    return run_setup(setup, np.asarray(multipliers, dtype=float), replications=replications, seed=seed,
-                     step_hours=step_hours, profile=profile, threads=threads)
+    result = run_setup(setup, np.asarray(multipliers, dtype=float), replications=replications, seed=seed,
+                       step_hours=step_hours, profile=profile, threads=threads)
+    if clear_shortfall and len(multipliers) == 1:
+        result = clearing_shortfalls(setup, result, replications=replications, seed=seed, step_hours=step_hours,
+                                     profile=profile)
+    return result
 
 
 def plan_inputs(plan: Any) -> dict[str, Any]:
@@ -1401,7 +1533,8 @@ def plan_inputs(plan: Any) -> dict[str, Any]:
 
 def simulate(instance: Instance, plan: Any, *, replications: int = 20, seed: int = 0, step_hours: float = 1.0,
              multipliers: Sequence[float] = (1.0,), periods: Sequence[int] | None = None,
-             profile: Profile | Mapping[str, Any] | None = None, threads: int = 1) -> SimulationResult:
+             profile: Profile | Mapping[str, Any] | None = None, threads: int = 1,
+             clear_shortfall: bool = True) -> SimulationResult:
     """Execute a plan step by step through every open DC and judge whether it holds.
 
     Parameters
@@ -1418,9 +1551,11 @@ def simulate(instance: Instance, plan: Any, *, replications: int = 20, seed: int
     periods : consecutive periods to simulate (default: all); storage starts at the plan's stock then.
     profile : a :class:`Profile` or a mapping of its fields.
     threads : simulate groups of sites in parallel threads (same result as one thread).
+    clear_shortfall : with one multiplier, each breach's ``shortfall_units`` is verified by simulating again
+        with it added (:func:`clearing_shortfalls`): the reported amount clears the breach.
     """
     if isinstance(profile, Mapping):
         profile = replace(Profile(), **profile)
     return simulate_volumes(instance, replications=replications, seed=seed, step_hours=step_hours,
                             multipliers=multipliers, periods=periods, profile=profile, threads=threads,
-                            **plan_inputs(plan))
+                            clear_shortfall=clear_shortfall, **plan_inputs(plan))
