@@ -37,6 +37,27 @@ than ``threshold`` (relative) is flagged for its site and stage. The parameter m
 the one whose re-fit on that window alone (efficiency of the site and stage, or the congestion coefficient)
 removes more of the window's squared error.
 
+One set of parameters for every predictor: the efficiencies go into the rates and productivities
+(:func:`apply_calibration`), so the MILP, the checker and the simulator see them alike; kappa and the optional
+stochastic effects go into ``meta['calibration']``, which the simulator reads (the daily congestion derate above;
+breakdowns) and the MILP reads as the exact capacity derate :func:`congestion_derate` times the breakdown
+availability (:func:`calibrated_derate`, applied in :func:`engine.pipeline.solve_decision`).
+
+Breakdowns (optional, ``fit(breakdowns=True)``): :func:`fit_breakdowns`, a joint maximum-likelihood fit of the
+network MTBF (operating hours, given MTTR), kappa and the up-state efficiencies.
+
+The loop around it:
+
+- :func:`backtest` (``twinplan backtest``): fit on the earlier actuals, predict the held-out weeks from the work
+  actually offered; per site and stage errors of throughput, backlog, labour hours and queueing time, nominal
+  twin against calibrated twin.
+- :func:`track` (``twinplan track``): what a recorded run predicted per site and stage against the actuals
+  recorded after it (:func:`plan_vs_actuals`); gaps beyond a threshold are flagged, traced to the most likely
+  parameter, stored with the run (run-store table ``calibration_findings``) and audited.
+- :func:`module_status` (``twinplan status``; result.json's ``"calibration"`` key via
+  :func:`calibration_summary`): each site and stage ``not_calibrated``, ``validated`` (error within tolerance)
+  or ``drifted``.
+
 Versions: :func:`save_calibration` writes ``INSTANCE/calibration/v0001.yaml`` (next number each time) and
 appends to ``history.csv``; instance tables are never touched. :func:`apply_calibration` returns an
 Instance with the efficiencies applied to ``resources.rate_per_hour`` and ``labor.productivity_<stage>``
@@ -254,12 +275,13 @@ class Calibration:
 
 
 def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None = None,
-        breakdowns: bool = False, mttr_hours: float = 2.0) -> Calibration:
+        breakdowns: bool = False, mttr_hours: float = 2.0, variability: bool = False) -> Calibration:
     """Least-squares efficiencies per site and stage and one congestion coefficient (see the module doc).
 
     ``congestion`` fixes the coefficient instead of fitting it. ``breakdowns``: also fit the network's mean
     time between breakdowns for a given mean repair time (:func:`fit_breakdowns`); the efficiencies are then
     those of a stage that is up, and the calibration's ``effects`` switch breakdowns on in the simulator.
+    ``variability``: also the service-time variability (:func:`fit_service_cv`).
     """
     obs = observations(instance, actuals)
     if len(obs.dates) < 3:
@@ -282,6 +304,10 @@ def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None =
         if mtbf is not None:
             eff, effects = up_eff, {"mtbf_hours": mtbf, "mttr_hours": float(mttr_hours)}
             kappa = kappa if fixed else up_kappa
+    if variability:
+        cv = fit_service_cv(instance, obs, eff, kappa)
+        if cv is not None:
+            effects["service_cv"] = cv
     ones = np.ones(n)
     before, after = errors(obs, ones, 0.0), errors(obs, eff, kappa)
     err = before.merge(after, on=["site_id", "stage"], suffixes=("_before", "_after"))
@@ -290,6 +316,37 @@ def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None =
         congestion=kappa, error_before=_overall(obs, ones, 0.0), error_after=_overall(obs, eff, kappa),
         errors=err, period=(str(obs.dates[0].date()), str(obs.dates[-1].date())), n_days=len(obs.dates),
         cost=float(sol.cost), effects=effects)
+
+
+def fit_service_cv(instance: Instance, obs: Observations, efficiency: np.ndarray, congestion: float, *,
+                   step_hours: float = 1.0, min_days: int = 10) -> float | None:
+    r"""Service-time variability from the day-to-day scatter of capacity-bound days.
+
+    With each operating step's capacity multiplied by an independent factor of mean 1 and CV :math:`c` (the
+    simulator's ``service_cv``), a day of H open steps has a capacity of CV :math:`c / \sqrt{H}`. On days that
+    end with a backlog the throughput is the capacity, so :math:`c = s \sqrt{H}` with :math:`s` the robust
+    scatter (1.4826 x median absolute deviation, so breakdown dips do not count) of
+    :math:`y_t / (e N (1 - \kappa u_t^2))` pooled over sites and stages. Measurement noise of the WMS counts
+    adds to :math:`s`: the estimate is an upper bound when the counts are noisy. None with fewer than
+    ``min_days`` bound days.
+    """
+    res = instance.resources.set_index(["site_id", "stage"])["hours_per_day"]
+    nominal = obs.pairs["nominal"].to_numpy()
+    y, q, load, mask = obs.throughput[1:], obs.backlog[1:], obs.load, obs.observed[1:]
+    scaled = []
+    for j, (s, k) in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"])):
+        scale = y[mask[:, j], j].mean() if mask[:, j].any() else 0.0
+        bound = mask[:, j] & (q[:, j] > 1e-3 * max(scale, 1e-9))
+        if bound.sum() < 3:
+            continue
+        cap = effective_capacity(nominal[j], efficiency[j], congestion, load[bound, j])
+        r = y[bound, j] / cap
+        steps = float(res.get((s, k), 24.0)) / step_hours
+        scaled.append((r / np.median(r) - 1.0) * np.sqrt(steps))
+    if not scaled or sum(len(x) for x in scaled) < min_days:
+        return None
+    z = np.concatenate(scaled)
+    return float(1.4826 * np.median(np.abs(z - np.median(z))))
 
 
 def fit_breakdowns(instance: Instance, obs: Observations, efficiency: np.ndarray, congestion: float, *,
@@ -552,7 +609,7 @@ def calibration_version(instance: Instance) -> str | None:
 # ---------------------------------------------------------------------------------------------------
 def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None, *, window: int = 7,
               threshold: float = 0.05, write: bool = True, breakdowns: bool = False,
-              mttr_hours: float = 2.0) -> Calibration:
+              mttr_hours: float = 2.0, variability: bool = False) -> Calibration:
     """Drift check against the latest version (if any), fit on the actuals (with ``breakdowns``: also the
     breakdown rate, :func:`fit_breakdowns`), write the next version."""
     path = resolve_instance_path(instance_path)
@@ -563,7 +620,7 @@ def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None,
     if list_versions(path):
         drift = detect_drift(inst, actuals, as_calibration(load_calibration(path)), window=window,
                              threshold=threshold)
-    cal = fit(inst, actuals, breakdowns=breakdowns, mttr_hours=mttr_hours)
+    cal = fit(inst, actuals, breakdowns=breakdowns, mttr_hours=mttr_hours, variability=variability)
     cal.drift = drift
     if write:
         save_calibration(path, cal, actuals_file=actuals_file)

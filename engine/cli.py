@@ -269,7 +269,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from engine.calibration import METRICS, calibrate
 
     cal = calibrate(args.instance, args.actuals, window=args.window, threshold=args.threshold,
-                    write=not args.no_write, breakdowns=args.breakdowns, mttr_hours=args.mttr_hours)
+                    write=not args.no_write, breakdowns=args.breakdowns, mttr_hours=args.mttr_hours,
+                    variability=args.variability)
     if args.json:
         print(json.dumps(cal.to_dict()))
         return 0
@@ -278,6 +279,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for k in METRICS:
         print(f"  {k:<14} {cal.error_before[k]:8.1%} {cal.error_after[k]:8.1%}")
     print(f"  congestion coefficient: {cal.congestion:.3f}")
+    if cal.effects.get("service_cv"):
+        print(f"  service-time variability: CV {cal.effects['service_cv']:.3f} per operating hour")
     if cal.effects.get("mtbf_hours"):
         print(f"  breakdowns: MTBF {cal.effects['mtbf_hours']:.1f} operating hours, MTTR "
               f"{cal.effects['mttr_hours']:.1f} h")
@@ -536,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-write", action="store_true", help="fit and report without writing a version")
     p.add_argument("--breakdowns", action="store_true", help="also fit the breakdown rate (MTBF) of the stages")
     p.add_argument("--mttr-hours", type=float, default=2.0, help="mean time to repair a breakdown (hours)")
+    p.add_argument("--variability", action="store_true", help="also fit the service-time variability (CV)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     COMMANDS["calibrate"] = cmd_calibrate
 

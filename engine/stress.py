@@ -127,7 +127,8 @@ def stress_test(instance: Instance, plan: Any, *, spike: Sequence[int] | Mapping
                 grid: int = 3, low: float = 1.0, high: float = 3.0, tolerance: float = 0.01,
                 replications: int = 10, seed: int = 0, step_hours: float = 1.0,
                 profile: Profile | None = None, threads: int = 1, target_half_width: float = 0.02,
-                max_replications: int = 320, confidence: float = 0.95, carry_in: bool = True) -> pd.DataFrame:
+                max_replications: int = 320, confidence: float = 0.95, carry_in: bool = True,
+                warmup_days: float | None = 28.0) -> pd.DataFrame:
     """The multiplier at which each open DC first breaks an SLA during a demand spike, with a confidence interval.
 
     Each replication has its own failure point (the smallest multiplier at which it has units overdue in the
@@ -143,6 +144,8 @@ def stress_test(instance: Instance, plan: Any, *, spike: Sequence[int] | Mapping
         block (:func:`peak_periods`). The consecutive range covering the spike is judged.
     carry_in : simulate the plan's periods before the spike at multiplier 1 first, so the spike window starts
         from the backlog (and stock) those weeks leave; breaches are judged in the spike window only.
+    warmup_days : how far back the carry-in starts: the preceding periods that end within this many days before
+        the spike (at least one; None: from the plan's first period).
     grid : multipliers evenly spaced in [low, high] bracketing every replication's failure before bisection.
     tolerance : bisection stops when every replication's bracket is at most this wide.
     replications : the first batch; the next batch brings the total to the estimate the target needs.
@@ -173,6 +176,13 @@ def stress_test(instance: Instance, plan: Any, *, spike: Sequence[int] | Mapping
         planned = pd.to_numeric(inputs["site_throughput"]["period"]).astype(int)
         known = set(instance.periods["period"].astype(int))
         first = min([p for p in planned.unique() if p in known] + [periods[0]])
+        if warmup_days is not None:
+            per = instance.periods.set_index("period")["days"]
+            back, days = periods[0], 0.0
+            while back - 1 >= first and (back == periods[0] or days + float(per[back - 1]) <= warmup_days):
+                back -= 1
+                days += float(per[back])
+            first = back
         warm = list(range(first, periods[0]))
         periods, weights = warm + periods, np.concatenate([np.zeros(len(warm)), weights])
     setup = prepare(instance, periods=periods, **inputs)

@@ -18,12 +18,13 @@ CHAINS = (("inbound_dock", "putaway"), ("pick", "pack", "outbound_dock"))
 def generate_actuals(inst, efficiency: dict, congestion: float, days: int, seed: int, start: str = "2026-01-05",
                      sites: tuple[str, ...] = ("DC_A", "DC_B"), load: tuple[float, float] = (0.5, 1.05),
                      offered: dict | None = None, noise: float = 0.01, mtbf_hours: float | None = None,
-                     mttr_hours: float = 2.0) -> pd.DataFrame:
+                     mttr_hours: float = 2.0, service_cv: float = 0.0) -> pd.DataFrame:
     """Daily actuals (site_id, stage, date, throughput, labor_hours, backlog) of the planted DC.
 
     ``offered``: (site, chain index) -> daily work entering the chain's head (default: the chain's smallest
     nominal capacity x uniform ``load``: quiet days and days over capacity). ``mtbf_hours``: breakdowns, a
     Poisson number a day (operating hours / MTBF) each costing ``mttr_hours`` of the day's operating hours.
+    ``service_cv``: each operating hour's capacity times a gamma factor (mean 1, this CV), as in the simulator.
     """
     rng = np.random.default_rng(seed)
     cap = inst.stage_capacity().set_index(["site_id", "stage"])["units_per_day"]
@@ -40,6 +41,10 @@ def generate_actuals(inst, efficiency: dict, congestion: float, days: int, seed:
             for stage in chain:
                 nominal, e = cap[(site, stage)], efficiency.get((site, stage), 1.0)
                 c = effective_capacity(nominal, e, congestion, head)
+                if service_cv > 0:
+                    k = 1.0 / service_cv**2
+                    h = int(hpd[(site, stage)])
+                    c = c * rng.gamma(k, 1.0 / k, (days, h)).mean(axis=1)
                 if mtbf_hours is not None:
                     h = float(hpd[(site, stage)])
                     n_down = rng.poisson(h / mtbf_hours, days)

@@ -253,3 +253,15 @@ def test_planted_breakdown_rate_recovered():
     got = cal.efficiency.set_index(["site_id", "stage"])["efficiency"]
     for pair, e in PLANTED.items():
         assert got[pair] == pytest.approx(e, abs=0.01), pair
+
+
+def test_planted_service_variability_recovered():
+    """Each operating hour's capacity times a gamma factor of CV 0.3 (a 16-hour day: CV 0.075), counts with 0.2 %
+    noise, 84 days mostly over capacity: the service CV is recovered within 15 % and reaches the simulator."""
+    inst = tiny()
+    actuals = generate_actuals(inst, PLANTED, PLANTED_CONGESTION, 84, seed=31, load=(0.8, 1.3), service_cv=0.3,
+                               noise=0.002)
+    cal = fit(inst, actuals, variability=True)
+    assert cal.effects["service_cv"] == pytest.approx(0.3, rel=0.15)
+    assert fit(inst, generate_actuals(inst, PLANTED, PLANTED_CONGESTION, 84, seed=31, load=(0.8, 1.3),
+                                      noise=0.002), variability=True).effects["service_cv"] < 0.05

@@ -163,3 +163,18 @@ def test_reported_shortfall_added_clears_the_breach(load, cutoff, pack_rate, see
 
     assert with_extra(v.shortfall_units)
     assert not with_extra(0.95 * v.shortfall_units)
+
+
+def test_one_shipped_figure():
+    """The site table's shipped_units is the stage table's outbound-dock throughput (all replications), also
+    with noise and more than 10 replications (the cycle-time subsample no longer counts units)."""
+    from engine.simulator import simulate_volumes
+
+    inst = tiny()
+    st = pd.DataFrame([{"site_id": s, "period": p, "inbound_units": 20000.0, "outbound_units": v}
+                       for s, v in (("DC_A", 30000.0), ("DC_B", 26000.0)) for p in (1, 2)])
+    res = simulate_volumes(inst, st, replications=24, seed=4, profile=Profile(noise="overdispersed"))
+    sp = res.stage_period[res.stage_period["stage"] == "outbound_dock"].groupby("site_id")["throughput"].sum()
+    site = res.site.set_index("site_id")["shipped_units"]
+    for s in ("DC_A", "DC_B"):
+        assert site[s] == pytest.approx(sp[s], rel=1e-12)
