@@ -218,7 +218,8 @@ def cmd_stress(args: argparse.Namespace) -> int:
     if not result.plan.has_solution:
         print(f"error: no plan to stress-test (status {result.status})", file=sys.stderr)
         return EXIT_INFEASIBLE
-    table = stress_test(result.instance, result.plan, seed=args.seed)
+    table = stress_test(result.instance, result.plan, seed=args.seed, target_half_width=args.target_half_width,
+                        max_replications=args.max_replications)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -521,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", help="write the failure points to OUT/stress.csv (e.g. a run folder of `solve`)")
+    p.add_argument("--target-half-width", type=float, default=0.02,
+                   help="add replications until every failure point's 95 %% interval is this narrow")
+    p.add_argument("--max-replications", type=int, default=320, help="cap on the replications")
     COMMANDS["stress"] = cmd_stress
 
     p = sub.add_parser("ingest", help="ingest WMS/WCS exports through mapping files into an instance")

@@ -65,7 +65,8 @@ def test_repair_loop_turns_an_unexecutable_plan_into_an_executable_one(tiny):
     # the derated capacity
     tp = result.plan.site_throughput
     out_a = tp[tp["site_id"] == "DC_A"]["outbound_units"].max()
-    assert out_a <= 7 * daily_capacity * last["derate"]["DC_A/pack"] + 1e-3 < 7 * daily_capacity
+    limit = 7 * daily_capacity * last["derate"]["DC_A/pack"]
+    assert out_a <= limit * (1 + 1e-6) < 7 * daily_capacity  # to the solver's feasibility tolerance
     assert check_plan(result.instance, result.plan).empty
 
 
