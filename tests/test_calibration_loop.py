@@ -235,6 +235,19 @@ def test_module_status_rollout(tmp_path, planted):
     assert set(module_status(loaded)["status"]) == {"not_calibrated"}  # uncalibrated twin: nothing validated
 
 
+def test_cli_status_shows_the_latest_version(tmp_path, planted, capsys):
+    import json
+
+    from engine.cli import main
+
+    inst, _, _, cal, _ = planted
+    folder = inst.save(tmp_path / "inst")
+    save_calibration(folder, cal)
+    assert main(["status", str(folder), "--store", str(tmp_path / "none.duckdb"), "--json"]) == 0
+    rows = {(r["site_id"], r["stage"]): r["status"] for r in json.loads(capsys.readouterr().out)}
+    assert rows[("DC_A", "pick")] == "validated" and rows[("DC_C", "pick")] == "not_calibrated"
+
+
 def test_planted_breakdown_rate_recovered():
     """84 days offered 0.6-1.3 x each chain's smallest capacity, planted MTBF 40 operating hours (0.4 breakdowns
     a 16-hour day), MTTR 3 h, the planted efficiencies and kappa 0.2: the joint maximum-likelihood fit (capacity
