@@ -910,10 +910,33 @@ def module_status(instance: Instance, *, tolerance: float = 0.05, findings: pd.D
     return pd.DataFrame(list(rows.values()), columns=list(MODULE_COLUMNS))
 
 
+def finding_message(f: dict[str, Any]) -> str:
+    """One line for a plan-versus-outcome finding, e.g. "DC_A/pick 2026-01-05..2026-01-18: predicted +5.0 %,
+    actual +2.0 % (gap -3.0 points); most likely efficiency 1.000 -> 0.797"."""
+    def num(key: str) -> float | None:
+        v = f.get(key)
+        return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+    pc, ac, gap = num("predicted_change"), num("actual_change"), num("gap")
+    head = f"{f.get('run_id') + ': ' if f.get('run_id') else ''}{f['site_id']}/{f['stage']} " \
+           f"{f.get('window_start')}..{f.get('window_end')}: "
+    if pc is not None and ac is not None:
+        head += f"predicted {pc:+.1%}, actual {ac:+.1%} (gap {100 * (gap or 0):+.1f} points)"
+    else:
+        head += f"predicted {num('predicted') or 0:,.0f}, actual {num('actual') or 0:,.0f} units ({gap or 0:+.1%})"
+    par, cur, ref = f.get("parameter"), num("current"), num("refit")
+    if par in ("efficiency", "congestion") and cur is not None and ref is not None:
+        head += f"; most likely {par} {cur:.3f} -> {ref:.3f}"
+    elif par:
+        head += f"; most likely {par} (work offered {ref or 0:,.0f} vs planned {cur or 0:,.0f})"
+    return head
+
+
 def calibration_summary(instance: Instance, *, findings: pd.DataFrame | None = None, tolerance: float = 0.05
                         ) -> dict[str, Any]:
-    """The ``"calibration"`` key of result.json: ``{"version", "modules": [{site_id, stage, status, error}],
-    "findings": [...]}`` (the report shows it; :func:`module_status` for the statuses)."""
+    """The ``"calibration"`` key of result.json: ``{"version", "modules": [{site_id, stage, status, error,
+    source}], "findings": [flagged plan-versus-outcome findings with a one-line "message"], "unvalidated":
+    ["SITE/stage", ...]}`` (the report shows it; :func:`module_status` for the statuses)."""
     mods = module_status(instance, tolerance=tolerance, findings=findings)
     recs = []
     for r in mods.itertuples(index=False):
@@ -922,8 +945,11 @@ def calibration_summary(instance: Instance, *, findings: pd.DataFrame | None = N
                      "source": r.source})
     found = []
     if findings is not None and len(findings):
-        keep = [c for c in ("run_id", *FINDING_COLUMNS[:14]) if c in findings.columns]
-        found = json.loads(findings[keep].to_json(orient="records"))
+        flagged = findings[findings["flagged"].astype(bool)]
+        keep = [c for c in ("run_id", *FINDING_COLUMNS[:14]) if c in flagged.columns]
+        found = json.loads(flagged[keep].to_json(orient="records"))
+        for f in found:
+            f["message"] = finding_message(f)
     unvalidated = [f"{r['site_id']}/{r['stage']}" for r in recs if r["status"] != STATUS_VALIDATED]
     return {"version": calibration_version(instance), "modules": recs, "findings": found,
             "unvalidated": unvalidated}

@@ -226,12 +226,17 @@ def test_module_status_rollout(tmp_path, planted):
     assert (status.loc["DC_C", "status"] == "not_calibrated").all()
     ab = status.drop(index="DC_C", level=0)
     assert (ab["status"] == "validated").all() and (ab["error"] < 0.05).all() and (ab["source"] == "fit").all()
-    finding = pd.DataFrame([{"site_id": "DC_A", "stage": "pick", "flagged": True, "gap": -0.03}])
+    finding = pd.DataFrame([{"run_id": "r1", "site_id": "DC_A", "stage": "pick", "window_start": "2026-01-05",
+                             "window_end": "2026-01-18", "predicted_change": 0.05, "actual_change": 0.02,
+                             "flagged": True, "gap": -0.03, "parameter": "efficiency", "current": 1.0,
+                             "refit": 0.797}])
     summary = calibration_summary(calibrated, findings=finding)
     mods = {(m["site_id"], m["stage"]): m for m in summary["modules"]}
     assert summary["version"] == "v0001" and mods[("DC_A", "pick")]["status"] == "drifted"
     assert "DC_A/pick" in summary["unvalidated"] and "DC_C/pick" in summary["unvalidated"]
     assert "DC_B/pick" not in summary["unvalidated"]
+    assert summary["findings"][0]["message"] == ("r1: DC_A/pick 2026-01-05..2026-01-18: predicted +5.0%, actual "
+                                                 "+2.0% (gap -3.0 points); most likely efficiency 1.000 -> 0.797")
     assert set(module_status(loaded)["status"]) == {"not_calibrated"}  # uncalibrated twin: nothing validated
 
 
