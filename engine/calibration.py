@@ -13,12 +13,16 @@ one-step lag between stages would be a one-*day* lag here)::
 
 with the **effective capacity**
 
-.. math:: c_t = e_j\, N_j \left(1 - \kappa\, u_t^2\right), \qquad u_t = \min\!\left(1, \frac{a_t}{e_j N_j}\right)
+.. math:: c_t = e_j\, N_j \left(1 - \kappa\, u_t^2\right), \qquad u_t = \min\!\left(1, \frac{a^h_t}{e_j N_j}\right)
 
 where :math:`N_j` = count x rate_per_hour x hours_per_day (resources.csv, units/day) is the nominal
 capacity, :math:`e_j` the **efficiency** of site and stage (multiplying the stage's rates: equipment rate
 and labour productivity) and :math:`\kappa` the network **congestion coefficient** (the share of capacity
-lost on a day offered exactly the effective capacity). Predicted labour hours are
+lost on a day offered exactly the effective capacity). The load :math:`a^h_t` is the work offered that day
+to the head of the stage's chain (inbound dock for inbound dock and putaway, pick for pick, pack and outbound
+dock; the stage's own offered work when its head is not observed): congestion comes with the chain's work
+entering the building, as in the simulator (:func:`engine.simulator._congestion_factor`). Predicted labour
+hours are
 :math:`\hat h_t = \hat y_t / (e_j\, p_j)` with :math:`p_j` = ``labor.productivity_<stage>``.
 
 Fit: :func:`scipy.optimize.least_squares` (bounded, trust-region reflective) over all :math:`e_j` and
@@ -32,6 +36,27 @@ Drift: with a stored calibration, the predictions for new actuals are summed ove
 than ``threshold`` (relative) is flagged for its site and stage. The parameter most likely responsible is
 the one whose re-fit on that window alone (efficiency of the site and stage, or the congestion coefficient)
 removes more of the window's squared error.
+
+One set of parameters for every predictor: the efficiencies go into the rates and productivities
+(:func:`apply_calibration`), so the MILP, the checker and the simulator see them alike; kappa and the optional
+stochastic effects go into ``meta['calibration']``, which the simulator reads (the daily congestion derate above;
+breakdowns) and the MILP reads as the exact capacity derate :func:`congestion_derate` times the breakdown
+availability (:func:`calibrated_derate`, applied in :func:`engine.pipeline.solve_decision`).
+
+Breakdowns (optional, ``fit(breakdowns=True)``): :func:`fit_breakdowns`, a joint maximum-likelihood fit of the
+network MTBF (operating hours, given MTTR), kappa and the up-state efficiencies.
+
+The loop around it:
+
+- :func:`backtest` (``twinplan backtest``): fit on the earlier actuals, predict the held-out weeks from the work
+  actually offered; per site and stage errors of throughput, backlog, labour hours and queueing time, nominal
+  twin against calibrated twin.
+- :func:`track` (``twinplan track``): what a recorded run predicted per site and stage against the actuals
+  recorded after it (:func:`plan_vs_actuals`); gaps beyond a threshold are flagged, traced to the most likely
+  parameter, stored with the run (run-store table ``calibration_findings``) and audited.
+- :func:`module_status` (``twinplan status``; result.json's ``"calibration"`` key via
+  :func:`calibration_summary`): each site and stage ``not_calibrated``, ``validated`` (error within tolerance)
+  or ``drifted``.
 
 Versions: :func:`save_calibration` writes ``INSTANCE/calibration/v0001.yaml`` (next number each time) and
 appends to ``history.csv``; instance tables are never touched. :func:`apply_calibration` returns an
@@ -62,6 +87,9 @@ HISTORY_FILE = "history.csv"
 EFFICIENCY_BOUNDS = (0.2, 2.0)
 CONGESTION_BOUNDS = (0.0, 0.95)
 METRICS = ("throughput", "backlog", "labor_hours")
+CHAIN_HEAD = {"inbound_dock": "inbound_dock", "putaway": "inbound_dock", "pick": "pick", "pack": "pick",
+              "outbound_dock": "pick"}
+"""The head of each flow stage's chain (whose offered work drives the congestion of the chain's stages)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -77,11 +105,19 @@ class Observations:
     labor_hours: np.ndarray
     backlog: np.ndarray
     observed: np.ndarray  # (T, P) bool: the day has a record
+    load_override: np.ndarray | None = None  # (T-1, P) congestion load when not computed from these pairs
 
     @property
     def offered(self) -> np.ndarray:
         """Work offered per day (days 2..T): y_t + q_t - q_{t-1}, floored at 0."""
         return np.maximum(self.throughput[1:] + self.backlog[1:] - self.backlog[:-1], 0.0)
+
+    @property
+    def load(self) -> np.ndarray:
+        """Congestion load per day (days 2..T): the work offered to each pair's chain head."""
+        if self.load_override is not None:
+            return self.load_override
+        return self.offered[:, self.pairs["load_index"].to_numpy()]
 
 
 def read_actuals(path: str | Path, instance: Instance) -> pd.DataFrame:
@@ -124,6 +160,9 @@ def observations(instance: Instance, actuals: pd.DataFrame) -> Observations:
     lab = instance.labor.set_index("site_id")
     pairs["nominal"] = [float(cap[(s, k)]) for s, k in zip(pairs["site_id"], pairs["stage"])]
     pairs["productivity"] = [float(lab.loc[s, f"productivity_{k}"]) for s, k in zip(pairs["site_id"], pairs["stage"])]
+    index = {(s, k): j for j, (s, k) in enumerate(zip(pairs["site_id"], pairs["stage"]))}
+    pairs["load_index"] = [index.get((s, CHAIN_HEAD[k]), j) for j, (s, k) in enumerate(zip(pairs["site_id"],
+                                                                                          pairs["stage"]))]
     dates = pd.date_range(a["date"].min(), a["date"].max(), freq="D")
     cols = pd.MultiIndex.from_frame(pairs[["site_id", "stage"]])
     wide = a.pivot_table(index="date", columns=["site_id", "stage"], values=list(METRICS), aggfunc="first")
@@ -151,7 +190,7 @@ def predict(obs: Observations, efficiency: np.ndarray, congestion: float) -> dic
     from engine.simulator import simulate_arrays
 
     a = obs.offered  # (T-1, P)
-    cap = effective_capacity(obs.pairs["nominal"].to_numpy(), efficiency, congestion, a)
+    cap = effective_capacity(obs.pairs["nominal"].to_numpy(), efficiency, congestion, obs.load)
     n_pairs = a.shape[1]
     run = simulate_arrays(a[:, None, :, None].copy(), cap[:, None, :, None], upstream=[-1] * n_pairs,
                           backlog_initial=obs.backlog[0][None, :, None])
@@ -213,6 +252,7 @@ class Calibration:
     cost: float
     drift: pd.DataFrame = field(default_factory=pd.DataFrame)
     version: str | None = None
+    effects: dict[str, float] = field(default_factory=dict)  # stochastic effects (mtbf_hours, mttr_hours)
 
     def efficiency_of(self, obs: Observations) -> np.ndarray:
         """Efficiency factor of each observed (site, stage) pair, in ``obs.pairs`` order (1 when not calibrated)."""
@@ -229,13 +269,21 @@ class Calibration:
             "error_before": {k: round(v, 6) for k, v in self.error_before.items()},
             "error_after": {k: round(v, 6) for k, v in self.error_after.items()},
             "drift": json.loads(self.drift.to_json(orient="records")) if len(self.drift) else [],
+            "effects": {k: round(float(v), 6) for k, v in self.effects.items()},
+            "modules": [{"site_id": r["site_id"], "stage": r["stage"],
+                         **{m: round(float(r[f"{m}_after"]), 6) for m in METRICS if f"{m}_after" in r}}
+                        for r in self.errors.to_dict("records")] if len(self.errors) else [],
         }
 
 
-def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None = None) -> Calibration:
+def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None = None,
+        breakdowns: bool = False, mttr_hours: float = 2.0, variability: bool = False) -> Calibration:
     """Least-squares efficiencies per site and stage and one congestion coefficient (see the module doc).
 
-    ``congestion`` fixes the coefficient instead of fitting it.
+    ``congestion`` fixes the coefficient instead of fitting it. ``breakdowns``: also fit the network's mean
+    time between breakdowns for a given mean repair time (:func:`fit_breakdowns`); the efficiencies are then
+    those of a stage that is up, and the calibration's ``effects`` switch breakdowns on in the simulator.
+    ``variability``: also the service-time variability (:func:`fit_service_cv`).
     """
     obs = observations(instance, actuals)
     if len(obs.dates) < 3:
@@ -252,6 +300,16 @@ def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None =
     sol = least_squares(lambda th: _residuals(obs, *unpack(th)), x0, bounds=(lo, hi), method="trf",
                         x_scale="jac", diff_step=1e-4)
     eff, kappa = unpack(sol.x)
+    effects: dict[str, float] = {}
+    if breakdowns:
+        up_eff, up_kappa, mtbf = fit_breakdowns(instance, obs, eff, kappa, mttr_hours=mttr_hours)
+        if mtbf is not None:
+            eff, effects = up_eff, {"mtbf_hours": mtbf, "mttr_hours": float(mttr_hours)}
+            kappa = kappa if fixed else up_kappa
+    if variability:
+        cv = fit_service_cv(instance, obs, eff, kappa)
+        if cv is not None:
+            effects["service_cv"] = cv
     ones = np.ones(n)
     before, after = errors(obs, ones, 0.0), errors(obs, eff, kappa)
     err = before.merge(after, on=["site_id", "stage"], suffixes=("_before", "_after"))
@@ -259,7 +317,98 @@ def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None =
         efficiency=obs.pairs[["site_id", "stage"]].assign(efficiency=eff),
         congestion=kappa, error_before=_overall(obs, ones, 0.0), error_after=_overall(obs, eff, kappa),
         errors=err, period=(str(obs.dates[0].date()), str(obs.dates[-1].date())), n_days=len(obs.dates),
-        cost=float(sol.cost))
+        cost=float(sol.cost), effects=effects)
+
+
+def fit_service_cv(instance: Instance, obs: Observations, efficiency: np.ndarray, congestion: float, *,
+                   step_hours: float = 1.0, min_days: int = 10) -> float | None:
+    r"""Service-time variability from the day-to-day scatter of capacity-bound days.
+
+    With each operating step's capacity multiplied by an independent factor of mean 1 and CV :math:`c` (the
+    simulator's ``service_cv``), a day of H open steps has a capacity of CV :math:`c / \sqrt{H}`. On days that
+    end with a backlog the throughput is the capacity, so :math:`c = s \sqrt{H}` with :math:`s` the robust
+    scatter (1.4826 x median absolute deviation, so breakdown dips do not count) of
+    :math:`y_t / (e N (1 - \kappa u_t^2))` pooled over sites and stages. Measurement noise of the WMS counts
+    adds to :math:`s`: the estimate is an upper bound when the counts are noisy. None with fewer than
+    ``min_days`` bound days.
+    """
+    res = instance.resources.set_index(["site_id", "stage"])["hours_per_day"]
+    nominal = obs.pairs["nominal"].to_numpy()
+    y, q, load, mask = obs.throughput[1:], obs.backlog[1:], obs.load, obs.observed[1:]
+    scaled = []
+    for j, (s, k) in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"])):
+        scale = y[mask[:, j], j].mean() if mask[:, j].any() else 0.0
+        bound = mask[:, j] & (q[:, j] > 1e-3 * max(scale, 1e-9))
+        if bound.sum() < 3:
+            continue
+        cap = effective_capacity(nominal[j], efficiency[j], congestion, load[bound, j])
+        r = y[bound, j] / cap
+        steps = float(res.get((s, k), 24.0)) / step_hours
+        scaled.append((r / np.median(r) - 1.0) * np.sqrt(steps))
+    if not scaled or sum(len(x) for x in scaled) < min_days:
+        return None
+    z = np.concatenate(scaled)
+    return float(1.4826 * np.median(np.abs(z - np.median(z))))
+
+
+def fit_breakdowns(instance: Instance, obs: Observations, efficiency: np.ndarray, congestion: float, *,
+                   mttr_hours: float = 2.0, min_days: int = 5) -> tuple[np.ndarray, float, float | None]:
+    r"""Maximum-likelihood breakdown rate (one network MTBF, operating hours), congestion and up-state
+    efficiencies, jointly.
+
+    Model: on day t a stage breaks down :math:`n_t \sim \mathrm{Poisson}(H / \mathrm{MTBF})` times (H its
+    operating hours a day), each breakdown costing ``mttr_hours`` of its H hours, so on a day that ends with a
+    backlog (capacity-bound) the throughput is
+    :math:`y_t = e N (1 - \kappa u_t^2) (1 - \min(1, n_t\, \mathrm{MTTR} / H))\, \varepsilon_t`,
+    :math:`u_t = \min(1, a^h_t / (e N))`, with noise :math:`\varepsilon_t \sim N(1, \sigma^2)`. The least-squares
+    fit (the starting point) lets efficiency and congestion absorb the mean availability; the likelihood of the
+    mixture over :math:`n_t` separates them: the top level is the efficiency of a stage that is up, the share and
+    depth of the dips give the rate. A capacity-bound day (it ends with a backlog) observes the capacity; a day
+    that processed all its work is censored (the capacity was at least its throughput), which keeps the
+    breakdown days (more often bound) from biasing the rate. Pairs with fewer than ``min_days`` bound days keep
+    their least-squares efficiency. Returns (efficiencies, congestion, MTBF or None
+    when nothing is identifiable).
+    """
+    from scipy.optimize import minimize
+    from scipy.stats import norm, poisson
+
+    res = instance.resources.set_index(["site_id", "stage"])["hours_per_day"]
+    hours = np.array([float(res.get((s, k), 24.0)) for s, k in zip(obs.pairs["site_id"], obs.pairs["stage"])])
+    nominal = obs.pairs["nominal"].to_numpy()
+    y, q, load, mask = obs.throughput[1:], obs.backlog[1:], obs.load, obs.observed[1:]
+    data = []
+    for j in range(len(obs.pairs)):
+        scale = y[mask[:, j], j].mean() if mask[:, j].any() else 0.0
+        bound = mask[:, j] & (q[:, j] > 1e-3 * max(scale, 1e-9))
+        if bound.sum() >= min_days:
+            data.append((j, y[mask[:, j], j] / nominal[j], load[mask[:, j], j] / nominal[j], bound[mask[:, j]]))
+    if not data:
+        return efficiency, congestion, None
+    counts = np.arange(7)
+
+    def nll(theta: np.ndarray) -> float:
+        rate, sigma, kappa, e = np.exp(theta[0]), np.exp(theta[1]), theta[2], theta[3:]
+        total = 0.0
+        for k, (j, x, a, b) in enumerate(data):
+            u = np.minimum(1.0, a / e[k])
+            level = e[k] * (1.0 - kappa * u**2)[:, None] * np.maximum(0.0, 1.0 - counts * mttr_hours / hours[j])
+            p_n = poisson.pmf(counts, hours[j] * rate)[None, :]
+            dens = np.where(b[:, None], norm.pdf(x[:, None], level, sigma * e[k]),  # capacity-bound: y = capacity
+                            norm.sf(x[:, None], level, sigma * e[k]))  # all work done: capacity was at least y
+            total -= np.log((dens * p_n).sum(axis=1) + 1e-300).sum()
+        return float(total)
+
+    e0 = np.array([efficiency[j] for j, *_ in data])
+    theta0 = np.concatenate([[np.log(1.0 / 100.0), np.log(0.02), congestion], e0 * 1.05])
+    bounds = [(np.log(1e-5), np.log(10.0)), (np.log(1e-4), np.log(0.5)), CONGESTION_BOUNDS,
+              *[EFFICIENCY_BOUNDS] * len(data)]
+    sol = minimize(nll, theta0, method="L-BFGS-B", bounds=bounds)
+    rate = float(np.exp(sol.x[0]))
+    if rate <= 2e-5:
+        return efficiency, congestion, None
+    out = efficiency.copy()
+    out[[j for j, *_ in data]] = sol.x[3:]
+    return out, float(sol.x[2]), 1.0 / rate
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -312,7 +461,8 @@ def _responsible(obs: Observations, j: int, start: int, window: int, eff: np.nda
     # the recursion needs the days before the window; residuals count only inside it
     sub = Observations(obs.pairs.iloc[[j]].reset_index(drop=True), obs.dates[: start + window + 1],
                        obs.throughput[: start + window + 1, [j]], obs.labor_hours[: start + window + 1, [j]],
-                       obs.backlog[: start + window + 1, [j]], obs.observed[: start + window + 1, [j]].copy())
+                       obs.backlog[: start + window + 1, [j]], obs.observed[: start + window + 1, [j]].copy(),
+                       obs.load[: start + window, [j]])
     sub.observed[: start + 1] = False
 
     def cost(e: float, k: float) -> float:
@@ -362,7 +512,8 @@ def as_calibration(stored: dict[str, Any]) -> Calibration:
     eff = pd.DataFrame(stored["efficiency"], columns=["site_id", "stage", "efficiency"])
     return Calibration(eff, float(stored["congestion"]), stored.get("error_before", {}),
                        stored.get("error_after", {}), pd.DataFrame(), tuple(stored.get("period", ("", ""))),
-                       int(stored.get("days", 0)), 0.0, version=stored.get("version"))
+                       int(stored.get("days", 0)), 0.0, version=stored.get("version"),
+                       effects=dict(stored.get("effects") or {}))
 
 
 def save_calibration(instance_path: str | Path, calibration: Calibration, *, actuals_file: str | Path | None = None
@@ -406,8 +557,47 @@ def apply_calibration(instance: Instance, version: str = "latest", *, folder: st
     for stage in FLOW_STAGES:
         col = f"productivity_{stage}"
         lab[col] = lab[col] * np.array([float(eff.get((s, stage), 1.0)) for s in lab["site_id"]])
-    meta = {**instance.meta, "calibration": {"version": stored["version"], "congestion": stored["congestion"]}}
+    meta = {**instance.meta, "calibration": {"version": stored["version"], "congestion": stored["congestion"],
+                                             "effects": dict(stored.get("effects") or {})}}
     return instance.replace(meta=meta, resources=res, labor=lab)
+
+
+def congestion_derate(kappa: float) -> float:
+    r"""The share of capacity a stage can sustain under congestion :math:`\kappa`: :math:`\rho^*` with
+    :math:`\rho^* + \kappa \rho^{*2} = 1`, i.e. :math:`(\sqrt{1 + 4\kappa} - 1) / (2\kappa)` (1 at
+    :math:`\kappa = 0`).
+
+    A steady flow y through a stage of capacity C offers y a day, so it is processed when
+    :math:`y \le C (1 - \kappa (y/C)^2)`; the left side grows and the right side falls with y, so this holds
+    exactly when :math:`y \le \rho^* C`. The MILP's linear capacity row with C derated by :math:`\rho^*` is
+    therefore the calibration's congestion model, not an approximation of it: a derate that only binds at high
+    utilisation (above :math:`\rho^*`).
+    """
+    if kappa <= 0:
+        return 1.0
+    return float((np.sqrt(1.0 + 4.0 * kappa) - 1.0) / (2.0 * kappa))
+
+
+def calibrated_derate(instance: Instance, derate: dict[tuple[str, str], float] | None = None
+                      ) -> dict[tuple[str, str], float] | None:
+    """The MILP's capacity derate per (site, flow stage): a calibration's congestion (:func:`congestion_derate`)
+    times its breakdown availability ``MTBF / (MTBF + MTTR)`` times any other derate (e.g. the repair loop's);
+    ``derate`` unchanged for an uncalibrated instance."""
+    cal = instance.meta.get("calibration")
+    cal = cal if isinstance(cal, dict) else {}
+    kappa = float(cal.get("congestion") or 0.0)
+    effects = cal.get("effects") or {}
+    availability = 1.0
+    if effects.get("mtbf_hours"):  # breakdowns: the share of operating hours a stage is up, MTBF / (MTBF + MTTR)
+        mtbf, mttr = float(effects["mtbf_hours"]), float(effects.get("mttr_hours") or 2.0)
+        availability = mtbf / (mtbf + mttr)
+    if kappa <= 0 and availability == 1.0:
+        return derate
+    f = congestion_derate(kappa) * availability
+    res = instance.resources
+    keys = {(str(s), str(k)) for s, k in zip(res["site_id"], res["stage"]) if k in FLOW_STAGES}
+    keys |= set(derate or {})
+    return {key: float((derate or {}).get(key, 1.0)) * f for key in sorted(keys)}
 
 
 def calibration_version(instance: Instance) -> str | None:
@@ -420,8 +610,10 @@ def calibration_version(instance: Instance) -> str | None:
 # One call for the CLI and notebooks
 # ---------------------------------------------------------------------------------------------------
 def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None, *, window: int = 7,
-              threshold: float = 0.05, write: bool = True) -> Calibration:
-    """Drift check against the latest version (if any), fit on the actuals, write the next version."""
+              threshold: float = 0.05, write: bool = True, breakdowns: bool = False,
+              mttr_hours: float = 2.0, variability: bool = False) -> Calibration:
+    """Drift check against the latest version (if any), fit on the actuals (with ``breakdowns``: also the
+    breakdown rate, :func:`fit_breakdowns`), write the next version."""
     path = resolve_instance_path(instance_path)
     inst = load_instance(path)
     actuals_file = Path(actuals_file) if actuals_file is not None else path / ACTUALS.file_name
@@ -430,10 +622,336 @@ def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None,
     if list_versions(path):
         drift = detect_drift(inst, actuals, as_calibration(load_calibration(path)), window=window,
                              threshold=threshold)
-    cal = fit(inst, actuals)
+    cal = fit(inst, actuals, breakdowns=breakdowns, mttr_hours=mttr_hours, variability=variability)
     cal.drift = drift
     if write:
         save_calibration(path, cal, actuals_file=actuals_file)
     return cal
 
 
+
+
+# ---------------------------------------------------------------------------------------------------
+# Backtest: fit on the earlier actuals, predict the held-out weeks
+# ---------------------------------------------------------------------------------------------------
+BACKTEST_METRICS = ("throughput", "backlog", "labor_hours", "cycle_time_h")
+"""Backtest metrics: relative mean absolute errors of daily throughput, backlog (relative to throughput) and
+labour hours, and the absolute error (hours) of the Little's-law queueing time ``24 sum(q) / sum(y)``."""
+BACKTEST_FILE = "backtest.json"
+
+
+@dataclass
+class Backtest:
+    """Out-of-sample errors of the nominal and the calibrated twin on held-out weeks."""
+
+    calibration: Calibration  # fitted on the training days
+    train: tuple[str, str]
+    holdout: tuple[str, str]
+    errors: pd.DataFrame  # site_id, stage, metric, nominal, calibrated
+    overall: dict[str, dict[str, float]]  # metric -> {nominal, calibrated}
+
+    @property
+    def calibrated_wins(self) -> bool:
+        """The calibrated twin's throughput, backlog and labour-hour errors are all below the nominal ones."""
+        return all(self.overall[m]["calibrated"] < self.overall[m]["nominal"] for m in METRICS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"train": list(self.train), "holdout": list(self.holdout),
+                "congestion": round(self.calibration.congestion, 6),
+                "overall": {m: {k: round(v, 6) for k, v in d.items()} for m, d in self.overall.items()},
+                "errors": json.loads(self.errors.round(6).to_json(orient="records")),
+                "calibrated_wins": self.calibrated_wins}
+
+
+def _pair_errors(obs: Observations, pred: dict[str, np.ndarray]) -> dict[tuple[str, str], dict[str, float]]:
+    """Per site and stage: the backtest metrics of a prediction over the observed days 2..T."""
+    mask = obs.observed[1:]
+    y, q, h = obs.throughput[1:], obs.backlog[1:], obs.labor_hours[1:]
+    out = {}
+    for j, (site, stage) in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"])):
+        m = mask[:, j]
+        ys, hs = max(y[m, j].sum(), 1e-9), max(h[m, j].sum(), 1e-9)
+        w_act = 24.0 * q[m, j].sum() / ys
+        w_pred = 24.0 * pred["backlog"][m, j].sum() / max(pred["throughput"][m, j].sum(), 1e-9)
+        out[(site, stage)] = {
+            "throughput": float(np.abs(pred["throughput"][m, j] - y[m, j]).sum() / ys),
+            "backlog": float(np.abs(pred["backlog"][m, j] - q[m, j]).sum() / ys),
+            "labor_hours": float(np.abs(pred["labor_hours"][m, j] - h[m, j]).sum() / hs),
+            "cycle_time_h": float(abs(w_pred - w_act))}
+    return out
+
+
+def backtest(instance: Instance, actuals: pd.DataFrame, *, holdout_weeks: int = 1) -> Backtest:
+    """Fit on the actuals before the last ``holdout_weeks`` weeks; predict those weeks with the nominal twin
+    (efficiency 1, no congestion) and the calibrated one, from the work actually offered and the backlog left
+    on the last training day; errors per site and stage (:data:`BACKTEST_METRICS`)."""
+    if holdout_weeks < 1:
+        raise ValueError("holdout_weeks must be at least 1")
+    a = actuals.assign(date=pd.to_datetime(actuals["date"]))
+    last = a["date"].max()
+    cut = last - pd.Timedelta(days=7 * holdout_weeks - 1)
+    train = a[a["date"] < cut]
+    if train["date"].nunique() < 7:
+        raise ValueError(f"backtest: {holdout_weeks} holdout week(s) leave {train['date'].nunique()} training "
+                         "days (need at least 7)")
+    hold = a[a["date"] >= cut - pd.Timedelta(days=1)]  # the last training day seeds the backlog
+    cal = fit(instance, train)
+    obs = observations(instance, hold)
+    n = len(obs.pairs)
+    nominal = _pair_errors(obs, predict(obs, np.ones(n), 0.0))
+    calibrated = _pair_errors(obs, predict(obs, cal.efficiency_of(obs), cal.congestion))
+    rows = [{"site_id": s, "stage": k, "metric": metric, "nominal": nominal[(s, k)][metric],
+             "calibrated": calibrated[(s, k)][metric]} for (s, k) in nominal for metric in BACKTEST_METRICS]
+    errors = pd.DataFrame(rows, columns=["site_id", "stage", "metric", "nominal", "calibrated"])
+    mask = obs.observed[1:]
+    overall = {}
+    for metric, pred in (("nominal", predict(obs, np.ones(n), 0.0)),
+                         ("calibrated", predict(obs, cal.efficiency_of(obs), cal.congestion))):
+        y, q, h = obs.throughput[1:], obs.backlog[1:], obs.labor_hours[1:]
+        ys, hs = max(y[mask].sum(), 1e-9), max(h[mask].sum(), 1e-9)
+        for name, value in (("throughput", np.abs(pred["throughput"] - y)[mask].sum() / ys),
+                            ("backlog", np.abs(pred["backlog"] - q)[mask].sum() / ys),
+                            ("labor_hours", np.abs(pred["labor_hours"] - h)[mask].sum() / hs),
+                            ("cycle_time_h", errors.loc[errors["metric"] == "cycle_time_h", metric].mean())):
+            overall.setdefault(name, {})[metric] = float(value)
+    return Backtest(cal, (str(train["date"].min().date()), str(train["date"].max().date())),
+                    (str(cut.date()), str(last.date())), errors, overall)
+
+
+def run_backtest(instance_path: str | Path, actuals_file: str | Path | None = None, *, holdout_weeks: int = 1,
+                 write: bool = True) -> Backtest:
+    """:func:`backtest` on an instance folder (default actuals: its ``actuals.csv``); with ``write`` the
+    per-module errors go to ``calibration/backtest.json`` (read by :func:`module_status`)."""
+    path = resolve_instance_path(instance_path)
+    inst = load_instance(path)
+    actuals_file = Path(actuals_file) if actuals_file is not None else path / ACTUALS.file_name
+    result = backtest(inst, read_actuals(actuals_file, inst), holdout_weeks=holdout_weeks)
+    if write:
+        folder = path / CALIBRATION_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{BACKTEST_FILE}.tmp"
+        tmp.write_text(json.dumps({**result.to_dict(), "actuals": str(actuals_file)}, indent=1), encoding="utf-8")
+        tmp.replace(folder / BACKTEST_FILE)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plan versus outcome: what a recorded run predicted against what then happened
+# ---------------------------------------------------------------------------------------------------
+FINDING_COLUMNS = ("site_id", "stage", "metric", "window_start", "window_end", "predicted", "actual",
+                   "predicted_change", "actual_change", "gap", "flagged", "parameter", "current", "refit",
+                   "calibration", "actuals_file", "actuals_sha256", "user_name")
+"""One finding per site and stage (the ``calibration_findings`` table of the run store)."""
+INBOUND_STAGES = ("inbound_dock", "putaway")
+
+
+def plan_vs_actuals(instance: Instance, site_throughput: pd.DataFrame, actuals: pd.DataFrame, *,
+                    threshold: float = 0.02, calibration: Calibration | None = None) -> pd.DataFrame:
+    """Compare a plan's predicted throughput per site and stage with the actuals recorded in its periods.
+
+    Predicted: the plan's ``inbound_units`` (inbound dock, putaway) or ``outbound_units`` (pick, pack, outbound
+    dock) of each period, pro rata to the days the actuals cover. With actuals from before the plan's first
+    period the comparison is of *changes* against that level (``predicted_change`` = predicted / before - 1,
+    ``actual_change`` = actual / before - 1, ``gap`` = their difference: the twin predicts +5 %, the WMS shows
+    +2 %, the gap is -3 points); without, ``gap`` = actual / predicted - 1. A gap beyond ``threshold`` is
+    flagged and traced to the parameter most likely responsible: ``demand`` (the chain's head was offered less
+    work than planned and processed it: the forecast, not the twin), ``upstream`` (the stage got less from the
+    stage before it), else the re-fit on the window that removes more error: ``efficiency`` of the site and
+    stage or ``congestion`` (as :func:`detect_drift`), with its current and re-fitted value.
+    """
+    per = instance.periods.assign(start=lambda d: pd.to_datetime(d["start"]))
+    a = actuals.assign(date=pd.to_datetime(actuals["date"]))
+    first_start = per["start"].min()
+    day_period = {}
+    for p, start, days in zip(per["period"], per["start"], per["days"]):
+        for i in range(int(round(days))):
+            day_period[start + pd.Timedelta(days=i)] = (int(p), float(days))
+    st = site_throughput.assign(period=pd.to_numeric(site_throughput["period"]).astype(int))
+    vol = st.groupby(["site_id", "period"])[["inbound_units", "outbound_units"]].sum()
+    after = a[a["date"].isin(day_period)]
+    before = a[a["date"] < first_start]
+    if after.empty:
+        raise ValueError("track: no actuals fall in the plan's periods "
+                         f"({per['start'].min().date()} .. {(per['start'].max()).date()} and after)")
+    obs = observations(instance, pd.concat([before, after]))
+    eff = calibration.efficiency_of(obs) if calibration is not None else np.ones(len(obs.pairs))
+    kappa = calibration.congestion if calibration is not None else 0.0
+    index = {(s, k): j for j, (s, k) in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"]))}
+    offered = obs.offered
+    rows = []
+    for (site, stage), g in after.groupby(["site_id", "stage"]):
+        col = "inbound_units" if stage in INBOUND_STAGES else "outbound_units"
+        predicted = 0.0
+        for d in g["date"]:
+            p, days = day_period[d]
+            predicted += float(vol[col].get((site, p), 0.0)) / days
+        actual = float(g["throughput"].sum())
+        n_days = len(g)
+        b = before[(before["site_id"] == site) & (before["stage"] == stage)]
+        if len(b) and b["throughput"].mean() > 0:
+            level = float(b["throughput"].mean()) * n_days
+            pc, ac = predicted / level - 1.0, actual / level - 1.0
+            gap = ac - pc
+        else:
+            pc = ac = np.nan
+            gap = actual / predicted - 1.0 if predicted > 0 else np.nan
+        row = {"site_id": site, "stage": stage, "metric": "throughput",
+               "window_start": str(g["date"].min().date()), "window_end": str(g["date"].max().date()),
+               "predicted": predicted, "actual": actual, "predicted_change": pc, "actual_change": ac, "gap": gap,
+               "flagged": bool(np.isfinite(gap) and abs(gap) > threshold), "parameter": None,
+               "current": np.nan, "refit": np.nan}
+        j = index[(site, stage)]
+        if row["flagged"]:
+            days_idx = np.flatnonzero(obs.dates.isin(g["date"]))
+            days_idx = days_idx[days_idx >= 1] - 1  # offered is defined from the second day
+            work = float(offered[days_idx, j].sum())
+            processed = abs(work - actual) <= threshold * max(predicted, 1e-9) / 2
+            if gap < 0 and processed and work < predicted * (1 - threshold):
+                row["parameter"] = "demand" if CHAIN_HEAD[stage] == stage else "upstream"
+                row["current"], row["refit"] = predicted, work
+            else:
+                start = int(days_idx.min()) if len(days_idx) else 0
+                row.update(_responsible(obs, j, start, len(days_idx), eff, kappa))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(FINDING_COLUMNS[:14]))
+
+
+def track(run_id: str, actuals_file: str | Path, *, store: Any = None, threshold: float = 0.02,
+          write: bool = True, user: str | None = None) -> pd.DataFrame:
+    """``twinplan track``: a recorded run's predicted throughput per site and stage against actuals recorded
+    after it (:func:`plan_vs_actuals`); the findings are stored with the run (``calibration_findings``) with an
+    audit row (action ``track``). Returns the findings."""
+    from engine.store import RunStore
+
+    run_store = store if isinstance(store, RunStore) else RunStore(store)
+    run = run_store.run(run_id)
+    if not run.get("instance_path"):
+        raise ValueError(f"run {run_id}: no instance path recorded; cannot read its instance")
+    inst = load_instance(resolve_instance_path(run["instance_path"]))
+    version = run.get("calibration")
+    cal = None
+    if version:
+        cal = as_calibration(load_calibration(inst, version))
+        inst = apply_calibration(inst, version)
+    plan_tables = run_store.plan_tables(run["run_id"])
+    st = plan_tables.get("site_throughput")
+    if st is None or st.empty:
+        raise ValueError(f"run {run_id}: no site_throughput recorded; nothing to compare")
+    actuals_file = Path(actuals_file)
+    found = plan_vs_actuals(inst, st, read_actuals(actuals_file, inst), threshold=threshold, calibration=cal)
+    found = found.assign(calibration=version, actuals_file=str(actuals_file),
+                         actuals_sha256=hashlib.sha256(actuals_file.read_bytes()).hexdigest(), user_name=user)
+    if write:
+        flagged = found[found["flagged"]]
+        detail = "; ".join(f"{r.site_id}/{r.stage} {r.gap:+.1%} ({r.parameter})" for r in flagged.itertuples())
+        run_store.record_findings(run["run_id"], found, audit_row={
+            "action": "track", "allowed": True, "user_name": user, "instance": run.get("instance"),
+            "scenario": run.get("scenario"), "decision": run.get("decision"), "run_id": run["run_id"],
+            "status": f"{len(flagged)} flagged", "detail": detail or "no gap beyond the threshold",
+            "calibration": version})
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------
+# Phased rollout: the status of every module (site x stage)
+# ---------------------------------------------------------------------------------------------------
+STATUS_NOT_CALIBRATED, STATUS_VALIDATED, STATUS_DRIFTED = "not_calibrated", "validated", "drifted"
+MODULE_COLUMNS = ("site_id", "stage", "status", "error", "source", "version")
+
+
+def module_status(instance: Instance, *, tolerance: float = 0.05, findings: pd.DataFrame | None = None,
+                  folder: str | Path | None = None, version: str | None = None) -> pd.DataFrame:
+    """Status of every DC's flow stage (a module: inbound dock, putaway, pick, pack, outbound dock).
+
+    ``not_calibrated``: no calibration version covers it; ``drifted``: the latest version's drift check or a
+    flagged plan-versus-outcome finding (``findings``, e.g. ``RunStore.findings(instance=...)``, newer than the
+    version) names it, or its error exceeds ``tolerance``; ``validated``: its throughput error is within
+    ``tolerance``. ``error`` is the backtest's out-of-sample relative throughput error when a backtest of that
+    version's actuals exists (``source`` = ``backtest``), else the fit's in-sample one (``fit``) or the
+    finding's gap (``track``). The instance's own folder holds the versions unless ``folder`` is given.
+    ``version``: the calibration judged (``latest``, ``vNNNN``); default: the one applied to ``instance``
+    (:func:`apply_calibration`), none for an uncalibrated instance (every module ``not_calibrated``: a plan
+    made on it relies on no validated module).
+    """
+    dcs = instance.dcs["id"].astype(str).tolist()
+    res = instance.resources
+    modules = [(s, k) for s in dcs for k in FLOW_STAGES
+               if ((res["site_id"] == s) & (res["stage"] == k)).any()]
+    base = folder if folder is not None else (instance if instance.source is not None else None)
+    stored = None
+    version = version or calibration_version(instance)
+    if base is not None and version is not None and list_versions(base):
+        stored = load_calibration(base, version)
+    rows = {m: {"site_id": m[0], "stage": m[1], "status": STATUS_NOT_CALIBRATED, "error": None, "source": None,
+                "version": None} for m in modules}
+    if stored is not None:
+        fit_err = {(e["site_id"], e["stage"]): e.get("throughput") for e in stored.get("modules") or []}
+        bt = {}
+        bt_file = _folder(base) / BACKTEST_FILE
+        if bt_file.is_file():
+            doc = json.loads(bt_file.read_text(encoding="utf-8"))
+            bt = {(e["site_id"], e["stage"]): e["calibrated"] for e in doc.get("errors", [])
+                  if e["metric"] == "throughput"}
+        drifted = {(d["site_id"], d["stage"]) for d in stored.get("drift") or []}
+        for e in stored["efficiency"]:
+            m = (e["site_id"], e["stage"])
+            if m not in rows:
+                continue
+            err, src = (bt[m], "backtest") if m in bt else (fit_err.get(m), "fit")
+            if err is None and m not in drifted:  # fitted, but no error on record: nothing validated it
+                rows[m].update(version=stored.get("version"), source="fit (no error recorded)")
+                continue
+            ok = err is not None and err <= tolerance and m not in drifted
+            rows[m].update(status=STATUS_VALIDATED if ok else STATUS_DRIFTED, error=err, source=src,
+                           version=stored.get("version"))
+    if findings is not None and len(findings):
+        for f in findings[findings["flagged"].astype(bool)].itertuples():
+            m = (f.site_id, f.stage)
+            if m in rows and rows[m]["status"] != STATUS_NOT_CALIBRATED:
+                rows[m].update(status=STATUS_DRIFTED, error=float(f.gap), source="track")
+    return pd.DataFrame(list(rows.values()), columns=list(MODULE_COLUMNS))
+
+
+def finding_message(f: dict[str, Any]) -> str:
+    """One line for a plan-versus-outcome finding, e.g. "DC_A/pick 2026-01-05..2026-01-18: predicted +5.0 %,
+    actual +2.0 % (gap -3.0 points); most likely efficiency 1.000 -> 0.797"."""
+    def num(key: str) -> float | None:
+        v = f.get(key)
+        return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+    pc, ac, gap = num("predicted_change"), num("actual_change"), num("gap")
+    head = f"{f.get('run_id') + ': ' if f.get('run_id') else ''}{f['site_id']}/{f['stage']} " \
+           f"{f.get('window_start')}..{f.get('window_end')}: "
+    if pc is not None and ac is not None:
+        head += f"predicted {pc:+.1%}, actual {ac:+.1%} (gap {100 * (gap or 0):+.1f} points)"
+    else:
+        head += f"predicted {num('predicted') or 0:,.0f}, actual {num('actual') or 0:,.0f} units ({gap or 0:+.1%})"
+    par, cur, ref = f.get("parameter"), num("current"), num("refit")
+    if par in ("efficiency", "congestion") and cur is not None and ref is not None:
+        head += f"; most likely {par} {cur:.3f} -> {ref:.3f}"
+    elif par:
+        head += f"; most likely {par} (work offered {ref or 0:,.0f} vs planned {cur or 0:,.0f})"
+    return head
+
+
+def calibration_summary(instance: Instance, *, findings: pd.DataFrame | None = None, tolerance: float = 0.05
+                        ) -> dict[str, Any]:
+    """The ``"calibration"`` key of result.json: ``{"version", "modules": [{site_id, stage, status, error,
+    source}], "findings": [flagged plan-versus-outcome findings with a one-line "message"], "unvalidated":
+    ["SITE/stage", ...]}`` (the report shows it; :func:`module_status` for the statuses)."""
+    mods = module_status(instance, tolerance=tolerance, findings=findings)
+    recs = []
+    for r in mods.itertuples(index=False):
+        recs.append({"site_id": r.site_id, "stage": r.stage, "status": r.status,
+                     "error": None if r.error is None or pd.isna(r.error) else round(float(r.error), 6),
+                     "source": r.source})
+    found = []
+    if findings is not None and len(findings):
+        flagged = findings[findings["flagged"].astype(bool)]
+        keep = [c for c in ("run_id", *FINDING_COLUMNS[:14]) if c in flagged.columns]
+        found = json.loads(flagged[keep].to_json(orient="records"))
+        for f in found:
+            f["message"] = finding_message(f)
+    unvalidated = [f"{r['site_id']}/{r['stage']}" for r in recs if r["status"] != STATUS_VALIDATED]
+    return {"version": calibration_version(instance), "modules": recs, "findings": found,
+            "unvalidated": unvalidated}

@@ -290,8 +290,11 @@ def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, ti
         result.save(work)
         hashes = input_hashes(inst, scenario, solver_options, seed)
         summary_file = work / "result.json"
-        summary_file.write_text(json.dumps(to_plain({**json.loads(summary_file.read_text()), "input_hashes": hashes}),
-                                           indent=2))
+        from engine.calibration import calibration_summary
+
+        calibration_key = calibration_summary(inst, findings=run_store.findings(instance=inst.name))
+        summary_file.write_text(json.dumps(to_plain({**json.loads(summary_file.read_text()), "input_hashes": hashes,
+                                                     "calibration": calibration_key}), indent=2))
         (work / "run.json").write_text(json.dumps({"run_id": run_id, "store": str(run_store.path), "user": user,
                                                    "input_hash": hashes.get("input_hash"),
                                                    "calibration_version": result.to_dict()["calibration_version"]}))
@@ -376,7 +379,8 @@ def cmd_stress(args: argparse.Namespace) -> int:
     if not result.plan.has_solution:
         print(f"error: no plan to stress-test (status {result.status})", file=sys.stderr)
         return EXIT_INFEASIBLE
-    table = stress_test(result.instance, result.plan, seed=args.seed)
+    table = stress_test(result.instance, result.plan, seed=args.seed, target_half_width=args.target_half_width,
+                        max_replications=args.max_replications)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -427,7 +431,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from engine.calibration import METRICS, calibrate
 
     cal = calibrate(args.instance, args.actuals, window=args.window, threshold=args.threshold,
-                    write=not args.no_write)
+                    write=not args.no_write, breakdowns=args.breakdowns, mttr_hours=args.mttr_hours,
+                    variability=args.variability)
     if args.json:
         print(json.dumps(cal.to_dict()))
         return 0
@@ -436,12 +441,83 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for k in METRICS:
         print(f"  {k:<14} {cal.error_before[k]:8.1%} {cal.error_after[k]:8.1%}")
     print(f"  congestion coefficient: {cal.congestion:.3f}")
+    if cal.effects.get("service_cv"):
+        print(f"  service-time variability: CV {cal.effects['service_cv']:.3f} per operating hour")
+    if cal.effects.get("mtbf_hours"):
+        print(f"  breakdowns: MTBF {cal.effects['mtbf_hours']:.1f} operating hours, MTTR "
+              f"{cal.effects['mttr_hours']:.1f} h")
     print(cal.efficiency.round(3).to_string(index=False))
     for d in cal.drift.itertuples(index=False):
         print(f"drift: {d.site_id}/{d.stage} {d.metric} {d.window_start}..{d.window_end}: predicted "
               f"{d.predicted:,.0f}, actual {d.actual:,.0f} ({d.rel_error:+.1%}); most likely {d.parameter} "
               f"{d.current:.3f} -> {d.refit:.3f}", file=sys.stdout)
     return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Fit on the earlier actuals, predict the held-out weeks; errors of the calibrated and the nominal twin."""
+    from engine.calibration import BACKTEST_METRICS, run_backtest
+
+    bt = run_backtest(args.instance, args.actuals, holdout_weeks=args.holdout_weeks, write=not args.no_write)
+    if args.json:
+        print(json.dumps(bt.to_dict()))
+        return EXIT_OK
+    print(f"backtest: fit on {bt.train[0]}..{bt.train[1]}, predict {bt.holdout[0]}..{bt.holdout[1]} "
+          f"(congestion {bt.calibration.congestion:.3f})")
+    print("  error            nominal  calibrated")
+    for m in BACKTEST_METRICS:
+        fmt = "{:10.1f} h" if m == "cycle_time_h" else "{:10.1%}  "
+        print(f"  {m:<14}" + fmt.format(bt.overall[m]["nominal"]) + fmt.format(bt.overall[m]["calibrated"]))
+    wide = bt.errors.pivot_table(index=["site_id", "stage"], columns="metric", values=["nominal", "calibrated"])
+    wide.columns = [f"{m}_{k}" for k, m in wide.columns]
+    cols = [f"{m}_{k}" for m in BACKTEST_METRICS for k in ("nominal", "calibrated")]
+    print(wide[cols].round(3).to_string())
+    print("the calibrated twin beats the nominal one" if bt.calibrated_wins
+          else "the calibrated twin does NOT beat the nominal one on every metric")
+    return EXIT_OK
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    """Compare what a recorded run predicted with actuals recorded after it; store the findings with the run."""
+    from engine.calibration import track
+    from engine.governance import current_user
+
+    found = track(args.run_id, args.actuals, store=args.store, threshold=args.threshold,
+                  write=not args.no_write, user=current_user(args.as_user))
+    if args.json:
+        print(json.dumps(json.loads(found.to_json(orient="records"))))
+        return EXIT_OK
+    flagged = found[found["flagged"]]
+    for r in found.itertuples():
+        what = (f"predicted {r.predicted_change:+.1%}, actual {r.actual_change:+.1%}"
+                if r.predicted_change == r.predicted_change else
+                f"predicted {r.predicted:,.0f}, actual {r.actual:,.0f}")
+        line = f"{r.site_id}/{r.stage} {r.window_start}..{r.window_end}: {what} (gap {r.gap:+.1%})"
+        if r.flagged:
+            line = f"FLAG {line}; most likely {r.parameter}" + (
+                f" {r.current:.3f} -> {r.refit:.3f}" if r.parameter in ("efficiency", "congestion") else
+                f" (work offered {r.refit:,.0f} vs planned {r.current:,.0f})")
+        print(line)
+    print(f"{len(flagged)} of {len(found)} site/stage gaps beyond {args.threshold:.1%}"
+          + ("" if args.no_write else f"; stored with run {args.run_id}"))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Rollout status of every module (site x stage): not_calibrated, validated or drifted."""
+    from engine.calibration import module_status
+    from engine.store import RunStore
+    from instances.instance import load_instance, resolve_instance_path
+
+    inst = load_instance(resolve_instance_path(args.instance))
+    store = RunStore(args.store)
+    findings = store.findings(instance=inst.name) if store.path.exists() else None
+    table = module_status(inst, tolerance=args.tolerance, findings=findings, version=args.version)
+    if args.json:
+        print(table.to_json(orient="records"))
+    else:
+        print(table.to_string(index=False))
+    return EXIT_OK
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -497,8 +573,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.limit:
         df = df.tail(args.limit)
     if args.json:
-        print(json.dumps(df.drop(columns=["prev_hash", "row_hash", "row_mac"], errors="ignore").to_dict("records"),
-                         default=str))
+        print(json.dumps(to_plain(df.drop(columns=["prev_hash", "row_hash", "row_mac"], errors="ignore")
+                                  .to_dict("records"))))
     else:
         view = df[["seq", "time", "user_name", "action", "allowed", "rule", "instance", "scenario", "decision",
                    "run_id", "status", "objective", "input_hash"]].copy()
@@ -506,6 +582,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
         view["input_hash"] = view["input_hash"].astype(str).str.slice(0, 12)
         with pd.option_context("display.width", 220, "display.max_rows", 500, "display.max_colwidth", 40):
             print(view.to_string(index=False) if len(view) else "(no audit rows)")
+    if not args.json:  # plan-versus-outcome findings stored by `twinplan track`
+        found = store.findings()
+        if args.since or args.user:
+            found = found[found["run_id"].isin(set(df["run_id"].dropna()))]
+        flagged = found[found["flagged"].astype(bool)] if len(found) else found
+        if len(flagged):
+            print("\nplan versus outcome (twinplan track), flagged gaps:")
+            cols = ["run_id", "site_id", "stage", "window_start", "window_end", "predicted_change", "actual_change",
+                    "gap", "parameter", "current", "refit", "calibration"]
+            with pd.option_context("display.width", 220, "display.max_rows", 200):
+                print(flagged[cols].round(4).to_string(index=False))
     if args.no_verify:
         return EXIT_OK
     problems = store.verify_audit()
@@ -640,6 +727,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the failure points as JSON (progress on stderr)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--out", help="write the failure points to OUT/stress.csv (e.g. a run folder of `solve`)")
+    p.add_argument("--target-half-width", type=float, default=0.02,
+                   help="add replications until every failure point's 95 %% interval is this narrow")
+    p.add_argument("--max-replications", type=int, default=320, help="cap on the replications")
     COMMANDS["stress"] = cmd_stress
 
     p = sub.add_parser("ingest", help="ingest WMS/WCS exports through mapping files into an instance")
@@ -656,8 +746,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=7, help="rolling window for drift (days)")
     p.add_argument("--threshold", type=float, default=0.05, help="drift threshold (relative error)")
     p.add_argument("--no-write", action="store_true", help="fit and report without writing a version")
+    p.add_argument("--breakdowns", action="store_true", help="also fit the breakdown rate (MTBF) of the stages")
+    p.add_argument("--mttr-hours", type=float, default=2.0, help="mean time to repair a breakdown (hours)")
+    p.add_argument("--variability", action="store_true", help="also fit the service-time variability (CV)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     COMMANDS["calibrate"] = cmd_calibrate
+
+    p = sub.add_parser("backtest", help="fit on earlier actuals, predict held-out weeks, compare with the nominal twin")
+    p.add_argument("instance", help="instance folder")
+    p.add_argument("--actuals", help="actuals CSV (default: the instance's actuals.csv)")
+    p.add_argument("--holdout-weeks", type=int, default=1, help="weeks at the end held out for prediction")
+    p.add_argument("--no-write", action="store_true", help="do not write calibration/backtest.json")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    COMMANDS["backtest"] = cmd_backtest
+
+    p = sub.add_parser("track", help="compare a recorded run's prediction with actuals recorded after it")
+    p.add_argument("run_id", help="run id (or unique prefix) in the run store")
+    p.add_argument("--actuals", required=True, help="actuals CSV recorded after the run")
+    p.add_argument("--threshold", type=float, default=0.02, help="flag gaps beyond this (relative, e.g. 0.02)")
+    p.add_argument("--store", help="run store (default: $TWINPLAN_STORE or ./twinplan_runs.duckdb)")
+    p.add_argument("--as-user", help="user name recorded in the audit trail")
+    p.add_argument("--no-write", action="store_true", help="report without storing the findings")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    COMMANDS["track"] = cmd_track
+
+    p = sub.add_parser("status", help="calibration rollout status of every site and stage")
+    p.add_argument("instance", help="instance folder")
+    p.add_argument("--tolerance", type=float, default=0.05, help="validated when the throughput error is within")
+    p.add_argument("--store", help="run store with track findings")
+    p.add_argument("--version", default="latest", help="calibration version to judge (default: latest)")
+    p.add_argument("--json", action="store_true")
+    COMMANDS["status"] = cmd_status
 
     p = sub.add_parser("sweep", help="run or resume a what-if sweep (local processes or Dask)")
     p.add_argument("spec", help="sweep spec YAML")

@@ -74,6 +74,17 @@ stage (units/day) that would have cleared them: the largest over days of (the da
 (days from the last time the chain was empty to that peak) -- adding it at the stage raises cumulative
 departures at the peak by exactly the overdue units; ``shortfall_hours`` = ``shortfall_units`` as extra
 operating hours per day at the stage's mean hourly capacity; all at ``sla_quantile`` over replications.
+That is an estimate; the front doors (:func:`simulate`, :func:`simulate_volumes`, one multiplier) verify it
+(:func:`clearing_shortfalls`): the failing sites are simulated again with the amount added, searched until it
+is the least (to 1 %) that clears the breach, re-blaming the stage when another one of the chain clears it with
+less (``estimated_units`` keeps the estimate).
+
+Calibration: an instance built by :func:`engine.calibration.apply_calibration` carries the fitted efficiencies
+in its rates and productivities and the congestion coefficient kappa in ``meta['calibration']``; with kappa > 0
+each stage's capacity on a day is derated by ``1 - kappa u^2``, ``u = min(1, a / c)`` with ``a`` the day's work
+entering the stage's chain and ``c`` the stage's capacity that day (the calibration's model, see
+:func:`_congestion_factor`). ``shipped_units`` of the site table is the outbound dock's throughput over all
+replications (the stage table's figure).
 
 Everything is vectorized over sites x stages x replications x multipliers; the step loop is the only Python
 loop that grows with the problem's size (the others run over days, sites when drawing arrivals, chains and
@@ -83,6 +94,7 @@ period of arrivals (steps x sites x 2 x batch) and one day of per-step arrays, n
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -140,6 +152,17 @@ class Profile:
     exact_poisson_below : Poisson means below this are drawn exactly, larger ones by the normal approximation.
     dock_to_stock_sla_hours : inbound SLA (dock to stock), hours.
     stock_limited : cap picks by the storage level.
+    mtbf_hours, mttr_hours : breakdowns (off when ``mtbf_hours`` is None), in operating hours: every stage of
+        every site and replication is up or down, a two-state Markov chain per open step (fails with probability
+        ``1 - exp(-step/mtbf)``, is repaired with ``1 - exp(-step/mttr)``); a stage that is down processes
+        nothing. Long-run availability ``p_repair / (p_fail + p_repair)`` (about ``mtbf / (mtbf + mttr)``).
+    service_cv : service-time variability (off at 0): each stage's capacity in a step is multiplied by a gamma
+        factor of mean 1 and this coefficient of variation, independent per step, site, stage, replication.
+    absenteeism : share of staffed hours lost (off at 0): each day and site, the staff present is a binomial
+        draw of ``round(staffed hours / 8)`` shifts with this absence probability; it scales labour capacity.
+    Each effect draws from its own stream ``default_rng([seed, period, site_seed(site), 1])`` (arrivals are
+    unchanged by switching an effect on: common random numbers) and is the same under every multiplier of a
+    replication. Unset (None) values fall back to the instance's calibration (``meta['calibration']``).
     sla_quantile : a step breaks the SLA when more than ``1 - sla_quantile`` of replications do.
     """
 
@@ -158,8 +181,17 @@ class Profile:
     dock_to_stock_sla_hours: float = 24.0
     stock_limited: bool = False
     sla_quantile: float = 0.5
+    mtbf_hours: float | None = None
+    mttr_hours: float | None = None
+    service_cv: float | None = None
+    absenteeism: float | None = None
 
     def __post_init__(self) -> None:
+        if self.mtbf_hours is not None and self.mtbf_hours <= 0 or self.mttr_hours is not None and \
+                self.mttr_hours <= 0:
+            raise ValueError("Profile: mtbf_hours and mttr_hours must be > 0")
+        if (self.service_cv or 0) < 0 or not 0 <= (self.absenteeism or 0) < 1:
+            raise ValueError("Profile: service_cv must be >= 0 and absenteeism in [0, 1)")
         checks = [("intraday", 24), ("weekday", 7), ("inbound_weekday", 7), ("staffing_weekday", 7)]
         for name, n in checks:
             v = np.asarray(getattr(self, name), dtype=float)
@@ -450,7 +482,8 @@ class SimulationResult:
         labour_hours_staffed (staffed hours allocated to the stage).
     breaches : one row per site, chain and multiplier whose SLA breaks: site_id, chain, multiplier, column
         (index of the multiplier), stage, period, hour, time, shortfall_units (units/day), shortfall_hours
-        (hours/day), overdue_units, binding, labour_hours (see :class:`Verdict`).
+        (hours/day), overdue_units, binding, labour_hours (see :class:`Verdict`); from the front doors also
+        estimated_units, shortfall_scope and cleared (:func:`clearing_shortfalls`).
     verdicts : one :class:`Verdict` per multiplier.
     """
 
@@ -460,6 +493,8 @@ class SimulationResult:
     breaches: pd.DataFrame
     verdicts: dict[float, Verdict]
     params: dict[str, Any] = field(default_factory=dict)
+    replication_breaches: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """Per chain: (first judged step with overdue units, blamed stage index), each (S, M, R), -1 when none."""
 
     @property
     def verdict(self) -> Verdict:
@@ -501,6 +536,8 @@ class SimSetup:
     storage_capacity: np.ndarray  # (S,)
     storage_initial: np.ndarray  # (S,) level at the start of the first simulated period
     sla_hours: float
+    congestion: float = 0.0  # kappa of the calibration (0: no congestion derate)
+    effects: dict[str, float] = field(default_factory=dict)  # calibrated stochastic effects (see Profile)
 
 
 def _err(table: str, row: int, column: str, message: str) -> SimulationInputError:
@@ -618,9 +655,13 @@ def prepare(instance: Instance, site_throughput: pd.DataFrame, *, capacity: pd.D
     inv = instance.inventory
     on_hand = inv.groupby("site_id")["on_hand"].sum() if len(inv) else pd.Series(dtype=float)
     storage_initial = np.maximum(np.array([float(on_hand.get(s, 0.0)) for s in sites]) + before, 0.0)
+    calibration = instance.meta.get("calibration")
+    calibration = calibration if isinstance(calibration, dict) else {}
+    congestion = float(calibration.get("congestion") or 0.0)
+    effects = {k: float(v) for k, v in (calibration.get("effects") or {}).items() if v is not None}
     return SimSetup(sites, sel[["period", "start", "days"]], inbound, outbound, rate, hpd, productivity,
                     labour_hours, storage_capacity, storage_initial,
-                    float(instance.defaults["order_to_ship_sla_hours"]))
+                    float(instance.defaults["order_to_ship_sla_hours"]), congestion, effects)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -729,6 +770,11 @@ class _ChainTracker:
         n_sub = S * M * self.rc
         self.sub_A = np.zeros((n_sub, lookback))  # the subsample's cumulative arrivals of the last lookback steps
         self.sub_D = np.zeros((n_sub, 1))
+        self.judge_from = 0  # steps before this global step are a warm-up: their overdue units are not judged
+        self.first_late = np.full((S, B), -1)  # per replication: first judged step with overdue units
+        self.first_late_in_chunk = np.full((S, B), -1)
+        self.new_late = np.zeros((S, B), dtype=bool)
+        self.late_stage = np.full((S, B), -1)  # per replication: the stage blamed at its first late step
 
     def _sub(self, x: np.ndarray) -> np.ndarray:
         """(T, S, B) -> (S * M * rc, T): the series of the cycle-time subsample, in (s, m, r) order."""
@@ -754,10 +800,16 @@ class _ChainTracker:
         peak = overdue.max(axis=0)  # (S, B)
         new = np.zeros((S, M), dtype=bool)
         self.first_step_in_chunk[:] = -1
+        self.new_late[...] = False
         self.overdue = overdue
-        if (peak > tol).any():
+        if t0 >= self.judge_from and (peak > tol).any():
             late = overdue > tol
             overdue[~late] = 0.0
+            rep_late = late.any(axis=0)
+            np.logical_and(rep_late, self.first_late < 0, out=self.new_late)
+            if self.new_late.any():
+                self.first_late_in_chunk = np.where(self.new_late, late.argmax(axis=0), -1)
+                self.first_late[self.new_late] = t0 + self.first_late_in_chunk[self.new_late]
             failing = late.reshape(Tc, S, M, R).mean(axis=-1) > fail_share
             new = failing.any(axis=0) & (self.first_breach < 0)
             self.first_step_in_chunk = np.where(new, failing.argmax(axis=0), -1)
@@ -870,7 +922,8 @@ def _period_inputs(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, n
         staffed = np.nan_to_num(w_staff * setup.labour_hours[ip][None, :], nan=0.0, posinf=np.inf)
         labour = staffed[:, :, None] * share[None] * prod[None]
     labour = np.where(np.isnan(labour), np.inf, labour)
-    return w_out, w_in, dow, np.minimum(equip, labour), staffed, share, labour.sum(axis=0) < equip.sum(axis=0)
+    return (w_out, w_in, dow, np.minimum(equip, labour), staffed, share, labour.sum(axis=0) < equip.sum(axis=0),
+            labour)
 
 
 def hourly_inputs(setup: SimSetup, profile: Profile | None = None, step_hours: float = 1.0
@@ -884,7 +937,7 @@ def hourly_inputs(setup: SimSetup, profile: Profile | None = None, step_hours: f
     cal = _calendar(setup, profile, step_hours)
     outs, ins, caps = [], [], []
     for ip, days in enumerate(setup.periods["days"].to_numpy(dtype=float)):
-        w_out, w_in, _, cap, _, _, _ = _period_inputs(setup, cal, profile, ip, int(round(days)), step_hours)
+        w_out, w_in, _, cap, _, _, _, _ = _period_inputs(setup, cal, profile, ip, int(round(days)), step_hours)
         outs.append(w_out[:, None] * setup.outbound[ip][None, :])
         ins.append(w_in[:, None] * setup.inbound[ip][None, :])
         caps.append(cap)
@@ -938,7 +991,8 @@ def _subset(setup: SimSetup, idx: np.ndarray) -> SimSetup:
     """The setup restricted to sites ``idx``."""
     return SimSetup([setup.site_ids[i] for i in idx], setup.periods, setup.inbound[:, idx], setup.outbound[:, idx],
                     setup.rate[idx], setup.hours_per_day[idx], setup.productivity[idx], setup.labour_hours[:, idx],
-                    setup.storage_capacity[idx], setup.storage_initial[idx], setup.sla_hours)
+                    setup.storage_capacity[idx], setup.storage_initial[idx], setup.sla_hours, setup.congestion,
+                    setup.effects)
 
 
 def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> SimulationResult:
@@ -968,16 +1022,26 @@ def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> 
     nonempty = [p.breaches for p in parts if len(p.breaches)]
     breaches = pd.concat(nonempty, ignore_index=True) if nonempty else parts[0].breaches
     breaches = breaches.sort_values(["column", "time", "site_id"], kind="stable").reset_index(drop=True)
+    rep = {c: tuple(np.concatenate([p.replication_breaches[c][i] for p in parts]) for i in range(2))
+           for c in parts[0].replication_breaches}  # groups are consecutive sites, in order
     return SimulationResult(cat("stage_period", ["period", "_storage"]), cat("site", []),
-                            cat("daily", ["period", "day"]), breaches, verdicts, parts[0].params)
+                            cat("daily", ["period", "day"]), breaches, verdicts, parts[0].params, rep)
 
 
 def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 20, seed: int = 0,
               step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
-              detail: bool = True, threads: int = 1) -> SimulationResult:
-    """Simulate a prepared setup for multipliers (M,) or per site (S, M); see :func:`simulate`.
+              detail: bool = True, threads: int = 1, judge_from_period: int | None = None,
+              extra_capacity: np.ndarray | None = None) -> SimulationResult:
+    """Simulate a prepared setup for multipliers (M,), per site (S, M) or per site and replication (S, M, R);
+    see :func:`simulate`.
 
     ``period_weight`` (P,) spreads the extra load: period p's factor is ``1 + (m - 1) * period_weight[p]``.
+    ``judge_from_period``: the periods before it are a warm-up (they leave their backlog to the later ones, but
+    SLA breaches are judged from this period on); default: every period is judged.
+    ``extra_capacity`` (S, K): units a day added to each stage, spread over its open steps (what a shortfall
+    means: :func:`clearing_shortfalls`).
+    Per-replication multipliers (common random numbers: replication r sees the same noise under every
+    multiplier) serve the stress test's bisection, which reads ``replication_breaches``.
     With ``detail=False`` only the breach analysis runs (no tables but ``breaches``; for the stress test).
     ``threads`` > 1 simulates groups of sites in parallel threads (sites are independent and draw their own
     random streams, so the result is the same as with one thread). It pays only when cores are free: the step
@@ -988,15 +1052,23 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     if R < 1:
         raise ValueError("replications must be >= 1")
     mult = np.asarray(multipliers, dtype=float)
+    rep_mult = None
+    if mult.ndim == 3:
+        if mult.shape[0] != S or mult.shape[2] != R:
+            raise ValueError(f"per-replication multipliers must be (S={S}, M, R={R}), got {mult.shape}")
+        rep_mult = mult
+        mult = mult.mean(axis=-1)
     mult = np.broadcast_to(mult if mult.ndim == 2 else mult[None, :], (S, mult.shape[-1])).copy()
-    if (mult < 0).any():
+    if (mult < 0).any() or (rep_mult is not None and (rep_mult < 0).any()):
         raise ValueError("multipliers must be non-negative")
     if threads > 1 and S > 1:
         groups = [g for g in np.array_split(np.arange(S), min(threads, S)) if len(g)]
         with ThreadPoolExecutor(len(groups)) as pool:
             parts = list(pool.map(lambda g: run_setup(
-                _subset(setup, g), mult[g], replications=R, seed=seed, step_hours=step_hours, profile=profile,
-                period_weight=period_weight, detail=detail), groups))
+                _subset(setup, g), (mult if rep_mult is None else rep_mult)[g], replications=R, seed=seed,
+                step_hours=step_hours, profile=profile, period_weight=period_weight, detail=detail,
+                judge_from_period=judge_from_period,
+                extra_capacity=None if extra_capacity is None else extra_capacity[g]), groups))
         return _merge(setup, mult, parts)
     M = mult.shape[1]
     B = M * R
@@ -1012,6 +1084,14 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     lookback = max(int(np.ceil(2 * max(sla.values()) / step_hours)), 7 * spd)
     trackers = {c: _ChainTracker(S, M, R, max(1, int(round(sla[c] / step_hours))), lookback, max_chunk)
                 for c in CHAIN_NAMES}
+    judge_from = 0
+    if judge_from_period is not None:
+        before = setup.periods["period"].to_numpy() < int(judge_from_period)
+        judge_from = int(days[before].sum()) * spd
+    for tr in trackers.values():
+        tr.judge_from = judge_from
+    active = active_effects(setup, profile)
+    effects = _Effects(active, S, R, step_hours) if active else None
     fail_share = 1.0 - profile.sla_quantile
     kernel = _Kernel(S, K_STAGES, B, DEFAULT_UPSTREAM, (PUTAWAY, PICK), setup.storage_capacity,
                      setup.storage_initial[:, None], profile.stock_limited,
@@ -1031,14 +1111,22 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         Tc = nd * spd
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
         carry = buf[1][-1].mean(axis=-1) if buf is not None else None  # queues left by the previous day
-        w_out, w_in, dow, cap, staffed, share, labour_binds = _period_inputs(setup, cal, profile, ip, nd, step_hours,
-                                                                             carry)
+        w_out, w_in, dow, cap, staffed, share, labour_binds, labour = _period_inputs(setup, cal, profile, ip, nd,
+                                                                                      step_hours, carry)
+        if extra_capacity is not None:  # units a day, spread over the open steps of each day
+            per_day = cal.open_share.sum(axis=0)
+            per_step = cal.open_share / np.where(per_day > 0, per_day, 1.0)
+            cap = cap + np.tile(per_step, (nd, 1, 1)) * np.asarray(extra_capacity, dtype=float)[None]
         x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
-        factor = 1.0 + (mult - 1.0) * pw[ip]  # (S, M)
+        factor = 1.0 + ((mult[..., None] if rep_mult is None else rep_mult) - 1.0) * pw[ip]  # (S, M, 1 or R)
         ext = np.empty((Tc, S, 2, M, R))  # external work of the chain heads: inbound dock, pick
-        np.multiply(x_in[:, :, None, :], factor[None, :, :, None], out=ext[:, :, 0])
-        np.multiply(x_out[:, :, None, :], factor[None, :, :, None], out=ext[:, :, 1])
+        np.multiply(x_in[:, :, None, :], factor[None], out=ext[:, :, 0])
+        np.multiply(x_out[:, :, None, :], factor[None], out=ext[:, :, 1])
         ext = ext.reshape(Tc, S, 2, B)
+        cap_eff = None
+        if effects is not None:  # per replication, the same under every multiplier (broadcast over M)
+            f = effects.factors(setup, seed, period, nd, spd, cap, staffed, labour)  # (Tc, S, K, R)
+            cap_eff = np.broadcast_to(f[:, :, :, None, :], (Tc, S, K_STAGES, M, R)).reshape(Tc, S, K_STAGES, B)
         if buf is None:  # one day of per-step arrays, reused: memory does not grow with the horizon
             buf = (np.empty((spd, S, K_STAGES, B)), np.empty((spd, S, K_STAGES, B)), np.empty((spd, S, B)),
                    np.empty((2, len(CHAINS), spd, S, B)))
@@ -1047,12 +1135,21 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         q_sum, level_sum = np.zeros((S, K_STAGES, B)), np.zeros((S, B))
         for d in range(nd):
             day = slice(d * spd, (d + 1) * spd)
-            kernel.run(ext[day], cap[day, :, :, None], out_y, out_q, out_level, out_cum,
+            cap_day = cap[day, :, :, None] if cap_eff is None else cap_eff[day]
+            if setup.congestion > 0:
+                cap_day = cap_day * _congestion_factor(setup.congestion, ext[day], cap[day])
+            kernel.run(ext[day], cap_day, out_y, out_q, out_level, out_cum,
                        heads=(INBOUND_DOCK, PICK), acc=(day_a[d], day_y[d], q_sum, level_sum))
             # chains: SLA breaches and cycle times
             for c, (cname, stages) in enumerate(CHAINS.items()):
                 tr = trackers[cname]
                 new = tr.update(out_cum[0, c], out_cum[1, c], t0, step_hours, fail_share, detail)
+                if tr.new_late.any():  # per replication: the stage blamed at its first late step
+                    sr, br = np.nonzero(tr.new_late)
+                    ir = tr.first_late_in_chunk[sr, br]
+                    p_r = _holdings_stage(out_q[ir, sr, :, br][..., None], out_y[ir, sr, :, br][..., None],
+                                          tr.overdue[ir, sr, br][:, None], stages)
+                    tr.late_stage[sr, br] = np.asarray(stages)[p_r]
                 ss, ms = np.nonzero(new)
                 if len(ss):  # where each newly broken site and multiplier fails: one vectorized call
                     ii = tr.first_step_in_chunk[ss, ms]
@@ -1077,9 +1174,86 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             sp_rows.append(_period_rows(setup, period, mult, day_a, day_y, q_sum / Tc, level_sum / Tc, cap, M, R))
             daily_rows.append(_daily_rows(setup, period, mult, day_a, day_y, cap, staffed, share, nd, spd, M, R,
                                           (pstart - start0).days, pstart))
-    return _assemble(setup, mult, trackers, breach_rows, sp_rows, daily_rows, cap_sum, open_steps, y_sum,
-                     profile, step_hours, {"replications": R, "seed": seed, "step_hours": step_hours,
-                                           "profile": asdict(profile)})
+    result = _assemble(setup, mult, trackers, breach_rows, sp_rows, daily_rows, cap_sum, open_steps, y_sum,
+                       profile, step_hours, {"replications": R, "seed": seed, "step_hours": step_hours,
+                                             "profile": asdict(profile), "congestion": setup.congestion,
+                                             "effects": active})
+    result.replication_breaches = {c: (tr.first_late.reshape(S, M, R), tr.late_stage.reshape(S, M, R))
+                                   for c, tr in trackers.items()}
+    return result
+
+
+EFFECTS = ("mtbf_hours", "mttr_hours", "service_cv", "absenteeism")
+"""The optional stochastic effects (see :class:`Profile`), each off unless set or calibrated."""
+
+
+def active_effects(setup: SimSetup, profile: Profile) -> dict[str, float]:
+    """The stochastic effects in force: the profile's values, else the calibration's; only those switched on."""
+    eff = {k: getattr(profile, k) if getattr(profile, k) is not None else setup.effects.get(k) for k in EFFECTS}
+    out = {}
+    if eff["mtbf_hours"]:
+        out["mtbf_hours"], out["mttr_hours"] = float(eff["mtbf_hours"]), float(eff["mttr_hours"] or 2.0)
+    if eff["service_cv"]:
+        out["service_cv"] = float(eff["service_cv"])
+    if eff["absenteeism"]:
+        out["absenteeism"] = float(eff["absenteeism"])
+    return out
+
+
+class _Effects:
+    """Per-replication capacity factors of the stochastic effects, one period at a time (breakdown states carry
+    over from period to period)."""
+
+    def __init__(self, effects: dict[str, float], S: int, R: int, step_hours: float) -> None:
+        self.effects, self.R, self.step_hours = effects, R, step_hours
+        self.down = np.zeros((S, K_STAGES, R), dtype=bool)
+        if "mtbf_hours" in effects:
+            self.p_fail = 1.0 - math.exp(-step_hours / effects["mtbf_hours"])
+            self.p_repair = 1.0 - math.exp(-step_hours / effects["mttr_hours"])
+
+    def factors(self, setup: SimSetup, seed: int, period: int, nd: int, spd: int, cap: np.ndarray,
+                staffed: np.ndarray, labour: np.ndarray) -> np.ndarray:
+        """Capacity (Tc, S, K, R) of the period under the effects, from the expected capacity ``cap`` (Tc, S, K);
+        ``labour`` (Tc, S, K) the labour capacity (absenteeism scales it where labour binds)."""
+        Tc, S, R = nd * spd, len(setup.site_ids), self.R
+        out = np.broadcast_to(cap[..., None], (Tc, S, K_STAGES, R)).copy()
+        rngs = [np.random.default_rng([seed, period, site_seed(s), 1]) for s in setup.site_ids]
+        if "absenteeism" in self.effects:
+            p = self.effects["absenteeism"]
+            shifts = np.maximum(np.round(staffed.reshape(nd, spd, S).sum(axis=1) / 8.0), 1.0)  # (nd, S)
+            present = np.stack([rng.binomial(shifts[:, j, None].astype(np.int64).repeat(R, axis=1), 1.0 - p)
+                                for j, rng in enumerate(rngs)], axis=1) / shifts[:, :, None]  # (nd, S, R)
+            with np.errstate(invalid="ignore"):
+                lab = labour[..., None] * np.repeat(present, spd, axis=0)[:, :, None, :]
+            lab = np.where(np.isnan(lab), np.inf, lab)  # unlimited labour stays unlimited
+            np.minimum(out, lab, out=out)  # min(equipment, labour x share present)
+        if "service_cv" in self.effects:
+            k = 1.0 / self.effects["service_cv"] ** 2
+            out *= np.stack([rng.gamma(k, 1.0 / k, size=(Tc, K_STAGES, R)) for rng in rngs], axis=1)
+        if "mtbf_hours" in self.effects:
+            u = np.stack([rng.random((Tc, K_STAGES, R)) for rng in rngs], axis=1)  # (Tc, S, K, R)
+            down = self.down
+            running = (cap > 0)[..., None]  # (Tc, S, K, 1): breakdowns happen (and are repaired) in open hours
+            for t in range(Tc):
+                down = np.where(running[t], np.where(down, u[t] >= self.p_repair, u[t] < self.p_fail), down)
+                out[t][down] = 0.0
+            self.down = down
+        return out
+
+
+def _congestion_factor(kappa: float, ext_day: np.ndarray, cap_day: np.ndarray) -> np.ndarray:
+    """Congestion derate of one day, (1, S, K, B): ``1 - kappa u^2``, ``u = min(1, a / c)``.
+
+    ``a`` is the day's work offered to the stage (the external work entering its chain's head that day: every
+    unit passes each stage of its chain) and ``c`` the stage's capacity that day, the calibration's model
+    (:func:`engine.calibration.effective_capacity`) at the simulator's daily resolution.
+    """
+    offered = ext_day.sum(axis=0)  # (S, 2, B): inbound dock, pick
+    per_stage = offered[:, [0, 0, 1, 1, 1]]  # (S, K, B): inbound chain, order chain
+    daily = cap_day.sum(axis=0)[:, :, None]  # (S, K, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.where(daily > 0, np.minimum(1.0, per_stage / np.where(daily > 0, daily, 1.0)), 0.0)
+    return (1.0 - kappa * u ** 2)[None]
 
 
 Columns = dict[str, np.ndarray]
@@ -1194,11 +1368,7 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
         _, s, c = min(cand)
         row = SimpleNamespace(**by_key[(s, c, m)])
         sla_h = setup.sla_hours if c == "order" else profile.dock_to_stock_sla_hours
-        msg = (f"{row.site_id} breaks its {c} SLA ({sla_h:g} h) at {row.stage} in period {row.period}, "
-               f"hour {row.hour:g} ({row.time}), up to {row.overdue_units:,.0f} units overdue; "
-               f"+{row.shortfall_units:,.0f} units/day at {row.stage} "
-               f"({row.shortfall_hours:,.1f} extra hours a day) would have avoided it; {row.binding} binds"
-               + (f" (+{row.labour_hours:,.0f} labour hours a day)" if row.binding == "labour" else ""))
+        msg = _breach_message(row, c, sla_h)
         verdicts[label] = Verdict(False, label, row.site_id, row.stage, c, int(row.period), float(row.hour),
                                   str(row.time), float(row.shortfall_units), float(row.shortfall_hours),
                                   float(row.overdue_units), row.binding, float(row.labour_hours), msg)
@@ -1218,9 +1388,127 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
         "within_sla_share": within.ravel(),
         "dock_to_stock_p95_h": (_quantile_hist(inbound.cycle_hist, 0.95) * step_hours).ravel(),
         "binding_stage": np.asarray(STAGES_SIM, dtype=object)[util.argmax(axis=1)].ravel(),
-        "shipped_units": (tot / R).ravel(),
+        "shipped_units": y_sum[:, OUTBOUND_DOCK, :].ravel(),  # all replications: the stage table's figure
     })
     return SimulationResult(stage_period, site, daily, breaches, verdicts, params)
+
+
+def _breach_message(row: Any, chain: str, sla_h: float) -> str:
+    """The verdict's sentence for a breach row."""
+    return (f"{row.site_id} breaks its {chain} SLA ({sla_h:g} h) at {row.stage} in period {row.period}, "
+            f"hour {row.hour:g} ({row.time}), up to {row.overdue_units:,.0f} units overdue; "
+            f"+{row.shortfall_units:,.0f} units/day at {row.stage} "
+            f"({row.shortfall_hours:,.1f} extra hours a day) would have avoided it; {row.binding} binds"
+            + (f" (+{row.labour_hours:,.0f} labour hours a day)" if row.binding == "labour" else ""))
+
+
+WHOLE_CHAIN = -2
+"""Stage code of :func:`clearing_shortfalls` for "the amount at every stage of the chain"."""
+
+
+def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replications: int, seed: int,
+                        step_hours: float = 1.0, profile: Profile | None = None, rel_tol: float = 0.01,
+                        max_doublings: int = 5) -> SimulationResult:
+    """Replace each breach's estimated shortfall by one that, added, clears it (single-multiplier runs).
+
+    The estimate (peak overdue units over the days since the chain was last empty) misses when the stage's
+    capacity is not available when the units wait (closed hours, a cut-off) or when the queue holding the oldest
+    units is not the one that limits the chain. So the failing sites are simulated again, alone and with the
+    same random numbers, with ``x`` units a day added to one stage (spread over its open steps,
+    ``run_setup(extra_capacity=)``): ``x`` doubles from the estimate until the chain's SLA holds, then bisection
+    narrows it to ``rel_tol``. The blamed stage is tried first; when it alone cannot clear the breach within
+    ``2**max_doublings`` times the estimate, the chain's other stages are tried and the breach is re-blamed on
+    the stage that clears it with the least; when no single stage can (two stages limit the chain alike), the
+    amount is added at every stage of the chain. The rows get ``estimated_units`` (the first estimate),
+    ``shortfall_scope`` (``stage``: at the row's stage; ``chain``: at each stage of the chain; ``none``) and
+    ``cleared`` (False: nothing cleared it within the doublings; the estimate is kept).
+    """
+    b = result.breaches
+    if b.empty or b["column"].max() > 0:
+        return result
+    profile = profile or Profile()
+    index = {sid: i for i, sid in enumerate(setup.site_ids)}
+    keys = [(index[r.site_id], r.chain) for r in b.itertuples()]
+    est = np.maximum(b["shortfall_units"].to_numpy(dtype=float), 1.0)
+    sites = sorted({s for s, _ in keys})
+    local = {s: i for i, s in enumerate(sites)}
+    sub = _subset(setup, np.array(sites))
+    mult = np.array([float(b["multiplier"].iloc[0])])
+
+    def cleared(stages: list[int], amount: np.ndarray) -> np.ndarray:
+        extra = np.zeros((len(sites), K_STAGES))
+        for (s, chain), k, a in zip(keys, stages, amount):
+            if k == WHOLE_CHAIN:
+                extra[local[s], list(CHAINS[chain])] += a
+            elif k >= 0:
+                extra[local[s], k] += a
+        res = run_setup(sub, mult, replications=replications, seed=seed, step_hours=step_hours, profile=profile,
+                        detail=False, extra_capacity=extra)
+        still = set(zip(res.breaches["site_id"], res.breaches["chain"]))
+        return np.array([(setup.site_ids[s], c) not in still for s, c in keys])
+
+    def search(stages: list[int]) -> np.ndarray:
+        """Smallest amount at ``stages`` (-1: skip) clearing each breach, NaN when none within the doublings."""
+        active = np.array([k >= 0 or k == WHOLE_CHAIN for k in stages])
+        lo, hi, x = np.zeros(len(keys)), np.full(len(keys), np.nan), est.copy()
+        for _ in range(max_doublings + 1):
+            todo = active & np.isnan(hi)
+            if not todo.any():
+                break
+            ok = cleared(stages, np.where(todo, x, np.where(np.isnan(hi), 0.0, hi)))
+            hi = np.where(todo & ok, x, hi)
+            lo = np.where(todo & ~ok, x, lo)
+            x = np.where(todo & ~ok, 2 * x, x)
+        while True:
+            open_ = ~np.isnan(hi) & (hi - lo > rel_tol * hi)
+            if not open_.any():
+                return hi
+            mid = (lo + hi) / 2
+            ok = cleared(stages, np.where(open_, mid, np.where(np.isnan(hi), 0.0, hi)))
+            hi = np.where(open_ & ok, mid, hi)
+            lo = np.where(open_ & ~ok, mid, lo)
+
+    blamed = [STAGES_SIM.index(k) for k in b["stage"]]
+    best, best_stage = search(blamed), list(blamed)
+    for alt in range(max(len(c) for c in CHAINS.values()) - 1):
+        if not np.isnan(best).any():
+            break
+        tries = []
+        for (_, chain), k, v in zip(keys, blamed, best):
+            others = [st for st in CHAINS[chain] if st != k]
+            tries.append(others[alt] if np.isnan(v) and alt < len(others) else -1)
+        if all(t < 0 for t in tries):
+            break
+        got = search(tries)
+        for i, t in enumerate(tries):
+            if t >= 0 and not np.isnan(got[i]) and (np.isnan(best[i]) or got[i] < best[i]):
+                best[i], best_stage[i] = got[i], t
+    scope = np.where(np.isnan(best), "none", "stage").astype(object)
+    if np.isnan(best).any():  # two stages limit the chain alike: the amount at every stage of the chain
+        got = search([WHOLE_CHAIN if np.isnan(v) else -1 for v in best])
+        scope = np.where(np.isnan(best) & ~np.isnan(got), "chain", scope)
+        best = np.where(np.isnan(best), got, best)
+    rows = b.copy()
+    found = np.where(np.isnan(best), rows["shortfall_units"].to_numpy(dtype=float), best)
+    hourly_cap = np.array([setup.rate[s, k] * 1.0 for (s, _), k in zip(keys, best_stage)])
+    rows["estimated_units"] = rows["shortfall_units"]
+    rows["stage"] = [STAGES_SIM[k] for k in best_stage]
+    rows["shortfall_units"] = found
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rows["shortfall_hours"] = np.where(hourly_cap > 0, found / hourly_cap, np.nan)
+        rows["labour_hours"] = found / np.array([setup.productivity[s, k] for (s, _), k in zip(keys, best_stage)])
+    rows["cleared"] = ~np.isnan(best)
+    rows["shortfall_scope"] = scope
+    verdicts = dict(result.verdicts)
+    for label, v in result.verdicts.items():
+        if v.feasible:
+            continue
+        r = rows[(rows["site_id"] == v.site_id) & (rows["chain"] == v.chain)].iloc[0]
+        sla_h = setup.sla_hours if v.chain == "order" else profile.dock_to_stock_sla_hours
+        nv = replace(v, stage=str(r["stage"]), shortfall_units=float(r["shortfall_units"]),
+                     shortfall_hours=float(r["shortfall_hours"]), labour_hours=float(r["labour_hours"]))
+        verdicts[label] = replace(nv, message=_breach_message(nv, v.chain, sla_h))
+    return replace(result, breaches=rows, verdicts=verdicts)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1230,12 +1518,17 @@ def simulate_volumes(instance: Instance, site_throughput: pd.DataFrame, *, capac
                      labor: pd.DataFrame | None = None, open_sites: Sequence[str] | None = None,
                      replications: int = 20, seed: int = 0, step_hours: float = 1.0,
                      multipliers: Sequence[float] = (1.0,), periods: Sequence[int] | None = None,
-                     profile: Profile | None = None, threads: int = 1) -> SimulationResult:
+                     profile: Profile | None = None, threads: int = 1, clear_shortfall: bool = True
+                     ) -> SimulationResult:
     """Simulate a bare volume table (site_id, period, inbound_units, outbound_units); see :func:`simulate`."""
     setup = prepare(instance, site_throughput, capacity=capacity, labor=labor, open_sites=open_sites,
                     periods=periods)
-    return run_setup(setup, np.asarray(multipliers, dtype=float), replications=replications, seed=seed,
-                     step_hours=step_hours, profile=profile, threads=threads)
+    result = run_setup(setup, np.asarray(multipliers, dtype=float), replications=replications, seed=seed,
+                       step_hours=step_hours, profile=profile, threads=threads)
+    if clear_shortfall and len(multipliers) == 1:
+        result = clearing_shortfalls(setup, result, replications=replications, seed=seed, step_hours=step_hours,
+                                     profile=profile)
+    return result
 
 
 def plan_inputs(plan: Any) -> dict[str, Any]:
@@ -1252,7 +1545,8 @@ def plan_inputs(plan: Any) -> dict[str, Any]:
 
 def simulate(instance: Instance, plan: Any, *, replications: int = 20, seed: int = 0, step_hours: float = 1.0,
              multipliers: Sequence[float] = (1.0,), periods: Sequence[int] | None = None,
-             profile: Profile | Mapping[str, Any] | None = None, threads: int = 1) -> SimulationResult:
+             profile: Profile | Mapping[str, Any] | None = None, threads: int = 1,
+             clear_shortfall: bool = True) -> SimulationResult:
     """Execute a plan step by step through every open DC and judge whether it holds.
 
     Parameters
@@ -1269,9 +1563,11 @@ def simulate(instance: Instance, plan: Any, *, replications: int = 20, seed: int
     periods : consecutive periods to simulate (default: all); storage starts at the plan's stock then.
     profile : a :class:`Profile` or a mapping of its fields.
     threads : simulate groups of sites in parallel threads (same result as one thread).
+    clear_shortfall : with one multiplier, each breach's ``shortfall_units`` is verified by simulating again
+        with it added (:func:`clearing_shortfalls`): the reported amount clears the breach.
     """
     if isinstance(profile, Mapping):
         profile = replace(Profile(), **profile)
     return simulate_volumes(instance, replications=replications, seed=seed, step_hours=step_hours,
                             multipliers=multipliers, periods=periods, profile=profile, threads=threads,
-                            **plan_inputs(plan))
+                            clear_shortfall=clear_shortfall, **plan_inputs(plan))

@@ -87,11 +87,11 @@ def plan_table_types(name: str) -> dict[str, str]:
     return {c.name: DUCKDB_TYPES[c.dtype] for c in PLAN_SCHEMA[name].columns}
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the store layout this code writes. 1: the first stores (no ``meta`` table); 2: ``meta``
 (``schema_version``), ``run_artifacts``, ``runs.calibration``, ``audit.calibration``, ``plan_transfers.period``,
-``plan_capacity.extra_hours_per_day``; 3: ``audit.row_mac`` (the keyed seal). Opening an older store for
-writing migrates it (:meth:`RunStore.migrate`)."""
+``plan_capacity.extra_hours_per_day``; 3: ``audit.row_mac`` (the keyed seal); 4: ``calibration_findings``.
+Opening an older store for writing migrates it (:meth:`RunStore.migrate`)."""
 
 TABLE_COLUMNS: dict[str, dict[str, str]] = {
     "meta": {"key": "VARCHAR", "value": "VARCHAR"},
@@ -115,6 +115,13 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
               "status": "VARCHAR", "objective": "DOUBLE", "plan_hash": "VARCHAR", "detail": "VARCHAR",
               "prev_hash": "VARCHAR", "row_hash": "VARCHAR", "calibration": "VARCHAR", "row_mac": "VARCHAR"},
     "run_artifacts": {"run_id": "VARCHAR", "name": "VARCHAR", "data": "BLOB"},
+    "calibration_findings": {"run_id": "VARCHAR", "seq": "INTEGER", "created_at": "TIMESTAMP", "site_id": "VARCHAR",
+                             "stage": "VARCHAR", "metric": "VARCHAR", "window_start": "VARCHAR",
+                             "window_end": "VARCHAR", "predicted": "DOUBLE", "actual": "DOUBLE",
+                             "predicted_change": "DOUBLE", "actual_change": "DOUBLE", "gap": "DOUBLE",
+                             "flagged": "BOOLEAN", "parameter": "VARCHAR", "current": "DOUBLE", "refit": "DOUBLE",
+                             "calibration": "VARCHAR", "actuals_file": "VARCHAR", "actuals_sha256": "VARCHAR",
+                             "user_name": "VARCHAR"},
     **{f"plan_{name}": {"run_id": "VARCHAR", **plan_table_types(name)} for name in PLAN_SCHEMA},
 }
 """Every table of the store and its columns with their DuckDB types: the one declaration that creating a store
@@ -123,7 +130,7 @@ ADD COLUMN`` puts it in an old store), with :data:`SCHEMA_VERSION` raised."""
 
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "meta": ("key",), "sweeps": ("sweep_id",), "runs": ("run_id",), "kpis": ("run_id", "kpi"), "audit": ("seq",),
-    "run_artifacts": ("run_id", "name")}
+    "run_artifacts": ("run_id", "name"), "calibration_findings": ("run_id", "seq")}
 
 
 def _create_table_sql(table: str) -> str:
@@ -487,6 +494,39 @@ class RunStore:
         con.execute(f"INSERT INTO audit ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     [seq + 1, *(values[c] for c in AUDIT_COLUMNS), prev_hash, row_hash, row_mac])
         self._pending_head = (key, seq + 1, row_hash, sealed_from)
+
+    def record_findings(self, run_id: str, findings: pd.DataFrame, audit_row: dict[str, Any] | None = None) -> int:
+        """Store plan-versus-outcome findings with a run (``twinplan track``), numbered after the run's earlier
+        ones, and an audit row, in one transaction. Returns the number of rows written."""
+        cols = [c for c in TABLE_COLUMNS["calibration_findings"] if c not in ("run_id", "seq", "created_at")]
+        with self.transaction() as con:
+            last = con.execute("SELECT max(seq) FROM calibration_findings WHERE run_id = ?", [run_id]).fetchone()
+            seq = int(last[0]) if last and last[0] is not None else 0
+            now = utcnow()
+            for i, r in enumerate(findings.to_dict("records"), start=1):
+                values = [None if _is_na(r.get(c)) else r.get(c) for c in cols]
+                con.execute(f"INSERT INTO calibration_findings (run_id, seq, created_at, {', '.join(cols)}) "
+                            f"VALUES ({', '.join('?' * (len(cols) + 3))})", [run_id, seq + i, now, *values])
+            if audit_row is not None:
+                self._append_audit(con, audit_row)
+        return len(findings)
+
+    def findings(self, run_id: str | None = None, instance: str | None = None) -> pd.DataFrame:
+        """Stored plan-versus-outcome findings (of one run, or of an instance's runs), oldest first."""
+        cols = list(TABLE_COLUMNS["calibration_findings"])
+        with self.connect() as con:
+            have = _existing_columns(con)
+            if "calibration_findings" not in have:
+                return pd.DataFrame(columns=cols)
+            sql = "SELECT f.* FROM calibration_findings f"
+            params: list[Any] = []
+            if instance is not None:
+                sql += " JOIN runs r ON r.run_id = f.run_id WHERE r.instance = ?"
+                params.append(instance)
+            if run_id is not None:
+                sql += (" AND" if params else " WHERE") + " f.run_id = ?"
+                params.append(run_id)
+            return con.execute(sql + " ORDER BY f.created_at, f.run_id, f.seq", params).df()
 
     # -- reads -----------------------------------------------------------------------------------
     def run(self, run_id: str) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from engine.calibration import (
     list_versions,
 )
 from engine.cli import main
-from engine.simulator import simulate_arrays
 from instances.instance import bundled_instance_path, load_instance
+from tests.actuals_data import generate_actuals
 
 TINY = bundled_instance_path("tiny")
 STAGES = ("inbound_dock", "putaway", "pick", "pack", "outbound_dock")
@@ -38,27 +38,6 @@ def inst():
 def true_efficiency():
     rng = np.random.default_rng(11)
     return dict(zip(PAIRS, np.round(rng.uniform(0.72, 1.0, len(PAIRS)), 3)))
-
-
-def generate_actuals(inst, efficiency: dict, congestion: float, days: int, seed: int,
-                     start: str = "2026-01-05") -> pd.DataFrame:
-    """Daily actuals from the simulator's queue recursion with the true parameters, plus 1 % noise."""
-    rng = np.random.default_rng(seed)
-    cap = inst.stage_capacity().set_index(["site_id", "stage"])["units_per_day"]
-    lab = inst.labor.set_index("site_id")
-    frames = []
-    for site, stage in PAIRS:
-        nominal, e = cap[(site, stage)], efficiency[(site, stage)]
-        offered = nominal * rng.uniform(0.5, 1.05, days)  # quiet days and days over capacity
-        c = effective_capacity(nominal, e, congestion, offered)
-        run = simulate_arrays(offered[:, None, None, None].copy(), c[:, None, None, None], upstream=[-1])
-        y, q = run.throughput[:, 0, 0, 0], run.backlog[:, 0, 0, 0]
-        hours = y / (e * lab.loc[site, f"productivity_{stage}"])
-        frames.append(pd.DataFrame({
-            "site_id": site, "stage": stage, "date": pd.date_range(start, periods=days, freq="D"),
-            "throughput": y * rng.normal(1.0, 0.01, days), "labor_hours": hours * rng.normal(1.0, 0.01, days),
-            "backlog": q}))
-    return pd.concat(frames, ignore_index=True)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +81,8 @@ def test_drift_names_site_stage_and_efficiency(inst, calibrated, true_efficiency
 def test_drift_names_congestion_when_every_busy_day_slows(inst, calibrated, true_efficiency):
     later = generate_actuals(inst, true_efficiency, 0.45, 28, seed=8, start="2026-02-16")
     drift = detect_drift(inst, later, calibrated, window=7, threshold=0.05)
-    assert len(drift) >= 8 and (drift["parameter"] == "congestion").mean() >= 0.8
+    # downstream stages of a chain are fed by their (slowed) head: the stages that bind drift
+    assert len(drift) >= 4 and (drift["parameter"] == "congestion").mean() >= 0.8
     assert drift.loc[drift["parameter"] == "congestion", "refit"].median() == pytest.approx(0.45, abs=0.05)
 
 

@@ -59,18 +59,57 @@ def test_failure_multipliers_match_hand_computed_thresholds():
     assert table.attrs["rounds"] >= 1  # the grid step (2/63) is wider than the tolerance: bisection ran
 
 
-def test_bracket_agrees_with_direct_simulation_under_noise():
-    """With Poisson noise and 8 replications: the batch's bracket agrees with simulating each end alone."""
+def test_replication_brackets_agree_with_direct_simulation_under_noise():
+    """Overdispersed noise: every replication's bracket agrees with simulating that replication alone at its
+    ends (holds at holds_at, fails at fail_at), and the failure point is the mean of the replications' points
+    with a Student-t interval."""
+    from scipy import stats
+
     inst = tiny()
-    plan = plan_of({"DC_A": 60.0, "DC_B": 45.0})
+    plan = plan_of({"DC_A": 60.0, "DC_B": 90.0})
     prof = Profile(noise="overdispersed")
-    table = stress_test(inst, plan, replications=8, seed=5, profile=prof, tolerance=0.02, grid=16, high=4.0)
-    setup = prepare(inst, plan.tables["site_throughput"], periods=[1, 2])
-    for r in table.dropna(subset=["fail_multiplier", "holds_at"]).itertuples():
-        res = run_setup(setup, np.array([r.holds_at, r.fail_multiplier]), replications=8, seed=5, profile=prof,
-                        detail=False)
-        b = res.breaches[(res.breaches["site_id"] == r.site_id) & (res.breaches["chain"] == r.chain)]
-        assert set(b["column"]) == {1}, r.message
+    table = stress_test(inst, plan, replications=8, max_replications=8, seed=5, profile=prof, tolerance=0.02,
+                        grid=16, high=4.0)
+    pts = table.attrs["replication_points"]
+    assert table.attrs["replications"] == 8 and len(pts) == 2 * 2 * 8
+    setup = prepare(inst, plan.tables["site_throughput"], periods=table.attrs["simulated_periods"])
+    R = 8
+    both = pts.dropna(subset=["holds_at", "fail_at"])
+    assert len(both) >= 16
+    for chain, g in both.groupby("chain"):
+        mult = np.full((len(setup.site_ids), 2, R), 1.0)
+        checked = np.zeros((len(setup.site_ids), R), dtype=bool)
+        for r in g.itertuples():
+            s = setup.site_ids.index(r.site_id)
+            mult[s, :, r.replication] = (r.holds_at, r.fail_at)
+            checked[s, r.replication] = True
+            assert 0 < r.fail_at - r.holds_at <= 0.02
+        res = run_setup(setup, mult, replications=R, seed=5, profile=prof, detail=False,
+                        judge_from_period=table.attrs["periods"][0])
+        first = res.replication_breaches[chain][0]  # (S, 2, R)
+        assert (first[:, 0][checked] < 0).all() and (first[:, 1][checked] >= 0).all()
+    for r in table.dropna(subset=["fail_multiplier"]).itertuples():
+        fail = pts[(pts.site_id == r.site_id) & (pts.chain == r.chain)]["fail_at"].fillna(4.0).to_numpy()
+        assert r.fail_multiplier == pytest.approx(fail.mean())
+        half = stats.t.ppf(0.975, 7) * fail.std(ddof=1) / np.sqrt(8)
+        assert r.half_width == pytest.approx(half) and r.ci_low == pytest.approx(fail.mean() - half)
+
+
+def test_backlog_of_the_weeks_before_is_carried_into_the_spike():
+    """Week 1 offers 165/h to pick stations of 150/h: it leaves a backlog (no breach yet: the oldest unit waits
+    17 h). With carry-in, A(t) = 165 x 168 + 100 m (t - 167) and D(t) = 150 (t - 1); overdue at the last step
+    t = 335 iff 27720 + 14400 m > 50100, i.e. m* = 1.5542. Starting week 2 empty: m* = 150 x 166 / (100 x 144)."""
+    inst = two_dcs(pick_a=150.0, pack_b=150.0)
+    st = pd.DataFrame({"site_id": "DC_A", "period": [1, 2], "inbound_units": 0.0,
+                       "outbound_units": [165.0 * 168, 100.0 * 168]})
+    plan = Plan(decision="capacity", status="optimal", tables={"site_throughput": st})
+    carried = stress_test(inst, plan, spike={2: 1.0}, replications=1, profile=FLAT)
+    fresh = stress_test(inst, plan, spike={2: 1.0}, replications=1, profile=FLAT, carry_in=False)
+    m_carried = carried.loc[carried["chain"] == "order", "fail_multiplier"].iloc[0]
+    m_fresh = fresh.loc[fresh["chain"] == "order", "fail_multiplier"].iloc[0]
+    assert 22380 / 14400 < m_carried <= 22380 / 14400 + 0.01
+    assert 150 * 166 / (100 * 144) < m_fresh <= 150 * 166 / (100 * 144) + 0.01
+    assert carried.attrs["simulated_periods"] == [1, 2] and fresh.attrs["simulated_periods"] == [2]
 
 
 def test_spike_weights_and_peak_block():
@@ -93,3 +132,22 @@ def test_spike_weights_and_peak_block():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="grid"):
         stress_test(tiny(), plan_of({"DC_A": 10.0}), grid=1)
+
+
+def test_failure_points_of_two_seeds_agree_on_the_bundled_peak():
+    """eu_fba black_friday: replications grow until every interval's half-width is <= 0.02; two seeds give
+    overlapping intervals whose centres differ by at most 0.03, for every site and chain."""
+    from engine.pipeline import plan
+    from engine.scenario import load_scenario
+    from instances.instance import bundled_instance_path, load_instance
+
+    path = bundled_instance_path("eu_fba")
+    res = plan(load_instance(path), load_scenario("black_friday", path), time_limit=60, simulate=False)
+    a, b = (stress_test(res.instance, res.plan, seed=s).set_index(["site_id", "chain"]) for s in (0, 1))
+    for t in (a, b):
+        assert t.attrs["target_met"] and (t["half_width"].dropna() <= 0.02).all()
+        assert t.attrs["replications"] > 10  # grown from the first batch of 10
+    both = a.join(b, lsuffix="_a", rsuffix="_b").dropna(subset=["fail_multiplier_a", "fail_multiplier_b"])
+    assert len(both) >= 10
+    assert ((both["ci_low_a"] <= both["ci_high_b"]) & (both["ci_low_b"] <= both["ci_high_a"])).all()
+    assert (both["fail_multiplier_a"] - both["fail_multiplier_b"]).abs().max() <= 0.03

@@ -63,7 +63,7 @@ EXPECTED_CHANGES = {
     "created table meta", "created table run_artifacts", "added column runs.scenario_spec VARCHAR",
     "added column runs.calibration VARCHAR", "added column audit.calibration VARCHAR",
     "added column plan_capacity.extra_hours_per_day DOUBLE", "added column plan_transfers.period INTEGER",
-    "added column audit.row_mac VARCHAR", "schema_version 1 -> 3"}
+    "added column audit.row_mac VARCHAR", "created table calibration_findings", "schema_version 1 -> 4"}
 
 
 def _old_row_hash(seq: int, row: dict, prev_hash: str) -> str:
@@ -171,7 +171,7 @@ def test_old_store_migrates_without_touching_a_row_and_audit_still_verifies(tmp_
     before = _snapshot(path, old_columns)
     store = RunStore(path)
     assert set(store.migrate()) == EXPECTED_CHANGES
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     after = _snapshot(path, old_columns)
     for table, df in before.items():  # every old row, every old value, unchanged
         pd.testing.assert_frame_equal(after[table], df, check_dtype=True, obj=table)
