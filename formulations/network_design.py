@@ -115,6 +115,8 @@ class NetworkDesignOptions:
     strategy : ``"direct"`` (one MILP), ``"relax_restore"`` or ``"auto"`` (see :func:`solve_network_design`).
     fixed_modules : ``{(site, stage): modules}`` fixing expansion decisions (used when restoring).
     allowed_lanes : DC -> zone pairs that may carry flow (None = all; used when restoring).
+    capacity_cut : add the aggregate capacity inequality per period (:func:`add_aggregate_capacity`; valid, so
+        the optimum is unchanged; the relax-and-restore MILP phase switches it on).
     """
 
     single_source: bool = False
@@ -136,6 +138,7 @@ class NetworkDesignOptions:
     strategy: str = "auto"
     fixed_modules: Mapping[tuple[str, str], int] | None = None
     allowed_lanes: Sequence[tuple[str, str]] | None = None
+    capacity_cut: bool = False
 
 
 @dataclass
@@ -531,6 +534,34 @@ def add_open_count(m: linopy.Model, ctx: NetworkDesignContext, open_site: linopy
             add_rows(m, name, {name: pd.Index([name], name=name)}, [(row, 1.0)], sign, float(bound))
 
 
+def add_aggregate_capacity(m: linopy.Model, ctx: NetworkDesignContext, open_site: linopy.Variable,
+                           modules: linopy.Variable | None, unmet: linopy.Variable | None) -> None:
+    """Aggregate capacity (only with ``options.capacity_cut``), one row per period t::
+
+        sum_i cap_{i,t} open_i + sum_e mcap_{e,t} modules_e + sum_{z,p} unmet_{z,p,t} >= sum_{z,p} d_{z,p,t}
+
+    cap_{i,t}: base capacity of site i's tightest stage in period t (derated; the demand the site can reach
+    when no stage limits it), mcap_{e,t}: what one module adds to that stage
+    (:func:`formulations.network_heuristics.site_capacity`, :func:`~formulations.network_heuristics.module_capacity`).
+    Valid: demand is served from open sites or unmet, and any one stage bounds a site's throughput. The LP
+    relaxation implies it; the MILP solver derives knapsack cover cuts over the open variables from it.
+    """
+    if not ctx.options.capacity_cut or ctx.demand.empty:
+        return
+    n_t = len(ctx.periods)
+    cap = nh.site_capacity(ctx)  # (sites, periods)
+    open_lab = np.repeat(np.asarray(open_site.labels.values)[None, :], n_t, axis=0)  # (periods, sites)
+    terms = [(open_lab, cap.T)]
+    if modules is not None and len(ctx.expandable):
+        mcap = nh.module_capacity(ctx)  # (expandable, periods)
+        terms.append((np.repeat(np.asarray(modules.labels.values)[None, :], n_t, axis=0), mcap.T))
+    if unmet is not None:
+        lab = np.asarray(unmet.labels.values)  # (zone, product, period), -1 where masked
+        terms.append((np.moveaxis(lab, 2, 0).reshape(n_t, -1), 1.0))
+    add_rows(m, "aggregate_capacity", {"period": ctx.periods}, terms, ">=", nh.period_demand(ctx),
+             mask=nh.period_demand(ctx) > 0)
+
+
 def add_objective(m: linopy.Model, ctx: NetworkDesignContext) -> None:
     """Annualised total cost (see the module docstring); the constant sum of closing costs is kept aside."""
     v = ctx.variables
@@ -588,6 +619,7 @@ def build_network_design(instance: Instance, options: NetworkDesignOptions | Non
     add_fixed_modules(m, ctx, v["modules"])
     add_capex_budget(m, ctx, v["open"], v["modules"])
     add_open_count(m, ctx, v["open"])
+    add_aggregate_capacity(m, ctx, v["open"], v["modules"], v["unmet"])
     add_objective(m, ctx)
     ctx.build_seconds = time.perf_counter() - t0
     return m, ctx
@@ -935,7 +967,7 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
         if rest is None or rest >= 1.0:
             t = time.perf_counter()
             milp_opt = replace(opt, strategy="direct", force_open=[*opt.force_open, *fix_open],
-                               force_closed=[*opt.force_closed, *fix_closed])
+                               force_closed=[*opt.force_closed, *fix_closed], capacity_cut=True)
             full = _solve_direct(instance, milp_opt, warm_start=best or warm_start, deadline=deadline,
                                  mip_gap=mip_gap, **kw)
             phases["milp"] = {"status": full.status, "objective": full.objective, "bound": full.bound,

@@ -238,3 +238,28 @@ def test_neighbour_moves_keep_capacity_and_local_search_never_worsens(seed):
     assert "local_search" in phases
     seen = [p["objective"] for p in phases.values() if isinstance(p, dict) and p.get("objective") is not None]
     assert plan.objective <= min(seen) + 1e-9 and check_plan(inst, plan).empty
+
+
+@pytest.mark.parametrize("case", ["cflp", "tiny", "tiny_tight"])
+def test_aggregate_capacity_row_is_valid(case, tiny):
+    """The aggregate capacity inequality never cuts off the optimum: with and without it the MILP optimum is the
+    same (tiny: products, periods, modules, labour, sources; tiny_tight: capacity derated so modules and unmet
+    demand come into play; cflp: checked against brute force as well), and its LP relaxation is not weaker."""
+    if case == "cflp":
+        inst = cflp(40, m=6, n=12, tight=1.2)
+        opts = {"allow_unmet": False}
+    else:
+        inst = tiny
+        opts = {}
+        if case == "tiny_tight":
+            opts["capacity_derate"] = {(s, "pick"): 0.35 for s in ("DC_A", "DC_B", "DC_C")}
+    without = solve_network_design(inst, options=NetworkDesignOptions(strategy="direct", **opts), mip_gap=0.0)
+    with_cut = solve_network_design(inst, options=NetworkDesignOptions(strategy="direct", capacity_cut=True, **opts),
+                                    mip_gap=0.0)
+    assert with_cut.status == without.status == "optimal"
+    assert with_cut.objective == pytest.approx(without.objective, rel=1e-7)
+    assert check_plan(inst, with_cut).empty
+    m, c = build_network_design(inst, NetworkDesignOptions(capacity_cut=True, **opts))
+    assert "aggregate_capacity" in m.constraints
+    if case == "cflp":
+        assert with_cut.objective == pytest.approx(brute_force(inst)[0], rel=1e-7)
