@@ -263,3 +263,19 @@ def test_aggregate_capacity_row_is_valid(case, tiny):
     assert "aggregate_capacity" in m.constraints
     if case == "cflp":
         assert with_cut.objective == pytest.approx(brute_force(inst)[0], rel=1e-7)
+
+
+def test_twinplan_solve_time_limit_covers_every_repair_round(tiny):
+    """The pipeline's time limit bounds the whole call: once round 1 has used it, no further repair round starts
+    (the unexecutable plan of round 1 comes back, checked, with the reason); without a limit the loop repairs."""
+    from engine.pipeline import plan
+    from engine.scenario import load_scenario
+    from tests.test_pipeline import TINY, pack_bound_instance
+
+    inst = pack_bound_instance(tiny)
+    scenario = load_scenario("baseline", TINY).with_modifications([{"sla": {"order_to_ship_sla_hours": 12}}])
+    limited = plan(inst, scenario, time_limit=1.0, mip_gap=0.0, max_rounds=5, replications=2, seed=3)
+    assert len(limited.rounds) == 1 and limited.rounds[0]["outcome"] == "time limit reached: repair stopped"
+    assert limited.plan.has_solution and check_plan(limited.instance, limited.plan).empty
+    free = plan(inst, scenario, time_limit=None, mip_gap=0.0, max_rounds=5, replications=2, seed=3)
+    assert len(free.rounds) >= 2
