@@ -14,13 +14,14 @@ file's letter and C, e.g. ``capb8000``): Beasley's capa/capb/capc instances diff
 passed straight to the solver (:func:`plain_solve`), the same time limit, MIP gap and threads; the line
 then has ``plain_*`` fields and ``not_worse`` (twinplan's objective <= plain HiGHS's, relative 1e-9).
 
-Measured (2026-11-27, HiGHS 1.16, 2 cores shared with other jobs, load 5-10):
+Measured (2026-12-04, HiGHS 1.16, ``--threads 1 --compare-plain``, 2 cores shared with six other engineers'
+jobs, load average 8-12 during the runs):
 
-- all 37 small instances (cap41 ... cap134): published optimum reached (relative error <= 6.3e-10), 0-3.7 s
-  each including build and check;
-- capa8000, 300 s limit, default (relax-and-restore) strategy: objective 19,287,183 (0.24 % above the
-  published 19,240,822), bound 18,845,264, gap 2.29 %; forced ``direct``: bound 18,859,923 but incumbent
-  28,883,969 (gap 34.7 %). Not proven optimal either way (plain HiGHS: 1.97 % at the root in 300 s).
+- all 37 small instances (cap41 ... cap134): published optimum reached (tests/test_orlib.py);
+- 60 s: capa8000 / capb8000 (``capb5000.txt --capacity 8000``) / capc5000: twinplan reaches the published
+  optimum on all three (relative error <= 3e-11) with proven gaps 2.7 % / 0.14 % / 0.83 %, in 58.9-60.2 s;
+  plain HiGHS: +274 % / +447 % / +490 %, no bound (its root LP does not finish);
+- 120 s: the same optima, gaps 2.6 % / 0.14 % / 0.83 %, 115.8-116.8 s; plain HiGHS unchanged (no root LP).
 """
 
 from __future__ import annotations

@@ -159,12 +159,14 @@ class FacilityLocation:
 
 
 def subgradient(ctx: NetworkDesignContext, upper: float, *, seconds: float | None = None, max_iter: int = 3000,
-                tol: float = 1e-4) -> LagrangianResult:
+                tol: float = 1e-4, step: float = 2.0, patience: int = 100, target_margin: float = 0.01
+                ) -> LagrangianResult:
     """Subgradient optimisation of L(u) (see the module docstring) for at most ``seconds``.
 
     ``upper``: the objective of the best known plan (the Polyak step's target and the fixing threshold).
     Stops when the bound is within ``tol`` of ``upper``, after ``max_iter`` iterations, or when the step has
-    shrunk to nothing.
+    shrunk to nothing. Step: ``step`` x (target - L(u)) / |g|^2 with target = min(upper, (1 + ``target_margin``)
+    x best bound), ``step`` halved after ``patience`` iterations without a better bound.
     """
     t0 = time.perf_counter()
     fl = FacilityLocation(ctx)
@@ -175,7 +177,7 @@ def subgradient(ctx: NetworkDesignContext, upper: float, *, seconds: float | Non
     if fl.penalty is not None:
         u = np.minimum(u, fl.penalty)
     best, best_u, best_plain, best_v, best_y = -np.inf, u.copy(), -np.inf, None, None
-    step, stall = 2.0, 0
+    stall = 0
     seen: set[bytes] = set()
     candidates: list[np.ndarray] = []
     it = 0
@@ -186,7 +188,7 @@ def subgradient(ctx: NetworkDesignContext, upper: float, *, seconds: float | Non
             stall = 0
         else:
             stall += 1
-            if stall >= 30:
+            if stall >= patience:
                 step, stall = step / 2.0, 0
         if it % 10 == 1 or stall == 0:
             cand = _complete(fl, y, v)
@@ -199,7 +201,7 @@ def subgradient(ctx: NetworkDesignContext, upper: float, *, seconds: float | Non
             break
         if seconds is not None and time.perf_counter() - t0 > seconds:
             break
-        target = min(upper, best + 0.01 * abs(best)) if np.isfinite(best) else upper
+        target = min(upper, best + target_margin * abs(best)) if np.isfinite(best) else upper
         u = u + step * max(target - strong, 1e-6 * abs(target)) / norm * grad
         if fl.penalty is not None:
             u = np.minimum(u, fl.penalty)
