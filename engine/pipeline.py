@@ -458,7 +458,8 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
     instance : the base instance (the scenario is applied to a copy).
     scenario : what-if to apply; ``None`` means the base instance with decision ``consolidation``.
     solver, time_limit, mip_gap, threads, log : passed to :func:`solvers.solve` (scenario ``solver:``
-        settings are used where the caller gives none).
+        settings are used where the caller gives none). ``time_limit`` covers all rounds: each round's solve
+        gets what the earlier rounds left, and repair stops (keeping the last plan) when little is left.
     warm_start : a previous PlanResult or Plan (e.g. the baseline) used as MIP start in round 1.
     max_rounds : most optimize -> simulate rounds (default :data:`MAX_ROUNDS`).
     replications, seed : simulator replications and seed.
@@ -501,10 +502,14 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
                 status="infeasible", objective=None, plan=Plan(decision, "infeasible"), simulation=None, kpis={},
                 rounds=[rec], violations=pd.DataFrame(), timings=timings, instance=inst)
     for r in range(1, max_rounds + 1):
+        round_limit = None if time_limit is None else max(1.0, float(time_limit) - (time.perf_counter() - t0))
+        if r > 1 and round_limit is not None and round_limit <= max(1.0, 0.05 * float(time_limit)):
+            rounds[-1]["outcome"] = "time limit reached: repair stopped"  # the limit covers every round
+            break
         ts = time.perf_counter()
         current, evaluated_on = solve_decision(labour_derated(inst, labour_derate), decision, derate=derate,
                                                labour_floor=floors,
-                                               warm_start=warm_start, solver=solver, time_limit=time_limit,
+                                               warm_start=warm_start, solver=solver, time_limit=round_limit,
                                                mip_gap=mip_gap, threads=threads, log=log)
         if labour_derate:
             evaluated_on = evaluation_instance(inst, decision)

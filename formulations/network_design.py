@@ -50,6 +50,8 @@ import pandas as pd
 import xarray as xr
 
 import solvers
+from formulations import lagrangian
+from formulations import network_heuristics as nh
 from formulations.common import (
     Arcs,
     add_arc_variables,
@@ -114,6 +116,8 @@ class NetworkDesignOptions:
     strategy : ``"direct"`` (one MILP), ``"relax_restore"`` or ``"auto"`` (see :func:`solve`).
     fixed_modules : ``{(site, stage): modules}`` fixing expansion decisions (used when restoring).
     allowed_lanes : DC -> zone pairs that may carry flow (None = all; used when restoring).
+    capacity_cut : add the aggregate capacity inequality per period (:func:`add_aggregate_capacity`; valid, so
+        the optimum is unchanged; the relax-and-restore MILP phase switches it on).
     """
 
     single_source: bool = False
@@ -135,6 +139,7 @@ class NetworkDesignOptions:
     strategy: str = "auto"
     fixed_modules: Mapping[tuple[str, str], int] | None = None
     allowed_lanes: Sequence[tuple[str, str]] | None = None
+    capacity_cut: bool = False
 
 
 Options = NetworkDesignOptions
@@ -356,14 +361,38 @@ def _demand_grid(ctx: NetworkDesignContext) -> tuple[dict[str, pd.Index], np.nda
     return coords, d
 
 
-def add_unmet(m: linopy.Model, ctx: NetworkDesignContext) -> linopy.Variable | None:
-    """unmet[z,p,t] in [0, d_{z,p,t}] where demand is positive (only when unmet demand is allowed)."""
-    if not ctx.options.allow_unmet:
-        return None
+def uncovered_demand(ctx: NetworkDesignContext) -> np.ndarray:
+    """Mask over the demand grid (zone, product, period): positive demand that no outbound arc can serve.
+
+    A zone loses its arcs when every DC with a lane to it is forced closed, or when ``allowed_lanes`` or
+    ``max_distance_km`` leave it none (e.g. a restore phase that keeps only some lanes).
+    """
     coords, d = _demand_grid(ctx)
+    f = ctx.outbound.frame
+    served = np.zeros(d.size, dtype=bool)
+    if len(f):
+        group = grid_codes(f.rename(columns={"destination_id": "zone_id"}),
+                           {"zone_id": ctx.zones, "product_id": ctx.products, "period": ctx.periods})
+        served[group[group >= 0]] = True
+    return (d > 0) & ~served.reshape(d.shape)
+
+
+def add_unmet(m: linopy.Model, ctx: NetworkDesignContext) -> linopy.Variable | None:
+    """unmet[z,p,t] in [0, d_{z,p,t}] where demand is positive, when unmet demand is allowed.
+
+    When it is not, unmet[z,p,t] in [0, 0] still exists for demand that no arc can serve: its demand row
+    ``0 + unmet = d`` then makes the model infeasible, instead of the row (with no terms left) being dropped
+    and the demand silently lost.
+    """
+    coords, d = _demand_grid(ctx)
+    uncovered = uncovered_demand(ctx)
+    if not ctx.options.allow_unmet and not uncovered.any():
+        return None
     c = [i.rename(k) for k, i in coords.items()]
-    return m.add_variables(lower=0.0, upper=xr.DataArray(d, coords=c), coords=c, name="unmet",
-                           mask=xr.DataArray(d > 0, coords=c))
+    upper = d if ctx.options.allow_unmet else np.zeros_like(d)
+    mask = d > 0 if ctx.options.allow_unmet else uncovered
+    return m.add_variables(lower=0.0, upper=xr.DataArray(upper, coords=c), coords=c, name="unmet",
+                           mask=xr.DataArray(mask, coords=c))
 
 
 def add_demand_balance(m: linopy.Model, ctx: NetworkDesignContext, out: linopy.Variable,
@@ -517,6 +546,34 @@ def add_open_count(m: linopy.Model, ctx: NetworkDesignContext, open_site: linopy
             add_rows(m, name, {name: pd.Index([name], name=name)}, [(row, 1.0)], sign, float(bound))
 
 
+def add_aggregate_capacity(m: linopy.Model, ctx: NetworkDesignContext, open_site: linopy.Variable,
+                           modules: linopy.Variable | None, unmet: linopy.Variable | None) -> None:
+    """Aggregate capacity (only with ``options.capacity_cut``), one row per period t::
+
+        sum_i cap_{i,t} open_i + sum_e mcap_{e,t} modules_e + sum_{z,p} unmet_{z,p,t} >= sum_{z,p} d_{z,p,t}
+
+    cap_{i,t}: base capacity of site i's tightest stage in period t (derated; the demand the site can reach
+    when no stage limits it), mcap_{e,t}: what one module adds to that stage
+    (:func:`formulations.network_heuristics.site_capacity`, :func:`~formulations.network_heuristics.module_capacity`).
+    Valid: demand is served from open sites or unmet, and any one stage bounds a site's throughput. The LP
+    relaxation implies it; the MILP solver derives knapsack cover cuts over the open variables from it.
+    """
+    if not ctx.options.capacity_cut or ctx.demand.empty:
+        return
+    n_t = len(ctx.periods)
+    cap = nh.site_capacity(ctx)  # (sites, periods)
+    open_lab = np.repeat(np.asarray(open_site.labels.values)[None, :], n_t, axis=0)  # (periods, sites)
+    terms = [(open_lab, cap.T)]
+    if modules is not None and len(ctx.expandable):
+        mcap = nh.module_capacity(ctx)  # (expandable, periods)
+        terms.append((np.repeat(np.asarray(modules.labels.values)[None, :], n_t, axis=0), mcap.T))
+    if unmet is not None:
+        lab = np.asarray(unmet.labels.values)  # (zone, product, period), -1 where masked
+        terms.append((np.moveaxis(lab, 2, 0).reshape(n_t, -1), 1.0))
+    add_rows(m, "aggregate_capacity", {"period": ctx.periods}, terms, ">=", nh.period_demand(ctx),
+             mask=nh.period_demand(ctx) > 0)
+
+
 def add_objective(m: linopy.Model, ctx: NetworkDesignContext) -> None:
     """Annualised total cost (see the module docstring); the constant sum of closing costs is kept aside."""
     v = ctx.variables
@@ -572,6 +629,7 @@ def build_model(ctx: NetworkDesignContext) -> linopy.Model:
     add_fixed_modules(m, ctx, v["modules"])
     add_capex_budget(m, ctx, v["open"], v["modules"])
     add_open_count(m, ctx, v["open"])
+    add_aggregate_capacity(m, ctx, v["open"], v["modules"], v["unmet"])
     add_objective(m, ctx)
     ctx.build_seconds += time.perf_counter() - t0  # prepare + build, as the plan's meta reports it
     return m
@@ -641,16 +699,21 @@ def labelled_form(m: linopy.Model, ctx: NetworkDesignContext) -> solvers.Standar
 def _solve_direct(instance: Instance, opt: NetworkDesignOptions, *, warm_start: Any = None,
                   basis: Any = None, integers_fixed: bool = False, solver: str = "highs",
                   time_limit: float | None = None, mip_gap: float | None = None, threads: int | None = None,
-                  log: Any = None, solver_options: Mapping[str, Any] | None = None) -> Plan:
+                  log: Any = None, solver_options: Mapping[str, Any] | None = None,
+                  deadline: float | None = None) -> Plan:
     """Build and solve one MILP (``strategy="direct"``).
 
     ``integers_fixed``: the options fix every integer variable (the restore phase: all sites forced open or
     closed, modules fixed, no single sourcing); the model is then solved as the LP it is, from ``basis`` when
-    given, keeping its final basis in ``plan.bases["restore"]``.
+    given, keeping its final basis in ``plan.bases["restore"]``. ``deadline`` (a ``time.perf_counter()``
+    instant) caps the solver's time limit at what is left after the build.
     """
     ctx = prepare(instance, opt)
     m = build_model(ctx)
     form = labelled_form(m, ctx)
+    if deadline is not None:
+        rest = max(0.5, deadline - time.perf_counter())
+        time_limit = rest if time_limit is None else min(float(time_limit), rest)
     as_lp = form.is_mip and integers_fixed
     if as_lp:
         form.integrality[:] = 0
@@ -681,20 +744,27 @@ def solve(instance: Instance, options: NetworkDesignOptions | None = None, *, so
     Strategies (``options.strategy``):
 
     - ``direct``: one MILP (products aggregated when that is exact, see :func:`products_aggregable`);
-    - ``relax_restore``: (1) solve the LP relaxation of the product-aggregated model (when aggregation is not
-      exact, of its relaxation with supply summed over products): a valid lower bound of the optimum;
-      (2) round its sites (open when >= 0.5) and modules (up), keep the DC -> zone lanes it uses, and solve
-      the model with those decisions fixed (an LP): a feasible plan (upper bound). When the two are within
-      ``mip_gap`` (default 1e-4) the plan is returned as optimal within that gap, with the LP bound;
-      otherwise (3) the MILP is solved with that plan as warm start for the remaining time, keeping the
-      best plan and the best bound;
+    - ``relax_restore``: (0) a first plan before any optimisation: the warm start's sites, else today's
+      network plus the cheapest candidates per unit of capacity until capacity covers demand
+      (:func:`formulations.network_heuristics.greedy_sites`), evaluated with the sites fixed (an LP);
+      (1) the LP relaxation of the product-aggregated model (when aggregation is not exact, of its
+      relaxation with supply summed over products), given at most :data:`LP_SHARE` of the time limit: a
+      valid lower bound of the optimum; (2) its sites rounded (open when >= 0.5, then further sites by LP
+      value until capacity covers the demand the LP serves) and modules rounded up, fixed, the rest solved
+      as an LP over all lanes of the open sites: a feasible plan. When the best plan and the bound are
+      within ``mip_gap`` (default 1e-4) it is returned as optimal within that gap; otherwise (3) the MILP
+      runs from the best plan (a MIP start) for all the time left. The answer is the best plan of all
+      phases with the best bound of all phases;
     - ``auto``: ``relax_restore`` for models with at least :data:`RELAX_RESTORE_MIN_ARCS` outbound arcs,
       else ``direct``.
 
     ``warm_start``: a previous :class:`Plan` (its open sites and flows seed the MIP; on the relax-and-restore
     path its LP bases, ``plan.bases``, start the simplex of phases 1 and 2) or a :class:`solvers.SolveResult`.
     The plan's ``status`` is the solver termination (``optimal`` = proven within the gap); without a
-    solution the tables are empty. ``plan.bases`` holds the LP bases of phases 1 and 2 for the next solve.
+    solution the tables are empty. ``time_limit`` bounds the whole call (every phase, the builds included).
+    Every plan returned with a solution has passed :func:`formulations.check.check_plan` (else
+    :class:`PlanCheckError` names the violations) and its bound is never above its objective.
+    ``plan.bases`` holds the LP bases of phases 1 and 2 for the next solve.
     """
     opt = options or NetworkDesignOptions()
     kw = {"solver": solver, "threads": threads, "log": log, "solver_options": solver_options}
@@ -702,95 +772,294 @@ def solve(instance: Instance, options: NetworkDesignOptions | None = None, *, so
         raise ValueError(f"strategy must be 'auto', 'direct' or 'relax_restore', not {opt.strategy!r}")
     t0 = time.perf_counter()
     strategy = opt.strategy
+    # the solver phases end a little before the limit: reading the plan back and checking it take time too
+    deadline = None if time_limit is None else t0 + float(time_limit) - min(0.05 * float(time_limit) + 1.0, 10.0,
+                                                                            0.5 * float(time_limit))
     if strategy == "direct":
-        return _solve_direct(instance, opt, warm_start=warm_start, time_limit=time_limit, mip_gap=mip_gap, **kw)
+        return _checked(instance, _solve_direct(instance, opt, warm_start=warm_start, deadline=deadline,
+                                                mip_gap=mip_gap, **kw))
     sizing = prepare(instance, opt)  # index sets only: the size and whether aggregation is exact
     if strategy == "auto":
         # even when a zero gap is asked, the restored plan is a far better MIP start than the solver finds alone
         # (capa8000, 300 s: incumbent 0.24 % above the optimum, against 50 % when solved directly)
         strategy = "relax_restore" if len(sizing.outbound) >= RELAX_RESTORE_MIN_ARCS else "direct"
     if strategy == "direct":
-        return _solve_direct(instance, replace(opt, strategy="direct"), warm_start=warm_start,
-                             time_limit=time_limit, mip_gap=mip_gap, **kw)
+        return _checked(instance, _solve_direct(instance, replace(opt, strategy="direct"), warm_start=warm_start,
+                                                deadline=deadline, mip_gap=mip_gap, **kw))
+    plan = _relax_restore(instance, opt, sizing, warm_start=warm_start, time_limit=time_limit, deadline=deadline,
+                          mip_gap=mip_gap, **kw)
+    return _checked(instance, plan)
+
+
+LP_SHARE = 0.6
+"""Most share of the time limit that relax-and-restore gives its LP relaxation when the Lagrangian relaxation does
+not apply (the LP is then the source of the bound; the rest goes to the restored plan and to the MILP)."""
+START_SHARE = 0.15
+"""Most share of the time limit for evaluating the first plan (and for each restore)."""
+LAGRANGIAN_SHARE = 0.2
+"""Most share of the time limit for the subgradient optimisation (facility-location-shaped models)."""
+LOCAL_SEARCH_SHARE = 0.2
+"""Most share of the time limit for the local search around the best plan (facility-location-shaped models)."""
+LAGRANGIAN_PLANS = 6
+"""Most site sets of the Lagrangian subproblems evaluated as plans (within START_SHARE of the time limit)."""
+
+
+class PlanCheckError(RuntimeError):
+    """A solved plan fails the independent check (:func:`formulations.check.check_plan`): a bug, never an answer."""
+
+
+def _checked(instance: Instance, plan: Plan) -> Plan:
+    """``plan`` if it has no solution or passes :func:`~formulations.check.check_plan`; else PlanCheckError."""
+    if not plan.has_solution:
+        return plan
+    from formulations.check import check_plan
+
+    found = check_plan(instance, plan)
+    if len(found):
+        head = "; ".join(f"{r.check}: {r.message}" for r in found.head(5).itertuples())
+        raise PlanCheckError(f"the {plan.meta.get('strategy', '')} plan (status {plan.status}) fails the plan "
+                             f"check with {len(found)} violation(s): {head}")
+    if plan.bound is not None and plan.objective is not None and plan.bound > plan.objective:
+        plan.bound = float(plan.objective)  # a lower bound above a checked plan is rounding: the plan proves it
+        plan.gap = 0.0
+    return plan
+
+
+def _open_mask(plan: Plan, sites: pd.Index) -> np.ndarray:
+    """The plan's open sites as a mask over ``sites``."""
+    s = plan.tables["sites"]
+    return s.astype({"site_id": str}).set_index("site_id")["open"].astype(bool).reindex(sites).fillna(False) \
+        .to_numpy(dtype=bool)
+
+
+def _ok(plan: Plan | None) -> bool:
+    return plan is not None and plan.has_solution and plan.objective is not None
+
+
+def _sites_fixed(opt: NetworkDesignOptions, sites: pd.Index, is_open: np.ndarray,
+                 modules: Mapping[tuple[str, str], int] | None = None) -> NetworkDesignOptions:
+    """Options with every site fixed open or closed (and the modules fixed: none unless given)."""
+    return replace(opt, strategy="direct", force_open=list(sites[is_open]), force_closed=list(sites[~is_open]),
+                   fixed_modules=dict(modules or {}), allowed_lanes=None)
+
+
+def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: NetworkDesignContext, *,
+                   warm_start: Any, time_limit: float | None, deadline: float | None, mip_gap: float | None,
+                   **kw: Any) -> Plan:
+    """The relax-and-restore strategy (see :func:`solve`); the best plan of all its phases."""
+    t0 = time.perf_counter()
 
     def left() -> float | None:
-        return None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
+        return None if deadline is None else max(0.0, deadline - time.perf_counter())
+
+    def share(part: float) -> float | None:
+        rest = left()
+        return None if rest is None else min(rest, part * float(time_limit))
 
     bases = _warm_bases(warm_start)
     tol = 1e-4 if mip_gap is None else float(mip_gap)
     exact = sizing.aggregated
-    del sizing
-    # the LP is always the relaxation with supply summed over products: when aggregation is exact its supply rows
-    # cannot bind (same bound), and what-if variants of one network then share its structure, so an LP basis
-    # carries over as is (solvers.basis: "same") whether or not their supply binds
+    phases: dict[str, Any] = {}
+    plans: list[Plan] = []
+    new_bases: dict[str, Any] = {}
+    fixed_lp = not opt.single_source  # with single sourcing the assignments stay integer: a MILP per evaluation
+
+    def evaluate(name: str, is_open: np.ndarray, modules: Mapping[tuple[str, str], int] | None = None,
+                 basis: Any = None, must: bool = False) -> Plan | None:
+        """The plan with these sites (and modules) fixed, the rest optimised; recorded as phase ``name``.
+
+        ``must``: the first plan, evaluated even when the time limit is (nearly) used up -- a time limit never
+        ends without a plan when one exists."""
+        t = time.perf_counter()
+        limit = share(START_SHARE)
+        if must and not plans:
+            limit = None if limit is None else max(limit, START_SHARE * float(time_limit), 5.0)
+        elif limit is not None and limit < 0.5:
+            phases[name] = {"status": "skipped: no time left"}
+            return None
+        fixed = replace(_sites_fixed(opt, sizing.sites, is_open, modules),
+                        aggregate_products=None if exact else False)
+        p = _solve_direct(instance, fixed, basis=basis, integers_fixed=fixed_lp, time_limit=limit,
+                          mip_gap=mip_gap, **kw)
+        phases[name] = {"status": p.status, "objective": p.objective, "open_sites": int(is_open.sum()),
+                        "seconds": time.perf_counter() - t, "solve_seconds": p.meta.get("solve_seconds"),
+                        "basis_start": p.meta.get("basis_start")}
+        new_bases.update(p.bases)
+        if _ok(p):
+            plans.append(p)
+            return p
+        return None
+
+    # phase 0: a plan before any optimisation -- the warm start's network, else today's sites plus the
+    # cheapest candidates per unit of capacity until capacity covers demand
+    ws = getattr(warm_start, "plan", warm_start)
+    first = None
+    if isinstance(ws, Plan) and ws.has_solution:
+        s = ws.tables["sites"].astype({"site_id": str}).set_index("site_id")["open"].astype(bool)
+        is_open = s.reindex(sizing.sites).fillna(False).to_numpy(dtype=bool)
+        fo, fc = nh.forced_masks(sizing)
+        cap = ws.tables["capacity"]
+        mods = ({(str(a), str(b)): int(k) for a, b, k in zip(cap["site_id"], cap["stage"], cap["modules"]) if k > 0}
+                if len(cap) else None)
+        first = evaluate("start", (is_open | fo) & ~fc, mods, must=True)
+    if first is None:
+        first = evaluate("start" if "start" not in phases else "start_greedy", nh.greedy_sites(sizing), must=True)
+
+    lower = -np.inf
+    fix_open: list[str] = []
+    fix_closed: list[str] = []
+    fix_upper = np.inf
+    use_lagrangian, why = lagrangian.applies(sizing)
+    if use_lagrangian and _ok(first):
+        # phase 1 (facility location shape): Lagrangian bound by subgradient, its site sets evaluated as plans,
+        # Lagrangian fixing for the MILP; it replaces the LP relaxation (as strong, far cheaper)
+        t = time.perf_counter()
+        lag = lagrangian.subgradient(sizing, float(first.objective), seconds=share(LAGRANGIAN_SHARE), tol=tol)
+        lower = lag.bound
+        phases["lagrangian"] = {"status": "bound", "bound": lag.bound, "iterations": lag.iterations,
+                                "seconds": time.perf_counter() - t}
+        t_eval = time.perf_counter()
+        for k, cand in enumerate(lag.candidates[:LAGRANGIAN_PLANS]):
+            if k and time_limit is not None and time.perf_counter() - t_eval > START_SHARE * float(time_limit):
+                break
+            evaluate(f"lagrangian_plan_{k + 1}", cand)
+        # local search: close / swap / open moves ranked by Lagrangian cost per unit of capacity, each evaluated
+        # by LP, first improvement, within LOCAL_SEARCH_SHARE of the time limit
+        cap = nh.site_capacity(sizing)
+        score = lag.site_costs / np.maximum(cap.sum(axis=1), 1e-9)
+        fo, fc = nh.forced_masks(sizing)
+        tried: set[bytes] = {np.packbits(_open_mask(p, sizing.sites)).tobytes() for p in plans}
+        t_ls, n_moves, improved = time.perf_counter(), 0, True
+        while improved and plans:
+            improved = False
+            incumbent = min(plans, key=lambda p: p.objective)
+            demand = nh.period_demand(sizing) if not opt.allow_unmet else np.zeros(len(sizing.periods))
+            for move in nh.neighbour_moves(_open_mask(incumbent, sizing.sites), score, cap, demand, ~fc, ~fo):
+                if time_limit is not None and time.perf_counter() - t_ls > LOCAL_SEARCH_SHARE * float(time_limit):
+                    break
+                key = np.packbits(move).tobytes()
+                if key in tried:
+                    continue
+                tried.add(key)
+                n_moves += 1
+                p = evaluate(f"local_search_{n_moves}", move)
+                if p is not None and p.objective < incumbent.objective * (1 - 1e-9):
+                    improved = True
+                    break
+        phases["local_search"] = {"moves": n_moves, "seconds": time.perf_counter() - t_ls}
+        if lag.fixed_closed is not None:
+            fix_upper = float(first.objective)
+            fix_closed = list(sizing.sites[lag.fixed_closed])
+            fix_open = list(sizing.sites[lag.fixed_open])
+            phases["lagrangian"].update(fixed_closed=len(fix_closed), fixed_open=len(fix_open))
+    else:
+        phases["lagrangian"] = {"status": f"not used: {why}"}
+        lower, fixed_sites = _lp_phase(instance, opt, phases, new_bases, bases, share(LP_SHARE), exact, kw)
+        # phase 2: the LP's rounded sites and modules, fixed, the rest solved as an LP
+        if fixed_sites is not None:
+            evaluate("restore", *fixed_sites, basis=bases.get("restore"))
+
+    def best_plan() -> Plan | None:
+        return min(plans, key=lambda p: p.objective) if plans else None
+
+    def closed(p: Plan | None, bound: float) -> bool:
+        return _ok(p) and (p.objective - bound) / max(abs(p.objective), 1e-9) <= tol
+
+    best = best_plan()
+    bound = lower
+    full = None
+    if not closed(best, bound):
+        # phase 3: the MILP itself, from the best plan so far, for the time left
+        rest = left()
+        if rest is None or rest >= 1.0:
+            t = time.perf_counter()
+            milp_opt = replace(opt, strategy="direct", force_open=[*opt.force_open, *fix_open],
+                               force_closed=[*opt.force_closed, *fix_closed], capacity_cut=True)
+            full = _solve_direct(instance, milp_opt, warm_start=best or warm_start, deadline=deadline,
+                                 mip_gap=mip_gap, **kw)
+            phases["milp"] = {"status": full.status, "objective": full.objective, "bound": full.bound,
+                              "seconds": time.perf_counter() - t, "solve_seconds": full.meta.get("solve_seconds"),
+                              "start_objective": best.objective if best is not None else None,
+                              "sites_fixed": len(fix_open) + len(fix_closed)}
+            if _ok(full):
+                plans.append(full)
+            if full.bound is not None and np.isfinite(full.bound):
+                # with Lagrangian fixing the MILP's bound holds for the plans it kept; every plan it excluded
+                # costs more than the plan the fixing was measured against
+                bound = max(bound, min(float(full.bound), fix_upper))
+        else:
+            phases["milp"] = {"status": "skipped: no time left"}
+    best = best_plan()
+    phases["total_seconds"] = time.perf_counter() - t0
+    if best is None:
+        out = full if full is not None else Plan(DECISION, "time_limit" if deadline is not None else "infeasible")
+        out.meta.update(strategy="relax_restore", phases=phases)
+        out.bases = new_bases
+        return out
+    best.bases = new_bases
+    if closed(best, bound):
+        status = "optimal"
+    elif full is not None and full.status not in ("optimal",):
+        status = full.status if full.status in ("time_limit", "interrupted") else "time_limit"
+    else:
+        status = "time_limit" if deadline is not None else "optimal"
+    return _as_relax_restore(best, opt, status, bound, phases)
+
+
+def _lp_phase(instance: Instance, opt: NetworkDesignOptions, phases: dict[str, Any], new_bases: dict[str, Any],
+              bases: dict[str, Any], lp_limit: float | None, exact: bool, kw: dict[str, Any]
+              ) -> tuple[float, tuple[np.ndarray, dict[tuple[str, str], int]] | None]:
+    """Phase 1 of relax-and-restore: the LP relaxation; its bound and its rounded sites and modules.
+
+    Always the relaxation with supply summed over products: when aggregation is exact its supply rows cannot
+    bind, and what-if variants of one network then share its structure, so an LP basis carries over as is.
+    """
+    t = time.perf_counter()
+    lower = -np.inf
+    fixed_sites = None
+    if lp_limit is not None and lp_limit < 1.0:
+        phases["lp_relaxation"] = {"status": "skipped: no time left"}
+        return lower, None
     ctx = prepare(instance, replace(opt, aggregate_products="relax"))
     m = build_model(ctx)
     form = labelled_form(m, ctx)
     form.integrality[:] = 0
-    lp = solvers.solve(form, solver=solver, time_limit=left(), threads=threads, options=solver_options, log=log,
-                       warm_start=bases.get("lp"), keep_basis=True)
-    phases: dict[str, Any] = {"lp_relaxation": {"status": str(lp.termination.value), "seconds":
-                                                time.perf_counter() - t0, "exact_aggregation": exact,
-                                                "solve_seconds": lp.wall_time.solve,
-                                                "basis_start": lp.basis_start}}
-    new_bases = {"lp": lp.basis} if lp.basis is not None else {}
-    lower = -np.inf
-    fixed = None
+    lp = solvers.solve(form, solver=kw["solver"], time_limit=lp_limit, threads=kw["threads"],
+                       options=kw["solver_options"], log=kw["log"], warm_start=bases.get("lp"), keep_basis=True)
+    phases["lp_relaxation"] = {"status": str(lp.termination.value), "seconds": time.perf_counter() - t,
+                               "exact_aggregation": exact, "solve_seconds": lp.wall_time.solve,
+                               "basis_start": lp.basis_start}
+    if lp.basis is not None:
+        new_bases["lp"] = lp.basis
     if lp.has_solution and str(lp.termination.value) == "optimal":
         lower = float(lp.objective) + ctx.objective_constant
         phases["lp_relaxation"]["bound"] = lower
-        is_open = dense_values(lp, ctx.variables["open"]) >= 0.5
-        mods = np.ceil(dense_values(lp, ctx.variables["modules"]) - 1e-6) if ctx.variables["modules"] is not None \
-            else np.zeros(0)
+        open_lp = dense_values(lp, ctx.variables["open"])
+        target = nh.period_demand(ctx)
+        if ctx.variables.get("unmet") is not None:  # cover what the LP serves, not what it leaves unmet
+            target = target - dense_values(lp, ctx.variables["unmet"]).sum(axis=(0, 1))
+        is_open = nh.round_sites(ctx, open_lp, cover=True, demand=target)
+        mods = np.ceil(dense_values(lp, ctx.variables["modules"]) - 1e-6) \
+            if ctx.variables["modules"] is not None else np.zeros(0)
         e = ctx.expandable
         if len(mods):
             mods = np.where(np.isin(e["site_id"], ctx.sites[is_open]), mods, 0.0)  # no modules at closed sites
-        out_lp = dense_values(lp, ctx.variables["outbound"]) > 1e-9
-        used = ctx.outbound.frame.loc[out_lp & np.isin(ctx.outbound.frame["origin_id"], ctx.sites[is_open])]
-        fixed = replace(opt, strategy="direct", aggregate_products=None if exact else False,
-                        force_open=list(ctx.sites[is_open]), force_closed=list(ctx.sites[~is_open]),
-                        fixed_modules={(a, b): int(k) for a, b, k in zip(e["site_id"], e["stage"], mods)},
-                        allowed_lanes=list(set(zip(used["origin_id"], used["destination_id"]))))
-    del m, ctx, form, lp
-    plan = None
-    if fixed is not None:
-        t1 = time.perf_counter()
-        plan = _solve_direct(instance, fixed, basis=bases.get("restore"), integers_fixed=not fixed.single_source,
-                             time_limit=left(), mip_gap=mip_gap, **kw)
-        new_bases.update(plan.bases)
-        phases["restore"] = {"status": plan.status, "objective": plan.objective, "seconds": time.perf_counter() - t1,
-                             "solve_seconds": plan.meta.get("solve_seconds"),
-                             "basis_start": plan.meta.get("basis_start")}
-        if plan.has_solution and (plan.objective - lower) / max(abs(plan.objective), 1e-9) <= tol:
-            plan.bases = new_bases
-            return _as_relax_restore(plan, opt, "optimal", lower, phases)
-    t2 = time.perf_counter()
-    start = plan if plan is not None and plan.has_solution else warm_start
-    full = _solve_direct(instance, replace(opt, strategy="direct"), warm_start=start, time_limit=left(),
-                         mip_gap=mip_gap, **kw)
-    phases["milp"] = {"status": full.status, "objective": full.objective, "bound": full.bound,
-                      "seconds": time.perf_counter() - t2, "solve_seconds": full.meta.get("solve_seconds")}
-    candidates = [p for p in (full, plan) if p is not None and p.has_solution]
-    if not candidates:
-        full.meta.update(strategy="relax_restore", phases=phases)
-        return full
-    best = min(candidates, key=lambda p: p.objective)
-    best.bases = new_bases
-    bound = max(lower, full.bound if full.bound is not None else -np.inf)
-    status = "optimal" if (best.objective - bound) / max(abs(best.objective), 1e-9) <= tol else full.status
-    return _as_relax_restore(best, opt, status, bound, phases)
+        fixed_sites = (is_open, {(a, b): int(k) for a, b, k in zip(e["site_id"], e["stage"], mods) if k > 0})
+    return lower, fixed_sites
 
 
 def _as_relax_restore(plan: Plan, opt: NetworkDesignOptions, status: str, bound: float,
                       phases: dict[str, Any]) -> Plan:
-    """The restored plan with the relaxation's bound, the caller's options and the phase record."""
+    """The best plan with the best bound, the caller's options and the phase record."""
     plan.status = status
-    plan.bound = float(bound)
-    plan.gap = max(0.0, (plan.objective - bound) / max(abs(plan.objective), 1e-9))
+    bound = min(float(bound), float(plan.objective)) if np.isfinite(bound) else -np.inf
+    plan.bound = float(bound) if np.isfinite(bound) else None
+    plan.gap = max(0.0, (plan.objective - bound) / max(abs(plan.objective), 1e-9)) if np.isfinite(bound) else None
     plan.meta["options"] = {k: (list(x) if isinstance(x, tuple) else x) for k, x in opt.__dict__.items()
                             if not isinstance(x, pd.DataFrame)}
     plan.meta.update(strategy="relax_restore", phases=phases,
-                     solve_seconds_total=sum(float(p.get("solve_seconds") or 0.0) for p in phases.values()))
+                     solve_seconds_total=sum(float(p.get("solve_seconds") or 0.0) for p in phases.values()
+                                             if isinstance(p, dict)))
     return plan
 
 

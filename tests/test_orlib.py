@@ -85,3 +85,18 @@ def test_highs_and_ortools_agree_on_an_orlib_instance():
     o = network_design.solve(inst, options=opts, solver="ortools", mip_gap=0.0)
     assert o.objective == pytest.approx(h.objective, rel=1e-6)
     assert np.isclose(h.objective, load_optima(BENCH)["cap41"], rtol=1e-6)
+
+
+@needs_bench
+def test_benchmark_capacity_variant_and_plain_comparison():
+    """benchmarks.orlib: --capacity replaces every capacity (and names the variant); --compare-plain solves the same
+    formulation with plain HiGHS in the same run and says whether twinplan is not worse."""
+    from benchmarks.orlib import read_instance, run_file
+
+    inst = read_instance(BENCH / "cap41.txt", 20000)
+    assert inst.name == "cap20000" and set(inst.resources["count"]) == {20000.0}
+    rec = run_file(BENCH / "cap41.txt", compare_plain=True, time_limit=60)
+    assert rec["status"] == rec["plain_status"] == "optimal"
+    assert rec["objective"] == pytest.approx(rec["plain_objective"], rel=1e-9)
+    assert rec["rel_error"] <= 1e-6 and rec["plain_rel_error"] <= 1e-6 and rec["not_worse"]
+    assert rec["violations"] == rec["plain_violations"] == 0

@@ -1,0 +1,281 @@
+"""Network design under a time limit: never drop demand, never return an unchecked plan, anytime best plan,
+heuristics checked against brute force (issue 15)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import solvers
+from formulations import lagrangian, network_design
+from formulations import network_heuristics as nh
+from formulations.check import check_plan
+from formulations.network_design import (
+    NetworkDesignOptions,
+    PlanCheckError,
+    _checked,
+    prepare,
+)
+from instances.orlib import orlib_instance
+
+
+def cflp(seed: int, m: int = 6, n: int = 12, tight: float = 1.6):
+    """A small random capacitated facility location instance (total capacity = ``tight`` x total demand)."""
+    rng = np.random.default_rng(seed)
+    demand = rng.integers(5, 40, n).astype(float)
+    cap = np.round(rng.uniform(0.5, 1.5, m) * tight * demand.sum() / m)
+    fixed = np.round(rng.uniform(50, 200, m))
+    xy_w, xy_c = rng.random((m, 2)), rng.random((n, 2))
+    dist = np.sqrt(((xy_w[:, None, :] - xy_c[None, :, :]) ** 2).sum(-1))
+    cost = np.round(dist * demand[None, :] * 10, 2)  # c_ij: cost of all of j's demand from i
+    return orlib_instance(cap, fixed, demand, cost, f"rand{seed}")
+
+
+def brute_force(inst, **opts) -> tuple[float, tuple[str, ...]]:
+    """Best objective over every subset of open sites, each solved with the sites fixed (an LP)."""
+    sites = list(inst.dcs["id"])
+    best, best_open = np.inf, ()
+    for k in range(1, len(sites) + 1):
+        for subset in itertools.combinations(sites, k):
+            closed = [s for s in sites if s not in subset]
+            plan = network_design.solve(inst, options=NetworkDesignOptions(
+                allow_unmet=False, force_open=list(subset), force_closed=closed, strategy="direct", **opts),
+                mip_gap=0.0)
+            if plan.has_solution and plan.objective < best:
+                best, best_open = plan.objective, subset
+    return best, best_open
+
+
+# --------------------------------------------------------------------------------------------------
+# 0. correct before fast
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_customer_without_a_lane_is_never_dropped():
+    """The capc7250 case in small: lanes restricted so that customer C3 has none. Demand must be met, so the
+    model is infeasible -- not 'optimal' with C3's demand silently gone; with unmet demand allowed C3 is unmet at
+    its penalty and the plan checks."""
+    inst = cflp(1)
+    lanes = [(w, c) for w in inst.dcs["id"] for c in inst.zones["id"] if c != "C3"]
+    strict = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False, allowed_lanes=lanes,
+                                                                     strategy="direct"), mip_gap=0.0)
+    assert not strict.has_solution and strict.status in ("infeasible", "infeasible_or_unbounded")
+    soft = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=True, allowed_lanes=lanes,
+                                                                   strategy="direct"), mip_gap=0.0)
+    assert soft.status == "optimal"
+    unmet = soft.tables["unmet"].set_index("zone_id")["quantity"]
+    d3 = float(inst.demand.set_index("zone_id").loc["C3", "quantity"])
+    assert list(unmet.index) == ["C3"] and unmet["C3"] == pytest.approx(d3)
+    assert soft.cost("unmet_penalty") == pytest.approx(d3 * inst.defaults["unmet_demand_penalty"])
+    assert check_plan(inst, soft).empty
+    # every closed site of a zone's only lanes: the same
+    only = [(w, c) for w, c in lanes] + [("W1", "C3")]
+    closed = network_design.solve(inst, options=NetworkDesignOptions(
+        allow_unmet=False, allowed_lanes=only, force_closed=["W1"], strategy="direct"), mip_gap=0.0)
+    assert not closed.has_solution
+
+
+def test_uncovered_demand_mask():
+    inst = cflp(2, m=3, n=5)
+    lanes = [(w, c) for w in inst.dcs["id"] for c in inst.zones["id"] if c not in ("C2", "C5")]
+    from formulations.network_design import uncovered_demand
+
+    ctx = prepare(inst, NetworkDesignOptions(allowed_lanes=lanes))
+    mask = uncovered_demand(ctx)
+    assert sorted(ctx.zones[mask.any(axis=(1, 2))]) == ["C2", "C5"]
+
+
+def test_a_plan_failing_the_check_is_an_error_not_an_answer():
+    inst = cflp(3)
+    plan = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False), mip_gap=0.0)
+    assert plan.status == "optimal" and check_plan(inst, plan).empty
+    flows = plan.tables["flows"]
+    dropped = flows[flows["destination_id"] != flows["destination_id"].iloc[0]].reset_index(drop=True)
+    plan.tables["flows"] = dropped  # one customer's demand neither served nor unmet
+    with pytest.raises(PlanCheckError, match="demand"):
+        _checked(inst, plan)
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_relax_restore_is_optimal_checked_and_its_bound_below_the_plan(seed):
+    inst = cflp(seed)
+    best, _ = brute_force(inst)
+    plan = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False, strategy="relax_restore"),
+                                mip_gap=0.0)
+    assert plan.status == "optimal"
+    assert plan.objective == pytest.approx(best, rel=1e-7)
+    assert plan.bound <= plan.objective
+    assert check_plan(inst, plan).empty
+
+
+# --------------------------------------------------------------------------------------------------
+# 1./2. a plan always comes back; anytime best
+# --------------------------------------------------------------------------------------------------
+
+
+def test_the_returned_plan_is_the_best_of_all_phases():
+    inst = cflp(7, m=8, n=20, tight=1.3)
+    plan = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False, strategy="relax_restore"),
+                                mip_gap=0.0)
+    phases = plan.meta["phases"]
+    found = [p["objective"] for p in phases.values() if isinstance(p, dict) and p.get("objective") is not None]
+    assert {"start", "lagrangian"} <= set(phases) and phases["lagrangian"]["status"] == "bound"
+    assert phases["start"]["objective"] is not None  # a plan exists before any optimisation
+    assert plan.objective <= min(found) + 1e-9
+    assert plan.bound <= plan.objective
+
+
+def test_a_good_warm_start_is_never_replaced_by_a_worse_plan():
+    """Anytime rule: with almost no time left for the MILP, the plan given as warm start (the optimum) comes
+    back, never a worse plan found later."""
+    inst = cflp(8, m=8, n=20, tight=1.3)
+    opt = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False), mip_gap=0.0)
+    plan = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False, strategy="relax_restore"),
+                                mip_gap=0.0, warm_start=opt, time_limit=0.5)
+    assert plan.has_solution
+    assert plan.objective == pytest.approx(opt.objective, rel=1e-9)
+    assert check_plan(inst, plan).empty
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. heuristics: valid against brute force
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [10, 11, 12, 13])
+def test_greedy_and_rounded_sites_cover_demand_and_are_feasible(seed):
+    inst = cflp(seed, tight=1.2)
+    ctx = prepare(inst, NetworkDesignOptions(allow_unmet=False))
+    cap = nh.site_capacity(ctx)
+    demand = nh.period_demand(ctx)
+    assert cap[:, 0] == pytest.approx(inst.resources.set_index("site_id")["count"].reindex(ctx.sites).to_numpy())
+    assert demand[0] == pytest.approx(inst.demand["quantity"].sum())
+    rng = np.random.default_rng(seed)
+    for is_open in (nh.greedy_sites(ctx), nh.round_sites(ctx, rng.random(len(ctx.sites)) * 0.6)):
+        assert cap[is_open].sum() >= demand[0] - 1e-9
+        sites = ctx.sites
+        plan = network_design.solve(inst, options=NetworkDesignOptions(
+            allow_unmet=False, force_open=list(sites[is_open]), force_closed=list(sites[~is_open]),
+            strategy="direct"), mip_gap=0.0)
+        assert plan.status == "optimal" and check_plan(inst, plan).empty
+
+
+def test_greedy_sites_keep_forced_decisions():
+    inst = cflp(14)
+    ctx = prepare(inst, NetworkDesignOptions(allow_unmet=False, force_open=["W2"], force_closed=["W1", "W3"]))
+    is_open = nh.greedy_sites(ctx)
+    assert is_open[list(ctx.sites).index("W2")]
+    assert not is_open[list(ctx.sites).index("W1")] and not is_open[list(ctx.sites).index("W3")]
+
+
+@pytest.mark.parametrize("seed, allow_unmet", [(20, False), (21, False), (22, True), (23, False)])
+def test_lagrangian_bound_and_fixing_are_valid_against_brute_force(seed, allow_unmet):
+    """L(u) never exceeds the brute-force optimum; a site fixed closed (open) by the Lagrangian test is closed
+    (open) in the optimum; the subproblem's completed site sets are feasible plans."""
+    inst = cflp(seed, m=6, n=14, tight=1.3)
+    if allow_unmet:  # a penalty low enough that leaving demand unmet is a real option for remote customers
+        inst = inst.replace(meta={**inst.meta, "defaults": {**inst.meta["defaults"], "unmet_demand_penalty": 8.0}})
+    sites = list(inst.dcs["id"])
+    best, best_open = np.inf, ()
+    for k in range(0 if allow_unmet else 1, len(sites) + 1):
+        for subset in itertools.combinations(sites, k):
+            plan = network_design.solve(inst, options=NetworkDesignOptions(
+                allow_unmet=allow_unmet, force_open=list(subset), force_closed=[s for s in sites if s not in subset],
+                strategy="direct"), mip_gap=0.0)
+            if plan.has_solution and plan.objective < best:
+                best, best_open = plan.objective, subset
+    direct = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=allow_unmet, strategy="direct"),
+                                  mip_gap=0.0)
+    assert direct.objective == pytest.approx(best, rel=1e-7)
+    ctx = prepare(inst, NetworkDesignOptions(allow_unmet=allow_unmet))
+    assert lagrangian.applies(ctx)[0]
+    res = lagrangian.subgradient(ctx, upper=best * (1 + 1e-6), max_iter=2000, tol=0.0)
+    assert res.bound <= best * (1 + 1e-9)
+    c = network_design.prepare(inst, NetworkDesignOptions(allow_unmet=allow_unmet))
+    m = network_design.build_model(c)
+    form = solvers.to_standard_form(m)
+    form.integrality[:] = 0
+    lp_bound = solvers.solve(form).objective + c.objective_constant
+    assert res.bound >= lp_bound - 0.01 * abs(lp_bound)  # as strong as the LP relaxation (up to convergence)
+    opened = np.isin(ctx.sites, best_open)
+    assert not (opened & res.fixed_closed).any() and not (~opened & res.fixed_open).any()
+    # the relax-and-restore strategy with these parts reaches the optimum and proves it
+    plan = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=allow_unmet, strategy="relax_restore"),
+                                mip_gap=0.0)
+    assert plan.status == "optimal" and plan.objective == pytest.approx(best, rel=1e-7)
+    assert plan.bound <= plan.objective and check_plan(inst, plan).empty
+
+
+def test_lagrangian_refuses_models_of_another_shape(tiny):
+    ok, why = lagrangian.applies(prepare(tiny))
+    assert not ok and why
+
+
+@pytest.mark.parametrize("seed", [30, 31])
+def test_neighbour_moves_keep_capacity_and_local_search_never_worsens(seed):
+    """Every close / swap move keeps the open capacity above demand (checked by solving it: feasible); the
+    relax-and-restore answer is never worse than any plan its phases evaluated (local search included)."""
+    inst = cflp(seed, m=7, n=15, tight=1.4)
+    ctx = prepare(inst, NetworkDesignOptions(allow_unmet=False))
+    cap, demand = nh.site_capacity(ctx), nh.period_demand(ctx)
+    is_open = nh.greedy_sites(ctx)
+    score = np.random.default_rng(seed).random(len(ctx.sites))
+    free = np.ones(len(ctx.sites), dtype=bool)
+    moves = nh.neighbour_moves(is_open, score, cap, demand, free, free, width=3)
+    assert moves and all((m != is_open).sum() in (1, 2) for m in moves)
+    for m in moves:
+        assert cap[m].sum() >= demand[0] - 1e-9
+        plan = network_design.solve(inst, options=NetworkDesignOptions(
+            allow_unmet=False, force_open=list(ctx.sites[m]), force_closed=list(ctx.sites[~m]), strategy="direct"),
+            mip_gap=0.0)
+        assert plan.status == "optimal"
+    plan = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False, strategy="relax_restore"),
+                                mip_gap=0.0)
+    phases = plan.meta["phases"]
+    assert "local_search" in phases
+    seen = [p["objective"] for p in phases.values() if isinstance(p, dict) and p.get("objective") is not None]
+    assert plan.objective <= min(seen) + 1e-9 and check_plan(inst, plan).empty
+
+
+@pytest.mark.parametrize("case", ["cflp", "tiny", "tiny_tight"])
+def test_aggregate_capacity_row_is_valid(case, tiny):
+    """The aggregate capacity inequality never cuts off the optimum: with and without it the MILP optimum is the
+    same (tiny: products, periods, modules, labour, sources; tiny_tight: capacity derated so modules and unmet
+    demand come into play; cflp: checked against brute force as well), and its LP relaxation is not weaker."""
+    if case == "cflp":
+        inst = cflp(40, m=6, n=12, tight=1.2)
+        opts = {"allow_unmet": False}
+    else:
+        inst = tiny
+        opts = {}
+        if case == "tiny_tight":
+            opts["capacity_derate"] = {(s, "pick"): 0.35 for s in ("DC_A", "DC_B", "DC_C")}
+    without = network_design.solve(inst, options=NetworkDesignOptions(strategy="direct", **opts), mip_gap=0.0)
+    with_cut = network_design.solve(inst, options=NetworkDesignOptions(strategy="direct", capacity_cut=True, **opts),
+                                    mip_gap=0.0)
+    assert with_cut.status == without.status == "optimal"
+    assert with_cut.objective == pytest.approx(without.objective, rel=1e-7)
+    assert check_plan(inst, with_cut).empty
+    c = network_design.prepare(inst, NetworkDesignOptions(capacity_cut=True, **opts))
+    m = network_design.build_model(c)
+    assert "aggregate_capacity" in m.constraints
+    if case == "cflp":
+        assert with_cut.objective == pytest.approx(brute_force(inst)[0], rel=1e-7)
+
+
+def test_twinplan_solve_time_limit_covers_every_repair_round(tiny):
+    """The pipeline's time limit bounds the whole call: once round 1 has used it, no further repair round starts
+    (the unexecutable plan of round 1 comes back, checked, with the reason); without a limit the loop repairs."""
+    from engine.pipeline import plan
+    from engine.scenario import load_scenario
+    from tests.test_pipeline import TINY, pack_bound_instance
+
+    inst = pack_bound_instance(tiny)
+    scenario = load_scenario("baseline", TINY).with_modifications([{"sla": {"order_to_ship_sla_hours": 12}}])
+    limited = plan(inst, scenario, time_limit=1.0, mip_gap=0.0, max_rounds=5, replications=2, seed=3)
+    assert len(limited.rounds) == 1 and limited.rounds[0]["outcome"] == "time limit reached: repair stopped"
+    assert limited.plan.has_solution and check_plan(limited.instance, limited.plan).empty
+    free = plan(inst, scenario, time_limit=None, mip_gap=0.0, max_rounds=5, replications=2, seed=3)
+    assert len(free.rounds) >= 2
