@@ -24,9 +24,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import types
-import typing
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,119 +114,6 @@ def _whole(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _conforms(v: Any, tp: Any) -> bool:
-    """Whether a YAML value ``v`` fits the type annotation ``tp`` of a formulation option."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_conforms(v, a) for a in args)
-    if tp is type(None):
-        return v is None
-    if tp is bool:
-        return isinstance(v, bool)
-    if tp is int:
-        return _whole(v)
-    if tp is float:
-        return _number(v)
-    if tp is str:
-        return isinstance(v, str)
-    if origin is typing.Literal:
-        return v in args
-    if origin in (tuple, list, Sequence) or tp in (tuple, list):
-        if not isinstance(v, list | tuple):
-            return False
-        item = args[0] if args else Any
-        return all(_conforms(x, item) for x in v)
-    if origin in (dict, Mapping):
-        return False  # mappings keyed by tuples (derates, fixed modules) are set by the engine, not by YAML
-    if isinstance(tp, type):
-        return isinstance(v, tp)
-    return True
-
-
-def option_class(decision: str) -> type:
-    """The options dataclass of a decision's formulation."""
-    if decision == "redistribution":
-        from formulations.redistribution import RedistributionOptions
-
-        return RedistributionOptions
-    if decision == "capacity":
-        from formulations.capacity import CapacityOptions
-
-        return CapacityOptions
-    from formulations.network_design import NetworkDesignOptions
-
-    return NetworkDesignOptions
-
-
-def _type_name(tp: Any) -> str:
-    return str(tp).replace("collections.abc.", "").replace("typing.", "").replace("<class '", "").replace("'>", "")
-
-
-SHARE_OPTIONS = {"service_share", "max_temp_share", "interest_rate"}
-"""Options that are shares: numbers from 0 to 1."""
-
-
-def check_options(scenario: Any, instance: Any) -> list[str]:
-    """Findings about a scenario's ``options:``: known to its decision, of the declared types, sites and periods
-    that exist, numbers finite, non-negative and within bounds."""
-    from instances.schema import NUMERIC_LIMIT
-
-    src = scenario.source
-    cls = option_class(scenario.decision)
-    hints = typing.get_type_hints(cls)
-    out = []
-    site_kind = dict(zip(instance.sites["id"], instance.sites["kind"])) if instance is not None else {}
-    n_periods = len(instance.periods) if instance is not None else None
-    for key, value in scenario.options.items():
-        where = f"{src}: options.{key}"
-        if key not in hints:
-            out.append(f"{where}: unknown option for decision {scenario.decision!r} (allowed: {sorted(hints)})")
-            continue
-        if not _conforms(value, hints[key]):
-            out.append(f"{where}: must be {_type_name(hints[key])}, got {value!r}")
-            continue
-        numbers = [x for x in (value if isinstance(value, list | tuple) else [value]) if _number(x)]
-        for x in numbers:
-            if x < 0 or x > NUMERIC_LIMIT or (key in SHARE_OPTIONS and x > 1):
-                hi = 1 if key in SHARE_OPTIONS else NUMERIC_LIMIT
-                out.append(f"{where}: must be from 0 to {hi:g}, got {x!r}")
-                break
-        if key in ("force_open", "force_closed", "closed_sites") and site_kind:
-            for sid in value:
-                if sid not in site_kind:
-                    out.append(f"{where}: unknown site {sid!r}")
-                elif key != "closed_sites" and site_kind[sid] not in ("dc", "crossdock"):
-                    out.append(f"{where}: site {sid!r} is a {site_kind[sid]}, not a DC or cross-dock")
-        if key == "peak_periods" and n_periods and value:
-            for p in value:
-                if not 1 <= p <= n_periods:
-                    out.append(f"{where}: period {p} outside the horizon 1..{n_periods}")
-    if {"min_open", "max_open"} <= set(scenario.options):
-        lo, hi = scenario.options["min_open"], scenario.options["max_open"]
-        if _whole(lo) and _whole(hi) and lo > hi:
-            out.append(f"{src}: options.min_open: {lo} is more than options.max_open {hi}")
-    return out
-
-
-def check_solver_settings(scenario: Any) -> list[str]:
-    """Findings about a scenario's ``solver:`` settings (the solver, time limit, gap, threads)."""
-    src, s = scenario.source, scenario.solver
-    out = []
-    if "solver" in s:
-        problem = check_solver_name(s["solver"])
-        if problem:
-            out.append(f"{src}: solver.solver: {problem}")
-    if s.get("time_limit") is not None and not _positive_number(s["time_limit"]):
-        out.append(f"{src}: solver.time_limit: must be a number of seconds > 0, got {s['time_limit']!r}")
-    if s.get("mip_gap") is not None and not (_number(s["mip_gap"]) and 0 <= s["mip_gap"] <= 1):
-        out.append(f"{src}: solver.mip_gap: must be a relative gap from 0 to 1, got {s['mip_gap']!r}")
-    if s.get("threads") is not None and not (_whole(s["threads"]) and 1 <= s["threads"] <= 1024):
-        out.append(f"{src}: solver.threads: must be a whole number from 1 to 1024, got {s['threads']!r}")
-    return out
-
-
 def check_applied(scenario: Any, instance: Any) -> list[str]:
     """Apply the scenario to the instance (unknown sites, lanes, zones are found here) and check that every
     number of the result is still within the schema's declared bounds."""
@@ -275,8 +159,9 @@ def check_scenario(scenario: Any, instance: Any) -> list[str]:
     problem = check_name("scenario", scenario.name, scenario.source)
     if problem:
         out.append(problem)
-    out += check_solver_settings(scenario)
-    out += check_options(scenario, instance)
+    # keys, types and bounds of ``options:`` and ``solver:`` were checked when the scenario was loaded (its
+    # pydantic model, every finding at once); references to the instance are checked by apply_scenario
+    # (Scenario.check_against) inside check_applied
     if instance is not None:
         out += check_applied(scenario, instance)
     return out
@@ -420,5 +305,5 @@ def preflight(instance_arg: str, scenario_arg: str | None, *, solver: str | None
                    warnings=[str(f) for f in report.warnings])
 
 
-__all__ = ["Checked", "PreflightFailed", "check_arguments", "check_name", "check_options", "check_scenario",
+__all__ = ["Checked", "PreflightFailed", "check_arguments", "check_name", "check_scenario",
            "check_solver_name", "check_store", "default_out_dir", "preflight"]
