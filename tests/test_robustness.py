@@ -320,6 +320,10 @@ CASES: list[Case] = [
     # 1./3. the output path
     Case("out-is-a-file", "output", _out_is_file, 2, r"--out .*out: exists and is not a folder"),
     Case("out-under-a-file", "output", _out_under_file, 2, r"afile is a file, not a folder"),
+    Case("out-is-the-instance-folder", "output", lambda ws: _solve(ws)[:-6] + ["--out", str(ws / "tiny")]
+         + _solve(ws)[-6:], 2, r"tiny: exists and is not a run folder \(it has no run\.json or result\.json\)"),
+    Case("out-is-the-current-folder", "output", lambda ws: _solve(ws)[:-6] + ["--out", "."] + _solve(ws)[-6:], 2,
+         r"--out \.: must name a folder of its own"),
     Case("out-name-300-chars", "output", lambda ws: _solve(ws)[:-6] + ["--out", str(ws / ("r" * 300))]
          + _solve(ws)[-6:], 2, r"a path component is 300 bytes long \(the limit is 255, less 40"),
     Case("scenario-name-300-chars", "output", lambda ws: _solve(ws, scenario="s" * 300), 2,
@@ -565,6 +569,7 @@ def test_atomic_folder_publishes_whole_or_nothing(tmp_path: Path) -> None:
     target = tmp_path / "run"
     with atomic_folder(target) as work:
         (work / "a.txt").write_text("first")
+        (work / "run.json").write_text("{}")
     assert (target / "a.txt").read_text() == "first"
     with pytest.raises(RuntimeError), atomic_folder(target) as work:
         (work / "a.txt").write_text("second, half done")
@@ -574,6 +579,11 @@ def test_atomic_folder_publishes_whole_or_nothing(tmp_path: Path) -> None:
     with atomic_folder(target) as work:
         (work / "b.txt").write_text("third")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # replaced whole
+    from engine.atomic import OutputPathError
+
+    with pytest.raises(OutputPathError, match="not a run folder"), atomic_folder(target):  # b.txt only: not a run
+        pass
+    assert (target / "b.txt").read_text() == "third"
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
