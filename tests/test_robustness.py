@@ -681,13 +681,16 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-def test_sweep_workers_end_when_their_driver_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor,n_workers", [("local", 2), ("dask", 1)])
+def test_sweep_workers_end_when_their_driver_is_killed(executor: str, n_workers: int, tmp_path: Path) -> None:
+    """Local pool workers follow their driver by our lifeline; a Dask LocalCluster's by Dask's own parent watch."""
     store = tmp_path / "runs.duckdb"
-    driver = _cli("sweep", str(SWEEP_SPEC), "--store", str(store), "--workers", "2", "--no-progress")
+    driver = _cli("sweep", str(SWEEP_SPEC), "--store", str(store), "--workers", str(n_workers), "--executor",
+                  executor, "--no-progress")
     deadline = time.monotonic() + 300
     workers: set[int] = set()
     try:
-        while len(workers) < 2:
+        while len(workers) < n_workers:
             assert driver.poll() is None, driver.communicate()
             assert time.monotonic() < deadline, "the sweep never started its workers"
             workers = {p for p in _children(driver.pid)
