@@ -237,10 +237,12 @@ class RunStore:
 
     @property
     def audit_key_file(self) -> Path:
+        """The audit key: ``<audit_dir>/<store file name>.audit-key`` (32 random bytes as hex, mode 0600)."""
         return self.audit_dir / f"{self.path.name}.audit-key"
 
     @property
     def audit_head_file(self) -> Path:
+        """The checkpoint of the audit chain's head: ``<audit_dir>/<store file name>.audit-head`` (JSON)."""
         return self.audit_dir / f"{self.path.name}.audit-head"
 
     def _audit_key(self, create: bool = False) -> bytes | None:

@@ -33,6 +33,7 @@ class BoundedSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type:
     """
 
     def get_single_node(self) -> Any:
+        """The document's composed node graph, refused (:class:`YAMLLimitError`) when it expands too far."""
         node = super().get_single_node()
         if node is not None:
             _check_yaml_size(node)
