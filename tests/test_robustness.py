@@ -553,15 +553,30 @@ def test_key_file_is_private_and_kept_outside_when_asked(tmp_path: Path, monkeyp
     assert RunStore(other).verify_audit() == []
 
 
-def test_a_truncated_trail_is_never_extended(tmp_path: Path) -> None:
-    """After the last rows were cut off, an append would make the checkpoint match again: it is refused."""
+LAUNDER = [
+    ("rows-cut-off", lambda p: _sql(p, "DELETE FROM audit WHERE seq = 4"), "does not match its checkpoint", 3),
+    ("rows-cut-off-and-checkpoint-deleted", lambda p: _sql(p, "DELETE FROM audit WHERE seq = 4")
+     or p.with_name(p.name + ".audit-head").unlink(), r"checkpoint .* is missing while 3 sealed audit row", 3),
+    ("key-deleted", lambda p: p.with_name(p.name + ".audit-key").unlink(), r"audit key .* is missing", 4),
+]
+
+
+@pytest.mark.parametrize("case", LAUNDER, ids=[c[0] for c in LAUNDER])
+def test_a_tampered_trail_is_never_extended(case, tmp_path: Path, monkeypatch) -> None:
+    """An append after tampering would let twinplan write a fresh checkpoint (or key) over the evidence: refused,
+    by the store itself and, for a solve, before any work."""
     from engine.store import StoreError
 
-    path = _sealed_store(_workspace(tmp_path))
-    _sql(path, "DELETE FROM audit WHERE seq = 4")
-    with pytest.raises(StoreError, match="does not match its checkpoint"):
+    _, tamper, message, rows = case
+    ws = _workspace(tmp_path)
+    path = _sealed_store(ws)
+    tamper(path)
+    with pytest.raises(StoreError, match=message):
         RunStore(path).append_audit({"action": "solve", "allowed": True, "user_name": "mallory"})
-    assert RunStore(path).audit()["seq"].tolist() == [1, 2, 3]
+    assert RunStore(path, read_only=True).audit()["seq"].tolist() == list(range(1, rows + 1))
+    monkeypatch.chdir(ws)
+    assert main(_solve(ws)) == 2 and not (ws / "out").exists()
+    assert main(["audit", "--store", str(path)]) == 1
 
 
 # -- 2. atomic run folders -----------------------------------------------------------------------------------
