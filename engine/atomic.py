@@ -20,6 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PARTIAL_MARK = ".partial-"
+RUN_MARKERS = ("run.json", "result.json")
+"""Files that mark a folder as a run folder, which a new run may replace whole (any other non-empty folder is
+refused: a mistyped ``--out`` must never delete someone's data)."""
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial-(?P<host>[^-]+)-(?P<pid>\d+)$")
 
 
@@ -63,17 +66,23 @@ def remove_stale_partials(parent: Path) -> list[Path]:
 def check_output_path(target: str | Path) -> str | None:
     """Why ``target`` cannot become a run folder (None when it can): checked before any work starts.
 
-    It must not be an existing file, its nearest existing ancestor must be a writable folder, and every
-    component must fit the file system's name limit.
+    It must not be an existing file nor an existing non-empty folder other than a run folder (one holding
+    :data:`RUN_MARKERS`), its nearest existing ancestor must be a writable folder, and every component must fit
+    the file system's name limit.
     """
     target = Path(target)
     for part in target.parts:
         if len(os.fsencode(part)) > 255 - 40:  # room for the temporary sibling's prefix and suffix
             return (f"{target}: a path component is {len(os.fsencode(part))} bytes long (the limit is 255, "
                     "less 40 for the temporary folder it is written as)")
+    if target.name in ("", ".", ".."):
+        return f"{target}: must name a folder of its own, not the current or parent folder"
     try:
         if target.exists() and not target.is_dir():
             return f"{target}: exists and is not a folder"
+        if target.is_dir() and any(target.iterdir()) and not any((target / m).is_file() for m in RUN_MARKERS):
+            return (f"{target}: exists and is not a run folder (it has no {' or '.join(RUN_MARKERS)}); a run "
+                    "replaces its folder whole, so it will not replace this one")
     except OSError as exc:
         return f"{target}: {exc.strerror or exc}"
     parent = target.parent if not target.exists() else target

@@ -239,12 +239,12 @@ class RunStore:
 
     @property
     def audit_key_file(self) -> Path:
-        """The file holding the audit HMAC key (outside the store; mode 0600)."""
+        """The audit key: ``<audit_dir>/<store file name>.audit-key`` (32 random bytes as hex, mode 0600)."""
         return self.audit_dir / f"{self.path.name}.audit-key"
 
     @property
     def audit_head_file(self) -> Path:
-        """The file checkpointing the audit chain's head (sequence number and MAC) outside the store."""
+        """The checkpoint of the audit chain's head: ``<audit_dir>/<store file name>.audit-head`` (JSON)."""
         return self.audit_dir / f"{self.path.name}.audit-head"
 
     def _audit_key(self, create: bool = False) -> bytes | None:
@@ -469,17 +469,15 @@ class RunStore:
     def _append_audit(self, con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
         last = con.execute("SELECT seq, row_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev_hash = (0, "") if last is None else (int(last[0]), str(last[1]))
-        key = self._audit_key(create=True)
-        head = self._read_head()
-        sealed_from = int(head["sealed_from"]) if head and "sealed_from" in head else seq + 1
-        if head and "seq" in head and self._pending_head is None:  # never extend a trail cut short or rewritten
-            at = con.execute("SELECT row_hash FROM audit WHERE seq = ?", [int(head["seq"])]).fetchone()
-            if at is None or at[0] != head.get("row_hash"):
-                raise StoreError(f"store {self.path}: the audit trail does not match its checkpoint "
-                                 f"{self.audit_head_file} (rows removed or rewritten); nothing was written. "
-                                 "Run `twinplan audit` to see what changed.")
-        if self._pending_head is not None:
-            sealed_from = self._pending_head[3]
+        if self._pending_head is not None:  # a later row of the same transaction
+            key, sealed_from = self._pending_head[0], self._pending_head[3]
+        else:
+            problem = self._seal_problem(con)  # never extend a trail cut short, rewritten or stripped of its seal
+            if problem:
+                raise StoreError(f"{problem}; nothing was written. Run `twinplan audit` to see what changed.")
+            head = self._read_head()
+            key = self._audit_key(create=head is None)
+            sealed_from = int(head["sealed_from"]) if head else seq + 1
         values = {c: row.get(c) for c in AUDIT_COLUMNS}
         values["time"] = values["time"] or utcnow()
         values["pid"] = values["pid"] if values["pid"] is not None else os.getpid()
@@ -652,24 +650,38 @@ class RunStore:
             prev = rec["row_hash"]
         return problems + self._verify_seal(df)
 
-    def audit_head_problem(self) -> str | None:
-        """Why the next audit row would be refused (the trail no longer ends at its checkpoint), else None.
-
-        A cheap check (one row read) for before a run starts; :meth:`verify_audit` checks the whole trail."""
+    def _seal_problem(self, con: duckdb.DuckDBPyConnection) -> str | None:
+        """Why the trail may not be extended: its checkpoint or key is gone while sealed rows exist, or the row the
+        checkpoint names is missing or changed (None when the trail ends where its checkpoint says)."""
         head = self._read_head()
-        if head is None or not self.path.exists():
+        try:
+            if head is None:
+                sealed = con.execute("SELECT count(*) FROM audit WHERE row_mac IS NOT NULL").fetchone()[0]
+                if sealed:
+                    return (f"store {self.path}: the audit checkpoint {self.audit_head_file} is missing while "
+                            f"{sealed} sealed audit row(s) exist (rows may have been cut off)")
+                return None
+            if "error" in head or not {"seq", "row_hash", "sealed_from"} <= set(head):
+                return f"store {self.path}: the audit checkpoint {self.audit_head_file} is unreadable"
+            if not self.audit_key_file.exists():
+                return (f"store {self.path}: the audit key {self.audit_key_file} is missing while its checkpoint "
+                        f"exists (set ${AUDIT_DIR_ENV} to the folder that holds it)")
+            at = con.execute("SELECT row_hash FROM audit WHERE seq = ?", [int(head["seq"])]).fetchone()
+        except (duckdb.CatalogException, duckdb.BinderException):  # a store from before the seal, read read-only
             return None
-        if "error" in head or "seq" not in head:
-            return f"audit checkpoint {self.audit_head_file} is unreadable"
-        with self.connect() as con:
-            try:
-                at = con.execute("SELECT row_hash FROM audit WHERE seq = ?", [int(head["seq"])]).fetchone()
-            except duckdb.CatalogException:
-                at = None
         if at is None or at[0] != head.get("row_hash"):
-            return (f"the audit trail of store {self.path} does not match its checkpoint {self.audit_head_file} "
-                    "(rows removed or rewritten); run `twinplan audit` to see what changed")
+            return (f"store {self.path}: the audit trail does not match its checkpoint {self.audit_head_file} "
+                    "(rows removed or rewritten)")
         return None
+
+    def audit_head_problem(self) -> str | None:
+        """Why the next audit row would be refused (the trail no longer ends at its checkpoint, or the checkpoint or
+        key is gone), else None. A cheap check for before a run starts; :meth:`verify_audit` checks every row."""
+        if not self.path.exists():
+            return None
+        with self.connect() as con:
+            problem = self._seal_problem(con)
+        return None if problem is None else problem.split(": ", 1)[-1] + "; run `twinplan audit` to see what changed"
 
     def audit_unsealed_rows(self) -> int:
         """How many audit rows predate the seal (written by a twinplan without it; verified by the chain only)."""
@@ -710,7 +722,8 @@ class RunStore:
                 at = df[df["seq"] == hseq]
                 if len(at) != 1 or at["row_hash"].iloc[0] != head["row_hash"]:
                     problems.append(f"audit row {hseq}: does not match the checkpointed head of the chain")
-        for rec in df[df["seq"] >= sealed_from].to_dict("records"):
+        has_mac = df["row_mac"].notna() if "row_mac" in df else df["seq"] < 0
+        for rec in df[(df["seq"] >= sealed_from) | has_mac].to_dict("records"):
             seq, mac = int(rec["seq"]), rec.get("row_mac")
             if _is_na(mac) or mac is None:
                 problems.append(f"audit row {seq}: has no seal (rows from {sealed_from} on are sealed)")

@@ -41,7 +41,7 @@ class BoundedSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type:
     """
 
     def get_single_node(self) -> Any:
-        """Compose the document's node graph and check its expanded size and depth before construction."""
+        """The document's composed node graph, refused (:class:`YAMLLimitError`) when it expands too far."""
         node = super().get_single_node()
         if node is not None:
             _check_yaml_size(node)

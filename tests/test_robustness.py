@@ -320,6 +320,10 @@ CASES: list[Case] = [
     # 1./3. the output path
     Case("out-is-a-file", "output", _out_is_file, 2, r"--out .*out: exists and is not a folder"),
     Case("out-under-a-file", "output", _out_under_file, 2, r"afile is a file, not a folder"),
+    Case("out-is-the-instance-folder", "output", lambda ws: _solve(ws)[:-6] + ["--out", str(ws / "tiny")]
+         + _solve(ws)[-6:], 2, r"tiny: exists and is not a run folder \(it has no run\.json or result\.json\)"),
+    Case("out-is-the-current-folder", "output", lambda ws: _solve(ws)[:-6] + ["--out", "."] + _solve(ws)[-6:], 2,
+         r"--out \.: must name a folder of its own"),
     Case("out-name-300-chars", "output", lambda ws: _solve(ws)[:-6] + ["--out", str(ws / ("r" * 300))]
          + _solve(ws)[-6:], 2, r"a path component is 300 bytes long \(the limit is 255, less 40"),
     Case("scenario-name-300-chars", "output", lambda ws: _solve(ws, scenario="s" * 300), 2,
@@ -549,15 +553,30 @@ def test_key_file_is_private_and_kept_outside_when_asked(tmp_path: Path, monkeyp
     assert RunStore(other).verify_audit() == []
 
 
-def test_a_truncated_trail_is_never_extended(tmp_path: Path) -> None:
-    """After the last rows were cut off, an append would make the checkpoint match again: it is refused."""
+LAUNDER = [
+    ("rows-cut-off", lambda p: _sql(p, "DELETE FROM audit WHERE seq = 4"), "does not match its checkpoint", 3),
+    ("rows-cut-off-and-checkpoint-deleted", lambda p: _sql(p, "DELETE FROM audit WHERE seq = 4")
+     or p.with_name(p.name + ".audit-head").unlink(), r"checkpoint .* is missing while 3 sealed audit row", 3),
+    ("key-deleted", lambda p: p.with_name(p.name + ".audit-key").unlink(), r"audit key .* is missing", 4),
+]
+
+
+@pytest.mark.parametrize("case", LAUNDER, ids=[c[0] for c in LAUNDER])
+def test_a_tampered_trail_is_never_extended(case, tmp_path: Path, monkeypatch) -> None:
+    """An append after tampering would let twinplan write a fresh checkpoint (or key) over the evidence: refused,
+    by the store itself and, for a solve, before any work."""
     from engine.store import StoreError
 
-    path = _sealed_store(_workspace(tmp_path))
-    _sql(path, "DELETE FROM audit WHERE seq = 4")
-    with pytest.raises(StoreError, match="does not match its checkpoint"):
+    _, tamper, message, rows = case
+    ws = _workspace(tmp_path)
+    path = _sealed_store(ws)
+    tamper(path)
+    with pytest.raises(StoreError, match=message):
         RunStore(path).append_audit({"action": "solve", "allowed": True, "user_name": "mallory"})
-    assert RunStore(path).audit()["seq"].tolist() == [1, 2, 3]
+    assert RunStore(path, read_only=True).audit()["seq"].tolist() == list(range(1, rows + 1))
+    monkeypatch.chdir(ws)
+    assert main(_solve(ws)) == 2 and not (ws / "out").exists()
+    assert main(["audit", "--store", str(path)]) == 1
 
 
 # -- 2. atomic run folders -----------------------------------------------------------------------------------
@@ -565,6 +584,7 @@ def test_atomic_folder_publishes_whole_or_nothing(tmp_path: Path) -> None:
     target = tmp_path / "run"
     with atomic_folder(target) as work:
         (work / "a.txt").write_text("first")
+        (work / "run.json").write_text("{}")
     assert (target / "a.txt").read_text() == "first"
     with pytest.raises(RuntimeError), atomic_folder(target) as work:
         (work / "a.txt").write_text("second, half done")
@@ -574,6 +594,11 @@ def test_atomic_folder_publishes_whole_or_nothing(tmp_path: Path) -> None:
     with atomic_folder(target) as work:
         (work / "b.txt").write_text("third")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # replaced whole
+    from engine.atomic import OutputPathError
+
+    with pytest.raises(OutputPathError, match="not a run folder"), atomic_folder(target):  # b.txt only: not a run
+        pass
+    assert (target / "b.txt").read_text() == "third"
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
@@ -621,7 +646,7 @@ def test_kill_9_mid_solve_leaves_no_folder_and_no_finished_run(tmp_path: Path) -
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the solve never started writing"
             time.sleep(0.05)
-        time.sleep(1.0)
+        time.sleep(0.5)  # inside the first MILP round (tiny's whole solve, scenario and baseline, takes seconds)
     finally:
         proc.kill()  # SIGKILL
         proc.wait(timeout=60)
@@ -671,13 +696,16 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-def test_sweep_workers_end_when_their_driver_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor,n_workers", [("local", 2), ("dask", 1)])
+def test_sweep_workers_end_when_their_driver_is_killed(executor: str, n_workers: int, tmp_path: Path) -> None:
+    """Local pool workers follow their driver by our lifeline; a Dask LocalCluster's by Dask's own parent watch."""
     store = tmp_path / "runs.duckdb"
-    driver = _cli("sweep", str(SWEEP_SPEC), "--store", str(store), "--workers", "2", "--no-progress")
+    driver = _cli("sweep", str(SWEEP_SPEC), "--store", str(store), "--workers", str(n_workers), "--executor",
+                  executor, "--no-progress")
     deadline = time.monotonic() + 300
     workers: set[int] = set()
     try:
-        while len(workers) < 2:
+        while len(workers) < n_workers:
             assert driver.poll() is None, driver.communicate()
             assert time.monotonic() < deadline, "the sweep never started its workers"
             workers = {p for p in _children(driver.pid)
