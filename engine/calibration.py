@@ -366,8 +366,9 @@ def fit_breakdowns(instance: Instance, obs: Observations, efficiency: np.ndarray
     depth of the dips give the rate. A capacity-bound day (it ends with a backlog) observes the capacity; a day
     that processed all its work is censored (the capacity was at least its throughput), which keeps the
     breakdown days (more often bound) from biasing the rate. Pairs with fewer than ``min_days`` bound days keep
-    their least-squares efficiency. Returns (efficiencies, congestion, MTBF or None
-    when nothing is identifiable).
+    their least-squares efficiency. The breakdown model is kept only when a likelihood-ratio test against no
+    breakdowns rejects the latter at 1 %. Returns (efficiencies, congestion, MTBF or None when not
+    identifiable or not significant).
     """
     from scipy.optimize import minimize
     from scipy.stats import norm, poisson
@@ -404,7 +405,11 @@ def fit_breakdowns(instance: Instance, obs: Observations, efficiency: np.ndarray
               *[EFFICIENCY_BOUNDS] * len(data)]
     sol = minimize(nll, theta0, method="L-BFGS-B", bounds=bounds)
     rate = float(np.exp(sol.x[0]))
-    if rate <= 2e-5:
+    # likelihood-ratio test against no breakdowns (rate at its lower bound, the rest re-fitted): keep the
+    # breakdown model only when it explains the dips significantly better (chi2 1 d.o.f., 1 %: 6.63)
+    none = minimize(lambda th: nll(np.concatenate([[bounds[0][0]], th])), theta0[1:], method="L-BFGS-B",
+                    bounds=bounds[1:])
+    if rate <= 2e-5 or 2.0 * (none.fun - sol.fun) < 6.63:
         return efficiency, congestion, None
     out = efficiency.copy()
     out[[j for j, *_ in data]] = sol.x[3:]

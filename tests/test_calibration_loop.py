@@ -271,6 +271,9 @@ def test_planted_breakdown_rate_recovered():
     got = cal.efficiency.set_index(["site_id", "stage"])["efficiency"]
     for pair, e in PLANTED.items():
         assert got[pair] == pytest.approx(e, abs=0.01), pair
+    # the same DC without breakdowns: the likelihood-ratio test keeps the breakdown model out
+    calm = generate_actuals(inst, PLANTED, PLANTED_CONGESTION, 84, seed=21, load=(0.6, 1.3))
+    assert "mtbf_hours" not in fit(inst, calm, breakdowns=True, mttr_hours=3.0).effects
 
 
 def test_planted_service_variability_recovered():

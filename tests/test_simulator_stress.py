@@ -147,7 +147,8 @@ def test_failure_points_of_two_seeds_agree_on_the_bundled_peak():
     for t in (a, b):
         assert t.attrs["target_met"] and (t["half_width"].dropna() <= 0.02).all()
         assert t.attrs["replications"] > 10  # grown from the first batch of 10
-    both = a.join(b, lsuffix="_a", rsuffix="_b").dropna(subset=["fail_multiplier_a", "fail_multiplier_b"])
+    both = a.merge(b, left_index=True, right_index=True, suffixes=("_a", "_b")).dropna(
+        subset=["fail_multiplier_a", "fail_multiplier_b"])
     assert len(both) >= 10
     assert ((both["ci_low_a"] <= both["ci_high_b"]) & (both["ci_low_b"] <= both["ci_high_a"])).all()
     assert (both["fail_multiplier_a"] - both["fail_multiplier_b"]).abs().max() <= 0.03
