@@ -13,17 +13,17 @@ Each subcommand lives in one ``cmd_*`` function registered in :data:`COMMANDS` b
 from __future__ import annotations
 
 import argparse
-import difflib
 import errno
 import json
 import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from instances.plain import to_plain
+from instances.validation import did_you_mean
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_FORBIDDEN = 0, 1, 2, 3, 4, 5
 EXIT_NOT_EXECUTABLE = 6
@@ -90,24 +90,10 @@ def _progress(msg: str) -> None:
     print(f"[twinplan {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """``"did you mean 'eu_fba'? "`` for the closest of ``choices`` (empty when none is close)."""
-    close = difflib.get_close_matches(str(name), sorted(set(choices)), n=2, cutoff=0.6)
-    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-
-
-def bundled_instances() -> list[str]:
-    """Names of the instances shipped with twinplan."""
-    from instances.instance import META_FILE, bundled_instance_path
-
-    root = bundled_instance_path("tiny").parent
-    return sorted(p.name for p in root.iterdir() if (p / META_FILE).is_file())
-
-
 def check_instance_arg(arg: str) -> Path:
     """The instance folder an argument names (a folder or a bundled name); a clear error with the closest
     bundled names otherwise (before any work)."""
-    from instances.instance import resolve_instance_path
+    from instances.instance import bundled_instances, resolve_instance_path
 
     path = resolve_instance_path(arg)
     if path.is_dir():
@@ -775,7 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.05, help="validated when the throughput error is within")
     p.add_argument("--store", help="run store with track findings")
     p.add_argument("--version", default="latest", help="calibration version to judge (default: latest)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the module statuses as JSON")
     COMMANDS["status"] = cmd_status
 
     p = sub.add_parser("sweep", help="run or resume a what-if sweep (local processes or Dask)")
@@ -820,7 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("instance", help="instance folder or bundled instance name")
     p.add_argument("--forecast", required=True, help="CSV: site_id, [date], inbound_units, outbound_units")
     p.add_argument("--date", help="the day (YYYY-MM-DD) when the file holds several")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the LSI per site and stage as JSON")
     COMMANDS["lsi"] = cmd_lsi
     return parser
 
@@ -862,7 +848,10 @@ def main(argv: list[str] | None = None) -> int:
     global _T0
     _T0 = time.monotonic()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage and the error (2) or the help (0): an exit code
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

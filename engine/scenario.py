@@ -56,6 +56,7 @@ from instances.validation import (
     Text,
     YamlInputError,
     YamlModel,
+    did_you_mean,
     error_at,
     raise_findings,
     read_yaml_file,
@@ -376,7 +377,8 @@ def load_scenario(name_or_path: str | Path, instance_path: str | Path | None = N
             p = cand
         else:
             known = sorted(f.stem for f in folder.glob("*.yaml")) if folder.is_dir() else []
-            raise ScenarioError(f"{name_or_path}: no such scenario file or scenario name (known: {known})")
+            raise ScenarioError(f"{name_or_path}: no such scenario file nor scenario of {folder.parent.name}; "
+                                f"{did_you_mean(str(name_or_path), known)}scenarios: {', '.join(known) or 'none'}")
     return scenario_from_dict(read_yaml_file(p, "scenario", ScenarioError), str(p))
 
 

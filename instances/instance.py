@@ -47,6 +47,7 @@ from instances.validation import (
     Text,
     ValidationReport,
     YamlModel,
+    did_you_mean,
     read_csv_located,
     safe_load_bounded,
     validate_yaml,
@@ -673,7 +674,9 @@ def validate_instance(path: str | Path) -> tuple[Instance | None, ValidationRepo
     path = Path(path)
     report = ValidationReport()
     if not path.is_dir():
-        report.error(str(path), 0, "", "not an instance folder (expected a directory with instance.yaml)")
+        names = bundled_instances()
+        report.error(str(path), 0, "", "not an instance folder (expected a directory with instance.yaml) nor a "
+                     f"bundled instance; {did_you_mean(path.name, names)}bundled instances: {', '.join(names)}")
         return None, report
     meta = read_meta(path, report)
     tables: dict[str, pd.DataFrame] = {}
@@ -709,6 +712,12 @@ def load_instance(path: str | Path) -> Instance:
     if inst is None:
         raise InstanceValidationError(report, str(path))
     return inst
+
+
+def bundled_instances() -> list[str]:
+    """Names of the instances shipped with twinplan."""
+    root = Path(__file__).resolve().parents[1] / "instances"
+    return sorted(p.name for p in root.iterdir() if (p / META_FILE).is_file())
 
 
 def bundled_instance_path(name: str) -> Path:

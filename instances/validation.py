@@ -418,3 +418,11 @@ def _csv_structure_ok(path: str | Path, fname: str, report: ValidationReport, re
         report.error(fname, bad[MAX_RAGGED_FINDINGS][0], "",
                      f"... and {len(bad) - MAX_RAGGED_FINDINGS} more rows with the wrong number of fields")
     return ok
+
+
+def did_you_mean(name: str, choices: Any) -> str:
+    """``"did you mean 'eu_fba'? "`` for the closest of ``choices`` (empty when none is close)."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), sorted({str(c) for c in choices}), n=2, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""

@@ -9,8 +9,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from engine.cli import SolveLog, build_parser, did_you_mean, main
 
 
@@ -51,9 +49,7 @@ def test_misspelt_scenario_is_rejected_before_any_work(capsys, tmp_path):
 
 def test_unknown_solver_is_rejected_by_the_parser(capsys, tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(SystemExit) as exit_:
-        main(["solve", "tiny", "--solver", "highz", "--out", str(out)])
-    assert exit_.value.code == 2
+    assert main(["solve", "tiny", "--solver", "highz", "--out", str(out)]) == 2
     assert "unknown solver 'highz'; did you mean 'highs'?" in capsys.readouterr().err
     assert not out.exists()
 
@@ -81,6 +77,6 @@ def test_json_solve_keeps_stdout_clean_and_reports_progress_on_stderr(capsys, tm
     assert doc["status"] == "optimal" and Path(doc["out"]) == tmp_path / "run"
     lines = cap.err.splitlines()
     assert lines and all(re.match(r"\[twinplan +\d+\.\ds\] ", line) for line in lines)
-    assert any("round 1: solving consolidation MILP" in line for line in lines)
+    assert any(re.search(r"round 1/\d+ +\d+\.\ds: ", line) for line in lines)  # one line per repair round
     elapsed = [float(re.match(r"\[twinplan +(\d+\.\d)s\]", line)[1]) for line in lines]
     assert elapsed == sorted(elapsed)
