@@ -424,17 +424,7 @@ def _repair(inst: Instance, evaluated_on: Instance, plan: Plan, breach: dict[str
         per_unit = sum(1.0 / float(lab[f"productivity_{k}"]) for k in CHAIN_STAGES.get(chain, (stage,))
                        if float(lab.get(f"productivity_{k}", 0.0) or 0.0) > 0)
         planned = _planned_hours(plan, site, period)
-        # the simulator shares a site's hours among its stages by their work, so the failing chain receives only
-        # its share of any hour added: add the chain's missing hours divided by that share
-        tp = plan.tables["site_throughput"]
-        row = tp[(tp["site_id"].astype(str) == site) & (pd.to_numeric(tp["period"]) == period)]
-        need_in = float(pd.to_numeric(row["inbound_units"]).sum()) * sum(
-            1.0 / float(lab[f"productivity_{k}"]) for k in INBOUND_STAGES)
-        need_out = float(pd.to_numeric(row["outbound_units"]).sum()) * sum(
-            1.0 / float(lab[f"productivity_{k}"]) for k in CHAIN_STAGES["order"])
-        chain_need = (need_in if chain == "inbound" else need_out) + measured * per_unit
-        share = min(1.0, max(0.05, chain_need / max(need_in + need_out + measured * per_unit, 1e-9)))
-        extra = max(REPAIR_SAFETY * measured * per_unit / share, REPAIR_MARGIN * planned, 1.0)
+        extra = max(REPAIR_SAFETY * measured * per_unit, REPAIR_MARGIN * planned, 1.0)
         labour_floor[(site, period)] = max(labour_floor.get((site, period), 0.0), planned + extra)
         for (s2, p2), hours in (carry_floors or {}).items():  # every day's carried-in work, every site
             labour_floor[(s2, p2)] = max(labour_floor.get((s2, p2), 0.0), hours)
