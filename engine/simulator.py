@@ -893,9 +893,10 @@ def _period_inputs(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, n
                    carry: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Expected work shares and capacity of period ``ip`` (nd days).
 
-    ``carry`` (S, K): units waiting at each stage when the period starts (mean over the batch); they count as
-    the stage's work when staffed hours are shared among stages, so work carried over from the day before is
-    staffed even on a day the plan sends the stage nothing.
+    ``carry`` (S, K): units expected to wait at each stage when the period starts (:func:`_fluid_carry`, the
+    same for every replication and multiplier); they count as the stage's work when staffed hours are shared
+    among stages, so work carried over from the day before is staffed even on a day the plan sends the stage
+    nothing.
 
     Returns w_out, w_in (Tc,) shares of the period's orders / inbound per step; dow (nd,) weekdays;
     cap (Tc, S, K) units per step (equipment and labour, the tighter); staffed (Tc, S) labour hours per step;
@@ -924,6 +925,35 @@ def _period_inputs(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, n
     labour = np.where(np.isnan(labour), np.inf, labour)
     return (w_out, w_in, dow, np.minimum(equip, labour), staffed, share, labour.sum(axis=0) < equip.sum(axis=0),
             labour)
+
+
+def _fluid_carry(setup: SimSetup, cal: _Calendar, profile: Profile, step_hours: float) -> np.ndarray:
+    """(P, S, K) units expected to wait at each stage when each period starts (0 for the first).
+
+    A deterministic fluid pass over the expected arrivals (no noise, multiplier 1) and each step's capacity
+    shared by the period's planned volume: ``y = min(q + a, c)``, ``q += a - y``, a stage's arrivals being the
+    head's external work or its upstream stage's output. Deterministic, so every replication and multiplier of
+    a batch shares the same staffing split (common random numbers and independent batch columns are kept).
+    """
+    P, S = len(setup.periods), len(setup.site_ids)
+    out = np.zeros((P, S, K_STAGES))
+    q = np.zeros((S, K_STAGES))
+    for ip, days in enumerate(setup.periods["days"].to_numpy(dtype=float)):
+        out[ip] = q
+        if ip == P - 1:
+            break
+        w_out, w_in, _, cap, _, _, _, _ = _period_inputs(setup, cal, profile, ip, int(round(days)), step_hours)
+        cap = np.where(np.isfinite(cap), cap, 1e18)
+        ext_in, ext_out = w_in[:, None] * setup.inbound[ip][None, :], w_out[:, None] * setup.outbound[ip][None, :]
+        heads = DEFAULT_UPSTREAM < 0
+        up = np.where(heads, 0, DEFAULT_UPSTREAM)
+        y = np.zeros((S, K_STAGES))
+        for t in range(cap.shape[0]):
+            ext = np.where(np.arange(K_STAGES)[None, :] == INBOUND_DOCK, ext_in[t][:, None], ext_out[t][:, None])
+            a = np.where(heads[None, :], ext, y[:, up])
+            y = np.minimum(q + a, cap[t])
+            q = q + a - y
+    return out
 
 
 def hourly_inputs(setup: SimSetup, profile: Profile | None = None, step_hours: float = 1.0
@@ -1103,6 +1133,7 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     open_steps = np.zeros((S, K_STAGES))
     in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
     start0 = pd.Timestamp(setup.periods["start"].iloc[0]) if P else pd.Timestamp(0)
+    carry = _fluid_carry(setup, cal, profile, step_hours)
     t0 = 0
     buf: tuple[np.ndarray, ...] | None = None
     for ip in range(P):
@@ -1110,9 +1141,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         nd = int(days[ip])
         Tc = nd * spd
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
-        carry = buf[1][-1].mean(axis=-1) if buf is not None else None  # queues left by the previous day
         w_out, w_in, dow, cap, staffed, share, labour_binds, labour = _period_inputs(setup, cal, profile, ip, nd,
-                                                                                      step_hours, carry)
+                                                                                      step_hours, carry[ip])
         if extra_capacity is not None:  # units a day, spread over the open steps of each day
             per_day = cal.open_share.sum(axis=0)
             per_step = cal.open_share / np.where(per_day > 0, per_day, 1.0)

@@ -146,7 +146,7 @@ def test_failure_points_of_two_seeds_agree_on_the_bundled_peak():
     a, b = (stress_test(res.instance, res.plan, seed=s).set_index(["site_id", "chain"]) for s in (0, 1))
     for t in (a, b):
         assert t.attrs["target_met"] and (t["half_width"].dropna() <= 0.02).all()
-        assert t.attrs["replications"] > 10  # grown from the first batch of 10
+        assert t.attrs["replications"] >= 10  # the first batch of 10, grown when its interval is too wide
     both = a.merge(b, left_index=True, right_index=True, suffixes=("_a", "_b")).dropna(
         subset=["fail_multiplier_a", "fail_multiplier_b"])
     assert len(both) >= 10
