@@ -661,6 +661,7 @@ class Backtest:
         return all(self.overall[m]["calibrated"] < self.overall[m]["nominal"] for m in METRICS)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict: weeks fitted and held out, κ, overall and per-module errors."""
         return {"train": list(self.train), "holdout": list(self.holdout),
                 "congestion": round(self.calibration.congestion, 6),
                 "overall": {m: {k: round(v, 6) for k, v in d.items()} for m, d in self.overall.items()},

@@ -192,6 +192,7 @@ def _whole(value: Any) -> str:
 
 
 def fmt_share(value: Any) -> str:
+    """A share as a percentage with one decimal (``0.123`` -> ``12.3 %``); empty when not a finite number."""
     return "" if not _finite(value) else f"{float(value) * 100:.1f} %"
 
 
@@ -283,6 +284,7 @@ class RunData:
 
     @property
     def decision(self) -> str:
+        """The run's decision (``consolidation``, ``redistribution`` or ``capacity``)."""
         return str(self.result.get("decision") or self.scenario.get("decision") or "")
 
 

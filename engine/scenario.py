@@ -243,6 +243,7 @@ class NetworkDesignScenarioOptions(YamlModel):
     aggregate_products: Annotated[Any, AfterValidator(lambda v: _aggregate(v))] = None
     labor: bool | None = None
     strategy: Literal["auto", "direct", "relax_restore"] | None = None
+    capacity_cut: bool | None = None
 
     @model_validator(mode="after")
     def _bounds_in_order(self) -> NetworkDesignScenarioOptions:

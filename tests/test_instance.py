@@ -105,7 +105,10 @@ def test_not_a_folder_is_a_located_error(tmp_path: Path) -> None:
     inst, report = validate_instance(tmp_path / "nope")
     assert inst is None
     assert [str(e) for e in report.errors] == [
-        f"{tmp_path / 'nope'}:0:: not an instance folder (expected a directory with instance.yaml)"]
+        f"{tmp_path / 'nope'}:0:: not an instance folder (expected a directory with instance.yaml) nor a bundled "
+        "instance; bundled instances: eu_fba, tiny, us_west_port"]
+    _, report = validate_instance(Path("eu_fbb"))  # a misspelt bundled name: the closest one suggested
+    assert "did you mean 'eu_fba'? bundled instances: eu_fba, tiny, us_west_port" in str(report.errors[0])
 
 
 def test_haversine_known_distances() -> None:

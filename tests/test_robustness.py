@@ -249,7 +249,7 @@ CASES: list[Case] = [
          lambda ws: _solve(ws, scenario=_scenario(ws, solver={"timelimit": 5})), 2,
          r"sc\.yaml: solver\.timelimit: unknown key"),
     Case("scenario-unknown-name", "scenario", lambda ws: _solve(ws, scenario="no_such_scenario"), 2,
-         r"no_such_scenario: no such scenario file or scenario name \(known: \['baseline'"),
+         r"no_such_scenario: no such scenario file nor scenario of tiny; scenarios: baseline, consolidate"),
     Case("scenario-unknown-top-key", "scenario",
          lambda ws: _solve(ws, scenario=_scenario(ws, modifs=[])), 2, r"sc\.yaml: modifs: unknown key"),
     Case("scenario-bad-class", "scenario",
@@ -277,7 +277,7 @@ CASES: list[Case] = [
          r"sc\.yaml: modifications: capex_budget 1e\+308 is above the bound 1e\+12"),
     Case("baseline-missing", "scenario",
          lambda ws: _solve(ws, scenario=_scenario(ws, baseline="no_such_baseline")), 2,
-         r"sc\.yaml: baseline: no_such_baseline: no such scenario file or scenario name"),
+         r"sc\.yaml: baseline: no_such_baseline: no such scenario file nor scenario of tiny; did you mean 'baseline'\?"),
     Case("baseline-invalid-options", "scenario",
          lambda ws: _write(ws / "tiny" / "scenarios" / "baseline.yaml",
              "name: baseline\nclass: tactical\noptions: {max_open: many}\n")

@@ -218,7 +218,7 @@ def test_migration_is_one_transaction(tmp_path: Path, monkeypatch: pytest.Monkey
     bad = {**store_module.TABLE_COLUMNS["plan_costs"], "note": "NO_SUCH_TYPE"}
     monkeypatch.setitem(store_module.TABLE_COLUMNS, "plan_costs", bad)
     assert list(store_module.TABLE_COLUMNS)[-1] == "plan_costs"  # after every real change
-    with pytest.raises(StoreError, match=r"cannot migrate store .*old\.duckdb to schema version 3: .*NO_SUCH_TYPE"):
+    with pytest.raises(StoreError, match=r"cannot migrate store .*old\.duckdb to schema version 4: .*NO_SUCH_TYPE"):
         RunStore(path).migrate()
     assert _columns(path) == columns  # no table created, no column added
     for table, df in _snapshot(path, columns).items():
