@@ -670,6 +670,14 @@ def warm_start_from(ctx: NetworkDesignContext, model: linopy.Model, warm_start: 
         q = f.groupby(["origin_id", "destination_id", "product_id", "period"])["quantity"].sum()
         keys = pd.MultiIndex.from_frame(arcs.frame[["origin_id", "destination_id", "product_id", "period"]])
         start[leg] = pd.Series(q.reindex(keys).fillna(0.0).to_numpy(), index=arcs.index)
+    if ctx.variables.get("assign") is not None and "outbound" in start:
+        # single sourcing: a complete start (a zone is assigned to the DC that ships to it); a partial one makes
+        # HiGHS search for the missing assignments in a sub-MIP before its own time limit applies
+        lane = ctx.outbound.frame["lane"].to_numpy()
+        used = np.zeros(int(lane.max()) + 1 if len(lane) else 0)
+        np.maximum.at(used, lane, (start["outbound"].to_numpy() > 1e-9).astype(float))
+        idx = ctx.variables["assign"].indexes["assignment"]
+        start["assign"] = pd.Series(used[idx.to_numpy()], index=idx)
     return start
 
 
