@@ -891,6 +891,10 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__module__.startswith(("_duckdb", "duckdb")):
             print(f"error: run store: {str(exc).splitlines()[0]}", file=sys.stderr)
             return EXIT_ERROR
+        if type(exc).__name__ == "PlanCheckError":  # formulations.network_design: a plan that fails check_plan
+            print(f"error: internal: the solved plan fails the independent check, so it is not returned: {exc}",
+                  file=sys.stderr)
+            return EXIT_ERROR
         raise
 
 

@@ -285,17 +285,14 @@ def test_twinplan_solve_time_limit_covers_every_repair_round(tiny):
 def test_single_source_relax_restore_matches_direct_and_starts_complete():
     """Single sourcing goes the LP way (no Lagrangian); its MIP start carries the assignments too (a complete
     start), and the answer equals the direct MILP's optimum."""
-    from formulations.network_design import build_network_design as build
-    from formulations.network_design import warm_start_from
-
     inst = cflp(50, m=6, n=14, tight=1.8)
     opts = NetworkDesignOptions(allow_unmet=False, single_source=True)
-    direct = solve_network_design(inst, options=replace(opts, strategy="direct"), mip_gap=0.0)
-    plan = solve_network_design(inst, options=replace(opts, strategy="relax_restore"), mip_gap=0.0)
+    direct = network_design.solve(inst, options=replace(opts, strategy="direct"), mip_gap=0.0)
+    plan = network_design.solve(inst, options=replace(opts, strategy="relax_restore"), mip_gap=0.0)
     assert direct.status == plan.status == "optimal"
     assert plan.objective == pytest.approx(direct.objective, rel=1e-7)
     assert check_plan(inst, plan, single_source=True).empty
-    _, ctx = build(inst, opts)
-    start = warm_start_from(ctx, direct)
+    ctx = network_design.prepare(inst, opts)
+    start = network_design.warm_start_from(ctx, network_design.build_model(ctx), direct)
     assign = start["assign"]
     assert assign.sum() == len(inst.zones) and set(assign.unique()) <= {0.0, 1.0}

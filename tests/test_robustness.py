@@ -277,7 +277,8 @@ CASES: list[Case] = [
          r"sc\.yaml: modifications: capex_budget 1e\+308 is above the bound 1e\+12"),
     Case("baseline-missing", "scenario",
          lambda ws: _solve(ws, scenario=_scenario(ws, baseline="no_such_baseline")), 2,
-         r"sc\.yaml: baseline: no_such_baseline: no such scenario file nor scenario of tiny; did you mean 'baseline'\?"),
+         r"sc\.yaml: baseline: no_such_baseline: no such scenario file nor scenario of tiny; "
+         r"did you mean 'baseline'\?"),
     Case("baseline-invalid-options", "scenario",
          lambda ws: _write(ws / "tiny" / "scenarios" / "baseline.yaml",
              "name: baseline\nclass: tactical\noptions: {max_open: many}\n")
