@@ -388,6 +388,12 @@ def svg_scatter(x: Sequence[float], y: Sequence[float], labels: Sequence[str], f
     """Scatter of runs (x against y) with the Pareto-efficient ones highlighted and joined by a step line
     (``scatter.svg.j2``)."""
     xs, ys = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(xs) & np.isfinite(ys)  # runs without a figure (no plan) are not drawn
+    xs, ys = xs[keep], ys[keep]
+    labels = [lab for lab, k in zip(labels, keep) if k]
+    front = np.asarray(front, bool)[keep]
+    if not len(xs):
+        return '<p class="note">no run has both figures to draw</p>'
     left, bottom, top, right = 70, 45, 15, 20
     pw, ph = width - left - right, height - top - bottom
     xt, yt = nice_ticks(float(xs.min()), float(xs.max())), nice_ticks(float(ys.min()), float(ys.max()))

@@ -803,7 +803,8 @@ LP_SHARE = 0.6
 """Most share of the time limit that relax-and-restore gives its LP relaxation when the Lagrangian relaxation does
 not apply (the LP is then the source of the bound; the rest goes to the restored plan and to the MILP)."""
 START_SHARE = 0.15
-"""Most share of the time limit for evaluating the first plan (and for each restore)."""
+"""Most share of the time limit for evaluating a plan once one is in hand (the first plan may use all the time
+left: without it, a MILP started from nothing can return an incumbent many times the optimum)."""
 LAGRANGIAN_SHARE = 0.2
 """Most share of the time limit for the subgradient optimisation (facility-location-shaped models)."""
 LOCAL_SEARCH_SHARE = 0.2
@@ -880,8 +881,10 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
         ends without a plan when one exists."""
         t = time.perf_counter()
         limit = share(START_SHARE)
-        if must and not plans:
-            limit = None if limit is None else max(limit, START_SHARE * float(time_limit), 5.0)
+        if not plans:
+            # no plan in hand yet: this evaluation (an LP with the sites fixed) may use all the time left -- a
+            # plan always comes back, and a MILP started without one can return a far worse incumbent
+            limit = left()
         elif limit is not None and limit < 0.5:
             phases[name] = {"status": "skipped: no time left"}
             return None
