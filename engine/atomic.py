@@ -34,7 +34,8 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (a process of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -57,7 +58,7 @@ def remove_stale_partials(parent: Path) -> list[Path]:
     with contextlib.suppress(OSError):
         for p in parent.iterdir():
             m = _PARTIAL.match(p.name)
-            if m and m["host"] == _host() and not _pid_alive(int(m["pid"])) and p.is_dir():
+            if m and m["host"] == _host() and not pid_alive(int(m["pid"])) and p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
     return removed

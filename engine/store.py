@@ -65,6 +65,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from engine.atomic import pid_alive
 from engine.hashing import canonical_json, sha256
 from engine.kpi import kpi_direction
 from instances.plan import PLAN_SCHEMA, PLAN_TABLES
@@ -185,16 +186,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _json(value: Any) -> str | None:
     return None if value is None else canonical_json(value)
 
@@ -291,7 +282,7 @@ class RunStore:
             info = json.loads(self.holder_file.read_text())
         except (OSError, ValueError):
             return None
-        if info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1))):
+        if info.get("host") == socket.gethostname() and not pid_alive(int(info.get("pid", -1))):
             return None
         return info
 
