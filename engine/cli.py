@@ -43,9 +43,9 @@ def _print_summary(summary: dict, out=None) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate an instance folder: errors (exit 2) or a summary (exit 0)."""
-    from instances.instance import validate_instance
+    from instances.instance import resolve_instance_path, validate_instance
 
-    inst, report = validate_instance(check_instance_arg(args.path))
+    inst, report = validate_instance(resolve_instance_path(args.path))
     for f in report.errors:
         print(f"error: {f}", file=sys.stderr)
     for f in report.warnings:
@@ -88,32 +88,6 @@ _T0 = time.monotonic()
 def _progress(msg: str) -> None:
     """A progress line on stderr (never stdout, so that ``--json`` output stays clean), with elapsed time."""
     print(f"[twinplan {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def check_instance_arg(arg: str) -> Path:
-    """The instance folder an argument names (a folder or a bundled name); a clear error with the closest
-    bundled names otherwise (before any work)."""
-    from instances.instance import bundled_instances, resolve_instance_path
-
-    path = resolve_instance_path(arg)
-    if path.is_dir():
-        return path
-    names = bundled_instances()
-    raise FileNotFoundError(f"{arg}: not an instance folder nor a bundled instance; {did_you_mean(arg, names)}"
-                            f"bundled instances: {', '.join(names)}")
-
-
-def check_scenario_arg(arg: str | None, instance_path: Path) -> None:
-    """A scenario argument is a YAML file or a scenario name of the instance; else a clear error naming the
-    closest scenarios (before any work)."""
-    if arg is None or Path(arg).is_file():
-        return
-    folder = instance_path / "scenarios"
-    names = sorted(f.stem for f in folder.glob("*.yaml")) if folder.is_dir() else []
-    if arg in names:
-        return
-    raise FileNotFoundError(f"{arg}: no such scenario file nor scenario of {instance_path.name}; "
-                            f"{did_you_mean(arg, names)}scenarios: {', '.join(names) or 'none'}")
 
 
 def _solver_name(value: str) -> str:
@@ -167,16 +141,16 @@ class SolveLog:
 def _load_inputs(instance_arg: str, scenario_arg: str | None, calibration: str | None = None):
     """Instance (with a calibration version applied when asked) and scenario from CLI arguments."""
     from engine.scenario import load_scenario
-    from instances.instance import load_instance
+    from instances.instance import load_instance, resolve_instance_path
 
-    path = check_instance_arg(instance_arg)
-    check_scenario_arg(scenario_arg, path)
+    path = resolve_instance_path(instance_arg)
+    # the scenario first: a misspelt name is refused (with a "did you mean") before the instance is read
+    scenario = load_scenario(scenario_arg, path) if scenario_arg else None
     inst = load_instance(path)
     if calibration:
         from engine.calibration import apply_calibration
 
         inst = apply_calibration(inst, calibration, folder=path)
-    scenario = load_scenario(scenario_arg, path) if scenario_arg else None
     return path, inst, scenario
 
 
@@ -337,10 +311,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate a saved plan hour by hour."""
     from engine.simulator import simulate
-    from instances.instance import load_instance
+    from instances.instance import load_instance, resolve_instance_path
     from instances.plan import Plan
 
-    inst = load_instance(check_instance_arg(args.instance))
+    inst = load_instance(resolve_instance_path(args.instance))
     plan_dir = Path(args.plan)
     if (plan_dir / "plan" / "plan.json").is_file():
         plan_dir = plan_dir / "plan"

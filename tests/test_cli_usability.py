@@ -28,7 +28,8 @@ def test_did_you_mean():
 def test_misspelt_instance_names_the_closest_and_lists_the_bundled_ones(capsys):
     assert main(["validate", "eu_fbb"]) == 2
     err = capsys.readouterr().err
-    assert "eu_fbb: not an instance folder nor a bundled instance; did you mean 'eu_fba'?" in err
+    assert ("eu_fbb:0:: not an instance folder (expected a directory with instance.yaml) nor a bundled instance; "
+            "did you mean 'eu_fba'?") in err
     assert "bundled instances: eu_fba, tiny, us_west_port" in err
     assert main(["solve", "us_west_prt", "--no-baseline"]) == 2
     assert "did you mean 'us_west_port'?" in capsys.readouterr().err
