@@ -874,11 +874,11 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
     fixed_lp = not opt.single_source  # with single sourcing the assignments stay integer: a MILP per evaluation
 
     def evaluate(name: str, is_open: np.ndarray, modules: Mapping[tuple[str, str], int] | None = None,
-                 basis: Any = None, must: bool = False) -> Plan | None:
+                 basis: Any = None) -> Plan | None:
         """The plan with these sites (and modules) fixed, the rest optimised; recorded as phase ``name``.
 
-        ``must``: the first plan, evaluated even when the time limit is (nearly) used up -- a time limit never
-        ends without a plan when one exists."""
+        While no plan is in hand it may use all the time left (a time limit never ends without a plan when one
+        exists); later evaluations get at most START_SHARE of the limit."""
         t = time.perf_counter()
         limit = share(START_SHARE)
         if not plans:
@@ -912,9 +912,9 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
         cap = ws.tables["capacity"]
         mods = ({(str(a), str(b)): int(k) for a, b, k in zip(cap["site_id"], cap["stage"], cap["modules"]) if k > 0}
                 if len(cap) else None)
-        first = evaluate("start", (is_open | fo) & ~fc, mods, must=True)
+        first = evaluate("start", (is_open | fo) & ~fc, mods)
     if first is None:
-        first = evaluate("start" if "start" not in phases else "start_greedy", nh.greedy_sites(sizing), must=True)
+        first = evaluate("start" if "start" not in phases else "start_greedy", nh.greedy_sites(sizing))
 
     lower = -np.inf
     fix_open: list[str] = []
