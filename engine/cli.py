@@ -154,6 +154,11 @@ def _load_inputs(instance_arg: str, scenario_arg: str | None, calibration: str |
     return path, inst, scenario
 
 
+HOLD_AFTER_PUBLISH_ENV = "TWINPLAN_TEST_HOLD_AFTER_PUBLISH"
+"""Test hook: seconds ``twinplan solve`` waits between publishing its run folder and recording the runs finished,
+so that a test can kill the process in that window (unset in normal use)."""
+
+
 def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "highs", time_limit: float | None = None,
               gap: float | None = None, out: str | None = None, replications: int = 10, seed: int = 0,
               with_baseline: bool = True, quiet: bool = False, as_user: str | None = None,
@@ -163,17 +168,21 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
 
     Every input is checked first (:func:`engine.preflight.preflight`, unless ``checked`` holds its result):
     instance, scenario and baseline, arguments, policy for both runs, store and output path; a problem raises
-    :class:`engine.preflight.PreflightFailed` before anything is written or solved. The run folder is written
-    into a temporary sibling and renamed onto ``out`` when complete (:func:`engine.atomic.atomic_folder`); only
-    then are the runs recorded in the run store (with their audit rows and input hashes), so a run the store
-    calls finished always has its complete folder, and a killed or failed solve leaves no folder.
+    :class:`engine.preflight.PreflightFailed` before anything is written or solved. Then the run is recorded
+    ``running`` in the store; the run folder is written into a temporary sibling; the runs (scenario and
+    baseline) are recorded ``pending`` with their results; the folder is renamed onto ``out``
+    (:func:`engine.atomic.atomic_folder`); and the runs are marked ``finished`` with their audit rows. A solve
+    that fails (exit 1) or is interrupted (130) leaves no folder and its run ``failed`` / ``interrupted`` with the
+    reason and an audit row; a process killed outright leaves a ``running`` or ``pending`` run that the next
+    opening of the store settles (:meth:`engine.store.RunStore.reconcile`).
     """
     import shutil
 
     from engine.atomic import atomic_folder
     from engine.pipeline import MAX_ROUNDS
     from engine.preflight import preflight
-    from engine.sweep import new_run_id, record_plan_result
+    from engine.store import RUN_RUNNING, utcnow
+    from engine.sweep import new_run_id, record_plan_result, solve_run_row
 
     if checked is None:
         checked = preflight(instance_arg, scenario_arg, solver=solver, time_limit=time_limit, gap=gap, out=out,
@@ -185,36 +194,82 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     solver_options = {"solver": solver, "time_limit": time_limit, "mip_gap": gap, "threads": None,
                       "max_rounds": MAX_ROUNDS, "replications": replications, "simulate": True}
     run_id = new_run_id(inst, scenario, solver_options, seed)
-    base_result = None
+    base_run_id = run_id + "-baseline"
+    started, t0 = utcnow(), time.monotonic()
+    row = solve_run_row(instance=inst, instance_path=path, scenario=scenario, solver_options=solver_options,
+                        seed=seed, verdict=checked.verdict, run_id=run_id, out_dir=out_dir)
+    from engine.calibration import calibration_version
+
+    row["calibration"] = calibration_version(inst)
+    run_store.record_run({**row, "status": RUN_RUNNING})  # from now on every ending of this run is recorded
+    for note in run_store.reconciled:
+        print(f"note: store {run_store.path}: {note}", file=sys.stderr)
+    staged: list[tuple[str, dict]] = []
+
+    def stage(result, base_result, base_used) -> None:
+        """Inside the complete temporary folder, just before its rename: the runs and their results, pending."""
+        common = {"instance": inst, "instance_path": path, "solver_options": solver_options, "seed": seed,
+                  "out_dir": out_dir, "stage": True}
+        staged.append(record_plan_result(result, run_store, scenario=scenario, verdict=checked.verdict,
+                                         run_id=run_id, started_at=started, **common))
+        if base_result is not None:
+            staged.append(record_plan_result(base_result, run_store, scenario=base_used, run_id=base_run_id,
+                                             verdict=checked.baseline_verdict or checked.verdict,
+                                             started_at=started, **common))
+
+    published = False
     try:
-        result, base_result, summary, base_used = _solve_into(
+        result, base_result, summary, _ = _solve_into(
             atomic_folder(out_dir), inst, scenario, base_sc, run_id=run_id, solver=solver, time_limit=time_limit,
             gap=gap, replications=replications, seed=seed, solver_options=solver_options, run_store=run_store,
-            user=user, say=say, instance_path=path, with_baseline=with_baseline)
-    except OSError as exc:
-        if exc.filename is None:  # a write that failed on an open file (disk full): name the run folder
-            raise OSError(exc.errno, f"{exc.strerror or exc} (while writing the run folder)", str(out_dir)) from exc
-        raise
-    # the folder is complete and in place: only now does the store call the runs finished
-    try:
-        record_plan_result(result, run_store, instance=inst, instance_path=path, scenario=scenario,
-                           solver_options=solver_options, seed=seed, verdict=checked.verdict, run_id=run_id)
-        if base_result is not None:
-            record_plan_result(base_result, run_store, instance=inst, instance_path=path, scenario=base_used,
-                               solver_options=solver_options, seed=seed,
-                               verdict=checked.baseline_verdict or checked.verdict)
-    except BaseException:
-        shutil.rmtree(out_dir, ignore_errors=True)  # a run the store does not hold leaves no folder either
-        raise
+            user=user, say=say, instance_path=path, with_baseline=with_baseline, base_run_id=base_run_id,
+            before_publish=stage)
+        published = True
+        hold = os.environ.get(HOLD_AFTER_PUBLISH_ENV)
+        if hold:
+            time.sleep(float(hold))
+        # the folder is complete and in place: only now does the store call the runs finished
+        run_store.finish_runs([rid for rid, _ in staged], [audit for _, audit in staged])
+    except BaseException as exc:
+        if published:
+            shutil.rmtree(out_dir, ignore_errors=True)  # a run the store does not hold finished leaves no folder
+        err = exc
+        if isinstance(exc, OSError) and exc.filename is None and not published:
+            # a write that failed on an open file (disk full): name the run folder
+            err = OSError(exc.errno, f"{exc.strerror or exc} (while writing the run folder)", str(out_dir))
+        _record_failed_run(run_store, row, err, checked.verdict, time.monotonic() - t0)
+        if err is exc:
+            raise
+        raise err from exc
     say(f"recorded as {run_id} in {run_store.path} (user {user})")
     return result, base_result, summary, out_dir
 
 
+def _record_failed_run(run_store, row: dict, exc: BaseException, verdict, seconds: float) -> None:
+    """Record a solve that ended by an exception: ``interrupted`` (exit 130) or ``failed`` (exit 1 or 2), with
+    the reason and an audit row. Best effort: when the store cannot take it either (disk full, locked), a warning
+    says so and the next opening of the store settles the run (:meth:`engine.store.RunStore.reconcile`)."""
+    from engine.store import RUN_FAILED, RUN_INTERRUPTED, utcnow
+    from engine.sweep import run_audit_row
+
+    code, message = classify_error(exc)
+    status = RUN_INTERRUPTED if code == 130 else RUN_FAILED
+    outcome = {**row, "status": status, "exit_code": code, "reason": message[:2000],
+               "error": f"{type(exc).__name__}: {exc}"[:2000], "finished_at": utcnow(), "wall_seconds": seconds}
+    try:
+        run_store.record_run(outcome, audit_row=run_audit_row(outcome, verdict, "plan"))
+    except Exception as err:  # noqa: BLE001 - the run's own error is the one to report
+        print(f"warning: run {row['run_id']} could not be recorded as {status} in store {run_store.path}: {err}",
+              file=sys.stderr)
+
+
 def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, time_limit, gap, replications: int,
                 seed: int, solver_options: dict, run_store, user: str, say, instance_path=None,
-                with_baseline: bool = True):
+                with_baseline: bool = True, base_run_id: str | None = None, before_publish=None):
     """Solve the scenario (and its like-for-like baseline), answer its question and write the whole run folder
-    into ``folder`` (an atomic folder). Returns (result, baseline result, summary, baseline scenario used)."""
+    into ``folder`` (an atomic folder); ``before_publish(result, baseline result, baseline scenario)`` runs when
+    the folder is complete, before it is published. Returns (result, baseline result, summary, baseline
+    scenario used)."""
     from engine.answer import answer_for_run, answer_text, like_for_like_baseline
     from engine.hashing import input_hashes
     from engine.kpi import executive_summary, kpi_deltas
@@ -255,9 +310,10 @@ def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, ti
         calibration_key = calibration_summary(inst, findings=run_store.findings(instance=inst.name))
         summary_file.write_text(json.dumps(to_plain({**json.loads(summary_file.read_text()), "input_hashes": hashes,
                                                      "calibration": calibration_key}), indent=2))
-        (work / "run.json").write_text(json.dumps({"run_id": run_id, "store": str(run_store.path), "user": user,
-                                                   "input_hash": hashes.get("input_hash"),
-                                                   "calibration_version": result.to_dict()["calibration_version"]}))
+        (work / "run.json").write_text(json.dumps({
+            "run_id": run_id, "store": str(run_store.path), "user": user, "input_hash": hashes.get("input_hash"),
+            "calibration_version": result.to_dict()["calibration_version"],
+            **({"baseline_run_id": base_run_id} if base_result is not None and base_run_id else {})}))
         if not result.plan.has_solution:
             why = result.rounds[-1].get("diagnosis") if result.rounds else None
             summary = f"{name}: no plan ({result.status})"
@@ -279,6 +335,8 @@ def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, ti
                 write_report(work, baseline_dir=(work / "baseline") if base_result else None)
             except ImportError:
                 pass
+        if before_publish is not None:
+            before_publish(result, base_result, like[1] if like is not None else None)
     return result, base_result, summary, (like[1] if like is not None else None)
 
 
@@ -835,8 +893,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a clear message, not a traceback
         from engine.preflight import PreflightFailed
-        from instances.validation import InstanceValidationError
-        from solvers import SolverError
 
         if isinstance(exc, PreflightFailed):
             for f in exc.findings:
@@ -845,31 +901,42 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(exc.findings)} {what} before any work started; nothing was written or solved",
                   file=sys.stderr)
             return exc.exit_code
-        if getattr(exc, "exit_code", None) == EXIT_FORBIDDEN:  # engine.governance.PolicyRefused
-            print(f"refused: {exc}", file=sys.stderr)
-            return EXIT_FORBIDDEN
-        from engine.store import StoreLocked
+        code, message = classify_error(exc)
+        if code == EXIT_ERROR and message.startswith("internal error: "):
+            raise  # a genuine bug: its traceback is what a developer needs
+        print(message, file=sys.stderr)
+        return code
 
-        if isinstance(exc, StoreLocked):
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-        if isinstance(exc, SolverError):
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        if isinstance(exc, OSError):
-            print(f"error: {_io_error_message(exc)}", file=sys.stderr)
-            return EXIT_BAD_INPUT if exc.errno in USER_ERRNOS or exc.errno is None else EXIT_ERROR
-        if isinstance(exc, InstanceValidationError | ValueError):
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        if type(exc).__module__.startswith(("_duckdb", "duckdb")):
-            print(f"error: run store: {str(exc).splitlines()[0]}", file=sys.stderr)
-            return EXIT_ERROR
-        if type(exc).__name__ == "PlanCheckError":  # formulations.network_design: a plan that fails check_plan
-            print(f"error: internal: the solved plan fails the independent check, so it is not returned: {exc}",
-                  file=sys.stderr)
-            return EXIT_ERROR
-        raise
+
+def classify_error(exc: BaseException) -> tuple[int, str]:
+    """The exit code and the one-line message (``error: ...``) of an exception that ends a command: 130
+    interrupted; 5 refused by the policy; 2 bad input (a path the user gave, a value, a solver option); 1 a
+    locked store, an I/O fault of the machine, a plan failing the independent check, or ``internal error: ...``
+    (a bug)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, "interrupted"
+    from instances.validation import InstanceValidationError
+    from solvers import SolverError
+
+    if getattr(exc, "exit_code", None) == EXIT_FORBIDDEN:  # engine.governance.PolicyRefused
+        return EXIT_FORBIDDEN, f"refused: {exc}"
+    from engine.store import StoreLocked
+
+    if isinstance(exc, StoreLocked):
+        return EXIT_ERROR, f"error: {exc}"
+    if isinstance(exc, SolverError):
+        return EXIT_BAD_INPUT, f"error: {exc}"
+    if isinstance(exc, OSError):
+        return (EXIT_BAD_INPUT if exc.errno in USER_ERRNOS or exc.errno is None else EXIT_ERROR,
+                f"error: {_io_error_message(exc)}")
+    if isinstance(exc, InstanceValidationError | ValueError):
+        return EXIT_BAD_INPUT, f"error: {exc}"
+    if type(exc).__module__.startswith(("_duckdb", "duckdb")):
+        return EXIT_ERROR, f"error: run store: {str(exc).splitlines()[0]}"
+    if type(exc).__name__ == "PlanCheckError":  # formulations.network_design: a plan that fails check_plan
+        return EXIT_ERROR, ("error: internal: the solved plan fails the independent check, so it is not "
+                            f"returned: {exc}")
+    return EXIT_ERROR, f"internal error: {type(exc).__name__}: {exc}"
 
 
 if __name__ == "__main__":  # pragma: no cover

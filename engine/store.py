@@ -75,8 +75,18 @@ DEFAULT_STORE = "twinplan_runs.duckdb"
 """Store file used when none is given and ``$TWINPLAN_STORE`` is unset (in the working directory)."""
 
 RUN_DONE = "finished"
+"""The run completed and its output is in place (whatever its answer: ``exit_code`` and ``solve_status`` tell
+whether it found a plan, proved the scenario infeasible, ran out of time or broke an SLA)."""
 RUN_FAILED = "failed"
-
+"""The run ended with an error (``reason`` and ``error`` say which), or its process died; no output folder."""
+RUN_INTERRUPTED = "interrupted"
+"""The run was interrupted (Ctrl-C, exit 130); no output folder."""
+RUN_RUNNING = "running"
+"""A ``twinplan solve`` in progress: recorded when it starts, so that a run killed outright is still seen."""
+RUN_PENDING = "pending"
+"""A ``twinplan solve`` whose results are stored and whose folder is being published (milliseconds)."""
+RUN_STATUSES = (RUN_DONE, RUN_FAILED, RUN_INTERRUPTED, RUN_RUNNING, RUN_PENDING)
+"""Every value of ``runs.status``; :meth:`RunStore.reconcile` settles the last two for processes that died."""
 
 
 DUCKDB_TYPES: dict[str, str] = {"str": "VARCHAR", "int": "INTEGER", "float": "DOUBLE", "bool": "BOOLEAN"}
@@ -88,11 +98,12 @@ def plan_table_types(name: str) -> dict[str, str]:
     return {c.name: DUCKDB_TYPES[c.dtype] for c in PLAN_SCHEMA[name].columns}
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of the store layout this code writes. 1: the first stores (no ``meta`` table); 2: ``meta``
 (``schema_version``), ``run_artifacts``, ``runs.calibration``, ``audit.calibration``, ``plan_transfers.period``,
-``plan_capacity.extra_hours_per_day``; 3: ``audit.row_mac`` (the keyed seal); 4: ``calibration_findings``.
-Opening an older store for writing migrates it (:meth:`RunStore.migrate`)."""
+``plan_capacity.extra_hours_per_day``; 3: ``audit.row_mac`` (the keyed seal); 4: ``calibration_findings``;
+5: ``runs.exit_code``, ``runs.reason``, ``runs.out_dir`` and ``runs.row_mac`` (run rows sealed too; the migration
+seals the rows already there). Opening an older store for writing migrates it (:meth:`RunStore.migrate`)."""
 
 TABLE_COLUMNS: dict[str, dict[str, str]] = {
     "meta": {"key": "VARCHAR", "value": "VARCHAR"},
@@ -107,7 +118,8 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
              "timings": "VARCHAR", "wall_seconds": "DOUBLE", "solver": "VARCHAR", "solver_options": "VARCHAR",
              "seed": "BIGINT", "warm_start": "VARCHAR", "hashes": "VARCHAR", "versions": "VARCHAR",
              "user_name": "VARCHAR", "host": "VARCHAR", "pid": "INTEGER", "executor": "VARCHAR",
-             "started_at": "TIMESTAMP", "finished_at": "TIMESTAMP", "calibration": "VARCHAR"},
+             "started_at": "TIMESTAMP", "finished_at": "TIMESTAMP", "calibration": "VARCHAR", "exit_code": "INTEGER",
+             "reason": "VARCHAR", "out_dir": "VARCHAR", "row_mac": "VARCHAR"},
     "kpis": {"run_id": "VARCHAR", "kpi": "VARCHAR", "value": "DOUBLE"},
     "audit": {"seq": "BIGINT", "time": "TIMESTAMP", "user_name": "VARCHAR", "host": "VARCHAR", "pid": "INTEGER",
               "action": "VARCHAR", "allowed": "BOOLEAN", "rule": "VARCHAR", "reason": "VARCHAR", "policy": "VARCHAR",
@@ -151,6 +163,43 @@ _AUDIT_V1_COLUMNS = ("time", "user_name", "host", "pid", "action", "allowed", "r
 AUDIT_COLUMNS = (*_AUDIT_V1_COLUMNS, "calibration")
 """Audit columns a caller fills. The hash of a row covers the first ones always and a later-added one (such as
 ``calibration``) only when it holds a value, so rows written before the column existed still verify."""
+
+RUN_SEALED_COLUMNS = ("run_id", "sweep_id", "run_index", "name", "instance", "scenario", "scenario_class", "decision",
+                      "status", "solve_status", "objective", "simulation_feasible", "plan_hash", "input_hash",
+                      "hashes", "kpis", "error", "exit_code", "reason", "out_dir", "solver", "solver_options", "seed",
+                      "user_name", "started_at", "finished_at", "calibration")
+"""Columns of a run row covered by its seal ``runs.row_mac`` (schema version 5): what the run was, how it ended,
+its KPIs and its input and plan fingerprints."""
+RUN_OUTCOME_STATUSES = (RUN_DONE, RUN_FAILED, RUN_INTERRUPTED)
+"""Run statuses an audit row records for a run that must then exist in ``runs`` (actions :data:`RUN_ACTIONS`)."""
+RUN_ACTIONS = ("plan", "sweep_run")
+"""Audit actions that record a run in ``runs``."""
+
+
+def _run_mac(key: bytes, values: tuple[Any, ...]) -> str:
+    """HMAC of a run row's sealed columns (as DuckDB returns them), so that the seal reads back identically."""
+    plain = {}
+    for c, v in zip(RUN_SEALED_COLUMNS, values, strict=True):
+        if isinstance(v, datetime):
+            v = v.isoformat()
+        elif isinstance(v, float):
+            v = repr(v)
+        plain[c] = v
+    return _mac(key, "run|" + canonical_json(plain))
+
+
+def _seal_runs(con: duckdb.DuckDBPyConnection, key: bytes, run_ids: Any = None) -> int:
+    """(Re)compute ``row_mac`` of the given runs (all when None) from their stored values; returns how many."""
+    cols = ", ".join(f'"{c}"' for c in RUN_SEALED_COLUMNS)
+    if run_ids is None:
+        rows = con.execute(f"SELECT {cols} FROM runs").fetchall()
+    else:
+        rows = [r for rid in dict.fromkeys(run_ids)
+                for r in con.execute(f"SELECT {cols} FROM runs WHERE run_id = ?", [rid]).fetchall()]
+    for r in rows:
+        con.execute("UPDATE runs SET row_mac = ? WHERE run_id = ?", [_run_mac(key, r), r[0]])
+    return len(rows)
+
 
 class StoreLocked(RuntimeError):
     """Another process holds the store for writing longer than we were willing to wait."""
@@ -215,6 +264,8 @@ class RunStore:
         self._pending_head: tuple[bytes, int, str, int] | None = None
         self.migrations: list[str] = []
         """What the migration on first opening did (empty: the store was up to date)."""
+        self.reconciled: list[str] = []
+        """What the reconciliation on first opening for writing did (:meth:`reconcile`), one message per run."""
 
     # -- connections -----------------------------------------------------------------------------
     @property
@@ -330,8 +381,9 @@ class RunStore:
                     "since": utcnow().isoformat(timespec="seconds"), "command": " ".join(sys.argv)[:200]}))
                 holder_written = True
                 if not self._ready:
-                    self.migrations = _migrate(con, self.path)
+                    self.migrations = _migrate(con, self.path, lambda: self._migration_key(con))
                     self._ready = True
+                    self.reconciled = self._reconcile(con)
             yield con
         except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as exc:
             raise StoreError(f"store {self.path}: cannot read or write the file (damaged or truncated, or the "
@@ -425,6 +477,7 @@ class RunStore:
         if not run_id:
             raise ValueError("record_run: the run needs a run_id")
         with self.transaction() as con:
+            key = self._write_key(con)
             prev = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
             if prev is not None:
                 if prev[0] == RUN_DONE or not replace_failed:
@@ -445,11 +498,104 @@ class RunStore:
             if blobs:
                 con.executemany("INSERT INTO run_artifacts (run_id, name, data) VALUES (?, ?, ?)",
                                 [(run_id, name, data) for name, data in blobs])
+            _seal_runs(con, key, [run_id])
             if audit_row is not None:
                 if audit_row.get("calibration") is None and row["calibration"] is not None:
                     audit_row = {**audit_row, "calibration": row["calibration"]}
                 self._append_audit(con, audit_row)
         return True
+
+    def finish_runs(self, run_ids: list[str], audit_rows: list[dict[str, Any]] | tuple = ()) -> None:
+        """Mark staged runs (recorded ``pending`` by :meth:`record_run`) finished and append their audit rows, in
+        one transaction: the last step of ``twinplan solve``, right after its run folder was published."""
+        with self.transaction() as con:
+            key = self._write_key(con)
+            for rid in run_ids:
+                hit = con.execute("SELECT status FROM runs WHERE run_id = ?", [rid]).fetchone()
+                if hit is None or hit[0] != RUN_PENDING:
+                    raise StoreError(f"run {rid}: not pending in store {self.path} (status "
+                                     f"{'none' if hit is None else hit[0]}); nothing was written")
+                con.execute("UPDATE runs SET status = ? WHERE run_id = ?", [RUN_DONE, rid])
+            _seal_runs(con, key, run_ids)
+            for r in audit_rows:
+                self._append_audit(con, r)
+
+    def reconcile(self) -> list[str]:
+        """Settle the runs left ``running`` or ``pending`` by processes of this host that are no longer alive; one
+        message per run. Done anyway when a writable store is first opened (messages in :attr:`reconciled`).
+
+        A ``pending`` run whose folder (``out_dir``) was published (its ``run.json`` names the run and its
+        ``result.json`` is there) was killed between the rename and the store's commit: it becomes ``finished``.
+        Any other becomes ``failed`` with the reason, its staged KPIs and plan tables removed (it has no folder).
+        Each gets an audit row. Runs of other hosts are left alone (their processes cannot be checked from here).
+        """
+        with self.connect(write=True) as con:
+            return list(self.reconciled) + self._reconcile(con)
+
+    def _write_key(self, con: duckdb.DuckDBPyConnection) -> bytes:
+        """The key that seals what this transaction writes; refused while the audit trail is not as sealed."""
+        if self._pending_head is not None:
+            return self._pending_head[0]
+        problem = self._seal_problem(con)
+        if problem:
+            raise StoreError(f"{problem}; nothing was written. Run `twinplan audit` to see what changed.")
+        key = self._audit_key(create=True)
+        assert key is not None
+        return key
+
+    def _migration_key(self, con: duckdb.DuckDBPyConnection) -> bytes | None:
+        """The key to seal the run rows of a store migrated to version 5 (None while its trail is not as sealed:
+        those rows then stay unsealed and `twinplan audit` says so)."""
+        return None if self._seal_problem(con) else self._audit_key(create=True)
+
+    def _reconcile(self, con: duckdb.DuckDBPyConnection) -> list[str]:
+        try:
+            rows = con.execute("SELECT run_id, status, pid, host, out_dir FROM runs WHERE status IN (?, ?)",
+                               [RUN_RUNNING, RUN_PENDING]).fetchall()
+        except (duckdb.CatalogException, duckdb.BinderException):
+            return []
+        here = socket.gethostname()
+        stale = [r for r in rows if r[3] == here and r[2] is not None and int(r[2]) != os.getpid()
+                 and not pid_alive(int(r[2]))]
+        if not stale or self._seal_problem(con):
+            return []
+        messages: list[str] = []
+        audit_cols = ("user_name", "instance", "scenario", "scenario_class", "decision", "run_id", "sweep_id",
+                      "input_hash", "hashes", "objective", "plan_hash", "calibration")
+        con.begin()
+        self._pending_head = None
+        try:
+            key = self._write_key(con)
+            for run_id, status, pid, host, out_dir in stale:
+                if status == RUN_PENDING and _folder_holds(out_dir, run_id):
+                    new, note = RUN_DONE, (f"run {run_id}: its process (pid {pid}) ended after publishing {out_dir} "
+                                           "but before recording the run finished; recorded as finished now")
+                    con.execute("UPDATE runs SET status = ? WHERE run_id = ?", [RUN_DONE, run_id])
+                else:
+                    where = f"; its folder {out_dir} was not published" if out_dir else ""
+                    reason = f"its process (pid {pid} on {host}) ended before the run was finished (killed){where}"
+                    new, note = RUN_FAILED, f"run {run_id}: {reason}; recorded as failed"
+                    con.execute("UPDATE runs SET status = ?, reason = ?, error = coalesce(error, ?), "
+                                "finished_at = coalesce(finished_at, ?) WHERE run_id = ?",
+                                [RUN_FAILED, reason, "killed", utcnow(), run_id])
+                    for table in ["kpis", "run_artifacts", *(f"plan_{n}" for n in PLAN_TABLES)]:
+                        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+                _seal_runs(con, key, [run_id])
+                rec = con.execute(f"SELECT {', '.join(audit_cols)} FROM runs WHERE run_id = ?", [run_id]).fetchone()
+                row = dict(zip(audit_cols, rec, strict=True))
+                self._append_audit(con, {**row, "action": "plan", "allowed": True, "status": new,
+                                         "objective": row["objective"] if new == RUN_DONE else None,
+                                         "detail": "reconciled: " + note.split(": ", 1)[1]})
+                messages.append(note)
+        except BaseException:
+            con.rollback()
+            self._pending_head = None
+            raise
+        con.commit()
+        if self._pending_head is not None:
+            self._write_head(*self._pending_head)
+            self._pending_head = None
+        return messages
 
     def append_audit(self, *rows: dict[str, Any]) -> None:
         """Append audit rows (one transaction); the audit table has no update or delete."""
@@ -549,29 +695,26 @@ class RunStore:
                 out[name] = df[[*cols, *(c for c in df.columns if c not in cols)]]
         return out
 
-    def artifact(self, run_id: str, name: str) -> bytes | None:
-        """The bytes of a run's artifact ``name`` (None when the run has no such artifact)."""
-        if not self.path.exists():
-            return None
-        with self.connect() as con:
-            try:
-                hit = con.execute("SELECT data FROM run_artifacts WHERE run_id = ? AND name = ?",
-                                  [run_id, name]).fetchone()
-            except duckdb.CatalogException:  # a store from before artifacts, read read-only
-                return None
-        return None if hit is None else bytes(hit[0])
-
-    def artifact_names(self, run_id: str) -> list[str]:
-        """The names of a run's artifacts, sorted."""
+    def _artifact_rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        """Rows of a query on ``run_artifacts``: none when the store or the table (an old store read read-only)
+        does not exist."""
         if not self.path.exists():
             return []
         with self.connect() as con:
             try:
-                rows = con.execute("SELECT name FROM run_artifacts WHERE run_id = ? ORDER BY name",
-                                   [run_id]).fetchall()
-            except duckdb.CatalogException:
+                return con.execute(sql, params).fetchall()
+            except duckdb.CatalogException:  # a store from before artifacts, read read-only
                 return []
-        return [r[0] for r in rows]
+
+    def artifact(self, run_id: str, name: str) -> bytes | None:
+        """The bytes of a run's artifact ``name`` (None when the run has no such artifact)."""
+        hit = self._artifact_rows("SELECT data FROM run_artifacts WHERE run_id = ? AND name = ?", [run_id, name])
+        return bytes(hit[0][0]) if hit else None
+
+    def artifact_names(self, run_id: str) -> list[str]:
+        """The names of a run's artifacts, sorted."""
+        return [r[0] for r in self._artifact_rows("SELECT name FROM run_artifacts WHERE run_id = ? ORDER BY name",
+                                                  [run_id])]
 
     def runs(self, sweep: str | None = None, status: str | None = None, with_kpis: bool = True,
              with_params: bool = True) -> pd.DataFrame:
@@ -639,7 +782,42 @@ class RunStore:
             if _audit_row_hash(seq, values, rec["prev_hash"]) != rec["row_hash"]:
                 problems.append(f"audit row {seq}: contents changed after it was written")
             prev = rec["row_hash"]
-        return problems + self._verify_seal(df)
+        return problems + self._verify_seal(df) + self.verify_runs(df)
+
+    def verify_runs(self, audit_rows: pd.DataFrame | None = None) -> list[str]:
+        """Problems with the run rows (empty when intact): each row's seal ``row_mac`` (HMAC of
+        :data:`RUN_SEALED_COLUMNS` under the audit key) must match, and every run the audit trail records
+        (actions :data:`RUN_ACTIONS`) must still be in ``runs``. A store from before version 5, read read-only,
+        has no run seals: nothing to check."""
+        if not self.path.exists():
+            return []
+        cols = ", ".join(f'"{c}"' for c in RUN_SEALED_COLUMNS)
+        with self.connect() as con:
+            have = _existing_columns(con)
+            if "row_mac" not in have.get("runs", []):
+                return []
+            rows = con.execute(f"SELECT {cols}, row_mac FROM runs ORDER BY run_id").fetchall()
+        df = self.audit() if audit_rows is None else audit_rows
+        problems: list[str] = []
+        key = self._audit_key()
+        if key is None and any(r[-1] is not None for r in rows):
+            return [f"audit key {self.audit_key_file} is missing: the sealed run rows cannot be verified "
+                    f"(set ${AUDIT_DIR_ENV} to the folder that holds it)"]
+        for r in rows:
+            if r[-1] is None:
+                problems.append(f"run {r[0]}: has no seal (every run row is sealed since store schema 5)")
+            elif key is not None and not hmac.compare_digest(_run_mac(key, r[:-1]), str(r[-1])):
+                problems.append(f"run {r[0]}: row changed after it was recorded (status, objective, KPIs or "
+                                "fingerprints do not match its seal)")
+        if len(df):
+            recorded = df[df["action"].isin(RUN_ACTIONS) & df["status"].isin(RUN_OUTCOME_STATUSES)
+                          & df["run_id"].notna()]
+            have_ids = {r[0] for r in rows}
+            for run_id, seqs in recorded.groupby("run_id")["seq"]:
+                if run_id not in have_ids:
+                    problems.append(f"run {run_id}: recorded by audit row {int(seqs.min())} but missing from the "
+                                    "runs table (deleted)")
+        return problems
 
     def _seal_problem(self, con: duckdb.DuckDBPyConnection) -> str | None:
         """Why the trail may not be extended: its checkpoint or key is gone while sealed rows exist, or the row the
@@ -722,6 +900,19 @@ class RunStore:
                 problems.append(f"audit row {seq}: seal does not match (row rewritten and its hash recomputed, "
                                 "or written without the key)")
         return problems
+
+
+def _folder_holds(out_dir: str | None, run_id: str) -> bool:
+    """Whether the run folder ``out_dir`` was published for ``run_id``: its ``run.json`` names the run (or the
+    run is its baseline) and its ``result.json`` is there."""
+    if not out_dir:
+        return False
+    folder = Path(out_dir)
+    try:
+        meta = json.loads((folder / "run.json").read_text())
+        return run_id in (meta.get("run_id"), meta.get("baseline_run_id")) and (folder / "result.json").is_file()
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _audit_row_hash(seq: int, values: dict[str, Any], prev_hash: str) -> str:
@@ -818,12 +1009,14 @@ def _stored_version(con: duckdb.DuckDBPyConnection, have: dict[str, list[str]], 
                          ) from None
 
 
-def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+def _migrate(con: duckdb.DuckDBPyConnection, path: Path, seal_key: Any = None) -> list[str]:
     """Bring a store (opened for writing) up to :data:`TABLE_COLUMNS` and :data:`SCHEMA_VERSION`.
 
     Missing tables are created and missing columns added (``ALTER TABLE ... ADD COLUMN``: NULL in existing rows,
     no row touched), then ``meta.schema_version`` is set, in one transaction: a failure or a kill leaves the
     store as it was. Returns the changes (empty when up to date). A store of a newer version keeps its version.
+    Reaching version 5, the run rows already there are sealed (``runs.row_mac``) with the key ``seal_key()``
+    returns (none are when it returns None: `twinplan audit` then reports them unsealed).
     """
     have = _existing_columns(con)
     version = _stored_version(con, have, path)
@@ -841,6 +1034,12 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     try:
         for _, sql in steps:
             con.execute(sql)
+        old_rows = (version or 0) < 5 and con.execute("SELECT count(*) FROM runs").fetchone()[0]
+        key = seal_key() if old_rows and seal_key is not None else None
+        if key is not None:
+            sealed = _seal_runs(con, key)
+            if sealed:
+                steps.append((f"sealed {sealed} existing run row(s)", ""))
         con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(new_version)])
     except duckdb.Error as exc:
         con.rollback()
@@ -922,6 +1121,7 @@ def audit(store: RunStore | str | Path | None = None, since: str | datetime | No
     return _store(store).audit(since=since, user=user)
 
 
-__all__ = ["AUDIT_DIR_ENV", "DEFAULT_STORE", "RUN_DONE", "RUN_FAILED", "SCHEMA_VERSION", "TABLE_COLUMNS", "RunStore",
+__all__ = ["AUDIT_DIR_ENV", "DEFAULT_STORE", "RUN_DONE", "RUN_FAILED", "RUN_INTERRUPTED", "RUN_PENDING",
+           "RUN_RUNNING", "RUN_STATUSES", "SCHEMA_VERSION", "TABLE_COLUMNS", "RunStore",
            "StoreError", "StoreLocked", "audit", "best", "compare", "is_duckdb_file", "plan_table", "runs",
            "sweeps"]

@@ -65,7 +65,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from engine.governance import Policy, PolicyRefused, audit_row, authorize, current_user, find_policy
 from engine.hashing import compare_hashes, hash_json, input_hashes, instance_hashes, package_versions, plan_hash
 from engine.scenario import Modification, SolverSettings
-from engine.store import RUN_DONE, RUN_FAILED, RunStore, utcnow
+from engine.store import RUN_DONE, RUN_FAILED, RUN_PENDING, RunStore, utcnow
 from instances.plain import to_plain
 from instances.validation import (
     Finding,
@@ -440,11 +440,36 @@ def _result_fields(result: Any) -> dict[str, Any]:
                       ("solve_seconds_total", "solver_s")):
         if isinstance(meta.get(key), int | float):  # the last round's model build and pure solver time
             timings[name] = float(meta[key])
-    return {"status": RUN_DONE, "solve_status": str(result.status),
+    code, reason = run_outcome(result)
+    return {"status": RUN_DONE, "solve_status": str(result.status), "exit_code": code, "reason": reason,
             "objective": None if result.objective is None else float(result.objective),
             "simulation_feasible": bool(result.simulation_feasible), "kpis": to_plain(result.kpis),
             "timings": timings,
             "plan_hash": plan_hash(result.plan.tables), "_plan_tables": result.plan.tables}
+
+
+REASON_CHARS = 2000
+"""Longest reason text kept with a run (a diagnosis naming hundreds of zones is cut there)."""
+
+
+def run_outcome(result: Any) -> tuple[int, str | None]:
+    """The exit code ``twinplan solve`` gives a :class:`engine.pipeline.PlanResult` (0, 3 infeasible, 4 no
+    solution within the limit, 6 not executable) and, when not 0, the reason in one line: the diagnosis of an
+    infeasible model, or the SLA breaches of a plan that is not executable."""
+    from engine.answer import breach_sentence, breaches
+    from engine.pipeline import exit_code
+
+    code = exit_code(result)
+    if code == 0:
+        return 0, None
+    if code == 6:
+        rows = (result.answer or {}).get("breaches") or breaches(result.instance, result.simulation)
+        reason = "not executable: " + (breach_sentence(rows) if rows else "the plan breaks an SLA in the simulation")
+    else:
+        why = (result.rounds[-1].get("diagnosis") if result.rounds else None) or []
+        reason = ("infeasible" if code == 3 else f"no solution within the time limit (solver status {result.status})"
+                  ) + (": " + "; ".join(str(w) for w in why) if why else "")
+    return code, reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 3] + "..."
 
 
 BASIS_ARTIFACT = "basis."
@@ -606,17 +631,26 @@ def _warm_plan(store: RunStore, run_id: str) -> Any:
                 objective=rec.get("objective"), tables=store.plan_tables(run_id), bases=bases)
 
 
+def run_audit_row(outcome: dict[str, Any], verdict: Any, action: str) -> dict[str, Any]:
+    """The audit row of a run's outcome (its status, objective, fingerprints, and why it failed)."""
+    return audit_row(verdict, action, outcome.get("scenario"), run_id=outcome["run_id"],
+                     sweep_id=outcome.get("sweep_id"), hashes=outcome.get("hashes"), status=outcome["status"],
+                     objective=outcome.get("objective"), plan_hash=outcome.get("plan_hash"),
+                     detail=outcome.get("error") or outcome.get("reason"), pid=outcome.get("pid"),
+                     host=outcome.get("host"), calibration=outcome.get("calibration"))
+
+
 def _record(store: RunStore, outcome: dict[str, Any], verdict: Any, action: str, executor: str,
-            user: str) -> bool:
+            user: str, stage: bool = False) -> tuple[bool, dict[str, Any]]:
+    """Record a run with its audit row (or, ``stage``: as ``pending`` without it); returns (written, audit row)."""
     tables = outcome.pop("_plan_tables", None)
     outcome.setdefault("instance", verdict.instance)
     outcome["executor"] = executor
     outcome["user_name"] = user
-    row = audit_row(verdict, action, outcome.get("scenario"), run_id=outcome["run_id"],
-                    sweep_id=outcome.get("sweep_id"), hashes=outcome.get("hashes"), status=outcome["status"],
-                    objective=outcome.get("objective"), plan_hash=outcome.get("plan_hash"),
-                    detail=outcome.get("error"), pid=outcome.get("pid"), host=outcome.get("host"))
-    return store.record_run(outcome, tables, audit_row=row)
+    row = run_audit_row(outcome, verdict, action)
+    if stage:
+        return store.record_run({**outcome, "status": RUN_PENDING}, tables), row
+    return store.record_run(outcome, tables, audit_row=row), row
 
 
 def run_sweep(spec: SweepSpec | str | Path, *, executor: str = "local", workers: int | None = None,
@@ -746,33 +780,53 @@ def new_run_id(instance: Any, scenario: Any, solver_options: dict[str, Any], see
     return f"run-{utcnow():%Y%m%dT%H%M%S%f}-{hashes['input_hash'][:8]}"
 
 
+def solve_run_row(*, instance: Any, instance_path: str | Path, scenario: Any, solver_options: dict[str, Any],
+                  seed: int, verdict: Any, run_id: str, warm_start_id: str | None = None,
+                  out_dir: str | Path | None = None) -> dict[str, Any]:
+    """The run row of a ``twinplan solve`` before it has a result: what is run, by whom, where, into which folder
+    (recorded ``running`` when the solve starts, so that even a run killed outright is seen)."""
+    hashes = input_hashes(instance, scenario, solver_options, seed, _versions(), warm_start_id)
+    return {"run_id": run_id, "run_index": 0, "name": getattr(scenario, "name", "base"), "instance": instance.name,
+            "instance_path": str(Path(instance_path).resolve()),
+            "scenario_spec": scenario.to_dict() if scenario is not None else None,
+            "scenario": getattr(scenario, "name", None), "scenario_class": verdict.scenario_class,
+            "decision": verdict.decision, "solver": solver_options.get("solver"), "solver_options": solver_options,
+            "seed": seed, "warm_start": warm_start_id, "hashes": hashes, "input_hash": hashes["input_hash"],
+            "versions": _versions(), "host": socket.gethostname(), "pid": os.getpid(), "user_name": verdict.user,
+            "executor": "inline", "started_at": utcnow(),
+            "out_dir": None if out_dir is None else str(Path(out_dir).resolve())}
+
+
 def record_plan_result(result: Any, store: RunStore | str | Path | None, *, instance: Any, instance_path: str | Path,
                        scenario: Any, solver_options: dict[str, Any], seed: int, verdict: Any,
-                       warm_start_id: str | None = None, action: str = "plan", run_id: str | None = None) -> str:
+                       warm_start_id: str | None = None, action: str = "plan", run_id: str | None = None,
+                       out_dir: str | Path | None = None, stage: bool = False, started_at: Any = None,
+                       ) -> str | tuple[str, dict[str, Any]]:
     """Write one :func:`engine.pipeline.plan` result made outside a sweep (``twinplan solve``) to the store.
 
     The run row, KPIs, plan tables and an audit row (with the input hashes and ``verdict``, from
     :func:`engine.governance.enforce`) go in one transaction; :func:`reproduce` can re-run it. ``solver_options``
     must hold what was passed to ``plan`` (solver, time_limit, mip_gap, threads, max_rounds, replications,
     simulate). ``run_id`` names the run (default: a new id, :func:`new_run_id`). Returns the run id.
+
+    ``stage`` (``twinplan solve``): record the run ``pending`` and return (run id, its audit row) instead; the
+    caller publishes the run folder ``out_dir``, then :meth:`engine.store.RunStore.finish_runs` marks it finished.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
-    hashes = input_hashes(instance, scenario, solver_options, seed, _versions(), warm_start_id)
     now = utcnow()
-    run_id = run_id or f"run-{now:%Y%m%dT%H%M%S%f}-{hashes['input_hash'][:8]}"
-    out = {"run_id": run_id, "run_index": 0, "name": getattr(scenario, "name", "base"), "instance": instance.name,
-           "instance_path": str(Path(instance_path).resolve()),
-           "scenario_spec": scenario.to_dict() if scenario is not None else None,
-           "scenario": getattr(scenario, "name", None), "scenario_class": verdict.scenario_class,
-           "decision": verdict.decision, "solver": solver_options.get("solver"), "solver_options": solver_options,
-           "seed": seed, "warm_start": warm_start_id, "hashes": hashes, "input_hash": hashes["input_hash"],
-           "versions": _versions(), "host": socket.gethostname(), "pid": os.getpid(), "finished_at": now,
-           "wall_seconds": float(result.timings.get("total_s", 0.0)), **_result_fields(result)}
+    if run_id is None:
+        hashes = input_hashes(instance, scenario, solver_options, seed, _versions(), warm_start_id)
+        run_id = f"run-{now:%Y%m%dT%H%M%S%f}-{hashes['input_hash'][:8]}"
+    out = {**solve_run_row(instance=instance, instance_path=instance_path, scenario=scenario,
+                           solver_options=solver_options, seed=seed, verdict=verdict, run_id=run_id,
+                           warm_start_id=warm_start_id, out_dir=out_dir),
+           "started_at": started_at, "finished_at": now, "wall_seconds": float(result.timings.get("total_s", 0.0)),
+           **_result_fields(result)}
     from engine.calibration import calibration_version
 
     out["calibration"] = calibration_version(instance)  # the version solve --calibration applied, if any
-    _record(store, out, verdict, action, "inline", verdict.user)
-    return run_id
+    _, row = _record(store, out, verdict, action, "inline", verdict.user, stage=stage)
+    return (run_id, row) if stage else run_id
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -893,6 +947,7 @@ def reproduce(run_id: str, store: RunStore | str | Path | None = None, *, user: 
 
 __all__ = ["EXECUTORS", "Parameter", "Point", "ReproduceReport", "RunTask", "SweepResult", "SweepSpec",
            "SweepSpecError", "execute_task", "load_sweep_spec", "open_executor", "record_plan_result", "reproduce",
+           "run_audit_row", "run_outcome", "solve_run_row",
            "run_seed", "run_sweep", "sweep_spec_from_dict"]
 
 

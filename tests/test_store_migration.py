@@ -63,7 +63,9 @@ EXPECTED_CHANGES = {
     "created table meta", "created table run_artifacts", "added column runs.scenario_spec VARCHAR",
     "added column runs.calibration VARCHAR", "added column audit.calibration VARCHAR",
     "added column plan_capacity.extra_hours_per_day DOUBLE", "added column plan_transfers.period INTEGER",
-    "added column audit.row_mac VARCHAR", "created table calibration_findings", "schema_version 1 -> 4"}
+    "added column audit.row_mac VARCHAR", "created table calibration_findings", "added column runs.exit_code INTEGER",
+    "added column runs.reason VARCHAR", "added column runs.out_dir VARCHAR", "added column runs.row_mac VARCHAR",
+    "sealed 2 existing run row(s)", "schema_version 1 -> 5"}
 
 
 def _old_row_hash(seq: int, row: dict, prev_hash: str) -> str:
@@ -171,7 +173,7 @@ def test_old_store_migrates_without_touching_a_row_and_audit_still_verifies(tmp_
     before = _snapshot(path, old_columns)
     store = RunStore(path)
     assert set(store.migrate()) == EXPECTED_CHANGES
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION == 5
     after = _snapshot(path, old_columns)
     for table, df in before.items():  # every old row, every old value, unchanged
         pd.testing.assert_frame_equal(after[table], df, check_dtype=True, obj=table)
@@ -218,7 +220,7 @@ def test_migration_is_one_transaction(tmp_path: Path, monkeypatch: pytest.Monkey
     bad = {**store_module.TABLE_COLUMNS["plan_costs"], "note": "NO_SUCH_TYPE"}
     monkeypatch.setitem(store_module.TABLE_COLUMNS, "plan_costs", bad)
     assert list(store_module.TABLE_COLUMNS)[-1] == "plan_costs"  # after every real change
-    with pytest.raises(StoreError, match=r"cannot migrate store .*old\.duckdb to schema version 4: .*NO_SUCH_TYPE"):
+    with pytest.raises(StoreError, match=r"cannot migrate store .*old\.duckdb to schema version 5: .*NO_SUCH_TYPE"):
         RunStore(path).migrate()
     assert _columns(path) == columns  # no table created, no column added
     for table, df in _snapshot(path, columns).items():
