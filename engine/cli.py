@@ -622,8 +622,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
               "rows listed above cannot be trusted", file=sys.stderr)
         return EXIT_ERROR
     note = f" ({unsealed} early row(s) predate the seal: verified by their hash chain only)" if unsealed else ""
-    print(f"audit chain intact: {len(store.audit())} row(s), chain, seals and checkpoint verified{note}",
-          file=sys.stderr if args.json else sys.stdout)
+    n_runs = len(store.runs(with_kpis=False, with_params=False))
+    print(f"audit chain intact: {len(store.audit())} row(s), chain, seals and checkpoint verified; {n_runs} run "
+          f"row(s) verified against their seals{note}", file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK
 
 

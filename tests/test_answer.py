@@ -222,6 +222,10 @@ def test_not_executable_exit_6_with_breaches(tiny):
         v.shortfall_units, abs=0.05)
     assert answer_text(ans).splitlines()[0].startswith("NOT EXECUTABLE: ")
     assert len(round_line(result.rounds[0], 1, 12.3)) <= 160
+    from engine.sweep import run_outcome
+
+    code, reason = run_outcome(result)  # what the run store records with the run (issue 16)
+    assert code == 6 and reason.startswith(f"not executable: {first['site_name']} breaks its ")
 
 
 def test_all_dcs_closed_exit_3_names_the_zones(tiny, tmp_path):

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 import yaml
 
@@ -657,6 +658,15 @@ def test_kill_9_mid_solve_leaves_no_folder_and_no_finished_run(tmp_path: Path) -
     partials = list(ws.glob(".out.partial-*"))
     assert len(partials) == 1  # hidden, never under the run's name; the next run on this folder removes it
     assert remove_stale_partials(ws) == partials
+    # the store saw the attempt: the run is ``running`` until the next opening settles it as failed
+    assert _store_runs(ws / "runs.duckdb")["status"].tolist() == ["running"]
+    notes = RunStore(ws / "runs.duckdb").reconcile()
+    assert len(notes) == 1 and f"(pid {proc.pid} on " in notes[0] and notes[0].endswith("recorded as failed")
+    run = _store_runs(ws / "runs.duckdb").iloc[0]
+    assert run["status"] == "failed" and "ended before the run was finished (killed)" in run["reason"]
+    audit = RunStore(ws / "runs.duckdb", read_only=True).audit()
+    assert audit[["run_id", "status"]].values.tolist() == [[run["run_id"], "failed"]]
+    assert RunStore(ws / "runs.duckdb").reconcile() == []  # settled once
 
 
 @pytest.mark.slow
@@ -676,6 +686,11 @@ def test_full_disk_gives_an_error_and_no_half_folder(tmp_path: Path) -> None:
     assert re.search(r"error: .*/out: File too large \(while writing the run folder\)", err), err[-2000:]
     assert not (ws / "out").exists() and not list(ws.glob(".*partial*"))
     assert _finished_runs(ws / "runs.duckdb") == 0
+    # the attempt is recorded, failed, with the error as its reason (DuckDB's log file stays under the limit)
+    runs = _store_runs(ws / "runs.duckdb")
+    assert runs[["status", "exit_code"]].values.tolist() == [["failed", 1]]
+    assert re.fullmatch(r"error: .*/out: File too large \(while writing the run folder\)", runs["reason"].iloc[0])
+    assert RunStore(ws / "runs.duckdb", read_only=True).audit()["status"].tolist() == ["failed"]
 
 
 # -- 6. no orphans -------------------------------------------------------------------------------------------
@@ -745,3 +760,144 @@ def test_alias_bomb_is_refused_at_once_and_fair_anchors_still_work(tmp_path: Pat
         safe_load_bounded("[" + "1," * MAX_YAML_NODES + "]")
     with pytest.raises(yaml.YAMLError, match="could not determine a constructor"):
         safe_load_bounded("x: !!python/name:os.system ''\n")
+
+
+# -- 7. every solve leaves a run in the store, whatever its ending ------------------------------------------
+def _closed_scenario(ws: Path) -> str:
+    """A scenario with every DC closed and unmet demand not allowed: infeasible at once (exit 3)."""
+    return _scenario(ws, options={"allow_unmet": False}, modifications=[{"force_closed": ["DC_A", "DC_B", "DC_C"]}],
+                     baseline=None)
+
+
+def _store_runs(path: Path) -> pd.DataFrame:
+    return RunStore(path, read_only=True).runs(with_kpis=False, with_params=False)
+
+
+def test_an_infeasible_solve_is_recorded_with_its_reason(tmp_path: Path, monkeypatch, capsys) -> None:
+    ws = _workspace(tmp_path)
+    monkeypatch.chdir(ws)
+    assert main(_solve(ws, scenario=_closed_scenario(ws))) == 3
+    assert "Traceback" not in capsys.readouterr().err
+    runs = _store_runs(ws / "runs.duckdb")
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert (run["status"], run["solve_status"], run["exit_code"]) == ("finished", "infeasible", 3)
+    assert run["reason"].startswith("infeasible: every DC is closed in this scenario: no demand can be served "
+                                    "(24,200 units over the horizon); zone Berlin (Z_BER): 9,900 units")
+    assert run["out_dir"] == str((ws / "out").resolve())
+    assert json.loads((ws / "out" / "run.json").read_text())["run_id"] == run["run_id"]  # a complete folder
+    audit = RunStore(ws / "runs.duckdb", read_only=True).audit()
+    assert audit[["action", "run_id", "status"]].values.tolist() == [["plan", run["run_id"], "finished"]]
+    assert audit["detail"].iloc[0] == run["reason"]
+    assert main(["audit", "--store", str(ws / "runs.duckdb")]) == 0
+
+
+@pytest.mark.slow
+def test_an_interrupted_solve_is_recorded_interrupted_and_leaves_no_folder(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) to a real solve while its solver runs: exit 130, no folder, the run ``interrupted``."""
+    ws = _workspace(tmp_path)
+    proc = _cli(*_solve(ws, scenario="consolidate"))
+    deadline = time.monotonic() + 300
+    while not list(ws.glob(".out.partial-*/solver.log")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the solve never started writing"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert not (ws / "out").exists() and not list(ws.glob(".*partial*"))
+    runs = _store_runs(ws / "runs.duckdb")
+    assert runs[["status", "exit_code", "reason"]].values.tolist() == [["interrupted", 130, "interrupted"]]
+    audit = RunStore(ws / "runs.duckdb", read_only=True).audit()
+    assert audit[["action", "run_id", "status"]].values.tolist() == [["plan", runs["run_id"].iloc[0],
+                                                                      "interrupted"]]
+    assert main(["audit", "--store", str(ws / "runs.duckdb")]) == 0
+
+
+@pytest.mark.slow
+def test_a_kill_between_publishing_and_recording_is_settled_at_the_next_open(tmp_path: Path, capsys) -> None:
+    """SIGKILL of a real solve after its folder was renamed into place and before the store called its runs
+    finished (the test hook holds the process in that window): the folder is complete, the store holds the runs
+    ``pending``; the next solve on the store records them finished, with an audit row and a message."""
+    ws = _workspace(tmp_path)
+    store = ws / "runs.duckdb"
+    proc = _cli(*_solve(ws, scenario="consolidate"), env={**os.environ, "TWINPLAN_TEST_HOLD_AFTER_PUBLISH": "120"})
+    deadline = time.monotonic() + 300
+    try:
+        while not (ws / "out" / "run.json").is_file():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run folder was never published"
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    meta = json.loads((ws / "out" / "run.json").read_text())
+    ids = [meta["run_id"], meta["baseline_run_id"]]
+    runs = _store_runs(store).set_index("run_id")
+    assert runs.loc[ids, "status"].tolist() == ["pending", "pending"]
+    assert RunStore(store, read_only=True).audit().empty  # not yet audited as finished
+    # the next run on this store settles them (the killed process is gone)
+    assert main(_solve(ws, "--out", str(ws / "second"), scenario=_closed_scenario(ws))) == 3
+    err = capsys.readouterr().err
+    assert f"note: store {store}: run {ids[0]}: its process (pid {proc.pid}) ended after publishing" in err
+    assert "recorded as finished now" in err
+    runs = _store_runs(store).set_index("run_id")
+    assert runs.loc[ids, "status"].tolist() == ["finished", "finished"]
+    assert runs.loc[ids[0], "exit_code"] == 0 and runs.loc[ids[0], "objective"] > 0
+    audit = RunStore(store, read_only=True).audit().set_index("run_id")
+    assert audit.loc[ids, "status"].tolist() == ["finished", "finished"]
+    assert audit.loc[ids[0], "detail"].startswith("reconciled: its process")
+    assert main(["audit", "--store", str(store)]) == 0
+
+
+# -- 5b. run rows are sealed too --------------------------------------------------------------------------------
+def _store_with_runs(ws: Path) -> Path:
+    """A store with a finished and a failed run, each with its audit row, as ``twinplan solve`` records them."""
+    path = ws / "runs.duckdb"
+    store = RunStore(path)
+    for i, (status, objective, code) in enumerate([("finished", 2_241_058.0, 0), ("failed", None, 1)]):
+        run = {"run_id": f"r{i}", "name": "consolidate", "instance": "tiny", "status": status, "objective": objective,
+               "exit_code": code, "reason": None if code == 0 else "error: boom", "input_hash": f"in{i}",
+               "plan_hash": f"plan{i}" if objective else None, "kpis": {"total_cost": objective or 0.0},
+               "user_name": "alice"}
+        store.record_run(run, audit_row={"action": "plan", "allowed": True, "user_name": "alice", "run_id": f"r{i}",
+                                         "status": status, "objective": objective})
+    return path
+
+
+RUN_TAMPER = [
+    ("objective-rewritten", "UPDATE runs SET objective = 1.0 WHERE run_id = 'r0'",
+     r"run r0: row changed after it was recorded"),
+    ("status-rewritten", "UPDATE runs SET status = 'finished', reason = NULL WHERE run_id = 'r1'",
+     r"run r1: row changed after it was recorded"),
+    ("fingerprint-rewritten", "UPDATE runs SET plan_hash = 'other', input_hash = 'other' WHERE run_id = 'r0'",
+     r"run r0: row changed after it was recorded"),
+    ("kpis-rewritten", """UPDATE runs SET kpis = '{"total_cost":1.0}' WHERE run_id = 'r0'""",
+     r"run r0: row changed after it was recorded"),
+    ("seal-removed", "UPDATE runs SET row_mac = NULL WHERE run_id = 'r0'", r"run r0: has no seal"),
+    ("seal-copied", "UPDATE runs SET row_mac = (SELECT row_mac FROM runs WHERE run_id = 'r0') WHERE run_id = 'r1'",
+     r"run r1: row changed after it was recorded"),
+    ("row-deleted", "DELETE FROM runs WHERE run_id = 'r0'",
+     r"run r0: recorded by audit row 1 but missing from the runs table \(deleted\)"),
+    ("row-forged", "INSERT INTO runs (run_id, status, objective) VALUES ('r9', 'finished', 1.0)",
+     r"run r9: has no seal"),
+]
+
+
+@pytest.mark.parametrize("case", RUN_TAMPER, ids=[c[0] for c in RUN_TAMPER])
+def test_tampering_with_a_run_row_is_detected(case, tmp_path: Path, capsys) -> None:
+    _, sql, message = case
+    path = _store_with_runs(_workspace(tmp_path))
+    assert main(["audit", "--store", str(path)]) == 0
+    assert "audit chain intact: 2 row(s), chain, seals and checkpoint verified; 2 run row(s) verified" in \
+        capsys.readouterr().out
+    _sql(path, sql)
+    code = main(["audit", "--store", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert re.search(message, err), err
+    assert "AUDIT VERIFICATION FAILED" in err and "intact" not in out

@@ -204,6 +204,13 @@ def test_old_store_migrates_without_touching_a_row_and_audit_still_verifies(tmp_
     con.execute("UPDATE audit SET calibration = 'v0001' WHERE seq = 3")
     con.close()
     assert store.verify_audit() == ["audit row 3: contents changed after it was written"]
+    # the old run rows were sealed by the migration to schema 5: a later edit of one is caught
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE runs SET objective = 0, status = 'finished' WHERE run_id = 'old-1'")
+    con.close()
+    assert store.verify_audit() == ["audit row 3: contents changed after it was written",
+                                    "run old-1: row changed after it was recorded (status, objective, KPIs or "
+                                    "fingerprints do not match its seal)"]
     # opening again is a no-op
     columns = _columns(path)
     again = RunStore(path)
