@@ -735,9 +735,30 @@ def build_answer(result: Any, baseline: Any = None, *, do_nothing: Plan | None =
     return ans
 
 
-def answer_text(answer: Mapping[str, Any]) -> str:
-    """The printed answer: its lines, the time basis stated."""
-    return "\n".join(answer.get("lines") or [answer.get("headline", "")])
+ANSWER_WIDTH = 100
+"""Columns a printed answer fits in (a terminal, an e-mail): longer lines are wrapped, never cut."""
+
+
+def wrap_lines(lines: list[str], width: int = ANSWER_WIDTH) -> list[str]:
+    """``lines`` wrapped at ``width`` columns at word boundaries; a continuation keeps its line's indent, and
+    the text of a ``- `` list item stays aligned under the item's first word."""
+    import textwrap
+
+    out: list[str] = []
+    for line in lines:
+        if len(line) <= width:
+            out.append(line)
+            continue
+        body = line.lstrip()
+        lead = line[: len(line) - len(body)]
+        hang = lead + ("  " if body.startswith("- ") else "    ")
+        out += textwrap.wrap(line, width=width, subsequent_indent=hang, break_on_hyphens=False) or [line]
+    return out
+
+
+def answer_text(answer: Mapping[str, Any], width: int = ANSWER_WIDTH) -> str:
+    """The printed answer: its lines (wrapped at ``width`` columns), the time basis stated."""
+    return "\n".join(wrap_lines(list(answer.get("lines") or [answer.get("headline", "")]), width))
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Atomic output folders: a run folder appears complete or not at all.
+"""Atomic outputs: a run folder, an instance folder or a file appears complete or not at all.
 
 :func:`atomic_folder` yields a temporary sibling of the target (``.NAME.partial-PID``, in the same parent so the
 final step is a rename on one file system) to write into. When the block ends normally the finished folder is
@@ -6,7 +6,11 @@ renamed onto the target in one step; an existing target folder (an earlier run) 
 only after the rename succeeded. When the block raises, the temporary folder is removed and the target is left
 as it was. A process killed with ``SIGKILL`` cannot clean up: its ``.partial`` sibling stays hidden, never under
 the target's name, and the next :func:`atomic_folder` on that parent removes partial folders whose writer is no
-longer alive.
+longer alive. :func:`atomic_file` does the same for one file (``twinplan report --out``, ``stress --out``).
+
+What may be replaced is the caller's to say: a folder holding one of ``markers`` (a run folder by default), a file
+``replaceable(path)`` accepts; anything else existing at the target is refused before any work
+(:func:`check_output_path`, :func:`check_output_file`), so a mistyped ``--out`` never deletes someone's data.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 PARTIAL_MARK = ".partial-"
@@ -58,18 +62,22 @@ def remove_stale_partials(parent: Path) -> list[Path]:
     with contextlib.suppress(OSError):
         for p in parent.iterdir():
             m = _PARTIAL.match(p.name)
-            if m and m["host"] == _host() and not pid_alive(int(m["pid"])) and p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
+            if m and m["host"] == _host() and not pid_alive(int(m["pid"])):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
 
 
-def check_output_path(target: str | Path) -> str | None:
+def check_output_path(target: str | Path, markers: tuple[str, ...] = RUN_MARKERS,
+                      what: str = "a run folder") -> str | None:
     """Why ``target`` cannot become a run folder (None when it can): checked before any work starts.
 
-    It must not be an existing file nor an existing non-empty folder other than a run folder (one holding
-    :data:`RUN_MARKERS`), its nearest existing ancestor must be a writable folder, and every component must fit
-    the file system's name limit.
+    It must not be an existing file nor an existing non-empty folder other than a run folder (one holding one of
+    ``markers``; none: no existing non-empty folder is replaced), its nearest existing ancestor must be a
+    writable folder, and every component must fit the file system's name limit.
     """
     target = Path(target)
     for part in target.parts:
@@ -81,8 +89,10 @@ def check_output_path(target: str | Path) -> str | None:
     try:
         if target.exists() and not target.is_dir():
             return f"{target}: exists and is not a folder"
-        if target.is_dir() and any(target.iterdir()) and not any((target / m).is_file() for m in RUN_MARKERS):
-            return (f"{target}: exists and is not a run folder (it has no {' or '.join(RUN_MARKERS)}); a run "
+        if target.is_dir() and any(target.iterdir()) and not any((target / m).is_file() for m in markers):
+            if not markers:
+                return f"{target}: exists and is not empty; it is not replaced (give --force to replace it)"
+            return (f"{target}: exists and is not {what} (it has no {' or '.join(markers)}); the output "
                     "replaces its folder whole, so it will not replace this one")
     except OSError as exc:
         return f"{target}: {exc.strerror or exc}"
@@ -100,14 +110,75 @@ def check_output_path(target: str | Path) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def atomic_folder(target: str | Path) -> Iterator[Path]:
-    """Write a folder atomically: yields the temporary folder; on success it becomes ``target`` in one rename.
+def check_output_file(target: str | Path, replaceable: Callable[[Path], bool] | None = None,
+                      what: str = "a file twinplan wrote") -> str | None:
+    """Why ``target`` cannot be written as a file (None when it can): checked before any work starts.
 
-    On any exception (including ``KeyboardInterrupt``) the temporary folder is removed and ``target`` is untouched.
+    It must not be a folder, an existing file only when ``replaceable(target)`` says so (None: any existing
+    file may be replaced), its nearest existing ancestor must be a writable folder, and its name must leave room
+    for the temporary sibling it is first written as.
     """
     target = Path(target)
-    why = check_output_path(target)
+    if len(os.fsencode(target.name)) > 255 - 40:
+        return f"{target}: the file name is {len(os.fsencode(target.name))} bytes long (the limit is 255, less 40)"
+    try:
+        if target.is_dir():
+            return f"{target}: is a folder, not a file"
+        if target.exists() and replaceable is not None and not replaceable(target):
+            return f"{target}: exists and is not {what}; it is not replaced"
+    except OSError as exc:
+        return f"{target}: {exc.strerror or exc}"
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{target}: {parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{target}: folder {parent} is not writable"
+    return None
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | Path, replaceable: Callable[[Path], bool] | None = None,
+                what: str = "a file twinplan wrote") -> Iterator[Path]:
+    """Write a file atomically: yields a temporary sibling path (``.NAME.partial-HOST-PID``) to write; when the
+    block ends normally it is flushed to disk and renamed onto ``target`` in one step (``os.replace``: a reader
+    sees the old file or the new one, never half of one). On any exception the temporary file is removed and
+    ``target`` is untouched. ``replaceable``: see :func:`check_output_file` (refused: :class:`OutputPathError`).
+    """
+    target = Path(target)
+    why = check_output_file(target, replaceable, what)
+    if why:
+        raise OutputPathError(why)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(target.parent)
+    tmp = partial_path(target)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | Path, markers: tuple[str, ...] = RUN_MARKERS,
+                  what: str = "a run folder") -> Iterator[Path]:
+    """Write a folder atomically: yields the temporary folder; on success it becomes ``target`` in one rename.
+
+    An existing ``target`` is replaced whole only when it holds one of ``markers`` (default: a run folder; none:
+    never), else :class:`OutputPathError` before anything is written. On any exception (including
+    ``KeyboardInterrupt``) the temporary folder is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    why = check_output_path(target, markers, what)
     if why:
         raise OutputPathError(why)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -165,4 +236,5 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-__all__ = ["OutputPathError", "atomic_folder", "check_output_path", "partial_path", "remove_stale_partials"]
+__all__ = ["OutputPathError", "atomic_file", "atomic_folder", "check_output_file", "check_output_path", "partial_path",
+           "pid_alive", "remove_stale_partials"]

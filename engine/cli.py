@@ -13,6 +13,7 @@ Each subcommand lives in one ``cmd_*`` function registered in :data:`COMMANDS` b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -71,14 +72,37 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"error: unknown preset {args.preset!r}; {did_you_mean(args.preset, PRESETS)}choose one of "
               f"{sorted(PRESETS)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from engine.atomic import atomic_folder, check_output_path
+
+    replaceable = INSTANCE_MARKERS if args.force else ()  # --force: an earlier instance folder, whole
+    why = check_output_path(args.out, replaceable, "an instance folder")
+    if why:  # before generating: a large synthetic instance takes a while
+        print(f"error: {why}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.preset is not None:
         inst = generate(args.preset, seed=args.seed)
     else:
         inst = generate("synthetic", seed=args.seed, sites=args.sites, zones=args.zones or 100,
                         products=args.products or 10, periods=args.periods or 4)
-    inst.save(args.out, fmt=args.format)
+    with _writing(args.out, "the instance folder"), atomic_folder(args.out, replaceable, "an instance folder") as work:
+        inst.save(work, fmt=args.format)  # whole or not at all
     print(f"wrote {inst.name} to {args.out}")
     return EXIT_OK
+
+
+INSTANCE_MARKERS = ("instance.yaml",)
+"""The file that marks a folder as an instance folder, which ``generate --force`` may replace whole."""
+
+
+@contextlib.contextmanager
+def _writing(path, what: str):
+    """Name ``path`` in an I/O error that names no file (a write that failed on an open file, e.g. disk full)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, f"{exc.strerror or exc} (while writing {what})", str(path)) from exc
 
 
 _T0 = time.monotonic()
@@ -318,7 +342,9 @@ def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, ti
             why = result.rounds[-1].get("diagnosis") if result.rounds else None
             summary = f"{name}: no plan ({result.status})"
             if why:
-                summary += "\nwhy:\n" + "\n".join(f"  - {w}" for w in why)
+                from engine.answer import wrap_lines
+
+                summary += "\nwhy:\n" + "\n".join(wrap_lines([f"  - {w}" for w in why]))
             (work / "summary.txt").write_text(summary + "\n")
         else:
             kpi_lines = executive_summary(result.kpis, base_result.kpis if base_result else None, inst.currency,
@@ -388,9 +414,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_stress(args: argparse.Namespace) -> int:
     """Stress-test a scenario's plan: the demand multiplier at which each site and stage first fails."""
+    from engine.atomic import atomic_file, check_output_file
     from engine.pipeline import plan
     from engine.stress import stress_test
 
+    out_file = Path(args.out) / "stress.csv" if args.out else None
+    why = check_output_file(out_file) if out_file is not None else None
+    if why:  # before the solve and the stress simulations
+        print(f"error: --out {why}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     _, inst, scenario = _load_inputs(args.instance, args.scenario)
     result = plan(inst, scenario, solver=args.solver, time_limit=args.time_limit, simulate=False,
                   progress=None if args.quiet else _progress)
@@ -399,10 +431,9 @@ def cmd_stress(args: argparse.Namespace) -> int:
         return EXIT_INFEASIBLE
     table = stress_test(result.instance, result.plan, seed=args.seed, target_half_width=args.target_half_width,
                         max_replications=args.max_replications)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "stress.csv", index=False)  # the report of a run folder shows it
+    if out_file is not None:  # the report of a run folder shows it; an earlier stress.csv is replaced whole
+        with _writing(out_file, "the failure points"), atomic_file(out_file) as tmp:
+            table.to_csv(tmp, index=False)
     if args.json:
         print(json.dumps({"scenario": scenario.name if scenario else None,
                           "failure_points": json.loads(table.to_json(orient="records"))}))
@@ -653,7 +684,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the executive HTML report of a run folder (against a baseline run folder, if given)."""
     from engine.report import write_report
 
-    path = write_report(args.run_dir, baseline_dir=args.baseline, out=args.out)
+    with _writing(args.out or Path(args.run_dir) / "report.html", "the report"):
+        path = write_report(args.run_dir, baseline_dir=args.baseline, out=args.out)
     print(f"report written to {path}")
     return EXIT_OK
 
@@ -697,7 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--periods", type=int, help="synthetic: number of periods (default 4)")
     p.add_argument("--seed", type=int, default=7, help="random seed of the generator (default 7)")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="table file format (default csv)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (new or empty; written whole or not at all)")
+    p.add_argument("--force", action="store_true", help="replace an existing instance folder at --out, whole")
     COMMANDS["generate"] = cmd_generate
 
     p = sub.add_parser("demo", help="run the main job on the bundled eu_fba instance")
@@ -745,7 +778,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the stress simulations (default 0)")
     p.add_argument("--json", action="store_true", help="print the failure points as JSON (progress on stderr)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--out", help="write the failure points to OUT/stress.csv (e.g. a run folder of `solve`)")
+    p.add_argument("--out", help="write the failure points to OUT/stress.csv (e.g. a run folder of `solve`; an "
+                   "earlier stress.csv there is replaced whole)")
     p.add_argument("--target-half-width", type=float, default=0.02,
                    help="add replications until every failure point's 95 %% interval is this narrow")
     p.add_argument("--max-replications", type=int, default=320, help="cap on the replications")
@@ -832,7 +866,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the executive HTML report of a run folder")
     p.add_argument("run_dir", help="run folder written by `twinplan solve`")
     p.add_argument("--baseline", help="run folder to compare against (default RUN_DIR/baseline if present)")
-    p.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
+    p.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html); an existing file is replaced "
+                   "only when it is a twinplan report")
     COMMANDS["report"] = cmd_report
 
     p = sub.add_parser("lsi", help="one day's Labour Stress Index per site and stage from a forecast CSV")

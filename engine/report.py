@@ -41,6 +41,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from engine import kpi as kpi_module
+from engine.atomic import OutputPathError, atomic_file, check_output_file
 from engine.kpi import LSI_THRESHOLDS, labour_hours_by_site, labour_stress, lsi_band, utilisation
 from engine.mapview import main_flows, map_extent, map_legend, map_size, network_map, project, site_states
 from instances.plan import Plan
@@ -1303,14 +1304,34 @@ def write_report(run_dir: str | Path, baseline_dir: str | Path | None = None, ou
     out : the HTML file to write (default ``run_dir/report.html``).
     """
     run_dir = Path(run_dir)
+    path = Path(out) if out is not None else run_dir / "report.html"
+    own = path.resolve() == (run_dir / "report.html").resolve()  # the run's own report is always rewritten
+    replaceable = None if own else is_twinplan_report
+    why = check_output_file(path, replaceable, "a twinplan report")
+    if why:  # before any work: an existing file that is not a report of ours is never overwritten
+        raise OutputPathError(why)
     run = load_run(run_dir)
     if baseline_dir is None and (run_dir / "baseline" / "kpis.json").is_file():
         baseline_dir = run_dir / "baseline"
     baseline = load_run(baseline_dir, with_instance=False) if baseline_dir is not None else None
-    path = Path(out) if out is not None else run_dir / "report.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(run, baseline), encoding="utf-8")
+    page = render_report(run, baseline)
+    with atomic_file(path, replaceable, "a twinplan report") as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return path
+
+
+GENERATOR_MARK = '<meta name="generator" content="twinplan">'
+"""The line every page twinplan renders carries (``templates/base.html.j2``): how an existing file at a report's
+``--out`` is known to be a report twinplan wrote, which may be replaced."""
+
+
+def is_twinplan_report(path: Path) -> bool:
+    """Whether ``path`` is an HTML page twinplan rendered (its head carries :data:`GENERATOR_MARK`)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return GENERATOR_MARK in f.read(4096)
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1542,8 +1563,9 @@ def write_sweep_report(runs: pd.DataFrame, out: str | Path, kpis: Sequence[str] 
     cost, service : the two KPIs of the Pareto chart (cost minimised, service maximised).
     """
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_sweep_report(runs, kpis, cost, service, title, currency), encoding="utf-8")
+    page = render_sweep_report(runs, kpis, cost, service, title, currency)
+    with atomic_file(path, is_twinplan_report, "a twinplan report") as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return path
 
 
@@ -1551,4 +1573,4 @@ __all__ = ["Fragment", "HEADLINE_KPIS", "RunData", "cost_bridge", "cost_table", 
            "fmt_value", "kpi_meta", "load_run", "lsi_heatmap", "lsi_view", "main_flows", "nice_ticks", "pareto_front",
            "project", "render_report", "render_sweep_report", "run_data", "sensitivity", "service_coverage",
            "show_cost_bridge", "show_lsi", "show_maps", "site_states", "site_table", "svg_scatter", "svg_tornado",
-           "varied_parameters", "write_report", "write_sweep_report"]
+           "varied_parameters", "write_report", "write_sweep_report", "is_twinplan_report", "GENERATOR_MARK"]

@@ -137,6 +137,13 @@ def test_redistribution_answer_whole_trucks_and_stockouts_avoided(tiny):
     assert f"{munich:,.0f} stockout units avoided" in ans["headline"]
     # served + unmet = demand in every zone, product and period (the independent checker)
     assert check_plan(result.instance, result.plan).empty
+    _fits_100_columns(answer_text(ans), ans)
+
+
+def _fits_100_columns(text: str, ans: dict) -> None:
+    """The printed answer fits 100 columns, and wrapping lost no word of it."""
+    assert max(len(line) for line in text.splitlines()) <= 100, text
+    assert text.split() == " ".join(ans["lines"]).split()
 
 
 def test_capacity_answer_like_for_like_with_failure_points(tiny, tmp_path):
@@ -221,6 +228,7 @@ def test_not_executable_exit_6_with_breaches(tiny):
     assert first["hour"] == pd.Timestamp(v.time).hour and first["shortfall_units"] == pytest.approx(
         v.shortfall_units, abs=0.05)
     assert answer_text(ans).splitlines()[0].startswith("NOT EXECUTABLE: ")
+    _fits_100_columns(answer_text(ans), ans)
     assert len(round_line(result.rounds[0], 1, 12.3)) <= 160
     from engine.sweep import run_outcome
 

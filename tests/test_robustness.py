@@ -437,7 +437,8 @@ IO_CASES = [
      r"runs\.duckdb: cannot read or write the file \(damaged or truncated"),
     ("validate-name-300", lambda ws: ["validate", str(ws / ("x" * 300))], 2, r"x{300}: File name too long"),
     ("generate-out-is-file", lambda ws: _write(ws / "f", "x") or ["generate", "--preset", "tiny", "--out",
-                                                                        str(ws / "f")], 2, r"f: File exists"),
+                                                                        str(ws / "f")], 2,
+     r"f: exists and is not a folder"),
     ("sweep-csv-store", lambda ws: _write(ws / "r.csv", "a\n1\n") or ["sweep", str(SWEEP_SPEC), "--store",
                                                                        str(ws / "r.csv")], 2,
      r"--store .*r\.csv: is not a DuckDB database file"),
@@ -777,7 +778,9 @@ def test_an_infeasible_solve_is_recorded_with_its_reason(tmp_path: Path, monkeyp
     ws = _workspace(tmp_path)
     monkeypatch.chdir(ws)
     assert main(_solve(ws, scenario=_closed_scenario(ws))) == 3
-    assert "Traceback" not in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    assert "why:" in out and max(len(line) for line in out.splitlines()) <= 100, out  # the diagnosis, wrapped
     runs = _store_runs(ws / "runs.duckdb")
     assert len(runs) == 1
     run = runs.iloc[0]
@@ -901,3 +904,119 @@ def test_tampering_with_a_run_row_is_detected(case, tmp_path: Path, capsys) -> N
     assert code == 1
     assert re.search(message, err), err
     assert "AUDIT VERIFICATION FAILED" in err and "intact" not in out
+
+
+# -- 2b. every other --out is written whole or not at all, and never over someone's file --------------------------
+def _limited(max_bytes: int) -> Callable[[], None]:
+    """preexec_fn: writes past ``max_bytes`` fail with EFBIG (as a full disk fails with ENOSPC)."""
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+    return limit
+
+
+def _siblings(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_generate_out_is_whole_or_nothing_and_never_clobbers(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "inst"
+    assert main(["generate", "--preset", "tiny", "--out", str(out)]) == 0
+    assert main(["validate", str(out)]) == 0
+    (out / "notes.txt").write_text("mine")
+    assert main(["generate", "--preset", "tiny", "--seed", "8", "--out", str(out)]) == 2
+    assert re.search(r"inst: exists and is not empty; it is not replaced \(give --force to replace it\)",
+                     capsys.readouterr().err)
+    assert (out / "notes.txt").read_text() == "mine"  # untouched
+    assert main(["generate", "--preset", "tiny", "--seed", "8", "--out", str(out), "--force"]) == 0
+    assert not (out / "notes.txt").exists() and (out / "instance.yaml").is_file()  # replaced whole
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("keep")
+    assert main(["generate", "--preset", "tiny", "--out", str(docs), "--force"]) == 2
+    assert "docs: exists and is not an instance folder (it has no instance.yaml)" in capsys.readouterr().err
+    assert _siblings(docs) == ["a.txt"] and _siblings(tmp_path) == ["docs", "inst"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+def test_generate_that_fails_mid_write_leaves_the_earlier_folder(tmp_path: Path) -> None:
+    out = tmp_path / "inst"
+    assert main(["generate", "--preset", "tiny", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = _cli("generate", "--preset", "eu_fba", "--out", str(out), "--force", preexec_fn=_limited(1_000_000))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-2000:]  # eu_fba's demand.csv is 4.6 MB
+    assert "Traceback" not in err
+    assert re.search(r"error: .*/inst: File too large \(while writing the instance folder\)", err), err[-2000:]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # tiny, as it was
+    assert _siblings(tmp_path) == ["inst"]  # no temporary folder left
+
+
+def test_report_out_never_overwrites_a_file_that_is_not_a_report(tmp_path: Path, capsys) -> None:
+    from engine.report import GENERATOR_MARK
+    from tests.test_report import write_run
+
+    run_dir, _, _ = write_run(tmp_path / "run")
+    notes = tmp_path / "notes.html"
+    notes.write_text("<p>my notes</p>")
+    assert main(["report", str(run_dir), "--out", str(notes)]) == 2
+    assert "notes.html: exists and is not a twinplan report; it is not replaced" in capsys.readouterr().err
+    assert notes.read_text() == "<p>my notes</p>"
+    page = tmp_path / "page.html"
+    assert main(["report", str(run_dir), "--out", str(page)]) == 0
+    first = page.read_text()
+    assert GENERATOR_MARK in first
+    page.write_text(first.replace("</body>", "<p>stale</p></body>"))
+    assert main(["report", str(run_dir), "--out", str(page)]) == 0  # a twinplan report: replaced
+    assert page.read_text() == first
+    assert main(["report", str(run_dir), "--out", str(tmp_path)]) == 2
+    assert "is a folder, not a file" in capsys.readouterr().err
+    assert _siblings(tmp_path) == ["notes.html", "page.html", "run"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+def test_report_that_fails_mid_write_leaves_the_earlier_report(tmp_path: Path) -> None:
+    from tests.test_report import write_run
+
+    run_dir, _, _ = write_run(tmp_path / "run")
+    page = tmp_path / "page.html"
+    assert main(["report", str(run_dir), "--out", str(page)]) == 0
+    before = page.read_bytes()
+    assert len(before) > 30_000
+    proc = _cli("report", str(run_dir), "--out", str(page), preexec_fn=_limited(20_000))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in err, err[-2000:]
+    assert re.search(r"error: .*page\.html: File too large \(while writing the report\)", err), err[-2000:]
+    assert page.read_bytes() == before
+    assert _siblings(tmp_path) == ["page.html", "run"]
+
+
+def test_stress_out_is_checked_before_any_work(tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("x")
+    t0 = time.perf_counter()
+    assert main(["stress", str(TINY), "--out", str(tmp_path / "file")]) == 2
+    assert re.search(r"error: --out .*file/stress\.csv: .*file is a file, not a folder", capsys.readouterr().err)
+    (tmp_path / "run" / "stress.csv").mkdir(parents=True)
+    assert main(["stress", str(TINY), "--out", str(tmp_path / "run")]) == 2
+    assert re.search(r"error: --out .*run/stress\.csv: is a folder, not a file", capsys.readouterr().err)
+    assert time.perf_counter() - t0 < 5  # refused before the solve and the stress simulations
+
+
+def test_atomic_file_publishes_whole_or_nothing(tmp_path: Path) -> None:
+    from engine.atomic import OutputPathError, atomic_file
+
+    target = tmp_path / "points.csv"
+    with atomic_file(target) as tmp:
+        tmp.write_text("first")
+        assert not target.exists()  # nothing under the name until the block ends
+    assert target.read_text() == "first"
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_text("second, half done")
+        raise RuntimeError("stress simulation died")
+    assert target.read_text() == "first" and _siblings(tmp_path) == ["points.csv"]
+    with pytest.raises(OutputPathError, match="exists and is not a file twinplan wrote"), \
+            atomic_file(target, replaceable=lambda p: False):
+        pass
+    assert target.read_text() == "first"
