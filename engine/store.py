@@ -3,8 +3,9 @@
 Tables
 ------
 ``sweeps``   one row per sweep: id, name, spec hash, the spec (JSON), base instance and scenario, size.
-``runs``     one row per run: id, sweep, parameters, status (``finished`` | ``failed``), solve status, objective,
-             KPIs and timings (JSON), input hashes, solver options, seed, package versions, user, host, times.
+``runs``     one row per run: id, sweep, parameters, status (:data:`RUN_STATUSES`), exit code and reason, solve
+             status, objective, KPIs and timings (JSON), input hashes, solver options, seed, package versions,
+             user, host, times, output folder, and its seal ``row_mac`` (see *Audit seal*).
 ``kpis``     the KPIs of every run, long form (run_id, kpi, value) for SQL.
 ``plan_*``   the plan tables of every run (``plan_flows``, ``plan_sites``, ``plan_costs``...; see
              :data:`instances.plan.PLAN_TABLES`), each with a ``run_id`` column.
@@ -30,6 +31,12 @@ from the lock-holder file ``<store>.holder.json`` written by whoever holds the f
 KPIs, plan tables, audit) are written in one transaction, so a killed process leaves the whole run or
 nothing, and a run id is written at most once.
 
+``twinplan solve`` records its run ``running`` when it starts, its results ``pending`` just before its folder is
+renamed into place, and ``finished`` (with the audit row) just after; an error or Ctrl-C records it ``failed`` /
+``interrupted``. A process killed outright leaves ``running`` or ``pending``: the first write connection of the
+next process settles such runs of dead processes of this host (:meth:`RunStore.reconcile`): ``finished`` when the
+folder was published, else ``failed``, each with an audit row.
+
 Audit seal
 ----------
 A hash chain alone proves nothing against someone who can write the store: they can rewrite a row and
@@ -39,7 +46,10 @@ carries ``row_mac`` = HMAC-SHA256(key, ``seq|row_hash``), and after each commit 
 The key (32 random bytes, created on the first audit row, mode 0600) and the checkpoint live in
 ``$TWINPLAN_AUDIT_DIR`` when set, else beside the store: ``<store>.audit-key`` and ``<store>.audit-head``.
 Rows written before a store was first sealed (by an older twinplan) keep verifying by their chain only and are
-reported as unsealed. What this does and does not protect against is stated in the README (*Guarantees*).
+reported as unsealed. Run rows are sealed under the same key (``runs.row_mac``, HMAC of
+:data:`RUN_SEALED_COLUMNS`, renewed with each change of status; schema 5 seals the rows an older store holds), and
+every run the audit trail records must still be in ``runs``. What this does and does not protect against is
+stated in the README (*Guarantees*).
 
 Notebook helpers (each returns a pandas DataFrame): :func:`runs`, :func:`compare`, :func:`best`,
 :func:`plan_table`, :func:`audit`, :func:`sweeps`.
