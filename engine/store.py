@@ -151,13 +151,32 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
 and migrating an old one both read. A column added later goes at the end of its table (where ``ALTER TABLE ...
 ADD COLUMN`` puts it in an old store), with :data:`SCHEMA_VERSION` raised."""
 
+SCHEMA_CHANGES: dict[int, tuple[str, ...]] = {
+    2: ("meta", "run_artifacts", "runs.scenario_spec", "runs.calibration", "audit.calibration",
+        "plan_transfers.period", "plan_capacity.extra_hours_per_day"),
+    3: ("audit.row_mac",),
+    4: ("calibration_findings",),
+    5: ("runs.exit_code", "runs.reason", "runs.out_dir", "runs.row_mac"),
+}
+"""What each schema version added to the one before it (a table, or ``table.column``); version 1 is
+:func:`schema_layout` (1). A new version adds its entry here with :data:`SCHEMA_VERSION` raised."""
+
+
+def schema_layout(version: int) -> dict[str, dict[str, str]]:
+    """The tables and columns of schema ``version``: :data:`TABLE_COLUMNS` less what later versions added (what an
+    older twinplan created; the migration tests build old stores from it)."""
+    later = {item for v, items in SCHEMA_CHANGES.items() if v > version for item in items}
+    return {table: {c: t for c, t in cols.items() if f"{table}.{c}" not in later}
+            for table, cols in TABLE_COLUMNS.items() if table not in later}
+
+
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "meta": ("key",), "sweeps": ("sweep_id",), "runs": ("run_id",), "kpis": ("run_id", "kpi"), "audit": ("seq",),
     "run_artifacts": ("run_id", "name"), "calibration_findings": ("run_id", "seq")}
 
 
-def _create_table_sql(table: str) -> str:
-    cols = ", ".join(f'"{c}" {t}' for c, t in TABLE_COLUMNS[table].items())
+def _create_table_sql(table: str, columns: dict[str, str] | None = None) -> str:
+    cols = ", ".join(f'"{c}" {t}' for c, t in (columns or TABLE_COLUMNS[table]).items())
     key = PRIMARY_KEYS.get(table)
     return f"CREATE TABLE IF NOT EXISTS {table} ({cols}" + (f", PRIMARY KEY ({', '.join(key)}))" if key else ")")
 
@@ -1132,6 +1151,7 @@ def audit(store: RunStore | str | Path | None = None, since: str | datetime | No
 
 
 __all__ = ["AUDIT_DIR_ENV", "DEFAULT_STORE", "RUN_DONE", "RUN_FAILED", "RUN_INTERRUPTED", "RUN_PENDING",
-           "RUN_RUNNING", "RUN_STATUSES", "SCHEMA_VERSION", "TABLE_COLUMNS", "RunStore",
+           "RUN_RUNNING", "RUN_STATUSES", "SCHEMA_CHANGES", "SCHEMA_VERSION", "TABLE_COLUMNS", "RunStore",
            "StoreError", "StoreLocked", "audit", "best", "compare", "is_duckdb_file", "plan_table", "runs",
+           "schema_layout",
            "sweeps"]

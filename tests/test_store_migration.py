@@ -1,6 +1,8 @@
 """Run-store schema migration: a store written with the first layout (hand-written DDL below, as twinplan
 created it before versions were kept) is read as it is, migrated in one transaction without touching a row,
-written to with today's tables, and its audit chain still verifies."""
+written to with today's tables, and its audit chain still verifies. Stores of every later version are built from
+the declared history (:data:`engine.store.SCHEMA_CHANGES`, checked against the hand-written first layout) rather
+than by hand for each step, and migrate the same way."""
 
 from __future__ import annotations
 
@@ -13,7 +15,15 @@ import pytest
 
 import engine.store as store_module
 from engine.hashing import canonical_json, sha256
-from engine.store import SCHEMA_VERSION, RunStore, StoreError
+from engine.store import (
+    SCHEMA_CHANGES,
+    SCHEMA_VERSION,
+    TABLE_COLUMNS,
+    RunStore,
+    StoreError,
+    _create_table_sql,
+    schema_layout,
+)
 
 # The first layout: runs without scenario_spec (today in the middle of the table) and calibration,
 # plan_transfers without period, plan_capacity without extra_hours_per_day, no meta, no run_artifacts.
@@ -262,3 +272,69 @@ def test_store_of_a_newer_version_keeps_its_version(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreError, match="table meta, key schema_version: 'three' is not a whole number"):
         RunStore(path).migrate()
+
+
+# -- every older version, built from the declared history -----------------------------------------------------
+def _changes_since(version: int, sealed_runs: int) -> set[str]:
+    """What migrating a store of ``version`` reports, read from :data:`SCHEMA_CHANGES`."""
+    out = set()
+    for v in range(version + 1, SCHEMA_VERSION + 1):
+        for item in SCHEMA_CHANGES[v]:
+            table, _, column = item.partition(".")
+            out.add(f"added column {table}.{column} {TABLE_COLUMNS[table][column]}" if column
+                    else f"created table {table}")
+    if sealed_runs and version < 5:
+        out.add(f"sealed {sealed_runs} existing run row(s)")
+    return out | {f"schema_version {version} -> {SCHEMA_VERSION}"}
+
+
+def test_the_declared_history_is_the_first_layout(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    _old_store(path)
+    assert _columns(path) == {t: list(cols) for t, cols in schema_layout(1).items()}
+    assert _changes_since(1, 2) == EXPECTED_CHANGES  # the hand-written list agrees with the history
+    assert schema_layout(SCHEMA_VERSION) == TABLE_COLUMNS
+    assert sorted(SCHEMA_CHANGES) == list(range(2, SCHEMA_VERSION + 1))
+
+
+def _store_at(path: Path, version: int) -> None:
+    """A store as twinplan wrote it at schema ``version``: its tables, a sweep, two runs with their KPIs."""
+    layout = schema_layout(version)
+    con = duckdb.connect(str(path))
+    for table, cols in layout.items():
+        con.execute(_create_table_sql(table, cols))
+    if "meta" in layout:
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(version)])
+    con.execute("INSERT INTO sweeps (sweep_id, name, n_runs) VALUES ('sw', 'old sweep', 2)")
+    for i, status in enumerate(["finished", "failed"]):
+        con.execute("INSERT INTO runs (run_id, sweep_id, run_index, status, objective, kpis) "
+                    "VALUES (?, 'sw', ?, ?, ?, ?)",
+                    [f"v{version}-{i}", i, status, 10.0 * (i + 1), canonical_json({"total_cost": 10.0 * (i + 1)})])
+        con.execute("INSERT INTO kpis VALUES (?, 'total_cost', ?)", [f"v{version}-{i}", 10.0 * (i + 1)])
+    con.close()
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_every_older_version_migrates_without_touching_a_row(version: int, tmp_path: Path) -> None:
+    path = tmp_path / f"v{version}.duckdb"
+    _store_at(path, version)
+    old_columns = _columns(path)
+    before = _snapshot(path, old_columns)
+    store = RunStore(path)
+    assert set(store.migrate()) == _changes_since(version, 2)
+    assert _columns(path) == {t: list(cols) for t, cols in TABLE_COLUMNS.items()} | {
+        t: [*cols, *(c for c in TABLE_COLUMNS[t] if c not in cols)] for t, cols in old_columns.items()}
+    after = _snapshot(path, old_columns)
+    for table, df in before.items():  # every old row, every old value, unchanged (but the version recorded)
+        if table != "meta":
+            pd.testing.assert_frame_equal(after[table], df, obj=table)
+    assert store.schema_version() == SCHEMA_VERSION and store.verify_audit() == []
+    assert store.run(f"v{version}-0")["objective"] == 10.0
+    assert store.record_run({"run_id": "new", "status": "finished", "objective": 1.0},
+                            audit_row={"action": "plan", "allowed": True, "run_id": "new", "status": "finished"})
+    assert store.verify_audit() == []
+    con = duckdb.connect(str(path))
+    con.execute(f"UPDATE runs SET status = 'finished' WHERE run_id = 'v{version}-1'")
+    con.close()
+    assert store.verify_audit() == [f"run v{version}-1: row changed after it was recorded (status, objective, KPIs "
+                                    "or fingerprints do not match its seal)"]
