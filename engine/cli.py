@@ -591,6 +591,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except StoreLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for note in result.store.reconciled:  # runs of killed solves this sweep's store settled on opening
+        print(f"note: store {result.store.path}: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -910,8 +912,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Exit codes: 0 ok; 1 internal error, an audit trail that fails verification, a locked store, or an I/O fault
     of the machine (disk full, I/O error); 2 bad input (invalid instance, scenario, arguments, paths, store file);
-    3 infeasible; 4 no solution within the limit; 5 refused by the policy; 6 plan not executable; 130 interrupted;
-    141 output pipe closed.
+    3 infeasible; 4 no solution within the limit; 5 refused by the policy; 6 plan not executable; 130 interrupted
+    (Ctrl-C, or SIGTERM: both end the command the same orderly way, temporary outputs removed and the run
+    recorded ``interrupted``); 141 output pipe closed.
     """
     global _T0
     _T0 = time.monotonic()
@@ -920,6 +923,33 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage and the error (2) or the help (0): an exit code
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    with _sigterm_interrupts():
+        return _run(args)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While the block runs (in the main thread), SIGTERM raises KeyboardInterrupt("SIGTERM") as Ctrl-C would, so
+    that a terminated command cleans up and records itself instead of vanishing; the old handler comes back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """One parsed command, its errors turned into messages and exit codes (see :func:`main`)."""
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -950,7 +980,7 @@ def classify_error(exc: BaseException) -> tuple[int, str]:
     locked store, an I/O fault of the machine, a plan failing the independent check, or ``internal error: ...``
     (a bug)."""
     if isinstance(exc, KeyboardInterrupt):
-        return 130, "interrupted"
+        return 130, "interrupted" + (" (SIGTERM)" if str(exc) == "SIGTERM" else "")
     from instances.validation import InstanceValidationError
     from solvers import SolverError
 

@@ -796,8 +796,10 @@ def test_an_infeasible_solve_is_recorded_with_its_reason(tmp_path: Path, monkeyp
 
 
 @pytest.mark.slow
-def test_an_interrupted_solve_is_recorded_interrupted_and_leaves_no_folder(tmp_path: Path) -> None:
-    """SIGINT (Ctrl-C) to a real solve while its solver runs: exit 130, no folder, the run ``interrupted``."""
+@pytest.mark.parametrize("sig,reason", [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "interrupted (SIGTERM)")])
+def test_an_interrupted_solve_is_recorded_interrupted_and_leaves_no_folder(sig, reason, tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) or SIGTERM to a real solve while its solver runs: exit 130, no folder, the run
+    ``interrupted``."""
     ws = _workspace(tmp_path)
     proc = _cli(*_solve(ws, scenario="consolidate"))
     deadline = time.monotonic() + 300
@@ -806,13 +808,13 @@ def test_an_interrupted_solve_is_recorded_interrupted_and_leaves_no_folder(tmp_p
         assert time.monotonic() < deadline, "the solve never started writing"
         time.sleep(0.05)
     time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err
     assert not (ws / "out").exists() and not list(ws.glob(".*partial*"))
     runs = _store_runs(ws / "runs.duckdb")
-    assert runs[["status", "exit_code", "reason"]].values.tolist() == [["interrupted", 130, "interrupted"]]
+    assert runs[["status", "exit_code", "reason"]].values.tolist() == [["interrupted", 130, reason]]
     audit = RunStore(ws / "runs.duckdb", read_only=True).audit()
     assert audit[["action", "run_id", "status"]].values.tolist() == [["plan", runs["run_id"].iloc[0],
                                                                       "interrupted"]]
