@@ -1111,7 +1111,8 @@ def compare(run_a: str, run_b: str, store: RunStore | str | Path | None = None) 
     s = _store(store)
     a, b = s.run(run_a), s.run(run_b)
     rows = []
-    for field in ("status", "solve_status", "objective", "simulation_feasible", "wall_seconds", "calibration"):
+    for field in ("status", "exit_code", "reason", "solve_status", "objective", "simulation_feasible",
+                  "wall_seconds", "calibration"):
         rows.append((field, a.get(field), b.get(field)))
     for key in sorted(set(a.get("params") or {}) | set(b.get("params") or {})):
         rows.append((f"param_{key}", (a.get("params") or {}).get(key), (b.get("params") or {}).get(key)))
