@@ -40,8 +40,9 @@ removes more of the window's squared error.
 One set of parameters for every predictor: the efficiencies go into the rates and productivities
 (:func:`apply_calibration`), so the MILP, the checker and the simulator see them alike; kappa and the optional
 stochastic effects go into ``meta['calibration']``, which the simulator reads (the daily congestion derate above;
-breakdowns) and the MILP reads as the exact capacity derate :func:`congestion_derate` times the breakdown
-availability (:func:`calibrated_derate`, applied in :func:`engine.pipeline.solve_decision`).
+breakdowns; absenteeism) and the MILP reads as the exact capacity derate :func:`congestion_derate` times the
+breakdown availability (:func:`calibrated_derate`) and as labour productivity per rostered hour times the
+attendance ``1 - p`` (:func:`calibrated_attendance`), both applied in :func:`engine.pipeline.solve_decision`.
 
 Breakdowns (optional, ``fit(breakdowns=True)``): :func:`fit_breakdowns`, a joint maximum-likelihood fit of the
 network MTBF (operating hours, given MTTR), kappa and the up-state efficiencies. Service-time variability
@@ -679,6 +680,20 @@ def calibrated_derate(instance: Instance, derate: dict[tuple[str, str], float] |
     keys = {(str(s), str(k)) for s, k in zip(res["site_id"], res["stage"]) if k in FLOW_STAGES}
     keys |= set(derate or {})
     return {key: float((derate or {}).get(key, 1.0)) * f for key in sorted(keys)}
+
+
+def calibrated_attendance(instance: Instance) -> dict[str, float]:
+    """The MILP's labour productivity factor per site under a calibration's absenteeism: ``1 - p``, the share of
+    rostered hours worked (each site's fitted rate, the pooled rate for sites without one), so the MILP plans the
+    hours to roster and the simulator draws who turns up from them; {} for a calibration without absenteeism
+    (applied in :func:`engine.pipeline.solve_decision`)."""
+    cal = instance.meta.get("calibration")
+    cal = cal if isinstance(cal, dict) else {}
+    pooled = float((cal.get("effects") or {}).get("absenteeism") or 0.0)
+    by_site = cal.get("absenteeism_by_site") or {}
+    if pooled <= 0 and not by_site:
+        return {}
+    return {str(s): 1.0 - float(by_site.get(str(s), pooled)) for s in instance.labor["site_id"]}
 
 
 def calibration_version(instance: Instance) -> str | None:

@@ -168,3 +168,35 @@ def test_rostered_hours_validated_and_required_for_absenteeism(tmp_path, capsys)
     assert rates["DC_A"] == pytest.approx(0.05, abs=0.02) and rates["DC_B"] == pytest.approx(0.09, abs=0.02)
     assert stored["effects"]["absenteeism"] == pytest.approx(pooled_absence(pd.DataFrame(stored["absenteeism"])),
                                                              abs=1e-6)
+
+
+def test_the_milp_plans_the_hours_to_roster():
+    """With a calibration's absenteeism the MILP's labour productivity is per rostered hour, (1 - p) x the
+    standard: on tiny's consolidation every labour hour planned at a site is the hours its throughput needs
+    (units / productivity, by hand) / (1 - p), with the site's own rate (DC_A 10 %) or the pooled one (5 %)."""
+    from engine.pipeline import solve_decision
+
+    inst = tiny()
+    lab = inst.labor.set_index("site_id")
+
+    def ratios(calibration):
+        plan, _ = solve_decision(inst.replace(meta={**inst.meta, "calibration": calibration}), "consolidation",
+                                 time_limit=60)
+        st = plan.tables["site_throughput"].merge(plan.tables["labor"], on=["site_id", "period"])
+        p = lab.loc[st["site_id"]].reset_index(drop=True)
+        need = (st["inbound_units"] * (1 / p["productivity_inbound_dock"] + 1 / p["productivity_putaway"])
+                + st["outbound_units"] * (1 / p["productivity_pick"] + 1 / p["productivity_pack"]
+                                          + 1 / p["productivity_outbound_dock"]))
+        worked = st[["regular_hours", "overtime_hours", "temp_hours"]].sum(axis=1)
+        busy = need > 1.0
+        assert busy.sum() >= 2
+        return st.loc[busy, "site_id"], (worked / need)[busy]
+
+    base = {"version": "v0001", "congestion": 0.0, "effects": {"absenteeism": 0.05}}
+    sites, ratio = ratios({**base, "absenteeism_by_site": {"DC_A": 0.1}})
+    expected = np.where(sites == "DC_A", 1 / 0.9, 1 / 0.95)
+    np.testing.assert_allclose(ratio.to_numpy(), expected, rtol=1e-6)
+    _, pooled = ratios(base)
+    np.testing.assert_allclose(pooled.to_numpy(), 1 / 0.95, rtol=1e-6)
+    _, none = ratios({"version": "v0001", "congestion": 0.0})
+    np.testing.assert_allclose(none.to_numpy(), 1.0, rtol=1e-6)
