@@ -119,7 +119,7 @@ def test_simulator_with_the_calibration_reproduces_the_actuals(planted):
 def test_backtest_on_the_bundled_exports_calibrated_beats_nominal(tmp_path, capsys, export):
     """Ingest the example WMS export, hold out its last week: fitted on the three weeks before, the calibrated
     twin predicts throughput, backlog, labour hours and queueing time better than the nominal one (throughput
-    error 9.1 % -> 0.3 % on wms_a, 4.7 % -> 0.4 % on wms_b): at every stage that binds, and the labour hours of
+    error 9.1 % -> 0.3 % on wms_a, 4.7 % -> 0.3 % on wms_b): at every stage that binds, and the labour hours of
     every stage. A stage its chain never loads to capacity processes what it is offered in both twins."""
     import json
     from pathlib import Path
