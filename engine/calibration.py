@@ -40,11 +40,15 @@ removes more of the window's squared error.
 One set of parameters for every predictor: the efficiencies go into the rates and productivities
 (:func:`apply_calibration`), so the MILP, the checker and the simulator see them alike; kappa and the optional
 stochastic effects go into ``meta['calibration']``, which the simulator reads (the daily congestion derate above;
-breakdowns) and the MILP reads as the exact capacity derate :func:`congestion_derate` times the breakdown
-availability (:func:`calibrated_derate`, applied in :func:`engine.pipeline.solve_decision`).
+breakdowns; absenteeism) and the MILP reads as the exact capacity derate :func:`congestion_derate` times the
+breakdown availability (:func:`calibrated_derate`) and as labour productivity per rostered hour times the
+attendance ``1 - p`` (:func:`calibrated_attendance`), both applied in :func:`engine.pipeline.solve_decision`.
 
 Breakdowns (optional, ``fit(breakdowns=True)``): :func:`fit_breakdowns`, a joint maximum-likelihood fit of the
-network MTBF (operating hours, given MTTR), kappa and the up-state efficiencies.
+network MTBF (operating hours, given MTTR), kappa and the up-state efficiencies. Service-time variability
+(``variability=True``): :func:`fit_service_cv`. Absenteeism (``absenteeism=True``): :func:`fit_absenteeism`, the
+binomial maximum-likelihood absence rate of each site from the optional ``rostered_hours`` column (hours
+scheduled) against ``labor_hours`` (hours worked); the simulator draws each site's attendance with its rate.
 
 The loop around it:
 
@@ -87,6 +91,8 @@ HISTORY_FILE = "history.csv"
 EFFICIENCY_BOUNDS = (0.2, 2.0)
 CONGESTION_BOUNDS = (0.0, 0.95)
 METRICS = ("throughput", "backlog", "labor_hours")
+ROSTER_TOLERANCE = 1e-6
+"""Relative tolerance of the check ``labor_hours <= rostered_hours`` (rounding of exported minutes)."""
 CHAIN_HEAD = {"inbound_dock": "inbound_dock", "putaway": "inbound_dock", "pick": "pick", "pack": "pick",
               "outbound_dock": "pick"}
 """The head of each flow stage's chain (whose offered work drives the congestion of the chain's stages)."""
@@ -146,6 +152,13 @@ def check_actuals(actuals: pd.DataFrame, instance: Instance, report: ValidationR
             report.error(fname, r, "site_id", f"no resources for {site}/{stage} in instance {instance.name!r}")
         elif site not in prod.index:
             report.error(fname, r, "site_id", f"no labour productivity for {site} in instance {instance.name!r}")
+    if "rostered_hours" in actuals:
+        worked, rostered = actuals["labor_hours"].to_numpy(float), actuals["rostered_hours"].to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            over = np.flatnonzero(worked > rostered * (1.0 + ROSTER_TOLERANCE) + 1e-9)
+        for r in over:
+            report.error(fname, int(r) + 1, "labor_hours", f"{worked[r]:g} hours worked exceed the {rostered[r]:g} "
+                         "rostered (rostered_hours): the hours worked are at most the hours rostered")
     dup = actuals.duplicated(["site_id", "stage", "date"], keep="first")
     for r in np.flatnonzero(dup.to_numpy()) + 1:
         report.error(fname, int(r), "date", "duplicate day for this site and stage")
@@ -253,6 +266,7 @@ class Calibration:
     drift: pd.DataFrame = field(default_factory=pd.DataFrame)
     version: str | None = None
     effects: dict[str, float] = field(default_factory=dict)  # stochastic effects (mtbf_hours, mttr_hours)
+    absenteeism: pd.DataFrame = field(default_factory=pd.DataFrame)  # per site (:func:`fit_absenteeism`)
 
     def efficiency_of(self, obs: Observations) -> np.ndarray:
         """Efficiency factor of each observed (site, stage) pair, in ``obs.pairs`` order (1 when not calibrated)."""
@@ -270,6 +284,8 @@ class Calibration:
             "error_after": {k: round(v, 6) for k, v in self.error_after.items()},
             "drift": json.loads(self.drift.to_json(orient="records")) if len(self.drift) else [],
             "effects": {k: round(float(v), 6) for k, v in self.effects.items()},
+            "absenteeism": [{k: (v if k == "site_id" else int(v) if k in ("days", "shifts") else round(float(v), 6))
+                             for k, v in r.items()} for r in self.absenteeism.to_dict("records")],
             "modules": [{"site_id": r["site_id"], "stage": r["stage"],
                          **{m: round(float(r[f"{m}_after"]), 6) for m in METRICS if f"{m}_after" in r}}
                         for r in self.errors.to_dict("records")] if len(self.errors) else [],
@@ -277,14 +293,18 @@ class Calibration:
 
 
 def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None = None,
-        breakdowns: bool = False, mttr_hours: float = 2.0, variability: bool = False) -> Calibration:
+        breakdowns: bool = False, mttr_hours: float = 2.0, variability: bool = False,
+        absenteeism: bool = False) -> Calibration:
     """Least-squares efficiencies per site and stage and one congestion coefficient (see the module doc).
 
     ``congestion`` fixes the coefficient instead of fitting it. ``breakdowns``: also fit the network's mean
     time between breakdowns for a given mean repair time (:func:`fit_breakdowns`); the efficiencies are then
     those of a stage that is up, and the calibration's ``effects`` switch breakdowns on in the simulator.
-    ``variability``: also the service-time variability (:func:`fit_service_cv`).
+    ``variability``: also the service-time variability (:func:`fit_service_cv`). ``absenteeism``: also the
+    absence rate of each site from the rostered and worked hours (:func:`fit_absenteeism`; ValueError when the
+    actuals record no rostered hours).
     """
+    absence = fit_absenteeism(actuals) if absenteeism else pd.DataFrame()
     obs = observations(instance, actuals)
     if len(obs.dates) < 3:
         raise ValueError(f"calibration needs at least 3 days of actuals, got {len(obs.dates)}")
@@ -310,6 +330,8 @@ def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None =
         cv = fit_service_cv(instance, obs, eff, kappa)
         if cv is not None:
             effects["service_cv"] = cv
+    if len(absence):
+        effects["absenteeism"] = pooled_absence(absence)
     ones = np.ones(n)
     before, after = errors(obs, ones, 0.0), errors(obs, eff, kappa)
     err = before.merge(after, on=["site_id", "stage"], suffixes=("_before", "_after"))
@@ -317,7 +339,58 @@ def fit(instance: Instance, actuals: pd.DataFrame, *, congestion: float | None =
         efficiency=obs.pairs[["site_id", "stage"]].assign(efficiency=eff),
         congestion=kappa, error_before=_overall(obs, ones, 0.0), error_after=_overall(obs, eff, kappa),
         errors=err, period=(str(obs.dates[0].date()), str(obs.dates[-1].date())), n_days=len(obs.dates),
-        cost=float(sol.cost), effects=effects)
+        cost=float(sol.cost), effects=effects, absenteeism=absence)
+
+
+ABSENCE_COLUMNS = ("site_id", "rate", "std_error", "days", "shifts", "dispersion")
+"""One row per site of :func:`fit_absenteeism`."""
+
+
+def fit_absenteeism(actuals: pd.DataFrame) -> pd.DataFrame:
+    r"""Absence rate per site from the hours rostered and the hours worked (the simulator's absenteeism model).
+
+    Model (:class:`engine.simulator.Profile`, ``absenteeism``): on day d a site rosters
+    :math:`n_d = \max(1, \mathrm{round}(R_d / 8))` shifts (:data:`engine.simulator.SHIFT_HOURS`), :math:`R_d`
+    its rostered hours summed over stages; each shift turns up independently with probability :math:`1 - p`, so
+    the absent shifts are :math:`x_d \sim \mathrm{Binomial}(n_d, p)` and the share of rostered hours lost is
+    :math:`x_d / n_d = 1 - W_d / R_d` (:math:`W_d` the hours worked, ``labor_hours``). The maximum-likelihood rate
+    is :math:`\hat p = \sum_d x_d / \sum_d n_d`, standard error :math:`\sqrt{\hat p (1 - \hat p) / \sum n_d}`.
+    ``dispersion`` is the Pearson statistic :math:`\sum_d (x_d - \hat p n_d)^2 / (n_d \hat p (1 - \hat p))`
+    over its :math:`D - 1` degrees of freedom: about 1 when the day-to-day scatter is the binomial one the
+    simulator draws, well above 1 when absence comes in waves (then the simulator's days are too alike and the
+    standard error is scaled by its square root).
+
+    Rows without ``rostered_hours`` are left out; ValueError when no row has them (the rate cannot be fitted).
+    """
+    from engine.simulator import SHIFT_HOURS
+
+    has = actuals[actuals["rostered_hours"].notna()] if "rostered_hours" in actuals else actuals.iloc[:0]
+    if has.empty:
+        raise ValueError("absenteeism cannot be fitted: the actuals record no rostered hours (add the optional "
+                         "column rostered_hours, the labour hours scheduled per site, stage and day, beside "
+                         "labor_hours, the hours worked)")
+    day = has.groupby(["site_id", "date"])[["rostered_hours", "labor_hours"]].sum()
+    day = day[day["rostered_hours"] > 0]
+    rows = []
+    for site, g in day.groupby(level="site_id"):
+        rostered, worked = g["rostered_hours"].to_numpy(float), g["labor_hours"].to_numpy(float)
+        n = np.maximum(np.round(rostered / SHIFT_HOURS), 1.0)
+        x = n * np.clip(1.0 - worked / rostered, 0.0, 1.0)
+        p = float(x.sum() / n.sum())
+        var = p * (1.0 - p)
+        dof = max(len(g) - 1, 1)
+        dispersion = float(((x - p * n) ** 2 / np.maximum(n * var, 1e-12)).sum() / dof) if var > 0 else 1.0
+        rows.append({"site_id": str(site), "rate": p,
+                     "std_error": float(np.sqrt(var / n.sum() * max(dispersion, 1.0))),
+                     "days": len(g), "shifts": int(n.sum()), "dispersion": dispersion})
+    return pd.DataFrame(rows, columns=list(ABSENCE_COLUMNS))
+
+
+def pooled_absence(absence: pd.DataFrame) -> float:
+    """The network's absence rate: absent over rostered shifts of every fitted site (the rate of a site with no
+    rostered hours of its own)."""
+    shifts = absence["shifts"].to_numpy(float)
+    return float((absence["rate"].to_numpy(float) * shifts).sum() / max(shifts.sum(), 1.0))
 
 
 def fit_service_cv(instance: Instance, obs: Observations, efficiency: np.ndarray, congestion: float, *,
@@ -518,7 +591,8 @@ def as_calibration(stored: dict[str, Any]) -> Calibration:
     return Calibration(eff, float(stored["congestion"]), stored.get("error_before", {}),
                        stored.get("error_after", {}), pd.DataFrame(), tuple(stored.get("period", ("", ""))),
                        int(stored.get("days", 0)), 0.0, version=stored.get("version"),
-                       effects=dict(stored.get("effects") or {}))
+                       effects=dict(stored.get("effects") or {}),
+                       absenteeism=pd.DataFrame(stored.get("absenteeism") or [], columns=list(ABSENCE_COLUMNS)))
 
 
 def save_calibration(instance_path: str | Path, calibration: Calibration, *, actuals_file: str | Path | None = None
@@ -550,8 +624,9 @@ def apply_calibration(instance: Instance, version: str = "latest", *, folder: st
                       ) -> Instance:
     """An Instance with a calibration's efficiencies applied (rates and labour productivity x efficiency).
 
-    ``meta['calibration']`` records ``{version, congestion}`` so that runs can store which version they
-    used (:func:`calibration_version`).
+    ``meta['calibration']`` records ``{version, congestion, effects}`` (and ``absenteeism_by_site`` when fitted)
+    so that runs can store which version they used (:func:`calibration_version`) and the simulator reads the
+    congestion and the stochastic effects.
     """
     stored = load_calibration(folder if folder is not None else instance, version)
     eff = pd.DataFrame(stored["efficiency"]).set_index(["site_id", "stage"])["efficiency"]
@@ -562,8 +637,10 @@ def apply_calibration(instance: Instance, version: str = "latest", *, folder: st
     for stage in FLOW_STAGES:
         col = f"productivity_{stage}"
         lab[col] = lab[col] * np.array([float(eff.get((s, stage), 1.0)) for s in lab["site_id"]])
+    by_site = {str(r["site_id"]): float(r["rate"]) for r in stored.get("absenteeism") or []}
     meta = {**instance.meta, "calibration": {"version": stored["version"], "congestion": stored["congestion"],
-                                             "effects": dict(stored.get("effects") or {})}}
+                                             "effects": dict(stored.get("effects") or {}),
+                                             **({"absenteeism_by_site": by_site} if by_site else {})}}
     return instance.replace(meta=meta, resources=res, labor=lab)
 
 
@@ -605,6 +682,20 @@ def calibrated_derate(instance: Instance, derate: dict[tuple[str, str], float] |
     return {key: float((derate or {}).get(key, 1.0)) * f for key in sorted(keys)}
 
 
+def calibrated_attendance(instance: Instance) -> dict[str, float]:
+    """The MILP's labour productivity factor per site under a calibration's absenteeism: ``1 - p``, the share of
+    rostered hours worked (each site's fitted rate, the pooled rate for sites without one), so the MILP plans the
+    hours to roster and the simulator draws who turns up from them; {} for a calibration without absenteeism
+    (applied in :func:`engine.pipeline.solve_decision`)."""
+    cal = instance.meta.get("calibration")
+    cal = cal if isinstance(cal, dict) else {}
+    pooled = float((cal.get("effects") or {}).get("absenteeism") or 0.0)
+    by_site = cal.get("absenteeism_by_site") or {}
+    if pooled <= 0 and not by_site:
+        return {}
+    return {str(s): 1.0 - float(by_site.get(str(s), pooled)) for s in instance.labor["site_id"]}
+
+
 def calibration_version(instance: Instance) -> str | None:
     """The calibration version an instance was built with (None: uncalibrated)."""
     cal = instance.meta.get("calibration")
@@ -616,18 +707,25 @@ def calibration_version(instance: Instance) -> str | None:
 # ---------------------------------------------------------------------------------------------------
 def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None, *, window: int = 7,
               threshold: float = 0.05, write: bool = True, breakdowns: bool = False,
-              mttr_hours: float = 2.0, variability: bool = False) -> Calibration:
+              mttr_hours: float = 2.0, variability: bool = False, absenteeism: bool = False) -> Calibration:
     """Drift check against the latest version (if any), fit on the actuals (with ``breakdowns``: also the
-    breakdown rate, :func:`fit_breakdowns`), write the next version."""
+    breakdown rate, :func:`fit_breakdowns`; ``variability``: :func:`fit_service_cv`; ``absenteeism``:
+    :func:`fit_absenteeism`), write the next version. Asking for absenteeism from actuals without rostered hours
+    is a ``FILE: rostered_hours: ...`` ValueError before anything is fitted or written."""
     path = resolve_instance_path(instance_path)
     inst = load_instance(path)
     actuals_file = Path(actuals_file) if actuals_file is not None else path / ACTUALS.file_name
     actuals = read_actuals(actuals_file, inst)
+    if absenteeism and not actuals["rostered_hours"].notna().any():
+        raise ValueError(f"{actuals_file}: rostered_hours: absenteeism cannot be fitted: no row records the hours "
+                         "rostered (add the optional column rostered_hours, the labour hours scheduled per site, "
+                         "stage and day; labor_hours are the hours worked); nothing written")
     drift = pd.DataFrame(columns=list(DRIFT_COLUMNS))
     if list_versions(path):
         drift = detect_drift(inst, actuals, as_calibration(load_calibration(path)), window=window,
                              threshold=threshold)
-    cal = fit(inst, actuals, breakdowns=breakdowns, mttr_hours=mttr_hours, variability=variability)
+    cal = fit(inst, actuals, breakdowns=breakdowns, mttr_hours=mttr_hours, variability=variability,
+              absenteeism=absenteeism)
     cal.drift = drift
     if write:
         save_calibration(path, cal, actuals_file=actuals_file)

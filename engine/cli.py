@@ -481,7 +481,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     cal = calibrate(args.instance, args.actuals, window=args.window, threshold=args.threshold,
                     write=not args.no_write, breakdowns=args.breakdowns, mttr_hours=args.mttr_hours,
-                    variability=args.variability)
+                    variability=args.variability, absenteeism=args.absenteeism)
     if args.json:
         print(json.dumps(cal.to_dict()))
         return 0
@@ -495,6 +495,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if cal.effects.get("mtbf_hours"):
         print(f"  breakdowns: MTBF {cal.effects['mtbf_hours']:.1f} operating hours, MTTR "
               f"{cal.effects['mttr_hours']:.1f} h")
+    if len(cal.absenteeism):
+        print(f"  absenteeism: {cal.effects['absenteeism']:.1%} of rostered hours over the network (pooled); per site:")
+        for r in cal.absenteeism.itertuples(index=False):
+            scatter = "" if r.dispersion < 2.0 else (f"; day-to-day scatter {r.dispersion:.1f}x the binomial model's "
+                                                     "(absence comes in waves the simulator does not draw)")
+            print(f"    {r.site_id}: {r.rate:.1%} +/- {1.96 * r.std_error:.1%} (95 %), {r.days} days, "
+                  f"{r.shifts:,} shifts rostered{scatter}")
     print(cal.efficiency.round(3).to_string(index=False))
     for d in cal.drift.itertuples(index=False):
         print(f"drift: {d.site_id}/{d.stage} {d.metric} {d.window_start}..{d.window_end}: predicted "
@@ -804,6 +811,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--breakdowns", action="store_true", help="also fit the breakdown rate (MTBF) of the stages")
     p.add_argument("--mttr-hours", type=float, default=2.0, help="mean time to repair a breakdown (hours)")
     p.add_argument("--variability", action="store_true", help="also fit the service-time variability (CV)")
+    p.add_argument("--absenteeism", action="store_true",
+                   help="also fit each site's absence rate (needs the actuals' rostered_hours column)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     COMMANDS["calibrate"] = cmd_calibrate
 

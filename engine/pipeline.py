@@ -206,12 +206,13 @@ def solve_decision(instance: Instance, decision: str, *, derate: dict[tuple[str,
     Returns the plan and the instance it is expressed on (the formulation's ``plan_instance``: the instance
     itself, except for ``capacity`` whose plan lives on the daily peak instance).
     """
-    from engine.calibration import calibrated_derate
+    from engine.calibration import calibrated_attendance, calibrated_derate
 
     f = formulation(decision)
     derate = calibrated_derate(instance, derate)  # a calibration's congestion derates the MILP's capacity
     options = _options(f.Options, instance.meta.get("scenario") or {}, derate, labour_floor)
-    return f.solve(instance, options, warm_start=warm_start, **solve_kw), f.plan_instance(instance, options)
+    rostered = labour_derated(instance, calibrated_attendance(instance))  # absenteeism: plan the hours to roster
+    return f.solve(rostered, options, warm_start=warm_start, **solve_kw), f.plan_instance(instance, options)
 
 
 MAX_ROUNDS = 8
@@ -291,11 +292,12 @@ def diagnose(instance: Instance, decision: str, derate: dict[tuple[str, str], fl
     on the decision's model, built through the registry (e.g. the capacity model is infeasible only with
     ``hard_sla``: the SLA rows name the DCs and days the levers cannot clear in time).
     """
-    from engine.calibration import calibrated_derate
+    from engine.calibration import calibrated_attendance, calibrated_derate
     from solvers import diagnose_infeasibility
 
     f = formulation(decision)
     derate = calibrated_derate(instance, derate)
+    instance = labour_derated(instance, calibrated_attendance(instance))  # the model solve_decision builds
     model = f.build_model(f.prepare(instance, _options(f.Options, instance.meta.get("scenario") or {}, derate,
                                                        labour_floor)))
     report = diagnose_infeasibility(model, time_limit=60)

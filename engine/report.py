@@ -1057,7 +1057,7 @@ def lsi_view(lsi: pd.DataFrame, names: dict[str, str] | None = None, daily_up_to
     weekly = n_days > daily_up_to
     if weekly:
         if dates is not None and dates.notna().all():
-            t["col"] = (dates - pd.to_timedelta(dates.dt.weekday, unit="D")).dt.date.astype(str)
+            t["col"] = (dates - pd.to_timedelta(dates.dt.day_of_week, unit="D")).dt.date.astype(str)
         else:
             t["col"] = (pd.to_numeric(t["day"]) // 7).astype(int)
         view.update(title="site \u00d7 week, each week's worst day", unit="week")

@@ -159,7 +159,9 @@ class Profile:
     service_cv : service-time variability (off at 0): each stage's capacity in a step is multiplied by a gamma
         factor of mean 1 and this coefficient of variation, independent per step, site, stage, replication.
     absenteeism : share of staffed hours lost (off at 0): each day and site, the staff present is a binomial
-        draw of ``round(staffed hours / 8)`` shifts with this absence probability; it scales labour capacity.
+        draw of ``round(staffed hours / SHIFT_HOURS)`` shifts with this absence probability; it scales labour
+        capacity. Set here, it applies to every site; a calibration (``calibrate --absenteeism``) gives each
+        observed site its own rate and the others the pooled one.
     Each effect draws from its own stream ``default_rng([seed, period, site_seed(site), 1])`` (arrivals are
     unchanged by switching an effect on: common random numbers) and is the same under every multiplier of a
     replication. Unset (None) values fall back to the instance's calibration (``meta['calibration']``).
@@ -538,6 +540,7 @@ class SimSetup:
     sla_hours: float
     congestion: float = 0.0  # kappa of the calibration (0: no congestion derate)
     effects: dict[str, float] = field(default_factory=dict)  # calibrated stochastic effects (see Profile)
+    absence_by_site: np.ndarray | None = None  # (S,) calibrated absence rate per site (nan: the pooled rate)
 
 
 def _err(table: str, row: int, column: str, message: str) -> SimulationInputError:
@@ -659,9 +662,11 @@ def prepare(instance: Instance, site_throughput: pd.DataFrame, *, capacity: pd.D
     calibration = calibration if isinstance(calibration, dict) else {}
     congestion = float(calibration.get("congestion") or 0.0)
     effects = {k: float(v) for k, v in (calibration.get("effects") or {}).items() if v is not None}
+    by_site = calibration.get("absenteeism_by_site") or {}
+    absence = np.array([float(by_site.get(s, np.nan)) for s in sites]) if by_site else None
     return SimSetup(sites, sel[["period", "start", "days"]], inbound, outbound, rate, hpd, productivity,
                     labour_hours, storage_capacity, storage_initial,
-                    float(instance.defaults["order_to_ship_sla_hours"]), congestion, effects)
+                    float(instance.defaults["order_to_ship_sla_hours"]), congestion, effects, absence)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1022,7 +1027,7 @@ def _subset(setup: SimSetup, idx: np.ndarray) -> SimSetup:
     return SimSetup([setup.site_ids[i] for i in idx], setup.periods, setup.inbound[:, idx], setup.outbound[:, idx],
                     setup.rate[idx], setup.hours_per_day[idx], setup.productivity[idx], setup.labour_hours[:, idx],
                     setup.storage_capacity[idx], setup.storage_initial[idx], setup.sla_hours, setup.congestion,
-                    setup.effects)
+                    setup.effects, None if setup.absence_by_site is None else setup.absence_by_site[idx])
 
 
 def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> SimulationResult:
@@ -1121,7 +1126,7 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     for tr in trackers.values():
         tr.judge_from = judge_from
     active = active_effects(setup, profile)
-    effects = _Effects(active, S, R, step_hours) if active else None
+    effects = _Effects(active, S, R, step_hours, absence_rates(setup, profile)) if active else None
     fail_share = 1.0 - profile.sla_quantile
     kernel = _Kernel(S, K_STAGES, B, DEFAULT_UPSTREAM, (PUTAWAY, PICK), setup.storage_capacity,
                      setup.storage_initial[:, None], profile.stock_limited,
@@ -1230,12 +1235,30 @@ def active_effects(setup: SimSetup, profile: Profile) -> dict[str, float]:
     return out
 
 
+SHIFT_HOURS = 8.0
+"""Hours of one shift: the unit of the binomial attendance draw of absenteeism (and of its calibration)."""
+
+
+def absence_rates(setup: SimSetup, profile: Profile) -> np.ndarray:
+    """Absence probability per site (S,): the profile's rate at every site when set, else the calibration's per
+    site (``absenteeism_by_site``), the pooled calibrated rate where a site has none; 0 where absenteeism is off."""
+    S = len(setup.site_ids)
+    if profile.absenteeism is not None:
+        return np.full(S, float(profile.absenteeism))
+    pooled = float(setup.effects.get("absenteeism") or 0.0)
+    if setup.absence_by_site is None:
+        return np.full(S, pooled)
+    return np.where(np.isnan(setup.absence_by_site), pooled, setup.absence_by_site)
+
+
 class _Effects:
     """Per-replication capacity factors of the stochastic effects, one period at a time (breakdown states carry
     over from period to period)."""
 
-    def __init__(self, effects: dict[str, float], S: int, R: int, step_hours: float) -> None:
+    def __init__(self, effects: dict[str, float], S: int, R: int, step_hours: float,
+                 absence: np.ndarray | None = None) -> None:
         self.effects, self.R, self.step_hours = effects, R, step_hours
+        self.absence = np.full(S, float(effects.get("absenteeism") or 0.0)) if absence is None else absence
         self.down = np.zeros((S, K_STAGES, R), dtype=bool)
         if "mtbf_hours" in effects:
             self.p_fail = 1.0 - math.exp(-step_hours / effects["mtbf_hours"])
@@ -1249,9 +1272,9 @@ class _Effects:
         out = np.broadcast_to(cap[..., None], (Tc, S, K_STAGES, R)).copy()
         rngs = [np.random.default_rng([seed, period, site_seed(s), 1]) for s in setup.site_ids]
         if "absenteeism" in self.effects:
-            p = self.effects["absenteeism"]
-            shifts = np.maximum(np.round(staffed.reshape(nd, spd, S).sum(axis=1) / 8.0), 1.0)  # (nd, S)
-            present = np.stack([rng.binomial(shifts[:, j, None].astype(np.int64).repeat(R, axis=1), 1.0 - p)
+            shifts = np.maximum(np.round(staffed.reshape(nd, spd, S).sum(axis=1) / SHIFT_HOURS), 1.0)  # (nd, S)
+            present = np.stack([rng.binomial(shifts[:, j, None].astype(np.int64).repeat(R, axis=1),
+                                             1.0 - self.absence[j])
                                 for j, rng in enumerate(rngs)], axis=1) / shifts[:, :, None]  # (nd, S, R)
             with np.errstate(invalid="ignore"):
                 lab = labour[..., None] * np.repeat(present, spd, axis=0)[:, :, None, :]

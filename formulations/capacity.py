@@ -178,7 +178,7 @@ def peak_instance(instance: Instance, options: CapacityOptions | None = None) ->
                 for k in range(int(n))]
         dates = pd.DataFrame(rows, columns=["source_period", "date"])
         profile = np.asarray(options.weekday_profile, dtype=float)
-        dates["factor"] = profile[dates["date"].dt.weekday.to_numpy()] / profile.sum()
+        dates["factor"] = profile[dates["date"].dt.day_of_week.to_numpy()] / profile.sum()
         spikes = options.spike_dates
         if spikes is None:
             years = sorted(set(dates["date"].dt.year))

@@ -520,7 +520,7 @@ def us_west_port(seed: int = 7, zones: int = 100, days: int = 28) -> Instance:
     fam["share"] = fam["share"] / fam["share"].sum()
     products = fam.assign(id="P_" + fam["family"].str.upper())
     start = pd.Timestamp(meta["horizon"]["start"])
-    weekday = np.array([US_WEEKDAY[(start + pd.Timedelta(days=d)).dayofweek] for d in range(days)])
+    weekday = np.array([US_WEEKDAY[(start + pd.Timedelta(days=d)).day_of_week] for d in range(days)])
     mult = np.repeat((weekday / np.mean(US_WEEKDAY))[None, :], len(products), axis=0)
     daily_total = 320_000.0
     demand = _demand_frame(zone_df, products, mult, daily_total, rng, noise_sigma=0.12)

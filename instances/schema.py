@@ -288,6 +288,9 @@ ACTUALS = TableSchema(
         _c("throughput", "float", "units/day", "units processed", **_NONNEG),
         _c("labor_hours", "float", "h/day", "labour hours worked", **_NONNEG),
         _c("backlog", "float", "units", "backlog at end of day", **_NONNEG),
+        _c("rostered_hours", "float", "h/day", "labour hours scheduled (rostered) for the day; the hours worked "
+           "(labor_hours, clocked by the staff present) are at most these, the difference is absence; optional "
+           "(needed only to fit absenteeism)", required=False, default=None, **_NONNEG),
     ),
     key=("site_id", "stage", "date"),
     required=False,

@@ -18,13 +18,17 @@ CHAINS = (("inbound_dock", "putaway"), ("pick", "pack", "outbound_dock"))
 def generate_actuals(inst, efficiency: dict, congestion: float, days: int, seed: int, start: str = "2026-01-05",
                      sites: tuple[str, ...] = ("DC_A", "DC_B"), load: tuple[float, float] = (0.5, 1.05),
                      offered: dict | None = None, noise: float = 0.01, mtbf_hours: float | None = None,
-                     mttr_hours: float = 2.0, service_cv: float = 0.0) -> pd.DataFrame:
+                     mttr_hours: float = 2.0, service_cv: float = 0.0, absence: dict | None = None) -> pd.DataFrame:
     """Daily actuals (site_id, stage, date, throughput, labor_hours, backlog) of the planted DC.
 
     ``offered``: (site, chain index) -> daily work entering the chain's head (default: the chain's smallest
     nominal capacity x uniform ``load``: quiet days and days over capacity). ``mtbf_hours``: breakdowns, a
     Poisson number a day (operating hours / MTBF) each costing ``mttr_hours`` of the day's operating hours.
     ``service_cv``: each operating hour's capacity times a gamma factor (mean 1, this CV), as in the simulator.
+    ``absence``: site -> absence probability; adds ``rostered_hours``: each day the site rostered
+    ``n = round(W / (8 (1 - p)))`` shifts for its W hours worked, ``x ~ Binomial(n, p)`` stayed away, so the hours
+    rostered are ``labor_hours / (1 - x / n)`` at every stage (drawn from their own random stream, so the other
+    columns are those without ``absence``).
     """
     rng = np.random.default_rng(seed)
     cap = inst.stage_capacity().set_index(["site_id", "stage"])["units_per_day"]
@@ -60,4 +64,15 @@ def generate_actuals(inst, efficiency: dict, congestion: float, days: int, seed:
                     "throughput": y * rng.normal(1.0, noise, days),
                     "labor_hours": hours * rng.normal(1.0, noise, days), "backlog": q}))
                 a = y  # the next stage of the chain gets this stage's output the same day
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    if absence:
+        roster_rng = np.random.default_rng([seed, 1])
+        worked = out.groupby(["site_id", "date"])["labor_hours"].sum()
+        share = {}
+        for (site, day), w in worked.items():
+            if site in absence:
+                n = max(round(w / (8.0 * (1.0 - absence[site]))), 1)
+                share[(site, day)] = 1.0 - roster_rng.binomial(n, absence[site]) / n
+        present = np.array([share.get((s, d), np.nan) for s, d in zip(out["site_id"], out["date"])])
+        out["rostered_hours"] = out["labor_hours"] / present
+    return out

@@ -118,7 +118,9 @@ def test_simulator_with_the_calibration_reproduces_the_actuals(planted):
 @pytest.mark.parametrize("export", ["wms_a", "wms_b"])
 def test_backtest_on_the_bundled_exports_calibrated_beats_nominal(tmp_path, capsys, export):
     """Ingest the example WMS export, hold out its last week: fitted on the three weeks before, the calibrated
-    twin predicts throughput, backlog, labour hours and queueing time better than the nominal one."""
+    twin predicts throughput, backlog, labour hours and queueing time better than the nominal one (throughput
+    error 9.1 % -> 0.3 % on wms_a, 4.7 % -> 0.3 % on wms_b): at every stage that binds, and the labour hours of
+    every stage. A stage its chain never loads to capacity processes what it is offered in both twins."""
     import json
     from pathlib import Path
 
@@ -135,11 +137,16 @@ def test_backtest_on_the_bundled_exports_calibrated_beats_nominal(tmp_path, caps
     assert doc["calibrated_wins"]
     for metric in ("throughput", "backlog", "labor_hours", "cycle_time_h"):
         assert doc["overall"][metric]["calibrated"] < doc["overall"][metric]["nominal"], metric
-    assert doc["overall"]["throughput"]["calibrated"] < 0.05 < doc["overall"]["throughput"]["nominal"]
+    overall = doc["overall"]["throughput"]
+    assert overall["calibrated"] < 0.01 and overall["nominal"] > 5 * overall["calibrated"]
     errs = pd.DataFrame(doc["errors"])
     assert len(errs) == 2 * 5 * 4  # two DCs x five stages x four metrics
     thr = errs[errs["metric"] == "throughput"]
-    assert (thr["calibrated"] < thr["nominal"]).mean() >= 0.9  # nearly every module, not just on average
+    binds = thr["nominal"] > 0.005  # the nominal twin misses the throughput of the stages that bind
+    assert binds.sum() >= 4 and (thr.loc[binds, "calibrated"] < thr.loc[binds, "nominal"] / 3).all()
+    assert (thr.loc[~binds, ["nominal", "calibrated"]] < 0.005).all().all()  # the others process all their work
+    hours = errs[errs["metric"] == "labor_hours"]
+    assert (hours["calibrated"] < hours["nominal"]).all()  # every module, not just on average
     assert (out / "calibration" / "backtest.json").is_file()
     assert main(["backtest", str(out), "--holdout-weeks", "4"]) == 2  # nothing left to fit on: located error
     assert "training days" in capsys.readouterr().err
@@ -286,3 +293,33 @@ def test_planted_service_variability_recovered():
     assert cal.effects["service_cv"] == pytest.approx(0.3, rel=0.15)
     assert fit(inst, generate_actuals(inst, PLANTED, PLANTED_CONGESTION, 84, seed=31, load=(0.8, 1.3),
                                       noise=0.002), variability=True).effects["service_cv"] < 0.05
+
+
+@pytest.mark.parametrize("export", ["wms_a", "wms_b"])
+def test_bundled_exports_give_back_the_parameters_they_were_drawn_from(tmp_path, export):
+    """The example exports are drawn from the calibration's own model (instances/raw/make_exports.py): ingested and
+    calibrated with every option, they give back the planted efficiencies (within 0.015), congestion (within
+    0.015 of 0.15) and absence rates (within their 95 % interval), and no breakdowns, since none were planted
+    (when the generator congested by backlog and the model by offered work, the fit reported MTBF 123-230 h)."""
+    import importlib.util
+    from pathlib import Path
+
+    from engine.calibration import calibrate
+    from engine.ingest import ingest
+
+    root = Path(__file__).resolve().parents[1] / "instances" / "raw"
+    spec = importlib.util.spec_from_file_location("make_exports", root / "make_exports.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    code = {"DC_LONDON": "LHR1", "DC_MANCHESTER": "MAN2", "DC_DUESSELDORF": "DUS", "DC_VENLO": "VNO"}
+    out = tmp_path / export
+    ingest(root / export / "mapping.yaml", root / export, out)
+    cal = calibrate(out, breakdowns=True, absenteeism=True, write=False)
+    assert "mtbf_hours" not in cal.effects
+    assert cal.congestion == pytest.approx(gen.TRUE_CONGESTION, abs=0.015)
+    for site, stage, e in cal.efficiency.itertuples(index=False):
+        assert e == pytest.approx(gen.TRUE_EFFICIENCY[code[site]], abs=0.015), (site, stage)
+    absence = cal.absenteeism.set_index("site_id")
+    assert len(absence) == 2
+    for site, row in absence.iterrows():
+        assert abs(row["rate"] - gen.TRUE_ABSENCE[code[site]]) < 1.96 * row["std_error"], site

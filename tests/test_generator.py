@@ -182,7 +182,7 @@ def test_us_west_port_shape_and_port_closure_gap(us_west_port: Instance) -> None
     demand = inst.demand.groupby("period")["quantity"].sum()
     assert (supply >= demand).all() and (without_la < 0.8 * demand).all()
     # weekday pattern: Mondays are busier than Saturdays
-    day = inst.periods.set_index("period")["start"].dt.dayofweek
+    day = inst.periods.set_index("period")["start"].dt.day_of_week
     assert demand[day[day == 0].index].mean() > 1.15 * demand[day[day == 5].index].mean()
 
 

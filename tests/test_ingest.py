@@ -117,6 +117,8 @@ def test_wms_a_ingests_with_conversions(tmp_path):
     act = inst.actuals.set_index(["site_id", "stage", "date"]).loc[("DC_LONDON", "pick", pd.Timestamp("2026-02-05"))]
     assert act["throughput"] == day["UNITS"].sum()
     assert act["labor_hours"] == pytest.approx(day["LABOR_MIN"].sum() / 60)
+    assert act["rostered_hours"] == pytest.approx(day["ROSTER_MIN"].sum() / 60)  # minutes rostered -> hours
+    assert (inst.actuals["labor_hours"] <= inst.actuals["rostered_hours"]).all()
     assert act["backlog"] == day["BACKLOG_EOS"].iloc[-1]
     # labour productivity from the normalised measurements; provenance beside the tables
     assert inst.labor["productivity_pick"].notna().all()
@@ -139,6 +141,10 @@ def test_wms_b_ingests_wide_metric_utc(tmp_path):
     # 2026-02-01T23:00Z is local midnight of 2026-02-02 in Duesseldorf (CET)
     assert inst.actuals["date"].min() == pd.Timestamp("2026-02-02")
     assert len(inst.actuals) == 2 * 5 * 28
+    kpi = pd.read_csv(B / "kpi_daily.csv", sep=";", decimal=",")
+    first = kpi[(kpi["site"] == "VNO") & (kpi["ts_utc"] == "2026-02-01T23:00:00Z")].iloc[0]
+    act = inst.actuals.set_index(["site_id", "stage", "date"]).loc[("DC_VENLO", "pick", pd.Timestamp("2026-02-02"))]
+    assert (act["labor_hours"], act["rostered_hours"]) == pytest.approx((first["PICK_hrs"], first["PICK_ros"]))
     p = res.productivity.set_index(["site_id", "stage"])
     assert p.loc[("DC_DUESSELDORF", "pick"), "observed_min_per_line"] == pytest.approx(22.8 / 60)
 

@@ -8,8 +8,9 @@
   codes (GI/PTW/PICK/PACK/GO/STOR), UTC timestamps.
 
 Both describe the same four products under different item codes. The operations records follow the
-calibration model of :mod:`engine.calibration` with known efficiencies, so calibrating the ingested
-instance shows what it recovers. The ``mapping.yaml`` files are written by hand, not by this script.
+calibration model of :mod:`engine.calibration` (:func:`_operations`) with known efficiencies, congestion and
+absence rates, so calibrating the ingested instance shows what it recovers. The ``mapping.yaml`` files are
+written by hand, not by this script.
 """
 
 from __future__ import annotations
@@ -102,6 +103,11 @@ MEASURES = {
 }
 TRUE_EFFICIENCY = {"LHR1": 0.88, "MAN2": 0.93, "DUS": 0.97, "VNO": 0.91}
 TRUE_CONGESTION = 0.15
+TRUE_ABSENCE = {"LHR1": 0.07, "MAN2": 0.05, "DUS": 0.04, "VNO": 0.06}
+"""Share of rostered shifts absent per site (``twinplan calibrate --absenteeism`` recovers it)."""
+CHAINS = (("inbound_dock", "putaway"), ("pick", "pack", "outbound_dock"))
+SITE_STREAM = {"LHR1": 1, "MAN2": 2, "DUS": 3, "VNO": 4}
+"""Each site's operations come from their own random stream ``default_rng([SEED, stream])``."""
 
 
 def _write(path: Path, header: list[str], rows: list[list], sep: str = ",") -> None:
@@ -128,28 +134,63 @@ def _weekly_demand(rng: np.random.Generator, zones: list[tuple], total_per_week:
     return out
 
 
-def _operations(rng: np.random.Generator, site: str) -> list[tuple[str, np.datetime64, float, float, float]]:
-    """Daily (stage, date, throughput, labour hours, backlog) from the calibration model with noise."""
+WALK_M_PER_MIN, EXTRA_UNIT_SHARE, REFERENCE_UNITS_PER_LINE = 60.0, 0.15, 1.5
+"""The productivity parameters of both ``mapping.yaml`` files (``productivity:``)."""
+
+
+def _reference_productivity(minutes: float, units: float, travel_m: float, complexity: float) -> float:
+    """Units per labour hour at the mappings' reference order profile: what ingestion writes to
+    ``labor.productivity_<stage>`` (:mod:`engine.ingest.productivity`: standard minutes per line
+    ``h = (t - d / v) / k(u, c)``, ``P = 60 u_r / (h k(u_r, c) + d / v)``, ``k(u, c) = c (1 + beta (u - 1))``;
+    the mappings set no reference complexity, so the site's own ``c`` stays)."""
+    def k(u: float, c: float) -> float:
+        return c * (1.0 + EXTRA_UNIT_SHARE * (u - 1.0))
+
+    standard = (minutes - travel_m / WALK_M_PER_MIN) / k(units, complexity)
+    return 60.0 * REFERENCE_UNITS_PER_LINE / (standard * k(REFERENCE_UNITS_PER_LINE, complexity)
+                                              + travel_m / WALK_M_PER_MIN)
+
+
+def _operations(site: str) -> list[tuple[str, np.datetime64, float, float, float, float]]:
+    """Daily (stage, date, throughput, labour hours, backlog, rostered hours) of a site, drawn from the model that
+    :mod:`engine.calibration` fits (and the simulator runs), from the site's own random stream.
+
+    Per chain (inbound dock -> putaway; pick -> pack -> outbound dock) the day's work entering the head is a
+    uniform 0.55-1.02 share of the chain's smallest nominal capacity; each stage is a queue fed by the stage
+    before it the same day, with the effective capacity ``e N (1 - kappa u^2)``, ``u = min(1, a_head / (e N))``:
+    congestion comes with the work *offered* to the chain's head that day, as in the model (the backlog waiting
+    does not congest). Labour hours are the throughput over the efficiency times the productivity the ingested
+    instance will hold (:func:`_reference_productivity`). Throughput and labour hours carry 1 % noise.
+    Absenteeism: each day the site rosters ``n = round(W / (8 (1 - p)))`` shifts for its W hours worked,
+    ``x ~ Binomial(n, p)`` stay away, so the hours rostered are the hours worked / (1 - x / n) at every stage
+    (``p`` = :data:`TRUE_ABSENCE`).
+    """
+    rng = np.random.default_rng([SEED, SITE_STREAM[site]])
     eq, hours = EQUIPMENT[site]
     eff = TRUE_EFFICIENCY[site]
-    rows = []
-    for stage in STAGES:
-        count, rate = eq[stage]
-        nominal = count * rate * hours
-        t, u, d, c = MEASURES[site][stage]
-        prod = 60.0 * u / t
-        backlog = 0.0
-        for day in range(HISTORY_DAYS):
-            arrivals = nominal * rng.uniform(0.55, 1.02)
-            load = backlog + arrivals
-            util = min(1.0, load / (eff * nominal))
-            cap = eff * nominal * (1.0 - TRUE_CONGESTION * util**2)
-            done = min(load, cap) * rng.normal(1.0, 0.01)
-            done = min(done, load)
-            backlog = load - done
-            labour = done / (eff * prod) * rng.normal(1.0, 0.01)
-            rows.append((stage, HISTORY_START + day, done, labour, backlog))
-    return rows
+    nominal = {stage: eq[stage][0] * eq[stage][1] * hours for stage in STAGES}
+    prod = {stage: _reference_productivity(*MEASURES[site][stage]) for stage in STAGES}
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for chain in CHAINS:
+        head = min(nominal[k] for k in chain) * rng.uniform(0.55, 1.02, HISTORY_DAYS)
+        offered = head
+        for stage in chain:
+            util = np.minimum(1.0, head / (eff * nominal[stage]))
+            cap = eff * nominal[stage] * (1.0 - TRUE_CONGESTION * util**2)
+            done, backlog, q = np.zeros(HISTORY_DAYS), np.zeros(HISTORY_DAYS), 0.0
+            for day in range(HISTORY_DAYS):
+                done[day] = min(q + offered[day], cap[day])
+                q = q + offered[day] - done[day]
+                backlog[day] = q
+            labour = done / (eff * prod[stage]) * rng.normal(1.0, 0.01, HISTORY_DAYS)
+            out[stage] = (done * rng.normal(1.0, 0.01, HISTORY_DAYS), labour, backlog)
+            offered = done  # the next stage of the chain gets this stage's output the same day
+    worked = sum(out[stage][1] for stage in STAGES)
+    p = TRUE_ABSENCE[site]
+    shifts = np.maximum(np.round(worked / (8.0 * (1.0 - p))), 1.0)
+    present = 1.0 - rng.binomial(shifts.astype(np.int64), p) / shifts
+    return [(stage, HISTORY_START + day, out[stage][0][day], out[stage][1][day], out[stage][2][day],
+             out[stage][1][day] / present[day]) for stage in STAGES for day in range(HISTORY_DAYS)]
 
 
 def wms_a(rng: np.random.Generator) -> None:
@@ -201,13 +242,15 @@ def wms_a(rng: np.random.Generator) -> None:
             for f, m in MEASURES.items() if f in ("LHR1", "MAN2", "BHX9") for s, (t, u, d, c) in m.items()])
     ops = []
     for site in ("LHR1", "MAN2"):
-        for stage, day, done, labour, backlog in _operations(rng, site):
-            # two shifts a day; backlog is reported at the end of each shift
+        for stage, day, done, labour, backlog, rostered in _operations(site):
+            # two shifts a day; backlog is reported at the end of each shift; minutes worked and rostered
             ops.append([site, A_STAGE[stage], f"{day} 06:00", round(done * 0.55), round(labour * 0.55 * 60),
-                        round(backlog + done * 0.45)])
+                        round(rostered * 0.55 * 60), round(backlog + done * 0.45)])
             ops.append([site, A_STAGE[stage], f"{day} 14:00", round(done) - round(done * 0.55),
-                        round(labour * 60) - round(labour * 0.55 * 60), round(backlog)])
-    _write(out / "daily_ops.csv", ["FAC_CD", "PROC_CD", "SHIFT_START", "UNITS", "LABOR_MIN", "BACKLOG_EOS"], ops)
+                        round(labour * 60) - round(labour * 0.55 * 60),
+                        round(rostered * 60) - round(rostered * 0.55 * 60), round(backlog)])
+    _write(out / "daily_ops.csv", ["FAC_CD", "PROC_CD", "SHIFT_START", "UNITS", "LABOR_MIN", "ROSTER_MIN",
+                                   "BACKLOG_EOS"], ops)
 
 
 def wms_b(rng: np.random.Generator) -> None:
@@ -255,14 +298,15 @@ def wms_b(rng: np.random.Generator) -> None:
            perf, sep=";")
     kpi: dict[tuple[str, np.datetime64], dict[str, str]] = {}
     for site in ("DUS", "VNO"):
-        for stage, day, done, labour, backlog in _operations(rng, site):
+        for stage, day, done, labour, backlog, rostered in _operations(site):
             # the WCS stamps each operating day at its local midnight, in UTC (CET = UTC+1 in February)
             ts = f"{day - 1}T23:00:00Z"
             rec = kpi.setdefault((site, day), {"ts": ts})
             rec[f"{B_STAGE[stage]}_qty"] = _dec(done, 1)
             rec[f"{B_STAGE[stage]}_hrs"] = _dec(labour, 2)
+            rec[f"{B_STAGE[stage]}_ros"] = _dec(rostered, 2)
             rec[f"{B_STAGE[stage]}_bl"] = _dec(backlog, 1)
-    cols = [f"{B_STAGE[s]}_{m}" for s in STAGES for m in ("qty", "hrs", "bl")]
+    cols = [f"{B_STAGE[s]}_{m}" for s in STAGES for m in ("qty", "hrs", "ros", "bl")]
     _write(out / "kpi_daily.csv", ["ts_utc", "site", *cols],
            [[r["ts"], site, *[r[c] for c in cols]] for (site, _), r in sorted(kpi.items())], sep=";")
 
