@@ -958,11 +958,23 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
                     improved = True
                     break
         phases["local_search"] = {"moves": n_moves, "seconds": time.perf_counter() - t_ls}
-        if lag.fixed_closed is not None:
-            fix_upper = float(first.objective)
-            fix_closed = list(sizing.sites[lag.fixed_closed])
-            fix_open = list(sizing.sites[lag.fixed_open])
-            phases["lagrangian"].update(fixed_closed=len(fix_closed), fixed_open=len(fix_open))
+        fix_upper = float(first.objective)
+        incumbent = min(plans, key=lambda p: p.objective)
+        if incumbent.objective < fix_upper and (share(LAGRANGIAN_SHARE) or 1.0) >= 0.5:
+            # the subgradient once more from its multipliers, now against the best plan: a lower fixing threshold
+            # fixes more sites (fixings found against the first plan stay valid: they hold for every plan
+            # costing at most its objective, which the best plan does)
+            t = time.perf_counter()
+            fix_upper = float(incumbent.objective)
+            lag = lagrangian.subgradient(sizing, fix_upper, seconds=share(LAGRANGIAN_SHARE), tol=tol,
+                                         start=lag.multipliers, fixed_open=lag.fixed_open,
+                                         fixed_closed=lag.fixed_closed)
+            lower = max(lower, lag.bound)
+            phases["lagrangian_refix"] = {"status": "bound", "bound": lag.bound, "iterations": lag.iterations,
+                                          "seconds": time.perf_counter() - t}
+        fix_closed = list(sizing.sites[lag.fixed_closed])
+        fix_open = list(sizing.sites[lag.fixed_open])
+        phases["lagrangian"].update(fixed_closed=len(fix_closed), fixed_open=len(fix_open))
     else:
         phases["lagrangian"] = {"status": f"not used: {why}"}
         lower, fixed_sites = _lp_phase(instance, opt, phases, new_bases, bases, share(LP_SHARE), exact, kw)
