@@ -873,6 +873,8 @@ LOCAL_SEARCH_SHARE = 0.2
 """Most share of the time limit for the local search around the best plan (facility-location-shaped models)."""
 LAGRANGIAN_PLANS = 6
 """Most site sets of the Lagrangian subproblems evaluated as plans (within START_SHARE of the time limit)."""
+PROBE_SHARE = 0.15
+"""Most share of the time limit for probing (:func:`formulations.lagrangian.probe`) before the MILP."""
 
 
 class PlanCheckError(RuntimeError):
@@ -1035,8 +1037,18 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
             lower = max(lower, lag.bound)
             phases["lagrangian_refix"] = {"status": "bound", "bound": lag.bound, "iterations": lag.iterations,
                                           "seconds": time.perf_counter() - t}
-        fix_closed = list(sizing.sites[lag.fixed_closed])
-        fix_open = list(sizing.sites[lag.fixed_open])
+        fixed_open, fixed_closed = lag.fixed_open, lag.fixed_closed
+        probe_limit = share(PROBE_SHARE)
+        if (lower < fix_upper - max(tol, 1e-9) * abs(fix_upper) and (probe_limit is None or probe_limit >= 1.0)
+                and np.isfinite(fix_upper)):
+            # probing: each free site forced the other way, the bound re-optimised; sites whose flip cannot beat
+            # the best plan are fixed too (a smaller MILP: capc5000 23 -> 16 free sites)
+            t = time.perf_counter()
+            fixed_open, fixed_closed, n_probed = lagrangian.probe(sizing, fix_upper, lag, seconds=probe_limit)
+            phases["lagrangian_probe"] = {"probed": n_probed, "fixed_closed": int(fixed_closed.sum()),
+                                          "fixed_open": int(fixed_open.sum()), "seconds": time.perf_counter() - t}
+        fix_closed = list(sizing.sites[fixed_closed])
+        fix_open = list(sizing.sites[fixed_open])
         phases["lagrangian"].update(fixed_closed=len(fix_closed), fixed_open=len(fix_open))
     else:
         phases["lagrangian"] = {"status": f"not used: {why}"}
