@@ -15,8 +15,8 @@ INFORMS J. Computing 24(4), 2012)::
 where cap_{i,t} is the capacity of the site's tightest stage (any one stage bounds its throughput, so this is
 a relaxation), cap_i = sum_t cap_{i,t}, and each inner problem is a continuous knapsack (greedy in reduced cost).
 The y-problem keeps the aggregate capacity row (summed over periods: a relaxation of the per-period rows) as a
-*binary* knapsack (:func:`cover_knapsack`, exact or relaxed by rounding capacities up), so that L(u) is at least
-the LP relaxation of the strong formulation at the best u, and usually above it: on capa8000 the LP may open
+*binary* knapsack (:func:`cover_knapsack`, exact or relaxed by rounding capacities up), so that max_u L(u) is at
+least the bound of the strong formulation's LP relaxation, and usually above it: on capa8000 the LP may open
 6.36 sites' worth of capacity, the knapsack at least 7 sites. L(u) <= optimum for every u (weak duality).
 u is improved by subgradient steps (Polyak step towards the best known plan's cost).
 
@@ -26,9 +26,13 @@ is. Fixings found at any u stay valid (each is a statement about those plans), s
 subgradient loop and enter the y-problem of later iterations (which lifts L further). The bound with fixings is
 min(L, upper): a lower bound of every plan that costs at most ``upper``, and ``upper`` is a plan in hand.
 
-Lagrangian branch and bound (:func:`branch_and_bound`): when the root leaves a gap, sites are branched on (the
-free site whose y-problem choice is least settled), each node re-optimises u from its parent's multipliers and
-re-fixes; the site sets of the nodes' y-problems are byproducts to evaluate as plans.
+Probing (:func:`probe`, one level of strong branching): each free site forced the other way and L re-optimised
+from the best multipliers for a few iterations; a flip whose bound reaches ``upper`` fixes the site as well.
+What is left goes to the MILP (:func:`formulations.network_design.solve`), which then branches over far fewer
+sites (capa8000 / capb8000 / capc5000: 77-87 of 100 sites fixed by the root, a few more by probing).
+
+Validity (tests/test_network_strategy.py, against enumeration of every site subset): L(u) never above the optimum,
+no fixing or probe ever sets a site of the optimum the wrong way, and the knapsack never above its true minimum.
 """
 
 from __future__ import annotations

@@ -761,10 +761,16 @@ def solve(instance: Instance, options: NetworkDesignOptions | None = None, *, so
       value until capacity covers the demand the LP serves) and modules rounded up, fixed, the rest solved
       as an LP over all lanes of the open sites: a feasible plan. When the best plan and the bound are
       within ``mip_gap`` (default 1e-4) it is returned as optimal within that gap; otherwise (3) the MILP
-      runs from the best plan (a MIP start) for all the time left. The answer is the best plan of all
-      phases with the best bound of all phases;
+      runs from the best plan (a MIP start) for all the time left. On facility-location-shaped models
+      (:func:`formulations.lagrangian.applies`) phases 1-2 are instead the Lagrangian relaxation with the
+      aggregate capacity row as a binary knapsack (its bound at least the LP's), its site sets and an
+      open/close/swap local search evaluated as plans, Lagrangian fixing against the best plan and probing;
+      the MILP then runs on the sites left free. The answer is the best plan of all phases with the best
+      bound of all phases;
     - ``auto``: ``relax_restore`` for models with at least :data:`RELAX_RESTORE_MIN_ARCS` outbound arcs,
-      else ``direct``.
+      else ``direct`` -- under a time limit with a first plan (the warm start's sites, else the greedy
+      network) before the MILP, which starts from it; the better of the two comes back
+      (:func:`_direct_from_first_plan`).
 
     ``warm_start``: a previous :class:`Plan` (its open sites and flows seed the MIP; on the relax-and-restore
     path its LP bases, ``plan.bases``, start the simplex of phases 1 and 2) or a :class:`solvers.SolveResult`.
