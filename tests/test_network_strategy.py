@@ -34,11 +34,12 @@ def cflp(seed: int, m: int = 6, n: int = 12, tight: float = 1.6):
     return orlib_instance(cap, fixed, demand, cost, f"rand{seed}")
 
 
-def brute_force(inst, **opts) -> tuple[float, tuple[str, ...]]:
-    """Best objective over every subset of open sites, each solved with the sites fixed (an LP)."""
+def brute_force(inst, min_open: int = 1, **opts) -> tuple[float, tuple[str, ...]]:
+    """Best objective over every subset of at least ``min_open`` open sites, each solved with the sites fixed (an
+    LP)."""
     sites = list(inst.dcs["id"])
     best, best_open = np.inf, ()
-    for k in range(1, len(sites) + 1):
+    for k in range(min_open, len(sites) + 1):
         for subset in itertools.combinations(sites, k):
             closed = [s for s in sites if s not in subset]
             plan = network_design.solve(inst, options=NetworkDesignOptions(
@@ -140,6 +141,33 @@ def test_a_good_warm_start_is_never_replaced_by_a_worse_plan():
     assert check_plan(inst, plan).empty
 
 
+def test_a_small_model_under_a_tiny_time_limit_still_returns_a_checked_plan(tiny):
+    """auto on a small model (< RELAX_RESTORE_MIN_ARCS arcs) builds a plan before the MILP: with a limit too short
+    for the MILP the greedy network comes back (checked, status time_limit, its cost the greedy network's cost
+    solved independently); with time the MILP runs from it to the brute-force optimum; a warm start at the optimum
+    is never replaced by a worse plan; the general model (products, modules, labour, sources) too."""
+    inst = cflp(70, m=5, n=12, tight=1.6)
+    best, _ = brute_force(inst)
+    opts = NetworkDesignOptions(allow_unmet=False)
+    ctx = prepare(inst, opts)
+    assert len(ctx.outbound) < network_design.RELAX_RESTORE_MIN_ARCS
+    quick = network_design.solve(inst, options=opts, mip_gap=0.0, time_limit=0.01)
+    assert quick.has_solution and quick.status == "time_limit" and check_plan(inst, quick).empty
+    assert quick.meta["first_plan"]["source"] == "greedy" and quick.meta["milp"]["status"].startswith("skipped")
+    greedy = nh.greedy_sites(ctx)
+    alone = network_design.solve(inst, options=replace(opts, strategy="direct", force_open=list(ctx.sites[greedy]),
+                                                       force_closed=list(ctx.sites[~greedy])), mip_gap=0.0)
+    assert quick.objective == pytest.approx(alone.objective, rel=1e-9) and quick.objective >= best * (1 - 1e-9)
+    full = network_design.solve(inst, options=opts, mip_gap=0.0, time_limit=30)
+    assert full.status == "optimal" and full.objective == pytest.approx(best, rel=1e-7)
+    assert full.objective <= full.meta["first_plan"]["objective"] + 1e-9 and full.bound <= full.objective
+    kept = network_design.solve(inst, options=opts, mip_gap=0.0, time_limit=0.01, warm_start=full)
+    assert kept.meta["first_plan"]["source"] == "warm_start"
+    assert kept.objective == pytest.approx(full.objective, rel=1e-9) and check_plan(inst, kept).empty
+    general = network_design.solve(tiny, time_limit=0.01)
+    assert general.has_solution and check_plan(tiny, general).empty and general.meta["first_plan"]["source"]
+
+
 # --------------------------------------------------------------------------------------------------
 # 3. heuristics: valid against brute force
 # --------------------------------------------------------------------------------------------------
@@ -202,11 +230,70 @@ def test_lagrangian_bound_and_fixing_are_valid_against_brute_force(seed, allow_u
     assert res.bound >= lp_bound - 0.01 * abs(lp_bound)  # as strong as the LP relaxation (up to convergence)
     opened = np.isin(ctx.sites, best_open)
     assert not (opened & res.fixed_closed).any() and not (~opened & res.fixed_open).any()
+    # probing fixes more sites (each flip re-optimised) and never the optimum's sites the wrong way, whether
+    # measured against the optimum's cost or a worse plan's
+    added = 0
+    for upper in (best * (1 + 1e-9), best * 1.02, best * 1.05):
+        root = lagrangian.subgradient(ctx, upper=upper, max_iter=300, tol=0.0)
+        fo, fc, _ = lagrangian.probe(ctx, upper, root)
+        assert (fo >= root.fixed_open).all() and (fc >= root.fixed_closed).all()
+        assert not (opened & fc).any() and not (~opened & fo).any()
+        added += int(fo.sum() + fc.sum() - root.fixed_open.sum() - root.fixed_closed.sum())
+    assert added > 0 or seed == 23  # seed 23: the root fixes every site but one already
     # the relax-and-restore strategy with these parts reaches the optimum and proves it
     plan = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=allow_unmet, strategy="relax_restore"),
                                 mip_gap=0.0)
     assert plan.status == "optimal" and plan.objective == pytest.approx(best, rel=1e-7)
     assert plan.bound <= plan.objective and check_plan(inst, plan).empty
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cover_knapsack_is_a_lower_bound_and_exact_on_integral_capacities(seed):
+    """The y-problem's knapsack against enumeration of every subset: never above the true minimum, equal to it when
+    the capacities are integral (the grid then divides them), and its y meets the row."""
+    rng = np.random.default_rng(seed)
+    n = 9
+    value = np.round(rng.uniform(0, 100, n), 2)
+    integral = seed % 2 == 0
+    cap = rng.integers(5, 60, n).astype(float) if integral else rng.uniform(5, 60, n)
+    need = float(rng.uniform(0.2, 0.8) * cap.sum())
+    true = min(value[list(s)].sum() for k in range(n + 1) for s in itertools.combinations(range(n), k)
+               if cap[list(s)].sum() >= need)
+    for grid in (7, 50, lagrangian.KNAPSACK_GRID):
+        got, y = lagrangian.cover_knapsack(value, cap, need, grid=grid)
+        assert got <= true + 1e-9
+        assert got == pytest.approx(value[y].sum())
+        if integral and grid == lagrangian.KNAPSACK_GRID:
+            assert got == pytest.approx(true) and cap[y].sum() >= need
+    assert lagrangian.cover_knapsack(value, cap, cap.sum() + 1)[0] == np.inf  # too little capacity: no plan
+
+
+def test_knapsack_bound_is_above_the_lp_bound_and_fixing_is_valid():
+    """Equal capacities and demand 3.5 sites' worth: the LP relaxation may open 3.5 sites, the y-problem at least
+    4 -- the Lagrangian bound ends strictly above the LP bound, never above the brute-force optimum; every site
+    fixed against a plan's cost (the optimum's, and a worse plan's) keeps its value in the optimum."""
+    rng = np.random.default_rng(60)
+    m, n = 6, 14
+    demand = rng.integers(5, 40, n).astype(float)
+    cap = np.full(m, demand.sum() / 3.5)
+    fixed = np.round(rng.uniform(400, 900, m))
+    xy_w, xy_c = rng.random((m, 2)), rng.random((n, 2))
+    cost = np.round(np.sqrt(((xy_w[:, None, :] - xy_c[None, :, :]) ** 2).sum(-1)) * demand[None, :] * 10, 2)
+    inst = orlib_instance(cap, fixed, demand, cost, "equal_caps")
+    best, best_open = brute_force(inst, min_open=4)  # fewer than 4 sites cannot cover the demand
+    c = network_design.prepare(inst, NetworkDesignOptions(allow_unmet=False))
+    form = solvers.to_standard_form(network_design.build_model(c))
+    form.integrality[:] = 0
+    lp_bound = solvers.solve(form).objective + c.objective_constant
+    ctx = prepare(inst, NetworkDesignOptions(allow_unmet=False))
+    opened = np.isin(ctx.sites, best_open)
+    for upper in (best * (1 + 1e-9), best * 1.05):
+        res = lagrangian.subgradient(ctx, upper=upper, max_iter=1500, tol=0.0, fix_every=5)
+        assert res.bound <= best * (1 + 1e-9)
+        assert not (opened & res.fixed_closed).any() and not (~opened & res.fixed_open).any()
+    res = lagrangian.subgradient(ctx, upper=np.inf, max_iter=1500, tol=0.0)
+    assert lp_bound + 1e-6 * abs(lp_bound) < res.bound <= best * (1 + 1e-9)
+    assert res.fixed_closed.sum() == res.fixed_open.sum() == 0  # no plan in hand, nothing fixed
 
 
 def test_lagrangian_refuses_models_of_another_shape(tiny):
