@@ -386,6 +386,27 @@ def fit_absenteeism(actuals: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(ABSENCE_COLUMNS))
 
 
+def absence_drift(before: pd.DataFrame, after: pd.DataFrame, period: tuple[str, str], *,
+                  min_change: float = 0.01) -> pd.DataFrame:
+    """Sites whose absence rate moved between two fits (:func:`fit_absenteeism` tables): the change exceeds both
+    1.96 standard errors of the difference (``sqrt(se_before^2 + se_after^2)``) and ``min_change`` (absolute).
+    Rows in :data:`DRIFT_COLUMNS` form: metric ``absence``, stage empty (absence is a site's), ``predicted`` /
+    ``current`` the calibrated rate, ``actual`` / ``refit`` the new one, parameter ``absenteeism``."""
+    old = before.set_index("site_id")
+    rows = []
+    for r in after.itertuples(index=False):
+        if r.site_id not in old.index:
+            continue
+        p0, se0 = float(old.loc[r.site_id, "rate"]), float(old.loc[r.site_id, "std_error"])
+        change = float(r.rate) - p0
+        if abs(change) > max(1.96 * float(np.hypot(se0, r.std_error)), min_change):
+            rows.append({"site_id": r.site_id, "stage": "", "metric": "absence", "window_start": period[0],
+                         "window_end": period[1], "predicted": p0, "actual": float(r.rate),
+                         "rel_error": change / p0 if p0 > 0 else np.inf, "parameter": "absenteeism",
+                         "current": p0, "refit": float(r.rate), "windows_flagged": 1})
+    return pd.DataFrame(rows, columns=list(DRIFT_COLUMNS))
+
+
 def pooled_absence(absence: pd.DataFrame) -> float:
     """The network's absence rate: absent over rostered shifts of every fitted site (the rate of a site with no
     rostered hours of its own)."""
@@ -721,11 +742,14 @@ def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None,
                          "rostered (add the optional column rostered_hours, the labour hours scheduled per site, "
                          "stage and day; labor_hours are the hours worked); nothing written")
     drift = pd.DataFrame(columns=list(DRIFT_COLUMNS))
-    if list_versions(path):
-        drift = detect_drift(inst, actuals, as_calibration(load_calibration(path)), window=window,
-                             threshold=threshold)
+    previous = as_calibration(load_calibration(path)) if list_versions(path) else None
+    if previous is not None:
+        drift = detect_drift(inst, actuals, previous, window=window, threshold=threshold)
     cal = fit(inst, actuals, breakdowns=breakdowns, mttr_hours=mttr_hours, variability=variability,
               absenteeism=absenteeism)
+    if previous is not None and len(cal.absenteeism) and len(previous.absenteeism):
+        moved = absence_drift(previous.absenteeism, cal.absenteeism, cal.period)
+        drift = pd.concat([drift, moved], ignore_index=True) if len(drift) else moved
     cal.drift = drift
     if write:
         save_calibration(path, cal, actuals_file=actuals_file)

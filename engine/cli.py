@@ -504,6 +504,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                   f"{r.shifts:,} shifts rostered{scatter}")
     print(cal.efficiency.round(3).to_string(index=False))
     for d in cal.drift.itertuples(index=False):
+        if d.metric == "absence":
+            print(f"drift: {d.site_id} absence {d.window_start}..{d.window_end}: calibrated {d.predicted:.1%}, now "
+                  f"{d.actual:.1%} ({100 * (d.actual - d.predicted):+.1f} points); most likely absenteeism")
+            continue
         print(f"drift: {d.site_id}/{d.stage} {d.metric} {d.window_start}..{d.window_end}: predicted "
               f"{d.predicted:,.0f}, actual {d.actual:,.0f} ({d.rel_error:+.1%}); most likely {d.parameter} "
               f"{d.current:.3f} -> {d.refit:.3f}", file=sys.stdout)

@@ -200,3 +200,27 @@ def test_the_milp_plans_the_hours_to_roster():
     np.testing.assert_allclose(pooled.to_numpy(), 1 / 0.95, rtol=1e-6)
     _, none = ratios({"version": "v0001", "congestion": 0.0})
     np.testing.assert_allclose(none.to_numpy(), 1.0, rtol=1e-6)
+
+
+def test_a_site_whose_absence_moved_is_flagged_at_the_next_calibration(tmp_path, capsys):
+    """January: DC_A 5 %, DC_B 9 % absent. February: DC_B's absence rises to 16 %, DC_A unchanged. The February
+    calibration flags DC_B's absence (change beyond 1.96 standard errors of the difference and 1 point), names
+    absenteeism, and leaves DC_A alone."""
+    path = tmp_path / "tiny"
+    shutil.copytree(bundled_instance_path("tiny"), path)
+    inst = tiny()
+    eff = {(s, k): 0.9 for s in ("DC_A", "DC_B") for k in FLOW}
+    jan, feb = tmp_path / "jan.csv", tmp_path / "feb.csv"
+    generate_actuals(inst, eff, 0.1, 28, seed=3, absence={"DC_A": 0.05, "DC_B": 0.09}).to_csv(jan, index=False)
+    generate_actuals(inst, eff, 0.1, 28, seed=4, start="2026-02-02",
+                     absence={"DC_A": 0.05, "DC_B": 0.16}).to_csv(feb, index=False)
+    assert main(["calibrate", str(path), "--actuals", str(jan), "--absenteeism"]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", str(path), "--actuals", str(feb), "--absenteeism"]) == 0
+    out = capsys.readouterr().out
+    assert "drift: DC_B absence 2026-02-02..2026-03-01" in out and "most likely absenteeism" in out
+    assert "drift: DC_A absence" not in out
+    stored = yaml.safe_load((path / "calibration" / "v0002.yaml").read_text())
+    moved = [d for d in stored["drift"] if d["metric"] == "absence"]
+    assert [d["site_id"] for d in moved] == ["DC_B"]
+    assert moved[0]["current"] == pytest.approx(0.09, abs=0.02) and moved[0]["refit"] == pytest.approx(0.16, abs=0.02)
