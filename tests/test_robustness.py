@@ -1022,3 +1022,35 @@ def test_atomic_file_publishes_whole_or_nothing(tmp_path: Path) -> None:
             atomic_file(target, replaceable=lambda p: False):
         pass
     assert target.read_text() == "first"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+def test_reconcile_tells_a_live_writer_from_a_reused_pid(tmp_path: Path) -> None:
+    """A ``running`` run whose pid now belongs to a process started after the run is settled (its writer is
+    gone); one whose writer is that live process is left alone."""
+    import socket
+    from datetime import timedelta
+
+    from engine.atomic import process_started_at
+    from engine.store import utcnow
+
+    t0 = utcnow()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        t1 = utcnow()
+        started = process_started_at(child.pid)
+        assert started is not None and t0 - timedelta(seconds=2) <= started <= t1 + timedelta(seconds=2)
+        path = tmp_path / "runs.duckdb"
+        store = RunStore(path)
+        for run_id, since in (("live", t1 + timedelta(seconds=1)), ("reused", t0 - timedelta(hours=1))):
+            store.record_run({"run_id": run_id, "status": "running", "pid": child.pid, "host": socket.gethostname(),
+                              "started_at": since})
+        notes = RunStore(path).reconcile()
+        assert len(notes) == 1 and notes[0].startswith(f"run reused: its process (pid {child.pid} on ")
+        statuses = dict(_store_runs(path)[["run_id", "status"]].values.tolist())
+        assert statuses == {"live": "running", "reused": "failed"}
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert RunStore(path).reconcile()[0].startswith("run live: its process")  # now its writer is gone too
+    assert main(["audit", "--store", str(path)]) == 0
