@@ -1054,3 +1054,22 @@ def test_reconcile_tells_a_live_writer_from_a_reused_pid(tmp_path: Path) -> None
         child.wait(timeout=30)
     assert RunStore(path).reconcile()[0].startswith("run live: its process")  # now its writer is gone too
     assert main(["audit", "--store", str(path)]) == 0
+
+
+@pytest.mark.slow
+def test_a_not_executable_solve_is_recorded_with_its_breaches(tmp_path: Path, monkeypatch, capsys) -> None:
+    """tiny's port closure at 1 replication breaks an SLA in the simulation (exit 6): a complete folder, the
+    run ``finished`` with exit code 6 and the breaches as its reason; the printed answer fits 100 columns."""
+    from engine.answer import breach_sentence
+
+    ws = _workspace(tmp_path)
+    monkeypatch.chdir(ws)
+    assert main(_solve(ws, "--no-baseline", "--replications", "1", scenario="port_closure")) == 6
+    out = capsys.readouterr().out
+    assert out.startswith("NOT EXECUTABLE: ") and max(len(line) for line in out.splitlines()) <= 100, out
+    result = json.loads((ws / "out" / "result.json").read_text())
+    assert result["executable"] is False and result["answer"]["breaches"]
+    run = _store_runs(ws / "runs.duckdb").iloc[0]
+    assert (run["status"], run["exit_code"]) == ("finished", 6)
+    assert run["reason"] == "not executable: " + breach_sentence(result["answer"]["breaches"])
+    assert RunStore(ws / "runs.duckdb", read_only=True).audit()["detail"].tolist() == [run["reason"]]
