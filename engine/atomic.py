@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 PARTIAL_MARK = ".partial-"
@@ -47,6 +48,30 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def process_started_at(pid: int) -> datetime | None:
+    """When process ``pid`` of this machine started (naive UTC, Linux ``/proc``); None when unknown or gone.
+
+    With :func:`pid_alive` it tells a dead writer from a live process that was given its pid later."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of proc(5): start time after boot, in clock ticks
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        seconds = boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
+def writer_gone(pid: int, since: datetime | None) -> bool:
+    """Whether the process ``pid`` that began writing at ``since`` (naive UTC) has ended: no process has the pid,
+    or the one that has it started after ``since`` (the pid was reused)."""
+    if not pid_alive(pid):
+        return True
+    started = process_started_at(pid)
+    return since is not None and started is not None and started > since + timedelta(seconds=2)
 
 
 def partial_path(target: Path) -> Path:
@@ -237,4 +262,4 @@ def _fsync_dir(path: Path) -> None:
 
 
 __all__ = ["OutputPathError", "atomic_file", "atomic_folder", "check_output_file", "check_output_path", "partial_path",
-           "pid_alive", "remove_stale_partials"]
+           "pid_alive", "process_started_at", "remove_stale_partials", "writer_gone"]

@@ -667,8 +667,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     note = f" ({unsealed} early row(s) predate the seal: verified by their hash chain only)" if unsealed else ""
     n_runs = len(store.runs(with_kpis=False, with_params=False))
-    print(f"audit chain intact: {len(store.audit())} row(s), chain, seals and checkpoint verified; {n_runs} run "
-          f"row(s) verified against their seals{note}", file=sys.stderr if args.json else sys.stdout)
+    runs_note = (f"{n_runs} run row(s) verified against their seals" if (store.schema_version() or 0) >= 5 else
+                 f"{n_runs} run row(s) not sealed (store schema {store.schema_version()}: sealed when a twinplan of "
+                 "schema 5 or later first writes to it)")
+    print(f"audit chain intact: {len(store.audit())} row(s), chain, seals and checkpoint verified; {runs_note}{note}",
+          file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK
 
 

@@ -337,9 +337,9 @@ def executive_summary(kpis: dict[str, float], baseline: dict[str, float] | None,
         rel = f" ({x['relative']:+.1%})" if np.isfinite(x["relative"]) else ""
         if unit == "money":
             lines.append(f"  {label}: {money(x['delta'])} {more}{rel}")
-        elif unit == "hours":  # whole hours: a planner staffs hours, not tenths of them
-            hours = f"{abs(x['delta']):,.0f} h" if abs(x["delta"]) >= 0.5 else "under 1 h"
-            lines.append(f"  {label}: {hours} {more}{rel}")
+        elif unit == "hours":  # whole hours from 100 h (labour: 349,218 h), a tenth below (cycle time: 0.3 h)
+            h = abs(x["delta"])
+            lines.append(f"  {label}: {h:,.0f} h {more}{rel}" if h >= 100 else f"  {label}: {h:,.1f} h {more}{rel}")
         elif unit == "days":
             lines.append(f"  {label}: {abs(x['delta']):,.2f} days {'longer' if x['delta'] > 0 else 'shorter'}{rel}")
         else:

@@ -75,7 +75,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from engine.atomic import pid_alive
+from engine.atomic import pid_alive, writer_gone
 from engine.hashing import canonical_json, sha256
 from engine.kpi import kpi_direction
 from instances.plan import PLAN_SCHEMA, PLAN_TABLES
@@ -550,8 +550,9 @@ class RunStore:
                 self._append_audit(con, r)
 
     def reconcile(self) -> list[str]:
-        """Settle the runs left ``running`` or ``pending`` by processes of this host that are no longer alive; one
-        message per run. Done anyway when a writable store is first opened (messages in :attr:`reconciled`).
+        """Settle the runs left ``running`` or ``pending`` by processes of this host that are no longer alive (no
+        process has the pid, or the one that has it started after the run: the pid was reused); one message per
+        run. Done anyway when a writable store is first opened (messages in :attr:`reconciled`).
 
         A ``pending`` run whose folder (``out_dir``) was published (its ``run.json`` names the run and its
         ``result.json`` is there) was killed between the rename and the store's commit: it becomes ``finished``.
@@ -579,13 +580,13 @@ class RunStore:
 
     def _reconcile(self, con: duckdb.DuckDBPyConnection) -> list[str]:
         try:
-            rows = con.execute("SELECT run_id, status, pid, host, out_dir FROM runs WHERE status IN (?, ?)",
-                               [RUN_RUNNING, RUN_PENDING]).fetchall()
+            rows = con.execute("SELECT run_id, status, pid, host, out_dir, started_at FROM runs "
+                               "WHERE status IN (?, ?)", [RUN_RUNNING, RUN_PENDING]).fetchall()
         except (duckdb.CatalogException, duckdb.BinderException):
             return []
         here = socket.gethostname()
-        stale = [r for r in rows if r[3] == here and r[2] is not None and int(r[2]) != os.getpid()
-                 and not pid_alive(int(r[2]))]
+        stale = [r[:5] for r in rows if r[3] == here and r[2] is not None and int(r[2]) != os.getpid()
+                 and writer_gone(int(r[2]), r[5])]
         if not stale or self._seal_problem(con):
             return []
         messages: list[str] = []

@@ -172,6 +172,12 @@ def test_exit_codes_follow_the_enum():
     assert [exit_code(result(s, None)) for s in ("infeasible", "unbounded", "infeasible_or_unbounded")] == [3, 3, 3]
     assert exit_code(result("time_limit", None)) == 4 and exit_code(result("error", None)) == 4
     assert exit_code(result("optimal", 12.5)) == 0
+    from engine.sweep import run_outcome  # what the run store records: the exit code and why
+
+    assert run_outcome(result("time_limit", None)) == (
+        4, "no solution within the time limit (solver status time_limit)")
+    assert run_outcome(result("infeasible", None)) == (3, "infeasible") and run_outcome(result("optimal", 1.0)) == (
+        0, None)
 
 
 # ---------------------------------------------------------------------------------------------------

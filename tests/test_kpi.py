@@ -114,9 +114,9 @@ def test_deltas_and_summary(tiny):
     assert d["labour_hours"]["delta"] == pytest.approx(-10.0)
     text = executive_summary(scen, base, "EUR", "consolidate", "baseline")
     assert "total cost: EUR 250.0 k less" in text
-    assert "labour hours: 10 h less" in text
-    # whole hours, however large (349,217.9 h was printed with its tenth)
+    assert "labour hours: 10.0 h less" in text
+    # whole hours from 100 h on (349,217.9 h was printed with its tenth); a tenth below, for cycle times
     big = dict(base, labour_hours=base["labour_hours"] + 349_217.9)
     assert "labour hours: 349,218 h more" in executive_summary(big, base, "EUR", "peak", "baseline")
-    tiny_delta = dict(base, labour_hours=base["labour_hours"] + 0.2)
-    assert "labour hours: under 1 h more" in executive_summary(tiny_delta, base, "EUR", "peak", "baseline")
+    edge = dict(base, labour_hours=base["labour_hours"] + 99.94)
+    assert "labour hours: 99.9 h more" in executive_summary(edge, base, "EUR", "peak", "baseline")

@@ -1022,3 +1022,54 @@ def test_atomic_file_publishes_whole_or_nothing(tmp_path: Path) -> None:
             atomic_file(target, replaceable=lambda p: False):
         pass
     assert target.read_text() == "first"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+def test_reconcile_tells_a_live_writer_from_a_reused_pid(tmp_path: Path) -> None:
+    """A ``running`` run whose pid now belongs to a process started after the run is settled (its writer is
+    gone); one whose writer is that live process is left alone."""
+    import socket
+    from datetime import timedelta
+
+    from engine.atomic import process_started_at
+    from engine.store import utcnow
+
+    t0 = utcnow()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        t1 = utcnow()
+        started = process_started_at(child.pid)
+        assert started is not None and t0 - timedelta(seconds=2) <= started <= t1 + timedelta(seconds=2)
+        path = tmp_path / "runs.duckdb"
+        store = RunStore(path)
+        for run_id, since in (("live", t1 + timedelta(seconds=1)), ("reused", t0 - timedelta(hours=1))):
+            store.record_run({"run_id": run_id, "status": "running", "pid": child.pid, "host": socket.gethostname(),
+                              "started_at": since})
+        notes = RunStore(path).reconcile()
+        assert len(notes) == 1 and notes[0].startswith(f"run reused: its process (pid {child.pid} on ")
+        statuses = dict(_store_runs(path)[["run_id", "status"]].values.tolist())
+        assert statuses == {"live": "running", "reused": "failed"}
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert RunStore(path).reconcile()[0].startswith("run live: its process")  # now its writer is gone too
+    assert main(["audit", "--store", str(path)]) == 0
+
+
+@pytest.mark.slow
+def test_a_not_executable_solve_is_recorded_with_its_breaches(tmp_path: Path, monkeypatch, capsys) -> None:
+    """tiny's port closure at 1 replication breaks an SLA in the simulation (exit 6): a complete folder, the
+    run ``finished`` with exit code 6 and the breaches as its reason; the printed answer fits 100 columns."""
+    from engine.answer import breach_sentence
+
+    ws = _workspace(tmp_path)
+    monkeypatch.chdir(ws)
+    assert main(_solve(ws, "--no-baseline", "--replications", "1", scenario="port_closure")) == 6
+    out = capsys.readouterr().out
+    assert out.startswith("NOT EXECUTABLE: ") and max(len(line) for line in out.splitlines()) <= 100, out
+    result = json.loads((ws / "out" / "result.json").read_text())
+    assert result["executable"] is False and result["answer"]["breaches"]
+    run = _store_runs(ws / "runs.duckdb").iloc[0]
+    assert (run["status"], run["exit_code"]) == ("finished", 6)
+    assert run["reason"] == "not executable: " + breach_sentence(result["answer"]["breaches"])
+    assert RunStore(ws / "runs.duckdb", read_only=True).audit()["detail"].tolist() == [run["reason"]]

@@ -151,7 +151,7 @@ def _new_tables() -> dict[str, pd.DataFrame]:
     }
 
 
-def test_old_store_read_only_as_it_is(tmp_path: Path) -> None:
+def test_old_store_read_only_as_it_is(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "old.duckdb"
     _old_store(path)
     before = _columns(path)
@@ -171,6 +171,10 @@ def test_old_store_read_only_as_it_is(tmp_path: Path) -> None:
     assert ro.artifact("old-0", "basis") is None and ro.artifact_names("old-0") == []
     assert ro.verify_audit() == []
     assert ro.audit()["calibration"].isna().all()
+    from engine.cli import main
+
+    assert main(["audit", "--store", str(path)]) == 0  # read as it is: its run rows are not sealed yet, and it says so
+    assert "2 run row(s) not sealed (store schema 1: sealed when a twinplan of schema 5" in capsys.readouterr().out
     with pytest.raises(StoreError, match="read-only"):
         ro.record_run({"run_id": "new-0", "status": "finished"})
     assert _columns(path) == before  # nothing created, nothing added
