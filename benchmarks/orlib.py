@@ -58,7 +58,7 @@ in the shared ``optima.csv`` (which holds capa8000, capb5000, capc5000)."""
 
 
 PHASE_FIELDS = ("status", "objective", "bound", "seconds", "open_sites", "start_objective", "moves", "fixed_closed",
-                "fixed_open", "iterations", "sites_fixed")
+                "fixed_open", "iterations", "sites_fixed", "probed")
 
 
 def read_instance(path: Path, capacity: float | None = None) -> Instance:
