@@ -14,14 +14,15 @@ file's letter and C, e.g. ``capb8000``): Beasley's capa/capb/capc instances diff
 passed straight to the solver (:func:`plain_solve`), the same time limit, MIP gap and threads; the line
 then has ``plain_*`` fields and ``not_worse`` (twinplan's objective <= plain HiGHS's, relative 1e-9).
 
-Measured (2026-12-04, HiGHS 1.16, ``--threads 1 --compare-plain``, 2 cores shared with six other engineers'
-jobs, load average 8-12 during the runs):
+Measured (2026-12-05, HiGHS 1.16, ``--threads 1 --compare-plain``, 2 cores shared by four engineers' jobs,
+load average 6.6-6.9 during the 60 s runs, 3.8-6.6 during the 120 s runs):
 
 - all 37 small instances (cap41 ... cap134): published optimum reached (tests/test_orlib.py);
 - 60 s: capa8000 / capb8000 (``capb5000.txt --capacity 8000``) / capc5000: twinplan reaches the published
-  optimum on all three (relative error <= 3e-11) with proven gaps 2.7 % / 0.14 % / 0.83 %, in 58.9-60.2 s;
+  optimum on all three (relative error <= 3e-11) and proves it (bound = objective) in 38.8 / 45.4 / 44.6 s;
   plain HiGHS: +274 % / +447 % / +490 %, no bound (its root LP does not finish);
-- 120 s: the same optima, gaps 2.6 % / 0.14 % / 0.83 %, 115.8-116.8 s; plain HiGHS unchanged (no root LP).
+- 120 s: the same optima proven in 49.3 / 40.1 / 46.6 s; plain HiGHS +274 % (no bound) / +24.2 % (gap 19.6 %)
+  / +490 % (no bound).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ in the shared ``optima.csv`` (which holds capa8000, capb5000, capc5000)."""
 
 
 PHASE_FIELDS = ("status", "objective", "bound", "seconds", "open_sites", "start_objective", "moves", "fixed_closed",
-                "fixed_open", "iterations", "sites_fixed")
+                "fixed_open", "iterations", "sites_fixed", "probed")
 
 
 def read_instance(path: Path, capacity: float | None = None) -> Instance:

@@ -265,10 +265,19 @@ def test_cover_knapsack_is_a_lower_bound_and_exact_on_integral_capacities(seed):
         assert got == pytest.approx(value[y].sum())
         if integral and grid == lagrangian.KNAPSACK_GRID:
             assert got == pytest.approx(true) and cap[y].sum() >= need
+    # its LP relaxation (used for fixing with many sites): a lower bound, equal to the LP solved by HiGHS
+    import linopy
+
+    m = linopy.Model()
+    y = m.add_variables(lower=0.0, upper=1.0, coords=[range(n)], name="y")
+    m.add_constraints((y * cap).sum() >= need)
+    m.add_objective((y * value).sum())
+    frac = lagrangian.fractional_cover(value, cap, need)
+    assert frac <= true + 1e-9 and frac == pytest.approx(solvers.solve(m).objective, rel=1e-9, abs=1e-9)
     assert lagrangian.cover_knapsack(value, cap, cap.sum() + 1)[0] == np.inf  # too little capacity: no plan
 
 
-def test_knapsack_bound_is_above_the_lp_bound_and_fixing_is_valid():
+def test_knapsack_bound_is_above_the_lp_bound_and_fixing_is_valid(monkeypatch):
     """Equal capacities and demand 3.5 sites' worth: the LP relaxation may open 3.5 sites, the y-problem at least
     4 -- the Lagrangian bound ends strictly above the LP bound, never above the brute-force optimum; every site
     fixed against a plan's cost (the optimum's, and a worse plan's) keeps its value in the optimum."""
@@ -291,6 +300,14 @@ def test_knapsack_bound_is_above_the_lp_bound_and_fixing_is_valid():
         res = lagrangian.subgradient(ctx, upper=upper, max_iter=1500, tol=0.0, fix_every=5)
         assert res.bound <= best * (1 + 1e-9)
         assert not (opened & res.fixed_closed).any() and not (~opened & res.fixed_open).any()
+    # fixing with the knapsack's fractional relaxation (the path of models with many sites): valid as well
+    monkeypatch.setattr(lagrangian, "EXACT_FIXING_SITES", 0)
+    for upper in (best * (1 + 1e-9), best * 1.05):
+        res = lagrangian.subgradient(ctx, upper=upper, max_iter=1500, tol=0.0, fix_every=5)
+        fo, fc, _ = lagrangian.probe(ctx, upper, res)
+        assert res.bound <= best * (1 + 1e-9) and fo.sum() + fc.sum() > 0
+        assert not (opened & fc).any() and not (~opened & fo).any()
+    monkeypatch.undo()
     res = lagrangian.subgradient(ctx, upper=np.inf, max_iter=1500, tol=0.0)
     assert lp_bound + 1e-6 * abs(lp_bound) < res.bound <= best * (1 + 1e-9)
     assert res.fixed_closed.sum() == res.fixed_open.sum() == 0  # no plan in hand, nothing fixed
