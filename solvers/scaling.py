@@ -13,11 +13,11 @@ with every factor a power of two, so that scaling and unscaling are exact in flo
 exponents change). The factors are chosen by geometric-mean scaling (Curtis & Reid's idea in its simple,
 iterated form, as in Gurobi's and CPLEX's presolve): rows, then continuous columns, each divided by the
 geometric mean of its largest and smallest coefficient, the costs taking part as one more row when the
-columns are scaled; then the objective by a power of two that brings its largest cost to at most
-:data:`COST_TARGET`. Factors stay within ``2**±MAX_EXPONENT`` so that a solver's absolute tolerances keep
-their meaning in user units. :class:`~solvers.model.StandardForm` records the composed factors
-(``col_scale``, ``row_scale``, ``objective_scale``) and :func:`solvers.solve` maps values, duals, reduced
-costs, objective and bound back.
+columns are scaled; then the objective by the power of two that centres the costs' range on 1 (in log
+scale), lowered if need be so that the largest cost is at most :data:`COST_TARGET`. Row and column factors
+stay within ``2**±MAX_EXPONENT`` so that a solver's absolute tolerances keep their meaning in user units.
+:class:`~solvers.model.StandardForm` records the composed factors (``col_scale``, ``row_scale``,
+``objective_scale``) and :func:`solvers.solve` maps values, duals, reduced costs, objective and bound back.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from solvers.model import CONTINUOUS, StandardForm
 
 MAX_EXPONENT = 10
 """Most factor ``2**10`` (and least ``2**-10``) for a row or a column."""
-COST_TARGET = 2.0**10
-"""The objective is scaled so that its largest cost is at most this (about 1e3)."""
+COST_TARGET = 2.0**16
+"""The objective is scaled so that its largest cost is at most this (about 6.6e4; HiGHS warns above 1e6)."""
 PASSES = 4
 """Rows-then-columns passes of geometric-mean scaling."""
 
@@ -99,11 +99,14 @@ def choose_scaling(form: StandardForm) -> Scaling:
             col = np.where(scalable, col * col_step, 1.0)
             col = np.exp2(np.clip(np.log2(col), -MAX_EXPONENT, MAX_EXPONENT))
         row = np.exp2(np.clip(np.log2(row), -MAX_EXPONENT, MAX_EXPONENT))
-    scaled_cost = cost / col
-    top = float(scaled_cost.max()) if scaled_cost.size else 0.0
+    scaled_cost = (cost / col)[cost > 0]
     objective = 1.0
-    if top > COST_TARGET:
-        objective = float(np.exp2(-np.ceil(np.log2(top / COST_TARGET))))
+    if scaled_cost.size:
+        top, low = float(scaled_cost.max()), float(scaled_cost.min())
+        # centre the costs' range on 1 (in log scale), then make sure the largest is at most COST_TARGET
+        e = -np.round(0.5 * (np.log2(top) + np.log2(low)))
+        e = min(e, np.floor(np.log2(COST_TARGET / top)))
+        objective = float(np.exp2(e))
     return Scaling(col=None if np.all(col == 1.0) else col, row=None if np.all(row == 1.0) else row,
                    objective=objective)
 

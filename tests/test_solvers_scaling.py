@@ -177,3 +177,21 @@ def test_highs_no_longer_warns_about_scaling() -> None:
     plain, scaled = "".join(logs[False]), "".join(logs[True])
     assert "excessively large costs" in plain  # the warning the model earns unscaled ...
     assert "WARNING" not in scaled  # ... and none once scaled
+
+
+def test_dual_bound_holds_for_any_duals_and_is_tight_at_the_optimum() -> None:
+    from solvers.bounds import dual_bound
+
+    form, _ = badly_scaled(seed=1)
+    form.integrality[:] = 0
+    exact = solvers.solve(form, threads=1)
+    y = exact.duals.array
+    assert dual_bound(form, y) == pytest.approx(exact.objective, rel=1e-9)
+    rng = np.random.default_rng(0)
+    for k in range(50):  # weak duality: whatever the duals, never above the optimum
+        noisy = y * rng.uniform(0.5, 1.5, y.size) + rng.normal(0.0, 1.0 + k, y.size)
+        assert dual_bound(form, noisy) <= exact.objective * (1 + 1e-12)
+    ipm = solvers.solve(form, threads=1, options={"solver": "ipm", "run_crossover": "off"})
+    b = dual_bound(form, ipm.duals.array)
+    assert b <= exact.objective * (1 + 1e-12) and b == pytest.approx(exact.objective, rel=1e-6)
+    assert dual_bound(form, np.full(form.n_rows, np.nan)) == -np.inf
