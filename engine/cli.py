@@ -210,6 +210,10 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
     return result, base_result, summary, out_dir
 
 
+BASELINE_SHARE = 0.3
+"""Share of ``--time-limit`` that a scenario's solve leaves for its baseline's (the limit covers the command)."""
+
+
 def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, time_limit, gap, replications: int,
                 seed: int, solver_options: dict, run_store, user: str, say, instance_path=None,
                 with_baseline: bool = True):
@@ -232,19 +236,26 @@ def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, ti
         log_file.write_text("")
         solver_log = SolveLog(log_file, say)
         say(f"solving {inst.name} / {name}")
-        result = plan(inst, scenario, solver=solver, time_limit=time_limit, mip_gap=gap, replications=replications,
-                      seed=seed, log=solver_log, progress=say)
+        # --time-limit covers the whole command: the scenario's rounds, then its baseline's, then the answer's
+        # own solves, each getting what is left (the scenario leaves BASELINE_SHARE of the limit to its baseline)
+        end = None if time_limit is None else time.perf_counter() + float(time_limit)
+
+        def left(keep: float = 0.0) -> float | None:
+            return None if end is None else max(1.0, end - time.perf_counter() - keep * float(time_limit))
+
+        result = plan(inst, scenario, solver=solver, time_limit=left(BASELINE_SHARE if like is not None else 0.0),
+                      mip_gap=gap, replications=replications, seed=seed, log=solver_log, progress=say)
         if like is not None:
             base_inst, base_sc, base_rounds = like
             say(f"solving baseline {base_sc.name}")
-            base_result = plan(base_inst, base_sc, solver=solver, time_limit=time_limit, mip_gap=gap,
+            base_result = plan(base_inst, base_sc, solver=solver, time_limit=left(), mip_gap=gap,
                                replications=replications, seed=seed, log=solver_log, progress=say,
                                max_rounds=base_rounds)
         if result.plan.has_solution and result.decision in ("redistribution", "capacity"):
             say("answering: " + {"redistribution": "planning the same disruption without transfers",
                                  "capacity": "stress-testing the peak with and without the additions"}[result.decision])
         answer_for_run(result, base_result, out_dir=work, replications=replications, seed=seed,
-                       solve_kw={"solver": solver, "time_limit": time_limit, "mip_gap": gap})
+                       solve_kw={"solver": solver, "time_limit": left(), "mip_gap": gap})
         if base_result is not None:
             base_result.save(work / "baseline")
         result.save(work)
@@ -652,7 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", default="highs", type=_solver_name,
                    help="MILP solver: highs (default), ortools, ... (checked before any work)")
     p.add_argument("--time-limit", type=float, default=None,
-                   help="seconds per MILP solve (default: the scenario's solver.time_limit)")
+                   help="seconds for the whole command: every solve, repair round, check and simulation, the "
+                        "baseline's included (default: the scenario's solver.time_limit)")
     p.add_argument("--gap", type=float, default=None,
                    help="relative MIP gap at which a solve stops, e.g. 0.01 (default: the scenario's)")
     p.add_argument("--out", default=None, help="output folder (default runs/INSTANCE-SCENARIO)")

@@ -669,7 +669,10 @@ def warm_start_from(ctx: NetworkDesignContext, model: linopy.Model, warm_start: 
             f = f.assign(product_id=ALL_PRODUCTS)
         q = f.groupby(["origin_id", "destination_id", "product_id", "period"])["quantity"].sum()
         keys = pd.MultiIndex.from_frame(arcs.frame[["origin_id", "destination_id", "product_id", "period"]])
-        start[leg] = pd.Series(q.reindex(keys).fillna(0.0).to_numpy(), index=arcs.index)
+        # indexed by the arcs' business keys, as :func:`labelled_form` labels them (arc numbers differ between
+        # models; with the numbers no flow matched and HiGHS had to solve an LP to complete the start)
+        start[leg] = pd.Series(q.reindex(keys).fillna(0.0).to_numpy(), index=keys)
+    _complete_start(ctx, warm_start, start)
     if ctx.variables.get("assign") is not None and "outbound" in start:
         # single sourcing: a complete start (a zone is assigned to the DC that ships to it); a partial one makes
         # HiGHS search for the missing assignments in a sub-MIP before its own time limit applies
@@ -679,6 +682,35 @@ def warm_start_from(ctx: NetworkDesignContext, model: linopy.Model, warm_start: 
         idx = ctx.variables["assign"].indexes["assignment"]
         start["assign"] = pd.Series(used[idx.to_numpy()], index=idx)
     return start
+
+
+def _complete_start(ctx: NetworkDesignContext, plan: Plan, start: dict[str, pd.Series]) -> None:
+    """Add the continuous variables a plan also fixes -- throughput, labour hours, unmet demand -- to ``start``.
+
+    A MIP start with only the sites, modules and flows makes HiGHS solve an LP for the rest before its time
+    limit applies (111 s on the median network); with every variable given it only checks the start."""
+    v = ctx.variables
+    thr = plan.tables.get("site_throughput")
+    if v.get("throughput") is not None and thr is not None and len(thr):
+        q = thr.assign(period=thr["period"].astype(int)).set_index(["site_id", "period"])["outbound_units"]
+        keys = pd.MultiIndex.from_product([ctx.sites, ctx.periods])
+        start["throughput"] = pd.Series(q.reindex(keys).fillna(0.0).to_numpy(), index=keys)
+    lab = plan.tables.get("labor")
+    if v.get("labor_regular_hours") is not None and lab is not None and len(lab):
+        ls = v["labor_regular_hours"].indexes["labor_site"]
+        keys = pd.MultiIndex.from_product([ls, ctx.periods])
+        h = lab.assign(period=lab["period"].astype(int)).set_index(["site_id", "period"])
+        for name, col in (("labor_regular_hours", "regular_hours"), ("labor_overtime_hours", "overtime_hours")):
+            start[name] = pd.Series(h[col].reindex(keys).fillna(0.0).to_numpy(), index=keys)
+    if v.get("unmet") is not None:
+        u = plan.tables.get("unmet")
+        u = u if u is not None else pd.DataFrame(columns=["zone_id", "product_id", "period", "quantity"])
+        u = u.assign(period=u["period"].astype(int))
+        if ctx.aggregated:
+            u = u.assign(product_id=ALL_PRODUCTS)
+        q = u.groupby(["zone_id", "product_id", "period"])["quantity"].sum()
+        keys = pd.MultiIndex.from_product([ctx.zones, ctx.products, ctx.periods])
+        start["unmet"] = pd.Series(q.reindex(keys).fillna(0.0).to_numpy(), index=keys)
 
 
 RELAX_RESTORE_MIN_ARCS = 20_000
@@ -794,8 +826,10 @@ def solve(instance: Instance, options: NetworkDesignOptions | None = None, *, so
     if strategy == "direct":
         return _checked(instance, _solve_direct(instance, replace(opt, strategy="direct"), warm_start=warm_start,
                                                 deadline=deadline, mip_gap=mip_gap, **kw))
+    prepared = time.perf_counter() - t0
     plan = _relax_restore(instance, opt, sizing, warm_start=warm_start, time_limit=time_limit, deadline=deadline,
                           mip_gap=mip_gap, **kw)
+    plan.meta["prepare_seconds"] = prepared  # phases' ``at_seconds`` count from the end of this preparation
     return _checked(instance, plan)
 
 
@@ -893,7 +927,8 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
         p = _solve_direct(instance, fixed, basis=basis, integers_fixed=fixed_lp, time_limit=limit,
                           mip_gap=mip_gap, **kw)
         phases[name] = {"status": p.status, "objective": p.objective, "open_sites": int(is_open.sum()),
-                        "seconds": time.perf_counter() - t, "solve_seconds": p.meta.get("solve_seconds"),
+                        "seconds": time.perf_counter() - t, "at_seconds": time.perf_counter() - t0,
+                        "solve_seconds": p.meta.get("solve_seconds"),
                         "basis_start": p.meta.get("basis_start")}
         new_bases.update(p.bases)
         if _ok(p):
@@ -965,7 +1000,15 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
             phases["lagrangian"].update(fixed_closed=len(fix_closed), fixed_open=len(fix_open))
     else:
         phases["lagrangian"] = {"status": f"not used: {why}"}
-        lower, fixed_sites = _lp_phase(instance, opt, phases, new_bases, bases, share(LP_SHARE), exact, kw)
+        if _large_lp(sizing) and (left() is None or left() >= _milp_setup_seconds(sizing, phases)):
+            # a large model whose full MILP can start in the time left: its root bound (HiGHS's presolve and cuts
+            # on the per-product model) beats the LP over period blocks, so the time goes to it
+            lower, fixed_sites = -np.inf, None
+            phases["lp_relaxation"] = {"status": "skipped: the full MILP starts within the time left"}
+        elif _large_lp(sizing):
+            lower, fixed_sites = _blocked_lp_phase(instance, opt, sizing, phases, share(LP_SHARE), kw)
+        else:
+            lower, fixed_sites = _lp_phase(instance, opt, phases, new_bases, bases, share(LP_SHARE), exact, kw)
         # phase 2: the LP's rounded sites and modules, fixed, the rest solved as an LP
         if fixed_sites is not None:
             evaluate("restore", *fixed_sites, basis=bases.get("restore"))
@@ -982,7 +1025,11 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
     if not closed(best, bound):
         # phase 3: the MILP itself, from the best plan so far, for the time left
         rest = left()
-        if rest is None or rest >= 1.0:
+        setup = _milp_setup_seconds(sizing, phases)
+        if rest is not None and rest < setup:
+            phases["milp"] = {"status": f"skipped: {rest:.0f} s left, the full MILP needs about {setup:.0f} s to "
+                                        "start (its MIP start and presolve)"}
+        elif rest is None or rest >= 1.0:
             t = time.perf_counter()
             milp_opt = replace(opt, strategy="direct", force_open=[*opt.force_open, *fix_open],
                                force_closed=[*opt.force_closed, *fix_closed], capacity_cut=True)
@@ -1057,6 +1104,87 @@ def _lp_phase(instance: Instance, opt: NetworkDesignOptions, phases: dict[str, A
             mods = np.where(np.isin(e["site_id"], ctx.sites[is_open]), mods, 0.0)  # no modules at closed sites
         fixed_sites = (is_open, {(a, b): int(k) for a, b, k in zip(e["site_id"], e["stage"], mods) if k > 0})
     return lower, fixed_sites
+
+
+LARGE_LP_ARCS = 150_000
+"""A model whose product-aggregated LP relaxation has at least this many outbound arcs (lanes x periods) gets its
+bound from :func:`_blocked_lp_phase` (the 52-week median network: 208,000; eu_fba: about 4,000)."""
+BLOCK_MOST_ARCS = 60_000
+"""Most outbound arcs of the period-blocked LP relaxation (52 weeks x 4,000 lanes -> blocks of 4 weeks)."""
+IPM_OPTIONS = {"solver": "ipm", "run_crossover": "off"}
+"""HiGHS options of the large LP relaxation: interior point without crossover (no basis needed, only a bound and
+the sites' values to round; the bound is made safe by :func:`solvers.bounds.dual_bound`)."""
+
+
+def _large_lp(sizing: NetworkDesignContext) -> bool:
+    """Whether the LP relaxation is too large to solve by simplex within a typical limit (see LARGE_LP_ARCS)."""
+    f = sizing.outbound.frame
+    lanes = int(f["lane"].nunique()) if len(f) else 0
+    return lanes * len(sizing.periods) >= LARGE_LP_ARCS
+
+
+MILP_SETUP_FACTOR = 8.0
+"""The full MILP of a large model needs about this many times the slowest plan evaluation (build + LP with the
+sites fixed) before it can improve anything: HiGHS completes the MIP start with an LP and presolves the whole
+model, neither of which stops at its time limit (the median network: 111 s + 142 s against a 35 s evaluation)."""
+
+
+def _milp_setup_seconds(sizing: NetworkDesignContext, phases: dict[str, Any]) -> float:
+    """Least time left worth starting the full MILP with: 1 s, or for a large model (:func:`_large_lp`)
+    MILP_SETUP_FACTOR times the slowest plan evaluation so far."""
+    if not _large_lp(sizing):
+        return 1.0
+    evals = [float(p["seconds"]) for p in phases.values()
+             if isinstance(p, dict) and "open_sites" in p and p.get("seconds") is not None]
+    return max(1.0, MILP_SETUP_FACTOR * max(evals, default=0.0))
+
+
+def _blocked_lp_phase(instance: Instance, opt: NetworkDesignOptions, sizing: NetworkDesignContext,
+                      phases: dict[str, Any], lp_limit: float | None, kw: dict[str, Any]
+                      ) -> tuple[float, tuple[np.ndarray, dict[tuple[str, str], int]] | None]:
+    """Phase 1 for large models: the LP relaxation of the product-aggregated model over blocks of periods
+    (:mod:`formulations.period_blocks`, a relaxation: its bound holds for the original), by interior point
+    without crossover; the bound from its duals by weak duality (:func:`solvers.bounds.dual_bound`, valid however
+    precise the duals are); its sites rounded and completed until capacity covers every original period's demand.
+    """
+    from formulations.period_blocks import block_periods, block_size_for
+    from solvers.bounds import dual_bound
+
+    t = time.perf_counter()
+    if lp_limit is not None and lp_limit < 1.0:
+        phases["lp_relaxation"] = {"status": "skipped: no time left"}
+        return -np.inf, None
+    f = sizing.outbound.frame
+    size = block_size_for(len(sizing.periods), int(f["lane"].nunique()), BLOCK_MOST_ARCS)
+    blocked = block_periods(instance, size)
+    ctx = prepare(blocked, replace(opt, aggregate_products="relax"))
+    m = build_model(ctx)
+    form = labelled_form(m, ctx)
+    form.integrality[:] = 0
+    options = {**IPM_OPTIONS, **dict(kw["solver_options"] or {})} if kw["solver"] == "highs" else kw["solver_options"]
+    lp = solvers.solve(form, solver=kw["solver"], time_limit=lp_limit, threads=kw["threads"], options=options,
+                       log=kw["log"])
+    rec: dict[str, Any] = {"status": str(lp.termination.value), "seconds": time.perf_counter() - t,
+                           "solve_seconds": lp.wall_time.solve, "period_block": size,
+                           "periods": len(ctx.periods), "method": options.get("solver", kw["solver"])
+                           if options else kw["solver"]}
+    phases["lp_relaxation"] = rec
+    if not lp.has_solution:
+        return -np.inf, None
+    duals = lp.duals.array  # None without duals (a backend without them, or stopped early): no bound
+    # columns without an upper bound (throughput, labour hours) carry at most 1e3 x the total demand (hours per
+    # unit are below 1e3): their reduced costs' noise is charged on that span, so the bound stays a bound
+    span = 1e3 * float(ctx.demand["quantity"].sum())
+    lower = -np.inf if duals is None else dual_bound(form, duals, implied_span=span) + ctx.objective_constant
+    rec["bound"] = lower if np.isfinite(lower) else None
+    is_open = nh.round_sites(sizing, dense_values(lp, ctx.variables["open"]), cover=True)
+    mods = np.ceil(dense_values(lp, ctx.variables["modules"]) - 1e-6) \
+        if ctx.variables["modules"] is not None else np.zeros(0)
+    e = ctx.expandable
+    if len(mods):
+        mods = np.where(np.isin(e["site_id"], sizing.sites[is_open]), mods, 0.0)
+    rec["open_sites_rounded"] = int(is_open.sum())
+    return lower, (is_open, {(a, b): int(k) for a, b, k in zip(e["site_id"], e["stage"], mods) if k > 0})
 
 
 def _as_relax_restore(plan: Plan, opt: NetworkDesignOptions, status: str, bound: float,

@@ -58,3 +58,4 @@ def test_blocked_bound_holds_with_lane_capacities(network):
     inst = network.replace(lanes=lanes.assign(capacity=np.where(out, cap, np.nan)))
     full = optimum(inst)
     assert optimum(block_periods(inst, 3)) <= full * (1 + 1e-9)  # blocks of 3, 3 and 2: capacity x 3 each
+
