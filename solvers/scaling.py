@@ -18,6 +18,7 @@ scale), lowered if need be so that the largest cost is at most :data:`COST_TARGE
 stay within ``2**±MAX_EXPONENT`` so that a solver's absolute tolerances keep their meaning in user units.
 :class:`~solvers.model.StandardForm` records the composed factors (``col_scale``, ``row_scale``,
 ``objective_scale``) and :func:`solvers.solve` maps values, duals, reduced costs, objective and bound back.
+A model that is already well scaled is left alone (:func:`well_scaled`).
 """
 
 from __future__ import annotations
@@ -76,8 +77,24 @@ def _geometric(abs_a: sp.csr_array, axis: int, n: int) -> np.ndarray:
     return out
 
 
+WELL_SCALED_RANGE = 1e6
+"""A model whose matrix and costs each span at most this ratio, with no cost above :data:`COST_TARGET`, is handed
+over as it is (the solver's own scaling does well there, and its path to an optimum stays the same)."""
+
+
+def well_scaled(form: StandardForm) -> bool:
+    """Whether ``form`` needs no scaling (see :data:`WELL_SCALED_RANGE`)."""
+    r = coefficient_ranges(form)
+    (a_lo, a_hi), (c_lo, c_hi) = r["matrix"], r["cost"]
+    return (c_hi <= COST_TARGET and (c_lo == 0.0 or c_hi / c_lo <= WELL_SCALED_RANGE)
+            and (a_lo == 0.0 or a_hi / a_lo <= WELL_SCALED_RANGE))
+
+
 def choose_scaling(form: StandardForm) -> Scaling:
-    """Power-of-two row, column and objective factors for ``form`` (in its own units; see the module doc)."""
+    """Power-of-two row, column and objective factors for ``form`` (in its own units; see the module doc);
+    none for a well-scaled model (:func:`well_scaled`)."""
+    if well_scaled(form):
+        return Scaling(None, None)
     n_rows, n_cols = form.A.shape
     A = sp.csr_array(form.A, copy=True)
     A.data = np.abs(A.data)

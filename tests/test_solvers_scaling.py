@@ -195,3 +195,16 @@ def test_dual_bound_holds_for_any_duals_and_is_tight_at_the_optimum() -> None:
     b = dual_bound(form, ipm.duals.array)
     assert b <= exact.objective * (1 + 1e-12) and b == pytest.approx(exact.objective, rel=1e-6)
     assert dual_bound(form, np.full(form.n_rows, np.nan)) == -np.inf
+
+
+def test_a_well_scaled_model_is_handed_over_as_it_is() -> None:
+    from solvers.scaling import well_scaled
+
+    form, _ = badly_scaled()
+    assert not well_scaled(form)
+    tame = StandardForm.from_arrays(np.array([[1.0, 2.0], [3.0, 1.0]]), row_lower=[1.0, 1.0],
+                                    row_upper=[np.inf, np.inf], objective=[5.0, 40.0])
+    assert well_scaled(tame) and choose_scaling(tame).is_identity
+    res = solvers.solve(tame, threads=1)
+    vertices = (5.0 * 1.0, 40.0 * 1.0, 5.0 * 0.2 + 40.0 * 0.4)  # (1, 0), (0, 1), (0.2, 0.4)
+    assert res.scaling.is_identity and res.objective == pytest.approx(min(vertices))
