@@ -27,6 +27,8 @@ from instances.validation import did_you_mean
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_FORBIDDEN = 0, 1, 2, 3, 4, 5
 EXIT_NOT_EXECUTABLE = 6
+BASELINE_SHARE = 0.3
+"""Share of ``--time-limit`` that a scenario's solve leaves for its baseline's (the limit covers the command)."""
 
 
 def _print_summary(summary: dict, out=None) -> None:
@@ -208,10 +210,6 @@ def run_solve(instance_arg: str, scenario_arg: str | None, *, solver: str = "hig
         raise
     say(f"recorded as {run_id} in {run_store.path} (user {user})")
     return result, base_result, summary, out_dir
-
-
-BASELINE_SHARE = 0.3
-"""Share of ``--time-limit`` that a scenario's solve leaves for its baseline's (the limit covers the command)."""
 
 
 def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, time_limit, gap, replications: int,
