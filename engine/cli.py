@@ -108,9 +108,9 @@ _MIP_LINE = re.compile(r"(?P<bound>[-+]?(?:\d[\d.eE+-]*|inf))\s+(?P<best>[-+]?(?
 """A HiGHS branch-and-bound progress line: ... BestBound BestSol Gap | Cuts InLp Confl. | LpIters Time."""
 
 
-def _num(text: str) -> str:
+def _num(text: str, scale: float = 1.0) -> str:
     try:
-        v = float(text)
+        v = float(text) / scale
     except ValueError:
         return text
     return f"{v:,.0f}" if abs(v) >= 100 and v == v and abs(v) != float("inf") else f"{v:.4g}"
@@ -125,11 +125,17 @@ class SolveLog:
         self.path, self.progress, self.every = path, progress, every
         self._last = -1e9
         self.gap: str | None = None
+        self.scale = 1.0  # the solver sees the objective times this (solvers.api.SCALE_NOTE)
 
     def __call__(self, text: str) -> None:
+        from solvers.api import SCALE_NOTE
+
         with self.path.open("a", encoding="utf-8") as f:
             f.write(text if text.endswith("\n") else text + "\n")
         for line in text.splitlines():
+            if line.startswith(SCALE_NOTE):
+                self.scale = float(line[len(SCALE_NOTE):].split()[0])
+                continue
             m = _MIP_LINE.search(line)
             if m is None:
                 continue
@@ -137,7 +143,8 @@ class SolveLog:
             now = time.monotonic()
             if self.progress is not None and now - self._last >= self.every:
                 self._last = now
-                self.progress(f"solving: gap {m['gap']} (best {_num(m['best'])}, bound {_num(m['bound'])})")
+                self.progress(f"solving: gap {m['gap']} (best {_num(m['best'], self.scale)}, "
+                              f"bound {_num(m['bound'], self.scale)})")
 
 
 def _load_inputs(instance_arg: str, scenario_arg: str | None, calibration: str | None = None):

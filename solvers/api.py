@@ -103,6 +103,8 @@ def solve(
     if start is not None and factors.col is not None:
         start = start * factors.col  # a basis needs nothing: positive scaling keeps every status
     scale_seconds = perf_counter() - t_scale
+    _note_in_log(log, f"{SCALE_NOTE} {factors.objective!r}"
+                      f"{' (twinplan scaled the model before the solver)' if not factors.is_identity else ''}\n")
     params = SolveParams(
         time_limit=time_limit,
         mip_gap=mip_gap,
@@ -174,6 +176,25 @@ def solve(
     if raise_on_nonoptimal:
         result.raise_if_nonoptimal()
     return result
+
+
+SCALE_NOTE = "Objective values in this log are the model's times"
+"""First words of the line :func:`solve` writes to the solver log before each solve (a log reader such as the CLI's
+progress display divides the log's objective values by the number that follows: 1.0 when the objective is not
+scaled)."""
+
+
+def _note_in_log(log: LogTarget, text: str) -> None:
+    """Write ``text`` to a log target (callable or file path; stdout for ``True``)."""
+    if log is None or log is False:
+        return
+    if log is True:
+        print(text, end="")
+    elif callable(log):
+        log(text)
+    else:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(text)
 
 
 def warm_start_vector(form: StandardForm, warm_start: WarmStart) -> np.ndarray:

@@ -208,3 +208,18 @@ def test_a_well_scaled_model_is_handed_over_as_it_is() -> None:
     res = solvers.solve(tame, threads=1)
     vertices = (5.0 * 1.0, 40.0 * 1.0, 5.0 * 0.2 + 40.0 * 0.4)  # (1, 0), (0, 1), (0.2, 0.4)
     assert res.scaling.is_identity and res.objective == pytest.approx(min(vertices))
+
+
+def test_progress_display_reads_the_log_in_the_model_s_units(tmp_path) -> None:
+    """The solver's log shows the scaled objective; the CLI's progress lines divide it back."""
+    from engine.cli import SolveLog
+
+    form, data = badly_scaled()
+    shown: list[str] = []
+    log = SolveLog(tmp_path / "solver.log", shown.append, every=0.0)
+    res = solvers.solve(form, mip_gap=0.0, threads=1, log=log)
+    assert log.scale == res.scaling.objective < 1.0
+    assert "Objective values in this log are the model's times" in (tmp_path / "solver.log").read_text()
+    best = [float(line.split("best ")[1].split(",  bound")[0].split(", bound")[0].replace(",", ""))
+            for line in shown if "best " in line and "inf" not in line.split("best ")[1].split(",")[0]]
+    assert best and min(best) == pytest.approx(res.objective, rel=1e-6)
