@@ -532,6 +532,7 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
                 break
             round_limit = max(1.0, round_limit)
         ts = time.perf_counter()
+        kept = (current, evaluated_on, sim, violations)  # the previous round's plan and what was found about it
         current, evaluated_on = solve_decision(labour_derated(inst, labour_derate), decision, derate=derate,
                                                labour_floor=floors,
                                                warm_start=warm_start, solver=solver, time_limit=round_limit,
@@ -546,6 +547,14 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
                                "labour_derate": {s: round(f, 6) for s, f in labour_derate.items()},
                                **({"labour_floor": {f"{s}/{p}": round(h, 3) for (s, p), h in floors.items()}}
                                   if floors else {})}
+        if not current.has_solution and r > 1 and not current.status.proves_no_solution:
+            # a repair round that ran out of time without a plan: the limit never ends without one when an earlier
+            # round had it -- keep that round's plan, its check and its simulation
+            rec["outcome"] = "no plan within the time left: repair stopped, the previous round's plan kept"
+            rounds.append(rec)
+            say(round_line(rec, max_rounds, time.perf_counter() - t0))
+            current, evaluated_on, sim, violations = kept
+            break
         if not current.has_solution:
             rec["outcome"] = "no solution"
             if current.status.proves_no_solution:

@@ -51,3 +51,30 @@ def test_rounds_share_one_limit_with_their_checks_and_simulations(monkeypatch):
     for (lim, at), (_, _) in zip(given[1:], given[:-1]):
         assert lim <= limit - at + 1e-6  # never more than what is left
     assert wall <= limit
+
+
+def test_a_repair_round_without_a_plan_in_the_time_left_keeps_the_previous_plan(monkeypatch):
+    """Round 2 runs out of time without a plan (as a short share of a whole-command limit can): the answer is
+    round 1's plan with its check and simulation, never "no plan"."""
+    from instances.plan import Plan
+
+    tiny = load_instance(TINY)
+    inst = pack_bound_instance(tiny)
+    scenario = load_scenario("baseline", TINY).with_modifications([{"sla": {"order_to_ship_sla_hours": 12}}])
+    real = pipeline.solve_decision
+    calls = []
+
+    def second_round_times_out(instance, decision, **kw):
+        calls.append(kw["time_limit"])
+        plan, on = real(instance, decision, **kw)
+        return (plan if len(calls) == 1 else Plan(decision, "time_limit")), on
+
+    monkeypatch.setattr(pipeline, "solve_decision", second_round_times_out)
+    result = pipeline.plan(inst, scenario, time_limit=60, mip_gap=0.0, max_rounds=5, replications=8, seed=3)
+    assert len(calls) == 2 and len(result.rounds) == 2
+    first, second = result.rounds
+    assert first["simulation_feasible"] is False and second["status"] == "time_limit"
+    assert "previous round's plan kept" in second["outcome"]
+    assert result.plan.has_solution and result.objective == pytest.approx(first["objective"])
+    assert result.simulation is not None and result.simulation_feasible is False  # round 1's simulation, stated
+    assert pipeline.exit_code(result) == 6  # not executable, rather than "no solution" (4)
