@@ -1,30 +1,32 @@
 """Scale benchmark of the network design MILP (not a test).
 
     python -m benchmarks.network_scale [--sites 1000 --zones 700 --products 20 --periods 4 --lanes-per-zone 20]
-                                       [--time-limit 600] [--no-solve] [--seed 7]
+                                       [--time-limit 600] [--gap 0.02] [--threads 1] [--lp] [--no-solve] [--seed 7]
 
 Generates a synthetic network (:func:`instances.generator.synthetic`, every zone demanding every product
 unless ``--density`` says otherwise), then records, one JSON line per step:
 
 - ``build_full``: build time and size of the per-product model (the ~1.1 M flow-variable model);
 - ``reduction``: whether products aggregate exactly (and why), build time and size after the reduction;
-- ``lp_relaxation``: time of the LP relaxation of the model that is solved;
-- ``milp``: solve with the time limit: status, objective, bound, gap, seconds;
-- ``memory``: peak resident memory of the process (MiB).
+- ``lp_relaxation`` (with ``--lp``): time of the LP relaxation of that model on its own;
+- ``solve``: :func:`formulations.network_design.solve` with the time limit and gap (the ``auto`` strategy, as
+  ``twinplan solve`` runs it): status, objective, proven bound and gap, wall seconds, **time to the first
+  plan** (preparation + the first evaluated plan's ``at_seconds``), the strategy's phases;
+- ``memory``: peak resident memory of the process (MiB);
+- ``load``: the load average before and after (the machine is shared).
 
-Measured (2026-12-04, HiGHS 1.16, 2 cores shared with six other engineers' jobs, load 9): 950 DCs + 50 ports,
-700 zones, 20 products, 4 weekly periods, 20 lanes per zone, every zone demanding every product (56,000 demand
-rows) -> 1,129,688 flow variables (1,198,388 columns, 1,286,574 rows, 5.7 M nonzeros, 1,300 integers);
-build 27.1 s (< 30 s); products not exactly aggregable (each product is supplied by 2 of the 50 ports); the LP
-relaxation of the full model did not finish within a 60 s limit at that load; peak memory 2.2 GiB without the
-MILP. (Before the density fix the benchmark built 747,444 flow variables: only ~2/3 of the zone-product pairs
-had demand; that model: LP relaxation 303 s, MILP 0.53 % gap after 600 s, peak 3.4 GiB.)
+Measured (2026-12-05, HiGHS 1.16, one thread, load 6.3 -> 2.9): 950 DCs + 50 ports, 700 zones, 20 products,
+4 weekly periods, 20 lanes per zone, every zone demanding every product (56,000 demand rows) -> 1,129,688 flow
+variables (1,198,388 columns, 1,286,574 rows, 5.7 M nonzeros, 1,300 integers), build 15.1 s; products not exactly
+aggregable (each product is supplied by 2 of the 50 ports); solve: first plan at 51 s, 0.55 % proven gap at 291 s
+(status optimal within the 2 % gap), peak memory 4.0 GiB.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -64,10 +66,13 @@ def main(argv: list[str] | None = None) -> int:
                          "presence scale (popular products in more zones)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--time-limit", type=float, default=600.0)
+    ap.add_argument("--gap", type=float, default=0.02, help="relative gap at which the solve stops (default 2 %%)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--lp", action="store_true", help="also time the LP relaxation of the reduced model alone")
     ap.add_argument("--no-solve", action="store_true")
     args = ap.parse_args(argv)
 
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     # the generator's density scales a Zipf popularity (less popular products appear in fewer zones); a density of
     # 1 here means every zone demands every product, as the stated size assumes (zones x products x periods
@@ -94,21 +99,30 @@ def main(argv: list[str] | None = None) -> int:
          seconds=round(time.perf_counter() - t0, 2), flow_variables=len(ctx.outbound) + len(ctx.inbound),
          **_size(model))
 
-    form = solvers.to_standard_form(model)
-    form.integrality[:] = 0
-    t0 = time.perf_counter()
-    lp = solvers.solve(form, time_limit=args.time_limit, threads=args.threads)
-    emit("lp_relaxation", status=str(lp.termination.value), objective=lp.objective + ctx.objective_constant,
-         seconds=round(time.perf_counter() - t0, 2), solve_seconds=round(lp.wall_time.solve, 2))
-    del form, model
+    if args.lp:
+        form = solvers.to_standard_form(model)
+        form.integrality[:] = 0
+        t0 = time.perf_counter()
+        lp = solvers.solve(form, time_limit=args.time_limit, threads=args.threads)
+        emit("lp_relaxation", status=str(lp.termination.value), objective=lp.objective + ctx.objective_constant,
+             seconds=round(time.perf_counter() - t0, 2), solve_seconds=round(lp.wall_time.solve, 2))
+        del form
+    del model
 
     if not args.no_solve:
         t0 = time.perf_counter()
-        plan = network_design.solve(inst, time_limit=args.time_limit, threads=args.threads, mip_gap=1e-4)
-        emit("milp", status=plan.status, objective=plan.objective, bound=plan.bound, gap=plan.gap,
+        plan = network_design.solve(inst, time_limit=args.time_limit, threads=args.threads, mip_gap=args.gap)
+        phases = plan.meta.get("phases") or {}
+        ats = [p["at_seconds"] for p in phases.values()
+               if isinstance(p, dict) and p.get("at_seconds") is not None and p.get("objective") is not None]
+        emit("solve", status=plan.status, objective=plan.objective, bound=plan.bound, gap=plan.gap,
              seconds=round(time.perf_counter() - t0, 2), strategy=plan.meta.get("strategy"),
-             open_dcs=int(plan.tables["sites"].query("kind == 'dc'")["open"].sum()) if plan.has_solution else None)
+             first_plan_s=round(float(plan.meta.get("prepare_seconds") or 0.0) + min(ats), 2) if ats else None,
+             open_dcs=int(plan.tables["sites"].query("kind == 'dc'")["open"].sum()) if plan.has_solution else None,
+             phases={k: {f: v.get(f) for f in ("status", "objective", "bound", "seconds", "at_seconds")
+                         if v.get(f) is not None} for k, v in phases.items() if isinstance(v, dict)})
     emit("memory", peak_mib=round(_peak_mib()))
+    emit("load", before=[round(x, 2) for x in load_before], after=[round(x, 2) for x in os.getloadavg()])
     return 0
 
 

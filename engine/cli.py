@@ -28,6 +28,8 @@ from instances.validation import did_you_mean
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_FORBIDDEN = 0, 1, 2, 3, 4, 5
 EXIT_NOT_EXECUTABLE = 6
+BASELINE_SHARE = 0.3
+"""Share of ``--time-limit`` that a scenario's solve leaves for its baseline's (the limit covers the command)."""
 
 
 def _print_summary(summary: dict, out=None) -> None:
@@ -130,9 +132,9 @@ _MIP_LINE = re.compile(r"(?P<bound>[-+]?(?:\d[\d.eE+-]*|inf))\s+(?P<best>[-+]?(?
 """A HiGHS branch-and-bound progress line: ... BestBound BestSol Gap | Cuts InLp Confl. | LpIters Time."""
 
 
-def _num(text: str) -> str:
+def _num(text: str, scale: float = 1.0) -> str:
     try:
-        v = float(text)
+        v = float(text) / scale
     except ValueError:
         return text
     return f"{v:,.0f}" if abs(v) >= 100 and v == v and abs(v) != float("inf") else f"{v:.4g}"
@@ -147,11 +149,17 @@ class SolveLog:
         self.path, self.progress, self.every = path, progress, every
         self._last = -1e9
         self.gap: str | None = None
+        self.scale = 1.0  # the solver sees the objective times this (solvers.api.SCALE_NOTE)
 
     def __call__(self, text: str) -> None:
+        from solvers.api import SCALE_NOTE
+
         with self.path.open("a", encoding="utf-8") as f:
             f.write(text if text.endswith("\n") else text + "\n")
         for line in text.splitlines():
+            if line.startswith(SCALE_NOTE):
+                self.scale = float(line[len(SCALE_NOTE):].split()[0])
+                continue
             m = _MIP_LINE.search(line)
             if m is None:
                 continue
@@ -159,7 +167,8 @@ class SolveLog:
             now = time.monotonic()
             if self.progress is not None and now - self._last >= self.every:
                 self._last = now
-                self.progress(f"solving: gap {m['gap']} (best {_num(m['best'])}, bound {_num(m['bound'])})")
+                self.progress(f"solving: gap {m['gap']} (best {_num(m['best'], self.scale)}, "
+                              f"bound {_num(m['bound'], self.scale)})")
 
 
 def _load_inputs(instance_arg: str, scenario_arg: str | None, calibration: str | None = None):
@@ -311,19 +320,26 @@ def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, ti
         log_file.write_text("")
         solver_log = SolveLog(log_file, say)
         say(f"solving {inst.name} / {name}")
-        result = plan(inst, scenario, solver=solver, time_limit=time_limit, mip_gap=gap, replications=replications,
-                      seed=seed, log=solver_log, progress=say)
+        # --time-limit covers the whole command: the scenario's rounds, then its baseline's, then the answer's
+        # own solves, each getting what is left (the scenario leaves BASELINE_SHARE of the limit to its baseline)
+        end = None if time_limit is None else time.perf_counter() + float(time_limit)
+
+        def left(keep: float = 0.0) -> float | None:
+            return None if end is None else max(1.0, end - time.perf_counter() - keep * float(time_limit))
+
+        result = plan(inst, scenario, solver=solver, time_limit=left(BASELINE_SHARE if like is not None else 0.0),
+                      mip_gap=gap, replications=replications, seed=seed, log=solver_log, progress=say)
         if like is not None:
             base_inst, base_sc, base_rounds = like
             say(f"solving baseline {base_sc.name}")
-            base_result = plan(base_inst, base_sc, solver=solver, time_limit=time_limit, mip_gap=gap,
+            base_result = plan(base_inst, base_sc, solver=solver, time_limit=left(), mip_gap=gap,
                                replications=replications, seed=seed, log=solver_log, progress=say,
                                max_rounds=base_rounds)
         if result.plan.has_solution and result.decision in ("redistribution", "capacity"):
             say("answering: " + {"redistribution": "planning the same disruption without transfers",
                                  "capacity": "stress-testing the peak with and without the additions"}[result.decision])
         answer_for_run(result, base_result, out_dir=work, replications=replications, seed=seed,
-                       solve_kw={"solver": solver, "time_limit": time_limit, "mip_gap": gap})
+                       solve_kw={"solver": solver, "time_limit": left(), "mip_gap": gap})
         if base_result is not None:
             base_result.save(work / "baseline")
         result.save(work)
@@ -760,7 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", default="highs", type=_solver_name,
                    help="MILP solver: highs (default), ortools, ... (checked before any work)")
     p.add_argument("--time-limit", type=float, default=None,
-                   help="seconds per MILP solve (default: the scenario's solver.time_limit)")
+                   help="seconds for the whole command: every solve, repair round, check and simulation, the "
+                        "baseline's included (default: the scenario's solver.time_limit)")
     p.add_argument("--gap", type=float, default=None,
                    help="relative MIP gap at which a solve stops, e.g. 0.01 (default: the scenario's)")
     p.add_argument("--out", default=None, help="output folder (default runs/INSTANCE-SCENARIO)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from solvers.errors import SolverOptionError
 from solvers.frontends import to_standard_form
 from solvers.model import StandardForm
 from solvers.result import GroupValues, SolveResult, Timings
+from solvers.scaling import Scaling, scale
 
 WarmStart = SolveResult | Mapping[str, pd.Series] | Basis
 
@@ -30,6 +32,7 @@ def solve(
     raise_on_nonoptimal: bool = False,
     mip_duals: bool = False,
     keep_basis: bool = False,
+    scaling: bool = True,
 ) -> SolveResult:
     """Solve a linopy model, a Pyomo model or a :class:`StandardForm` with a registered backend.
 
@@ -68,6 +71,11 @@ def solve(
     keep_basis
         For an LP solved by a backend with basis support: keep the final simplex basis in
         ``result.basis`` (a :class:`~solvers.basis.Basis`, to warm-start a later, similar LP).
+    scaling
+        Scale the model before the solver sees it (:mod:`solvers.scaling`: power-of-two row, column and
+        objective factors, so that costs of 1e7 beside 1e-2 and big-M coefficients reach the solver in a sane
+        range); every value, dual, reduced cost, the objective and the bound come back in the model's units.
+        ``result.scaling`` holds the factors used. False hands the model over as it is.
 
     Returns
     -------
@@ -89,34 +97,46 @@ def solve(
                 basis_arrays = (col, row, basis_how != "same")
         else:
             basis_how = "unsupported"
+    start = None if warm_start is None or isinstance(warm_start, Basis) else warm_start_vector(form, warm_start)
+    t_scale = perf_counter()
+    solved, factors = scale(form) if scaling else (form, Scaling(None, None))
+    if start is not None and factors.col is not None:
+        start = start * factors.col  # a basis needs nothing: positive scaling keeps every status
+    scale_seconds = perf_counter() - t_scale
+    _note_in_log(log, f"{SCALE_NOTE} {factors.objective!r}"
+                      f"{' (twinplan scaled the model before the solver)' if not factors.is_identity else ''}\n")
     params = SolveParams(
         time_limit=time_limit,
         mip_gap=mip_gap,
         threads=threads,
         options=dict(options or {}),
         log=log,
-        warm_start=None if warm_start is None or isinstance(warm_start, Basis) else warm_start_vector(form, warm_start),
+        warm_start=start,
         basis=basis_arrays,
         keep_basis=keep_basis,
     )
-    out = backend.solve(form, params)
+    out = backend.solve(solved, params)
+    out.translate_seconds += scale_seconds
     if basis_arrays is not None:
         basis_how = basis_how if out.basis_start == "set" else (out.basis_start or "unsupported")
 
     x = None if out.x is None else out.x + 0.0  # no negative zeros in reported values
     duals, reduced = out.row_duals, out.reduced_costs
     objective, bound = out.objective, out.bound
-    if form.col_scale is not None and x is not None:
-        x = x / form.col_scale
-    if form.objective_scale != 1.0:
-        objective, bound = objective / form.objective_scale, bound / form.objective_scale
-    duals, reduced = _unscale_duals(form, duals, reduced)
+    if x is not None and solved is not form:
+        # within the solver's tolerance of its bounds in solver units is within them in the model's units
+        x = np.clip(x, solved.col_lower, solved.col_upper)
+    if solved.col_scale is not None and x is not None:
+        x = x / solved.col_scale
+    if solved.objective_scale != 1.0:
+        objective, bound = objective / solved.objective_scale, bound / solved.objective_scale
+    duals, reduced = _unscale_duals(solved, duals, reduced)
 
     if mip_duals and form.is_mip and out.has_solution and out.x is not None:
-        duals, reduced, extra_seconds = _fixed_integer_duals(form, out.x, backend, params)
+        duals, reduced, extra_seconds = _fixed_integer_duals(solved, out.x, backend, params)
         out.solve_seconds += extra_seconds
         if duals is not None:
-            duals, reduced = _unscale_duals(form, duals, reduced)
+            duals, reduced = _unscale_duals(solved, duals, reduced)
 
     no_values = f"termination={out.termination.value}, no primal solution"
     no_duals = (
@@ -151,10 +171,30 @@ def solve(
         simplex_iterations=out.simplex_iterations,
         message=out.message,
         options={"time_limit": time_limit, "mip_gap": mip_gap, "threads": threads, **(options or {})},
+        scaling=factors,
     )
     if raise_on_nonoptimal:
         result.raise_if_nonoptimal()
     return result
+
+
+SCALE_NOTE = "Objective values in this log are the model's times"
+"""First words of the line :func:`solve` writes to the solver log before each solve (a log reader such as the CLI's
+progress display divides the log's objective values by the number that follows: 1.0 when the objective is not
+scaled)."""
+
+
+def _note_in_log(log: LogTarget, text: str) -> None:
+    """Write ``text`` to a log target (callable or file path; stdout for ``True``)."""
+    if log is None or log is False:
+        return
+    if log is True:
+        print(text, end="")
+    elif callable(log):
+        log(text)
+    else:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(text)
 
 
 def warm_start_vector(form: StandardForm, warm_start: WarmStart) -> np.ndarray:

@@ -160,6 +160,8 @@ class SolveResult:
         when no basis was given.
     simplex_iterations
         Simplex iterations the solver reported (HiGHS; None where the backend does not say).
+    scaling
+        The :class:`~solvers.scaling.Scaling` applied before the solver saw the model (identity when off).
     """
 
     termination: Termination
@@ -181,6 +183,7 @@ class SolveResult:
     simplex_iterations: int | None = None
     message: str = ""
     options: dict[str, Any] = field(default_factory=dict, repr=False)
+    scaling: Any = field(default=None, repr=False)
 
     @property
     def is_optimal(self) -> bool:
