@@ -198,12 +198,18 @@ def effective_capacity(nominal: np.ndarray, efficiency: np.ndarray, congestion: 
     return base * (1.0 - congestion * u**2)
 
 
-def predict(obs: Observations, efficiency: np.ndarray, congestion: float) -> dict[str, np.ndarray]:
-    """Predicted throughput, backlog and labour hours for days 2..T, by the simulator's queue recursion."""
+def predict(obs: Observations, efficiency: np.ndarray, congestion: float, *,
+            capacity_limit: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Predicted throughput, backlog and labour hours for days 2..T, by the simulator's queue recursion.
+
+    ``capacity_limit`` (T-1, P), units/day, caps the effective capacity where finite (the staff present:
+    :func:`staff_capacity`)."""
     from engine.simulator import simulate_arrays
 
     a = obs.offered  # (T-1, P)
     cap = effective_capacity(obs.pairs["nominal"].to_numpy(), efficiency, congestion, obs.load)
+    if capacity_limit is not None:
+        cap = np.where(np.isfinite(capacity_limit), np.minimum(cap, capacity_limit), cap)
     n_pairs = a.shape[1]
     run = simulate_arrays(a[:, None, :, None].copy(), cap[:, None, :, None], upstream=[-1] * n_pairs,
                           backlog_initial=obs.backlog[0][None, :, None])
@@ -213,8 +219,9 @@ def predict(obs: Observations, efficiency: np.ndarray, congestion: float) -> dic
     return {"throughput": y, "backlog": q, "labor_hours": h}
 
 
-def _residuals(obs: Observations, efficiency: np.ndarray, congestion: float) -> np.ndarray:
-    p = predict(obs, efficiency, congestion)
+def _residuals(obs: Observations, efficiency: np.ndarray, congestion: float, *,
+               capacity_limit: np.ndarray | None = None) -> np.ndarray:
+    p = predict(obs, efficiency, congestion, capacity_limit=capacity_limit)
     mask = obs.observed[1:]
     y_scale = np.maximum(obs.throughput[1:].sum(0) / np.maximum(mask.sum(0), 1), 1e-9)
     h_scale = np.maximum(obs.labor_hours[1:].sum(0) / np.maximum(mask.sum(0), 1), 1e-9)
@@ -555,8 +562,28 @@ def detect_drift(instance: Instance, actuals: pd.DataFrame, calibration: Calibra
     return pd.DataFrame(rows, columns=list(DRIFT_COLUMNS))
 
 
-def _responsible(obs: Observations, j: int, start: int, window: int, eff: np.ndarray, kappa: float) -> dict[str, Any]:
-    """Re-fit the efficiency of pair j, or the congestion, on the window; the larger improvement names it."""
+def staff_capacity(rostered: np.ndarray, absence: float, efficiency: float | np.ndarray,
+                   productivity: float | np.ndarray) -> np.ndarray:
+    """Units a day the staff present can process: rostered hours x attendance ``1 - absence`` x efficiency x
+    labour productivity (units per hour worked); nan (no limit) where no rostered hours are on record."""
+    return np.asarray(rostered, dtype=float) * (1.0 - absence) * efficiency * productivity
+
+
+def _responsible(obs: Observations, j: int, start: int, window: int, eff: np.ndarray, kappa: float,
+                 absence: dict[str, Any] | None = None) -> dict[str, Any]:
+    r"""The parameter most likely responsible for pair j's error in a window: the candidate whose change removes
+    the largest share of the window's squared error (throughput, backlog and labour hours, as in :func:`fit`).
+
+    Candidates: the efficiency of the pair and the congestion coefficient, each re-fitted on the window; with
+    ``absence`` (``rostered``: the pair's rostered hours per day of ``obs``, nan where none; ``assumed``: the
+    absence rate the twin assumed; ``observed``: the rate observed in the window, :func:`fit_absenteeism`),
+    absenteeism: the stage's capacity capped by its staff (:func:`staff_capacity`) at the observed attendance
+    instead of the assumed one. The labour hours tell them apart: a slower stage (efficiency) works more hours
+    per unit, a stage short of staff (absenteeism) works fewer hours at the same pace. Returns ``parameter``,
+    ``current``, ``refit`` (for absenteeism: the assumed and the observed rate), ``explained`` (the share of the
+    squared error the named candidate removes, against the twin as it was: with the staff cap at the assumed
+    attendance for absenteeism) and ``candidates`` (all of them, the best first).
+    """
     # the recursion needs the days before the window; residuals count only inside it
     sub = Observations(obs.pairs.iloc[[j]].reset_index(drop=True), obs.dates[: start + window + 1],
                        obs.throughput[: start + window + 1, [j]], obs.labor_hours[: start + window + 1, [j]],
@@ -564,17 +591,33 @@ def _responsible(obs: Observations, j: int, start: int, window: int, eff: np.nda
                        obs.load[: start + window, [j]])
     sub.observed[: start + 1] = False
 
-    def cost(e: float, k: float) -> float:
-        return float(np.sum(_residuals(sub, np.array([e]), k) ** 2))
+    def cost(e: float, k: float, limit: np.ndarray | None = None) -> float:
+        return float(np.sum(_residuals(sub, np.array([e]), k, capacity_limit=limit) ** 2))
 
     base = cost(eff[j], kappa)
     fe = least_squares(lambda t: _residuals(sub, t, kappa), [eff[j]], bounds=EFFICIENCY_BOUNDS, diff_step=1e-4)
     fk = least_squares(lambda t: _residuals(sub, np.array([eff[j]]), float(t[0])), [max(kappa, 1e-3)],
                        bounds=CONGESTION_BOUNDS, diff_step=1e-4)
-    gain_e, gain_k = base - 2 * fe.cost, base - 2 * fk.cost
-    if gain_e >= gain_k:
-        return {"parameter": "efficiency", "current": float(eff[j]), "refit": float(fe.x[0])}
-    return {"parameter": "congestion", "current": float(kappa), "refit": float(fk.x[0])}
+
+    def share(reference: float, after: float) -> float:
+        return float(np.clip((reference - after) / reference, 0.0, 1.0)) if reference > 1e-12 else 0.0
+
+    candidates = [{"parameter": "efficiency", "current": float(eff[j]), "refit": float(fe.x[0]),
+                   "explained": share(base, 2 * fe.cost)},
+                  {"parameter": "congestion", "current": float(kappa), "refit": float(fk.x[0]),
+                   "explained": share(base, 2 * fk.cost)}]
+    if absence is not None:
+        rostered = np.asarray(absence["rostered"], dtype=float)[1: start + window + 1, None]
+        prod = float(sub.pairs["productivity"].iloc[0])
+        as_run = staff_capacity(rostered, absence["assumed"], eff[j], prod)
+        seen = as_run.copy()  # the days before the window keep the assumed attendance
+        seen[start:] = staff_capacity(rostered[start:], absence["observed"], eff[j], prod)
+        as_run, seen = cost(eff[j], kappa, as_run), cost(eff[j], kappa, seen)
+        candidates.append({"parameter": "absenteeism", "current": float(absence["assumed"]),
+                           "refit": float(absence["observed"]), "explained": share(as_run, seen)})
+    # ties (e.g. nothing explains anything) keep the order above: efficiency first, as before absenteeism
+    ranked = sorted(candidates, key=lambda c: -c["explained"])
+    return {**ranked[0], "candidates": ranked}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -870,6 +913,8 @@ FINDING_COLUMNS = ("site_id", "stage", "metric", "window_start", "window_end", "
                    "predicted_change", "actual_change", "gap", "flagged", "parameter", "current", "refit",
                    "calibration", "actuals_file", "actuals_sha256", "user_name")
 """One finding per site and stage (the ``calibration_findings`` table of the run store)."""
+FINDING_EXTRA_COLUMNS = ("explained", "candidates", "absence_assumed", "absence_observed")
+"""Columns :func:`plan_vs_actuals` adds to a finding (shown by ``track`` and its ``--json``; not stored)."""
 INBOUND_STAGES = ("inbound_dock", "putaway")
 
 
@@ -884,8 +929,16 @@ def plan_vs_actuals(instance: Instance, site_throughput: pd.DataFrame, actuals: 
     +2 %, the gap is -3 points); without, ``gap`` = actual / predicted - 1. A gap beyond ``threshold`` is
     flagged and traced to the parameter most likely responsible: ``demand`` (the chain's head was offered less
     work than planned and processed it: the forecast, not the twin), ``upstream`` (the stage got less from the
-    stage before it), else the re-fit on the window that removes more error: ``efficiency`` of the site and
-    stage or ``congestion`` (as :func:`detect_drift`), with its current and re-fitted value.
+    stage before it), else the candidate that explains the largest share of the window's error
+    (:func:`_responsible`): ``efficiency`` of the site and stage or ``congestion`` (re-fitted on the window, as
+    :func:`detect_drift`), or, when the actuals carry ``rostered_hours``, ``absenteeism``: the site's absence rate
+    observed in the window (:func:`fit_absenteeism`, i.e. ``1 - labor_hours / rostered_hours`` in shifts) against
+    the rate the run assumed (its calibration's rate of the site, else the pooled one, else 0), with ``current``
+    the assumed and ``refit`` the observed rate. Added columns: ``explained`` (share of the window's error the
+    named parameter removes), ``candidates`` (every candidate with its share, best first), ``absence_assumed``
+    and ``absence_observed`` (the site's rates; nan without rostered hours).
+
+    ``instance`` is the uncalibrated instance: ``calibration``'s efficiencies are applied here.
     """
     per = instance.periods.assign(start=lambda d: pd.to_datetime(d["start"]))
     a = actuals.assign(date=pd.to_datetime(actuals["date"]))
@@ -906,6 +959,11 @@ def plan_vs_actuals(instance: Instance, site_throughput: pd.DataFrame, actuals: 
     kappa = calibration.congestion if calibration is not None else 0.0
     index = {(s, k): j for j, (s, k) in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"]))}
     offered = obs.offered
+    rostered = None
+    if "rostered_hours" in a and a["rostered_hours"].notna().any():
+        wide = a.pivot_table(index="date", columns=["site_id", "stage"], values="rostered_hours", aggfunc="first")
+        rostered = wide.reindex(index=obs.dates, columns=pd.MultiIndex.from_frame(obs.pairs[["site_id", "stage"]])
+                                ).to_numpy(dtype=float)
     rows = []
     for (site, stage), g in after.groupby(["site_id", "stage"]):
         col = "inbound_units" if stage in INBOUND_STAGES else "outbound_units"
@@ -927,8 +985,17 @@ def plan_vs_actuals(instance: Instance, site_throughput: pd.DataFrame, actuals: 
                "window_start": str(g["date"].min().date()), "window_end": str(g["date"].max().date()),
                "predicted": predicted, "actual": actual, "predicted_change": pc, "actual_change": ac, "gap": gap,
                "flagged": bool(np.isfinite(gap) and abs(gap) > threshold), "parameter": None,
-               "current": np.nan, "refit": np.nan}
+               "current": np.nan, "refit": np.nan, "explained": np.nan, "candidates": None,
+               "absence_assumed": np.nan, "absence_observed": np.nan}
         j = index[(site, stage)]
+        absence = None
+        if rostered is not None and "rostered_hours" in g and g["rostered_hours"].notna().any():
+            seen = after[(after["site_id"] == site) & after["date"].isin(g["date"])]
+            observed = fit_absenteeism(seen)
+            if len(observed):
+                absence = {"rostered": rostered[:, j], "assumed": assumed_absence(calibration, site),
+                           "observed": float(observed["rate"].iloc[0])}
+                row["absence_assumed"], row["absence_observed"] = absence["assumed"], absence["observed"]
         if row["flagged"]:
             days_idx = np.flatnonzero(obs.dates.isin(g["date"]))
             days_idx = days_idx[days_idx >= 1] - 1  # offered is defined from the second day
@@ -939,9 +1006,20 @@ def plan_vs_actuals(instance: Instance, site_throughput: pd.DataFrame, actuals: 
                 row["current"], row["refit"] = predicted, work
             else:
                 start = int(days_idx.min()) if len(days_idx) else 0
-                row.update(_responsible(obs, j, start, len(days_idx), eff, kappa))
+                row.update(_responsible(obs, j, start, len(days_idx), eff, kappa, absence))
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(FINDING_COLUMNS[:14]))
+    return pd.DataFrame(rows, columns=[*FINDING_COLUMNS[:14], *FINDING_EXTRA_COLUMNS])
+
+
+def assumed_absence(calibration: Calibration | None, site: str) -> float:
+    """The absence rate a twin assumed for a site: its calibration's rate of the site, else the pooled rate
+    (``effects['absenteeism']``), else 0 (the nominal twin: every rostered hour worked)."""
+    if calibration is None:
+        return 0.0
+    table = calibration.absenteeism
+    if len(table) and (table["site_id"] == site).any():
+        return float(table.loc[table["site_id"] == site, "rate"].iloc[0])
+    return float(calibration.effects.get("absenteeism") or 0.0)
 
 
 def track(run_id: str, actuals_file: str | Path, *, store: Any = None, threshold: float = 0.02,
@@ -957,10 +1035,9 @@ def track(run_id: str, actuals_file: str | Path, *, store: Any = None, threshold
         raise ValueError(f"run {run_id}: no instance path recorded; cannot read its instance")
     inst = load_instance(resolve_instance_path(run["instance_path"]))
     version = run.get("calibration")
-    cal = None
-    if version:
-        cal = as_calibration(load_calibration(inst, version))
-        inst = apply_calibration(inst, version)
+    # the run's calibration enters through ``cal`` (efficiencies, congestion, absence rates); the instance stays
+    # uncalibrated, or its efficiencies would count twice
+    cal = as_calibration(load_calibration(inst, version)) if version else None
     plan_tables = run_store.plan_tables(run["run_id"])
     st = plan_tables.get("site_throughput")
     if st is None or st.empty:
@@ -1054,11 +1131,15 @@ def finding_message(f: dict[str, Any]) -> str:
         head += f"predicted {pc:+.1%}, actual {ac:+.1%} (gap {100 * (gap or 0):+.1f} points)"
     else:
         head += f"predicted {num('predicted') or 0:,.0f}, actual {num('actual') or 0:,.0f} units ({gap or 0:+.1%})"
-    par, cur, ref = f.get("parameter"), num("current"), num("refit")
+    par, cur, ref, share = f.get("parameter"), num("current"), num("refit"), num("explained")
     if par in ("efficiency", "congestion") and cur is not None and ref is not None:
         head += f"; most likely {par} {cur:.3f} -> {ref:.3f}"
+    elif par == "absenteeism" and cur is not None and ref is not None:
+        head += f"; most likely absenteeism {cur:.1%} assumed -> {ref:.1%} absent"
     elif par:
         head += f"; most likely {par} (work offered {ref or 0:,.0f} vs planned {cur or 0:,.0f})"
+    if par in ("efficiency", "congestion", "absenteeism") and share is not None:
+        head += f" (explains {share:.0%} of the error)"
     return head
 
 

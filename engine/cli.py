@@ -554,9 +554,19 @@ def cmd_track(args: argparse.Namespace) -> int:
                 f"predicted {r.predicted:,.0f}, actual {r.actual:,.0f}")
         line = f"{r.site_id}/{r.stage} {r.window_start}..{r.window_end}: {what} (gap {r.gap:+.1%})"
         if r.flagged:
-            line = f"FLAG {line}; most likely {r.parameter}" + (
-                f" {r.current:.3f} -> {r.refit:.3f}" if r.parameter in ("efficiency", "congestion") else
-                f" (work offered {r.refit:,.0f} vs planned {r.current:,.0f})")
+            if r.parameter in ("efficiency", "congestion"):
+                why = f" {r.current:.3f} -> {r.refit:.3f}"
+            elif r.parameter == "absenteeism":
+                why = (f" {r.current:.1%} assumed -> {r.refit:.1%} absent (attendance {1 - r.current:.1%} -> "
+                       f"{1 - r.refit:.1%} of rostered hours)")
+            else:
+                why = f" (work offered {r.refit:,.0f} vs planned {r.current:,.0f})"
+            line = f"FLAG {line}; most likely {r.parameter}{why}"
+            if r.explained == r.explained:  # a ranked candidate: its share and the runners-up
+                others = ", ".join(f"{c['parameter']} {c['explained']:.0%}" for c in r.candidates[1:])
+                line += f"; explains {r.explained:.0%} of the error" + (f" (then {others})" if others else "")
+        elif r.absence_observed == r.absence_observed and abs(r.absence_observed - r.absence_assumed) > 0.01:
+            line += f"; absence {r.absence_assumed:.1%} assumed, {r.absence_observed:.1%} observed"
         print(line)
     print(f"{len(flagged)} of {len(found)} site/stage gaps beyond {args.threshold:.1%}"
           + ("" if args.no_write else f"; stored with run {args.run_id}"))
