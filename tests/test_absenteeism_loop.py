@@ -83,7 +83,8 @@ def test_track_names_absenteeism_when_absence_rose(tmp_path, capsys, calibrated_
     4,863 a day (-2.7 % against the +5 % predicted) and the inbound dock 2,779 (-7.4 %, predicted unchanged).
     track flags both and names absenteeism (assumed 5 %, observed 10.6 % in this draw, within 2.5 standard errors
     of 12 %), which explains 98 % of the error against 1 % for re-fitting the efficiency (it would make the staff
-    slower, so they would work more hours per unit than they did); the stages fed by them are traced upstream. The finding is stored and audited."""
+    slower, so they would work more hours per unit than they did); the stages fed by them are traced upstream.
+    The finding is stored and audited; with absence unchanged nothing is flagged."""
     inst, store = calibrated_run
     before = staffed_actuals(inst, 14, "2025-12-22", (3000.0, 5000.0), (3000.0, 5000.0), 0.05, 0.05, seed=1)
     after = staffed_actuals(inst, 14, "2026-01-05", (3000.0, 5250.0), (3000.0, 5250.0), 0.12, 0.05, seed=2)
