@@ -807,6 +807,9 @@ def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None,
 BACKTEST_METRICS = ("throughput", "backlog", "labor_hours", "cycle_time_h")
 """Backtest metrics: relative mean absolute errors of daily throughput, backlog (relative to throughput) and
 labour hours, and the absolute error (hours) of the Little's-law queueing time ``24 sum(q) / sum(y)``."""
+ROSTER_METRIC = "rostered_hours"
+"""Backtest metric when the actuals record rostered hours: relative mean absolute error of the hours the twin
+rosters for each day's work (hours worked / attendance ``1 - p``, the MILP's labour) against the hours rostered."""
 BACKTEST_FILE = "backtest.json"
 
 
@@ -819,19 +822,36 @@ class Backtest:
     holdout: tuple[str, str]
     errors: pd.DataFrame  # site_id, stage, metric, nominal, calibrated
     overall: dict[str, dict[str, float]]  # metric -> {nominal, calibrated}
+    absenteeism_note: str = ""  # why absenteeism was not fitted ("" when it was)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics reported: :data:`BACKTEST_METRICS`, and :data:`ROSTER_METRIC` when rostered hours are on
+        record."""
+        return (*BACKTEST_METRICS, *((ROSTER_METRIC,) if ROSTER_METRIC in self.overall else ()))
 
     @property
     def calibrated_wins(self) -> bool:
-        """The calibrated twin's throughput, backlog and labour-hour errors are all below the nominal ones."""
-        return all(self.overall[m]["calibrated"] < self.overall[m]["nominal"] for m in METRICS)
+        """The calibrated twin's throughput, backlog and labour-hour errors (and rostered hours, when on record)
+        are all below the nominal ones."""
+        return all(self.overall[m]["calibrated"] < self.overall[m]["nominal"]
+                   for m in (*METRICS, *((ROSTER_METRIC,) if ROSTER_METRIC in self.overall else ())))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict: weeks fitted and held out, κ, overall and per-module errors."""
+        """Plain JSON-ready dict: weeks fitted and held out, κ, overall and per-module errors, the absence rates
+        fitted on the training weeks (``absenteeism``, [] when not fitted, with ``absenteeism_note`` saying why)."""
+        absence = self.calibration.absenteeism
         return {"train": list(self.train), "holdout": list(self.holdout),
                 "congestion": round(self.calibration.congestion, 6),
                 "overall": {m: {k: round(v, 6) for k, v in d.items()} for m, d in self.overall.items()},
                 "errors": json.loads(self.errors.round(6).to_json(orient="records")),
-                "calibrated_wins": self.calibrated_wins}
+                "calibrated_wins": self.calibrated_wins,
+                "absenteeism": [{"site_id": r.site_id, "rate": round(float(r.rate), 6),
+                                 "std_error": round(float(r.std_error), 6), "days": int(r.days)}
+                                for r in absence.itertuples(index=False)],
+                "absenteeism_pooled": (round(float(self.calibration.effects["absenteeism"]), 6)
+                                       if "absenteeism" in self.calibration.effects else None),
+                "absenteeism_note": self.absenteeism_note}
 
 
 def _pair_errors(obs: Observations, pred: dict[str, np.ndarray]) -> dict[tuple[str, str], dict[str, float]]:
@@ -855,7 +875,13 @@ def _pair_errors(obs: Observations, pred: dict[str, np.ndarray]) -> dict[tuple[s
 def backtest(instance: Instance, actuals: pd.DataFrame, *, holdout_weeks: int = 1) -> Backtest:
     """Fit on the actuals before the last ``holdout_weeks`` weeks; predict those weeks with the nominal twin
     (efficiency 1, no congestion) and the calibrated one, from the work actually offered and the backlog left
-    on the last training day; errors per site and stage (:data:`BACKTEST_METRICS`)."""
+    on the last training day; errors per site and stage (:data:`BACKTEST_METRICS`).
+
+    When the training weeks record ``rostered_hours`` the calibration also fits each site's absence rate
+    (:func:`fit_absenteeism`) and, where the held-out weeks record them, the hours to roster are predicted
+    (:data:`ROSTER_METRIC`): the nominal twin rosters the hours the work needs (everyone turns up), the
+    calibrated one those hours / ``(1 - p)`` with the site's fitted rate (the pooled rate for a site without
+    one), as the MILP does (:func:`calibrated_attendance`). Without rostered hours ``absenteeism_note`` says so."""
     if holdout_weeks < 1:
         raise ValueError("holdout_weeks must be at least 1")
     a = actuals.assign(date=pd.to_datetime(actuals["date"]))
@@ -866,18 +892,31 @@ def backtest(instance: Instance, actuals: pd.DataFrame, *, holdout_weeks: int = 
         raise ValueError(f"backtest: {holdout_weeks} holdout week(s) leave {train['date'].nunique()} training "
                          "days (need at least 7)")
     hold = a[a["date"] >= cut - pd.Timedelta(days=1)]  # the last training day seeds the backlog
-    cal = fit(instance, train)
+    trained_roster = "rostered_hours" in train and bool(train["rostered_hours"].notna().any())
+    cal = fit(instance, train, absenteeism=trained_roster)
+    note = "" if trained_roster else ("absenteeism not fitted: the training weeks record no rostered_hours "
+                                      "(the hours scheduled beside labor_hours, the hours worked)")
     obs = observations(instance, hold)
     n = len(obs.pairs)
-    nominal = _pair_errors(obs, predict(obs, np.ones(n), 0.0))
-    calibrated = _pair_errors(obs, predict(obs, cal.efficiency_of(obs), cal.congestion))
+    pred_nominal = predict(obs, np.ones(n), 0.0)
+    pred_calibrated = predict(obs, cal.efficiency_of(obs), cal.congestion)
+    nominal = _pair_errors(obs, pred_nominal)
+    calibrated = _pair_errors(obs, pred_calibrated)
+    metrics = list(BACKTEST_METRICS)
+    roster = _roster_errors(obs, hold, cal, pred_nominal, pred_calibrated) if trained_roster else None
+    if roster is not None:
+        metrics.append(ROSTER_METRIC)
+        for key, (nom, calib) in roster["pairs"].items():
+            nominal[key][ROSTER_METRIC], calibrated[key][ROSTER_METRIC] = nom, calib
+    elif trained_roster:
+        note = "absenteeism fitted, but the held-out weeks record no rostered_hours: rostered hours not predicted"
     rows = [{"site_id": s, "stage": k, "metric": metric, "nominal": nominal[(s, k)][metric],
-             "calibrated": calibrated[(s, k)][metric]} for (s, k) in nominal for metric in BACKTEST_METRICS]
+             "calibrated": calibrated[(s, k)][metric]} for (s, k) in nominal for metric in metrics
+            if metric in nominal[(s, k)]]
     errors = pd.DataFrame(rows, columns=["site_id", "stage", "metric", "nominal", "calibrated"])
     mask = obs.observed[1:]
     overall = {}
-    for metric, pred in (("nominal", predict(obs, np.ones(n), 0.0)),
-                         ("calibrated", predict(obs, cal.efficiency_of(obs), cal.congestion))):
+    for metric, pred in (("nominal", pred_nominal), ("calibrated", pred_calibrated)):
         y, q, h = obs.throughput[1:], obs.backlog[1:], obs.labor_hours[1:]
         ys, hs = max(y[mask].sum(), 1e-9), max(h[mask].sum(), 1e-9)
         for name, value in (("throughput", np.abs(pred["throughput"] - y)[mask].sum() / ys),
@@ -885,8 +924,36 @@ def backtest(instance: Instance, actuals: pd.DataFrame, *, holdout_weeks: int = 
                             ("labor_hours", np.abs(pred["labor_hours"] - h)[mask].sum() / hs),
                             ("cycle_time_h", errors.loc[errors["metric"] == "cycle_time_h", metric].mean())):
             overall.setdefault(name, {})[metric] = float(value)
+    if roster is not None:
+        overall[ROSTER_METRIC] = roster["overall"]
     return Backtest(cal, (str(train["date"].min().date()), str(train["date"].max().date())),
-                    (str(cut.date()), str(last.date())), errors, overall)
+                    (str(cut.date()), str(last.date())), errors, overall, note)
+
+
+def _roster_errors(obs: Observations, hold: pd.DataFrame, cal: Calibration, pred_nominal: dict[str, np.ndarray],
+                   pred_calibrated: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """Relative mean absolute errors of the hours to roster (:data:`ROSTER_METRIC`), per (site, stage) pair and
+    overall, nominal and calibrated twin, over the held-out days that record rostered hours; None when none do."""
+    if "rostered_hours" not in hold or not hold["rostered_hours"].notna().any():
+        return None
+    wide = hold.pivot_table(index="date", columns=["site_id", "stage"], values="rostered_hours", aggfunc="first")
+    rostered = wide.reindex(index=obs.dates, columns=pd.MultiIndex.from_frame(obs.pairs[["site_id", "stage"]])
+                            ).to_numpy(dtype=float)[1:]
+    mask = obs.observed[1:] & np.isfinite(rostered)
+    attendance = np.array([1.0 - assumed_absence(cal, s) for s in obs.pairs["site_id"]])
+    nom = pred_nominal["labor_hours"]  # the nominal twin: every rostered hour worked
+    calib = pred_calibrated["labor_hours"] / attendance
+    r = np.nan_to_num(rostered)
+    pairs = {}
+    for j, key in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"])):
+        m = mask[:, j]
+        if m.any():
+            scale = max(r[m, j].sum(), 1e-9)
+            pairs[key] = (float(np.abs(nom[m, j] - r[m, j]).sum() / scale),
+                          float(np.abs(calib[m, j] - r[m, j]).sum() / scale))
+    scale = max(r[mask].sum(), 1e-9)
+    return {"pairs": pairs, "overall": {"nominal": float(np.abs(nom - r)[mask].sum() / scale),
+                                        "calibrated": float(np.abs(calib - r)[mask].sum() / scale)}}
 
 
 def run_backtest(instance_path: str | Path, actuals_file: str | Path | None = None, *, holdout_weeks: int = 1,

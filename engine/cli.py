@@ -516,7 +516,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Fit on the earlier actuals, predict the held-out weeks; errors of the calibrated and the nominal twin."""
-    from engine.calibration import BACKTEST_METRICS, run_backtest
+    from engine.calibration import run_backtest
 
     bt = run_backtest(args.instance, args.actuals, holdout_weeks=args.holdout_weeks, write=not args.no_write)
     if args.json:
@@ -524,13 +524,19 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"backtest: fit on {bt.train[0]}..{bt.train[1]}, predict {bt.holdout[0]}..{bt.holdout[1]} "
           f"(congestion {bt.calibration.congestion:.3f})")
+    absence = bt.calibration.absenteeism
+    if len(absence):
+        rates = ", ".join(f"{r.site_id} {r.rate:.1%} +/- {1.96 * r.std_error:.1%}" for r in absence.itertuples())
+        print(f"  absenteeism fitted on the training weeks (95 %): {rates}")
+    if bt.absenteeism_note:
+        print(f"  {bt.absenteeism_note}")
     print("  error            nominal  calibrated")
-    for m in BACKTEST_METRICS:
+    for m in bt.metrics:
         fmt = "{:10.1f} h" if m == "cycle_time_h" else "{:10.1%}  "
         print(f"  {m:<14}" + fmt.format(bt.overall[m]["nominal"]) + fmt.format(bt.overall[m]["calibrated"]))
     wide = bt.errors.pivot_table(index=["site_id", "stage"], columns="metric", values=["nominal", "calibrated"])
     wide.columns = [f"{m}_{k}" for k, m in wide.columns]
-    cols = [f"{m}_{k}" for m in BACKTEST_METRICS for k in ("nominal", "calibrated")]
+    cols = [f"{m}_{k}" for m in bt.metrics for k in ("nominal", "calibrated") if f"{m}_{k}" in wide.columns]
     print(wide[cols].round(3).to_string())
     print("the calibrated twin beats the nominal one" if bt.calibrated_wins
           else "the calibrated twin does NOT beat the nominal one on every metric")
