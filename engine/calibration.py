@@ -54,10 +54,13 @@ The loop around it:
 
 - :func:`backtest` (``twinplan backtest``): fit on the earlier actuals, predict the held-out weeks from the work
   actually offered; per site and stage errors of throughput, backlog, labour hours and queueing time, nominal
-  twin against calibrated twin.
+  twin against calibrated twin; with rostered hours on record also the absence rates and the hours to roster
+  (:data:`ROSTER_METRIC`).
 - :func:`track` (``twinplan track``): what a recorded run predicted per site and stage against the actuals
   recorded after it (:func:`plan_vs_actuals`); gaps beyond a threshold are flagged, traced to the most likely
-  parameter, stored with the run (run-store table ``calibration_findings``) and audited.
+  parameter (efficiency, congestion, or absenteeism when rostered hours are on record, ranked by the share of the
+  error each explains: :func:`_responsible`), stored with the run (run-store table ``calibration_findings``) and
+  audited.
 - :func:`module_status` (``twinplan status``; result.json's ``"calibration"`` key via
   :func:`calibration_summary`): each site and stage ``not_calibrated``, ``validated`` (error within tolerance)
   or ``drifted``.

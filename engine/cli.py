@@ -576,6 +576,9 @@ def cmd_track(args: argparse.Namespace) -> int:
         print(line)
     print(f"{len(flagged)} of {len(found)} site/stage gaps beyond {args.threshold:.1%}"
           + ("" if args.no_write else f"; stored with run {args.run_id}"))
+    if len(found) and found["absence_observed"].isna().all():
+        print("absenteeism not considered: the actuals record no rostered_hours (the hours scheduled beside "
+              "labor_hours, the hours worked)")
     return EXIT_OK
 
 
