@@ -74,7 +74,7 @@ def calibrated_run(tmp_path):
     store.record_run({"run_id": "run-abs", "name": "abs", "instance": inst.name, "instance_path": str(folder),
                       "decision": "consolidation", "status": "finished", "calibration": "v0001"},
                      {"site_throughput": st})
-    return inst, store
+    return inst, store, folder
 
 
 def test_track_names_absenteeism_when_absence_rose(tmp_path, capsys, calibrated_run):
@@ -85,7 +85,7 @@ def test_track_names_absenteeism_when_absence_rose(tmp_path, capsys, calibrated_
     of 12 %), which explains 98 % of the error against 1 % for re-fitting the efficiency (it would make the staff
     slower, so they would work more hours per unit than they did); the stages fed by them are traced upstream.
     The finding is stored and audited; with absence unchanged nothing is flagged."""
-    inst, store = calibrated_run
+    inst, store, folder = calibrated_run
     before = staffed_actuals(inst, 14, "2025-12-22", (3000.0, 5000.0), (3000.0, 5000.0), 0.05, 0.05, seed=1)
     after = staffed_actuals(inst, 14, "2026-01-05", (3000.0, 5250.0), (3000.0, 5250.0), 0.12, 0.05, seed=2)
     actuals_file = tmp_path / "wms_absence.csv"
@@ -120,6 +120,13 @@ def test_track_names_absenteeism_when_absence_rose(tmp_path, capsys, calibrated_
     found = store.findings(run_id="run-abs").set_index("stage")
     assert found.loc["pick", "parameter"] == "absenteeism" and found.loc["pick", "calibration"] == "v0001"
     assert "DC_A/pick" in store.audit().iloc[-1]["detail"] and "(absenteeism)" in store.audit().iloc[-1]["detail"]
+    # the report's and result.json's one-line message of the stored finding
+    from engine.calibration import apply_calibration, calibration_summary
+    from instances.instance import load_instance
+
+    summary = calibration_summary(apply_calibration(load_instance(folder)), findings=found.reset_index())
+    message = next(f["message"] for f in summary["findings"] if f["stage"] == "pick")
+    assert f"most likely absenteeism 5.0% assumed -> {observed:.1%} absent" in message
     # the same weeks with absence unchanged at 5 %: the plan's +5 % comes true (within noise), nothing flagged
     steady = staffed_actuals(inst, 14, "2026-01-05", (3000.0, 5250.0), (3000.0, 5250.0), 0.05, 0.05, seed=2)
     steady_file = tmp_path / "wms_steady.csv"
