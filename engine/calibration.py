@@ -54,10 +54,13 @@ The loop around it:
 
 - :func:`backtest` (``twinplan backtest``): fit on the earlier actuals, predict the held-out weeks from the work
   actually offered; per site and stage errors of throughput, backlog, labour hours and queueing time, nominal
-  twin against calibrated twin.
+  twin against calibrated twin; with rostered hours on record also the absence rates and the hours to roster
+  (:data:`ROSTER_METRIC`).
 - :func:`track` (``twinplan track``): what a recorded run predicted per site and stage against the actuals
   recorded after it (:func:`plan_vs_actuals`); gaps beyond a threshold are flagged, traced to the most likely
-  parameter, stored with the run (run-store table ``calibration_findings``) and audited.
+  parameter (efficiency, congestion, or absenteeism when rostered hours are on record, ranked by the share of the
+  error each explains: :func:`_responsible`), stored with the run (run-store table ``calibration_findings``) and
+  audited.
 - :func:`module_status` (``twinplan status``; result.json's ``"calibration"`` key via
   :func:`calibration_summary`): each site and stage ``not_calibrated``, ``validated`` (error within tolerance)
   or ``drifted``.
@@ -198,12 +201,18 @@ def effective_capacity(nominal: np.ndarray, efficiency: np.ndarray, congestion: 
     return base * (1.0 - congestion * u**2)
 
 
-def predict(obs: Observations, efficiency: np.ndarray, congestion: float) -> dict[str, np.ndarray]:
-    """Predicted throughput, backlog and labour hours for days 2..T, by the simulator's queue recursion."""
+def predict(obs: Observations, efficiency: np.ndarray, congestion: float, *,
+            capacity_limit: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Predicted throughput, backlog and labour hours for days 2..T, by the simulator's queue recursion.
+
+    ``capacity_limit`` (T-1, P), units/day, caps the effective capacity where finite (the staff present:
+    :func:`staff_capacity`)."""
     from engine.simulator import simulate_arrays
 
     a = obs.offered  # (T-1, P)
     cap = effective_capacity(obs.pairs["nominal"].to_numpy(), efficiency, congestion, obs.load)
+    if capacity_limit is not None:
+        cap = np.where(np.isfinite(capacity_limit), np.minimum(cap, capacity_limit), cap)
     n_pairs = a.shape[1]
     run = simulate_arrays(a[:, None, :, None].copy(), cap[:, None, :, None], upstream=[-1] * n_pairs,
                           backlog_initial=obs.backlog[0][None, :, None])
@@ -213,8 +222,9 @@ def predict(obs: Observations, efficiency: np.ndarray, congestion: float) -> dic
     return {"throughput": y, "backlog": q, "labor_hours": h}
 
 
-def _residuals(obs: Observations, efficiency: np.ndarray, congestion: float) -> np.ndarray:
-    p = predict(obs, efficiency, congestion)
+def _residuals(obs: Observations, efficiency: np.ndarray, congestion: float, *,
+               capacity_limit: np.ndarray | None = None) -> np.ndarray:
+    p = predict(obs, efficiency, congestion, capacity_limit=capacity_limit)
     mask = obs.observed[1:]
     y_scale = np.maximum(obs.throughput[1:].sum(0) / np.maximum(mask.sum(0), 1), 1e-9)
     h_scale = np.maximum(obs.labor_hours[1:].sum(0) / np.maximum(mask.sum(0), 1), 1e-9)
@@ -555,8 +565,28 @@ def detect_drift(instance: Instance, actuals: pd.DataFrame, calibration: Calibra
     return pd.DataFrame(rows, columns=list(DRIFT_COLUMNS))
 
 
-def _responsible(obs: Observations, j: int, start: int, window: int, eff: np.ndarray, kappa: float) -> dict[str, Any]:
-    """Re-fit the efficiency of pair j, or the congestion, on the window; the larger improvement names it."""
+def staff_capacity(rostered: np.ndarray, absence: float, efficiency: float | np.ndarray,
+                   productivity: float | np.ndarray) -> np.ndarray:
+    """Units a day the staff present can process: rostered hours x attendance ``1 - absence`` x efficiency x
+    labour productivity (units per hour worked); nan (no limit) where no rostered hours are on record."""
+    return np.asarray(rostered, dtype=float) * (1.0 - absence) * efficiency * productivity
+
+
+def _responsible(obs: Observations, j: int, start: int, window: int, eff: np.ndarray, kappa: float,
+                 absence: dict[str, Any] | None = None) -> dict[str, Any]:
+    r"""The parameter most likely responsible for pair j's error in a window: the candidate whose change removes
+    the largest share of the window's squared error (throughput, backlog and labour hours, as in :func:`fit`).
+
+    Candidates: the efficiency of the pair and the congestion coefficient, each re-fitted on the window; with
+    ``absence`` (``rostered``: the pair's rostered hours per day of ``obs``, nan where none; ``assumed``: the
+    absence rate the twin assumed; ``observed``: the rate observed in the window, :func:`fit_absenteeism`),
+    absenteeism: the stage's capacity capped by its staff (:func:`staff_capacity`) at the observed attendance
+    instead of the assumed one. The labour hours tell them apart: a slower stage (efficiency) works more hours
+    per unit, a stage short of staff (absenteeism) works fewer hours at the same pace. Returns ``parameter``,
+    ``current``, ``refit`` (for absenteeism: the assumed and the observed rate), ``explained`` (the share of the
+    squared error the named candidate removes, against the twin as it was: with the staff cap at the assumed
+    attendance for absenteeism) and ``candidates`` (all of them, the best first).
+    """
     # the recursion needs the days before the window; residuals count only inside it
     sub = Observations(obs.pairs.iloc[[j]].reset_index(drop=True), obs.dates[: start + window + 1],
                        obs.throughput[: start + window + 1, [j]], obs.labor_hours[: start + window + 1, [j]],
@@ -564,17 +594,33 @@ def _responsible(obs: Observations, j: int, start: int, window: int, eff: np.nda
                        obs.load[: start + window, [j]])
     sub.observed[: start + 1] = False
 
-    def cost(e: float, k: float) -> float:
-        return float(np.sum(_residuals(sub, np.array([e]), k) ** 2))
+    def cost(e: float, k: float, limit: np.ndarray | None = None) -> float:
+        return float(np.sum(_residuals(sub, np.array([e]), k, capacity_limit=limit) ** 2))
 
     base = cost(eff[j], kappa)
     fe = least_squares(lambda t: _residuals(sub, t, kappa), [eff[j]], bounds=EFFICIENCY_BOUNDS, diff_step=1e-4)
     fk = least_squares(lambda t: _residuals(sub, np.array([eff[j]]), float(t[0])), [max(kappa, 1e-3)],
                        bounds=CONGESTION_BOUNDS, diff_step=1e-4)
-    gain_e, gain_k = base - 2 * fe.cost, base - 2 * fk.cost
-    if gain_e >= gain_k:
-        return {"parameter": "efficiency", "current": float(eff[j]), "refit": float(fe.x[0])}
-    return {"parameter": "congestion", "current": float(kappa), "refit": float(fk.x[0])}
+
+    def share(reference: float, after: float) -> float:
+        return float(np.clip((reference - after) / reference, 0.0, 1.0)) if reference > 1e-12 else 0.0
+
+    candidates = [{"parameter": "efficiency", "current": float(eff[j]), "refit": float(fe.x[0]),
+                   "explained": share(base, 2 * fe.cost)},
+                  {"parameter": "congestion", "current": float(kappa), "refit": float(fk.x[0]),
+                   "explained": share(base, 2 * fk.cost)}]
+    if absence is not None:
+        rostered = np.asarray(absence["rostered"], dtype=float)[1: start + window + 1, None]
+        prod = float(sub.pairs["productivity"].iloc[0])
+        as_run = staff_capacity(rostered, absence["assumed"], eff[j], prod)
+        seen = as_run.copy()  # the days before the window keep the assumed attendance
+        seen[start:] = staff_capacity(rostered[start:], absence["observed"], eff[j], prod)
+        as_run, seen = cost(eff[j], kappa, as_run), cost(eff[j], kappa, seen)
+        candidates.append({"parameter": "absenteeism", "current": float(absence["assumed"]),
+                           "refit": float(absence["observed"]), "explained": share(as_run, seen)})
+    # ties (e.g. nothing explains anything) keep the order above: efficiency first, as before absenteeism
+    ranked = sorted(candidates, key=lambda c: -c["explained"])
+    return {**ranked[0], "candidates": ranked}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -764,6 +810,9 @@ def calibrate(instance_path: str | Path, actuals_file: str | Path | None = None,
 BACKTEST_METRICS = ("throughput", "backlog", "labor_hours", "cycle_time_h")
 """Backtest metrics: relative mean absolute errors of daily throughput, backlog (relative to throughput) and
 labour hours, and the absolute error (hours) of the Little's-law queueing time ``24 sum(q) / sum(y)``."""
+ROSTER_METRIC = "rostered_hours"
+"""Backtest metric when the actuals record rostered hours: relative mean absolute error of the hours the twin
+rosters for each day's work (hours worked / attendance ``1 - p``, the MILP's labour) against the hours rostered."""
 BACKTEST_FILE = "backtest.json"
 
 
@@ -776,19 +825,36 @@ class Backtest:
     holdout: tuple[str, str]
     errors: pd.DataFrame  # site_id, stage, metric, nominal, calibrated
     overall: dict[str, dict[str, float]]  # metric -> {nominal, calibrated}
+    absenteeism_note: str = ""  # why absenteeism was not fitted ("" when it was)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics reported: :data:`BACKTEST_METRICS`, and :data:`ROSTER_METRIC` when rostered hours are on
+        record."""
+        return (*BACKTEST_METRICS, *((ROSTER_METRIC,) if ROSTER_METRIC in self.overall else ()))
 
     @property
     def calibrated_wins(self) -> bool:
-        """The calibrated twin's throughput, backlog and labour-hour errors are all below the nominal ones."""
-        return all(self.overall[m]["calibrated"] < self.overall[m]["nominal"] for m in METRICS)
+        """The calibrated twin's throughput, backlog and labour-hour errors (and rostered hours, when on record)
+        are all below the nominal ones."""
+        return all(self.overall[m]["calibrated"] < self.overall[m]["nominal"]
+                   for m in (*METRICS, *((ROSTER_METRIC,) if ROSTER_METRIC in self.overall else ())))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict: weeks fitted and held out, κ, overall and per-module errors."""
+        """Plain JSON-ready dict: weeks fitted and held out, κ, overall and per-module errors, the absence rates
+        fitted on the training weeks (``absenteeism``, [] when not fitted, with ``absenteeism_note`` saying why)."""
+        absence = self.calibration.absenteeism
         return {"train": list(self.train), "holdout": list(self.holdout),
                 "congestion": round(self.calibration.congestion, 6),
                 "overall": {m: {k: round(v, 6) for k, v in d.items()} for m, d in self.overall.items()},
                 "errors": json.loads(self.errors.round(6).to_json(orient="records")),
-                "calibrated_wins": self.calibrated_wins}
+                "calibrated_wins": self.calibrated_wins,
+                "absenteeism": [{"site_id": r.site_id, "rate": round(float(r.rate), 6),
+                                 "std_error": round(float(r.std_error), 6), "days": int(r.days)}
+                                for r in absence.itertuples(index=False)],
+                "absenteeism_pooled": (round(float(self.calibration.effects["absenteeism"]), 6)
+                                       if "absenteeism" in self.calibration.effects else None),
+                "absenteeism_note": self.absenteeism_note}
 
 
 def _pair_errors(obs: Observations, pred: dict[str, np.ndarray]) -> dict[tuple[str, str], dict[str, float]]:
@@ -812,7 +878,13 @@ def _pair_errors(obs: Observations, pred: dict[str, np.ndarray]) -> dict[tuple[s
 def backtest(instance: Instance, actuals: pd.DataFrame, *, holdout_weeks: int = 1) -> Backtest:
     """Fit on the actuals before the last ``holdout_weeks`` weeks; predict those weeks with the nominal twin
     (efficiency 1, no congestion) and the calibrated one, from the work actually offered and the backlog left
-    on the last training day; errors per site and stage (:data:`BACKTEST_METRICS`)."""
+    on the last training day; errors per site and stage (:data:`BACKTEST_METRICS`).
+
+    When the training weeks record ``rostered_hours`` the calibration also fits each site's absence rate
+    (:func:`fit_absenteeism`) and, where the held-out weeks record them, the hours to roster are predicted
+    (:data:`ROSTER_METRIC`): the nominal twin rosters the hours the work needs (everyone turns up), the
+    calibrated one those hours / ``(1 - p)`` with the site's fitted rate (the pooled rate for a site without
+    one), as the MILP does (:func:`calibrated_attendance`). Without rostered hours ``absenteeism_note`` says so."""
     if holdout_weeks < 1:
         raise ValueError("holdout_weeks must be at least 1")
     a = actuals.assign(date=pd.to_datetime(actuals["date"]))
@@ -823,18 +895,31 @@ def backtest(instance: Instance, actuals: pd.DataFrame, *, holdout_weeks: int = 
         raise ValueError(f"backtest: {holdout_weeks} holdout week(s) leave {train['date'].nunique()} training "
                          "days (need at least 7)")
     hold = a[a["date"] >= cut - pd.Timedelta(days=1)]  # the last training day seeds the backlog
-    cal = fit(instance, train)
+    trained_roster = "rostered_hours" in train and bool(train["rostered_hours"].notna().any())
+    cal = fit(instance, train, absenteeism=trained_roster)
+    note = "" if trained_roster else ("absenteeism not fitted: the training weeks record no rostered_hours "
+                                      "(the hours scheduled beside labor_hours, the hours worked)")
     obs = observations(instance, hold)
     n = len(obs.pairs)
-    nominal = _pair_errors(obs, predict(obs, np.ones(n), 0.0))
-    calibrated = _pair_errors(obs, predict(obs, cal.efficiency_of(obs), cal.congestion))
+    pred_nominal = predict(obs, np.ones(n), 0.0)
+    pred_calibrated = predict(obs, cal.efficiency_of(obs), cal.congestion)
+    nominal = _pair_errors(obs, pred_nominal)
+    calibrated = _pair_errors(obs, pred_calibrated)
+    metrics = list(BACKTEST_METRICS)
+    roster = _roster_errors(obs, hold, cal, pred_nominal, pred_calibrated) if trained_roster else None
+    if roster is not None:
+        metrics.append(ROSTER_METRIC)
+        for key, (nom, calib) in roster["pairs"].items():
+            nominal[key][ROSTER_METRIC], calibrated[key][ROSTER_METRIC] = nom, calib
+    elif trained_roster:
+        note = "absenteeism fitted, but the held-out weeks record no rostered_hours: rostered hours not predicted"
     rows = [{"site_id": s, "stage": k, "metric": metric, "nominal": nominal[(s, k)][metric],
-             "calibrated": calibrated[(s, k)][metric]} for (s, k) in nominal for metric in BACKTEST_METRICS]
+             "calibrated": calibrated[(s, k)][metric]} for (s, k) in nominal for metric in metrics
+            if metric in nominal[(s, k)]]
     errors = pd.DataFrame(rows, columns=["site_id", "stage", "metric", "nominal", "calibrated"])
     mask = obs.observed[1:]
     overall = {}
-    for metric, pred in (("nominal", predict(obs, np.ones(n), 0.0)),
-                         ("calibrated", predict(obs, cal.efficiency_of(obs), cal.congestion))):
+    for metric, pred in (("nominal", pred_nominal), ("calibrated", pred_calibrated)):
         y, q, h = obs.throughput[1:], obs.backlog[1:], obs.labor_hours[1:]
         ys, hs = max(y[mask].sum(), 1e-9), max(h[mask].sum(), 1e-9)
         for name, value in (("throughput", np.abs(pred["throughput"] - y)[mask].sum() / ys),
@@ -842,8 +927,36 @@ def backtest(instance: Instance, actuals: pd.DataFrame, *, holdout_weeks: int = 
                             ("labor_hours", np.abs(pred["labor_hours"] - h)[mask].sum() / hs),
                             ("cycle_time_h", errors.loc[errors["metric"] == "cycle_time_h", metric].mean())):
             overall.setdefault(name, {})[metric] = float(value)
+    if roster is not None:
+        overall[ROSTER_METRIC] = roster["overall"]
     return Backtest(cal, (str(train["date"].min().date()), str(train["date"].max().date())),
-                    (str(cut.date()), str(last.date())), errors, overall)
+                    (str(cut.date()), str(last.date())), errors, overall, note)
+
+
+def _roster_errors(obs: Observations, hold: pd.DataFrame, cal: Calibration, pred_nominal: dict[str, np.ndarray],
+                   pred_calibrated: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """Relative mean absolute errors of the hours to roster (:data:`ROSTER_METRIC`), per (site, stage) pair and
+    overall, nominal and calibrated twin, over the held-out days that record rostered hours; None when none do."""
+    if "rostered_hours" not in hold or not hold["rostered_hours"].notna().any():
+        return None
+    wide = hold.pivot_table(index="date", columns=["site_id", "stage"], values="rostered_hours", aggfunc="first")
+    rostered = wide.reindex(index=obs.dates, columns=pd.MultiIndex.from_frame(obs.pairs[["site_id", "stage"]])
+                            ).to_numpy(dtype=float)[1:]
+    mask = obs.observed[1:] & np.isfinite(rostered)
+    attendance = np.array([1.0 - assumed_absence(cal, s) for s in obs.pairs["site_id"]])
+    nom = pred_nominal["labor_hours"]  # the nominal twin: every rostered hour worked
+    calib = pred_calibrated["labor_hours"] / attendance
+    r = np.nan_to_num(rostered)
+    pairs = {}
+    for j, key in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"])):
+        m = mask[:, j]
+        if m.any():
+            scale = max(r[m, j].sum(), 1e-9)
+            pairs[key] = (float(np.abs(nom[m, j] - r[m, j]).sum() / scale),
+                          float(np.abs(calib[m, j] - r[m, j]).sum() / scale))
+    scale = max(r[mask].sum(), 1e-9)
+    return {"pairs": pairs, "overall": {"nominal": float(np.abs(nom - r)[mask].sum() / scale),
+                                        "calibrated": float(np.abs(calib - r)[mask].sum() / scale)}}
 
 
 def run_backtest(instance_path: str | Path, actuals_file: str | Path | None = None, *, holdout_weeks: int = 1,
@@ -870,6 +983,8 @@ FINDING_COLUMNS = ("site_id", "stage", "metric", "window_start", "window_end", "
                    "predicted_change", "actual_change", "gap", "flagged", "parameter", "current", "refit",
                    "calibration", "actuals_file", "actuals_sha256", "user_name")
 """One finding per site and stage (the ``calibration_findings`` table of the run store)."""
+FINDING_EXTRA_COLUMNS = ("explained", "candidates", "absence_assumed", "absence_observed")
+"""Columns :func:`plan_vs_actuals` adds to a finding (shown by ``track`` and its ``--json``; not stored)."""
 INBOUND_STAGES = ("inbound_dock", "putaway")
 
 
@@ -884,8 +999,16 @@ def plan_vs_actuals(instance: Instance, site_throughput: pd.DataFrame, actuals: 
     +2 %, the gap is -3 points); without, ``gap`` = actual / predicted - 1. A gap beyond ``threshold`` is
     flagged and traced to the parameter most likely responsible: ``demand`` (the chain's head was offered less
     work than planned and processed it: the forecast, not the twin), ``upstream`` (the stage got less from the
-    stage before it), else the re-fit on the window that removes more error: ``efficiency`` of the site and
-    stage or ``congestion`` (as :func:`detect_drift`), with its current and re-fitted value.
+    stage before it), else the candidate that explains the largest share of the window's error
+    (:func:`_responsible`): ``efficiency`` of the site and stage or ``congestion`` (re-fitted on the window, as
+    :func:`detect_drift`), or, when the actuals carry ``rostered_hours``, ``absenteeism``: the site's absence rate
+    observed in the window (:func:`fit_absenteeism`, i.e. ``1 - labor_hours / rostered_hours`` in shifts) against
+    the rate the run assumed (its calibration's rate of the site, else the pooled one, else 0), with ``current``
+    the assumed and ``refit`` the observed rate. Added columns: ``explained`` (share of the window's error the
+    named parameter removes), ``candidates`` (every candidate with its share, best first), ``absence_assumed``
+    and ``absence_observed`` (the site's rates; nan without rostered hours).
+
+    ``instance`` is the uncalibrated instance: ``calibration``'s efficiencies are applied here.
     """
     per = instance.periods.assign(start=lambda d: pd.to_datetime(d["start"]))
     a = actuals.assign(date=pd.to_datetime(actuals["date"]))
@@ -906,6 +1029,11 @@ def plan_vs_actuals(instance: Instance, site_throughput: pd.DataFrame, actuals: 
     kappa = calibration.congestion if calibration is not None else 0.0
     index = {(s, k): j for j, (s, k) in enumerate(zip(obs.pairs["site_id"], obs.pairs["stage"]))}
     offered = obs.offered
+    rostered = None
+    if "rostered_hours" in a and a["rostered_hours"].notna().any():
+        wide = a.pivot_table(index="date", columns=["site_id", "stage"], values="rostered_hours", aggfunc="first")
+        rostered = wide.reindex(index=obs.dates, columns=pd.MultiIndex.from_frame(obs.pairs[["site_id", "stage"]])
+                                ).to_numpy(dtype=float)
     rows = []
     for (site, stage), g in after.groupby(["site_id", "stage"]):
         col = "inbound_units" if stage in INBOUND_STAGES else "outbound_units"
@@ -927,8 +1055,17 @@ def plan_vs_actuals(instance: Instance, site_throughput: pd.DataFrame, actuals: 
                "window_start": str(g["date"].min().date()), "window_end": str(g["date"].max().date()),
                "predicted": predicted, "actual": actual, "predicted_change": pc, "actual_change": ac, "gap": gap,
                "flagged": bool(np.isfinite(gap) and abs(gap) > threshold), "parameter": None,
-               "current": np.nan, "refit": np.nan}
+               "current": np.nan, "refit": np.nan, "explained": np.nan, "candidates": None,
+               "absence_assumed": np.nan, "absence_observed": np.nan}
         j = index[(site, stage)]
+        absence = None
+        if rostered is not None and "rostered_hours" in g and g["rostered_hours"].notna().any():
+            seen = after[(after["site_id"] == site) & after["date"].isin(g["date"])]
+            observed = fit_absenteeism(seen)
+            if len(observed):
+                absence = {"rostered": rostered[:, j], "assumed": assumed_absence(calibration, site),
+                           "observed": float(observed["rate"].iloc[0])}
+                row["absence_assumed"], row["absence_observed"] = absence["assumed"], absence["observed"]
         if row["flagged"]:
             days_idx = np.flatnonzero(obs.dates.isin(g["date"]))
             days_idx = days_idx[days_idx >= 1] - 1  # offered is defined from the second day
@@ -939,9 +1076,20 @@ def plan_vs_actuals(instance: Instance, site_throughput: pd.DataFrame, actuals: 
                 row["current"], row["refit"] = predicted, work
             else:
                 start = int(days_idx.min()) if len(days_idx) else 0
-                row.update(_responsible(obs, j, start, len(days_idx), eff, kappa))
+                row.update(_responsible(obs, j, start, len(days_idx), eff, kappa, absence))
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(FINDING_COLUMNS[:14]))
+    return pd.DataFrame(rows, columns=[*FINDING_COLUMNS[:14], *FINDING_EXTRA_COLUMNS])
+
+
+def assumed_absence(calibration: Calibration | None, site: str) -> float:
+    """The absence rate a twin assumed for a site: its calibration's rate of the site, else the pooled rate
+    (``effects['absenteeism']``), else 0 (the nominal twin: every rostered hour worked)."""
+    if calibration is None:
+        return 0.0
+    table = calibration.absenteeism
+    if len(table) and (table["site_id"] == site).any():
+        return float(table.loc[table["site_id"] == site, "rate"].iloc[0])
+    return float(calibration.effects.get("absenteeism") or 0.0)
 
 
 def track(run_id: str, actuals_file: str | Path, *, store: Any = None, threshold: float = 0.02,
@@ -957,10 +1105,9 @@ def track(run_id: str, actuals_file: str | Path, *, store: Any = None, threshold
         raise ValueError(f"run {run_id}: no instance path recorded; cannot read its instance")
     inst = load_instance(resolve_instance_path(run["instance_path"]))
     version = run.get("calibration")
-    cal = None
-    if version:
-        cal = as_calibration(load_calibration(inst, version))
-        inst = apply_calibration(inst, version)
+    # the run's calibration enters through ``cal`` (efficiencies, congestion, absence rates); the instance stays
+    # uncalibrated, or its efficiencies would count twice
+    cal = as_calibration(load_calibration(inst, version)) if version else None
     plan_tables = run_store.plan_tables(run["run_id"])
     st = plan_tables.get("site_throughput")
     if st is None or st.empty:
@@ -1054,11 +1201,15 @@ def finding_message(f: dict[str, Any]) -> str:
         head += f"predicted {pc:+.1%}, actual {ac:+.1%} (gap {100 * (gap or 0):+.1f} points)"
     else:
         head += f"predicted {num('predicted') or 0:,.0f}, actual {num('actual') or 0:,.0f} units ({gap or 0:+.1%})"
-    par, cur, ref = f.get("parameter"), num("current"), num("refit")
+    par, cur, ref, share = f.get("parameter"), num("current"), num("refit"), num("explained")
     if par in ("efficiency", "congestion") and cur is not None and ref is not None:
         head += f"; most likely {par} {cur:.3f} -> {ref:.3f}"
+    elif par == "absenteeism" and cur is not None and ref is not None:
+        head += f"; most likely absenteeism {cur:.1%} assumed -> {ref:.1%} absent"
     elif par:
         head += f"; most likely {par} (work offered {ref or 0:,.0f} vs planned {cur or 0:,.0f})"
+    if par in ("efficiency", "congestion", "absenteeism") and share is not None:
+        head += f" (explains {share:.0%} of the error)"
     return head
 
 

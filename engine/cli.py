@@ -532,7 +532,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Fit on the earlier actuals, predict the held-out weeks; errors of the calibrated and the nominal twin."""
-    from engine.calibration import BACKTEST_METRICS, run_backtest
+    from engine.calibration import run_backtest
 
     bt = run_backtest(args.instance, args.actuals, holdout_weeks=args.holdout_weeks, write=not args.no_write)
     if args.json:
@@ -540,13 +540,19 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"backtest: fit on {bt.train[0]}..{bt.train[1]}, predict {bt.holdout[0]}..{bt.holdout[1]} "
           f"(congestion {bt.calibration.congestion:.3f})")
+    absence = bt.calibration.absenteeism
+    if len(absence):
+        rates = ", ".join(f"{r.site_id} {r.rate:.1%} +/- {1.96 * r.std_error:.1%}" for r in absence.itertuples())
+        print(f"  absenteeism fitted on the training weeks (95 %): {rates}")
+    if bt.absenteeism_note:
+        print(f"  {bt.absenteeism_note}")
     print("  error            nominal  calibrated")
-    for m in BACKTEST_METRICS:
+    for m in bt.metrics:
         fmt = "{:10.1f} h" if m == "cycle_time_h" else "{:10.1%}  "
         print(f"  {m:<14}" + fmt.format(bt.overall[m]["nominal"]) + fmt.format(bt.overall[m]["calibrated"]))
     wide = bt.errors.pivot_table(index=["site_id", "stage"], columns="metric", values=["nominal", "calibrated"])
     wide.columns = [f"{m}_{k}" for k, m in wide.columns]
-    cols = [f"{m}_{k}" for m in BACKTEST_METRICS for k in ("nominal", "calibrated")]
+    cols = [f"{m}_{k}" for m in bt.metrics for k in ("nominal", "calibrated") if f"{m}_{k}" in wide.columns]
     print(wide[cols].round(3).to_string())
     print("the calibrated twin beats the nominal one" if bt.calibrated_wins
           else "the calibrated twin does NOT beat the nominal one on every metric")
@@ -570,12 +576,25 @@ def cmd_track(args: argparse.Namespace) -> int:
                 f"predicted {r.predicted:,.0f}, actual {r.actual:,.0f}")
         line = f"{r.site_id}/{r.stage} {r.window_start}..{r.window_end}: {what} (gap {r.gap:+.1%})"
         if r.flagged:
-            line = f"FLAG {line}; most likely {r.parameter}" + (
-                f" {r.current:.3f} -> {r.refit:.3f}" if r.parameter in ("efficiency", "congestion") else
-                f" (work offered {r.refit:,.0f} vs planned {r.current:,.0f})")
+            if r.parameter in ("efficiency", "congestion"):
+                why = f" {r.current:.3f} -> {r.refit:.3f}"
+            elif r.parameter == "absenteeism":
+                why = (f" {r.current:.1%} assumed -> {r.refit:.1%} absent (attendance {1 - r.current:.1%} -> "
+                       f"{1 - r.refit:.1%} of rostered hours)")
+            else:
+                why = f" (work offered {r.refit:,.0f} vs planned {r.current:,.0f})"
+            line = f"FLAG {line}; most likely {r.parameter}{why}"
+            if r.explained == r.explained:  # a ranked candidate: its share and the runners-up
+                others = ", ".join(f"{c['parameter']} {c['explained']:.0%}" for c in r.candidates[1:])
+                line += f"; explains {r.explained:.0%} of the error" + (f" (then {others})" if others else "")
+        elif r.absence_observed == r.absence_observed and abs(r.absence_observed - r.absence_assumed) > 0.01:
+            line += f"; absence {r.absence_assumed:.1%} assumed, {r.absence_observed:.1%} observed"
         print(line)
     print(f"{len(flagged)} of {len(found)} site/stage gaps beyond {args.threshold:.1%}"
           + ("" if args.no_write else f"; stored with run {args.run_id}"))
+    if len(found) and found["absence_observed"].isna().all():
+        print("absenteeism not considered: the actuals record no rostered_hours (the hours scheduled beside "
+              "labor_hours, the hours worked)")
     return EXIT_OK
 
 

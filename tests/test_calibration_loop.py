@@ -140,7 +140,12 @@ def test_backtest_on_the_bundled_exports_calibrated_beats_nominal(tmp_path, caps
     overall = doc["overall"]["throughput"]
     assert overall["calibrated"] < 0.01 and overall["nominal"] > 5 * overall["calibrated"]
     errs = pd.DataFrame(doc["errors"])
-    assert len(errs) == 2 * 5 * 4  # two DCs x five stages x four metrics
+    assert len(errs) == 2 * 5 * 5  # two DCs x five stages x five metrics (the exports record rostered hours)
+    # absenteeism fitted on the training weeks: the hours to roster, 13.9 % -> 2.7 % (wms_a), 11.8 % -> 2.6 % (wms_b)
+    assert len(doc["absenteeism"]) == 2 and doc["absenteeism_note"] == ""
+    assert doc["overall"]["rostered_hours"]["calibrated"] < 0.03 < 0.1 < doc["overall"]["rostered_hours"]["nominal"]
+    roster = errs[errs["metric"] == "rostered_hours"]
+    assert len(roster) == 10 and (roster["calibrated"] < roster["nominal"]).all()
     thr = errs[errs["metric"] == "throughput"]
     binds = thr["nominal"] > 0.005  # the nominal twin misses the throughput of the stages that bind
     assert binds.sum() >= 4 and (thr.loc[binds, "calibrated"] < thr.loc[binds, "nominal"] / 3).all()
