@@ -975,8 +975,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage and the error (2) or the help (0): an exit code
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
-    with _sigterm_interrupts():
-        return _run(args)
+    try:
+        with _sigterm_interrupts():
+            return _run(args)
+    except KeyboardInterrupt:  # a signal landing outside the command's own handling (e.g. as it returns)
+        return 130
 
 
 @contextlib.contextmanager
