@@ -34,10 +34,14 @@ Capacity ``c[t,k] = min(equipment, labour)``:
   (max_headcount x hours_per_person_week x days/7 + max_overtime_hours x days/7), spread over the shift
   pattern (``Profile.shift_hours`` from ``open_hour``, default the site's longest stage window, weighted by
   ``Profile.staffing_weekday``). A stage's share is proportional to its workload in the period,
-  ``volume_k / productivity_k`` with ``volume_k`` the plan's volume of the period plus the units waiting at
-  the stage when the period starts (work carried over from the day before is staffed too, also on a day the
-  plan sends the stage nothing); labour idle at one stage does not help another. A site without a labour
-  row is not labour-constrained.
+  ``volume_k / productivity_k`` with ``volume_k`` the plan's volume of the period plus the units carried over
+  from the day before that have still to pass the stage (waiting at it, at a stage before it in its chain or in
+  transit between them: the dock's evening trucks need putaway tomorrow too), the carried units weighted by
+  1 / the share of the day's staffed hours before their SLA deadline (:func:`_deadline_share`), so work
+  carried over is staffed, also on a day the plan sends the stage nothing, and done before it is due; labour
+  idle at one stage does not help another. A site without a labour row is not labour-constrained.
+  :func:`carry_shares` gives the share of a fully loaded day carried into the next, per DC and stage (what a
+  MILP needs to staff a day as the simulator does: ``RedistributionOptions.carry_share``).
 
 Arrivals: the period volume is split over its days by weekday weights and over the steps of a day by an
 intraday profile (orders) or over dock slots (inbound trucks of ``truck_units`` units). Noise
@@ -898,15 +902,20 @@ def _deadline_share(setup: SimSetup, cal: _Calendar, profile: Profile, step_hour
     """(S, K) share of a day's staffed hours that lie before the SLA deadline of the work carried into the day.
 
     Inbound work carried into a day arrived at the last dock slot the day before and is due
-    ``dock_to_stock_sla_hours`` later; orders arrive until midnight and are due ``sla_hours`` later.
+    ``dock_to_stock_sla_hours`` later; orders arrive until midnight and are due ``sla_hours`` later. As the SLA
+    is judged (a unit that arrived in step j is overdue at the end of step j + SLA/step) the step that starts
+    at the due hour still counts at the chain's tail, and a unit spends at least one step per stage: a stage k
+    places before the tail must be done k steps earlier.
     """
     due = {"inbound": max(profile.dock_slots) + profile.dock_to_stock_sla_hours - 24.0, "order": setup.sla_hours}
     staff = cal.shift_step  # (steps_per_day, S)
     start = np.arange(cal.steps_per_day) * step_hours
     out = np.ones((len(setup.site_ids), K_STAGES))
     for chain, stages in CHAINS.items():
-        before = (staff * (start < due[chain])[:, None]).sum(axis=0) / np.maximum(staff.sum(axis=0), 1e-12)
-        out[:, list(stages)] = np.clip(before, 1e-3, 1.0)[:, None]
+        for pos, k in enumerate(stages):
+            last = due[chain] - (len(stages) - 1 - pos) * step_hours  # start of the stage's last useful step
+            before = (staff * (start <= last + 1e-9)[:, None]).sum(axis=0) / np.maximum(staff.sum(axis=0), 1e-12)
+            out[:, k] = np.clip(before, 1e-3, 1.0)
     return out
 
 

@@ -50,13 +50,15 @@ def carry_instance() -> Instance:
 def test_carry_shares_match_the_calendar_worked_by_hand():
     """At full load each stage works V/20 an hour, 06:00-02:00. Inbound: the dock's 00:00-02:00 hours (2 of 20)
     serve the evening before, so 10 % of a day waits at the dock at midnight; the dock's 23:00 output (1/20) is
-    in transit to putaway: 15 % has not passed putaway. Carried inbound work is due at 20:00 (last slot + 24 h):
-    16 of the 20 staffed hours lie before it. Orders are due 24 h after they arrive, the next midnight: all."""
+    in transit to putaway: 15 % has not passed putaway. Carried inbound work arrived in the 20:00 step and is
+    overdue after the next day's 20:00 step: putaway (the tail) can use the steps 00-01 and 06-20 (17 of the 20
+    staffed hours), the dock one step less (16). Orders are due 24 h after they arrive: pick (two stages before
+    the tail) loses the last two steps of the day (19 of 20), pack and the outbound dock none."""
     cs = carry_shares(carry_instance()).set_index("stage")
     assert cs.loc["inbound_dock", "waiting_share"] == pytest.approx(0.10, abs=1e-9)
     assert cs.loc["putaway", "waiting_share"] == pytest.approx(0.05, abs=1e-9)
     assert cs.loc["putaway", "carry_share"] == pytest.approx(0.15, abs=1e-9)
-    assert list(cs["deadline_share"]) == pytest.approx([0.8, 0.8, 1.0, 1.0, 1.0])
+    assert list(cs["deadline_share"]) == pytest.approx([0.80, 0.85, 0.95, 1.0, 1.0])
     # order chain: each downstream stage has not passed what waits upstream plus its own and in-transit units
     assert (cs.loc[["pick", "pack", "outbound_dock"], "carry_share"].diff().dropna() >= 0).all()
 
@@ -74,8 +76,8 @@ def test_old_plan_fails_in_sequence_and_the_carry_model_executes():
              (("old", old), ("new", new))}
     # old: day 2 staffs only its own D units (3 outbound stages x 1/100 h)
     assert hours["old"][2] == pytest.approx(D * 3 / PROD)
-    # new: plus day 1's inbound not yet past the dock (10 %) and putaway (15 %), each at 1/0.8 its hours
-    assert hours["new"][2] == pytest.approx(D * 3 / PROD + V * (0.10 + 0.15) / 0.8 / PROD)
+    # new: plus day 1's inbound not yet past the dock (10 %, due within 80 % of the shift) and putaway (15 %, 85 %)
+    assert hours["new"][2] == pytest.approx(D * 3 / PROD + V * (0.10 / 0.80 + 0.15 / 0.85) / PROD)
     assert hours["new"][1] == pytest.approx(V * 2 / PROD)  # day 1: nothing carried in (queues start empty)
     assert new.objective > old.objective
     sim_old = simulate(inst, old, replications=1, profile=DETERMINISTIC)
