@@ -34,10 +34,14 @@ Capacity ``c[t,k] = min(equipment, labour)``:
   (max_headcount x hours_per_person_week x days/7 + max_overtime_hours x days/7), spread over the shift
   pattern (``Profile.shift_hours`` from ``open_hour``, default the site's longest stage window, weighted by
   ``Profile.staffing_weekday``). A stage's share is proportional to its workload in the period,
-  ``volume_k / productivity_k`` with ``volume_k`` the plan's volume of the period plus the units waiting at
-  the stage when the period starts (work carried over from the day before is staffed too, also on a day the
-  plan sends the stage nothing); labour idle at one stage does not help another. A site without a labour
-  row is not labour-constrained.
+  ``volume_k / productivity_k`` with ``volume_k`` the plan's volume of the period plus the units carried over
+  from the day before that have still to pass the stage (waiting at it, at a stage before it in its chain or in
+  transit between them: the dock's evening trucks need putaway tomorrow too), the carried units weighted by
+  1 / the share of the day's staffed hours before their SLA deadline (:func:`_deadline_share`), so work
+  carried over is staffed, also on a day the plan sends the stage nothing, and done before it is due; labour
+  idle at one stage does not help another. A site without a labour row is not labour-constrained.
+  :func:`carry_shares` gives the share of a fully loaded day carried into the next, per DC and stage (what a
+  MILP needs to staff a day as the simulator does: ``RedistributionOptions.carry_share``).
 
 Arrivals: the period volume is split over its days by weekday weights and over the steps of a day by an
 intraday profile (orders) or over dock slots (inbound trucks of ``truck_units`` units). Noise
@@ -894,14 +898,47 @@ def _holdings_stage(q: np.ndarray, y: np.ndarray, overdue: np.ndarray, stages: t
     return np.where(alloc_q.max(axis=1) > 0, blamed, longest)
 
 
+def _deadline_share(setup: SimSetup, cal: _Calendar, profile: Profile, step_hours: float) -> np.ndarray:
+    """(S, K) share of a day's staffed hours that lie before the SLA deadline of the work carried into the day.
+
+    Inbound work carried into a day arrived at the last dock slot the day before and is due
+    ``dock_to_stock_sla_hours`` later; orders arrive until midnight and are due ``sla_hours`` later. As the SLA
+    is judged (a unit that arrived in step j is overdue at the end of step j + SLA/step) the step that starts
+    at the due hour still counts at the chain's tail, and a unit spends at least one step per stage: a stage k
+    places before the tail must be done k steps earlier.
+    """
+    due = {"inbound": max(profile.dock_slots) + profile.dock_to_stock_sla_hours - 24.0, "order": setup.sla_hours}
+    staff = cal.shift_step  # (steps_per_day, S)
+    start = np.arange(cal.steps_per_day) * step_hours
+    out = np.ones((len(setup.site_ids), K_STAGES))
+    for chain, stages in CHAINS.items():
+        for pos, k in enumerate(stages):
+            last = due[chain] - (len(stages) - 1 - pos) * step_hours  # start of the stage's last useful step
+            before = (staff * (start <= last + 1e-9)[:, None]).sum(axis=0) / np.maximum(staff.sum(axis=0), 1e-12)
+            out[:, k] = np.clip(before, 1e-3, 1.0)
+    return out
+
+
+def _not_passed(waiting: np.ndarray) -> np.ndarray:
+    """(..., K) units waiting at each stage -> units that have not yet passed each stage (waiting at it or at a
+    stage before it in its chain)."""
+    out = np.array(waiting, dtype=float, copy=True)
+    for stages in CHAINS.values():
+        out[..., list(stages)] = np.cumsum(out[..., list(stages)], axis=-1)
+    return out
+
+
 def _period_inputs(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, nd: int, step_hours: float,
                    carry: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Expected work shares and capacity of period ``ip`` (nd days).
 
     ``carry`` (S, K): units expected to wait at each stage when the period starts (:func:`_fluid_carry`, the
-    same for every replication and multiplier); they count as the stage's work when staffed hours are shared
-    among stages, so work carried over from the day before is staffed even on a day the plan sends the stage
-    nothing.
+    same for every replication and multiplier); the units waiting at a stage or before it in its chain (they
+    still have to pass it) count as the stage's work when staffed hours are shared among stages, so work
+    carried over from the day before is staffed even on a day the plan sends the stage nothing -- at the
+    stages after the one it waits at too (the inbound dock's evening trucks also need putaway tomorrow) --
+    weighted by 1 / the share of the day's staffed hours before its SLA deadline (:func:`_deadline_share`:
+    with the work processed first in, the carried units then leave before they are due).
 
     Returns w_out, w_in (Tc,) shares of the period's orders / inbound per step; dow (nd,) weekdays;
     cap (Tc, S, K) units per step (equipment and labour, the tighter); staffed (Tc, S) labour hours per step;
@@ -919,8 +956,8 @@ def _period_inputs(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, n
     prod = np.where(np.isnan(setup.productivity), np.inf, setup.productivity)
     vol = np.where(np.isin(np.arange(K_STAGES), (INBOUND_DOCK, PUTAWAY))[None, :],
                    setup.inbound[ip][:, None], setup.outbound[ip][:, None])  # (S, K) plan volume per stage
-    if carry is not None:
-        vol = vol + carry
+    if carry is not None:  # carried work is urgent: done within the shift's part before its deadline
+        vol = vol + _not_passed(carry) / _deadline_share(setup, cal, profile, step_hours)
     need = vol / prod
     tot = need.sum(axis=1, keepdims=True)
     share = np.where(tot > 0, need / np.where(tot > 0, tot, 1.0), 1.0 / K_STAGES)
@@ -939,26 +976,93 @@ def _fluid_carry(setup: SimSetup, cal: _Calendar, profile: Profile, step_hours: 
     shared by the period's planned volume: ``y = min(q + a, c)``, ``q += a - y``, a stage's arrivals being the
     head's external work or its upstream stage's output. Deterministic, so every replication and multiplier of
     a batch shares the same staffing split (common random numbers and independent batch columns are kept).
+    A unit that left a stage in a period's last step reaches the next stage in the next period's first step:
+    it is counted as waiting there (and the pass routes it, as the kernel does).
     """
     P, S = len(setup.periods), len(setup.site_ids)
     out = np.zeros((P, S, K_STAGES))
     q = np.zeros((S, K_STAGES))
+    heads = DEFAULT_UPSTREAM < 0
+    up = np.where(heads, 0, DEFAULT_UPSTREAM)
+    y = np.zeros((S, K_STAGES))
     for ip, days in enumerate(setup.periods["days"].to_numpy(dtype=float)):
-        out[ip] = q
+        out[ip] = q + np.where(heads[None, :], 0.0, y[:, up])  # in transit into each stage
         if ip == P - 1:
             break
         w_out, w_in, _, cap, _, _, _, _ = _period_inputs(setup, cal, profile, ip, int(round(days)), step_hours)
         cap = np.where(np.isfinite(cap), cap, 1e18)
         ext_in, ext_out = w_in[:, None] * setup.inbound[ip][None, :], w_out[:, None] * setup.outbound[ip][None, :]
-        heads = DEFAULT_UPSTREAM < 0
-        up = np.where(heads, 0, DEFAULT_UPSTREAM)
-        y = np.zeros((S, K_STAGES))
         for t in range(cap.shape[0]):
             ext = np.where(np.arange(K_STAGES)[None, :] == INBOUND_DOCK, ext_in[t][:, None], ext_out[t][:, None])
             a = np.where(heads[None, :], ext, y[:, up])
             y = np.minimum(q + a, cap[t])
             q = q + a - y
     return out
+
+
+def carry_shares(instance: Instance, *, profile: Profile | None = None, step_hours: float = 1.0,
+                 periods: int = 4) -> pd.DataFrame:
+    """Share of a period's work that each DC stage still holds when the next period starts, at full load.
+
+    What the MILPs need to describe the same DC as the simulator: a period's work is not all done within the
+    period (inbound trucks arrive until the last dock slot, orders arrive through the evening and the night,
+    each stage passes its output on one step later), so part of it is carried into the next period, where it
+    is staffed and processed. Measured with the simulator's own deterministic fluid pass
+    (:func:`_fluid_carry`) on a steady plan: every period the same volume per chain, each side's smallest
+    equipment capacity, staffed with exactly the hours that volume needs (labour and equipment both tight:
+    the shape of a fully loaded day). The volume scales out (the fluid pass is linear when capacity is
+    proportional to the volume), so the share holds for any day the MILP plans at full load.
+
+    Returns one row per DC (with every flow stage's resource) and flow stage: ``site_id``, ``stage``,
+    ``waiting_share`` (units waiting at the stage when period ``periods`` starts / the chain's volume per
+    period) and ``carry_share`` (the same, summed over the stage and the stages before it in its chain: the
+    units that have not yet passed the stage, which the simulator staffs it for) and ``deadline_share`` (the
+    share of a day's staffed hours that lie before the SLA deadline of the work carried into it,
+    :func:`_deadline_share`; the simulator staffs carried work by its hours / that share).
+    """
+    profile = profile or Profile()
+    res = instance.resources
+    per = instance.periods["period"].astype(int).to_numpy()[:max(2, periods)]
+    days = instance.periods["days"].astype(float).to_numpy()[:len(per)]
+    sites = [s for s in instance.dcs["id"].astype(str)
+             if set(STAGES_SIM) <= set(res.loc[(res["site_id"] == s) & (res["count"] > 0), "stage"])]
+    columns = ["site_id", "stage", "waiting_share", "carry_share", "deadline_share"]
+    if not sites or len(per) < 2:
+        return pd.DataFrame(columns=columns)
+    r = res[res["site_id"].isin(sites) & res["stage"].isin(STAGES_SIM)]
+    daily = (r["count"] * r["rate_per_hour"] * r["hours_per_day"].clip(upper=24.0)).to_numpy(dtype=float)
+    side = np.where(r["stage"].isin([STAGES_SIM[k] for k in CHAINS["inbound"]]),
+                    "inbound", "order")
+    vol = pd.DataFrame({"site_id": r["site_id"].to_numpy(), "side": side, "cap": daily}).groupby(
+        ["site_id", "side"])["cap"].min().unstack()
+    v_in = vol["inbound"].reindex(sites).to_numpy(dtype=float)
+    v_out = vol["order"].reindex(sites).to_numpy(dtype=float)
+    st = pd.DataFrame({"site_id": np.repeat(sites, len(per)), "period": np.tile(per, len(sites)),
+                       "inbound_units": np.repeat(v_in, len(per)) * np.tile(days, len(sites)),
+                       "outbound_units": np.repeat(v_out, len(per)) * np.tile(days, len(sites))})
+    lab = instance.labor.set_index("site_id")
+    labor = None
+    staffed = [s for s in sites if s in lab.index]
+    if staffed:
+        def per_unit(site: str, stages: tuple[int, ...]) -> float:
+            prod = [float(lab.at[site, f"productivity_{STAGES_SIM[k]}"]) for k in stages]
+            return sum(1.0 / p for p in prod if p > 0)
+        hours = {s: v_in[i] * per_unit(s, CHAINS["inbound"]) + v_out[i] * per_unit(s, CHAINS["order"])
+                 for i, s in enumerate(sites) if s in lab.index}
+        labor = pd.DataFrame({"site_id": np.repeat(staffed, len(per)), "period": np.tile(per, len(staffed)),
+                              "regular_hours": np.repeat([hours[s] for s in staffed], len(per))
+                              * np.tile(days, len(staffed)),
+                              "overtime_hours": 0.0, "temp_hours": 0.0})
+    setup = prepare(instance, st, labor=labor, periods=per)
+    cal = _calendar(setup, profile, step_hours)
+    carry = _fluid_carry(setup, cal, profile, step_hours)[-1]  # (S, K) at the start of the last period
+    volume = np.where(np.isin(np.arange(K_STAGES), CHAINS["inbound"])[None, :], v_in[:, None], v_out[:, None])
+    volume = volume * days[-2]
+    share = np.where(volume > 0, carry / np.where(volume > 0, volume, 1.0), 0.0)
+    deadline = _deadline_share(setup, cal, profile, step_hours)
+    return pd.DataFrame({"site_id": np.repeat(setup.site_ids, K_STAGES), "stage": np.tile(STAGES_SIM, len(sites)),
+                         "waiting_share": share.ravel(), "carry_share": _not_passed(share).ravel(),
+                         "deadline_share": deadline.ravel()})
 
 
 def hourly_inputs(setup: SimSetup, profile: Profile | None = None, step_hours: float = 1.0

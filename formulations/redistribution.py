@@ -124,8 +124,15 @@ class RedistributionOptions:
     capacity_derate : ``{(site, stage): factor}`` or DataFrame ``site_id, stage, factor`` in [0, 1] multiplying
         a stage's equipment capacity (the repair loop's lever, see :func:`formulations.common.derate_series`).
     labour_floor : ``{(site, period): hours}`` -- at least this many labour hours (regular + overtime) at a DC in
-        a period (the repair loop's lever for work carried over from the period before, which the model does
-        not see: it staffs a period for the units received and shipped in it).
+        a period (the repair loop's lever for work carried over from the period before beyond what
+        ``carry_share`` foresees).
+    carry_share : DataFrame ``site_id, stage, carry_share[, deadline_share]`` -- the share of a period's work
+        that has not yet passed a stage (waiting at it or at a stage before it in its chain) when the next period
+        starts, and the share of a period's staffed hours before that carried work's SLA deadline (default 1)
+        (the simulator's :func:`engine.simulator.carry_shares`). With it, a period's labour also covers the
+        work carried in from the period before and a stage's equipment the work it actually processes in the
+        period (see
+        :func:`add_stage_capacity`, :func:`add_labor_capacity`); None: a period's work is done within it.
     """
 
     horizon_periods: int | None = None
@@ -141,6 +148,7 @@ class RedistributionOptions:
     closed_sites: tuple[str, ...] = field(default_factory=tuple)
     capacity_derate: Mapping[tuple[str, str], float] | pd.DataFrame | None = None
     labour_floor: Mapping[tuple[str, int], float] | None = None
+    carry_share: pd.DataFrame | None = None
 
     def resolved(self, instance: Instance) -> dict[str, Any]:
         """Every parameter with the instance defaults filled in."""
@@ -226,6 +234,7 @@ class RedistributionData:
     supply: pd.DataFrame  # source, product, period, capacity (rows some port arc draws on)
     lanes: dict[str, pd.DataFrame]  # "deliver" / "receive" / "transfer": the lanes the arcs run on
     stage_limit: pd.DataFrame  # dc, side (inbound / outbound), units_per_day (smallest stage capacity, derated)
+    carry: pd.DataFrame  # dc, stage, side, units_per_day (derated), carry_share, deadline_share
     labor: pd.DataFrame  # indexed by site_id (DCs with a labor row)
     sites: pd.DataFrame  # all sites (for the plan's sites table)
     truck_upper: float
@@ -347,6 +356,15 @@ def prepare(instance: Instance, options: RedistributionOptions | None = None) ->
     bare = pd.DataFrame([(d, s, 0.0) for d in dcs[~has_resources] for s in ("inbound", "outbound")],
                         columns=["site_id", "side", "units_per_day"])
     stage_limit = pd.concat([limit, bare], ignore_index=True).rename(columns={"site_id": "dc"})
+    carry = cap.rename(columns={"site_id": "dc"}).assign(carry_share=0.0, deadline_share=1.0)
+    shares = p["carry_share"]
+    if shares is not None and len(shares):
+        keyed = shares.set_index(["site_id", "stage"])
+        at = pd.MultiIndex.from_frame(carry[["dc", "stage"]])
+        carry["carry_share"] = keyed["carry_share"].reindex(at).fillna(0.0).clip(0.0, 1.0).to_numpy(dtype=float)
+        if "deadline_share" in keyed:
+            carry["deadline_share"] = keyed["deadline_share"].reindex(at).fillna(1.0).clip(1e-3, 1.0).to_numpy(
+                dtype=float)
 
     labor = instance.labor.set_index("site_id")
     return RedistributionData(
@@ -354,6 +372,7 @@ def prepare(instance: Instance, options: RedistributionOptions | None = None) ->
         params=params, demand=demand, cells=cells, on_hand=on_hand, volume=volume, weight=weight,
         deliver=deliver, receive=receive, transfer=transfer, trucks=trucks, supply=supply,
         lanes={"deliver": out_lanes, "receive": in_lanes, "transfer": tr_lanes}, stage_limit=stage_limit,
+        carry=carry,
         labor=labor[labor.index.isin(dcs)], sites=instance.sites, truck_upper=truck_upper)
 
 
@@ -523,11 +542,42 @@ def add_lane_capacity(m: linopy.Model, data: RedistributionData) -> None:
                  [grouped_terms(_labels(var), group, n)], "<=", cap, mask=has_members(group, n))
 
 
+def _carries(data: RedistributionData) -> bool:
+    """Does the model carry work from one period into the next (``carry_share`` given and positive)?"""
+    return bool((data.carry["carry_share"] > 0).any())
+
+
+def _previous_period(labels: np.ndarray) -> np.ndarray:
+    """Labels of the same (dc, ...) cell one period earlier (last axis = period); -1 in the first period."""
+    out = np.full_like(labels, -1)
+    out[..., 1:] = labels[..., :-1]
+    return out
+
+
 def add_stage_capacity(m: linopy.Model, data: RedistributionData) -> None:
     """Equipment limits per DC and period: ``received[d,t] <= min_inbound cap[d,stage] * Δ`` and
-    ``shipped[d,t] <= min_outbound cap[d,stage] * Δ`` (units/day x days; see the reductions)."""
+    ``shipped[d,t] <= min_outbound cap[d,stage] * Δ`` (units/day x days; see the reductions).
+
+    With carried-over work (``carry_share``), one row per DC, stage and period on the units the stage
+    processes in the period: what arrived and was not carried out, plus what the period before carried in,
+    ``(1 - β_k) A[d,t] + β_k A[d,t-1] <= cap[d,k] * Δ`` with ``A`` = received (inbound stages) or shipped
+    (outbound stages) and ``β_k`` the share of a period's work that has not passed stage k when the next
+    period starts (``carry_share``); ``A[d,0] = 0`` (queues start empty, as in the simulator).
+    """
+    if _carries(data):
+        c = data.carry
+        idx = pd.RangeIndex(len(c), name="carry_row")
+        current = np.stack([np.asarray(data.variables["received" if side == "inbound" else "shipped"]
+                                       .labels.values)[data.dcs.get_loc(dc)] for dc, side in zip(c["dc"], c["side"])])
+        beta = np.repeat(c["carry_share"].to_numpy(dtype=float)[:, None], len(data.periods), axis=1)
+        rhs = np.repeat(c["units_per_day"].to_numpy(dtype=float)[:, None] * data.period_days, len(data.periods),
+                        axis=1)
+        add_rows(m, "stage_capacity_carried", {idx.name: idx, "period": data.periods},
+                 [(current, 1.0 - beta), (_previous_period(current), beta)], "<=", rhs)
     for side, var in (("inbound", "received"), ("outbound", "shipped")):
         lim = data.stage_limit[data.stage_limit["side"] == side]
+        if _carries(data):  # the rows above replace the side rows of DCs with resources
+            lim = lim[~lim["dc"].isin(data.carry["dc"])]
         if lim.empty:
             continue
         rows = pd.Index(lim["dc"].to_numpy(), name=f"{side}_limited_dc")
@@ -552,6 +602,12 @@ def add_labor_capacity(m: linopy.Model, data: RedistributionData) -> None:
     ``regular[d,t] + overtime[d,t] >= received[d,t] sum_{inbound} 1/prod + shipped[d,t] sum_{outbound} 1/prod``
     (regular hours <= headcount x hours per week x Δ/7, overtime <= max overtime x Δ/7: variable bounds);
     ``regular[d,t] + overtime[d,t] >= labour_floor[d,t]`` (capped at those bounds) where the option sets one.
+    With carried-over work (``carry_share`` β_k per stage), a period also staffs the work carried in that has
+    still to pass each stage, as the simulator staffs a day by its work on hand; carried work is due before the
+    day's shift is over, by which only the share φ_k of the staffed hours has been worked (``deadline_share``),
+    so it is staffed at 1/φ_k its hours (as the simulator does):
+    ``+ received[d,t-1] sum_{inbound} β_k/(φ_k prod_k) + shipped[d,t-1] sum_{outbound} β_k/(φ_k prod_k)`` on
+    the right.
     """
     v = data.variables
     if v["regular"] is None:
@@ -563,10 +619,25 @@ def add_labor_capacity(m: linopy.Model, data: RedistributionData) -> None:
     outbound = [s for s in FLOW_STAGES if s not in INBOUND_STAGES]
     h_in = np.repeat(_hours_per_unit(lab, inbound)[:, None], n_t, axis=1)
     h_out = np.repeat(_hours_per_unit(lab, outbound)[:, None], n_t, axis=1)
-    add_rows(m, "labor_hours", {"labor_site": v["regular"].indexes["labor_site"], "period": data.periods},
-             [(v["regular"].labels.values, 1.0), (v["overtime"].labels.values, 1.0),
-              (np.asarray(v["received"].labels.values)[rows], -h_in),
-              (np.asarray(v["shipped"].labels.values)[rows], -h_out)], ">=", 0.0)
+    terms = [(v["regular"].labels.values, 1.0), (v["overtime"].labels.values, 1.0),
+             (np.asarray(v["received"].labels.values)[rows], -h_in),
+             (np.asarray(v["shipped"].labels.values)[rows], -h_out)]
+    coords = {"labor_site": v["regular"].indexes["labor_site"], "period": data.periods}
+    if _carries(data):
+        c = data.carry.set_index(["dc", "stage"])
+        for var, stages in (("received", inbound), ("shipped", outbound)):
+            carried = np.zeros(len(lab))
+            for stage in stages:
+                at = pd.MultiIndex.from_arrays([lab.index, np.full(len(lab), stage)])
+                beta = c["carry_share"].reindex(at).fillna(0.0).to_numpy(dtype=float)
+                phi = c["deadline_share"].reindex(at).fillna(1.0).to_numpy(dtype=float)
+                prod = lab[f"productivity_{stage}"].to_numpy(dtype=float)
+                per_unit = np.where(prod > 0, 1.0 / np.where(prod > 0, prod, 1.0), 0.0)
+                carried += beta * per_unit / phi
+            if (carried > 0).any():
+                terms.append((_previous_period(np.asarray(v[var].labels.values)[rows]),
+                              -np.repeat(carried[:, None], n_t, axis=1)))
+    add_rows(m, "labor_hours", coords, terms, ">=", 0.0)
     floor = np.zeros((len(lab), n_t))
     sites = v["regular"].indexes["labor_site"]
     for (site, period), hours in (data.params.get("labour_floor") or {}).items():

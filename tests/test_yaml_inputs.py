@@ -166,7 +166,8 @@ def test_option_models_match_the_formulation_options() -> None:
     from formulations.network_design import NetworkDesignOptions
     from formulations.redistribution import RedistributionOptions
 
-    internal = {"capacity_derate", "fixed_modules", "allowed_lanes", "labour_floor"}  # set by the loop / restore
+    internal = {"capacity_derate", "fixed_modules", "allowed_lanes", "labour_floor",  # set by the loop / restore
+                "carry_share"}  # a table measured by the simulator (engine.simulator.carry_shares)
     for decision, cls in (("consolidation", NetworkDesignOptions), ("redistribution", RedistributionOptions),
                           ("capacity", CapacityOptions)):
         declared = {f.name for f in fields(cls)} - internal
