@@ -163,6 +163,16 @@ def check_output_file(target: str | Path, replaceable: Callable[[Path], bool] | 
     return None
 
 
+def _staging(target: Path, refused: str | None) -> Path:
+    """The temporary sibling to write ``target`` through, after the output check: ``refused`` (the check's
+    reason) raises :class:`OutputPathError`; else the parent exists and stale partials are gone."""
+    if refused:
+        raise OutputPathError(refused)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(target.parent)
+    return partial_path(target)
+
+
 @contextlib.contextmanager
 def atomic_file(target: str | Path, replaceable: Callable[[Path], bool] | None = None,
                 what: str = "a file twinplan wrote") -> Iterator[Path]:
@@ -172,12 +182,7 @@ def atomic_file(target: str | Path, replaceable: Callable[[Path], bool] | None =
     ``target`` is untouched. ``replaceable``: see :func:`check_output_file` (refused: :class:`OutputPathError`).
     """
     target = Path(target)
-    why = check_output_file(target, replaceable, what)
-    if why:
-        raise OutputPathError(why)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(target.parent)
-    tmp = partial_path(target)
+    tmp = _staging(target, check_output_file(target, replaceable, what))
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
@@ -203,12 +208,7 @@ def atomic_folder(target: str | Path, markers: tuple[str, ...] = RUN_MARKERS,
     ``KeyboardInterrupt``) the temporary folder is removed and ``target`` is untouched.
     """
     target = Path(target)
-    why = check_output_path(target, markers, what)
-    if why:
-        raise OutputPathError(why)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(target.parent)
-    tmp = partial_path(target)
+    tmp = _staging(target, check_output_path(target, markers, what))
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
