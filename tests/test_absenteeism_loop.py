@@ -15,7 +15,7 @@ from engine.cli import main
 from engine.simulator import SHIFT_HOURS
 from engine.store import RunStore
 from tests.actuals_data import CHAINS, generate_actuals
-from tests.test_calibration_loop import DAYS, daily_tiny
+from tests.test_calibration_loop import DAYS, daily_tiny, record_plus5_run
 
 EFF = 0.9
 FLOW = ("inbound_dock", "putaway", "pick", "pack", "outbound_dock")
@@ -151,11 +151,7 @@ def test_track_still_names_efficiency_when_absence_did_not_move(tmp_path, capsys
                              offered={("DC_A", 0): np.full(14, 3000.0), ("DC_A", 1): np.full(14, 5250.0)}, **common)
     actuals_file = tmp_path / "wms.csv"
     pd.concat([before, after]).to_csv(actuals_file, index=False)
-    store = RunStore(tmp_path / "runs.duckdb")
-    st = pd.DataFrame({"site_id": "DC_A", "period": np.arange(1, DAYS + 1), "inbound_units": 3000.0,
-                       "outbound_units": 5250.0})
-    store.record_run({"run_id": "run-plus5", "name": "plus5", "instance": inst.name, "instance_path": str(folder),
-                      "decision": "consolidation", "status": "finished"}, {"site_throughput": st})
+    store = record_plus5_run(tmp_path, inst, folder)
     found = track("run-plus5", actuals_file, store=store, write=False).set_index("stage")
     pick = found.loc["pick"]
     assert bool(pick["flagged"]) and pick["gap"] == pytest.approx(-0.03, abs=0.006)

@@ -15,6 +15,7 @@ from engine.calibration import (
     save_calibration,
 )
 from engine.simulator import Profile, prepare, run_setup
+from engine.store import RunStore
 from instances.generator import tiny
 from tests.actuals_data import CHAINS, generate_actuals
 
@@ -160,6 +161,16 @@ def test_backtest_on_the_bundled_exports_calibrated_beats_nominal(tmp_path, caps
 # ---------------------------------------------------------------------------------------------------
 # track: the twin predicted +5 %, the WMS showed +2 %
 # ---------------------------------------------------------------------------------------------------
+def record_plus5_run(tmp_path, inst, folder) -> RunStore:
+    """A run store holding run ``run-plus5``: DC_A predicted at 3,000 units in and 5,250 out per day (+5 %)."""
+    store = RunStore(tmp_path / "runs.duckdb")
+    st = pd.DataFrame({"site_id": "DC_A", "period": np.arange(1, DAYS + 1), "inbound_units": 3000.0,
+                       "outbound_units": 5250.0})
+    store.record_run({"run_id": "run-plus5", "name": "plus5", "instance": inst.name, "instance_path": str(folder),
+                      "decision": "consolidation", "status": "finished"}, {"site_throughput": st})
+    return store
+
+
 def test_track_flags_a_planted_gap_and_names_the_parameter(tmp_path, capsys):
     """Before the run: 5,000 orders and 3,000 inbound units a day, below capacity. The run predicts +5 % orders
     (5,250 a day), inbound unchanged. Afterwards the orders do come (+5 %), but pickers slowed to efficiency
@@ -167,7 +178,6 @@ def test_track_flags_a_planted_gap_and_names_the_parameter(tmp_path, capsys):
     (re-fit 0.797), traces pack and outbound dock to upstream, leaves the inbound chain alone; the finding is
     stored with the run, audited and shown by `twinplan audit`."""
     from engine.cli import main
-    from engine.store import RunStore
     from instances.plan import Plan  # noqa: F401  (plan tables as the store keeps them)
 
     inst = daily_tiny()
@@ -185,11 +195,7 @@ def test_track_flags_a_planted_gap_and_names_the_parameter(tmp_path, capsys):
                              noise=0.002)
     actuals_file = tmp_path / "wms_after.csv"
     pd.concat([before, after]).to_csv(actuals_file, index=False)
-    store = RunStore(tmp_path / "runs.duckdb")
-    st = pd.DataFrame({"site_id": "DC_A", "period": np.arange(1, DAYS + 1), "inbound_units": 3000.0,
-                       "outbound_units": 5250.0})
-    store.record_run({"run_id": "run-plus5", "name": "plus5", "instance": inst.name, "instance_path": str(folder),
-                      "decision": "consolidation", "status": "finished"}, {"site_throughput": st})
+    store = record_plus5_run(tmp_path, inst, folder)
     assert main(["track", "run-plus5", "--actuals", str(actuals_file), "--store", str(store.path),
                  "--as-user", "analyst"]) == 0
     text = capsys.readouterr().out
