@@ -177,6 +177,7 @@ class FacilityLocation:
         cap = nh.site_capacity(ctx)
         self.group_cap = cap.reshape(-1)
         self.site_cap = cap.sum(axis=1)
+        self.period_cap = cap  # most throughput per site and period (sites, periods)
         dcs = ctx.dcs
         cand = (dcs["status"] == "candidate").to_numpy()
         self.fixed = (dcs["fixed_cost_per_year"].to_numpy(dtype=float)
@@ -188,6 +189,16 @@ class FacilityLocation:
         self.forced_open, self.forced_closed = nh.forced_masks(ctx)
         self.total = float(self.demand.sum())
         self.cover = not ctx.options.allow_unmet
+
+    def initial(self) -> np.ndarray:
+        """Start multipliers: each customer's cheapest unit cost (at most the unmet penalty)."""
+        cheapest = np.full(len(self.demand), np.inf)
+        np.minimum.at(cheapest, self.cust, self.cost)
+        return self.project(np.where(np.isfinite(cheapest), cheapest, 0.0))
+
+    def project(self, u: np.ndarray) -> np.ndarray:
+        """Onto the multipliers' domain: at most the unmet penalty when unmet demand is allowed."""
+        return np.minimum(u, self.penalty) if self.penalty is not None else u.copy()
 
     def site_values(self, u: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The constant part of L(u), v(u), and the inner knapsacks' solution (arcs, their flows, served
@@ -271,7 +282,8 @@ class FacilityLocation:
 def subgradient(ctx: NetworkDesignContext, upper: float, *, seconds: float | None = None, max_iter: int = 3000,
                 tol: float = 1e-4, step: float = 2.0, patience: int = 30, fix_every: int = 50,
                 start: np.ndarray | None = None, fixed_open: np.ndarray | None = None,
-                fixed_closed: np.ndarray | None = None, fl: FacilityLocation | None = None) -> LagrangianResult:
+                fixed_closed: np.ndarray | None = None, fl: FacilityLocation | None = None,
+                overshoot: float | None = None) -> LagrangianResult:
     """Subgradient optimisation of L(u) (see the module docstring) for at most ``seconds``, with Lagrangian
     fixing every ``fix_every`` iterations and at the end.
 
@@ -280,20 +292,16 @@ def subgradient(ctx: NetworkDesignContext, upper: float, *, seconds: float | Non
     Stops when the bound is within ``tol`` of ``upper``, after ``max_iter`` iterations, or when the step has
     shrunk to nothing. Step: ``step`` x (upper - L(u)) / |g|^2, ``step`` halved after ``patience`` iterations
     without a better bound. ``start``: initial multipliers (default: each customer's cheapest unit cost);
-    ``fixed_open`` / ``fixed_closed``: fixings already known (default: the forced sites).
+    ``fixed_open`` / ``fixed_closed``: fixings already known (default: the forced sites). ``overshoot``: aim the
+    Polyak step at least this share above the best bound so far (long steps while the multipliers are far from
+    optimal, shortened by the halving; the network relaxation of the median network: 0.987 G in 60 s aiming 50 %
+    above, 0.963 G aiming at a plan 1 % above the LP bound).
     """
     t0 = time.perf_counter()
     fl = fl if fl is not None else FacilityLocation(ctx)
     fo = (fl.forced_open if fixed_open is None else fixed_open | fl.forced_open).copy()
     fc = (fl.forced_closed if fixed_closed is None else fixed_closed | fl.forced_closed).copy()
-    if start is None:
-        cheapest = np.full(len(fl.demand), np.inf)
-        np.minimum.at(cheapest, fl.cust, fl.cost)
-        u = np.where(np.isfinite(cheapest), cheapest, 0.0)
-    else:
-        u = np.asarray(start, dtype=float).copy()
-    if fl.penalty is not None:
-        u = np.minimum(u, fl.penalty)
+    u = fl.initial() if start is None else fl.project(np.asarray(start, dtype=float))
     best, best_u, best_v, best_y, best_base = -np.inf, u.copy(), None, None, 0.0
     stall = 0
     seen: set[bytes] = set()
@@ -328,9 +336,9 @@ def subgradient(ctx: NetworkDesignContext, upper: float, *, seconds: float | Non
         if seconds is not None and time.perf_counter() - t0 > seconds:
             break
         target = upper if finite_upper else best + 0.01 * abs(best)
-        u = u + step * max(target - value, 1e-6 * abs(target)) / norm * grad
-        if fl.penalty is not None:
-            u = np.minimum(u, fl.penalty)
+        if overshoot is not None:
+            target = max(target, best + overshoot * abs(best))
+        u = fl.project(u + step * max(target - value, 1e-6 * abs(target)) / norm * grad)
     if best_v is not None and finite_upper and np.isfinite(best):
         new_open, new_closed = fl.fixings(best_v, best_base, best_y, fo, fc, upper)
         fo |= new_open

@@ -58,7 +58,7 @@ import pandas as pd
 import xarray as xr
 
 import solvers
-from formulations import lagrangian
+from formulations import lagrangian, network_lagrangian
 from formulations import network_heuristics as nh
 from formulations.common import (
     Arcs,
@@ -1100,6 +1100,13 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
             return p
         return None
 
+    def best_plan() -> Plan | None:
+        return min(plans, key=lambda p: p.objective) if plans else None
+
+    def closed(p: Plan | None, bound: float) -> bool:
+        # a floor of 1e-9: a zero gap asked for is met up to the rounding of objective and bound
+        return _ok(p) and (p.objective - bound) / max(abs(p.objective), 1e-9) <= max(tol, 1e-9)
+
     # phase 0: a plan before any optimisation -- the warm start's network, else today's sites plus the
     # cheapest candidates per unit of capacity until capacity covers demand
     ws = getattr(warm_start, "plan", warm_start)
@@ -1119,12 +1126,17 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
     fix_open: list[str] = []
     fix_closed: list[str] = []
     fix_upper = np.inf
-    use_lagrangian, why = lagrangian.applies(sizing)
+    use_lagrangian, why = network_lagrangian.applies(sizing)
     if use_lagrangian and _ok(first):
-        # phase 1 (facility location shape): Lagrangian bound by subgradient, its site sets evaluated as plans,
-        # Lagrangian fixing for the MILP; it replaces the LP relaxation (as strong, far cheaper)
+        # phase 1: Lagrangian bound by subgradient (the facility-location relaxation, or the network one with
+        # products, sources, labour and modules), its site sets evaluated as plans, Lagrangian fixing for the
+        # MILP; it replaces the LP relaxation (as strong, far cheaper)
         t = time.perf_counter()
-        lag = lagrangian.subgradient(sizing, float(first.objective), seconds=share(LAGRANGIAN_SHARE), tol=tol)
+        fl = network_lagrangian.relaxation(sizing)
+        network = isinstance(fl, network_lagrangian.NetworkRelaxation)
+        overshoot = network_lagrangian.OVERSHOOT if network else None
+        lag = lagrangian.subgradient(sizing, float(first.objective), seconds=share(LAGRANGIAN_SHARE), tol=tol,
+                                     fl=fl, overshoot=overshoot)
         lower = lag.bound
         phases["lagrangian"] = {"status": "bound", "bound": lag.bound, "iterations": lag.iterations,
                                 "seconds": time.perf_counter() - t}
@@ -1135,7 +1147,7 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
             evaluate(f"lagrangian_plan_{k + 1}", cand)
         # local search: close / swap / open moves ranked by Lagrangian cost per unit of capacity, each evaluated
         # by LP, first improvement, within LOCAL_SEARCH_SHARE of the time limit
-        cap = nh.site_capacity(sizing)
+        cap = fl.period_cap
         score = lag.site_costs / np.maximum(cap.sum(axis=1), 1e-9)
         fo, fc = nh.forced_masks(sizing)
         tried: set[bytes] = {np.packbits(_open_mask(p, sizing.sites)).tobytes() for p in plans}
@@ -1144,6 +1156,8 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
             improved = False
             incumbent = min(plans, key=lambda p: p.objective)
             demand = nh.period_demand(sizing) if not opt.allow_unmet else np.zeros(len(sizing.periods))
+            if closed(incumbent, lower):
+                break
             for move in nh.neighbour_moves(_open_mask(incumbent, sizing.sites), score, cap, demand, ~fc, ~fo):
                 if time_limit is not None and time.perf_counter() - t_ls > LOCAL_SEARCH_SHARE * float(time_limit):
                     break
@@ -1166,20 +1180,35 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
             # costing at most its objective, which the best plan does)
             t = time.perf_counter()
             fix_upper = float(incumbent.objective)
-            lag = lagrangian.subgradient(sizing, fix_upper, seconds=refix_limit, tol=tol,
+            lag = lagrangian.subgradient(sizing, fix_upper, seconds=refix_limit, tol=tol, fl=fl,
                                          start=lag.multipliers, fixed_open=lag.fixed_open,
-                                         fixed_closed=lag.fixed_closed)
+                                         fixed_closed=lag.fixed_closed, overshoot=overshoot)
             lower = max(lower, lag.bound)
             phases["lagrangian_refix"] = {"status": "bound", "bound": lag.bound, "iterations": lag.iterations,
                                           "seconds": time.perf_counter() - t}
         fixed_open, fixed_closed = lag.fixed_open, lag.fixed_closed
         probe_limit = share(PROBE_SHARE)
-        if (lower < fix_upper - max(tol, 1e-9) * abs(fix_upper) and (probe_limit is None or probe_limit >= 1.0)
-                and np.isfinite(fix_upper)):
+        open_gap = lower < fix_upper - max(tol, 1e-9) * abs(fix_upper) and np.isfinite(fix_upper)
+        if network and open_gap and left() is not None and left() < _milp_setup_seconds(sizing, phases):
+            # the full MILP cannot start in the time left (a large model): the rest goes to the bound, the
+            # subgradient continued from its multipliers (probing re-optimises the bound once per site: far too
+            # slow with hundreds of sites and a million arcs)
+            t = time.perf_counter()
+            more = lagrangian.subgradient(sizing, fix_upper, seconds=max(0.0, left() - 1.0), tol=tol, fl=fl,
+                                          start=lag.multipliers, fixed_open=lag.fixed_open,
+                                          fixed_closed=lag.fixed_closed, overshoot=overshoot)
+            if more.bound > lower:
+                lower, lag = more.bound, more
+            fixed_open, fixed_closed = lag.fixed_open, lag.fixed_closed
+            phases["lagrangian_more"] = {"status": "bound", "bound": more.bound, "iterations": more.iterations,
+                                         "seconds": time.perf_counter() - t}
+        elif network and open_gap:
+            phases["lagrangian_probe"] = {"status": "skipped: the network relaxation is not probed"}
+        elif open_gap and (probe_limit is None or probe_limit >= 1.0):
             # probing: each free site forced the other way, the bound re-optimised; sites whose flip cannot beat
             # the best plan are fixed too (a smaller MILP: capc5000 23 -> 16 free sites)
             t = time.perf_counter()
-            fixed_open, fixed_closed, n_probed = lagrangian.probe(sizing, fix_upper, lag, seconds=probe_limit)
+            fixed_open, fixed_closed, n_probed = lagrangian.probe(sizing, fix_upper, lag, seconds=probe_limit, fl=fl)
             phases["lagrangian_probe"] = {"probed": n_probed, "fixed_closed": int(fixed_closed.sum()),
                                           "fixed_open": int(fixed_open.sum()), "seconds": time.perf_counter() - t}
         fix_closed = list(sizing.sites[fixed_closed])
@@ -1199,13 +1228,6 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
         # phase 2: the LP's rounded sites and modules, fixed, the rest solved as an LP
         if fixed_sites is not None:
             evaluate("restore", *fixed_sites, basis=bases.get("restore"))
-
-    def best_plan() -> Plan | None:
-        return min(plans, key=lambda p: p.objective) if plans else None
-
-    def closed(p: Plan | None, bound: float) -> bool:
-        # a floor of 1e-9: a zero gap asked for is met up to the rounding of objective and bound
-        return _ok(p) and (p.objective - bound) / max(abs(p.objective), 1e-9) <= max(tol, 1e-9)
 
     best = best_plan()
     bound = lower

@@ -58,7 +58,7 @@ def site_capacity(ctx: NetworkDesignContext) -> np.ndarray:
     demand of the zones it has lanes to.
     """
     days = ctx.days.reindex(ctx.periods).to_numpy(dtype=float)
-    reach = _reachable_demand(ctx)
+    reach = reachable_demand(ctx)
     cap = reach.copy()
     t = tightest_stage(ctx)
     if len(t):
@@ -88,7 +88,7 @@ def module_capacity(ctx: NetworkDesignContext) -> np.ndarray:
     return out
 
 
-def _reachable_demand(ctx: NetworkDesignContext) -> np.ndarray:
+def reachable_demand(ctx: NetworkDesignContext) -> np.ndarray:
     """Per site and period: the demand of all zones (and products) the site has an outbound arc to."""
     f = ctx.outbound.frame
     out = np.zeros((len(ctx.sites), len(ctx.periods)))
