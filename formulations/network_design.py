@@ -1126,6 +1126,7 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
     fix_open: list[str] = []
     fix_closed: list[str] = []
     fix_upper = np.inf
+    lag = None
     use_lagrangian, why = network_lagrangian.applies(sizing)
     if use_lagrangian and _ok(first):
         # phase 1: Lagrangian bound by subgradient (the facility-location relaxation, or the network one with
@@ -1135,11 +1136,15 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
         fl = network_lagrangian.relaxation(sizing)
         network = isinstance(fl, network_lagrangian.NetworkRelaxation)
         overshoot = network_lagrangian.OVERSHOOT if network else None
+        start = getattr(ws, "multipliers", None) if isinstance(ws, Plan) else None
+        n_mult = fl.n_cust + fl.n_supply if network else len(fl.demand)
+        start = start if start is not None and len(start) == n_mult else None  # a similar model's multipliers
         lag = lagrangian.subgradient(sizing, float(first.objective), seconds=share(LAGRANGIAN_SHARE), tol=tol,
-                                     fl=fl, overshoot=overshoot)
+                                     fl=fl, overshoot=overshoot, start=start)
         lower = lag.bound
         phases["lagrangian"] = {"status": "bound", "bound": lag.bound, "iterations": lag.iterations,
-                                "seconds": time.perf_counter() - t}
+                                "seconds": time.perf_counter() - t,
+                                "start": "the warm start's multipliers" if start is not None else "default"}
         t_eval = time.perf_counter()
         for k, cand in enumerate(lag.candidates[:LAGRANGIAN_PLANS]):
             if k and time_limit is not None and time.perf_counter() - t_eval > START_SHARE * float(time_limit):
@@ -1265,6 +1270,8 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
         out.bases = new_bases
         return out
     best.bases = new_bases
+    if lag is not None:
+        best.multipliers = lag.multipliers
     if closed(best, bound) or (_ok(full) and full.status == "optimal" and best.objective <= full.objective):
         # the MILP proved its optimum within the gap (with Lagrangian fixing: every plan it excluded costs more
         # than the plan the fixing was measured against, which is no better than the best plan)

@@ -154,6 +154,8 @@ class Plan:
     meta : free-form facts (solver, times, parameters used)
     bases : LP bases of the solve by phase (:class:`solvers.Basis`), to warm-start a similar later solve;
         kept in memory and in run stores, not written with the plan tables
+    multipliers : the Lagrangian multipliers of the relaxation behind the plan's bound, to start the subgradient of
+        a similar later solve (a repair round, a what-if variant); in memory only
     """
 
     decision: str
@@ -164,6 +166,7 @@ class Plan:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     bases: dict[str, Any] = field(default_factory=dict, repr=False)
+    multipliers: Any = field(default=None, repr=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "status":  # every status is a Termination member, however it was set

@@ -139,3 +139,16 @@ def test_relax_restore_uses_it_and_returns_a_checked_plan():
     assert plan.meta["phases"]["lagrangian"]["status"] == "bound"
     assert plan.bound <= best * (1 + 1e-9) <= plan.objective * (1 + 2e-9)
     assert plan.objective <= best * 1.01 + 1e-6
+
+
+def test_a_later_solve_starts_from_the_plans_multipliers():
+    """A repair round or a what-if variant warm-started from a plan starts its subgradient from that plan's
+    multipliers: its first bound is already the earlier solve's."""
+    inst = network(11)
+    opts = NetworkDesignOptions(strategy="relax_restore")
+    first = network_design.solve(inst, opts, mip_gap=1e-6, time_limit=60)
+    assert first.multipliers is not None and first.meta["phases"]["lagrangian"]["start"] == "default"
+    again = network_design.solve(inst, opts, mip_gap=1e-6, time_limit=60, warm_start=first)
+    lag = again.meta["phases"]["lagrangian"]
+    assert lag["start"] == "the warm start's multipliers"
+    assert lag["bound"] >= first.meta["phases"]["lagrangian"]["bound"] * (1 - 1e-9)
