@@ -43,6 +43,12 @@ to within ~1 % of the per-product LP (a small network: 54.0 M plain, 77.4 M with
 Large models (:data:`LARGE_LP_ARCS`) take that LP over blocks of periods (:mod:`formulations.period_blocks`, a
 relaxation) by interior point without crossover, its bound made safe by weak duality
 (:func:`solvers.bounds.dual_bound`), unless the full MILP can start in the time left.
+
+Where a Lagrangian relaxation applies (no lane capacities, service, budget, open-count or single-sourcing rows),
+it replaces that LP: the demand and supply rows relaxed, each DC priced by a greedy knapsack
+(:mod:`formulations.network_lagrangian`); on the median network (296 DCs, 28 products, 52 weeks) its bound
+reaches 0.989 G in about 90 s, where the per-product LP (0.9926 G) takes 1,372 s by interior point and the
+aggregated one gives 0.708 G in 362 s.
 """
 
 from __future__ import annotations
@@ -887,12 +893,15 @@ def solve(instance: Instance, options: NetworkDesignOptions | None = None, *, so
       value until capacity covers the demand the LP serves) and modules rounded up, fixed, the rest solved
       as an LP over all lanes of the open sites: a feasible plan. When the best plan and the bound are
       within ``mip_gap`` (default 1e-4) it is returned as optimal within that gap; otherwise (3) the MILP
-      runs from the best plan (a MIP start) for all the time left. On facility-location-shaped models
-      (:func:`formulations.lagrangian.applies`) phases 1-2 are instead the Lagrangian relaxation with the
-      aggregate capacity row as a binary knapsack (its bound at least the LP's), its site sets and an
-      open/close/swap local search evaluated as plans, Lagrangian fixing against the best plan and probing;
-      the MILP then runs on the sites left free. The answer is the best plan of all phases with the best
-      bound of all phases;
+      runs from the best plan (a MIP start) for all the time left. Where a Lagrangian relaxation applies
+      (:func:`formulations.network_lagrangian.applies`) phases 1-2 are instead that relaxation: on
+      facility-location-shaped models the one with the aggregate capacity row as a binary knapsack (its bound
+      at least the LP's), on the network shape (products, sources, labour, modules) the one of
+      :mod:`formulations.network_lagrangian` (its bound the per-product LP's, without solving that LP); its
+      site sets and an open/close/swap local search evaluated as plans, Lagrangian fixing against the best
+      plan and probing (facility location) or, when the full MILP cannot start in the time left, the
+      subgradient continued for the rest (network); the MILP then runs on the sites left free. The answer is
+      the best plan of all phases with the best bound of all phases;
     - ``auto``: ``relax_restore`` for models with at least :data:`RELAX_RESTORE_MIN_ARCS` outbound arcs,
       else ``direct`` -- under a time limit with a first plan (the warm start's sites, else the greedy
       network) before the MILP, which starts from it; the better of the two comes back
@@ -1128,6 +1137,10 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
     fix_upper = np.inf
     lag = None
     use_lagrangian, why = network_lagrangian.applies(sizing)
+    if use_lagrangian and not lagrangian.applies(sizing)[0] and not _large_lp(sizing):
+        # the network relaxation pays off where the LP relaxation is too large to solve (eu_fba, 52,000 arcs: its LP
+        # path proves 0.15 % in 5 s, the subgradient and its plans take 40 s to prove the optimum)
+        use_lagrangian, why = False, "network shape, but the LP relaxation is small enough to solve"
     if use_lagrangian and _ok(first):
         # phase 1: Lagrangian bound by subgradient (the facility-location relaxation, or the network one with
         # products, sources, labour and modules), its site sets evaluated as plans, Lagrangian fixing for the

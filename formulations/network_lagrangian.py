@@ -245,7 +245,7 @@ class NetworkRelaxation(FacilityLocation):
 
     def _inbound_cost(self, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """b per (site, product, period) key: the cheapest source's A c + mu; and that source's supply row."""
-        val = self.in_cost + np.where(self.in_row >= 0, mu[np.maximum(self.in_row, 0)], 0.0)
+        val = self.in_cost + (np.where(self.in_row >= 0, mu[np.maximum(self.in_row, 0)], 0.0) if len(mu) else 0.0)
         order = np.lexsort((val, self.in_key))
         first = np.r_[True, np.diff(self.in_key[order]) != 0]
         pick = order[first]

@@ -130,7 +130,22 @@ def test_bound_below_optimum_and_reaches_the_lp_relaxation(seed):
     assert res.bound >= lp - 5e-3 * abs(lp)
 
 
-def test_relax_restore_uses_it_and_returns_a_checked_plan():
+@pytest.fixture
+def large(monkeypatch):
+    """Small networks treated as large ones (whose LP relaxation is too big to solve): they take the network
+    relaxation, as the median network does."""
+    monkeypatch.setattr(network_design, "LARGE_LP_ARCS", 1)
+
+
+def test_small_networks_keep_the_lp_relaxation():
+    """Below LARGE_LP_ARCS the LP relaxation is cheap and its rounding strong: relax-and-restore keeps it."""
+    plan = network_design.solve(network(5), NetworkDesignOptions(strategy="relax_restore"), mip_gap=0.01,
+                                time_limit=60)
+    assert plan.meta["phases"]["lagrangian"]["status"].startswith("not used")
+    assert "lp_relaxation" in plan.meta["phases"]
+
+
+def test_relax_restore_uses_it_and_returns_a_checked_plan(large):
     """relax-and-restore on the network shape: the bound comes from the network relaxation, the plan passes the
     check, bound <= optimum <= plan, and with a 1 % gap asked the plan is within 1 % of the optimum."""
     inst = network(5)
@@ -141,7 +156,7 @@ def test_relax_restore_uses_it_and_returns_a_checked_plan():
     assert plan.objective <= best * 1.01 + 1e-6
 
 
-def test_a_later_solve_starts_from_the_plans_multipliers():
+def test_a_later_solve_starts_from_the_plans_multipliers(large):
     """A repair round or a what-if variant warm-started from a plan starts its subgradient from that plan's
     multipliers: its first bound is already the earlier solve's."""
     inst = network(11)
