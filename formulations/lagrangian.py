@@ -156,6 +156,9 @@ class LagrangianResult:
     iterations: int = 0
     seconds: float = 0.0
     open_sites: np.ndarray | None = None
+    open_share: np.ndarray | None = None
+    """Each site's share of open in the y-problems of the iterations (exponential average, :data:`Y_AVERAGE`):
+    an estimate of the LP relaxation's open values to round (primal recovery from the subgradient)."""
 
 
 class FacilityLocation:
@@ -279,6 +282,10 @@ class FacilityLocation:
         return open_, close
 
 
+Y_AVERAGE = 0.05
+"""Weight of the latest iteration in the sites' open shares (:attr:`LagrangianResult.open_share`)."""
+
+
 def subgradient(ctx: NetworkDesignContext, upper: float, *, seconds: float | None = None, max_iter: int = 3000,
                 tol: float = 1e-4, step: float = 2.0, patience: int = 30, fix_every: int = 50,
                 start: np.ndarray | None = None, fixed_open: np.ndarray | None = None,
@@ -303,6 +310,7 @@ def subgradient(ctx: NetworkDesignContext, upper: float, *, seconds: float | Non
     fc = (fl.forced_closed if fixed_closed is None else fixed_closed | fl.forced_closed).copy()
     u = fl.initial() if start is None else fl.project(np.asarray(start, dtype=float))
     best, best_u, best_v, best_y, best_base = -np.inf, u.copy(), None, None, 0.0
+    share = None
     stall = 0
     seen: set[bytes] = set()
     candidates: list[np.ndarray] = []
@@ -310,6 +318,7 @@ def subgradient(ctx: NetworkDesignContext, upper: float, *, seconds: float | Non
     finite_upper = np.isfinite(upper)
     for it in range(1, max_iter + 1):
         value, y, v, grad, base = fl.evaluate(u, fo, fc)
+        share = y.astype(float) if share is None else (1 - Y_AVERAGE) * share + Y_AVERAGE * y
         if not np.isfinite(value):  # the fixings leave too little capacity: no plan costs at most upper
             best, best_u, best_v, best_y, best_base = value, u.copy(), v, y, base
             break
@@ -347,7 +356,8 @@ def subgradient(ctx: NetworkDesignContext, upper: float, *, seconds: float | Non
     fixed = (fo & ~fl.forced_open).any() or (fc & ~fl.forced_closed).any()
     bound = min(best, upper) if fixed and finite_upper else best
     res = LagrangianResult(bound=float(bound), multipliers=best_u, iterations=it, seconds=time.perf_counter() - t0,
-                           site_costs=best_v if best_v is not None else np.zeros(fl.n_sites), open_sites=best_y)
+                           site_costs=best_v if best_v is not None else np.zeros(fl.n_sites), open_sites=best_y,
+                           open_share=share)
     # candidates: most recent first (they follow the better multipliers), the one at the best bound first of all
     res.candidates = [_complete(fl, best_y, best_v)] + candidates[::-1] if best_y is not None else candidates[::-1]
     res.fixed_open = fo & ~fl.forced_open

@@ -1004,6 +1004,8 @@ def _direct_from_first_plan(instance: Instance, opt: NetworkDesignOptions, sizin
     return out
 
 
+ROUNDING_THRESHOLDS = (0.5, 0.3, 0.7)
+"""Open shares at which the network relaxation's averaged sites are rounded into plans (tried in this order)."""
 LP_SHARE = 0.6
 """Most share of the time limit that relax-and-restore gives its LP relaxation when the Lagrangian relaxation does
 not apply (the LP is then the source of the bound; the rest goes to the restored plan and to the MILP)."""
@@ -1159,7 +1161,17 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
                                 "seconds": time.perf_counter() - t,
                                 "start": "the warm start's multipliers" if start is not None else "default"}
         t_eval = time.perf_counter()
-        for k, cand in enumerate(lag.candidates[:LAGRANGIAN_PLANS]):
+        cands = lag.candidates[:LAGRANGIAN_PLANS]
+        if network and lag.open_share is not None:
+            # primal recovery: the sites' average open share over the iterations estimates the LP relaxation's open
+            # values; rounded at a few thresholds, tried first
+            fo_, fc_ = nh.forced_masks(sizing)
+            rounded = [(lag.open_share >= q) & ~fc_ | fo_ for q in ROUNDING_THRESHOLDS]
+            seen = set()
+            cands = [c for c in [*rounded, *cands] if not (np.packbits(c).tobytes() in seen
+                                                           or seen.add(np.packbits(c).tobytes()))]
+            phases["lagrangian"]["rounded_plans"] = len({np.packbits(c).tobytes() for c in rounded})
+        for k, cand in enumerate(cands):
             if k and time_limit is not None and time.perf_counter() - t_eval > START_SHARE * float(time_limit):
                 break
             evaluate(f"lagrangian_plan_{k + 1}", cand)

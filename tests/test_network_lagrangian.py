@@ -152,6 +152,7 @@ def test_relax_restore_uses_it_and_returns_a_checked_plan(large):
     best, _ = optimum_and_lp(inst)
     plan = network_design.solve(inst, NetworkDesignOptions(strategy="relax_restore"), mip_gap=0.01, time_limit=60)
     assert plan.meta["phases"]["lagrangian"]["status"] == "bound"
+    assert plan.meta["phases"]["lagrangian"]["rounded_plans"] >= 1  # the averaged open shares, rounded, were tried
     assert plan.bound <= best * (1 + 1e-9) <= plan.objective * (1 + 2e-9)
     assert plan.objective <= best * 1.01 + 1e-6
 
