@@ -784,6 +784,7 @@ class _ChainTracker:
         self.first_late_in_chunk = np.full((S, B), -1)
         self.new_late = np.zeros((S, B), dtype=bool)
         self.late_stage = np.full((S, B), -1)  # per replication: the stage blamed at its first late step
+        self.tolerances: dict[int, float] | None = None  # per chunk start: the overdue test's tolerance, when shared
 
     def _sub(self, x: np.ndarray) -> np.ndarray:
         """(T, S, B) -> (S * M * rc, T): the series of the cycle-time subsample, in (s, m, r) order."""
@@ -799,7 +800,12 @@ class _ChainTracker:
         """
         Tc = cumA.shape[0]
         S, M, R, W, L = self.S, self.M, self.R, self.W, self.L
-        tol = 1e-9 * float(cumA[-1].max(initial=0.0)) + 1e-6
+        if self.tolerances is not None and t0 in self.tolerances:  # a run of some of the sites of a shared search
+            tol = self.tolerances[t0]
+        else:
+            tol = 1e-9 * float(cumA[-1].max(initial=0.0)) + 1e-6
+            if self.tolerances is not None:
+                self.tolerances[t0] = tol
         overdue = np.empty_like(cumD)  # A(t - L) - D(t)
         nh = min(L, Tc)
         np.subtract(self.ring[(t0 - L + np.arange(nh)) % W], cumD[:nh], out=overdue[:nh])
@@ -1167,10 +1173,38 @@ def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> 
                             cat("daily", ["period", "day"]), breaches, verdicts, parts[0].params, rep)
 
 
+class SharedInputs:
+    """What repeated runs of one setup share: the shortfall search (:func:`clearing_shortfalls`) simulates the same
+    sites with the same seed, replications and multiplier again and again, only the extra capacity changes.
+
+    Filled by the first run, over every site of the setup (:func:`run_setup` ``shared=``): per period the expected
+    work shares, staffing and capacity (:func:`_period_inputs`) and the drawn arrivals (:func:`_draw_arrivals`),
+    the fluid carry (:func:`_fluid_carry`), and each chain's tolerance of the overdue test per day (it scales
+    with the largest cumulative arrivals over the sites, which capacity does not change). A later run may
+    simulate only some of the sites (``run_setup(sites=)``) and stop once chosen chains have broken
+    (``stop_when``): every input is per site and the tolerance is the first run's, so each site's SLA breaches
+    come out exactly as in a run of all the sites. Per-period arrays are kept up to ``max_bytes`` (above it they
+    are computed again in every run).
+    """
+
+    def __init__(self, max_bytes: float = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.periods: dict[int, tuple[np.ndarray, ...]] = {}
+        self.carry: np.ndarray | None = None
+        self.tolerances: dict[str, dict[int, float]] = {c: {} for c in CHAIN_NAMES}
+        self.filled = False
+
+    def fits(self, S: int, R: int, steps: int) -> bool:
+        """Whether per-period arrays of S sites, R replications over ``steps`` steps fit the budget (arrivals
+        float32, capacity and labour float64 per stage, staffed hours)."""
+        return S * steps * (2 * 4 * R + 2 * 8 * K_STAGES + 8) <= self.max_bytes
+
+
 def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 20, seed: int = 0,
               step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
               detail: bool = True, threads: int = 1, judge_from_period: int | None = None,
-              extra_capacity: np.ndarray | None = None) -> SimulationResult:
+              extra_capacity: np.ndarray | None = None, shared: SharedInputs | None = None,
+              sites: Sequence[int] | None = None, stop_when: np.ndarray | None = None) -> SimulationResult:
     """Simulate a prepared setup for multipliers (M,), per site (S, M) or per site and replication (S, M, R);
     see :func:`simulate`.
 
@@ -1185,6 +1219,13 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     ``threads`` > 1 simulates groups of sites in parallel threads (sites are independent and draw their own
     random streams, so the result is the same as with one thread). It pays only when cores are free: the step
     loop holds the GIL between numpy calls (on the shared 2-core machine it was slower than one thread).
+    ``shared`` (:class:`SharedInputs`): inputs shared by repeated runs of the same setup, seed, replications,
+    multipliers, period weights, step and profile (one thread), filled by the first of them, which simulates every
+    site. A later run may simulate only ``sites`` (indices into the setup's sites; the per-site arguments still
+    refer to the whole setup, the result to these sites) and, with ``detail=False``, stop at the end of the first
+    day by which every (site, chain) marked in ``stop_when`` (len(sites), len(CHAIN_NAMES)) has broken its SLA.
+    Each site's breaches are then exactly those of a run of every site; a shared run with ``detail=False`` gives
+    the breaches only (its other tables are not filled).
     """
     profile = profile or Profile()
     S, P, R = len(setup.site_ids), len(setup.periods), int(replications)
@@ -1200,6 +1241,31 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     mult = np.broadcast_to(mult if mult.ndim == 2 else mult[None, :], (S, mult.shape[-1])).copy()
     if (mult < 0).any() or (rep_mult is not None and (rep_mult < 0).any()):
         raise ValueError("multipliers must be non-negative")
+    if shared is not None:
+        key = (seed, R, step_hours, profile, judge_from_period, S, mult.tobytes(),
+               None if rep_mult is None else rep_mult.tobytes(),
+               None if period_weight is None else np.asarray(period_weight, dtype=float).tobytes())
+        if getattr(shared, "key", key) != key:
+            raise ValueError("run_setup: shared inputs come from a run with other sites, seed, replications, "
+                             "multipliers, period weights, step or profile")
+        shared.key = key
+        threads = 1
+    if sites is not None or stop_when is not None:
+        if shared is None or (sites is not None and not shared.filled):
+            raise ValueError("run_setup: sites= needs shared inputs filled by a run of every site")
+        if stop_when is not None and detail:
+            raise ValueError("run_setup: stop_when= is for breach-only runs (detail=False)")
+    if sites is not None:
+        sites = np.asarray(sites, dtype=int)
+        setup, mult = _subset(setup, sites), mult[sites]
+        rep_mult = None if rep_mult is None else rep_mult[sites]
+        extra_capacity = None if extra_capacity is None else np.asarray(extra_capacity, dtype=float)[sites]
+        S = len(sites)
+
+    def take(x: np.ndarray, axis: int) -> np.ndarray:  # a shared input of every site -> this run's sites
+        return x if sites is None else np.take(x, sites, axis=axis)
+
+    breach_only = shared is not None and not detail
     if threads > 1 and S > 1:
         groups = [g for g in np.array_split(np.arange(S), min(threads, S)) if len(g)]
         with ThreadPoolExecutor(len(groups)) as pool:
@@ -1242,7 +1308,17 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     open_steps = np.zeros((S, K_STAGES))
     in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
     start0 = pd.Timestamp(setup.periods["start"].iloc[0]) if P else pd.Timestamp(0)
-    carry = _fluid_carry(setup, cal, profile, step_hours)
+    if shared is not None and shared.carry is not None:
+        carry = take(shared.carry, 1)
+    else:
+        carry = _fluid_carry(setup, cal, profile, step_hours)
+        if shared is not None:
+            shared.carry = carry
+    keep = shared is not None and not shared.filled and shared.fits(S, R, int(days.sum()) * spd)
+    if shared is not None:
+        for c, tr in trackers.items():
+            tr.tolerances = shared.tolerances[c]
+    stopped = False
     t0 = 0
     buf: tuple[np.ndarray, ...] | None = None
     for ip in range(P):
@@ -1250,13 +1326,21 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         nd = int(days[ip])
         Tc = nd * spd
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
-        w_out, w_in, dow, cap, staffed, share, labour_binds, labour = _period_inputs(setup, cal, profile, ip, nd,
-                                                                                      step_hours, carry[ip])
+        got = shared.periods.get(ip) if shared is not None else None
+        if got is None:
+            w_out, w_in, dow, cap, staffed, share, labour_binds, labour = _period_inputs(setup, cal, profile, ip, nd,
+                                                                                          step_hours, carry[ip])
+            x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
+            if keep:
+                shared.periods[ip] = (w_out, w_in, dow, cap, staffed, share, labour_binds, labour, x_out, x_in)
+        else:
+            w_out, w_in, dow = got[:3]
+            cap, staffed, labour, x_out, x_in = (take(got[i], 1) for i in (3, 4, 7, 8, 9))
+            share, labour_binds = take(got[5], 0), take(got[6], 0)
         if extra_capacity is not None:  # units a day, spread over the open steps of each day
             per_day = cal.open_share.sum(axis=0)
             per_step = cal.open_share / np.where(per_day > 0, per_day, 1.0)
             cap = cap + np.tile(per_step, (nd, 1, 1)) * np.asarray(extra_capacity, dtype=float)[None]
-        x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
         factor = 1.0 + ((mult[..., None] if rep_mult is None else rep_mult) - 1.0) * pw[ip]  # (S, M, 1 or R)
         ext = np.empty((Tc, S, 2, M, R))  # external work of the chain heads: inbound dock, pick
         np.multiply(x_in[:, :, None, :], factor[None], out=ext[:, :, 0])
@@ -1277,8 +1361,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             cap_day = cap[day, :, :, None] if cap_eff is None else cap_eff[day]
             if setup.congestion > 0:
                 cap_day = cap_day * _congestion_factor(setup.congestion, ext[day], cap[day])
-            kernel.run(ext[day], cap_day, out_y, out_q, out_level, out_cum,
-                       heads=(INBOUND_DOCK, PICK), acc=(day_a[d], day_y[d], q_sum, level_sum))
+            kernel.run(ext[day], cap_day, out_y, out_q, out_level, out_cum, heads=(INBOUND_DOCK, PICK),
+                       acc=None if breach_only else (day_a[d], day_y[d], q_sum, level_sum))
             # chains: SLA breaches and cycle times
             for c, (cname, stages) in enumerate(CHAINS.items()):
                 tr = trackers[cname]
@@ -1304,6 +1388,10 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
                                         "time": pstart + pd.Timedelta(hours=hour),
                                         "binding": "labour" if labour_binds[s, k] else "equipment"})
             t0 += spd
+            if stop_when is not None and all((trackers[c].first_breach[stop_when[:, j]] >= 0).all()
+                                             for j, c in enumerate(CHAIN_NAMES)):
+                stopped = True  # every chain asked about has broken: the rest of the horizon cannot mend it
+                break
         for tr in trackers.values():
             tr.flush_cycle()
         cap_sum += cap.sum(axis=0)
@@ -1313,6 +1401,10 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             sp_rows.append(_period_rows(setup, period, mult, day_a, day_y, q_sum / Tc, level_sum / Tc, cap, M, R))
             daily_rows.append(_daily_rows(setup, period, mult, day_a, day_y, cap, staffed, share, nd, spd, M, R,
                                           (pstart - start0).days, pstart))
+        if stopped:
+            break
+    if shared is not None and sites is None and not stopped:
+        shared.filled = True  # carry and every day's tolerances are known: later runs may take some of the sites
     result = _assemble(setup, mult, trackers, breach_rows, sp_rows, daily_rows, cap_sum, open_steps, y_sum,
                        profile, step_hours, {"replications": R, "seed": seed, "step_hours": step_hours,
                                              "profile": asdict(profile), "congestion": setup.congestion,
@@ -1565,7 +1657,7 @@ WHOLE_CHAIN = -2
 
 def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replications: int, seed: int,
                         step_hours: float = 1.0, profile: Profile | None = None, rel_tol: float = 0.01,
-                        max_doublings: int = 5) -> SimulationResult:
+                        max_doublings: int = 5, reuse: bool = True) -> SimulationResult:
     """Replace each breach's estimated shortfall by one that, added, clears it (single-multiplier runs).
 
     The estimate (peak overdue units over the days since the chain was last empty) misses when the stage's
@@ -1579,6 +1671,11 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
     amount is added at every stage of the chain. The rows get ``estimated_units`` (the first estimate),
     ``shortfall_scope`` (``stage``: at the row's stage; ``chain``: at each stage of the chain; ``none``) and
     ``cleared`` (False: nothing cleared it within the doublings; the estimate is kept).
+
+    ``reuse`` (default): the search's runs share their inputs (:class:`SharedInputs`: the arrivals are drawn and
+    the staffing split computed once), and after the first run each run simulates only the sites whose breaches
+    are still being searched, until all of those have broken again; the amounts found are exactly those of
+    ``reuse=False``, which simulates every failing site over the whole horizon in every run (the reference).
     """
     b = result.breaches
     if b.empty or b["column"].max() > 0:
@@ -1592,15 +1689,27 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
     sub = _subset(setup, np.array(sites))
     mult = np.array([float(b["multiplier"].iloc[0])])
 
-    def cleared(stages: list[int], amount: np.ndarray) -> np.ndarray:
+    shared = SharedInputs() if reuse else None
+    key_site = np.array([local[s] for s, _ in keys])
+    key_chain = np.array([CHAIN_NAMES.index(c) for _, c in keys])
+
+    def cleared(stages: list[int], amount: np.ndarray, asked: np.ndarray) -> np.ndarray:
+        """Whether each breach's chain holds with ``amount`` added; only the ``asked`` breaches are answered (the
+        others are False or right)."""
         extra = np.zeros((len(sites), K_STAGES))
         for (s, chain), k, a in zip(keys, stages, amount):
             if k == WHOLE_CHAIN:
                 extra[local[s], list(CHAINS[chain])] += a
             elif k >= 0:
                 extra[local[s], k] += a
+        run: dict[str, Any] = {}
+        if shared is not None and shared.filled:  # only the sites asked about, until their chains have all broken
+            run["sites"] = np.unique(key_site[asked])
+            pos = np.searchsorted(run["sites"], key_site[asked])
+            run["stop_when"] = np.zeros((len(run["sites"]), len(CHAIN_NAMES)), dtype=bool)
+            run["stop_when"][pos, key_chain[asked]] = True
         res = run_setup(sub, mult, replications=replications, seed=seed, step_hours=step_hours, profile=profile,
-                        detail=False, extra_capacity=extra)
+                        detail=False, extra_capacity=extra, shared=shared, **run)
         still = set(zip(res.breaches["site_id"], res.breaches["chain"]))
         return np.array([(setup.site_ids[s], c) not in still for s, c in keys])
 
@@ -1612,7 +1721,7 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
             todo = active & np.isnan(hi)
             if not todo.any():
                 break
-            ok = cleared(stages, np.where(todo, x, np.where(np.isnan(hi), 0.0, hi)))
+            ok = cleared(stages, np.where(todo, x, np.where(np.isnan(hi), 0.0, hi)), todo)
             hi = np.where(todo & ok, x, hi)
             lo = np.where(todo & ~ok, x, lo)
             x = np.where(todo & ~ok, 2 * x, x)
@@ -1621,7 +1730,7 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
             if not open_.any():
                 return hi
             mid = (lo + hi) / 2
-            ok = cleared(stages, np.where(open_, mid, np.where(np.isnan(hi), 0.0, hi)))
+            ok = cleared(stages, np.where(open_, mid, np.where(np.isnan(hi), 0.0, hi)), open_)
             hi = np.where(open_ & ok, mid, hi)
             lo = np.where(open_ & ~ok, mid, lo)
 

@@ -1,0 +1,100 @@
+"""The simulator's fast path inside ``twinplan solve``: the shortfall search's runs share their inputs, simulate only
+the sites still searched and stop once their chains have broken -- with exactly the results of the reference path
+(every failing site over the whole horizon, inputs drawn again in every run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.simulator import nearest_dc_plan
+from engine import simulator
+from engine.simulator import SharedInputs, clearing_shortfalls, prepare, run_setup, simulate_volumes
+from instances.generator import synthetic
+
+
+@pytest.fixture(scope="module")
+def tight():
+    """A generated network (24 sites, 6 weeks), every zone served by its nearest existing DC, staffed 2 % above
+    the hours its volume needs: many DCs break an SLA, on the inbound or the order chain, at a stage or along
+    the whole chain."""
+    inst = synthetic(seed=3, sites=24, zones=30, products=3, periods=6)
+    st = nearest_dc_plan(inst).tables["site_throughput"]
+    lab = inst.labor.set_index("site_id")
+    per_unit_in = 1 / lab["productivity_inbound_dock"] + 1 / lab["productivity_putaway"]
+    per_unit_out = 1 / lab["productivity_pick"] + 1 / lab["productivity_pack"] + 1 / lab["productivity_outbound_dock"]
+    need = (st["inbound_units"] * st["site_id"].map(per_unit_in) + st["outbound_units"] * st["site_id"].map(per_unit_out))
+    labor = pd.DataFrame({"site_id": st["site_id"], "period": st["period"], "regular_hours": 1.02 * need,
+                          "overtime_hours": 0.0, "temp_hours": 0.0})
+    return inst, st, labor
+
+
+def test_shared_search_finds_exactly_the_reference_amounts(tight, monkeypatch):
+    inst, st, labor = tight
+    setup = prepare(inst, st, labor=labor)
+    first = run_setup(setup, np.array([1.0]), replications=4, seed=1)
+    calls: list[dict] = []
+    real = simulator.run_setup
+
+    def counting(*args, **kw):
+        res = real(*args, **kw)
+        calls.append({"sites": kw.get("sites"), "stop": kw.get("stop_when") is not None})
+        return res
+
+    monkeypatch.setattr(simulator, "run_setup", counting)
+    reference = clearing_shortfalls(setup, first, replications=4, seed=1, reuse=False)
+    n_reference = len(calls)
+    fast = clearing_shortfalls(setup, first, replications=4, seed=1)
+    fast_calls = calls[n_reference:]
+    b = reference.breaches
+    # the search had work to do: both chains, re-blamed stages, amounts at the whole chain, all verified
+    assert len(b) >= 10 and set(b["chain"]) == {"inbound", "order"}
+    assert {"stage", "chain"} <= set(b["shortfall_scope"]) and b["cleared"].all()
+    assert (b["shortfall_units"] != b["estimated_units"]).all()
+    pd.testing.assert_frame_equal(fast.breaches, b, check_exact=True)
+    assert fast.verdicts == reference.verdicts
+    # the same number of runs, but after the first (every failing site, which fills the shared inputs) each one
+    # simulates only the sites still searched and stops once their chains have broken
+    assert len(fast_calls) == n_reference
+    assert fast_calls[0]["sites"] is None and all(c["stop"] for c in fast_calls[1:])
+    assert min(len(c["sites"]) for c in fast_calls[1:]) < b["site_id"].nunique()
+    # through the front door too (simulate_volumes uses the shared search)
+    front = simulate_volumes(inst, st, labor=labor, replications=4, seed=1)
+    pd.testing.assert_frame_equal(front.breaches, b, check_exact=True)
+
+
+def test_a_run_of_some_sites_breaks_where_a_run_of_all_does(tight):
+    """With extra capacity at some stages: a shared run of three sites gives those sites' breach rows of the run of
+    every site (shortfall figures aside, which the search does not read), and stopping early keeps them."""
+    inst, st, labor = tight
+    setup = prepare(inst, st, labor=labor)
+    extra = np.zeros((len(setup.site_ids), simulator.K_STAGES))
+    extra[::2, [simulator.INBOUND_DOCK, simulator.PUTAWAY]] = 600.0  # every other site: enough for the inbound
+    extra[::2, [simulator.PICK, simulator.PACK, simulator.OUTBOUND_DOCK]] = 300.0
+    extra[1::2, simulator.PUTAWAY] = 100.0  # the others: not enough
+    shared = SharedInputs()
+    full = run_setup(setup, np.array([1.0]), replications=4, seed=1, detail=False, extra_capacity=extra,
+                     shared=shared)
+    assert shared.filled and len(shared.periods) == len(setup.periods)
+    broken = full.breaches["site_id"].unique()
+    held = [s for s in setup.site_ids if s not in set(broken)]
+    assert len(broken) >= 2 and held
+    pick = sorted(setup.site_ids.index(s) for s in [*broken[:2], held[0]])
+    cols = ["site_id", "chain", "stage", "period", "hour", "time", "binding"]
+    part = run_setup(setup, np.array([1.0]), replications=4, seed=1, detail=False, extra_capacity=extra,
+                     shared=shared, sites=pick)
+    want = full.breaches[full.breaches["site_id"].isin([setup.site_ids[i] for i in pick])]
+    pd.testing.assert_frame_equal(part.breaches[cols].reset_index(drop=True), want[cols].reset_index(drop=True))
+    stop = np.zeros((len(pick), len(simulator.CHAIN_NAMES)), dtype=bool)  # the chains that break
+    for site, chain in zip(want["site_id"], want["chain"]):
+        stop[pick.index(setup.site_ids.index(site)), simulator.CHAIN_NAMES.index(chain)] = True
+    assert want["period"].max() < setup.periods["period"].max()  # so the early run does stop early
+    early = run_setup(setup, np.array([1.0]), replications=4, seed=1, detail=False, extra_capacity=extra,
+                      shared=shared, sites=pick, stop_when=stop)
+    pd.testing.assert_frame_equal(early.breaches[cols].reset_index(drop=True), want[cols].reset_index(drop=True))
+    # misuse is refused
+    with pytest.raises(ValueError, match="every site"):
+        run_setup(setup, np.array([1.0]), replications=4, seed=1, detail=False, shared=SharedInputs(), sites=pick)
+    with pytest.raises(ValueError, match="other sites, seed"):
+        run_setup(setup, np.array([1.0]), replications=4, seed=2, detail=False, shared=shared, sites=pick)
