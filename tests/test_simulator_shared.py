@@ -24,7 +24,8 @@ def tight():
     lab = inst.labor.set_index("site_id")
     per_unit_in = 1 / lab["productivity_inbound_dock"] + 1 / lab["productivity_putaway"]
     per_unit_out = 1 / lab["productivity_pick"] + 1 / lab["productivity_pack"] + 1 / lab["productivity_outbound_dock"]
-    need = (st["inbound_units"] * st["site_id"].map(per_unit_in) + st["outbound_units"] * st["site_id"].map(per_unit_out))
+    need = (st["inbound_units"] * st["site_id"].map(per_unit_in)
+            + st["outbound_units"] * st["site_id"].map(per_unit_out))
     labor = pd.DataFrame({"site_id": st["site_id"], "period": st["period"], "regular_hours": 1.02 * need,
                           "overtime_hours": 0.0, "temp_hours": 0.0})
     return inst, st, labor
