@@ -752,6 +752,12 @@ def _quantile_hist(hist: np.ndarray, q: float) -> np.ndarray:
     return idx
 
 
+def _overdue_tolerance(cum_arrivals: np.ndarray) -> float:
+    """Units below which a chain's overdue count is rounding noise: 1e-9 of the largest cumulative arrivals (over
+    sites and batch columns) at the end of the chunk, plus 1e-6."""
+    return 1e-9 * float(cum_arrivals.max(initial=0.0)) + 1e-6
+
+
 class _ChainTracker:
     """FIFO bookkeeping of one chain across chunks: overdue units, SLA breaches, cycle-time histogram.
 
@@ -800,12 +806,8 @@ class _ChainTracker:
         """
         Tc = cumA.shape[0]
         S, M, R, W, L = self.S, self.M, self.R, self.W, self.L
-        if self.tolerances is not None and t0 in self.tolerances:  # a run of some of the sites of a shared search
-            tol = self.tolerances[t0]
-        else:
-            tol = 1e-9 * float(cumA[-1].max(initial=0.0)) + 1e-6
-            if self.tolerances is not None:
-                self.tolerances[t0] = tol
+        # a shared run (:class:`SharedInputs`) takes the tolerance of all the setup's sites
+        tol = _overdue_tolerance(cumA[-1]) if self.tolerances is None else self.tolerances[t0]
         overdue = np.empty_like(cumD)  # A(t - L) - D(t)
         nh = min(L, Tc)
         np.subtract(self.ring[(t0 - L + np.arange(nh)) % W], cumD[:nh], out=overdue[:nh])
@@ -845,6 +847,34 @@ class _ChainTracker:
         keep = min(Tc, W)
         self.ring[(t0 + Tc - keep + np.arange(keep)) % W] = cumA[Tc - keep:]
         self.last_D = cumD[-1].copy()
+        return new
+
+    def update_breaches(self, cumA: np.ndarray, cumD: np.ndarray, t0: int, fail_share: float) -> np.ndarray:
+        """:meth:`update` for the first breaches only (``first_breach``, ``first_step_in_chunk``, ``overdue``, the
+        same as :meth:`update` leaves them): what the search for the capacity that clears a breach reads. Shortfall
+        estimates, per-replication breaches and cycle times are not kept."""
+        Tc = cumA.shape[0]
+        S, M, R, W, L = self.S, self.M, self.R, self.W, self.L
+        tol = _overdue_tolerance(cumA[-1]) if self.tolerances is None else self.tolerances[t0]
+        overdue = np.empty_like(cumD)  # A(t - L) - D(t)
+        nh = min(L, Tc)
+        np.subtract(self.ring[(t0 - L + np.arange(nh)) % W], cumD[:nh], out=overdue[:nh])
+        if Tc > L:
+            np.subtract(cumA[:Tc - L], cumD[L:], out=overdue[L:])
+        new = np.zeros((S, M), dtype=bool)
+        self.first_step_in_chunk[:] = -1
+        self.overdue = overdue
+        if t0 >= self.judge_from:
+            late = overdue > tol
+            if late.any():
+                failing = late.reshape(Tc, S, M, R).mean(axis=-1) > fail_share
+                new = failing.any(axis=0) & (self.first_breach < 0)
+                if new.any():
+                    overdue[~late] = 0.0
+                    self.first_step_in_chunk = np.where(new, failing.argmax(axis=0), -1)
+                    self.first_breach[new] = t0 + self.first_step_in_chunk[new]
+        keep = min(Tc, W)
+        self.ring[(t0 + Tc - keep + np.arange(keep)) % W] = cumA[Tc - keep:]
         return new
 
     def flush_cycle(self) -> None:
@@ -1177,27 +1207,85 @@ class SharedInputs:
     """What repeated runs of one setup share: the shortfall search (:func:`clearing_shortfalls`) simulates the same
     sites with the same seed, replications and multiplier again and again, only the extra capacity changes.
 
-    Filled by the first run, over every site of the setup (:func:`run_setup` ``shared=``): per period the expected
-    work shares, staffing and capacity (:func:`_period_inputs`) and the drawn arrivals (:func:`_draw_arrivals`),
-    the fluid carry (:func:`_fluid_carry`), and each chain's tolerance of the overdue test per day (it scales
-    with the largest cumulative arrivals over the sites, which capacity does not change). A later run may
-    simulate only some of the sites (``run_setup(sites=)``) and stop once chosen chains have broken
-    (``stop_when``): every input is per site and the tolerance is the first run's, so each site's SLA breaches
-    come out exactly as in a run of all the sites. Per-period arrays are kept up to ``max_bytes`` (above it they
-    are computed again in every run).
+    :meth:`build` computes, without simulating, per period the expected work shares, staffing and capacity
+    (:func:`_period_inputs`) and the drawn arrivals (:func:`_draw_arrivals`), the fluid carry
+    (:func:`_fluid_carry`), and each chain's tolerance of the overdue test per day (it scales with the largest
+    cumulative arrivals over all the setup's sites, which capacity does not change; running sums in the kernel's
+    order of additions, so the same to the bit). A run given them (``run_setup(shared=)``) may simulate only some
+    of the sites (``sites``) and stop once chosen chains have broken (``stop_when``): every input is per site and
+    the tolerance is that of all the sites, so each site's SLA breaches come out exactly as in a plain run of every
+    site. Per-period arrays are kept up to ``max_bytes`` (above it each run computes them again).
     """
 
-    def __init__(self, max_bytes: float = 1 << 30) -> None:
-        self.max_bytes = max_bytes
-        self.periods: dict[int, tuple[np.ndarray, ...]] = {}
-        self.carry: np.ndarray | None = None
-        self.tolerances: dict[str, dict[int, float]] = {c: {} for c in CHAIN_NAMES}
-        self.filled = False
+    def __init__(self, key: tuple, periods: dict[int, tuple[np.ndarray, ...]], carry: np.ndarray,
+                 tolerances: dict[str, dict[int, float]]) -> None:
+        self.key, self.periods, self.carry, self.tolerances = key, periods, carry, tolerances
 
-    def fits(self, S: int, R: int, steps: int) -> bool:
-        """Whether per-period arrays of S sites, R replications over ``steps`` steps fit the budget (arrivals
+    @staticmethod
+    def fits(S: int, R: int, steps: int, max_bytes: float) -> bool:
+        """Whether per-period arrays of S sites, R replications over ``steps`` steps fit ``max_bytes`` (arrivals
         float32, capacity and labour float64 per stage, staffed hours)."""
-        return S * steps * (2 * 4 * R + 2 * 8 * K_STAGES + 8) <= self.max_bytes
+        return S * steps * (2 * 4 * R + 2 * 8 * K_STAGES + 8) <= max_bytes
+
+    @classmethod
+    def build(cls, setup: SimSetup, multipliers: np.ndarray, *, replications: int, seed: int,
+              step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
+              max_bytes: float = 1 << 30) -> SharedInputs:
+        """The shared inputs of runs of ``setup`` with these arguments (multipliers (M,) or per site (S, M))."""
+        profile = profile or Profile()
+        S, P, R = len(setup.site_ids), len(setup.periods), int(replications)
+        mult = _site_multipliers(np.asarray(multipliers, dtype=float), S)
+        M = mult.shape[1]
+        pw = np.ones(P) if period_weight is None else np.asarray(period_weight, dtype=float)
+        cal = _calendar(setup, profile, step_hours)
+        spd = cal.steps_per_day
+        days = np.round(setup.periods["days"].to_numpy(dtype=float)).astype(int)
+        carry = _fluid_carry(setup, cal, profile, step_hours)
+        keep = cls.fits(S, R, int(days.sum()) * spd, max_bytes)
+        in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
+        periods: dict[int, tuple[np.ndarray, ...]] = {}
+        tolerances: dict[str, dict[int, float]] = {c: {} for c in CHAIN_NAMES}
+        cum = {c: np.zeros((S, M * R)) for c in CHAIN_NAMES}
+        t0 = 0
+        for ip in range(P):
+            nd = int(days[ip])
+            Tc = nd * spd
+            work = _period_work(setup, cal, profile, ip, nd, step_hours, carry[ip], R, seed, in_weekday)
+            if keep:
+                periods[ip] = work
+            factor = 1.0 + (mult[..., None] - 1.0) * pw[ip]  # (S, M, 1), as in run_setup
+            for chain, x in (("inbound", work[9]), ("order", work[8])):
+                run = np.multiply(x[:, :, None, :], factor[None]).reshape(Tc, S, M * R)  # the chain head's work
+                run[0] += cum[chain]
+                np.cumsum(run, axis=0, out=run)  # the kernel's running count: the same additions in the same order
+                cum[chain] = run[-1].copy()
+                for d in range(nd):
+                    tolerances[chain][t0 + d * spd] = _overdue_tolerance(run[(d + 1) * spd - 1])
+            t0 += Tc
+        return cls(_shared_key(setup, mult, R, seed, step_hours, profile, period_weight), periods, carry, tolerances)
+
+
+def _site_multipliers(mult: np.ndarray, S: int) -> np.ndarray:
+    """Multipliers (M,) or (S, M) as (S, M)."""
+    return np.broadcast_to(mult if mult.ndim == 2 else mult[None, :], (S, mult.shape[-1])).copy()
+
+
+def _shared_key(setup: SimSetup, mult: np.ndarray, R: int, seed: int, step_hours: float, profile: Profile,
+                period_weight: np.ndarray | None) -> tuple:
+    """What shared inputs depend on besides the setup's tables (:class:`SharedInputs`)."""
+    return (tuple(setup.site_ids), mult.tobytes(), R, seed, float(step_hours), profile,
+            None if period_weight is None else np.asarray(period_weight, dtype=float).tobytes())
+
+
+def _period_work(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, nd: int, step_hours: float,
+                 carry: np.ndarray, R: int, seed: int, in_weekday: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Period ``ip``'s inputs that depend neither on the multipliers nor on extra capacity: those of
+    :func:`_period_inputs` (w_out, w_in, dow, cap, staffed, share, labour_binds, labour) and the arrivals of
+    :func:`_draw_arrivals` (x_out, x_in)."""
+    w_out, w_in, dow, cap, staffed, share, labour_binds, labour = _period_inputs(setup, cal, profile, ip, nd,
+                                                                                  step_hours, carry)
+    x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
+    return w_out, w_in, dow, cap, staffed, share, labour_binds, labour, x_out, x_in
 
 
 def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 20, seed: int = 0,
@@ -1219,13 +1307,13 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     ``threads`` > 1 simulates groups of sites in parallel threads (sites are independent and draw their own
     random streams, so the result is the same as with one thread). It pays only when cores are free: the step
     loop holds the GIL between numpy calls (on the shared 2-core machine it was slower than one thread).
-    ``shared`` (:class:`SharedInputs`): inputs shared by repeated runs of the same setup, seed, replications,
-    multipliers, period weights, step and profile (one thread), filled by the first of them, which simulates every
-    site. A later run may simulate only ``sites`` (indices into the setup's sites; the per-site arguments still
-    refer to the whole setup, the result to these sites) and, with ``detail=False``, stop at the end of the first
-    day by which every (site, chain) marked in ``stop_when`` (len(sites), len(CHAIN_NAMES)) has broken its SLA.
-    Each site's breaches are then exactly those of a run of every site; a shared run with ``detail=False`` gives
-    the breaches only (its other tables are not filled).
+    ``shared`` (:meth:`SharedInputs.build` for this setup and the same multipliers, replications, seed, step,
+    profile and period weights; one thread): the inputs are taken from it, not computed again, and the run may
+    simulate only ``sites`` (indices into the setup's sites; the per-site arguments still refer to the whole
+    setup, the result to these sites) and, with ``detail=False``, stop at the end of the first day by which every
+    (site, chain) marked in ``stop_when`` (len(sites), len(CHAIN_NAMES)) has broken its SLA. Each site's breaches
+    are exactly those of a plain run of every site; a shared run with ``detail=False`` gives the breaches only
+    (the other tables are not filled).
     """
     profile = profile or Profile()
     S, P, R = len(setup.site_ids), len(setup.periods), int(replications)
@@ -1238,23 +1326,19 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             raise ValueError(f"per-replication multipliers must be (S={S}, M, R={R}), got {mult.shape}")
         rep_mult = mult
         mult = mult.mean(axis=-1)
-    mult = np.broadcast_to(mult if mult.ndim == 2 else mult[None, :], (S, mult.shape[-1])).copy()
+    mult = _site_multipliers(mult, S)
     if (mult < 0).any() or (rep_mult is not None and (rep_mult < 0).any()):
         raise ValueError("multipliers must be non-negative")
     if shared is not None:
-        key = (seed, R, step_hours, profile, judge_from_period, S, mult.tobytes(),
-               None if rep_mult is None else rep_mult.tobytes(),
-               None if period_weight is None else np.asarray(period_weight, dtype=float).tobytes())
-        if getattr(shared, "key", key) != key:
-            raise ValueError("run_setup: shared inputs come from a run with other sites, seed, replications, "
-                             "multipliers, period weights, step or profile")
-        shared.key = key
+        if rep_mult is not None or shared.key != _shared_key(setup, mult, R, seed, step_hours, profile,
+                                                             period_weight):
+            raise ValueError("run_setup: the shared inputs were built for other sites, multipliers, replications, "
+                             "seed, step, profile or period weights")
         threads = 1
-    if sites is not None or stop_when is not None:
-        if shared is None or (sites is not None and not shared.filled):
-            raise ValueError("run_setup: sites= needs shared inputs filled by a run of every site")
-        if stop_when is not None and detail:
-            raise ValueError("run_setup: stop_when= is for breach-only runs (detail=False)")
+    if (sites is not None or stop_when is not None) and shared is None:
+        raise ValueError("run_setup: sites= and stop_when= need shared inputs (SharedInputs.build)")
+    if stop_when is not None and detail:
+        raise ValueError("run_setup: stop_when= is for breach-only runs (detail=False)")
     if sites is not None:
         sites = np.asarray(sites, dtype=int)
         setup, mult = _subset(setup, sites), mult[sites]
@@ -1308,13 +1392,7 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     open_steps = np.zeros((S, K_STAGES))
     in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
     start0 = pd.Timestamp(setup.periods["start"].iloc[0]) if P else pd.Timestamp(0)
-    if shared is not None and shared.carry is not None:
-        carry = take(shared.carry, 1)
-    else:
-        carry = _fluid_carry(setup, cal, profile, step_hours)
-        if shared is not None:
-            shared.carry = carry
-    keep = shared is not None and not shared.filled and shared.fits(S, R, int(days.sum()) * spd)
+    carry = _fluid_carry(setup, cal, profile, step_hours) if shared is None else take(shared.carry, 1)
     if shared is not None:
         for c, tr in trackers.items():
             tr.tolerances = shared.tolerances[c]
@@ -1328,11 +1406,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
         got = shared.periods.get(ip) if shared is not None else None
         if got is None:
-            w_out, w_in, dow, cap, staffed, share, labour_binds, labour = _period_inputs(setup, cal, profile, ip, nd,
-                                                                                          step_hours, carry[ip])
-            x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
-            if keep:
-                shared.periods[ip] = (w_out, w_in, dow, cap, staffed, share, labour_binds, labour, x_out, x_in)
+            w_out, w_in, dow, cap, staffed, share, labour_binds, labour, x_out, x_in = _period_work(
+                setup, cal, profile, ip, nd, step_hours, carry[ip], R, seed, in_weekday)
         else:
             w_out, w_in, dow = got[:3]
             cap, staffed, labour, x_out, x_in = (take(got[i], 1) for i in (3, 4, 7, 8, 9))
@@ -1366,7 +1441,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             # chains: SLA breaches and cycle times
             for c, (cname, stages) in enumerate(CHAINS.items()):
                 tr = trackers[cname]
-                new = tr.update(out_cum[0, c], out_cum[1, c], t0, step_hours, fail_share, detail)
+                new = (tr.update_breaches(out_cum[0, c], out_cum[1, c], t0, fail_share) if breach_only else
+                       tr.update(out_cum[0, c], out_cum[1, c], t0, step_hours, fail_share, detail))
                 if tr.new_late.any():  # per replication: the stage blamed at its first late step
                     sr, br = np.nonzero(tr.new_late)
                     ir = tr.first_late_in_chunk[sr, br]
@@ -1403,8 +1479,6 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
                                           (pstart - start0).days, pstart))
         if stopped:
             break
-    if shared is not None and sites is None and not stopped:
-        shared.filled = True  # carry and every day's tolerances are known: later runs may take some of the sites
     result = _assemble(setup, mult, trackers, breach_rows, sp_rows, daily_rows, cap_sum, open_steps, y_sum,
                        profile, step_hours, {"replications": R, "seed": seed, "step_hours": step_hours,
                                              "profile": asdict(profile), "congestion": setup.congestion,
@@ -1689,7 +1763,8 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
     sub = _subset(setup, np.array(sites))
     mult = np.array([float(b["multiplier"].iloc[0])])
 
-    shared = SharedInputs() if reuse else None
+    shared = SharedInputs.build(sub, mult, replications=replications, seed=seed, step_hours=step_hours,
+                                profile=profile) if reuse else None
     key_site = np.array([local[s] for s, _ in keys])
     key_chain = np.array([CHAIN_NAMES.index(c) for _, c in keys])
 
@@ -1703,7 +1778,7 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
             elif k >= 0:
                 extra[local[s], k] += a
         run: dict[str, Any] = {}
-        if shared is not None and shared.filled:  # only the sites asked about, until their chains have all broken
+        if shared is not None:  # only the sites asked about, until their chains have all broken
             run["sites"] = np.unique(key_site[asked])
             pos = np.searchsorted(run["sites"], key_site[asked])
             run["stop_when"] = np.zeros((len(run["sites"]), len(CHAIN_NAMES)), dtype=bool)

@@ -55,47 +55,47 @@ def test_shared_search_finds_exactly_the_reference_amounts(tight, monkeypatch):
     assert (b["shortfall_units"] != b["estimated_units"]).all()
     pd.testing.assert_frame_equal(fast.breaches, b, check_exact=True)
     assert fast.verdicts == reference.verdicts
-    # the same number of runs, but after the first (every failing site, which fills the shared inputs) each one
-    # simulates only the sites still searched and stops once their chains have broken
-    assert len(fast_calls) == n_reference
-    assert fast_calls[0]["sites"] is None and all(c["stop"] for c in fast_calls[1:])
-    assert min(len(c["sites"]) for c in fast_calls[1:]) < b["site_id"].nunique()
+    # the same number of runs, but each one simulates only the sites still searched and stops once their chains
+    # have broken
+    assert len(fast_calls) == n_reference and all(c["stop"] for c in fast_calls)
+    assert min(len(c["sites"]) for c in fast_calls) < b["site_id"].nunique()
     # through the front door too (simulate_volumes uses the shared search)
     front = simulate_volumes(inst, st, labor=labor, replications=4, seed=1)
     pd.testing.assert_frame_equal(front.breaches, b, check_exact=True)
 
 
 def test_a_run_of_some_sites_breaks_where_a_run_of_all_does(tight):
-    """With extra capacity at some stages: a shared run of three sites gives those sites' breach rows of the run of
-    every site (shortfall figures aside, which the search does not read), and stopping early keeps them."""
+    """With extra capacity at some stages: a shared run of every site gives the plain run's breaches; a shared run
+    of three sites gives those sites' breach rows (shortfall figures aside: the search does not read them, and
+    they may differ by the tolerance), and stopping once their chains have broken keeps them."""
     inst, st, labor = tight
     setup = prepare(inst, st, labor=labor)
     extra = np.zeros((len(setup.site_ids), simulator.K_STAGES))
     extra[::2, [simulator.INBOUND_DOCK, simulator.PUTAWAY]] = 600.0  # every other site: enough for the inbound
     extra[::2, [simulator.PICK, simulator.PACK, simulator.OUTBOUND_DOCK]] = 300.0
     extra[1::2, simulator.PUTAWAY] = 100.0  # the others: not enough
-    shared = SharedInputs()
-    full = run_setup(setup, np.array([1.0]), replications=4, seed=1, detail=False, extra_capacity=extra,
-                     shared=shared)
-    assert shared.filled and len(shared.periods) == len(setup.periods)
+    kw = {"replications": 4, "seed": 1, "detail": False, "extra_capacity": extra}
+    full = run_setup(setup, np.array([1.0]), **kw)
+    shared = SharedInputs.build(setup, np.array([1.0]), replications=4, seed=1)
+    assert len(shared.periods) == len(setup.periods)
+    pd.testing.assert_frame_equal(run_setup(setup, np.array([1.0]), shared=shared, **kw).breaches, full.breaches,
+                                  check_exact=True)
     broken = full.breaches["site_id"].unique()
     held = [s for s in setup.site_ids if s not in set(broken)]
     assert len(broken) >= 2 and held
     pick = sorted(setup.site_ids.index(s) for s in [*broken[:2], held[0]])
     cols = ["site_id", "chain", "stage", "period", "hour", "time", "binding"]
-    part = run_setup(setup, np.array([1.0]), replications=4, seed=1, detail=False, extra_capacity=extra,
-                     shared=shared, sites=pick)
+    part = run_setup(setup, np.array([1.0]), shared=shared, sites=pick, **kw)
     want = full.breaches[full.breaches["site_id"].isin([setup.site_ids[i] for i in pick])]
     pd.testing.assert_frame_equal(part.breaches[cols].reset_index(drop=True), want[cols].reset_index(drop=True))
     stop = np.zeros((len(pick), len(simulator.CHAIN_NAMES)), dtype=bool)  # the chains that break
     for site, chain in zip(want["site_id"], want["chain"]):
         stop[pick.index(setup.site_ids.index(site)), simulator.CHAIN_NAMES.index(chain)] = True
     assert want["period"].max() < setup.periods["period"].max()  # so the early run does stop early
-    early = run_setup(setup, np.array([1.0]), replications=4, seed=1, detail=False, extra_capacity=extra,
-                      shared=shared, sites=pick, stop_when=stop)
+    early = run_setup(setup, np.array([1.0]), shared=shared, sites=pick, stop_when=stop, **kw)
     pd.testing.assert_frame_equal(early.breaches[cols].reset_index(drop=True), want[cols].reset_index(drop=True))
     # misuse is refused
-    with pytest.raises(ValueError, match="every site"):
-        run_setup(setup, np.array([1.0]), replications=4, seed=1, detail=False, shared=SharedInputs(), sites=pick)
-    with pytest.raises(ValueError, match="other sites, seed"):
-        run_setup(setup, np.array([1.0]), replications=4, seed=2, detail=False, shared=shared, sites=pick)
+    with pytest.raises(ValueError, match="need shared inputs"):
+        run_setup(setup, np.array([1.0]), sites=pick, **kw)
+    with pytest.raises(ValueError, match="built for other sites"):
+        run_setup(setup, np.array([1.0]), shared=shared, sites=pick, **{**kw, "seed": 2})
