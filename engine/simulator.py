@@ -1230,7 +1230,7 @@ class SharedInputs:
     @classmethod
     def build(cls, setup: SimSetup, multipliers: np.ndarray, *, replications: int, seed: int,
               step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
-              max_bytes: float = 1 << 30) -> SharedInputs:
+              max_bytes: float = 1 << 29) -> SharedInputs:
         """The shared inputs of runs of ``setup`` with these arguments (multipliers (M,) or per site (S, M))."""
         profile = profile or Profile()
         S, P, R = len(setup.site_ids), len(setup.periods), int(replications)
