@@ -1203,6 +1203,11 @@ def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> 
                             cat("daily", ["period", "day"]), breaches, verdicts, parts[0].params, rep)
 
 
+SHARED_BYTES = 1 << 29
+"""Most bytes of per-period inputs a simulation keeps for the shortfall search (:class:`SharedInputs`): above it
+they are computed again (the median network's 228 open DCs x 364 days x 10 replications need about 330 MB)."""
+
+
 class SharedInputs:
     """What repeated runs of one setup share: the shortfall search (:func:`clearing_shortfalls`) simulates the same
     sites with the same seed, replications and multiplier again and again, only the extra capacity changes.
@@ -1230,8 +1235,12 @@ class SharedInputs:
     @classmethod
     def build(cls, setup: SimSetup, multipliers: np.ndarray, *, replications: int, seed: int,
               step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
-              max_bytes: float = 1 << 29) -> SharedInputs:
-        """The shared inputs of runs of ``setup`` with these arguments (multipliers (M,) or per site (S, M))."""
+              max_bytes: float = SHARED_BYTES, kept: tuple[dict, np.ndarray] | None = None) -> SharedInputs:
+        """The shared inputs of runs of ``setup`` with these arguments (multipliers (M,) or per site (S, M)).
+
+        ``kept``: the inputs a run of a setup with more sites kept (``run_setup(keep_inputs=)``, same seed,
+        replications, step and profile) and the indices of this setup's sites in it: taken instead of computed
+        again (every one is per site)."""
         profile = profile or Profile()
         S, P, R = len(setup.site_ids), len(setup.periods), int(replications)
         mult = _site_multipliers(np.asarray(multipliers, dtype=float), S)
@@ -1240,7 +1249,9 @@ class SharedInputs:
         cal = _calendar(setup, profile, step_hours)
         spd = cal.steps_per_day
         days = np.round(setup.periods["days"].to_numpy(dtype=float)).astype(int)
-        carry = _fluid_carry(setup, cal, profile, step_hours)
+        held, idx = kept if kept is not None else ({}, None)
+        carry = take_sites(held["carry"], idx, 1) if "carry" in held else _fluid_carry(setup, cal, profile,
+                                                                                        step_hours)
         keep = cls.fits(S, R, int(days.sum()) * spd, max_bytes)
         in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
         periods: dict[int, tuple[np.ndarray, ...]] = {}
@@ -1250,7 +1261,8 @@ class SharedInputs:
         for ip in range(P):
             nd = int(days[ip])
             Tc = nd * spd
-            work = _period_work(setup, cal, profile, ip, nd, step_hours, carry[ip], R, seed, in_weekday)
+            work = (_take_work(held[ip], idx) if ip in held else
+                    _period_work(setup, cal, profile, ip, nd, step_hours, carry[ip], R, seed, in_weekday))
             if keep:
                 periods[ip] = work
             factor = 1.0 + (mult[..., None] - 1.0) * pw[ip]  # (S, M, 1), as in run_setup
@@ -1263,6 +1275,19 @@ class SharedInputs:
                     tolerances[chain][t0 + d * spd] = _overdue_tolerance(run[(d + 1) * spd - 1])
             t0 += Tc
         return cls(_shared_key(setup, mult, R, seed, step_hours, profile, period_weight), periods, carry, tolerances)
+
+
+def take_sites(x: np.ndarray, sites: np.ndarray | None, axis: int) -> np.ndarray:
+    """``x`` restricted to ``sites`` (indices) along its site axis (all when None)."""
+    return x if sites is None else np.take(x, sites, axis=axis)
+
+
+def _take_work(work: tuple[np.ndarray, ...], sites: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """A period's inputs (:func:`_period_work`) restricted to some of the sites."""
+    w_out, w_in, dow, cap, staffed, share, labour_binds, labour, x_out, x_in = work
+    return (w_out, w_in, dow, *(take_sites(x, sites, 1) for x in (cap, staffed)),
+            *(take_sites(x, sites, 0) for x in (share, labour_binds)),
+            *(take_sites(x, sites, 1) for x in (labour, x_out, x_in)))
 
 
 def _site_multipliers(mult: np.ndarray, S: int) -> np.ndarray:
@@ -1292,7 +1317,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
               step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
               detail: bool = True, threads: int = 1, judge_from_period: int | None = None,
               extra_capacity: np.ndarray | None = None, shared: SharedInputs | None = None,
-              sites: Sequence[int] | None = None, stop_when: np.ndarray | None = None) -> SimulationResult:
+              sites: Sequence[int] | None = None, stop_when: np.ndarray | None = None,
+              keep_inputs: dict | None = None) -> SimulationResult:
     """Simulate a prepared setup for multipliers (M,), per site (S, M) or per site and replication (S, M, R);
     see :func:`simulate`.
 
@@ -1314,6 +1340,8 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     (site, chain) marked in ``stop_when`` (len(sites), len(CHAIN_NAMES)) has broken its SLA. Each site's breaches
     are exactly those of a plain run of every site; a shared run with ``detail=False`` gives the breaches only
     (the other tables are not filled).
+    ``keep_inputs``: a dict that receives the run's inputs (the fluid carry, each period's :func:`_period_work`;
+    one thread), for :meth:`SharedInputs.build` ``kept=`` to take instead of computing them again.
     """
     profile = profile or Profile()
     S, P, R = len(setup.site_ids), len(setup.periods), int(replications)
@@ -1346,10 +1374,9 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         extra_capacity = None if extra_capacity is None else np.asarray(extra_capacity, dtype=float)[sites]
         S = len(sites)
 
-    def take(x: np.ndarray, axis: int) -> np.ndarray:  # a shared input of every site -> this run's sites
-        return x if sites is None else np.take(x, sites, axis=axis)
-
     breach_only = shared is not None and not detail
+    if keep_inputs is not None:
+        threads = 1
     if threads > 1 and S > 1:
         groups = [g for g in np.array_split(np.arange(S), min(threads, S)) if len(g)]
         with ThreadPoolExecutor(len(groups)) as pool:
@@ -1392,7 +1419,9 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     open_steps = np.zeros((S, K_STAGES))
     in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
     start0 = pd.Timestamp(setup.periods["start"].iloc[0]) if P else pd.Timestamp(0)
-    carry = _fluid_carry(setup, cal, profile, step_hours) if shared is None else take(shared.carry, 1)
+    carry = _fluid_carry(setup, cal, profile, step_hours) if shared is None else take_sites(shared.carry, sites, 1)
+    if keep_inputs is not None:
+        keep_inputs["carry"] = carry
     if shared is not None:
         for c, tr in trackers.items():
             tr.tolerances = shared.tolerances[c]
@@ -1405,13 +1434,11 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         Tc = nd * spd
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
         got = shared.periods.get(ip) if shared is not None else None
-        if got is None:
-            w_out, w_in, dow, cap, staffed, share, labour_binds, labour, x_out, x_in = _period_work(
-                setup, cal, profile, ip, nd, step_hours, carry[ip], R, seed, in_weekday)
-        else:
-            w_out, w_in, dow = got[:3]
-            cap, staffed, labour, x_out, x_in = (take(got[i], 1) for i in (3, 4, 7, 8, 9))
-            share, labour_binds = take(got[5], 0), take(got[6], 0)
+        work = (_period_work(setup, cal, profile, ip, nd, step_hours, carry[ip], R, seed, in_weekday) if got is None
+                else _take_work(got, sites))
+        if keep_inputs is not None:
+            keep_inputs[ip] = work
+        w_out, w_in, dow, cap, staffed, share, labour_binds, labour, x_out, x_in = work
         if extra_capacity is not None:  # units a day, spread over the open steps of each day
             per_day = cal.open_share.sum(axis=0)
             per_step = cal.open_share / np.where(per_day > 0, per_day, 1.0)
@@ -1731,7 +1758,7 @@ WHOLE_CHAIN = -2
 
 def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replications: int, seed: int,
                         step_hours: float = 1.0, profile: Profile | None = None, rel_tol: float = 0.01,
-                        max_doublings: int = 5, reuse: bool = True) -> SimulationResult:
+                        max_doublings: int = 5, reuse: bool = True, kept: dict | None = None) -> SimulationResult:
     """Replace each breach's estimated shortfall by one that, added, clears it (single-multiplier runs).
 
     The estimate (peak overdue units over the days since the chain was last empty) misses when the stage's
@@ -1750,6 +1777,8 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
     the staffing split computed once), and after the first run each run simulates only the sites whose breaches
     are still being searched, until all of those have broken again; the amounts found are exactly those of
     ``reuse=False``, which simulates every failing site over the whole horizon in every run (the reference).
+    ``kept``: the inputs the run of ``result`` kept (``run_setup(keep_inputs=)``), taken instead of drawn again
+    (and emptied).
     """
     b = result.breaches
     if b.empty or b["column"].max() > 0:
@@ -1764,7 +1793,10 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
     mult = np.array([float(b["multiplier"].iloc[0])])
 
     shared = SharedInputs.build(sub, mult, replications=replications, seed=seed, step_hours=step_hours,
-                                profile=profile) if reuse else None
+                                profile=profile, kept=None if kept is None else (kept, np.array(sites))
+                                ) if reuse else None
+    if kept is not None:
+        kept.clear()  # taken: the failing sites' share is in ``shared`` now
     key_site = np.array([local[s] for s, _ in keys])
     key_chain = np.array([CHAIN_NAMES.index(c) for _, c in keys])
 
@@ -1864,11 +1896,15 @@ def simulate_volumes(instance: Instance, site_throughput: pd.DataFrame, *, capac
     """Simulate a bare volume table (site_id, period, inbound_units, outbound_units); see :func:`simulate`."""
     setup = prepare(instance, site_throughput, capacity=capacity, labor=labor, open_sites=open_sites,
                     periods=periods)
+    search = clear_shortfall and len(multipliers) == 1
+    steps = int(round(float(setup.periods["days"].sum()) * 24.0 / step_hours))
+    kept = {} if search and threads <= 1 and SharedInputs.fits(len(setup.site_ids), replications, steps,
+                                                               SHARED_BYTES) else None
     result = run_setup(setup, np.asarray(multipliers, dtype=float), replications=replications, seed=seed,
-                       step_hours=step_hours, profile=profile, threads=threads)
-    if clear_shortfall and len(multipliers) == 1:
+                       step_hours=step_hours, profile=profile, threads=threads, keep_inputs=kept)
+    if search:  # the search takes the run's inputs (the arrivals drawn, the staffing split), not drawn again
         result = clearing_shortfalls(setup, result, replications=replications, seed=seed, step_hours=step_hours,
-                                     profile=profile)
+                                     profile=profile, kept=kept)
     return result
 
 

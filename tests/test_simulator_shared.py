@@ -119,6 +119,11 @@ def test_a_run_of_some_sites_breaks_where_a_run_of_all_does(tight):
     assert want["period"].max() < setup.periods["period"].max()  # so the early run does stop early
     early = run_setup(setup, np.array([1.0]), shared=shared, sites=pick, stop_when=stop, **kw)
     pd.testing.assert_frame_equal(early.breaches[cols].reset_index(drop=True), want[cols].reset_index(drop=True))
+    # over the memory budget the inputs are computed again in every run: the same breaches
+    lean = SharedInputs.build(setup, np.array([1.0]), replications=4, seed=1, max_bytes=0)
+    assert not lean.periods
+    again = run_setup(setup, np.array([1.0]), shared=lean, sites=pick, stop_when=stop, **kw)
+    pd.testing.assert_frame_equal(again.breaches, early.breaches, check_exact=True)
     # misuse is refused
     with pytest.raises(ValueError, match="need shared inputs"):
         run_setup(setup, np.array([1.0]), sites=pick, **kw)
