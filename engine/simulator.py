@@ -251,6 +251,13 @@ class _Kernel:
         self.chains = chains
         self.cum = np.zeros((2, len(chains), n_sites, n_batch))  # cumulative chain arrivals, departures
 
+    def take(self, keep: np.ndarray) -> None:
+        """Keep the queues of sites ``keep`` only (indices; the others are dropped from the run)."""
+        self.y, self.q, self.level, self.cum = self.y[keep], self.q[keep], self.level[keep], self.cum[:, :, keep]
+        if self.storage is not None:
+            self.storage_capacity = self.storage_capacity[keep]
+        self._view_key = None
+
     def run(self, ext: np.ndarray, cap: np.ndarray, out_y: np.ndarray, out_q: np.ndarray,
             out_level: np.ndarray, out_cum: np.ndarray | None = None, *, out_a: np.ndarray | None = None,
             heads: Sequence[int] | None = None, acc: tuple[np.ndarray, ...] | None = None) -> None:
@@ -791,6 +798,20 @@ class _ChainTracker:
         self.new_late = np.zeros((S, B), dtype=bool)
         self.late_stage = np.full((S, B), -1)  # per replication: the stage blamed at its first late step
         self.tolerances: dict[int, float] | None = None  # per chunk start: the overdue test's tolerance, when shared
+
+    def take(self, keep: np.ndarray) -> None:
+        """Keep sites ``keep`` only (indices; between chunks, with no cycle times pending)."""
+        if self.pending:
+            raise ValueError("cycle times pending: flush before dropping sites")
+        for name in ("last_D", "last_empty", "max_overdue", "max_rate", "cycle_hist", "first_breach",
+                     "first_step_in_chunk", "first_late", "first_late_in_chunk", "new_late", "late_stage"):
+            setattr(self, name, getattr(self, name)[keep])
+        self.ring = self.ring[:, keep]
+        per_site = self.M * self.rc
+        self.sub_A = self.sub_A.reshape(self.S, per_site, -1)[keep].reshape(len(keep) * per_site, -1)
+        self.sub_D = self.sub_D.reshape(self.S, per_site, -1)[keep].reshape(len(keep) * per_site, -1)
+        self.overdue = np.zeros((0, len(keep), self.M * self.R))
+        self.S = len(keep)
 
     def _sub(self, x: np.ndarray) -> np.ndarray:
         """(T, S, B) -> (S * M * rc, T): the series of the cycle-time subsample, in (s, m, r) order."""
@@ -1337,9 +1358,10 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     profile and period weights; one thread): the inputs are taken from it, not computed again, and the run may
     simulate only ``sites`` (indices into the setup's sites; the per-site arguments still refer to the whole
     setup, the result to these sites) and, with ``detail=False``, stop at the end of the first day by which every
-    (site, chain) marked in ``stop_when`` (len(sites), len(CHAIN_NAMES)) has broken its SLA. Each site's breaches
-    are exactly those of a plain run of every site; a shared run with ``detail=False`` gives the breaches only
-    (the other tables are not filled).
+    (site, chain) marked in ``stop_when`` (len(sites), len(CHAIN_NAMES)) has broken its SLA; at the end of each
+    period, the sites whose marked chains have all broken leave the run. Each site's breaches are exactly those of
+    a plain run of every site; a shared run with ``detail=False`` gives where the breaches are only (the other
+    tables are not filled, and with ``stop_when`` neither are the shortfall columns and the verdicts).
     ``keep_inputs``: a dict that receives the run's inputs (the fluid carry, each period's :func:`_period_work`;
     one thread), for :meth:`SharedInputs.build` ``kept=`` to take instead of computing them again.
     """
@@ -1506,6 +1528,24 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
                                           (pstart - start0).days, pstart))
         if stopped:
             break
+        if stop_when is not None:  # sites whose chains asked about have all broken leave the run (nothing to learn)
+            done = np.ones(S, dtype=bool)
+            for j, c in enumerate(CHAIN_NAMES):
+                done &= ~stop_when[:, j] | (trackers[c].first_breach >= 0).all(axis=1)
+            if done.any():
+                keep = np.flatnonzero(~done)
+                sites = keep if sites is None else sites[keep]
+                setup, mult, stop_when, carry = _subset(setup, keep), mult[keep], stop_when[keep], carry[:, keep]
+                rep_mult = None if rep_mult is None else rep_mult[keep]
+                extra_capacity = None if extra_capacity is None else extra_capacity[keep]
+                cal = replace(cal, open_share=cal.open_share[:, keep], shift_step=cal.shift_step[:, keep])
+                cap_sum, open_steps, y_sum = cap_sum[keep], open_steps[keep], y_sum[keep]
+                kernel.take(keep)
+                for tr in trackers.values():
+                    tr.take(keep)
+                if effects is not None:
+                    effects.take(keep)
+                S, buf = len(keep), None
     result = _assemble(setup, mult, trackers, breach_rows, sp_rows, daily_rows, cap_sum, open_steps, y_sum,
                        profile, step_hours, {"replications": R, "seed": seed, "step_hours": step_hours,
                                              "profile": asdict(profile), "congestion": setup.congestion,
@@ -1560,6 +1600,10 @@ class _Effects:
         if "mtbf_hours" in effects:
             self.p_fail = 1.0 - math.exp(-step_hours / effects["mtbf_hours"])
             self.p_repair = 1.0 - math.exp(-step_hours / effects["mttr_hours"])
+
+    def take(self, keep: np.ndarray) -> None:
+        """Keep sites ``keep`` only (indices): their breakdown states and absence rates."""
+        self.down, self.absence = self.down[keep], self.absence[keep]
 
     def factors(self, setup: SimSetup, seed: int, period: int, nd: int, spd: int, cap: np.ndarray,
                 staffed: np.ndarray, labour: np.ndarray) -> np.ndarray:
@@ -1694,8 +1738,12 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
     index = {sid: i for i, sid in enumerate(setup.site_ids)}
     rows, by_key = [], {}
     for b in breach_rows:
-        s, m, c = index[b["site_id"]], b["column"], b["chain"]
+        s, m, c = index.get(b["site_id"]), b["column"], b["chain"]
         k = b.pop("stage_index")
+        if s is None:  # a site that left a breach-only run (run_setup stop_when=): where it broke, not how much
+            rows.append({**b, "shortfall_units": np.nan, "shortfall_hours": np.nan, "overdue_units": np.nan,
+                         "labour_hours": np.nan})
+            continue
         per_day, hc = float(rate_q[c][s, m]), hourly_cap[s, k]
         row = {**b, "shortfall_units": per_day,
                "shortfall_hours": per_day / hc if np.isfinite(hc) and hc > 0 else np.nan,
