@@ -910,24 +910,27 @@ class _ChainTracker:
         A = np.concatenate([p[0] for p in self.pending], axis=1)
         cd = np.concatenate([self.sub_D] + [p[1] for p in self.pending], axis=1)
         self.pending = []
-        Tc = A.shape[1]
         H = np.concatenate([self.sub_A, A], axis=1)  # (N, W + Tc)
         self.sub_A = H[:, -W:].copy()
         self.sub_D = cd[:, -1:].copy()
         n_series, width = H.shape
         dd = np.diff(cd, axis=1)
-        mid = cd[:, 1:] - dd / 2.0  # the middle unit of each step's departures
+        # only steps with departures weigh (cumulative counts never decrease, so a step without departures adds
+        # +0.0 to its bin, which changes no sum): the others are not matched
+        row, col = np.nonzero(dd > 0)
+        dd = dd[row, col]
+        mid = cd[row, col + 1] - dd / 2.0  # the middle unit of each step's departures
         span = float(H[:, -1].max(initial=0.0)) + 1.0
-        offset = np.arange(n_series, dtype=float)[:, None] * span
-        H += offset
-        mid += offset - 1e-7
-        j = np.searchsorted(H.ravel(), mid.ravel(), side="left").reshape(n_series, Tc)
-        j -= np.arange(n_series)[:, None] * width
-        delay = W + np.arange(Tc)[None, :] - j + 1  # steps, arrival step to departure step inclusive
+        offset = np.arange(n_series, dtype=float) * span
+        H += offset[:, None]
+        mid += offset[row] - 1e-7
+        j = np.searchsorted(H.ravel(), mid, side="left")
+        j -= row * width
+        delay = W + col - j + 1  # steps, arrival step to departure step inclusive
         np.clip(delay, 1, self.nbins - 1, out=delay)
         delay[j <= 0] = self.nbins - 1  # arrived before the lookback window: overflow bin
-        sm = (np.arange(n_series) // rc).reshape(n_series, 1)  # series order is (s, m, r)
-        self.cycle_hist += np.bincount((sm * self.nbins + delay).ravel(), weights=dd.ravel(),
+        sm = row // rc  # series order is (s, m, r)
+        self.cycle_hist += np.bincount(sm * self.nbins + delay, weights=dd,
                                        minlength=S * M * self.nbins).reshape(S, M, self.nbins) * (R / rc)
 
 
