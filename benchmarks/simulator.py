@@ -213,7 +213,7 @@ def _median_plan(plan_dir: str | None, solve_seconds: float) -> tuple[Any, Any, 
     return ev, plan, seconds
 
 
-def part_pipeline(replications: int = 10, solve_seconds: float = 120.0, plan_dir: str | None = None
+def part_pipeline(replications: int = 10, solve_seconds: float = 60.0, plan_dir: str | None = None
                   ) -> dict[str, Any]:
     """The simulation step of ``twinplan solve`` on the median network: the shared path against the reference."""
     from engine.simulator import clearing_shortfalls, plan_inputs, prepare, run_setup, simulate
@@ -250,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--part", choices=sorted(PARTS), help="run one part in this process")
     ap.add_argument("--plan", help="pipeline part: keep the median network's plan in this folder and reuse it")
-    ap.add_argument("--solve-seconds", type=float, default=120.0, help="pipeline part: the solve's time limit")
+    ap.add_argument("--solve-seconds", type=float, default=60.0,
+                    help="pipeline part: the solve's time limit (under heavy load it may need more for a first plan)")
     args = ap.parse_args(argv)
     pipeline = ["--solve-seconds", str(args.solve_seconds), *(["--plan", args.plan] if args.plan else [])]
     if args.part:

@@ -887,8 +887,8 @@ class _ChainTracker:
         self.overdue = overdue
         if t0 >= self.judge_from:
             late = overdue > tol
-            if late.any():
-                failing = late.reshape(Tc, S, M, R).mean(axis=-1) > fail_share
+            if late.any():  # the share of replications late, as update's mean: a count of 0/1 over R, rounded once
+                failing = np.count_nonzero(late.reshape(Tc, S, M, R), axis=-1) / R > fail_share
                 new = failing.any(axis=0) & (self.first_breach < 0)
                 if new.any():
                     overdue[~late] = 0.0
@@ -1274,7 +1274,7 @@ class SharedInputs:
         spd = cal.steps_per_day
         days = np.round(setup.periods["days"].to_numpy(dtype=float)).astype(int)
         held, idx = kept if kept is not None else ({}, None)
-        carry = take_sites(held["carry"], idx, 1) if "carry" in held else _fluid_carry(setup, cal, profile,
+        carry = _take_sites(held["carry"], idx, 1) if "carry" in held else _fluid_carry(setup, cal, profile,
                                                                                         step_hours)
         keep = cls.fits(S, R, int(days.sum()) * spd, max_bytes)
         in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
@@ -1301,7 +1301,7 @@ class SharedInputs:
         return cls(_shared_key(setup, mult, R, seed, step_hours, profile, period_weight), periods, carry, tolerances)
 
 
-def take_sites(x: np.ndarray, sites: np.ndarray | None, axis: int) -> np.ndarray:
+def _take_sites(x: np.ndarray, sites: np.ndarray | None, axis: int) -> np.ndarray:
     """``x`` restricted to ``sites`` (indices) along its site axis (all when None)."""
     return x if sites is None else np.take(x, sites, axis=axis)
 
@@ -1309,9 +1309,9 @@ def take_sites(x: np.ndarray, sites: np.ndarray | None, axis: int) -> np.ndarray
 def _take_work(work: tuple[np.ndarray, ...], sites: np.ndarray | None) -> tuple[np.ndarray, ...]:
     """A period's inputs (:func:`_period_work`) restricted to some of the sites."""
     w_out, w_in, dow, cap, staffed, share, labour_binds, labour, x_out, x_in = work
-    return (w_out, w_in, dow, *(take_sites(x, sites, 1) for x in (cap, staffed)),
-            *(take_sites(x, sites, 0) for x in (share, labour_binds)),
-            *(take_sites(x, sites, 1) for x in (labour, x_out, x_in)))
+    return (w_out, w_in, dow, *(_take_sites(x, sites, 1) for x in (cap, staffed)),
+            *(_take_sites(x, sites, 0) for x in (share, labour_binds)),
+            *(_take_sites(x, sites, 1) for x in (labour, x_out, x_in)))
 
 
 def _site_multipliers(mult: np.ndarray, S: int) -> np.ndarray:
@@ -1444,7 +1444,7 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     open_steps = np.zeros((S, K_STAGES))
     in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
     start0 = pd.Timestamp(setup.periods["start"].iloc[0]) if P else pd.Timestamp(0)
-    carry = _fluid_carry(setup, cal, profile, step_hours) if shared is None else take_sites(shared.carry, sites, 1)
+    carry = _fluid_carry(setup, cal, profile, step_hours) if shared is None else _take_sites(shared.carry, sites, 1)
     if keep_inputs is not None:
         keep_inputs["carry"] = carry
     if shared is not None:
