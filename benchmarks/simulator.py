@@ -1,7 +1,8 @@
 """Flow simulator benchmarks: against the SimPy reference, at scale, and the batched stress test.
 
     python -m benchmarks.simulator --json            # everything, one JSON object
-    python -m benchmarks.simulator --part big        # one part only (big | simpy | stress)
+    python -m benchmarks.simulator --part big        # one part only (big | simpy | stress | pipeline)
+    python -m benchmarks.simulator --part pipeline --plan DIR   # keep the median network's plan in DIR, reuse it
 
 Each part runs in its own subprocess, so peak memory (``ru_maxrss``) and timings do not leak into one another.
 Wall-clock seconds are reported next to CPU seconds and the machine's load average: the machine is shared, and
@@ -20,6 +21,17 @@ Reported:
                             grid + bisection to 0.01, replications grown until every failure point's 95 %
                             interval is +-0.02 (``stress_replications``, ``stress_max_half_width``)
     stress_batch_ratio      time of the 64-multiplier batch / time of 64 separate runs (target <= 0.25)
+    pipeline_seconds        the simulation step of ``twinplan solve`` (:func:`engine.simulator.simulate`, 10
+                            replications, seed 0: the run, then the search for the capacity that clears each breach)
+                            on the median network (``twinplan generate --sites 312 --zones 200 --products 28
+                            --periods 52 --seed 3``, 296 DCs x 364 days, the scenario of ``benchmarks.median_network``)
+                            with the plan of a ``pipeline_solve_seconds`` solve (1 thread; ``--plan DIR`` keeps it
+                            and reuses it), measured in the same process as the reference path
+                            (``pipeline_reference_seconds``: every search run simulates every failing site over the
+                            whole horizon, inputs drawn again, the path before the shared inputs), their ratio, the
+                            seconds per DC-day-replication (``pipeline_seconds_per_dc_day_rep``, all 296 DCs, as
+                            ``engine.pipeline.SIMULATE_SECONDS`` estimates it) and whether both give the same
+                            tables (``pipeline_identical``)
 """
 
 from __future__ import annotations
@@ -172,20 +184,84 @@ def part_stress(replications: int = 10) -> dict[str, Any]:
             "stress_summary": table.attrs["summary"]}
 
 
-PARTS = {"big": part_big, "simpy": part_simpy, "stress": part_stress}
+def _median_plan(plan_dir: str | None, solve_seconds: float) -> tuple[Any, Any, float | None]:
+    """The median network's evaluation instance and the plan of a ``solve_seconds`` solve (loaded from / kept in
+    ``plan_dir`` when given), and the solve's seconds (None when loaded)."""
+    from pathlib import Path
+
+    import yaml
+
+    from benchmarks.median_network import SCENARIO
+    from engine.pipeline import evaluation_instance, solve_decision
+    from engine.scenario import apply_scenario, scenario_from_dict
+    from instances.generator import generate
+    from instances.plan import Plan
+
+    inst = generate("synthetic", seed=3, sites=312, zones=200, products=28, periods=52)
+    inst = apply_scenario(inst, scenario_from_dict(yaml.safe_load(SCENARIO.format(gap=0.02, threads=", threads: 1"))))
+    ev = evaluation_instance(inst, "consolidation")
+    saved = Path(plan_dir) / "plan.json" if plan_dir else None
+    if saved is not None and saved.exists():
+        return ev, Plan.load(plan_dir), None
+    t = perf_counter()
+    plan, _ = solve_decision(inst, "consolidation", time_limit=solve_seconds, mip_gap=0.02, threads=1)
+    seconds = perf_counter() - t
+    if not plan.has_solution:
+        raise SystemExit(f"the median network's solve found no plan in {solve_seconds:g} s; give it more time")
+    if plan_dir:
+        plan.save(plan_dir)
+    return ev, plan, seconds
+
+
+def part_pipeline(replications: int = 10, solve_seconds: float = 60.0, plan_dir: str | None = None
+                  ) -> dict[str, Any]:
+    """The simulation step of ``twinplan solve`` on the median network: the shared path against the reference."""
+    from engine.simulator import clearing_shortfalls, plan_inputs, prepare, run_setup, simulate
+
+    ev, plan, solved = _median_plan(plan_dir, solve_seconds)
+    load = os.getloadavg()[0]
+    t, c = perf_counter(), process_time()
+    fast = simulate(ev, plan, replications=replications, seed=0)
+    wall, cpu = perf_counter() - t, process_time() - c
+    t, c = perf_counter(), process_time()
+    setup = prepare(ev, **plan_inputs(plan))  # simulate() with the search's reference path
+    ref = run_setup(setup, np.array([1.0]), replications=replications, seed=0)
+    ref = clearing_shortfalls(setup, ref, replications=replications, seed=0, reuse=False)
+    ref_wall, ref_cpu = perf_counter() - t, process_time() - c
+    identical = all(getattr(fast, k).equals(getattr(ref, k)) for k in ("stage_period", "site", "daily", "breaches")) \
+        and fast.verdicts == ref.verdicts
+    dc_day_reps = len(ev.dcs) * float(ev.periods["days"].sum()) * replications
+    return {"pipeline_seconds": wall, "pipeline_cpu_seconds": cpu, "pipeline_reference_seconds": ref_wall,
+            "pipeline_reference_cpu_seconds": ref_cpu, "pipeline_speedup": ref_wall / wall,
+            "pipeline_speedup_cpu": ref_cpu / cpu, "pipeline_seconds_per_dc_day_rep": wall / dc_day_reps,
+            "pipeline_identical": bool(identical), "pipeline_dcs": len(ev.dcs),
+            "pipeline_days": float(ev.periods["days"].sum()), "pipeline_replications": replications,
+            "pipeline_sites_simulated": len(fast.site), "pipeline_breaches": len(fast.breaches),
+            "pipeline_failing_sites": int(fast.breaches["site_id"].nunique()),
+            "pipeline_plan_objective": plan.objective, "pipeline_solve_seconds": solved,
+            "pipeline_load_average_before": load, "pipeline_load_average_after": os.getloadavg()[0]}
+
+
+PARTS = {"big": part_big, "simpy": part_simpy, "stress": part_stress, "pipeline": part_pipeline}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--part", choices=sorted(PARTS), help="run one part in this process")
+    ap.add_argument("--plan", help="pipeline part: keep the median network's plan in this folder and reuse it")
+    ap.add_argument("--solve-seconds", type=float, default=60.0,
+                    help="pipeline part: the solve's time limit (under heavy load it may need more for a first plan)")
     args = ap.parse_args(argv)
+    pipeline = ["--solve-seconds", str(args.solve_seconds), *(["--plan", args.plan] if args.plan else [])]
     if args.part:
-        out = PARTS[args.part]()
+        out = (part_pipeline(solve_seconds=args.solve_seconds, plan_dir=args.plan) if args.part == "pipeline"
+               else PARTS[args.part]())
     else:
         out = {"load_average_before": os.getloadavg()[0], "cpus": os.cpu_count()}
-        for name in ("simpy", "big", "stress"):
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.simulator", "--part", name],
+        for name in ("simpy", "big", "stress", "pipeline"):
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.simulator", "--part", name,
+                                   *(pipeline if name == "pipeline" else [])],
                                   capture_output=True, text=True, check=True)
             out.update(json.loads(proc.stdout.strip().splitlines()[-1]))
         out["load_average_after"] = os.getloadavg()[0]

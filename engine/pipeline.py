@@ -222,9 +222,11 @@ moves receipts to another DC or day, which then needs one) and exits 6 with the 
 POST_SOLVE_MARGIN = 1.25
 """A round's solve leaves this many times the expected check-and-simulate time of its plan (the limit covers the
 whole call): in round 1 :func:`post_solve_estimate`, later the slowest earlier round's measured time."""
-SIMULATE_SECONDS = 2e-4
-"""Simulation seconds per DC, day and replication, measured on the median network (296 DCs x 364 days x 10
-replications: 214 s at load 5); the first round's reserve is estimated from it."""
+SIMULATE_SECONDS = 4e-5
+"""Simulation seconds per DC, day and replication; the first round's reserve is estimated from it. Measured on the
+median network (296 DCs x 364 days x 10 replications, today's 228 DCs open, 127 of them breaking an SLA):
+``python -m benchmarks.simulator --part pipeline``, about 2e-5 at load 3 (it was 2e-4, 214 s at load 5, before the
+shortfall search shared its inputs); twice that leaves room for a loaded machine."""
 
 
 def post_solve_estimate(instance: Instance, time_limit: float, replications: int) -> float:

@@ -251,6 +251,13 @@ class _Kernel:
         self.chains = chains
         self.cum = np.zeros((2, len(chains), n_sites, n_batch))  # cumulative chain arrivals, departures
 
+    def take(self, keep: np.ndarray) -> None:
+        """Keep the queues of sites ``keep`` only (indices; the others are dropped from the run)."""
+        self.y, self.q, self.level, self.cum = self.y[keep], self.q[keep], self.level[keep], self.cum[:, :, keep]
+        if self.storage is not None:
+            self.storage_capacity = self.storage_capacity[keep]
+        self._view_key = None
+
     def run(self, ext: np.ndarray, cap: np.ndarray, out_y: np.ndarray, out_q: np.ndarray,
             out_level: np.ndarray, out_cum: np.ndarray | None = None, *, out_a: np.ndarray | None = None,
             heads: Sequence[int] | None = None, acc: tuple[np.ndarray, ...] | None = None) -> None:
@@ -752,6 +759,12 @@ def _quantile_hist(hist: np.ndarray, q: float) -> np.ndarray:
     return idx
 
 
+def _overdue_tolerance(cum_arrivals: np.ndarray) -> float:
+    """Units below which a chain's overdue count is rounding noise: 1e-9 of the largest cumulative arrivals (over
+    sites and batch columns) at the end of the chunk, plus 1e-6."""
+    return 1e-9 * float(cum_arrivals.max(initial=0.0)) + 1e-6
+
+
 class _ChainTracker:
     """FIFO bookkeeping of one chain across chunks: overdue units, SLA breaches, cycle-time histogram.
 
@@ -784,6 +797,21 @@ class _ChainTracker:
         self.first_late_in_chunk = np.full((S, B), -1)
         self.new_late = np.zeros((S, B), dtype=bool)
         self.late_stage = np.full((S, B), -1)  # per replication: the stage blamed at its first late step
+        self.tolerances: dict[int, float] | None = None  # per chunk start: the overdue test's tolerance, when shared
+
+    def take(self, keep: np.ndarray) -> None:
+        """Keep sites ``keep`` only (indices; between chunks, with no cycle times pending)."""
+        if self.pending:
+            raise ValueError("cycle times pending: flush before dropping sites")
+        for name in ("last_D", "last_empty", "max_overdue", "max_rate", "cycle_hist", "first_breach",
+                     "first_step_in_chunk", "first_late", "first_late_in_chunk", "new_late", "late_stage"):
+            setattr(self, name, getattr(self, name)[keep])
+        self.ring = self.ring[:, keep]
+        per_site = self.M * self.rc
+        self.sub_A = self.sub_A.reshape(self.S, per_site, -1)[keep].reshape(len(keep) * per_site, -1)
+        self.sub_D = self.sub_D.reshape(self.S, per_site, -1)[keep].reshape(len(keep) * per_site, -1)
+        self.overdue = np.zeros((0, len(keep), self.M * self.R))
+        self.S = len(keep)
 
     def _sub(self, x: np.ndarray) -> np.ndarray:
         """(T, S, B) -> (S * M * rc, T): the series of the cycle-time subsample, in (s, m, r) order."""
@@ -799,7 +827,8 @@ class _ChainTracker:
         """
         Tc = cumA.shape[0]
         S, M, R, W, L = self.S, self.M, self.R, self.W, self.L
-        tol = 1e-9 * float(cumA[-1].max(initial=0.0)) + 1e-6
+        # a shared run (:class:`SharedInputs`) takes the tolerance of all the setup's sites
+        tol = _overdue_tolerance(cumA[-1]) if self.tolerances is None else self.tolerances[t0]
         overdue = np.empty_like(cumD)  # A(t - L) - D(t)
         nh = min(L, Tc)
         np.subtract(self.ring[(t0 - L + np.arange(nh)) % W], cumD[:nh], out=overdue[:nh])
@@ -841,6 +870,34 @@ class _ChainTracker:
         self.last_D = cumD[-1].copy()
         return new
 
+    def update_breaches(self, cumA: np.ndarray, cumD: np.ndarray, t0: int, fail_share: float) -> np.ndarray:
+        """:meth:`update` for the first breaches only (``first_breach``, ``first_step_in_chunk``, ``overdue``, the
+        same as :meth:`update` leaves them): what the search for the capacity that clears a breach reads. Shortfall
+        estimates, per-replication breaches and cycle times are not kept."""
+        Tc = cumA.shape[0]
+        S, M, R, W, L = self.S, self.M, self.R, self.W, self.L
+        tol = _overdue_tolerance(cumA[-1]) if self.tolerances is None else self.tolerances[t0]
+        overdue = np.empty_like(cumD)  # A(t - L) - D(t)
+        nh = min(L, Tc)
+        np.subtract(self.ring[(t0 - L + np.arange(nh)) % W], cumD[:nh], out=overdue[:nh])
+        if Tc > L:
+            np.subtract(cumA[:Tc - L], cumD[L:], out=overdue[L:])
+        new = np.zeros((S, M), dtype=bool)
+        self.first_step_in_chunk[:] = -1
+        self.overdue = overdue
+        if t0 >= self.judge_from:
+            late = overdue > tol
+            if late.any():  # the share of replications late, as update's mean: a count of 0/1 over R, rounded once
+                failing = np.count_nonzero(late.reshape(Tc, S, M, R), axis=-1) / R > fail_share
+                new = failing.any(axis=0) & (self.first_breach < 0)
+                if new.any():
+                    overdue[~late] = 0.0
+                    self.first_step_in_chunk = np.where(new, failing.argmax(axis=0), -1)
+                    self.first_breach[new] = t0 + self.first_step_in_chunk[new]
+        keep = min(Tc, W)
+        self.ring[(t0 + Tc - keep + np.arange(keep)) % W] = cumA[Tc - keep:]
+        return new
+
     def flush_cycle(self) -> None:
         """Histogram the cycle times (steps) of the departures fed since the last flush, weighted by units.
 
@@ -853,24 +910,27 @@ class _ChainTracker:
         A = np.concatenate([p[0] for p in self.pending], axis=1)
         cd = np.concatenate([self.sub_D] + [p[1] for p in self.pending], axis=1)
         self.pending = []
-        Tc = A.shape[1]
         H = np.concatenate([self.sub_A, A], axis=1)  # (N, W + Tc)
         self.sub_A = H[:, -W:].copy()
         self.sub_D = cd[:, -1:].copy()
         n_series, width = H.shape
         dd = np.diff(cd, axis=1)
-        mid = cd[:, 1:] - dd / 2.0  # the middle unit of each step's departures
+        # only steps with departures weigh (cumulative counts never decrease, so a step without departures adds
+        # +0.0 to its bin, which changes no sum): the others are not matched
+        row, col = np.nonzero(dd > 0)
+        dd = dd[row, col]
+        mid = cd[row, col + 1] - dd / 2.0  # the middle unit of each step's departures
         span = float(H[:, -1].max(initial=0.0)) + 1.0
-        offset = np.arange(n_series, dtype=float)[:, None] * span
-        H += offset
-        mid += offset - 1e-7
-        j = np.searchsorted(H.ravel(), mid.ravel(), side="left").reshape(n_series, Tc)
-        j -= np.arange(n_series)[:, None] * width
-        delay = W + np.arange(Tc)[None, :] - j + 1  # steps, arrival step to departure step inclusive
+        offset = np.arange(n_series, dtype=float) * span
+        H += offset[:, None]
+        mid += offset[row] - 1e-7
+        j = np.searchsorted(H.ravel(), mid, side="left")
+        j -= row * width
+        delay = W + col - j + 1  # steps, arrival step to departure step inclusive
         np.clip(delay, 1, self.nbins - 1, out=delay)
         delay[j <= 0] = self.nbins - 1  # arrived before the lookback window: overflow bin
-        sm = (np.arange(n_series) // rc).reshape(n_series, 1)  # series order is (s, m, r)
-        self.cycle_hist += np.bincount((sm * self.nbins + delay).ravel(), weights=dd.ravel(),
+        sm = row // rc  # series order is (s, m, r)
+        self.cycle_hist += np.bincount(sm * self.nbins + delay, weights=dd,
                                        minlength=S * M * self.nbins).reshape(S, M, self.nbins) * (R / rc)
 
 
@@ -1167,10 +1227,122 @@ def _merge(setup: SimSetup, mult: np.ndarray, parts: list[SimulationResult]) -> 
                             cat("daily", ["period", "day"]), breaches, verdicts, parts[0].params, rep)
 
 
+SHARED_BYTES = 1 << 29
+"""Most bytes of per-period inputs a simulation keeps for the shortfall search (:class:`SharedInputs`): above it
+they are computed again (the median network's 228 open DCs x 364 days x 10 replications need about 330 MB)."""
+
+
+class SharedInputs:
+    """What repeated runs of one setup share: the shortfall search (:func:`clearing_shortfalls`) simulates the same
+    sites with the same seed, replications and multiplier again and again, only the extra capacity changes.
+
+    :meth:`build` computes, without simulating, per period the expected work shares, staffing and capacity
+    (:func:`_period_inputs`) and the drawn arrivals (:func:`_draw_arrivals`), the fluid carry
+    (:func:`_fluid_carry`), and each chain's tolerance of the overdue test per day (it scales with the largest
+    cumulative arrivals over all the setup's sites, which capacity does not change; running sums in the kernel's
+    order of additions, so the same to the bit). A run given them (``run_setup(shared=)``) may simulate only some
+    of the sites (``sites``) and stop once chosen chains have broken (``stop_when``): every input is per site and
+    the tolerance is that of all the sites, so each site's SLA breaches come out exactly as in a plain run of every
+    site. Per-period arrays are kept up to ``max_bytes`` (above it each run computes them again).
+    """
+
+    def __init__(self, key: tuple, periods: dict[int, tuple[np.ndarray, ...]], carry: np.ndarray,
+                 tolerances: dict[str, dict[int, float]]) -> None:
+        self.key, self.periods, self.carry, self.tolerances = key, periods, carry, tolerances
+
+    @staticmethod
+    def fits(S: int, R: int, steps: int, max_bytes: float) -> bool:
+        """Whether per-period arrays of S sites, R replications over ``steps`` steps fit ``max_bytes`` (arrivals
+        float32, capacity and labour float64 per stage, staffed hours)."""
+        return S * steps * (2 * 4 * R + 2 * 8 * K_STAGES + 8) <= max_bytes
+
+    @classmethod
+    def build(cls, setup: SimSetup, multipliers: np.ndarray, *, replications: int, seed: int,
+              step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
+              max_bytes: float = SHARED_BYTES, kept: tuple[dict, np.ndarray] | None = None) -> SharedInputs:
+        """The shared inputs of runs of ``setup`` with these arguments (multipliers (M,) or per site (S, M)).
+
+        ``kept``: the inputs a run of a setup with more sites kept (``run_setup(keep_inputs=)``, same seed,
+        replications, step and profile) and the indices of this setup's sites in it: taken instead of computed
+        again (every one is per site)."""
+        profile = profile or Profile()
+        S, P, R = len(setup.site_ids), len(setup.periods), int(replications)
+        mult = _site_multipliers(np.asarray(multipliers, dtype=float), S)
+        M = mult.shape[1]
+        pw = np.ones(P) if period_weight is None else np.asarray(period_weight, dtype=float)
+        cal = _calendar(setup, profile, step_hours)
+        spd = cal.steps_per_day
+        days = np.round(setup.periods["days"].to_numpy(dtype=float)).astype(int)
+        held, idx = kept if kept is not None else ({}, None)
+        carry = _take_sites(held["carry"], idx, 1) if "carry" in held else _fluid_carry(setup, cal, profile,
+                                                                                        step_hours)
+        keep = cls.fits(S, R, int(days.sum()) * spd, max_bytes)
+        in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
+        periods: dict[int, tuple[np.ndarray, ...]] = {}
+        tolerances: dict[str, dict[int, float]] = {c: {} for c in CHAIN_NAMES}
+        cum = {c: np.zeros((S, M * R)) for c in CHAIN_NAMES}
+        t0 = 0
+        for ip in range(P):
+            nd = int(days[ip])
+            Tc = nd * spd
+            work = (_take_work(held[ip], idx) if ip in held else
+                    _period_work(setup, cal, profile, ip, nd, step_hours, carry[ip], R, seed, in_weekday))
+            if keep:
+                periods[ip] = work
+            factor = 1.0 + (mult[..., None] - 1.0) * pw[ip]  # (S, M, 1), as in run_setup
+            for chain, x in (("inbound", work[9]), ("order", work[8])):
+                run = np.multiply(x[:, :, None, :], factor[None]).reshape(Tc, S, M * R)  # the chain head's work
+                run[0] += cum[chain]
+                np.cumsum(run, axis=0, out=run)  # the kernel's running count: the same additions in the same order
+                cum[chain] = run[-1].copy()
+                for d in range(nd):
+                    tolerances[chain][t0 + d * spd] = _overdue_tolerance(run[(d + 1) * spd - 1])
+            t0 += Tc
+        return cls(_shared_key(setup, mult, R, seed, step_hours, profile, period_weight), periods, carry, tolerances)
+
+
+def _take_sites(x: np.ndarray, sites: np.ndarray | None, axis: int) -> np.ndarray:
+    """``x`` restricted to ``sites`` (indices) along its site axis (all when None)."""
+    return x if sites is None else np.take(x, sites, axis=axis)
+
+
+def _take_work(work: tuple[np.ndarray, ...], sites: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """A period's inputs (:func:`_period_work`) restricted to some of the sites."""
+    w_out, w_in, dow, cap, staffed, share, labour_binds, labour, x_out, x_in = work
+    return (w_out, w_in, dow, *(_take_sites(x, sites, 1) for x in (cap, staffed)),
+            *(_take_sites(x, sites, 0) for x in (share, labour_binds)),
+            *(_take_sites(x, sites, 1) for x in (labour, x_out, x_in)))
+
+
+def _site_multipliers(mult: np.ndarray, S: int) -> np.ndarray:
+    """Multipliers (M,) or (S, M) as (S, M)."""
+    return np.broadcast_to(mult if mult.ndim == 2 else mult[None, :], (S, mult.shape[-1])).copy()
+
+
+def _shared_key(setup: SimSetup, mult: np.ndarray, R: int, seed: int, step_hours: float, profile: Profile,
+                period_weight: np.ndarray | None) -> tuple:
+    """What shared inputs depend on besides the setup's tables (:class:`SharedInputs`)."""
+    return (tuple(setup.site_ids), mult.tobytes(), R, seed, float(step_hours), profile,
+            None if period_weight is None else np.asarray(period_weight, dtype=float).tobytes())
+
+
+def _period_work(setup: SimSetup, cal: _Calendar, profile: Profile, ip: int, nd: int, step_hours: float,
+                 carry: np.ndarray, R: int, seed: int, in_weekday: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Period ``ip``'s inputs that depend neither on the multipliers nor on extra capacity: those of
+    :func:`_period_inputs` (w_out, w_in, dow, cap, staffed, share, labour_binds, labour) and the arrivals of
+    :func:`_draw_arrivals` (x_out, x_in)."""
+    w_out, w_in, dow, cap, staffed, share, labour_binds, labour = _period_inputs(setup, cal, profile, ip, nd,
+                                                                                  step_hours, carry)
+    x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
+    return w_out, w_in, dow, cap, staffed, share, labour_binds, labour, x_out, x_in
+
+
 def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 20, seed: int = 0,
               step_hours: float = 1.0, profile: Profile | None = None, period_weight: np.ndarray | None = None,
               detail: bool = True, threads: int = 1, judge_from_period: int | None = None,
-              extra_capacity: np.ndarray | None = None) -> SimulationResult:
+              extra_capacity: np.ndarray | None = None, shared: SharedInputs | None = None,
+              sites: Sequence[int] | None = None, stop_when: np.ndarray | None = None,
+              keep_inputs: dict | None = None) -> SimulationResult:
     """Simulate a prepared setup for multipliers (M,), per site (S, M) or per site and replication (S, M, R);
     see :func:`simulate`.
 
@@ -1185,6 +1357,16 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     ``threads`` > 1 simulates groups of sites in parallel threads (sites are independent and draw their own
     random streams, so the result is the same as with one thread). It pays only when cores are free: the step
     loop holds the GIL between numpy calls (on the shared 2-core machine it was slower than one thread).
+    ``shared`` (:meth:`SharedInputs.build` for this setup and the same multipliers, replications, seed, step,
+    profile and period weights; one thread): the inputs are taken from it, not computed again, and the run may
+    simulate only ``sites`` (indices into the setup's sites; the per-site arguments still refer to the whole
+    setup, the result to these sites) and, with ``detail=False``, stop at the end of the first day by which every
+    (site, chain) marked in ``stop_when`` (len(sites), len(CHAIN_NAMES)) has broken its SLA; at the end of each
+    period, the sites whose marked chains have all broken leave the run. Each site's breaches are exactly those of
+    a plain run of every site; a shared run with ``detail=False`` gives where the breaches are only (the other
+    tables are not filled, and with ``stop_when`` neither are the shortfall columns and the verdicts).
+    ``keep_inputs``: a dict that receives the run's inputs (the fluid carry, each period's :func:`_period_work`;
+    one thread), for :meth:`SharedInputs.build` ``kept=`` to take instead of computing them again.
     """
     profile = profile or Profile()
     S, P, R = len(setup.site_ids), len(setup.periods), int(replications)
@@ -1197,9 +1379,29 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             raise ValueError(f"per-replication multipliers must be (S={S}, M, R={R}), got {mult.shape}")
         rep_mult = mult
         mult = mult.mean(axis=-1)
-    mult = np.broadcast_to(mult if mult.ndim == 2 else mult[None, :], (S, mult.shape[-1])).copy()
+    mult = _site_multipliers(mult, S)
     if (mult < 0).any() or (rep_mult is not None and (rep_mult < 0).any()):
         raise ValueError("multipliers must be non-negative")
+    if shared is not None:
+        if rep_mult is not None or shared.key != _shared_key(setup, mult, R, seed, step_hours, profile,
+                                                             period_weight):
+            raise ValueError("run_setup: the shared inputs were built for other sites, multipliers, replications, "
+                             "seed, step, profile or period weights")
+        threads = 1
+    if (sites is not None or stop_when is not None) and shared is None:
+        raise ValueError("run_setup: sites= and stop_when= need shared inputs (SharedInputs.build)")
+    if stop_when is not None and detail:
+        raise ValueError("run_setup: stop_when= is for breach-only runs (detail=False)")
+    if sites is not None:
+        sites = np.asarray(sites, dtype=int)
+        setup, mult = _subset(setup, sites), mult[sites]
+        rep_mult = None if rep_mult is None else rep_mult[sites]
+        extra_capacity = None if extra_capacity is None else np.asarray(extra_capacity, dtype=float)[sites]
+        S = len(sites)
+
+    breach_only = shared is not None and not detail
+    if keep_inputs is not None:
+        threads = 1
     if threads > 1 and S > 1:
         groups = [g for g in np.array_split(np.arange(S), min(threads, S)) if len(g)]
         with ThreadPoolExecutor(len(groups)) as pool:
@@ -1242,7 +1444,13 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
     open_steps = np.zeros((S, K_STAGES))
     in_weekday = np.asarray(profile.inbound_weekday, dtype=float)
     start0 = pd.Timestamp(setup.periods["start"].iloc[0]) if P else pd.Timestamp(0)
-    carry = _fluid_carry(setup, cal, profile, step_hours)
+    carry = _fluid_carry(setup, cal, profile, step_hours) if shared is None else _take_sites(shared.carry, sites, 1)
+    if keep_inputs is not None:
+        keep_inputs["carry"] = carry
+    if shared is not None:
+        for c, tr in trackers.items():
+            tr.tolerances = shared.tolerances[c]
+    stopped = False
     t0 = 0
     buf: tuple[np.ndarray, ...] | None = None
     for ip in range(P):
@@ -1250,13 +1458,16 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
         nd = int(days[ip])
         Tc = nd * spd
         pstart = pd.Timestamp(setup.periods["start"].iloc[ip])
-        w_out, w_in, dow, cap, staffed, share, labour_binds, labour = _period_inputs(setup, cal, profile, ip, nd,
-                                                                                      step_hours, carry[ip])
+        got = shared.periods.get(ip) if shared is not None else None
+        work = (_period_work(setup, cal, profile, ip, nd, step_hours, carry[ip], R, seed, in_weekday) if got is None
+                else _take_work(got, sites))
+        if keep_inputs is not None:
+            keep_inputs[ip] = work
+        w_out, w_in, dow, cap, staffed, share, labour_binds, labour, x_out, x_in = work
         if extra_capacity is not None:  # units a day, spread over the open steps of each day
             per_day = cal.open_share.sum(axis=0)
             per_step = cal.open_share / np.where(per_day > 0, per_day, 1.0)
             cap = cap + np.tile(per_step, (nd, 1, 1)) * np.asarray(extra_capacity, dtype=float)[None]
-        x_out, x_in = _draw_arrivals(setup, cal, profile, ip, nd, R, seed, w_out, w_in, in_weekday[dow])
         factor = 1.0 + ((mult[..., None] if rep_mult is None else rep_mult) - 1.0) * pw[ip]  # (S, M, 1 or R)
         ext = np.empty((Tc, S, 2, M, R))  # external work of the chain heads: inbound dock, pick
         np.multiply(x_in[:, :, None, :], factor[None], out=ext[:, :, 0])
@@ -1277,12 +1488,13 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             cap_day = cap[day, :, :, None] if cap_eff is None else cap_eff[day]
             if setup.congestion > 0:
                 cap_day = cap_day * _congestion_factor(setup.congestion, ext[day], cap[day])
-            kernel.run(ext[day], cap_day, out_y, out_q, out_level, out_cum,
-                       heads=(INBOUND_DOCK, PICK), acc=(day_a[d], day_y[d], q_sum, level_sum))
+            kernel.run(ext[day], cap_day, out_y, out_q, out_level, out_cum, heads=(INBOUND_DOCK, PICK),
+                       acc=None if breach_only else (day_a[d], day_y[d], q_sum, level_sum))
             # chains: SLA breaches and cycle times
             for c, (cname, stages) in enumerate(CHAINS.items()):
                 tr = trackers[cname]
-                new = tr.update(out_cum[0, c], out_cum[1, c], t0, step_hours, fail_share, detail)
+                new = (tr.update_breaches(out_cum[0, c], out_cum[1, c], t0, fail_share) if breach_only else
+                       tr.update(out_cum[0, c], out_cum[1, c], t0, step_hours, fail_share, detail))
                 if tr.new_late.any():  # per replication: the stage blamed at its first late step
                     sr, br = np.nonzero(tr.new_late)
                     ir = tr.first_late_in_chunk[sr, br]
@@ -1304,6 +1516,10 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
                                         "time": pstart + pd.Timedelta(hours=hour),
                                         "binding": "labour" if labour_binds[s, k] else "equipment"})
             t0 += spd
+            if stop_when is not None and all((trackers[c].first_breach[stop_when[:, j]] >= 0).all()
+                                             for j, c in enumerate(CHAIN_NAMES)):
+                stopped = True  # every chain asked about has broken: the rest of the horizon cannot mend it
+                break
         for tr in trackers.values():
             tr.flush_cycle()
         cap_sum += cap.sum(axis=0)
@@ -1313,6 +1529,26 @@ def run_setup(setup: SimSetup, multipliers: np.ndarray, *, replications: int = 2
             sp_rows.append(_period_rows(setup, period, mult, day_a, day_y, q_sum / Tc, level_sum / Tc, cap, M, R))
             daily_rows.append(_daily_rows(setup, period, mult, day_a, day_y, cap, staffed, share, nd, spd, M, R,
                                           (pstart - start0).days, pstart))
+        if stopped:
+            break
+        if stop_when is not None:  # sites whose chains asked about have all broken leave the run (nothing to learn)
+            done = np.ones(S, dtype=bool)
+            for j, c in enumerate(CHAIN_NAMES):
+                done &= ~stop_when[:, j] | (trackers[c].first_breach >= 0).all(axis=1)
+            if done.any():
+                keep = np.flatnonzero(~done)
+                sites = keep if sites is None else sites[keep]
+                setup, mult, stop_when, carry = _subset(setup, keep), mult[keep], stop_when[keep], carry[:, keep]
+                rep_mult = None if rep_mult is None else rep_mult[keep]
+                extra_capacity = None if extra_capacity is None else extra_capacity[keep]
+                cal = replace(cal, open_share=cal.open_share[:, keep], shift_step=cal.shift_step[:, keep])
+                cap_sum, open_steps, y_sum = cap_sum[keep], open_steps[keep], y_sum[keep]
+                kernel.take(keep)
+                for tr in trackers.values():
+                    tr.take(keep)
+                if effects is not None:
+                    effects.take(keep)
+                S, buf = len(keep), None
     result = _assemble(setup, mult, trackers, breach_rows, sp_rows, daily_rows, cap_sum, open_steps, y_sum,
                        profile, step_hours, {"replications": R, "seed": seed, "step_hours": step_hours,
                                              "profile": asdict(profile), "congestion": setup.congestion,
@@ -1367,6 +1603,10 @@ class _Effects:
         if "mtbf_hours" in effects:
             self.p_fail = 1.0 - math.exp(-step_hours / effects["mtbf_hours"])
             self.p_repair = 1.0 - math.exp(-step_hours / effects["mttr_hours"])
+
+    def take(self, keep: np.ndarray) -> None:
+        """Keep sites ``keep`` only (indices): their breakdown states and absence rates."""
+        self.down, self.absence = self.down[keep], self.absence[keep]
 
     def factors(self, setup: SimSetup, seed: int, period: int, nd: int, spd: int, cap: np.ndarray,
                 staffed: np.ndarray, labour: np.ndarray) -> np.ndarray:
@@ -1501,8 +1741,12 @@ def _assemble(setup: SimSetup, mult: np.ndarray, trackers: dict[str, _ChainTrack
     index = {sid: i for i, sid in enumerate(setup.site_ids)}
     rows, by_key = [], {}
     for b in breach_rows:
-        s, m, c = index[b["site_id"]], b["column"], b["chain"]
+        s, m, c = index.get(b["site_id"]), b["column"], b["chain"]
         k = b.pop("stage_index")
+        if s is None:  # a site that left a breach-only run (run_setup stop_when=): where it broke, not how much
+            rows.append({**b, "shortfall_units": np.nan, "shortfall_hours": np.nan, "overdue_units": np.nan,
+                         "labour_hours": np.nan})
+            continue
         per_day, hc = float(rate_q[c][s, m]), hourly_cap[s, k]
         row = {**b, "shortfall_units": per_day,
                "shortfall_hours": per_day / hc if np.isfinite(hc) and hc > 0 else np.nan,
@@ -1565,7 +1809,7 @@ WHOLE_CHAIN = -2
 
 def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replications: int, seed: int,
                         step_hours: float = 1.0, profile: Profile | None = None, rel_tol: float = 0.01,
-                        max_doublings: int = 5) -> SimulationResult:
+                        max_doublings: int = 5, reuse: bool = True, kept: dict | None = None) -> SimulationResult:
     """Replace each breach's estimated shortfall by one that, added, clears it (single-multiplier runs).
 
     The estimate (peak overdue units over the days since the chain was last empty) misses when the stage's
@@ -1579,6 +1823,13 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
     amount is added at every stage of the chain. The rows get ``estimated_units`` (the first estimate),
     ``shortfall_scope`` (``stage``: at the row's stage; ``chain``: at each stage of the chain; ``none``) and
     ``cleared`` (False: nothing cleared it within the doublings; the estimate is kept).
+
+    ``reuse`` (default): the search's runs share their inputs (:class:`SharedInputs`: the arrivals are drawn and
+    the staffing split computed once), and after the first run each run simulates only the sites whose breaches
+    are still being searched, until all of those have broken again; the amounts found are exactly those of
+    ``reuse=False``, which simulates every failing site over the whole horizon in every run (the reference).
+    ``kept``: the inputs the run of ``result`` kept (``run_setup(keep_inputs=)``), taken instead of drawn again
+    (and emptied).
     """
     b = result.breaches
     if b.empty or b["column"].max() > 0:
@@ -1592,15 +1843,31 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
     sub = _subset(setup, np.array(sites))
     mult = np.array([float(b["multiplier"].iloc[0])])
 
-    def cleared(stages: list[int], amount: np.ndarray) -> np.ndarray:
+    shared = SharedInputs.build(sub, mult, replications=replications, seed=seed, step_hours=step_hours,
+                                profile=profile, kept=None if kept is None else (kept, np.array(sites))
+                                ) if reuse else None
+    if kept is not None:
+        kept.clear()  # taken: the failing sites' share is in ``shared`` now
+    key_site = np.array([local[s] for s, _ in keys])
+    key_chain = np.array([CHAIN_NAMES.index(c) for _, c in keys])
+
+    def cleared(stages: list[int], amount: np.ndarray, asked: np.ndarray) -> np.ndarray:
+        """Whether each breach's chain holds with ``amount`` added; only the ``asked`` breaches are answered (the
+        others are False or right)."""
         extra = np.zeros((len(sites), K_STAGES))
         for (s, chain), k, a in zip(keys, stages, amount):
             if k == WHOLE_CHAIN:
                 extra[local[s], list(CHAINS[chain])] += a
             elif k >= 0:
                 extra[local[s], k] += a
+        run: dict[str, Any] = {}
+        if shared is not None:  # only the sites asked about, until their chains have all broken
+            run["sites"] = np.unique(key_site[asked])
+            pos = np.searchsorted(run["sites"], key_site[asked])
+            run["stop_when"] = np.zeros((len(run["sites"]), len(CHAIN_NAMES)), dtype=bool)
+            run["stop_when"][pos, key_chain[asked]] = True
         res = run_setup(sub, mult, replications=replications, seed=seed, step_hours=step_hours, profile=profile,
-                        detail=False, extra_capacity=extra)
+                        detail=False, extra_capacity=extra, shared=shared, **run)
         still = set(zip(res.breaches["site_id"], res.breaches["chain"]))
         return np.array([(setup.site_ids[s], c) not in still for s, c in keys])
 
@@ -1612,7 +1879,7 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
             todo = active & np.isnan(hi)
             if not todo.any():
                 break
-            ok = cleared(stages, np.where(todo, x, np.where(np.isnan(hi), 0.0, hi)))
+            ok = cleared(stages, np.where(todo, x, np.where(np.isnan(hi), 0.0, hi)), todo)
             hi = np.where(todo & ok, x, hi)
             lo = np.where(todo & ~ok, x, lo)
             x = np.where(todo & ~ok, 2 * x, x)
@@ -1621,7 +1888,7 @@ def clearing_shortfalls(setup: SimSetup, result: SimulationResult, *, replicatio
             if not open_.any():
                 return hi
             mid = (lo + hi) / 2
-            ok = cleared(stages, np.where(open_, mid, np.where(np.isnan(hi), 0.0, hi)))
+            ok = cleared(stages, np.where(open_, mid, np.where(np.isnan(hi), 0.0, hi)), open_)
             hi = np.where(open_ & ok, mid, hi)
             lo = np.where(open_ & ~ok, mid, lo)
 
@@ -1680,11 +1947,15 @@ def simulate_volumes(instance: Instance, site_throughput: pd.DataFrame, *, capac
     """Simulate a bare volume table (site_id, period, inbound_units, outbound_units); see :func:`simulate`."""
     setup = prepare(instance, site_throughput, capacity=capacity, labor=labor, open_sites=open_sites,
                     periods=periods)
+    search = clear_shortfall and len(multipliers) == 1
+    steps = int(round(float(setup.periods["days"].sum()) * 24.0 / step_hours))
+    kept = {} if search and threads <= 1 and SharedInputs.fits(len(setup.site_ids), replications, steps,
+                                                               SHARED_BYTES) else None
     result = run_setup(setup, np.asarray(multipliers, dtype=float), replications=replications, seed=seed,
-                       step_hours=step_hours, profile=profile, threads=threads)
-    if clear_shortfall and len(multipliers) == 1:
+                       step_hours=step_hours, profile=profile, threads=threads, keep_inputs=kept)
+    if search:  # the search takes the run's inputs (the arrivals drawn, the staffing split), not drawn again
         result = clearing_shortfalls(setup, result, replications=replications, seed=seed, step_hours=step_hours,
-                                     profile=profile)
+                                     profile=profile, kept=kept)
     return result
 
 
