@@ -29,6 +29,12 @@ def exact(network):
     return plan
 
 
+def lp_path(**kw) -> NetworkDesignOptions:
+    """relax-and-restore with a (non-binding) open-count row: the network Lagrangian relaxation does not apply to
+    it (:func:`formulations.network_lagrangian.applies`), so a large model takes the LP path tested here."""
+    return NetworkDesignOptions(strategy="relax_restore", max_open=1000, **kw)
+
+
 def optimum(inst) -> float:
     return float(network_design.solve(inst, options=NetworkDesignOptions(strategy="direct"), mip_gap=0.0,
                                       threads=1).objective)
@@ -41,8 +47,7 @@ def test_large_model_path_bounds_by_blocked_interior_point(network, exact, monke
     monkeypatch.setattr(network_design, "LARGE_LP_ARCS", 1)
     monkeypatch.setattr(network_design, "BLOCK_MOST_ARCS", 2 * 48)  # 48 lanes: blocks of 4 periods
     monkeypatch.setattr(network_design, "MILP_SETUP_FACTOR", 1e6)
-    opt = NetworkDesignOptions(strategy="relax_restore")
-    plan = network_design.solve(network, options=opt, time_limit=60, mip_gap=0.0, threads=1)
+    plan = network_design.solve(network, options=lp_path(), time_limit=60, mip_gap=0.0, threads=1)
     lp = plan.meta["phases"]["lp_relaxation"]
     assert lp["period_block"] == 4 and lp["periods"] == 2 and lp["method"] == "ipm"
     assert lp["bound"] is not None and 0.5 * exact.objective < lp["bound"] <= exact.objective * (1 + 1e-9)
@@ -53,8 +58,7 @@ def test_large_model_path_bounds_by_blocked_interior_point(network, exact, monke
 
 def test_large_model_goes_to_the_full_milp_when_it_fits(network, exact, monkeypatch):
     monkeypatch.setattr(network_design, "LARGE_LP_ARCS", 1)
-    plan = network_design.solve(network, options=NetworkDesignOptions(strategy="relax_restore"), time_limit=60,
-                                mip_gap=0.0, threads=1)
+    plan = network_design.solve(network, options=lp_path(), time_limit=60, mip_gap=0.0, threads=1)
     assert plan.meta["phases"]["lp_relaxation"]["status"].startswith("skipped")
     assert plan.status == "optimal" and plan.objective == pytest.approx(exact.objective, rel=1e-7)
 
@@ -78,10 +82,11 @@ def test_a_plan_is_a_complete_mip_start(network, exact):
 def test_full_milp_skipped_when_it_cannot_start_in_the_time_left(network, monkeypatch):
     monkeypatch.setattr(network_design, "LARGE_LP_ARCS", 1)
     monkeypatch.setattr(network_design, "MILP_SETUP_FACTOR", 1e6)
-    plan = network_design.solve(network, options=NetworkDesignOptions(strategy="relax_restore"), time_limit=30,
-                                mip_gap=0.0, threads=1)
-    assert plan.meta["phases"]["milp"]["status"].startswith("skipped")
-    assert plan.has_solution and plan.status == "time_limit" and plan.bound <= plan.objective
+    for opt in (lp_path(), NetworkDesignOptions(strategy="relax_restore")):  # the LP path, the network Lagrangian
+        plan = network_design.solve(network, options=opt, time_limit=30, mip_gap=0.0, threads=1)
+        assert plan.meta["phases"]["milp"]["status"].startswith("skipped")
+        assert plan.has_solution and plan.status == "time_limit" and plan.bound <= plan.objective
+    assert "lagrangian_more" in plan.meta["phases"]  # the MILP cannot start: the rest went to the bound
 
 
 def relax_value(inst, integer: bool) -> float:
