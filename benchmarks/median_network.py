@@ -11,8 +11,9 @@ Prints one JSON object per step:
 - ``generate``: seconds;
 - ``solve``: wall seconds of the whole command and by how much it overran ``--time-limit`` (``overrun_s``), exit
   code, status, objective, proven bound and gap, **time to the first plan** (the command's own progress line
-  "solving ..." + the formulation's preparation + the first evaluated plan's ``at_seconds``), the phases of the
-  relax-and-restore strategy, the pipeline's timings (solve, check, simulate), the repair rounds;
+  "solving ..." + the first round's ``first_plan_s``), the last round's phases of the relax-and-restore
+  strategy, the pipeline's timings (solve, check, simulate), each repair round's objective, bound, gap and first
+  plan (``per_round``);
 - ``load``: the load average before and after (the machine is shared).
 
 Measured figures are in the README benchmark table.
@@ -52,16 +53,15 @@ def emit(step: str, **fields: Any) -> None:
     print(json.dumps({"step": step, **fields}, default=str), flush=True)
 
 
-def first_plan_seconds(stderr: str, plan_meta: dict[str, Any]) -> float | None:
-    """Seconds from the command's start to its first plan: when solving began (its progress line), plus the
-    formulation's preparation, plus the first evaluated plan's ``at_seconds``."""
+def first_plan_seconds(stderr: str, result: dict[str, Any]) -> float | None:
+    """Seconds from the command's start to its first plan: when solving began (its progress line) plus the first
+    round's ``first_plan_s`` (seconds from the pipeline's start to that round's first evaluated plan)."""
     m = re.search(r"\[twinplan\s+([\d.]+)s\] solving ", stderr)
-    phases = plan_meta.get("phases") or {}
-    ats = [p["at_seconds"] for p in phases.values()
-           if isinstance(p, dict) and p.get("at_seconds") is not None and p.get("objective") is not None]
-    if m is None or not ats:
+    rounds = result.get("rounds") or []
+    first = rounds[0].get("first_plan_s") if rounds else None
+    if m is None or first is None:
         return None
-    return float(m.group(1)) + float(plan_meta.get("prepare_seconds") or 0.0) + min(ats)
+    return float(m.group(1)) + float(first)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             meta = plan.get("meta") or {}
             result = json.loads((run / "result.json").read_text())
             out.update(status=plan.get("status"), objective=plan.get("objective"), bound=plan.get("bound"),
-                       gap=plan.get("gap"), first_plan_s=first_plan_seconds(proc.stderr, meta),
+                       gap=plan.get("gap"), first_plan_s=first_plan_seconds(proc.stderr, result),
                        timings=result.get("timings"), rounds=len(result.get("rounds") or []),
+                       per_round=[{k: x.get(k) for k in ("round", "objective", "bound", "gap", "first_plan_s",
+                                                         "simulation_feasible")}
+                                  for x in result.get("rounds") or []],
                        phases={k: {f: v.get(f) for f in ("status", "objective", "bound", "seconds", "at_seconds",
                                                          "period_block", "method")
                                    if isinstance(v, dict) and v.get(f) is not None}

@@ -430,6 +430,18 @@ def _repair(inst: Instance, evaluated_on: Instance, plan: Plan, breach: dict[str
             f"hours gave; equipment {cap:,.0f} units/day suffices)")
 
 
+def _first_plan_at(plan: Plan, started: float) -> float | None:
+    """Seconds from the call's start to the round's first plan: when its solve ``started``, plus the formulation's
+    preparation, plus its first evaluated plan's ``at_seconds`` (relax-and-restore's phases); None when the
+    formulation does not report phases."""
+    phases = plan.meta.get("phases") or {}
+    ats = [p["at_seconds"] for p in phases.values()
+           if isinstance(p, dict) and p.get("at_seconds") is not None and p.get("objective") is not None]
+    if not ats:
+        return None
+    return round(started + float(plan.meta.get("prepare_seconds") or 0.0) + min(ats), 3)
+
+
 def _handles_volume(plan: Plan) -> bool:
     """Does any DC of the plan receive or ship units?"""
     tp = plan.tables["site_throughput"]
@@ -545,6 +557,8 @@ def plan(instance: Instance, scenario: Scenario | None = None, *, solver: str = 
             evaluated_on = evaluation_instance(inst, decision)
         timings["solve_s"] += time.perf_counter() - ts
         rec: dict[str, Any] = {"round": r, "status": current.status, "objective": current.objective,
+                               "bound": current.bound, "gap": current.gap,
+                               "first_plan_s": _first_plan_at(current, ts - t0),
                                "objective_change": (None if prev_obj is None or current.objective is None
                                                     else current.objective - prev_obj),
                                "derate": {f"{s}/{g}": round(f, 6) for (s, g), f in derate.items()},

@@ -168,3 +168,16 @@ def test_a_later_solve_starts_from_the_plans_multipliers(large):
     lag = again.meta["phases"]["lagrangian"]
     assert lag["start"] == "the warm start's multipliers"
     assert lag["bound"] >= first.meta["phases"]["lagrangian"]["bound"] * (1 - 1e-9)
+
+
+def test_each_round_records_its_bound_gap_and_first_plan(large, monkeypatch):
+    """``twinplan solve``'s loop records per round the plan's bound and gap and when its first plan was in hand
+    (the median network benchmark reports the first round's)."""
+    from engine.pipeline import plan as run
+
+    monkeypatch.setattr(network_design, "RELAX_RESTORE_MIN_ARCS", 1)
+    res = run(network(5), time_limit=60, mip_gap=0.01, threads=1, replications=2)
+    first = res.rounds[0]
+    assert 0.0 < first["first_plan_s"] <= res.timings["total_s"]
+    assert first["bound"] <= first["objective"] and first["gap"] == pytest.approx(
+        (first["objective"] - first["bound"]) / abs(first["objective"]))
