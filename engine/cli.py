@@ -296,6 +296,16 @@ def _record_failed_run(run_store, row: dict, exc: BaseException, verdict, second
               file=sys.stderr)
 
 
+def command_time_limit(time_limit: float | None, scenario) -> float | None:
+    """Seconds the whole ``twinplan solve`` command may take: ``--time-limit`` when given, else the scenario's own
+    ``solver.time_limit`` (None: no limit). Either covers every solve, repair round, check and simulation of the
+    scenario and of its baseline, not each solve."""
+    if time_limit is not None:
+        return float(time_limit)
+    own = dict(scenario.solver).get("time_limit") if scenario is not None else None
+    return None if own is None else float(own)
+
+
 def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, time_limit, gap, replications: int,
                 seed: int, solver_options: dict, run_store, user: str, say, instance_path=None,
                 with_baseline: bool = True, base_run_id: str | None = None, before_publish=None):
@@ -320,8 +330,10 @@ def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, ti
         log_file.write_text("")
         solver_log = SolveLog(log_file, say)
         say(f"solving {inst.name} / {name}")
-        # --time-limit covers the whole command: the scenario's rounds, then its baseline's, then the answer's
-        # own solves, each getting what is left (the scenario leaves BASELINE_SHARE of the limit to its baseline)
+        # the limit covers the whole command: the scenario's rounds, then its baseline's, then the answer's own
+        # solves, each getting what is left (the scenario leaves BASELINE_SHARE of the limit to its baseline);
+        # without --time-limit, the scenario's own solver.time_limit is that limit
+        time_limit = command_time_limit(time_limit, scenario)
         end = None if time_limit is None else time.perf_counter() + float(time_limit)
 
         def left(keep: float = 0.0) -> float | None:
@@ -786,7 +798,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the main job on the bundled eu_fba instance")
     p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--time-limit", type=float, default=50.0, help="seconds per MILP solve")
+    p.add_argument("--time-limit", type=float, default=50.0,
+                   help="seconds for the whole command: the scenario's and its baseline's solves, repair rounds, "
+                        "checks and simulations (default 50)")
     COMMANDS["demo"] = cmd_demo
 
     p = sub.add_parser("solve", help="solve a scenario: optimize, check, simulate, repair")
@@ -826,7 +840,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("instance", help="instance folder or bundled instance name")
     p.add_argument("--scenario", help="scenario name (in INSTANCE/scenarios) or YAML file")
     p.add_argument("--solver", default="highs", type=_solver_name, help="MILP solver: highs (default), ortools, ...")
-    p.add_argument("--time-limit", type=float, default=None, help="seconds per MILP solve")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="seconds for the plan's solve, all its phases (default: the scenario's solver.time_limit); "
+                        "the stress simulations after it are not limited")
     p.add_argument("--seed", type=int, default=0, help="random seed of the stress simulations (default 0)")
     p.add_argument("--json", action="store_true", help="print the failure points as JSON (progress on stderr)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
