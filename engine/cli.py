@@ -132,16 +132,28 @@ _MIP_LINE = re.compile(r"(?P<bound>[-+]?(?:\d[\d.eE+-]*|inf))\s+(?P<best>[-+]?(?
 """A HiGHS branch-and-bound progress line: ... BestBound BestSol Gap | Cuts InLp Confl. | LpIters Time."""
 
 
-def _num(text: str, scale: float = 1.0) -> str:
+def _value(text: str, scale: float = 1.0, offset: float = 0.0) -> float | None:
+    """A log's objective value in the caller's units (divided by the solver's scale, plus the caller's constant);
+    None when it is not a number."""
     try:
-        v = float(text) / scale
+        return float(text) / scale + offset
     except ValueError:
+        return None
+
+
+def _num(v: float | None, text: str = "") -> str:
+    if v is None:
         return text
     return f"{v:,.0f}" if abs(v) >= 100 and v == v and abs(v) != float("inf") else f"{v:.4g}"
 
 
 class SolveLog:
     """The solver log written to a file, and the MIP gap reported while solving (at most every ``every`` s).
+
+    The progress line shows what the plan will report: the log's objective values divided by the scale the
+    solver saw (:data:`solvers.api.SCALE_NOTE`) plus any constant the formulation keeps out of the model
+    (:data:`solvers.api.OFFSET_NOTE`, network design's closing costs), and the gap recomputed from them as the
+    plan's gap is: (best - bound) / |best|.
 
     Passed as the ``log`` callable of :func:`solvers.solve` (through :func:`engine.pipeline.plan`)."""
 
@@ -150,25 +162,32 @@ class SolveLog:
         self._last = -1e9
         self.gap: str | None = None
         self.scale = 1.0  # the solver sees the objective times this (solvers.api.SCALE_NOTE)
+        self.offset = 0.0  # the caller adds this to the model's objective (solvers.api.OFFSET_NOTE)
 
     def __call__(self, text: str) -> None:
-        from solvers.api import SCALE_NOTE
+        from solvers.api import OFFSET_NOTE, SCALE_NOTE
 
         with self.path.open("a", encoding="utf-8") as f:
             f.write(text if text.endswith("\n") else text + "\n")
         for line in text.splitlines():
-            if line.startswith(SCALE_NOTE):
-                self.scale = float(line[len(SCALE_NOTE):].split()[0])
+            if line.startswith(SCALE_NOTE):  # each solve starts with it: a new scale, no constant unless noted
+                self.scale, self.offset = float(line[len(SCALE_NOTE):].split()[0]), 0.0
+                continue
+            if line.startswith(OFFSET_NOTE):
+                self.offset = float(line[len(OFFSET_NOTE):].split()[0])
                 continue
             m = _MIP_LINE.search(line)
             if m is None:
                 continue
-            self.gap = m["gap"]
+            best, bound = (_value(m[k], self.scale, self.offset) for k in ("best", "bound"))
+            gap = m["gap"]
+            if best is not None and bound is not None and all(abs(v) < float("inf") for v in (best, bound)):
+                gap = f"{max(0.0, best - bound) / max(abs(best), 1e-9):.2%}"
+            self.gap = gap
             now = time.monotonic()
             if self.progress is not None and now - self._last >= self.every:
                 self._last = now
-                self.progress(f"solving: gap {m['gap']} (best {_num(m['best'], self.scale)}, "
-                              f"bound {_num(m['bound'], self.scale)})")
+                self.progress(f"solving: gap {gap} (best {_num(best, m['best'])}, bound {_num(bound, m['bound'])})")
 
 
 def _load_inputs(instance_arg: str, scenario_arg: str | None, calibration: str | None = None):

@@ -853,7 +853,8 @@ def _solve_direct(instance: Instance, opt: NetworkDesignOptions, *, warm_start: 
         form.integrality[:] = 0
     start = basis if as_lp and basis is not None else warm_start_from(ctx, m, warm_start)
     res = solvers.solve(form, solver=solver, time_limit=time_limit, mip_gap=None if as_lp else mip_gap,
-                        threads=threads, warm_start=start, options=solver_options, log=log, keep_basis=as_lp)
+                        threads=threads, warm_start=start, options=solver_options, log=log, keep_basis=as_lp,
+                        objective_offset=ctx.objective_constant)
     plan = extract_plan(ctx, res)
     plan.meta["strategy"] = "direct"
     if as_lp:
@@ -1273,7 +1274,8 @@ def _lp_phase(instance: Instance, opt: NetworkDesignOptions, phases: dict[str, A
     form = labelled_form(m, ctx)
     form.integrality[:] = 0
     lp = solvers.solve(form, solver=kw["solver"], time_limit=lp_limit, threads=kw["threads"],
-                       options=kw["solver_options"], log=kw["log"], warm_start=bases.get("lp"), keep_basis=True)
+                       options=kw["solver_options"], log=kw["log"], warm_start=bases.get("lp"), keep_basis=True,
+                       objective_offset=ctx.objective_constant)
     phases["lp_relaxation"] = {"status": str(lp.termination.value), "seconds": time.perf_counter() - t,
                                "exact_aggregation": exact, "solve_seconds": lp.wall_time.solve,
                                "basis_start": lp.basis_start}
@@ -1353,7 +1355,7 @@ def _blocked_lp_phase(instance: Instance, opt: NetworkDesignOptions, sizing: Net
     form.integrality[:] = 0
     options = {**IPM_OPTIONS, **dict(kw["solver_options"] or {})} if kw["solver"] == "highs" else kw["solver_options"]
     lp = solvers.solve(form, solver=kw["solver"], time_limit=lp_limit, threads=kw["threads"], options=options,
-                       log=kw["log"])
+                       log=kw["log"], objective_offset=ctx.objective_constant)
     rec: dict[str, Any] = {"status": str(lp.termination.value), "seconds": time.perf_counter() - t,
                            "solve_seconds": lp.wall_time.solve, "period_block": size,
                            "periods": len(ctx.periods), "method": options.get("solver", kw["solver"])
