@@ -132,16 +132,28 @@ _MIP_LINE = re.compile(r"(?P<bound>[-+]?(?:\d[\d.eE+-]*|inf))\s+(?P<best>[-+]?(?
 """A HiGHS branch-and-bound progress line: ... BestBound BestSol Gap | Cuts InLp Confl. | LpIters Time."""
 
 
-def _num(text: str, scale: float = 1.0) -> str:
+def _value(text: str, scale: float = 1.0, offset: float = 0.0) -> float | None:
+    """A log's objective value in the caller's units (divided by the solver's scale, plus the caller's constant);
+    None when it is not a number."""
     try:
-        v = float(text) / scale
+        return float(text) / scale + offset
     except ValueError:
+        return None
+
+
+def _num(v: float | None, text: str = "") -> str:
+    if v is None:
         return text
     return f"{v:,.0f}" if abs(v) >= 100 and v == v and abs(v) != float("inf") else f"{v:.4g}"
 
 
 class SolveLog:
     """The solver log written to a file, and the MIP gap reported while solving (at most every ``every`` s).
+
+    The progress line shows what the plan will report: the log's objective values divided by the scale the
+    solver saw (:data:`solvers.api.SCALE_NOTE`) plus any constant the formulation keeps out of the model
+    (:data:`solvers.api.OFFSET_NOTE`, network design's closing costs), and the gap recomputed from them as the
+    plan's gap is: (best - bound) / |best|.
 
     Passed as the ``log`` callable of :func:`solvers.solve` (through :func:`engine.pipeline.plan`)."""
 
@@ -150,25 +162,32 @@ class SolveLog:
         self._last = -1e9
         self.gap: str | None = None
         self.scale = 1.0  # the solver sees the objective times this (solvers.api.SCALE_NOTE)
+        self.offset = 0.0  # the caller adds this to the model's objective (solvers.api.OFFSET_NOTE)
 
     def __call__(self, text: str) -> None:
-        from solvers.api import SCALE_NOTE
+        from solvers.api import OFFSET_NOTE, SCALE_NOTE
 
         with self.path.open("a", encoding="utf-8") as f:
             f.write(text if text.endswith("\n") else text + "\n")
         for line in text.splitlines():
-            if line.startswith(SCALE_NOTE):
-                self.scale = float(line[len(SCALE_NOTE):].split()[0])
+            if line.startswith(SCALE_NOTE):  # each solve starts with it: a new scale, no constant unless noted
+                self.scale, self.offset = float(line[len(SCALE_NOTE):].split()[0]), 0.0
+                continue
+            if line.startswith(OFFSET_NOTE):
+                self.offset = float(line[len(OFFSET_NOTE):].split()[0])
                 continue
             m = _MIP_LINE.search(line)
             if m is None:
                 continue
-            self.gap = m["gap"]
+            best, bound = (_value(m[k], self.scale, self.offset) for k in ("best", "bound"))
+            gap = m["gap"]
+            if best is not None and bound is not None and all(abs(v) < float("inf") for v in (best, bound)):
+                gap = f"{max(0.0, best - bound) / max(abs(best), 1e-9):.2%}"
+            self.gap = gap
             now = time.monotonic()
             if self.progress is not None and now - self._last >= self.every:
                 self._last = now
-                self.progress(f"solving: gap {m['gap']} (best {_num(m['best'], self.scale)}, "
-                              f"bound {_num(m['bound'], self.scale)})")
+                self.progress(f"solving: gap {gap} (best {_num(best, m['best'])}, bound {_num(bound, m['bound'])})")
 
 
 def _load_inputs(instance_arg: str, scenario_arg: str | None, calibration: str | None = None):
@@ -296,6 +315,16 @@ def _record_failed_run(run_store, row: dict, exc: BaseException, verdict, second
               file=sys.stderr)
 
 
+def command_time_limit(time_limit: float | None, scenario) -> float | None:
+    """Seconds the whole ``twinplan solve`` command may take: ``--time-limit`` when given, else the scenario's own
+    ``solver.time_limit`` (None: no limit). Either covers every solve, repair round, check and simulation of the
+    scenario and of its baseline, not each solve."""
+    if time_limit is not None:
+        return float(time_limit)
+    own = dict(scenario.solver).get("time_limit") if scenario is not None else None
+    return None if own is None else float(own)
+
+
 def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, time_limit, gap, replications: int,
                 seed: int, solver_options: dict, run_store, user: str, say, instance_path=None,
                 with_baseline: bool = True, base_run_id: str | None = None, before_publish=None):
@@ -320,8 +349,10 @@ def _solve_into(folder, inst, scenario, base_sc, *, run_id: str, solver: str, ti
         log_file.write_text("")
         solver_log = SolveLog(log_file, say)
         say(f"solving {inst.name} / {name}")
-        # --time-limit covers the whole command: the scenario's rounds, then its baseline's, then the answer's
-        # own solves, each getting what is left (the scenario leaves BASELINE_SHARE of the limit to its baseline)
+        # the limit covers the whole command: the scenario's rounds, then its baseline's, then the answer's own
+        # solves, each getting what is left (the scenario leaves BASELINE_SHARE of the limit to its baseline);
+        # without --time-limit, the scenario's own solver.time_limit is that limit
+        time_limit = command_time_limit(time_limit, scenario)
         end = None if time_limit is None else time.perf_counter() + float(time_limit)
 
         def left(keep: float = 0.0) -> float | None:
@@ -786,7 +817,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the main job on the bundled eu_fba instance")
     p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--time-limit", type=float, default=50.0, help="seconds per MILP solve")
+    p.add_argument("--time-limit", type=float, default=50.0,
+                   help="seconds for the whole command: the scenario's and its baseline's solves, repair rounds, "
+                        "checks and simulations (default 50)")
     COMMANDS["demo"] = cmd_demo
 
     p = sub.add_parser("solve", help="solve a scenario: optimize, check, simulate, repair")
@@ -826,7 +859,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("instance", help="instance folder or bundled instance name")
     p.add_argument("--scenario", help="scenario name (in INSTANCE/scenarios) or YAML file")
     p.add_argument("--solver", default="highs", type=_solver_name, help="MILP solver: highs (default), ortools, ...")
-    p.add_argument("--time-limit", type=float, default=None, help="seconds per MILP solve")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="seconds for the plan's solve, all its phases (default: the scenario's solver.time_limit); "
+                        "the stress simulations after it are not limited")
     p.add_argument("--seed", type=int, default=0, help="random seed of the stress simulations (default 0)")
     p.add_argument("--json", action="store_true", help="print the failure points as JSON (progress on stderr)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

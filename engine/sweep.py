@@ -6,7 +6,7 @@ A sweep spec is a YAML file::
     instance: eu_fba              # bundled name or folder (relative to this file or the working directory)
     scenario: peak                # optional base scenario: name in <instance>/scenarios/ or a file
     seed: 42                      # drives the samples and every run's simulator seed
-    solver: {solver: highs, time_limit: 60, mip_gap: 0.005, threads: 1}
+    solver: {solver: highs, time_limit: 60, mip_gap: 0.005, threads: 1}   # time_limit: seconds per run, all rounds
     plan: {max_rounds: 3, replications: 5}          # engine.plan options (max_rounds, replications, simulate)
     warm_start: true              # warm-start every run from the base run's plan (default true)
     parameters:                   # named axes: a modification template with $value, and its values

@@ -2,8 +2,10 @@
 
 Applies when the (product-aggregated) model is a capacitated facility location problem over zone-period
 customers k = (z, t): one product, no source->DC legs, no lane capacities, no labour, no expansion modules,
-no service, budget, open-count or single-sourcing rows (:func:`applies` says which one is missing). The
-OR-Library instances are of this shape. With multipliers u_k on ``sum_a x_a + unmet_k = d_k`` (Görtz & Klose,
+no service, budget or open-count rows (:func:`applies` says which one is missing). The OR-Library instances are
+of this shape. With single sourcing (each zone served by one DC) the multi-source problem relaxed here is itself
+a relaxation, so L(u), the fixings and the probes below hold for single-source plans too (the plans evaluated
+and the MILP keep single sourcing). With multipliers u_k on ``sum_a x_a + unmet_k = d_k`` (Görtz & Klose,
 INFORMS J. Computing 24(4), 2012)::
 
     L(u) = sum_k u_k d_k + sum_k d_k min(0, p - u_k)                       (unmet at penalty p, when allowed)
@@ -61,7 +63,7 @@ def applies(ctx: NetworkDesignContext) -> tuple[bool, str]:
         (ctx.labor.empty, "the model has labour"),
         (ctx.instance.expansions.empty, "the model has expansion modules"),
         (ctx.service_share <= 0, "the model has a service constraint"),
-        (not opt.single_source, "single sourcing"),
+        # single sourcing is no obstacle: the multi-source problem relaxed here is a relaxation of it
         (opt.capex_budget is None and opt.min_open is None and opt.max_open is None,
          "budget or open-count limits"),
         (len(ctx.outbound) > 0, "no outbound arcs"),

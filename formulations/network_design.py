@@ -859,7 +859,8 @@ def _solve_direct(instance: Instance, opt: NetworkDesignOptions, *, warm_start: 
         form.integrality[:] = 0
     start = basis if as_lp and basis is not None else warm_start_from(ctx, m, warm_start)
     res = solvers.solve(form, solver=solver, time_limit=time_limit, mip_gap=None if as_lp else mip_gap,
-                        threads=threads, warm_start=start, options=solver_options, log=log, keep_basis=as_lp)
+                        threads=threads, warm_start=start, options=solver_options, log=log, keep_basis=as_lp,
+                        objective_offset=ctx.objective_constant)
     plan = extract_plan(ctx, res)
     plan.meta["strategy"] = "direct"
     if as_lp:
@@ -1090,17 +1091,26 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
         exists); later evaluations get at most START_SHARE of the limit."""
         t = time.perf_counter()
         limit = share(START_SHARE)
+        first_try = None
         if not plans:
             # no plan in hand yet: this evaluation (an LP with the sites fixed) may use all the time left -- a
-            # plan always comes back, and a MILP started without one can return a far worse incumbent
-            limit = left()
+            # plan always comes back, and a MILP started without one can return a far worse incumbent. With
+            # single sourcing it is a MILP over the assignments: its incumbent at START_SHARE of the limit is
+            # taken (proving it optimal for these sites took capa8000 18-41 s of a 60 s limit), and only
+            # without one does it get the time left
+            first_try, limit = (None if fixed_lp else limit), left()
         elif limit is not None and limit < 0.5:
             phases[name] = {"status": "skipped: no time left"}
             return None
         fixed = replace(_sites_fixed(opt, sizing.sites, is_open, modules),
                         aggregate_products=None if exact else False)
-        p = _solve_direct(instance, fixed, basis=basis, integers_fixed=fixed_lp, time_limit=limit,
-                          mip_gap=mip_gap, **kw)
+        p = None
+        if first_try is not None and first_try >= 0.5:
+            p = _solve_direct(instance, fixed, basis=basis, integers_fixed=fixed_lp, time_limit=first_try,
+                              mip_gap=mip_gap, **kw)
+        if p is None or (not _ok(p) and not p.status.proves_no_solution):
+            p = _solve_direct(instance, fixed, basis=basis, integers_fixed=fixed_lp, time_limit=limit,
+                              mip_gap=mip_gap, **kw)
         phases[name] = {"status": p.status, "objective": p.objective, "open_sites": int(is_open.sum()),
                         "seconds": time.perf_counter() - t, "at_seconds": time.perf_counter() - t0,
                         "solve_seconds": p.meta.get("solve_seconds"),
@@ -1181,7 +1191,9 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
         score = lag.site_costs / np.maximum(cap.sum(axis=1), 1e-9)
         fo, fc = nh.forced_masks(sizing)
         tried: set[bytes] = {np.packbits(_open_mask(p, sizing.sites)).tobytes() for p in plans}
-        t_ls, n_moves, improved = time.perf_counter(), 0, True
+        # with single sourcing each move is a MILP over the assignments (up to START_SHARE of the limit each):
+        # the time goes to the MILP over the sites fixing leaves free instead
+        t_ls, n_moves, improved = time.perf_counter(), 0, fixed_lp
         while improved and plans:
             improved = False
             incumbent = min(plans, key=lambda p: p.objective)
@@ -1327,7 +1339,8 @@ def _lp_phase(instance: Instance, opt: NetworkDesignOptions, phases: dict[str, A
     form = labelled_form(m, ctx)
     form.integrality[:] = 0
     lp = solvers.solve(form, solver=kw["solver"], time_limit=lp_limit, threads=kw["threads"],
-                       options=kw["solver_options"], log=kw["log"], warm_start=bases.get("lp"), keep_basis=True)
+                       options=kw["solver_options"], log=kw["log"], warm_start=bases.get("lp"), keep_basis=True,
+                       objective_offset=ctx.objective_constant)
     phases["lp_relaxation"] = {"status": str(lp.termination.value), "seconds": time.perf_counter() - t,
                                "exact_aggregation": exact, "solve_seconds": lp.wall_time.solve,
                                "basis_start": lp.basis_start}
@@ -1407,7 +1420,7 @@ def _blocked_lp_phase(instance: Instance, opt: NetworkDesignOptions, sizing: Net
     form.integrality[:] = 0
     options = {**IPM_OPTIONS, **dict(kw["solver_options"] or {})} if kw["solver"] == "highs" else kw["solver_options"]
     lp = solvers.solve(form, solver=kw["solver"], time_limit=lp_limit, threads=kw["threads"], options=options,
-                       log=kw["log"])
+                       log=kw["log"], objective_offset=ctx.objective_constant)
     rec: dict[str, Any] = {"status": str(lp.termination.value), "seconds": time.perf_counter() - t,
                            "solve_seconds": lp.wall_time.solve, "period_block": size,
                            "periods": len(ctx.periods), "method": options.get("solver", kw["solver"])

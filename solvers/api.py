@@ -33,6 +33,7 @@ def solve(
     mip_duals: bool = False,
     keep_basis: bool = False,
     scaling: bool = True,
+    objective_offset: float = 0.0,
 ) -> SolveResult:
     """Solve a linopy model, a Pyomo model or a :class:`StandardForm` with a registered backend.
 
@@ -76,6 +77,10 @@ def solve(
         objective factors, so that costs of 1e7 beside 1e-2 and big-M coefficients reach the solver in a sane
         range); every value, dual, reduced cost, the objective and the bound come back in the model's units.
         ``result.scaling`` holds the factors used. False hands the model over as it is.
+    objective_offset
+        A constant the caller adds to this model's objective outside the model (network design keeps the closing
+        costs of today's DCs aside). It changes nothing in the solve or the result: it is written to the log
+        (:data:`OFFSET_NOTE`) so that a log reader shows the objective and gap the caller will report.
 
     Returns
     -------
@@ -105,6 +110,8 @@ def solve(
     scale_seconds = perf_counter() - t_scale
     _note_in_log(log, f"{SCALE_NOTE} {factors.objective!r}"
                       f"{' (twinplan scaled the model before the solver)' if not factors.is_identity else ''}\n")
+    if objective_offset:
+        _note_in_log(log, f"{OFFSET_NOTE} {float(objective_offset)!r}\n")
     params = SolveParams(
         time_limit=time_limit,
         mip_gap=mip_gap,
@@ -182,6 +189,12 @@ SCALE_NOTE = "Objective values in this log are the model's times"
 """First words of the line :func:`solve` writes to the solver log before each solve (a log reader such as the CLI's
 progress display divides the log's objective values by the number that follows: 1.0 when the objective is not
 scaled)."""
+
+
+OFFSET_NOTE = "Objective values in this log leave out the caller's constant"
+"""First words of the line :func:`solve` writes to the solver log, after the :data:`SCALE_NOTE` line, when the caller
+adds a constant to the model's objective (``objective_offset``): the caller's objective is the log's value divided
+by the scale plus the number that follows. Without this line the constant is 0."""
 
 
 def _note_in_log(log: LogTarget, text: str) -> None:

@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from engine.cli import SolveLog, build_parser, did_you_mean, main
 
 
@@ -81,3 +83,50 @@ def test_json_solve_keeps_stdout_clean_and_reports_progress_on_stderr(capsys, tm
     assert any(re.search(r"round 1/\d+ +\d+\.\ds: ", line) for line in lines)  # one line per repair round
     elapsed = [float(re.match(r"\[twinplan +(\d+\.\d)s\]", line)[1]) for line in lines]
     assert elapsed == sorted(elapsed)
+
+
+def test_solve_log_adds_the_callers_constant_and_recomputes_the_gap(tmp_path):
+    """The solver saw the objective times 0.5 and without a constant of 1,000: best 2,000 and bound 1,800 in the
+    log are 5,000 and 4,600 in the plan's units, gap (5,000 - 4,600) / 5,000 = 8.00 % (the log's 10.00 % is the
+    solver's own, without the constant)."""
+    from solvers.api import OFFSET_NOTE, SCALE_NOTE
+
+    said: list[str] = []
+    log = SolveLog(tmp_path / "solver.log", said.append, every=0.0)
+    log(f"{SCALE_NOTE} 0.5 (twinplan scaled the model before the solver)\n{OFFSET_NOTE} 1000.0\n")
+    log("         0       0         0   0.00%   1800            2000               10.00%        0      0      0"
+        "        19     0.0s\n")
+    log(" J       0       0         0   0.00%   -inf            2000               Large         0      0      0"
+        "         0     0.0s\n")
+    assert said == ["solving: gap 8.00% (best 5,000, bound 4,600)", "solving: gap Large (best 5,000, bound -inf)"]
+    log(f"{SCALE_NOTE} 1.0\n")  # the next solve: no constant unless it is noted again
+    log("         0       0         0   0.00%   1800            2000               10.00%        0      0      0"
+        "        19     0.0s\n")
+    assert said[-1] == "solving: gap 10.00% (best 2,000, bound 1,800)"
+
+
+def test_progress_line_shows_the_plans_objective_on_a_real_solve(tmp_path):
+    """tiny's consolidate scenario solved to optimality through the pipeline with the CLI's log: the last progress
+    line's best and bound are the plan's objective and bound, closing costs included (DC_A and DC_B's 50,000
+    each, charged once: a constant of 100,000 that the solver never sees), and the solver's own log line is that
+    constant lower (in the solver's scaled units)."""
+    from engine import load_instance
+    from engine.pipeline import plan
+    from engine.scenario import load_scenario
+    from instances.instance import bundled_instance_path
+
+    tiny = bundled_instance_path("tiny")
+    said: list[str] = []
+    log = SolveLog(tmp_path / "solver.log", said.append, every=0.0)
+    result = plan(load_instance(tiny), load_scenario("consolidate", tiny), time_limit=30, mip_gap=0.0, log=log,
+                  simulate=False)
+    assert result.status == "optimal" and result.plan.bound == pytest.approx(result.objective, rel=1e-9)
+    last = said[-1]
+    assert last == f"solving: gap 0.00% (best {result.objective:,.0f}, bound {result.plan.bound:,.0f})", last
+    from solvers.api import OFFSET_NOTE, SCALE_NOTE
+
+    text = (tmp_path / "solver.log").read_text()
+    scale = float(text[text.rindex(SCALE_NOTE) + len(SCALE_NOTE):].split()[0])
+    assert f"{OFFSET_NOTE} 100000.0" in text[text.rindex(SCALE_NOTE):]
+    raw = [line for line in text.splitlines() if re.search(r"(%|Large) .*\d+\.\d+s\s*$", line)][-1]
+    assert float(raw.split()[-8]) / scale == pytest.approx(result.objective - 100_000.0, rel=1e-9), raw

@@ -387,8 +387,8 @@ def test_twinplan_solve_time_limit_covers_every_repair_round(tiny):
 
 
 def test_single_source_relax_restore_matches_direct_and_starts_complete():
-    """Single sourcing goes the LP way (no Lagrangian); its MIP start carries the assignments too (a complete
-    start), and the answer equals the direct MILP's optimum."""
+    """Single sourcing: the MIP start carries the assignments too (a complete start), and the answer equals the
+    direct MILP's optimum."""
     inst = cflp(50, m=6, n=14, tight=1.8)
     opts = NetworkDesignOptions(allow_unmet=False, single_source=True)
     direct = network_design.solve(inst, options=replace(opts, strategy="direct"), mip_gap=0.0)
@@ -400,3 +400,31 @@ def test_single_source_relax_restore_matches_direct_and_starts_complete():
     start = network_design.warm_start_from(ctx, network_design.build_model(ctx), direct)
     assign = start["assign"]
     assert assign.sum() == len(inst.zones) and set(assign.unique()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("seed", [60, 61])
+def test_lagrangian_bound_and_fixing_are_valid_for_single_sourcing(seed):
+    """With single sourcing the Lagrangian relaxes the multi-source problem, itself a relaxation: against the
+    single-source optimum by brute force (every site subset, its assignments a MILP), L(u) is never above it,
+    no fixing or probe sets one of its sites the wrong way, and relax-and-restore (which now takes this path)
+    reaches it, proven and checked. The capacities are tight enough that single sourcing costs something."""
+    inst = cflp(seed, m=5, n=12, tight=1.3)
+    multi = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False), mip_gap=0.0).objective
+    best, best_open = brute_force(inst, single_source=True)
+    assert best > multi * (1 + 1e-6)  # single sourcing binds here
+    ctx = prepare(inst, NetworkDesignOptions(allow_unmet=False, single_source=True))
+    assert lagrangian.applies(ctx)[0]
+    opened = np.isin(ctx.sites, best_open)
+    fixed = 0
+    for upper in (best * (1 + 1e-9), best * 1.02):
+        root = lagrangian.subgradient(ctx, upper=upper, max_iter=1000, tol=0.0)
+        assert root.bound <= best * (1 + 1e-9)
+        fo, fc, _ = lagrangian.probe(ctx, upper, root)
+        assert not (opened & (fc | root.fixed_closed)).any() and not (~opened & (fo | root.fixed_open)).any()
+        fixed += int(fo.sum() + fc.sum())
+    assert fixed >= 4  # sites were fixed (seed 60: all five against the optimum's cost), none wrongly
+    plan = network_design.solve(inst, options=NetworkDesignOptions(allow_unmet=False, single_source=True,
+                                                                   strategy="relax_restore"), mip_gap=0.0)
+    assert plan.meta["phases"]["lagrangian"]["status"] == "bound"
+    assert plan.status == "optimal" and plan.objective == pytest.approx(best, rel=1e-7)
+    assert plan.bound <= plan.objective and check_plan(inst, plan, single_source=True).empty

@@ -78,3 +78,60 @@ def test_a_repair_round_without_a_plan_in_the_time_left_keeps_the_previous_plan(
     assert result.plan.has_solution and result.objective == pytest.approx(first["objective"])
     assert result.simulation is not None and result.simulation_feasible is False  # round 1's simulation, stated
     assert pipeline.exit_code(result) == 6  # not executable, rather than "no solution" (4)
+
+
+def pack_bound_folder(folder, time_limit: float):
+    """:func:`pack_bound_instance` written to ``folder`` with two scenarios that both need a repair round (today's
+    network and a 12-hour order-to-ship promise): ``tight`` (DC_C may open) and its baseline ``today`` (DC_C
+    closed), each with its own ``solver: {time_limit, mip_gap: 0}``."""
+    import yaml
+
+    pack_bound_instance(load_instance(TINY)).save(folder)
+    scenarios = folder / "scenarios"
+    scenarios.mkdir(exist_ok=True)
+    for f in scenarios.glob("*.yaml"):
+        f.unlink()
+    sla = {"sla": {"order_to_ship_sla_hours": 12}}
+    solver = {"time_limit": time_limit, "mip_gap": 0.0}
+    (scenarios / "today.yaml").write_text(yaml.safe_dump({
+        "name": "today", "decision": "consolidation", "solver": solver,
+        "modifications": [{"force_open": ["DC_A", "DC_B"]}, {"force_closed": ["DC_C"]}, sla]}))
+    (scenarios / "tight.yaml").write_text(yaml.safe_dump({
+        "name": "tight", "decision": "consolidation", "baseline": "today", "solver": solver,
+        "modifications": [{"force_open": ["DC_A", "DC_B"]}, sla]}))
+    return folder
+
+
+def test_a_scenarios_own_time_limit_bounds_the_whole_command(monkeypatch, tmp_path):
+    """``twinplan solve`` without ``--time-limit``: the scenario's ``solver.time_limit`` covers the whole command
+    as ``--time-limit`` would -- the scenario's repair rounds and its baseline's share it, instead of each
+    ``plan`` call (and each answer solve) getting the whole limit again. Unlimited, the scenario and its baseline
+    each take two rounds here (1.2-2.7 s each on this machine, load 2-3): without the shared limit both ran all
+    their rounds, with it they stop repairing when the limit is used up (span 2.4-3.0 s for the 3 s limit)."""
+    from engine.cli import BASELINE_SHARE, run_solve
+
+    limit = 3.0
+    folder = pack_bound_folder(tmp_path / "inst", limit)
+    calls: list[tuple[str, float | None, float, float]] = []  # (scenario, time limit given, start, end)
+    real = pipeline.plan
+
+    def spy(instance, scenario, **kw):
+        start = time.perf_counter()
+        result = real(instance, scenario, **kw)
+        calls.append((scenario.name, kw.get("time_limit"), start, time.perf_counter()))
+        return result
+
+    monkeypatch.setattr(pipeline, "plan", spy)
+    t0 = time.perf_counter()
+    result, base, _, _ = run_solve(str(folder), "tight", out=str(tmp_path / "run"), store=str(tmp_path / "r.duckdb"),
+                                   replications=8, seed=3, quiet=True)
+    wall = time.perf_counter() - t0
+    assert [c[0] for c in calls] == ["tight", "today"]
+    (_, given, start, _), (_, base_given, base_start, end) = calls
+    # the scenario's solve leaves the baseline its share; the baseline gets what is left of the same limit
+    assert given == pytest.approx(limit * (1 - BASELINE_SHARE), abs=0.1)
+    assert base_given is not None and base_given <= max(1.0, limit - (base_start - start)) + 1e-6
+    assert result.plan.has_solution and base.plan.has_solution
+    assert result.rounds[0]["simulation_feasible"] is False  # round 1's plan breaks an SLA: a repair is due
+    assert end - start <= limit + 1.0  # every solve, round, check and simulation of both
+    assert wall <= limit + 6.0  # + checking the inputs and writing the run folder and its report

@@ -172,7 +172,51 @@ class HighsBackend(Backend):
 
     # ------------------------------------------------------------------ solve
     def solve(self, form: StandardForm, params: SolveParams) -> BackendOutput:
-        """Solve ``form`` with HiGHS under ``params`` (limits, warm start, basis, log)."""
+        """Solve ``form`` with HiGHS under ``params`` (limits, warm start, basis, log).
+
+        A MIP solution whose objective HiGHS reports differently from what the solution costs is not trusted
+        (:func:`_objective_mismatch`; HiGHS 1.16 does this after a MIP start on OR-Library cap71: "optimal",
+        objective 631,874, returning the start, which costs 1,248,143, while the optimum is 932,616): the model
+        is solved once more for the time left, without the start (with one) or without presolve (without), and
+        the better solution of the two is returned at its true cost, with the second solve's bound and status.
+        """
+        from dataclasses import replace
+
+        t0 = perf_counter()
+        out = self._solve_once(form, params)
+        reported = _objective_mismatch(form, out)
+        if reported is None:
+            return out
+        first_cost = out.objective
+        left = None if params.time_limit is None else max(1.0, params.time_limit - (perf_counter() - t0))
+        if params.warm_start is not None:
+            again = replace(params, warm_start=None, time_limit=left)
+            how = "solved again without the MIP start"
+        else:
+            again = replace(params, time_limit=left, options={**params.options, "presolve": "off"})
+            how = "solved again without presolve"
+        note = (f"HiGHS reported objective {reported!r} for a solution that costs {first_cost!r} (status "
+                f"{out.raw_status}); not trusted, {how}")
+        _log_note(params.log, f"twinplan: {note}\n")
+        second = self._solve_once(form, again)
+        second.translate_seconds += out.translate_seconds
+        second.solve_seconds += out.solve_seconds
+        second.extract_seconds += out.extract_seconds
+        second.warm_start_entries = out.warm_start_entries
+        second.message = "; ".join(m for m in (out.message, note, second.message) if m)
+        if _objective_mismatch(form, second) is None and second.has_solution and second.objective <= first_cost:
+            return second
+        # the first solution (typically the start) is the better one, at its true cost; the second solve's bound
+        second.x, second.objective, second.has_solution = out.x, first_cost, True
+        second.row_duals = second.reduced_costs = None
+        bound = second.bound if math.isfinite(second.bound) and second.bound <= first_cost else float("nan")
+        second.bound, second.gap = bound, relative_gap(first_cost, bound)
+        if second.termination in _NO_SOLUTION or not (second.gap <= (params.mip_gap or 0.0) + 1e-9):
+            second.termination = Termination.TIME_LIMIT if params.time_limit is not None else Termination.UNKNOWN
+        return second
+
+    def _solve_once(self, form: StandardForm, params: SolveParams) -> BackendOutput:
+        """One HiGHS run of ``form`` under ``params``, read back into a BackendOutput."""
         import highspy
 
         self.check_model(form)
@@ -302,3 +346,33 @@ def _i32(array: np.ndarray) -> np.ndarray:
 
 
 register(HighsBackend())
+
+
+OBJECTIVE_MISMATCH_TOL = 1e-6
+"""Relative difference between HiGHS's reported MIP objective and the cost of its solution (objective row times
+values plus constant) above which the solution's objective is not trusted."""
+
+
+def _objective_mismatch(form: StandardForm, out: BackendOutput) -> float | None:
+    """The objective HiGHS reported when it differs from what the returned MIP solution costs (``out.objective``
+    is then set to that cost); None when they agree or there is nothing to compare."""
+    if not form.is_mip or not out.has_solution or out.x is None or not math.isfinite(out.objective):
+        return None
+    cost = float(form.objective @ out.x) + float(form.objective_constant)
+    if abs(cost - out.objective) <= OBJECTIVE_MISMATCH_TOL * max(1.0, abs(cost)):
+        return None
+    reported, out.objective = out.objective, cost
+    return reported
+
+
+def _log_note(log: Any, text: str) -> None:
+    """Write ``text`` to the solve's log target (callable, path, or stdout for True)."""
+    if log is None or log is False:
+        return
+    if log is True:
+        print(text, end="")
+    elif callable(log):
+        log(text)
+    else:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(text)
