@@ -1148,11 +1148,13 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
     fix_closed: list[str] = []
     fix_upper = np.inf
     lag = None
-    use_lagrangian, why = network_lagrangian.applies(sizing)
-    if use_lagrangian and not lagrangian.applies(sizing)[0] and not _large_lp(sizing):
-        # the network relaxation pays off where the LP relaxation is too large to solve (eu_fba, 52,000 arcs: its LP
-        # path proves 0.15 % in 5 s, the subgradient and its plans take 40 s to prove the optimum)
-        use_lagrangian, why = False, "network shape, but the LP relaxation is small enough to solve"
+    use_lagrangian, why = lagrangian.applies(sizing)  # the facility-location shape (single sourcing included)
+    if not use_lagrangian:
+        use_lagrangian, why = network_lagrangian.applies(sizing)
+        if use_lagrangian and not _large_lp(sizing):
+            # the network relaxation pays off where the LP relaxation is too large to solve (eu_fba, 52,000 arcs:
+            # its LP path proves 0.15 % in 5 s, the subgradient and its plans take 40 s to prove the optimum)
+            use_lagrangian, why = False, "network shape, but the LP relaxation is small enough to solve"
     if use_lagrangian and _ok(first):
         # phase 1: Lagrangian bound by subgradient (the facility-location relaxation, or the network one with
         # products, sources, labour and modules), its site sets evaluated as plans, Lagrangian fixing for the
