@@ -113,6 +113,28 @@ def test_each_site_value_is_its_subproblem_optimum(seed):
     assert modules_paid > 0  # some DC's best value needed its modules: the combinations were exercised
 
 
+def brute_force(inst) -> float:
+    """The optimum by enumeration: every subset of DCs open (the rest closed), each solved with the sites fixed."""
+    import itertools
+
+    sites = list(inst.dcs["id"])
+    best = np.inf
+    for k in range(len(sites) + 1):
+        for subset in itertools.combinations(sites, k):
+            plan = network_design.solve(inst, NetworkDesignOptions(
+                strategy="direct", aggregate_products=False, force_open=list(subset),
+                force_closed=[s for s in sites if s not in subset]), mip_gap=0.0)
+            if plan.has_solution:
+                best = min(best, float(plan.objective))
+    return best
+
+
+def test_proven_optimum_is_the_brute_force_one():
+    """The reference optimum of the bound tests (HiGHS, gap 0) is the one enumeration of all 64 site subsets finds."""
+    inst = network(5)
+    assert optimum_and_lp(inst)[0] == pytest.approx(brute_force(inst), rel=1e-9)
+
+
 @pytest.mark.parametrize("seed", [5, 11, 23])
 def test_bound_below_optimum_and_reaches_the_lp_relaxation(seed):
     """Weak duality at random multipliers; the subgradient's bound never above the proven optimum and within
