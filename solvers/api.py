@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from solvers.backends.base import Backend, LogTarget, SolveParams, get_backend, validate_common
+from solvers.backends.base import (
+    Backend,
+    LogTarget,
+    SolveParams,
+    get_backend,
+    note_in_log,
+    validate_common,
+)
 from solvers.basis import Basis
 from solvers.errors import SolverOptionError
 from solvers.frontends import to_standard_form
@@ -108,10 +115,10 @@ def solve(
     if start is not None and factors.col is not None:
         start = start * factors.col  # a basis needs nothing: positive scaling keeps every status
     scale_seconds = perf_counter() - t_scale
-    _note_in_log(log, f"{SCALE_NOTE} {factors.objective!r}"
+    note_in_log(log, f"{SCALE_NOTE} {factors.objective!r}"
                       f"{' (twinplan scaled the model before the solver)' if not factors.is_identity else ''}\n")
     if objective_offset:
-        _note_in_log(log, f"{OFFSET_NOTE} {float(objective_offset)!r}\n")
+        note_in_log(log, f"{OFFSET_NOTE} {float(objective_offset)!r}\n")
     params = SolveParams(
         time_limit=time_limit,
         mip_gap=mip_gap,
@@ -195,19 +202,6 @@ OFFSET_NOTE = "Objective values in this log leave out the caller's constant"
 """First words of the line :func:`solve` writes to the solver log, after the :data:`SCALE_NOTE` line, when the caller
 adds a constant to the model's objective (``objective_offset``): the caller's objective is the log's value divided
 by the scale plus the number that follows. Without this line the constant is 0."""
-
-
-def _note_in_log(log: LogTarget, text: str) -> None:
-    """Write ``text`` to a log target (callable or file path; stdout for ``True``)."""
-    if log is None or log is False:
-        return
-    if log is True:
-        print(text, end="")
-    elif callable(log):
-        log(text)
-    else:
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(text)
 
 
 def warm_start_vector(form: StandardForm, warm_start: WarmStart) -> np.ndarray:

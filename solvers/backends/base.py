@@ -218,6 +218,13 @@ def log_writer(log: LogTarget) -> Iterator[Callable[[str], None] | None]:
     raise SolverOptionError(f"log must be a file path, a callable, True or None, not {type(log).__name__}")
 
 
+def note_in_log(log: LogTarget, text: str) -> None:
+    """Write one note (``text``, ending with a newline) to ``log`` through :func:`log_writer`."""
+    with log_writer(log) as write:
+        if write is not None:
+            write(text)
+
+
 def _stream_writer(stream: TextIO) -> Callable[[str], None]:
     def write(text: str) -> None:
         stream.write(text if text.endswith("\n") else text + "\n")

@@ -17,6 +17,7 @@ from solvers.backends.base import (
     Capabilities,
     SolveParams,
     SolverOptionError,
+    note_in_log,
     register,
 )
 from solvers.model import StandardForm
@@ -197,7 +198,7 @@ class HighsBackend(Backend):
             how = "solved again without presolve"
         note = (f"HiGHS reported objective {reported!r} for a solution that costs {first_cost!r} (status "
                 f"{out.raw_status}); not trusted, {how}")
-        _log_note(params.log, f"twinplan: {note}\n")
+        note_in_log(params.log, f"twinplan: {note}\n")
         second = self._solve_once(form, again)
         second.translate_seconds += out.translate_seconds
         second.solve_seconds += out.solve_seconds
@@ -364,15 +365,3 @@ def _objective_mismatch(form: StandardForm, out: BackendOutput) -> float | None:
     reported, out.objective = out.objective, cost
     return reported
 
-
-def _log_note(log: Any, text: str) -> None:
-    """Write ``text`` to the solve's log target (callable, path, or stdout for True)."""
-    if log is None or log is False:
-        return
-    if log is True:
-        print(text, end="")
-    elif callable(log):
-        log(text)
-    else:
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(text)
