@@ -819,6 +819,25 @@ class _ChainTracker:
         x = x.reshape(len(x), S, M, R)[..., :self.rc]
         return x.reshape(len(x), -1).T.copy()  # a copy: the kernel reuses its buffers
 
+    def _overdue(self, cumA: np.ndarray, cumD: np.ndarray, t0: int) -> tuple[Any, np.ndarray]:
+        """The chunk's overdue-unit tolerance and overdue units A(t - L) - D(t) (Tc, S, B), A(t - L) of steps
+        before the chunk taken from the ring of recent arrivals. A shared run (:class:`SharedInputs`) takes the
+        tolerance of all the setup's sites."""
+        Tc, L, W = cumA.shape[0], self.L, self.W
+        tol = _overdue_tolerance(cumA[-1]) if self.tolerances is None else self.tolerances[t0]
+        overdue = np.empty_like(cumD)
+        nh = min(L, Tc)
+        np.subtract(self.ring[(t0 - L + np.arange(nh)) % W], cumD[:nh], out=overdue[:nh])
+        if Tc > L:
+            np.subtract(cumA[:Tc - L], cumD[L:], out=overdue[L:])
+        return tol, overdue
+
+    def _remember(self, cumA: np.ndarray, t0: int) -> None:
+        """Keep the chunk's last W steps of cumulative arrivals in the ring (the next chunks' A(t - L))."""
+        Tc, W = cumA.shape[0], self.W
+        keep = min(Tc, W)
+        self.ring[(t0 + Tc - keep + np.arange(keep)) % W] = cumA[Tc - keep:]
+
     def update(self, cumA: np.ndarray, cumD: np.ndarray, t0: int, step_hours: float, fail_share: float,
                cycle: bool) -> np.ndarray:
         """Feed one chunk (global steps t0..t0+Tc-1) of cumulative head arrivals and tail departures (Tc, S, B).
@@ -826,14 +845,8 @@ class _ChainTracker:
         Returns the (S, M) mask of site x multiplier columns whose SLA breaks for the first time here.
         """
         Tc = cumA.shape[0]
-        S, M, R, W, L = self.S, self.M, self.R, self.W, self.L
-        # a shared run (:class:`SharedInputs`) takes the tolerance of all the setup's sites
-        tol = _overdue_tolerance(cumA[-1]) if self.tolerances is None else self.tolerances[t0]
-        overdue = np.empty_like(cumD)  # A(t - L) - D(t)
-        nh = min(L, Tc)
-        np.subtract(self.ring[(t0 - L + np.arange(nh)) % W], cumD[:nh], out=overdue[:nh])
-        if Tc > L:
-            np.subtract(cumA[:Tc - L], cumD[L:], out=overdue[L:])
+        S, M, R = self.S, self.M, self.R
+        tol, overdue = self._overdue(cumA, cumD, t0)
         empty = np.subtract(cumA, cumD) < tol
         peak = overdue.max(axis=0)  # (S, B)
         new = np.zeros((S, M), dtype=bool)
@@ -865,8 +878,7 @@ class _ChainTracker:
         self.last_empty = np.where(has_empty, t0 + last, self.last_empty)
         if cycle:
             self.pending.append((self._sub(cumA), self._sub(cumD)))
-        keep = min(Tc, W)
-        self.ring[(t0 + Tc - keep + np.arange(keep)) % W] = cumA[Tc - keep:]
+        self._remember(cumA, t0)
         self.last_D = cumD[-1].copy()
         return new
 
@@ -875,13 +887,8 @@ class _ChainTracker:
         same as :meth:`update` leaves them): what the search for the capacity that clears a breach reads. Shortfall
         estimates, per-replication breaches and cycle times are not kept."""
         Tc = cumA.shape[0]
-        S, M, R, W, L = self.S, self.M, self.R, self.W, self.L
-        tol = _overdue_tolerance(cumA[-1]) if self.tolerances is None else self.tolerances[t0]
-        overdue = np.empty_like(cumD)  # A(t - L) - D(t)
-        nh = min(L, Tc)
-        np.subtract(self.ring[(t0 - L + np.arange(nh)) % W], cumD[:nh], out=overdue[:nh])
-        if Tc > L:
-            np.subtract(cumA[:Tc - L], cumD[L:], out=overdue[L:])
+        S, M, R = self.S, self.M, self.R
+        tol, overdue = self._overdue(cumA, cumD, t0)
         new = np.zeros((S, M), dtype=bool)
         self.first_step_in_chunk[:] = -1
         self.overdue = overdue
@@ -894,8 +901,7 @@ class _ChainTracker:
                     overdue[~late] = 0.0
                     self.first_step_in_chunk = np.where(new, failing.argmax(axis=0), -1)
                     self.first_breach[new] = t0 + self.first_step_in_chunk[new]
-        keep = min(Tc, W)
-        self.ring[(t0 + Tc - keep + np.arange(keep)) % W] = cumA[Tc - keep:]
+        self._remember(cumA, t0)
         return new
 
     def flush_cycle(self) -> None:
