@@ -163,26 +163,38 @@ class LagrangianResult:
     an estimate of the LP relaxation's open values to round (primal recovery from the subgradient)."""
 
 
+def outbound_items(ctx: NetworkDesignContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The customers' demand over the (zone, product, period) grid, and per outbound arc: its customer's position
+    in that grid, its annual unit cost (transport + handling), its site and its period (codes)."""
+    f = ctx.outbound.frame
+    keys = {"zone_id": ctx.zones, "product_id": ctx.products, "period": ctx.periods}
+    demand = np.zeros(len(ctx.zones) * len(ctx.products) * len(ctx.periods))
+    np.add.at(demand, grid_codes(ctx.demand, keys), ctx.demand["quantity"].to_numpy(dtype=float))
+    cust = grid_codes(f.rename(columns={"destination_id": "zone_id"}), keys)
+    handling = float(ctx.instance.defaults["handling_cost_per_unit"])
+    cost = ctx.annual * (f["cost_per_unit"].to_numpy(dtype=float) + handling)
+    return (demand, cust, cost, codes(f["origin_id"].to_numpy(), ctx.sites),
+            codes(f["period"].to_numpy(), ctx.periods))
+
+
 class FacilityLocation:
     """The relaxation's data in arrays (arcs grouped by site and period), built once from the model context."""
 
     def __init__(self, ctx: NetworkDesignContext) -> None:
-        f = ctx.outbound.frame
         self.n_sites, n_t = len(ctx.sites), len(ctx.periods)
-        keys = {"zone_id": ctx.zones, "product_id": ctx.products, "period": ctx.periods}
-        self.demand = np.zeros(len(ctx.zones) * len(ctx.products) * len(ctx.periods))
-        np.add.at(self.demand, grid_codes(ctx.demand, keys), ctx.demand["quantity"].to_numpy(dtype=float))
-        self.cust = grid_codes(f.rename(columns={"destination_id": "zone_id"}), keys)
-        handling = float(ctx.instance.defaults["handling_cost_per_unit"])
-        self.cost = ctx.annual * (f["cost_per_unit"].to_numpy(dtype=float) + handling)
-        self.site = codes(f["origin_id"].to_numpy(), ctx.sites)
-        period = codes(f["period"].to_numpy(), ctx.periods)
+        self.demand, self.cust, self.cost, self.site, period = outbound_items(ctx)
         self.group = self.site * n_t + period
         self.n_groups = self.n_sites * n_t
         cap = nh.site_capacity(ctx)
         self.group_cap = cap.reshape(-1)
         self.site_cap = cap.sum(axis=1)
         self.period_cap = cap  # most throughput per site and period (sites, periods)
+        self._site_terms(ctx)
+
+    def _site_terms(self, ctx: NetworkDesignContext) -> None:
+        """What every relaxation keeps per site and overall: fixed costs (annual fixed, one-off opening of
+        candidates, minus one-off closing of today's DCs), the objective's constant, the unmet penalty (None when
+        demand must be met), forced sites and total demand."""
         dcs = ctx.dcs
         cand = (dcs["status"] == "candidate").to_numpy()
         self.fixed = (dcs["fixed_cost_per_year"].to_numpy(dtype=float)

@@ -37,7 +37,7 @@ import pandas as pd
 
 from formulations import lagrangian
 from formulations import network_heuristics as nh
-from formulations.common import codes, derate_series, grid_codes
+from formulations.common import codes, derate_series
 from formulations.lagrangian import FacilityLocation
 
 NetworkDesignContext = Any
@@ -92,15 +92,8 @@ class NetworkRelaxation(FacilityLocation):
         n_t, n_p = len(ctx.periods), len(ctx.products)
         self.n_sites = len(ctx.sites)
         self.n_t = n_t
-        keys = {"zone_id": ctx.zones, "product_id": ctx.products, "period": ctx.periods}
-        self.n_cust = len(ctx.zones) * n_p * n_t
-        self.demand = np.zeros(self.n_cust)
-        np.add.at(self.demand, grid_codes(ctx.demand, keys), ctx.demand["quantity"].to_numpy(dtype=float))
-        handling = float(ctx.instance.defaults["handling_cost_per_unit"])
-        cust = grid_codes(f.rename(columns={"destination_id": "zone_id"}), keys)
-        cost = ctx.annual * (f["cost_per_unit"].to_numpy(dtype=float) + handling)
-        site = codes(f["origin_id"].to_numpy(), ctx.sites)
-        period = codes(f["period"].to_numpy(), ctx.periods)
+        self.demand, cust, cost, site, period = lagrangian.outbound_items(ctx)
+        self.n_cust = len(self.demand)
         prod = codes(f["product_id"].to_numpy(), ctx.products)
         # where a product reaches a DC: (site, product, period) keys of the inbound legs
         key_of = (site * n_p + prod) * n_t + period
@@ -161,18 +154,7 @@ class NetworkRelaxation(FacilityLocation):
         self.group_cap = base.reshape(-1)
         self.period_cap = np.minimum(self.max_cap, q2)  # most throughput per site and period: stages and labour
         self.site_cap = self.period_cap.sum(axis=1)
-        dcs = ctx.dcs
-        cand = (dcs["status"] == "candidate").to_numpy()
-        self.fixed = (dcs["fixed_cost_per_year"].to_numpy(dtype=float)
-                      + ctx.one_off * np.where(cand, dcs["opening_cost"].to_numpy(dtype=float), 0.0)
-                      - ctx.one_off * np.where(~cand, dcs["closing_cost"].to_numpy(dtype=float), 0.0))
-        self.constant = ctx.objective_constant
-        self.penalty = (ctx.annual * float(ctx.instance.defaults["unmet_demand_penalty"])
-                        if ctx.options.allow_unmet else None)
-        self.forced_open, self.forced_closed = nh.forced_masks(ctx)
-        self.total = float(self.demand.sum())
-        self.cover = not ctx.options.allow_unmet
-        self.served_items = np.zeros(len(cust))
+        self._site_terms(ctx)
 
     def _module_levels(self, ctx: NetworkDesignContext, base: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Per site whose modules can raise its capacity: (capacities per level and period, annual cost per level)
@@ -339,6 +321,5 @@ class NetworkRelaxation(FacilityLocation):
             ok = rows >= 0
             np.add.at(drawn, rows[ok], x[open_arc][ok])
             grad[self.n_cust:] = drawn - self.supply
-        self.served_items = x
         return base + value, y, v, grad, base
 
