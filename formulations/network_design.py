@@ -1177,12 +1177,14 @@ def _relax_restore(instance: Instance, opt: NetworkDesignOptions, sizing: Networ
         if network and lag.open_share is not None:
             # primal recovery: the sites' average open share over the iterations estimates the LP relaxation's open
             # values; rounded at a few thresholds, tried first
-            fo_, fc_ = nh.forced_masks(sizing)
-            rounded = [(lag.open_share >= q) & ~fc_ | fo_ for q in ROUNDING_THRESHOLDS]
-            seen = set()
-            cands = [c for c in [*rounded, *cands] if not (np.packbits(c).tobytes() in seen
-                                                           or seen.add(np.packbits(c).tobytes()))]
-            phases["lagrangian"]["rounded_plans"] = len({np.packbits(c).tobytes() for c in rounded})
+            unique: dict[bytes, np.ndarray] = {}
+            for q in ROUNDING_THRESHOLDS:
+                c = (lag.open_share >= q) & ~fl.forced_closed | fl.forced_open
+                unique.setdefault(np.packbits(c).tobytes(), c)
+            phases["lagrangian"]["rounded_plans"] = len(unique)
+            for c in cands:
+                unique.setdefault(np.packbits(c).tobytes(), c)
+            cands = list(unique.values())
         for k, cand in enumerate(cands):
             if k and time_limit is not None and time.perf_counter() - t_eval > START_SHARE * float(time_limit):
                 break
